@@ -1,0 +1,174 @@
+//! `/init` of the test guest, and the probes it runs.
+//!
+//! As PID 1 it mounts the pseudo filesystems, finds the results port (a
+//! virtio-serial port, never the console), runs every probe of
+//! [`ksh_proto::PROBES`] in its own child process (`/init --probe NAME`) under
+//! the probe's timeout, forwards each probe's KTAP subtest, writes the
+//! completion record and powers off. A probe that crashes or hangs costs its
+//! own cases, not the run.
+
+mod ktap;
+mod probes;
+mod sys;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ksh_proto::{ProbeSpec, PROBES};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() == 3 && args[1] == "--probe" {
+        // Child mode: run one probe, KTAP cases on stdout.
+        let Some(spec) = ksh_proto::probe(&args[2]) else {
+            eprintln!("ksh-init: unknown probe {}", args[2]);
+            std::process::exit(2);
+        };
+        let mut out = ktap::CaseWriter::new(std::io::stdout().lock(), spec);
+        probes::run(spec, &mut out);
+        out.finish();
+        return;
+    }
+    init();
+}
+
+/// PID 1: set up, run every probe, report, power off.
+fn init() {
+    let mount_errors = sys::mount_pseudo_filesystems();
+    for e in &mount_errors {
+        eprintln!("ksh-init: {e}");
+    }
+    let mut port = match sys::open_results_port(ksh_proto::RESULTS_PORT_NAME) {
+        Ok(p) => p,
+        Err(e) => {
+            // No channel: say so on the console; the host sees no completion
+            // record and reports the run as crashed, with this line in the log.
+            eprintln!("ksh-init: cannot open the results port: {e}");
+            sys::power_off();
+        }
+    };
+    let started = Instant::now();
+    let mut report = String::new();
+    report.push_str("KTAP version 1\n");
+    report.push_str(&format!("1..{}\n", PROBES.len()));
+    let _ = port.write_all(report.as_bytes());
+    for (i, spec) in PROBES.iter().enumerate() {
+        let block = run_probe_child(i + 1, spec);
+        let _ = port.write_all(block.as_bytes());
+        let _ = port.flush();
+    }
+    let tail = format!(
+        "# ksh: probes took {} ms inside the guest\n{}\n",
+        started.elapsed().as_millis(),
+        ksh_proto::completion_record(PROBES.len())
+    );
+    let _ = port.write_all(tail.as_bytes());
+    let _ = port.flush();
+    let _ = port.sync_all();
+    drop(port);
+    sys::power_off();
+}
+
+/// Runs one probe in a child process with its timeout; returns its KTAP
+/// subtest block (indented cases plus the probe's own result line).
+fn run_probe_child(number: usize, spec: &ProbeSpec) -> String {
+    let mut block = format!(
+        "    KTAP version 1\n    # Subtest: {}\n    1..{}\n",
+        spec.name,
+        spec.cases.len()
+    );
+    let started = Instant::now();
+    let child = Command::new("/proc/self/exe")
+        .args(["--probe", spec.name])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            for (j, case) in spec.cases.iter().enumerate() {
+                block.push_str(&format!(
+                    "    # cannot start the probe process: {e}\n    not ok {} {case}\n",
+                    j + 1
+                ));
+            }
+            block.push_str(&format!("not ok {number} {}\n", spec.name));
+            return block;
+        }
+    };
+    // Read stdout on a thread so a chatty probe cannot block on a full pipe.
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+            lines.push(l);
+        }
+        lines
+    });
+    let stderr = child.stderr.take().unwrap();
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = BufReader::new(stderr).take(8192).read_to_string(&mut s);
+        s
+    });
+    let limit = Duration::from_secs(spec.timeout_secs.into());
+    let mut timed_out = false;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break Some(st),
+            Ok(None) if started.elapsed() > limit => {
+                let _ = child.kill();
+                let _ = child.wait();
+                timed_out = true;
+                break None;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(_) => break None,
+        }
+    };
+    let lines = reader.join().unwrap_or_default();
+    let stderr_text = err_reader.join().unwrap_or_default();
+    let mut reported = 0usize;
+    let mut all_ok = true;
+    for l in &lines {
+        if let Some(r) = ktap::parse_case_line(l) {
+            reported = reported.max(r.number);
+            all_ok &= r.ok;
+        }
+        block.push_str("    ");
+        block.push_str(l);
+        block.push('\n');
+    }
+    // Cases the probe never reported: it crashed or was killed.
+    for (j, case) in spec.cases.iter().enumerate().skip(reported) {
+        all_ok = false;
+        if timed_out {
+            block.push_str(&format!(
+                "    not ok {} {case} # TIMEOUT probe exceeded {} s\n",
+                j + 1,
+                spec.timeout_secs
+            ));
+        } else {
+            let how = status
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "unknown".into());
+            block.push_str(&format!(
+                "    # probe process ended ({how}) before reporting this case\n"
+            ));
+            for l in stderr_text.lines().take(10) {
+                block.push_str(&format!("    # stderr: {l}\n"));
+            }
+            block.push_str(&format!("    not ok {} {case}\n", j + 1));
+        }
+    }
+    block.push_str(&format!(
+        "# {}: {} ms\n{} {number} {}\n",
+        spec.name,
+        started.elapsed().as_millis(),
+        if all_ok { "ok" } else { "not ok" },
+        spec.name
+    ));
+    block
+}

@@ -1,0 +1,46 @@
+//! `boot`: the kernel booted, ran our /init, and the filesystems the other
+//! probes rely on are mounted.
+
+use std::io::Write;
+
+use crate::ktap::{CaseWriter, Verdict};
+use crate::sys::MOUNTS;
+
+pub fn run<W: Write>(out: &mut CaseWriter<W>) {
+    // We run as a child of /init; PID 1 must be our parent and be /init.
+    // SAFETY: getppid cannot fail.
+    let ppid = unsafe { libc::getppid() };
+    let cmdline = std::fs::read("/proc/1/cmdline").unwrap_or_default();
+    let init =
+        String::from_utf8_lossy(cmdline.split(|&b| b == 0).next().unwrap_or_default()).into_owned();
+    out.case(
+        "init-ran",
+        if ppid == 1 && init == "/init" {
+            Verdict::Pass
+        } else {
+            Verdict::Fail(vec![format!(
+                "parent pid {ppid}, PID 1 runs '{init}' (want 1 and /init)"
+            )])
+        },
+    );
+
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let missing: Vec<String> = MOUNTS
+        .iter()
+        .filter(|(_, target, fstype)| {
+            !mounts.lines().any(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.len() > 2 && f[1] == *target && f[2] == *fstype
+            })
+        })
+        .map(|(_, target, fstype)| format!("{fstype} on {target}"))
+        .collect();
+    out.case(
+        "filesystems-mounted",
+        if missing.is_empty() {
+            Verdict::Pass
+        } else {
+            Verdict::Fail(vec![format!("not mounted: {}", missing.join(", "))])
+        },
+    );
+}

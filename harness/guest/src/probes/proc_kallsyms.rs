@@ -1,0 +1,239 @@
+//! `proc-kallsyms`: `/proc/kallsyms` in its documented format, listing
+//! exactly the symbols the host derived from `vmlinux` and the kallsyms
+//! filtering rules, at the `vmlinux` addresses (plus the KASLR offset).
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use crate::ktap::{summarize, CaseWriter, Verdict};
+
+/// One `/proc/kallsyms` or expectation line.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Sym {
+    addr: u64,
+    ty: char,
+    name: String,
+}
+
+/// Parses one `/proc/kallsyms` line: `ADDR TYPE NAME` or
+/// `ADDR TYPE NAME\t[MODULE]`. Returns the symbol and whether it belongs to
+/// a module (or another `[...]` owner such as ftrace trampolines).
+fn parse_proc_line(line: &str) -> Result<(Sym, bool), String> {
+    let mut parts = line.splitn(3, ' ');
+    let (Some(addr), Some(ty), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err("fewer than three fields".into());
+    };
+    if addr.len() != 16
+        || !addr
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err("address is not 16 lowercase hex digits".into());
+    }
+    if ty.len() != 1 || !ty.as_bytes()[0].is_ascii_alphabetic() {
+        return Err("type is not one letter".into());
+    }
+    let (name, module) = match rest.split_once('\t') {
+        Some((n, m)) => {
+            if !(m.starts_with('[') && m.ends_with(']') && m.len() > 2) {
+                return Err("text after the tab is not [module]".into());
+            }
+            (n, true)
+        }
+        None => (rest, false),
+    };
+    if name.is_empty() || name.contains(' ') {
+        return Err("empty name or name with a space".into());
+    }
+    let addr = u64::from_str_radix(addr, 16).map_err(|e| e.to_string())?;
+    Ok((
+        Sym {
+            addr,
+            ty: ty.chars().next().unwrap(),
+            name: name.to_string(),
+        },
+        module,
+    ))
+}
+
+fn read_expected() -> Result<Vec<Sym>, String> {
+    let text = std::fs::read_to_string(ksh_proto::EXPECT_KALLSYMS)
+        .map_err(|e| format!("{}: {e}", ksh_proto::EXPECT_KALLSYMS))?;
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| {
+            let mut f = l.splitn(3, ' ');
+            let (Some(a), Some(t), Some(n)) = (f.next(), f.next(), f.next()) else {
+                return Err(format!(
+                    "{}:{}: malformed: {l}",
+                    ksh_proto::EXPECT_KALLSYMS,
+                    i + 1
+                ));
+            };
+            Ok(Sym {
+                addr: u64::from_str_radix(a, 16).map_err(|e| format!("line {}: {e}", i + 1))?,
+                ty: t.chars().next().unwrap_or('?'),
+                name: n.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// `expected` minus `actual` and `actual` minus `expected`, as multisets.
+fn multiset_diff<K: std::hash::Hash + Eq + Clone>(
+    expected: &[K],
+    actual: &[K],
+) -> (Vec<K>, Vec<K>) {
+    let mut counts: HashMap<&K, i64> = HashMap::new();
+    for k in expected {
+        *counts.entry(k).or_default() += 1;
+    }
+    for k in actual {
+        *counts.entry(k).or_default() -= 1;
+    }
+    let mut missing = Vec::new();
+    let mut extra = Vec::new();
+    for (k, c) in counts {
+        for _ in 0..c.max(0) {
+            missing.push(k.clone());
+        }
+        for _ in 0..(-c).max(0) {
+            extra.push(k.clone());
+        }
+    }
+    (missing, extra)
+}
+
+pub fn run<W: Write>(out: &mut CaseWriter<W>) {
+    let text = match std::fs::read_to_string("/proc/kallsyms") {
+        Ok(t) => t,
+        Err(e) => return out.fail_rest(&format!("cannot read /proc/kallsyms: {e}")),
+    };
+    let mut bad = Vec::new();
+    let mut vmlinux_syms = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        match parse_proc_line(line) {
+            Ok((sym, false)) => vmlinux_syms.push(sym),
+            Ok((_, true)) => {}
+            Err(why) => bad.push(format!("line {}: {why}: {line:?}", i + 1)),
+        }
+    }
+    let all_zero = !vmlinux_syms.is_empty() && vmlinux_syms.iter().all(|s| s.addr == 0);
+    let mut diag = Vec::new();
+    if !bad.is_empty() {
+        diag.extend(summarize("malformed lines", &bad));
+    }
+    if all_zero {
+        diag.push("every address is 0: kallsyms values are hidden (kptr_restrict?)".into());
+    }
+    if vmlinux_syms.is_empty() {
+        diag.push("no vmlinux symbols listed".into());
+    }
+    out.case(
+        "format",
+        if diag.is_empty() {
+            Verdict::Pass
+        } else {
+            Verdict::Fail(diag)
+        },
+    );
+
+    let expected = match read_expected() {
+        Ok(e) => e,
+        Err(e) => {
+            out.fail_rest(&e);
+            return;
+        }
+    };
+    let key = |s: &Sym| format!("{} {}", s.ty, s.name);
+    let exp_nt: Vec<String> = expected.iter().map(key).collect();
+    let act_nt: Vec<String> = vmlinux_syms.iter().map(key).collect();
+    let (mut missing, mut extra) = multiset_diff(&exp_nt, &act_nt);
+    missing.sort();
+    extra.sort();
+    let verdict = if missing.is_empty() && extra.is_empty() {
+        Verdict::Pass
+    } else {
+        let mut d = vec![format!(
+            "expected {} symbols, /proc/kallsyms lists {}",
+            expected.len(),
+            vmlinux_syms.len()
+        )];
+        d.extend(summarize("expected but not listed (type name)", &missing));
+        d.extend(summarize("listed but not expected (type name)", &extra));
+        Verdict::Fail(d)
+    };
+    out.case("names-and-types", verdict);
+
+    // KASLR moves the whole image; `_text` tells by how much.
+    let find = |v: &[Sym]| v.iter().find(|s| s.name == "_text").map(|s| s.addr);
+    let (Some(exp_text), Some(act_text)) = (find(&expected), find(&vmlinux_syms)) else {
+        out.case(
+            "addresses",
+            Verdict::Fail(vec![
+                "_text is missing from the expectations or /proc/kallsyms".into(),
+            ]),
+        );
+        return;
+    };
+    let offset = act_text.wrapping_sub(exp_text);
+    let relocated: Vec<Sym> = vmlinux_syms
+        .iter()
+        .map(|s| Sym {
+            addr: s.addr.wrapping_sub(offset),
+            ..s.clone()
+        })
+        .collect();
+    let (mut missing, mut extra) = multiset_diff(&expected, &relocated);
+    missing.sort_by_key(|s| s.addr);
+    extra.sort_by_key(|s| s.addr);
+    let show = |v: &[Sym]| {
+        v.iter()
+            .map(|s| format!("{:016x} {} {}", s.addr, s.ty, s.name))
+            .collect::<Vec<_>>()
+    };
+    let verdict = if missing.is_empty() && extra.is_empty() {
+        Verdict::Pass
+    } else {
+        let mut d = vec![format!("KASLR offset {offset:#x} (from _text)")];
+        d.extend(summarize(
+            "expected (vmlinux address) but not found",
+            &show(&missing),
+        ));
+        d.extend(summarize(
+            "listed (minus offset) but not expected",
+            &show(&extra),
+        ));
+        Verdict::Fail(d)
+    };
+    out.case("addresses", verdict);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_documented_format() {
+        let (s, m) = parse_proc_line("ffffffff81000000 T _text").unwrap();
+        assert_eq!(
+            (s.addr, s.ty, s.name.as_str(), m),
+            (0xffffffff81000000, 'T', "_text", false)
+        );
+        let (_, m) =
+            parse_proc_line("ffffffffc0000000 t ftrace_trampoline\t[__builtin__ftrace]").unwrap();
+        assert!(m);
+        assert!(parse_proc_line("ffffffff81000000 T").is_err());
+        assert!(parse_proc_line("FFFFFFFF81000000 T x").is_err());
+        assert!(parse_proc_line("ffffffff8100000 T x").is_err());
+        assert!(parse_proc_line("ffffffff81000000 TT x").is_err());
+        assert!(parse_proc_line("ffffffff81000000 T x\tmod").is_err());
+    }
+
+    #[test]
+    fn multiset_diff_counts_duplicates() {
+        let (m, e) = multiset_diff(&["a", "a", "b"], &["a", "b", "c"]);
+        assert_eq!(m, ["a"]);
+        assert_eq!(e, ["c"]);
+    }
+}

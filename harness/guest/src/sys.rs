@@ -1,0 +1,72 @@
+//! The few system calls PID 1 needs: mounts, the results port, power-off.
+
+use std::ffi::CString;
+use std::fs;
+use std::path::PathBuf;
+
+/// (source, target, fstype) of every pseudo filesystem the probes use.
+pub const MOUNTS: &[(&str, &str, &str)] = &[
+    ("proc", "/proc", "proc"),
+    ("sysfs", "/sys", "sysfs"),
+    ("devtmpfs", "/dev", "devtmpfs"),
+    ("debugfs", "/sys/kernel/debug", "debugfs"),
+    ("tracefs", "/sys/kernel/tracing", "tracefs"),
+];
+
+/// Mounts [`MOUNTS`]; returns one message per failure.
+pub fn mount_pseudo_filesystems() -> Vec<String> {
+    let mut errors = Vec::new();
+    for &(src, target, fstype) in MOUNTS {
+        let _ = fs::create_dir_all(target);
+        let (s, t, f) = (
+            CString::new(src).unwrap(),
+            CString::new(target).unwrap(),
+            CString::new(fstype).unwrap(),
+        );
+        // SAFETY: valid NUL-terminated strings; no data argument.
+        let rc = unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), 0, std::ptr::null()) };
+        if rc != 0 {
+            let err = std::io::Error::last_os_error();
+            // devtmpfs may already be mounted by the kernel (DEVTMPFS_MOUNT).
+            if err.raw_os_error() != Some(libc::EBUSY) {
+                errors.push(format!("mount {fstype} on {target}: {err}"));
+            }
+        }
+    }
+    errors
+}
+
+/// Finds the virtio-serial port called `name` through sysfs (no udev here,
+/// so there is no /dev/virtio-ports/ symlink) and opens its device node.
+pub fn open_results_port(name: &str) -> std::io::Result<fs::File> {
+    let mut found: Option<PathBuf> = None;
+    for e in fs::read_dir("/sys/class/virtio-ports")? {
+        let e = e?;
+        let port_name = fs::read_to_string(e.path().join("name")).unwrap_or_default();
+        if port_name.trim() == name {
+            found = Some(PathBuf::from("/dev").join(e.file_name()));
+        }
+    }
+    let dev = found.ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("no virtio port named {name} in /sys/class/virtio-ports"),
+        )
+    })?;
+    fs::OpenOptions::new().write(true).open(&dev)
+}
+
+/// Powers the machine off. Where power-off is refused, a reboot ends QEMU
+/// just as well (it runs with -no-reboot); the host tells the two apart.
+pub fn power_off() -> ! {
+    // SAFETY: plain syscalls; PID 1 is allowed to reboot.
+    unsafe {
+        libc::sync();
+        libc::reboot(libc::RB_POWER_OFF);
+        libc::reboot(libc::RB_AUTOBOOT);
+    }
+    // Both refused: nothing left but to wait for the host's timeout.
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    }
+}

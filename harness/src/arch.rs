@@ -1,0 +1,132 @@
+//! Per-architecture facts, as data: one small profile per architecture.
+//!
+//! Everything that differs between x86_64 and arm64 (kernel `ARCH`, cross
+//! compiler, guest Rust target, QEMU machine/CPU/devices, console, how the
+//! guest powers off) lives here, so the rest of the harness has no
+//! `if arch == ...`. To change the arm64 QEMU machine type, edit
+//! [`ARM64`]`.qemu.machine`.
+
+use anyhow::{bail, Result};
+
+/// QEMU settings for one architecture.
+#[derive(Debug, Clone, Copy)]
+pub struct QemuProfile {
+    /// The system emulator binary.
+    pub binary: &'static str,
+    /// `-machine` value.
+    pub machine: &'static str,
+    /// `-cpu` value under TCG.
+    pub cpu_tcg: &'static str,
+    /// `-cpu` value under KVM.
+    pub cpu_kvm: &'static str,
+    /// Extra `-accel tcg,...` options (multi-threaded TCG where it helps).
+    pub tcg_opts: &'static str,
+    /// Memory for the guest, in MiB.
+    pub memory_mib: u32,
+    /// Kernel command-line `console=` for the serial console.
+    pub console: &'static str,
+    /// Extra kernel command-line words.
+    pub cmdline_extra: &'static str,
+    /// The virtio-serial controller device (PCI on x86, MMIO on arm64 `virt`).
+    pub virtio_serial_device: &'static str,
+    /// Whether KVM can apply at all (host and guest share the ISA).
+    pub kvm_possible: bool,
+}
+
+/// Everything the harness needs to know about one architecture.
+#[derive(Debug, Clone, Copy)]
+pub struct ArchProfile {
+    /// Name used in test names, directories and `--arch` (`x86_64`, `arm64`).
+    pub name: &'static str,
+    /// The kernel's `ARCH=` value.
+    pub kernel_arch: &'static str,
+    /// `CROSS_COMPILE=` prefix ("" for a native build on an x86_64 host).
+    pub cross_compile: &'static str,
+    /// Path of the bootable image inside the build dir.
+    pub image: &'static str,
+    /// Rust target of the static guest programs.
+    pub rust_target: &'static str,
+    /// The Kconfig fragment under `kernel-configs/`.
+    pub config_fragment: &'static str,
+    /// Host commands this arch needs beyond the common build tools, each
+    /// with the Debian package that provides it.
+    pub host_tools: &'static [(&'static str, &'static str)],
+    pub qemu: QemuProfile,
+}
+
+pub const X86_64: ArchProfile = ArchProfile {
+    name: "x86_64",
+    kernel_arch: "x86_64",
+    cross_compile: "",
+    image: "arch/x86/boot/bzImage",
+    rust_target: "x86_64-unknown-linux-musl",
+    config_fragment: "x86_64.config",
+    host_tools: &[("qemu-system-x86_64", "qemu-system-x86")],
+    qemu: QemuProfile {
+        binary: "qemu-system-x86_64",
+        machine: "q35",
+        cpu_tcg: "max",
+        cpu_kvm: "host",
+        tcg_opts: "",
+        memory_mib: 256,
+        console: "ttyS0",
+        // No ACPI tables are needed to boot, but ACPI is what powers the
+        // machine off; the tiny config has no i8042 and no PCI hotplug.
+        cmdline_extra: "i8042.noaux i8042.nokbd",
+        virtio_serial_device: "virtio-serial-pci",
+        kvm_possible: true,
+    },
+};
+
+pub const ARM64: ArchProfile = ArchProfile {
+    name: "arm64",
+    kernel_arch: "arm64",
+    cross_compile: "aarch64-linux-gnu-",
+    image: "arch/arm64/boot/Image",
+    rust_target: "aarch64-unknown-linux-musl",
+    config_fragment: "arm64.config",
+    host_tools: &[
+        ("qemu-system-aarch64", "qemu-system-arm"),
+        ("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu"),
+    ],
+    qemu: QemuProfile {
+        binary: "qemu-system-aarch64",
+        machine: "virt",
+        // pauth-impdef: QEMU's default pointer-authentication algorithm is
+        // very slow under TCG; the implementation-defined one is fast.
+        cpu_tcg: "max,pauth-impdef=on",
+        cpu_kvm: "host",
+        tcg_opts: ",thread=multi",
+        memory_mib: 256,
+        console: "ttyAMA0",
+        cmdline_extra: "",
+        virtio_serial_device: "virtio-serial-device",
+        kvm_possible: false,
+    },
+};
+
+/// All architectures, in the order the harness runs them.
+pub const ALL: &[&ArchProfile] = &[&X86_64, &ARM64];
+
+/// Finds an architecture by name; the error lists the valid ones.
+pub fn by_name(name: &str) -> Result<&'static ArchProfile> {
+    match ALL.iter().find(|a| a.name == name) {
+        Some(a) => Ok(a),
+        None => bail!(
+            "unknown architecture '{name}'; valid: {}",
+            ALL.iter().map(|a| a.name).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_arch_lists_valid_ones() {
+        let err = by_name("riscv").unwrap_err().to_string();
+        assert!(err.contains("x86_64, arm64"), "{err}");
+        assert_eq!(by_name("arm64").unwrap().kernel_arch, "arm64");
+    }
+}

@@ -1,0 +1,312 @@
+//! Building a kernel: one persistent, out-of-tree (`O=`) build dir per
+//! (source, arch, config variant), configured from fragments and built
+//! incrementally. Full `make` output goes to `build.log` in the build dir; the
+//! terminal shows the phase and the elapsed time.
+
+use std::fs;
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{bail, Context, Result};
+
+use crate::arch::ArchProfile;
+use crate::kconfig;
+use crate::layout;
+use crate::source::KernelSource;
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct BuildRequest<'a> {
+    pub arch: &'a ArchProfile,
+    /// Config variant name (`minimal`, ...).
+    pub config: &'a str,
+    pub source: &'a KernelSource,
+    /// `make -j` value.
+    pub jobs: usize,
+}
+
+/// A finished build.
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub dir: PathBuf,
+    pub image: PathBuf,
+    pub vmlinux: PathBuf,
+    pub log: PathBuf,
+    /// False when nothing had changed and `make` was not run.
+    pub ran_make: bool,
+    pub elapsed: Duration,
+}
+
+impl BuildRequest<'_> {
+    /// The persistent build dir for this request.
+    pub fn build_dir(&self) -> PathBuf {
+        layout::cache_root()
+            .join("build")
+            .join(&self.source.key)
+            .join(format!("{}-{}", self.arch.name, self.config))
+    }
+
+    /// `make` with the arch's variables and `O=`.
+    fn make(&self, dir: &Path) -> Command {
+        let mut cmd = Command::new("make");
+        cmd.current_dir(&self.source.tree)
+            .arg(format!("O={}", dir.display()))
+            .arg(format!("ARCH={}", self.arch.kernel_arch));
+        if !self.arch.cross_compile.is_empty() {
+            cmd.arg(format!("CROSS_COMPILE={}", self.arch.cross_compile));
+        }
+        cmd
+    }
+
+    fn label(&self) -> String {
+        format!("{}/{}", self.arch.name, self.config)
+    }
+}
+
+/// The exact shell command a human can paste to reproduce `cmd`.
+pub fn shell_line(cmd: &Command) -> String {
+    let mut s = String::new();
+    if let Some(dir) = cmd.get_current_dir() {
+        s.push_str(&format!("cd {} && ", dir.display()));
+    }
+    s.push_str(&cmd.get_program().to_string_lossy());
+    for a in cmd.get_args() {
+        let a = a.to_string_lossy();
+        if a.contains([' ', '"', '\'', '$']) {
+            s.push_str(&format!(" '{}'", a.replace('\'', "'\\''")));
+        } else {
+            s.push(' ');
+            s.push_str(&a);
+        }
+    }
+    s
+}
+
+const CONFIG_STAMP: &str = ".ksh-config-stamp";
+const BUILD_STAMP: &str = ".ksh-build-stamp";
+
+/// Configures (when the fragments changed) and builds.
+pub fn build(req: &BuildRequest) -> Result<Built> {
+    let started = Instant::now();
+    let dir = req.build_dir();
+    layout::ensure_dir(&dir)?;
+    let log = dir.join("build.log");
+    let frags = kconfig::fragments(req.arch, req.config)?;
+    let (wanted, frag_digest) = kconfig::requested(&frags)?;
+    let config_stamp = format!("{frag_digest} {}", req.source.key);
+    let configured = fs::read_to_string(dir.join(CONFIG_STAMP)).ok().as_deref()
+        == Some(config_stamp.as_str())
+        && dir.join(".config").is_file();
+    // Start from a fresh log per build so its tail is about this build.
+    let mut logf = fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+    writeln!(
+        logf,
+        "# ksh build of {} from {}",
+        req.label(),
+        req.source.describe
+    )?;
+    drop(logf);
+
+    if !configured {
+        status(req, "configuring (tinyconfig + fragments)");
+        let _ = fs::remove_file(dir.join(CONFIG_STAMP));
+        let _ = fs::remove_file(dir.join(BUILD_STAMP));
+        let mut tiny = req.make(&dir);
+        tiny.arg("tinyconfig");
+        run_logged(req, tiny, &log, "tinyconfig")?;
+        let mut merge = Command::new(req.source.tree.join("scripts/kconfig/merge_config.sh"));
+        merge
+            .current_dir(&req.source.tree)
+            .arg("-m")
+            .arg("-O")
+            .arg(&dir)
+            .arg(dir.join(".config"))
+            .args(&frags);
+        run_logged(req, merge, &log, "merge_config.sh")?;
+        let mut olddef = req.make(&dir);
+        olddef.arg("olddefconfig");
+        run_logged(req, olddef, &log, "olddefconfig")?;
+        let actual_text = fs::read_to_string(dir.join(".config"))?;
+        let actual = kconfig::parse(&actual_text, &dir.join(".config"))?;
+        let mismatches = kconfig::verify(&wanted, &actual);
+        if !mismatches.is_empty() {
+            let list: Vec<String> = mismatches.iter().map(|m| format!("  {m}")).collect();
+            bail!(
+                "{}: {} requested option(s) did not land in {} (a dependency is off or the option does not exist):\n{}\nfragments: {}",
+                req.label(),
+                mismatches.len(),
+                dir.join(".config").display(),
+                list.join("\n"),
+                frags.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(" ")
+            );
+        }
+        fs::write(dir.join(CONFIG_STAMP), &config_stamp)?;
+    }
+
+    let image = dir.join(req.arch.image);
+    let vmlinux = dir.join("vmlinux");
+    // A no-op `make` of a kernel still takes seconds; skip it when no source
+    // file, fragment or patch changed since the last successful build.
+    let build_stamp = dir.join(BUILD_STAMP);
+    if let Ok(md) = fs::metadata(&build_stamp) {
+        let last = md.modified()?;
+        if image.is_file() && vmlinux.is_file() && newest_mtime(&req.source.tree)? < last {
+            return Ok(Built {
+                dir,
+                image,
+                vmlinux,
+                log,
+                ran_make: false,
+                elapsed: started.elapsed(),
+            });
+        }
+    }
+    let make_started = SystemTime::now();
+    let mut make = req.make(&dir);
+    make.arg(format!("-j{}", req.jobs));
+    run_logged(req, make, &log, "make")?;
+    if !image.is_file() {
+        bail!(
+            "{}: make succeeded but {} is missing; see {}",
+            req.label(),
+            image.display(),
+            log.display()
+        );
+    }
+    let f = fs::File::create(&build_stamp)?;
+    f.set_modified(make_started)?;
+    status_done(req, started.elapsed());
+    Ok(Built {
+        dir,
+        image,
+        vmlinux,
+        log,
+        ran_make: true,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Newest modification time of any file in the tree (`.git` excluded).
+fn newest_mtime(tree: &Path) -> Result<SystemTime> {
+    let mut newest = SystemTime::UNIX_EPOCH;
+    let mut stack = vec![tree.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
+            let e = e?;
+            let ft = e.file_type()?;
+            if ft.is_dir() {
+                if e.file_name() != ".git" {
+                    stack.push(e.path());
+                }
+                continue;
+            }
+            if let Ok(m) = e.metadata().and_then(|m| m.modified()) {
+                newest = newest.max(m);
+            }
+        }
+    }
+    Ok(newest)
+}
+
+fn status(req: &BuildRequest, what: &str) {
+    eprintln!("ksh: {}: {what}", req.label());
+}
+
+fn status_done(req: &BuildRequest, elapsed: Duration) {
+    let tty = std::io::stderr().is_terminal();
+    if tty {
+        eprint!("\r\x1b[K");
+    }
+    eprintln!(
+        "ksh: {}: kernel built in {}",
+        req.label(),
+        fmt_duration(elapsed)
+    );
+}
+
+/// `1m23s` / `4.2s`.
+pub fn fmt_duration(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s >= 60.0 {
+        format!("{}m{:02}s", (s / 60.0) as u64, (s % 60.0) as u64)
+    } else {
+        format!("{s:.1}s")
+    }
+}
+
+/// Runs `cmd`, appending its output to `log`; shows progress; on failure
+/// returns the log tail, its path and the command to reproduce.
+fn run_logged(req: &BuildRequest, mut cmd: Command, log: &Path, phase: &str) -> Result<()> {
+    let line = shell_line(&cmd);
+    let mut logf = fs::OpenOptions::new().append(true).open(log)?;
+    writeln!(logf, "$ {line}")?;
+    let started = Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {line}"))?;
+    // Merge stderr into the same log through a second thread.
+    let stderr = child.stderr.take().unwrap();
+    let mut log_err = logf.try_clone()?;
+    let err_thread = std::thread::spawn(move || {
+        for l in BufReader::new(stderr).split(b'\n').map_while(Result::ok) {
+            let _ = log_err.write_all(&l);
+            let _ = log_err.write_all(b"\n");
+        }
+    });
+    let tty = std::io::stderr().is_terminal();
+    let mut last_report = Instant::now();
+    for l in BufReader::new(child.stdout.take().unwrap())
+        .split(b'\n')
+        .map_while(Result::ok)
+    {
+        logf.write_all(&l)?;
+        logf.write_all(b"\n")?;
+        let elapsed = started.elapsed();
+        if tty && last_report.elapsed() > Duration::from_millis(200) {
+            let text = String::from_utf8_lossy(&l);
+            let text: String = text.trim().chars().take(60).collect();
+            eprint!(
+                "\r\x1b[Kksh: {}: {phase} {} {text}",
+                req.label(),
+                fmt_duration(elapsed)
+            );
+            last_report = Instant::now();
+        } else if !tty && last_report.elapsed() > Duration::from_secs(30) {
+            eprintln!(
+                "ksh: {}: {phase} running for {}",
+                req.label(),
+                fmt_duration(elapsed)
+            );
+            last_report = Instant::now();
+        }
+    }
+    let _ = err_thread.join();
+    let st = child.wait()?;
+    if tty {
+        eprint!("\r\x1b[K");
+    }
+    if !st.success() {
+        let text = fs::read_to_string(log).unwrap_or_default();
+        let tail: Vec<&str> = text
+            .lines()
+            .rev()
+            .take(25)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        bail!(
+            "{}: {phase} failed ({st}) after {}\n--- last lines of {} ---\n{}\n---\nreproduce: {line}",
+            req.label(),
+            fmt_duration(started.elapsed()),
+            log.display(),
+            tail.join("\n")
+        );
+    }
+    Ok(())
+}

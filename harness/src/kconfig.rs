@@ -1,0 +1,215 @@
+//! Kconfig fragments: which ones make up a configuration, merging them over
+//! `tinyconfig` with the kernel's own `merge_config.sh`, and checking that
+//! every requested option landed with the requested value.
+//!
+//! Fragments live in `kernel-configs/`: `common.config`, one per arch
+//! (`x86_64.config`, `arm64.config`) and named variants under `variants/`
+//! (`--config NAME` picks `variants/NAME.config`). Later fragments win.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::arch::ArchProfile;
+use crate::layout;
+
+/// The value a fragment asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    /// `CONFIG_X=y`, `=m`, `=123`, `="str"`: the text after `=`.
+    Set(String),
+    /// `# CONFIG_X is not set`.
+    NotSet,
+}
+
+/// Options by name (without `CONFIG_`), in the order first seen.
+pub type Options = BTreeMap<String, Value>;
+
+/// Parses a fragment or a `.config`. Other comments and blank lines are
+/// ignored; anything else is an error naming the line.
+pub fn parse(text: &str, origin: &Path) -> Result<Options> {
+    let mut out = Options::new();
+    for (no, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# CONFIG_") {
+            if let Some(name) = rest.strip_suffix(" is not set") {
+                out.insert(name.to_string(), Value::NotSet);
+            }
+            continue;
+        }
+        if line.starts_with('#') {
+            continue;
+        }
+        match line.strip_prefix("CONFIG_").and_then(|r| r.split_once('=')) {
+            Some((name, value)) if !name.is_empty() => {
+                out.insert(name.to_string(), Value::Set(value.to_string()));
+            }
+            _ => bail!("{}:{}: not a Kconfig line: {raw}", origin.display(), no + 1),
+        }
+    }
+    Ok(out)
+}
+
+/// The configuration variants that exist (`variants/*.config`), sorted.
+pub fn variant_names() -> Result<Vec<String>> {
+    let dir = layout::kernel_configs_dir().join("variants");
+    let mut names = Vec::new();
+    for e in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+        let p = e?.path();
+        if p.extension().is_some_and(|x| x == "config") {
+            names.push(p.file_stem().unwrap().to_string_lossy().into_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// The fragments for one (arch, variant), in merge order.
+pub fn fragments(arch: &ArchProfile, variant: &str) -> Result<Vec<PathBuf>> {
+    let dir = layout::kernel_configs_dir();
+    let variant_path = dir.join("variants").join(format!("{variant}.config"));
+    if !variant_path.is_file() {
+        bail!(
+            "unknown config '{variant}'; valid: {}",
+            variant_names()?.join(", ")
+        );
+    }
+    Ok(vec![
+        dir.join("common.config"),
+        dir.join(arch.config_fragment),
+        variant_path,
+    ])
+}
+
+/// What the fragments ask for, merged (later fragments win), plus a digest of
+/// their bytes for "reconfigure only when the fragments changed".
+pub fn requested(fragments: &[PathBuf]) -> Result<(Options, String)> {
+    let mut merged = Options::new();
+    let mut bytes = Vec::new();
+    for f in fragments {
+        let text = fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        merged.extend(parse(&text, f)?);
+        bytes.push(text.into_bytes());
+    }
+    let parts: Vec<&[u8]> = bytes.iter().map(|b| b.as_slice()).collect();
+    Ok((merged, layout::digest(&parts)))
+}
+
+/// A requested option that did not land as asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    pub name: String,
+    pub wanted: Value,
+    pub got: Option<Value>,
+}
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let show = |v: &Option<Value>| match v {
+            Some(Value::Set(s)) => format!("CONFIG_{}={s}", self.name),
+            Some(Value::NotSet) | None => format!("CONFIG_{} not set", self.name),
+        };
+        write!(
+            f,
+            "wanted {}, got {}",
+            show(&Some(self.wanted.clone())),
+            show(&self.got)
+        )
+    }
+}
+
+/// Compares what was requested with the resulting `.config`. An option the
+/// `.config` does not mention counts as "not set" (Kconfig omits options
+/// whose dependencies are off).
+pub fn verify(requested: &Options, actual: &Options) -> Vec<Mismatch> {
+    let mut out = Vec::new();
+    for (name, wanted) in requested {
+        let got = actual.get(name).cloned();
+        let ok = match (wanted, &got) {
+            (Value::NotSet, None | Some(Value::NotSet)) => true,
+            (Value::Set(w), Some(Value::Set(g))) => w == g,
+            _ => false,
+        };
+        if !ok {
+            out.push(Mismatch {
+                name: name.clone(),
+                wanted: wanted.clone(),
+                got,
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(text: &str) -> Options {
+        parse(text, Path::new("test.config")).unwrap()
+    }
+
+    #[test]
+    fn parses_set_unset_and_comments() {
+        let o = opts(
+            "# comment\nCONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=\"x y\"\n\nCONFIG_D=0x10\n",
+        );
+        assert_eq!(o["A"], Value::Set("y".into()));
+        assert_eq!(o["B"], Value::NotSet);
+        assert_eq!(o["C"], Value::Set("\"x y\"".into()));
+        assert_eq!(o["D"], Value::Set("0x10".into()));
+    }
+
+    #[test]
+    fn rejects_garbage_with_line_number() {
+        let err = parse("CONFIG_A=y\nFOO\n", Path::new("frag.config"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("frag.config:2"), "{err}");
+    }
+
+    #[test]
+    fn later_fragments_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.config");
+        let b = dir.path().join("b.config");
+        fs::write(&a, "CONFIG_SMP=y\nCONFIG_X=y\n").unwrap();
+        fs::write(&b, "# CONFIG_SMP is not set\n").unwrap();
+        let (merged, digest1) = requested(&[a.clone(), b.clone()]).unwrap();
+        assert_eq!(merged["SMP"], Value::NotSet);
+        assert_eq!(merged["X"], Value::Set("y".into()));
+        fs::write(&b, "CONFIG_SMP=y\n").unwrap();
+        let (_, digest2) = requested(&[a, b]).unwrap();
+        assert_ne!(digest1, digest2, "a fragment edit must change the digest");
+    }
+
+    #[test]
+    fn verify_lists_every_option_that_did_not_land() {
+        let want = opts("CONFIG_A=y\nCONFIG_B=y\n# CONFIG_C is not set\nCONFIG_D=\"s\"\n# CONFIG_E is not set\n");
+        let got = opts("CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=y\nCONFIG_D=\"t\"\n");
+        let m = verify(&want, &got);
+        let names: Vec<&str> = m.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["B", "C", "D"]);
+        assert_eq!(m[0].to_string(), "wanted CONFIG_B=y, got CONFIG_B not set");
+    }
+
+    #[test]
+    fn real_fragments_parse_for_every_arch_and_variant() {
+        for arch in crate::arch::ALL {
+            for v in variant_names().unwrap() {
+                let frags = fragments(arch, &v).unwrap();
+                let (merged, _) = requested(&frags).unwrap();
+                assert_eq!(merged.get("KALLSYMS"), Some(&Value::Set("y".into())));
+            }
+        }
+        let err = fragments(&crate::arch::X86_64, "nope")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("valid: ") && err.contains("minimal"), "{err}");
+    }
+}

@@ -1,0 +1,210 @@
+//! Host prerequisites: tools, headers, kernel source and guest Rust targets.
+//!
+//! Each requirement names how it is detected and which Debian package (or
+//! `rustup` target) provides it. Missing ones are installed when running as
+//! root, with one line saying what; otherwise we stop with the exact command.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::arch::ArchProfile;
+use crate::source::DEBIAN_SOURCE_TARBALL;
+
+/// How a requirement is detected on the host.
+#[derive(Debug, Clone, Copy)]
+enum Probe {
+    /// An executable on `PATH`.
+    Command(&'static str),
+    /// A file at a fixed path (headers, the source tarball).
+    File(&'static str),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Requirement {
+    probe: Probe,
+    package: &'static str,
+}
+
+/// What every kernel build needs, whatever the architecture.
+const BUILD_TOOLS: &[Requirement] = &[
+    Requirement {
+        probe: Probe::Command("make"),
+        package: "make",
+    },
+    Requirement {
+        probe: Probe::Command("gcc"),
+        package: "gcc",
+    },
+    Requirement {
+        probe: Probe::Command("flex"),
+        package: "flex",
+    },
+    Requirement {
+        probe: Probe::Command("bison"),
+        package: "bison",
+    },
+    Requirement {
+        probe: Probe::Command("bc"),
+        package: "bc",
+    },
+    Requirement {
+        probe: Probe::Command("perl"),
+        package: "perl",
+    },
+    Requirement {
+        probe: Probe::Command("xz"),
+        package: "xz-utils",
+    },
+    Requirement {
+        probe: Probe::Command("cpio"),
+        package: "cpio",
+    },
+    Requirement {
+        probe: Probe::Command("git"),
+        package: "git",
+    },
+    Requirement {
+        probe: Probe::File("/usr/include/gelf.h"),
+        package: "libelf-dev",
+    },
+    Requirement {
+        probe: Probe::File("/usr/include/openssl/ssl.h"),
+        package: "libssl-dev",
+    },
+];
+
+const KERNEL_SOURCE: Requirement = Requirement {
+    probe: Probe::File(DEBIAN_SOURCE_TARBALL),
+    package: "linux-source-6.12",
+};
+
+fn on_path(cmd: &str) -> bool {
+    let Some(path) = std::env::var_os("PATH") else {
+        return false;
+    };
+    std::env::split_paths(&path).any(|dir| {
+        let p = dir.join(cmd);
+        p.metadata().map(|m| m.is_file()).unwrap_or(false)
+    })
+}
+
+fn present(r: &Requirement) -> bool {
+    match r.probe {
+        Probe::Command(c) => on_path(c),
+        Probe::File(f) => Path::new(f).exists(),
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// What a run needs: which architectures, and whether Debian's kernel
+/// source is used (not with `--kernel-tree`).
+#[derive(Debug, Clone)]
+pub struct Needs<'a> {
+    pub arches: Vec<&'a ArchProfile>,
+    pub debian_source: bool,
+    /// Whether guest programs are built (not for `cargo xtask build`).
+    pub guest: bool,
+}
+
+/// Checks every prerequisite for `needs`, installing what is missing when
+/// possible. Returns an error with the exact command otherwise.
+pub fn ensure(needs: &Needs) -> Result<()> {
+    let mut missing_pkgs: Vec<&str> = Vec::new();
+    let mut add = |r: &Requirement| {
+        if !present(r) && !missing_pkgs.contains(&r.package) {
+            missing_pkgs.push(r.package);
+        }
+    };
+    BUILD_TOOLS.iter().for_each(&mut add);
+    if needs.debian_source {
+        add(&KERNEL_SOURCE);
+    }
+    for arch in &needs.arches {
+        for &(command, package) in arch.host_tools {
+            add(&Requirement {
+                probe: Probe::Command(command),
+                package,
+            });
+        }
+    }
+    if !missing_pkgs.is_empty() {
+        install_packages(&missing_pkgs)?;
+    }
+    if needs.guest {
+        let targets: Vec<&str> = needs.arches.iter().map(|a| a.rust_target).collect();
+        ensure_rust_targets(&targets)?;
+    }
+    Ok(())
+}
+
+fn install_packages(pkgs: &[&str]) -> Result<()> {
+    let list = pkgs.join(" ");
+    let cmd = format!("apt-get install -y --no-install-recommends {list}");
+    if !is_root() || !on_path("apt-get") {
+        bail!("missing host packages: {list}\nrun: sudo apt-get update && sudo {cmd}");
+    }
+    eprintln!("ksh: installing Debian packages: {list}");
+    let run = |args: &[&str]| -> Result<()> {
+        let out = Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .output()
+            .context("running apt-get")?;
+        if !out.status.success() {
+            bail!(
+                "`apt-get {}` failed ({}):\n{}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    };
+    // A fresh machine has no package lists; an update is cheap next to a
+    // kernel build and avoids installing stale versions.
+    run(&["update", "-q"])?;
+    let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
+    args.extend_from_slice(pkgs);
+    run(&args)?;
+    Ok(())
+}
+
+fn ensure_rust_targets(targets: &[&str]) -> Result<()> {
+    let out = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output();
+    let installed = match out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+        _ => bail!(
+            "rustup is needed to add the guest targets; install rustup, then run: rustup target add {}",
+            targets.join(" ")
+        ),
+    };
+    let missing: Vec<&str> = targets
+        .iter()
+        .copied()
+        .filter(|t| !installed.lines().any(|l| l.trim() == *t))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("ksh: adding Rust targets: {}", missing.join(" "));
+    let status = Command::new("rustup")
+        .args(["target", "add"])
+        .args(&missing)
+        .status()
+        .context("running rustup")?;
+    if !status.success() {
+        bail!(
+            "`rustup target add {}` failed ({status})",
+            missing.join(" ")
+        );
+    }
+    Ok(())
+}

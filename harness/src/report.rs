@@ -1,0 +1,238 @@
+//! Reporting: every check is a test case named `ARCH/CONFIG/PROBE/CASE`,
+//! run through `libtest-mimic` (so `--list`, filters, `--exact` and
+//! `--format json` behave as with `cargo test`), and optionally written as
+//! JUnit XML (one test suite per arch/config).
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use libtest_mimic::{Arguments, Failed, Trial};
+
+/// Outcome of one case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    Pass,
+    /// Failed, with what to show (diagnostics, log paths).
+    Fail(String),
+    /// Not applicable to this kernel, with the reason.
+    Skip(String),
+}
+
+/// One test case's result.
+#[derive(Debug, Clone)]
+pub struct CaseResult {
+    /// Full name, `ARCH/CONFIG/PROBE/CASE`.
+    pub name: String,
+    pub status: Status,
+}
+
+/// All results of one arch/config cell.
+#[derive(Debug, Clone)]
+pub struct CellReport {
+    /// `ARCH/CONFIG`.
+    pub cell: String,
+    pub cases: Vec<CaseResult>,
+    pub elapsed: Duration,
+}
+
+/// Whether libtest would run the test `name` under `args` (its filter,
+/// `--skip` and `--exact` rules). Used to decide which kernels to build and
+/// boot before any test runs.
+pub fn is_selected(args: &Arguments, name: &str) -> bool {
+    let matches = |pat: &str| {
+        if args.exact {
+            name == pat
+        } else {
+            name.contains(pat)
+        }
+    };
+    let included = match &args.filter {
+        Some(f) => matches(f),
+        None => true,
+    };
+    included && !args.skip.iter().any(|s| matches(s))
+}
+
+/// Turns case results into libtest trials. Names with no result (cells that
+/// were filtered out) become trials that libtest filters out too.
+pub fn trials(names: &[String], results: &[CellReport]) -> Vec<Trial> {
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let status = results
+            .iter()
+            .flat_map(|c| &c.cases)
+            .find(|c| &c.name == name)
+            .map(|c| c.status.clone());
+        let trial = match status {
+            Some(Status::Pass) => Trial::test(name.clone(), || Ok(())),
+            Some(Status::Fail(msg)) => Trial::test(name.clone(), move || Err(Failed::from(msg))),
+            Some(Status::Skip(why)) => Trial::test(name.clone(), || Ok(()))
+                .with_ignored_flag(true)
+                .with_kind(short(&why)),
+            None => Trial::test(name.clone(), || {
+                Err(Failed::from("not run: its kernel was not built or booted"))
+            }),
+        };
+        out.push(trial);
+    }
+    out
+}
+
+/// libtest prints the kind in brackets; keep it to one short word group.
+fn short(why: &str) -> String {
+    let w: String = why.chars().take(40).collect();
+    format!("skip: {w}")
+}
+
+fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            // XML 1.0 forbids most control characters, even escaped.
+            c if (c as u32) < 0x20 && c != '\n' && c != '\t' && c != '\r' => out.push('?'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// JUnit XML for `cells`: one `<testsuite>` per arch/config, one
+/// `<testcase>` per case (classname `ARCH/CONFIG/PROBE`, name `CASE`).
+pub fn junit_xml(cells: &[CellReport]) -> String {
+    let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n");
+    for cell in cells {
+        let failures = cell
+            .cases
+            .iter()
+            .filter(|c| matches!(c.status, Status::Fail(_)))
+            .count();
+        let skipped = cell
+            .cases
+            .iter()
+            .filter(|c| matches!(c.status, Status::Skip(_)))
+            .count();
+        let _ = writeln!(
+            x,
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\" time=\"{:.3}\">",
+            xml_escape(&cell.cell),
+            cell.cases.len(),
+            cell.elapsed.as_secs_f64()
+        );
+        for case in &cell.cases {
+            let (class, name) = case.name.rsplit_once('/').unwrap_or(("", &case.name));
+            let _ = write!(
+                x,
+                "    <testcase classname=\"{}\" name=\"{}\"",
+                xml_escape(class),
+                xml_escape(name)
+            );
+            match &case.status {
+                Status::Pass => x.push_str("/>\n"),
+                Status::Fail(msg) => {
+                    let first = msg.lines().next().unwrap_or("failed");
+                    let _ = writeln!(
+                        x,
+                        ">\n      <failure message=\"{}\">{}</failure>\n    </testcase>",
+                        xml_escape(first),
+                        xml_escape(msg)
+                    );
+                }
+                Status::Skip(why) => {
+                    let _ = writeln!(
+                        x,
+                        ">\n      <skipped message=\"{}\"/>\n    </testcase>",
+                        xml_escape(why)
+                    );
+                }
+            }
+        }
+        x.push_str("  </testsuite>\n");
+    }
+    x.push_str("</testsuites>\n");
+    x
+}
+
+/// Writes [`junit_xml`] to `path`.
+pub fn write_junit(path: &Path, cells: &[CellReport]) -> Result<()> {
+    std::fs::write(path, junit_xml(cells)).with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> Arguments {
+        let mut all = vec!["test"];
+        all.extend_from_slice(v);
+        Arguments::from_iter(all)
+    }
+
+    #[test]
+    fn selection_follows_libtest_rules() {
+        assert!(is_selected(&args(&[]), "arm64/minimal/boot/init-ran"));
+        assert!(is_selected(
+            &args(&["arm64/"]),
+            "arm64/minimal/boot/init-ran"
+        ));
+        assert!(!is_selected(
+            &args(&["arm64/"]),
+            "x86_64/minimal/boot/init-ran"
+        ));
+        assert!(!is_selected(
+            &args(&["--exact", "arm64/"]),
+            "arm64/minimal/boot/init-ran"
+        ));
+        assert!(is_selected(
+            &args(&["--exact", "arm64/minimal/boot/init-ran"]),
+            "arm64/minimal/boot/init-ran"
+        ));
+        assert!(!is_selected(
+            &args(&["--skip", "boot"]),
+            "arm64/minimal/boot/init-ran"
+        ));
+    }
+
+    #[test]
+    fn junit_has_one_suite_per_cell_and_escapes() {
+        let cells = vec![
+            CellReport {
+                cell: "x86_64/minimal".into(),
+                cases: vec![
+                    CaseResult {
+                        name: "x86_64/minimal/boot/init-ran".into(),
+                        status: Status::Pass,
+                    },
+                    CaseResult {
+                        name: "x86_64/minimal/sizes/start".into(),
+                        status: Status::Fail(
+                            "size <0x10> & \"bad\"\nconsole log: /r/console.log".into(),
+                        ),
+                    },
+                ],
+                elapsed: Duration::from_millis(1500),
+            },
+            CellReport {
+                cell: "arm64/minimal".into(),
+                cases: vec![CaseResult {
+                    name: "arm64/minimal/kprobes/past-end".into(),
+                    status: Status::Skip("no KPROBES".into()),
+                }],
+                elapsed: Duration::from_secs(2),
+            },
+        ];
+        let x = junit_xml(&cells);
+        assert_eq!(x.matches("<testsuite ").count(), 2);
+        assert!(x.contains("name=\"x86_64/minimal\" tests=\"2\" failures=\"1\""));
+        assert!(x.contains("classname=\"x86_64/minimal/sizes\" name=\"start\""));
+        assert!(x.contains("size &lt;0x10&gt; &amp; &quot;bad&quot;"));
+        assert!(x.contains("console log: /r/console.log"));
+        assert!(x.contains("<skipped message=\"no KPROBES\"/>"));
+    }
+}

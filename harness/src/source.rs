@@ -1,0 +1,192 @@
+//! Kernel source trees: Debian's `linux-source-6.12` unpacked into the cache
+//! (with the patch series applied), or a user's own tree used as it is.
+//!
+//! A cached tree is kept per (source version, variant) and re-synced in place
+//! when the series changes, so incremental builds survive patch edits: the
+//! tarball restores its own (old) mtimes, and every file touched by the old or
+//! the new series is stamped "now" so `make` rebuilds exactly what changed.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::layout;
+use crate::series::{Series, Variant};
+
+/// Debian's kernel source package installs this tarball.
+pub const DEBIAN_SOURCE_TARBALL: &str = "/usr/src/linux-source-6.12.tar.xz";
+/// The patch series directory used for Debian's source (`patches/6.12/`).
+pub const BASE_VERSION: &str = "6.12";
+
+/// Where the kernel source comes from.
+#[derive(Debug, Clone)]
+pub enum SourceSpec {
+    /// Debian's tarball plus `patches/6.12` (all of it, or the baseline part).
+    Debian { variant: Variant },
+    /// A user's tree, never modified.
+    Tree(PathBuf),
+}
+
+/// A kernel tree ready to build.
+#[derive(Debug, Clone)]
+pub struct KernelSource {
+    pub tree: PathBuf,
+    /// Identifies the source for build-dir keys (`6.12.117-patched`, `tree-ab12cd34`).
+    pub key: String,
+    /// One line for humans: where the tree came from.
+    pub describe: String,
+    /// Whether the kallsyms patches are in (false for baseline; unknown
+    /// trees count as patched).
+    pub patched: bool,
+}
+
+/// Makes the source for `spec` ready and returns where it is.
+pub fn prepare(spec: &SourceSpec) -> Result<KernelSource> {
+    match spec {
+        SourceSpec::Tree(path) => {
+            let tree = path
+                .canonicalize()
+                .with_context(|| format!("--kernel-tree {}: no such directory", path.display()))?;
+            if !tree.join("Makefile").is_file() || !tree.join("kernel/kallsyms.c").is_file() {
+                bail!(
+                    "--kernel-tree {}: not a Linux source tree (no Makefile or kernel/kallsyms.c)",
+                    tree.display()
+                );
+            }
+            let key = format!(
+                "tree-{}",
+                layout::digest(&[tree.as_os_str().as_encoded_bytes()])
+            );
+            Ok(KernelSource {
+                describe: format!("user tree {}", tree.display()),
+                tree,
+                key,
+                patched: true,
+            })
+        }
+        SourceSpec::Debian { variant } => prepare_debian(*variant),
+    }
+}
+
+/// The Debian package version of the installed tarball (`6.12.117-1~deb12u1`),
+/// or the tarball's size and mtime when dpkg does not know it.
+fn debian_source_version() -> Result<String> {
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f=${Version}", "linux-source-6.12"])
+        .output();
+    if let Ok(o) = out {
+        let v = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        if o.status.success() && !v.is_empty() {
+            return Ok(v.replace(['~', ':', '/'], "_"));
+        }
+    }
+    let md = fs::metadata(DEBIAN_SOURCE_TARBALL).with_context(|| {
+        format!("{DEBIAN_SOURCE_TARBALL} is missing: apt-get install linux-source-6.12")
+    })?;
+    let mtime = md
+        .modified()?
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    Ok(format!("tarball-{}-{}", md.len(), mtime))
+}
+
+const STAMP: &str = ".ksh-source-stamp";
+
+fn prepare_debian(variant: Variant) -> Result<KernelSource> {
+    let version = debian_source_version()?;
+    let series_dir = layout::patches_dir(BASE_VERSION);
+    let series = Series::load(&series_dir)?;
+    let fingerprint = series.fingerprint(variant)?;
+    let touched: Vec<String> = series.touched_paths(variant)?.into_iter().collect();
+    let variant_name = match variant {
+        Variant::Patched => "patched",
+        Variant::Baseline => "baseline",
+    };
+    let key = format!("{version}-{variant_name}");
+    let src_root = layout::cache_root().join("src");
+    layout::ensure_dir(&src_root)?;
+    let tree = src_root.join(&key);
+    let stamp_path = tree.join(STAMP);
+    let want_stamp = format!("{fingerprint}\n{}\n", touched.join("\n"));
+    let describe = format!(
+        "Debian linux-source-6.12 {version}, {} of {} patches ({variant_name})",
+        series.patches_for(variant).len(),
+        series.patches_for(Variant::Patched).len()
+    );
+    let source = KernelSource {
+        tree: tree.clone(),
+        key,
+        describe,
+        patched: variant == Variant::Patched,
+    };
+    let old_stamp = fs::read_to_string(&stamp_path).ok();
+    if old_stamp.as_deref() == Some(want_stamp.as_str()) {
+        return Ok(source);
+    }
+    eprintln!(
+        "ksh: unpacking {DEBIAN_SOURCE_TARBALL} ({variant_name}) into {}",
+        tree.display()
+    );
+    // Unpack and patch beside the final place, then swap, so an interrupted
+    // run never leaves a half-patched tree that looks ready.
+    let staging = src_root.join(format!(".{}.staging-{}", source.key, std::process::id()));
+    let _ = fs::remove_dir_all(&staging);
+    layout::ensure_dir(&staging)?;
+    let status = Command::new("tar")
+        .args(["-xJf", DEBIAN_SOURCE_TARBALL, "--strip-components=1", "-C"])
+        .arg(&staging)
+        .status()
+        .context("running tar")?;
+    if !status.success() {
+        let _ = fs::remove_dir_all(&staging);
+        bail!("unpacking {DEBIAN_SOURCE_TARBALL} failed ({status}); reproduce: tar -xJf {DEBIAN_SOURCE_TARBALL}");
+    }
+    if let Err(e) = series.apply(&staging, variant) {
+        let _ = fs::remove_dir_all(&staging);
+        return Err(e.context(format!(
+            "applying {} to Debian's 6.12 source",
+            series_dir.display()
+        )));
+    }
+    // Stamp files the old or the new series touched, so make notices content
+    // that went back to the tarball's (older) version too.
+    let mut stamp_these = touched.clone();
+    if let Some(old) = &old_stamp {
+        stamp_these.extend(old.lines().skip(1).map(str::to_string));
+    }
+    let now = fs::FileTimes::new().set_modified(std::time::SystemTime::now());
+    for f in stamp_these {
+        if let Ok(file) = fs::File::options().write(true).open(staging.join(&f)) {
+            let _ = file.set_times(now);
+        }
+    }
+    fs::write(staging.join(STAMP), &want_stamp)?;
+    if tree.exists() {
+        fs::remove_dir_all(&tree).with_context(|| format!("removing old {}", tree.display()))?;
+    }
+    fs::rename(&staging, &tree)
+        .with_context(|| format!("moving {} into place", staging.display()))?;
+    Ok(source)
+}
+
+/// Reads `VERSION.PATCHLEVEL.SUBLEVEL` from a tree's Makefile.
+pub fn kernel_version(tree: &Path) -> Result<String> {
+    let text = fs::read_to_string(tree.join("Makefile"))?;
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(name)
+                    .and_then(|r| r.trim_start().strip_prefix('='))
+            })
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    Ok(format!(
+        "{}.{}.{}",
+        field("VERSION"),
+        field("PATCHLEVEL"),
+        field("SUBLEVEL")
+    ))
+}

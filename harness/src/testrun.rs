@@ -1,0 +1,326 @@
+//! One test run of one cell (arch × config × source): build the kernel,
+//! compute expectations, pack the initramfs, boot, and turn the guest's KTAP
+//! into case results. The order of stages is the data flow of the harness;
+//! each stage lives in its own module.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use crate::accel::{self, AccelChoice};
+use crate::arch::ArchProfile;
+use crate::kbuild::{self, BuildRequest, Built};
+use crate::ktap;
+use crate::layout;
+use crate::qemu::{self, Accel, Exit, Timeouts, VmOutcome, VmSpec};
+use crate::report::{CaseResult, CellReport, Status};
+use crate::source::KernelSource;
+use crate::symbols;
+
+/// Host-side cases every cell reports besides the guest probes.
+pub const BUILD_CASE: (&str, &str) = ("build", "kernel");
+pub const VM_CASE: (&str, &str) = ("boot", "vm-completed");
+
+/// Every test name of an arch/config cell, in report order. Known without
+/// building anything, so `--list` and filters need no kernel.
+pub fn test_names(arch: &ArchProfile, config: &str) -> Vec<String> {
+    let p = format!("{}/{config}", arch.name);
+    let mut names = vec![
+        format!("{p}/{}/{}", BUILD_CASE.0, BUILD_CASE.1),
+        format!("{p}/{}/{}", VM_CASE.0, VM_CASE.1),
+    ];
+    for probe in ksh_proto::PROBES {
+        for case in probe.cases {
+            names.push(format!("{p}/{}/{case}", probe.name));
+        }
+    }
+    names
+}
+
+/// One arch × config on one source.
+#[derive(Debug, Clone)]
+pub struct Cell<'a> {
+    pub arch: &'static ArchProfile,
+    pub config: String,
+    pub source: &'a KernelSource,
+}
+
+impl Cell<'_> {
+    /// `ARCH/CONFIG`, the prefix of every test name of this cell.
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.arch.name, self.config)
+    }
+
+    /// Every test name of the cell, in report order.
+    pub fn test_names(&self) -> Vec<String> {
+        test_names(self.arch, &self.config)
+    }
+
+    fn build_request(&self, jobs: usize) -> BuildRequest<'_> {
+        BuildRequest {
+            arch: self.arch,
+            config: &self.config,
+            source: self.source,
+            jobs,
+        }
+    }
+
+    /// Directory for this cell's run files (console log, results, command line).
+    pub fn run_dir(&self) -> PathBuf {
+        layout::cache_root()
+            .join("runs")
+            .join(&self.source.key)
+            .join(format!("{}-{}", self.arch.name, self.config))
+    }
+}
+
+/// Knobs of a run that do not change what is built.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    pub accel: AccelChoice,
+    pub jobs: usize,
+}
+
+/// Timing figures of a cell, for the summary line and the benchmark.
+#[derive(Debug, Clone, Default)]
+pub struct CellTimes {
+    pub build: Duration,
+    pub ran_make: bool,
+    pub boot_to_results: Option<Duration>,
+    pub vm_total: Duration,
+    pub accel: Option<&'static str>,
+}
+
+/// Builds the kernel of `cell` (used by `cargo xtask build` too).
+pub fn build_kernel(cell: &Cell, jobs: usize) -> Result<Built> {
+    kbuild::build(&cell.build_request(jobs))
+}
+
+/// The expectation files the guest probes read, computed from the build.
+fn expectation_files(built: &Built) -> Result<Vec<crate::initramfs::GuestFile>> {
+    let opts = symbols::kallsyms_options_from_config(&built.dir.join(".config"))?;
+    let table = symbols::expected_kallsyms(&built.vmlinux, &opts).with_context(|| {
+        format!(
+            "deriving the kallsyms table from {}",
+            built.vmlinux.display()
+        )
+    })?;
+    let mut text = String::with_capacity(table.len() * 48);
+    for e in &table {
+        let _ = writeln!(text, "{:x} {} {}", e.addr, e.ty as char, e.name);
+    }
+    Ok(vec![crate::initramfs::GuestFile {
+        path: ksh_proto::EXPECT_KALLSYMS.into(),
+        mode: 0o644,
+        data: text.into_bytes(),
+    }])
+}
+
+fn cpus_for(built: &Built) -> u32 {
+    let config = fs::read_to_string(built.dir.join(".config")).unwrap_or_default();
+    if config.lines().any(|l| l == "CONFIG_SMP=y") {
+        2
+    } else {
+        1
+    }
+}
+
+/// Overall VM limit: boot allowance plus every probe's own timeout.
+fn timeouts(first_output: Duration) -> Timeouts {
+    let probes: u64 = ksh_proto::PROBES
+        .iter()
+        .map(|p| u64::from(p.timeout_secs))
+        .sum();
+    Timeouts {
+        first_output,
+        silence: Duration::from_secs(45),
+        overall: Duration::from_secs(60 + probes),
+    }
+}
+
+/// Boots with the chosen accelerator, falling back from a silent KVM to TCG
+/// under `--accel auto`.
+fn boot(cell: &Cell, built: &Built, initrd: PathBuf, opts: &RunOptions) -> Result<VmOutcome> {
+    let candidates = accel::candidates(opts.accel, cell.arch)?;
+    let mut last = None;
+    for (i, acc) in candidates.iter().enumerate() {
+        let fallback_possible = i + 1 < candidates.len();
+        let first_output = if *acc == Accel::Kvm && fallback_possible {
+            accel::KVM_PROBE_SILENCE
+        } else {
+            Duration::from_secs(60)
+        };
+        let spec = VmSpec {
+            arch: cell.arch,
+            accel: *acc,
+            kernel: built.image.clone(),
+            initrd: initrd.clone(),
+            cpus: cpus_for(built),
+            run_dir: cell.run_dir(),
+            timeouts: timeouts(first_output),
+        };
+        let outcome = qemu::run(&spec)?;
+        if *acc == Accel::Kvm && opts.accel == AccelChoice::Auto {
+            accel::remember(cell.arch, outcome.console_spoke);
+            if !outcome.console_spoke && fallback_possible {
+                eprintln!(
+                    "ksh: {}: KVM printed nothing in {} s; falling back to TCG (verdict kept in {})",
+                    cell.name(),
+                    accel::KVM_PROBE_SILENCE.as_secs(),
+                    accel::verdict_path().display()
+                );
+                last = Some(outcome);
+                continue;
+            }
+        }
+        return Ok(outcome);
+    }
+    Ok(last.expect("at least one accelerator candidate"))
+}
+
+/// Runs one cell end to end. Faults of the system under test (build
+/// failure, panic, hang) become failed cases; faults of the harness itself
+/// are errors.
+pub fn run_cell(cell: &Cell, opts: &RunOptions) -> Result<(CellReport, CellTimes)> {
+    let started = Instant::now();
+    let prefix = cell.name();
+    let mut cases = Vec::new();
+    let mut times = CellTimes::default();
+    let names = cell.test_names();
+    let fail_rest = |cases: &mut Vec<CaseResult>, why: &str| {
+        for n in &names {
+            if !cases.iter().any(|c: &CaseResult| &c.name == n) {
+                cases.push(CaseResult {
+                    name: n.clone(),
+                    status: Status::Fail(format!("not run: {why}")),
+                });
+            }
+        }
+    };
+    let build_name = format!("{prefix}/{}/{}", BUILD_CASE.0, BUILD_CASE.1);
+    let built = match build_kernel(cell, opts.jobs) {
+        Ok(b) => b,
+        Err(e) => {
+            cases.push(CaseResult {
+                name: build_name,
+                status: Status::Fail(format!("{e:#}")),
+            });
+            fail_rest(&mut cases, "the kernel build failed");
+            return Ok((
+                CellReport {
+                    cell: prefix,
+                    cases,
+                    elapsed: started.elapsed(),
+                },
+                times,
+            ));
+        }
+    };
+    times.build = built.elapsed;
+    times.ran_make = built.ran_make;
+    cases.push(CaseResult {
+        name: build_name,
+        status: Status::Pass,
+    });
+
+    let init = crate::guestbin::build_init(cell.arch)?;
+    let init_bytes = fs::read(&init).with_context(|| format!("reading {}", init.display()))?;
+    let files = expectation_files(&built)?;
+    let initrd = built.dir.join("ksh-initramfs.cpio.gz");
+    crate::initramfs::write_if_changed(&initrd, &crate::initramfs::build(&init_bytes, &files)?)?;
+
+    let outcome = boot(cell, &built, initrd, opts)?;
+    times.boot_to_results = outcome.boot_to_results;
+    times.vm_total = outcome.elapsed;
+    times.accel = Some(outcome.accel.name());
+    cases.extend(case_results(cell, &outcome));
+    Ok((
+        CellReport {
+            cell: prefix,
+            cases,
+            elapsed: started.elapsed(),
+        },
+        times,
+    ))
+}
+
+/// Maps the VM's outcome and KTAP stream onto the cell's cases.
+pub fn case_results(cell: &Cell, outcome: &VmOutcome) -> Vec<CaseResult> {
+    let prefix = cell.name();
+    let report = ktap::parse(&outcome.results, ksh_proto::COMPLETION_RECORD);
+    let where_to_look = outcome.where_to_look();
+    let mut out = Vec::new();
+
+    // The VM-level case: did the guest run to completion and stop cleanly?
+    let mut problems = Vec::new();
+    match &outcome.exit {
+        Exit::PoweredOff | Exit::Reset => {}
+        Exit::Panic { excerpt } => problems.push(format!("kernel panic:\n{excerpt}")),
+        Exit::Timeout { what } => problems.push(format!("timeout: {what}")),
+        Exit::QemuFailed { status, stderr } => {
+            problems.push(format!("QEMU failed ({status}):\n{}", stderr.trim()))
+        }
+        Exit::Interrupted => problems.push("interrupted".into()),
+    }
+    if report.completion.is_none() {
+        problems
+            .push("the result stream has no completion record: the guest crashed or hung".into());
+    }
+    for e in &report.errors {
+        problems.push(format!(
+            "malformed result stream, line {}: {}: {:?}",
+            e.line_no, e.message, e.line
+        ));
+    }
+    let vm_name = format!("{prefix}/{}/{}", VM_CASE.0, VM_CASE.1);
+    let vm_status = if problems.is_empty() {
+        Status::Pass
+    } else {
+        Status::Fail(format!(
+            "{}\naccelerator: {}\n{where_to_look}",
+            problems.join("\n"),
+            outcome.accel.name()
+        ))
+    };
+    let vm_ok = vm_status == Status::Pass;
+    out.push(CaseResult {
+        name: vm_name,
+        status: vm_status,
+    });
+
+    for probe in ksh_proto::PROBES {
+        for case in probe.cases {
+            let name = format!("{prefix}/{}/{case}", probe.name);
+            let status = match report.find(&[probe.name, case]) {
+                Some(r) => match r.outcome {
+                    ktap::Outcome::Pass | ktap::Outcome::Xfail => Status::Pass,
+                    ktap::Outcome::Skip => {
+                        Status::Skip(r.directive_reason.clone().unwrap_or_default())
+                    }
+                    ktap::Outcome::Fail | ktap::Outcome::Timeout | ktap::Outcome::Todo => {
+                        let mut msg = r.diagnostics.join("\n");
+                        if r.outcome == ktap::Outcome::Timeout {
+                            msg.push_str(&format!(
+                                "\nTIMEOUT: {}",
+                                r.directive_reason.clone().unwrap_or_default()
+                            ));
+                        }
+                        Status::Fail(format!("{}\n{where_to_look}", msg.trim()))
+                    }
+                },
+                None if vm_ok => Status::Fail(format!(
+                    "the guest reported no result for this case\n{where_to_look}"
+                )),
+                None => Status::Fail(format!(
+                    "not run: the VM did not complete (see {vm})\n{where_to_look}",
+                    vm = VM_CASE.1
+                )),
+            };
+            out.push(CaseResult { name, status });
+        }
+    }
+    out
+}

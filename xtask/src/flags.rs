@@ -1,0 +1,73 @@
+//! Every flag of every subcommand, declared in one place.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use harness::accel::AccelChoice;
+
+/// Test harness for kallsyms symbol sizes: builds patched Linux kernels,
+/// boots them in QEMU (x86_64, arm64) and checks kallsyms lookups and sizes
+/// from inside the guest.
+#[derive(Parser, Debug)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Build, boot and probe kernels; report every check as a test case.
+    ///
+    /// Test names are ARCH/CONFIG/PROBE/CASE. Arguments after `--` work as
+    /// with `cargo test` (a name filter, --exact, --skip, --list,
+    /// --format json); kernels whose tests are all filtered out are not
+    /// built. Example: `cargo xtask test -- arm64/` builds and boots arm64 only.
+    Test(TestArgs),
+    /// Build a kernel only; prints the build dir as the last line of stdout.
+    Build(BuildArgs),
+}
+
+/// What kernel(s) to build: shared by `test` and `build`.
+#[derive(Args, Debug, Clone)]
+pub struct KernelSelection {
+    /// Architecture(s): x86_64, arm64. Repeat or comma-separate; default: all.
+    #[arg(long = "arch", value_delimiter = ',')]
+    pub arches: Vec<String>,
+    /// Config variant(s) from kernel-configs/variants/ (default: minimal).
+    #[arg(long = "config", value_delimiter = ',', default_value = "minimal")]
+    pub configs: Vec<String>,
+    /// Build without the kallsyms patches (test-only fixtures still apply),
+    /// to compare and to prove the probes can fail.
+    #[arg(long)]
+    pub baseline: bool,
+    /// Use this kernel tree instead of Debian's linux-source-6.12 (never
+    /// modified: the build goes to a separate O= dir in the cache).
+    #[arg(long, value_name = "PATH")]
+    pub kernel_tree: Option<PathBuf>,
+    /// Parallel make jobs (default: CPUs + 1).
+    #[arg(long, short = 'j')]
+    pub jobs: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct TestArgs {
+    #[command(flatten)]
+    pub kernel: KernelSelection,
+    /// Accelerator: auto (KVM where it has been seen to boot a Linux guest
+    /// on this host, else TCG), kvm, or tcg.
+    #[arg(long, default_value = "auto")]
+    pub accel: AccelChoice,
+    /// Also write JUnit XML here (one test suite per arch/config).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// libtest arguments: filter, --exact, --skip, --list, --format json, ...
+    #[arg(last = true)]
+    pub libtest: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub kernel: KernelSelection,
+}

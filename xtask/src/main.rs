@@ -1,0 +1,25 @@
+//! `cargo xtask`: the harness's command line. One module per subcommand;
+//! flags live in `flags.rs`; the work happens in the `harness` library.
+
+mod build;
+mod flags;
+mod selection;
+mod test;
+
+use clap::Parser;
+
+fn main() {
+    let cli = flags::Cli::parse();
+    harness::qemu::install_interrupt_handler();
+    let result = match cli.command {
+        flags::Cmd::Test(args) => test::run(args),
+        flags::Cmd::Build(args) => build::run(args),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}
