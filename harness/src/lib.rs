@@ -7,6 +7,7 @@
 pub mod accel;
 pub mod arch;
 pub mod cpio;
+pub mod expect;
 pub mod guestbin;
 pub mod initramfs;
 pub mod kbuild;
@@ -14,6 +15,7 @@ pub mod kconfig;
 pub mod ktap;
 pub mod layout;
 pub mod prereqs;
+pub mod probemod;
 pub mod qemu;
 pub mod report;
 pub mod series;

@@ -66,8 +66,24 @@ pub fn prepare(spec: &SourceSpec) -> Result<KernelSource> {
                 patched: true,
             })
         }
-        SourceSpec::Debian { variant } => prepare_debian(*variant),
+        SourceSpec::Debian { variant } => {
+            let series = Series::load(&layout::patches_dir(BASE_VERSION))?;
+            let name = match variant {
+                Variant::Patched => "patched",
+                Variant::Baseline => "baseline",
+            };
+            prepare_debian(&series, *variant, name)
+        }
     }
+}
+
+/// Debian's source with only the first `count` patches of the series, for
+/// checking that every prefix builds. One tree serves every prefix: it is
+/// re-synced in place, so each step rebuilds only what the next patch touched.
+pub fn prepare_series_prefix(count: usize) -> Result<KernelSource> {
+    let mut series = Series::load(&layout::patches_dir(BASE_VERSION))?;
+    series.entries.truncate(count);
+    prepare_debian(&series, Variant::Patched, "series-prefix")
 }
 
 /// The Debian package version of the installed tarball (`6.12.117-1~deb12u1`),
@@ -94,16 +110,11 @@ fn debian_source_version() -> Result<String> {
 
 const STAMP: &str = ".ksh-source-stamp";
 
-fn prepare_debian(variant: Variant) -> Result<KernelSource> {
+fn prepare_debian(series: &Series, variant: Variant, variant_name: &str) -> Result<KernelSource> {
     let version = debian_source_version()?;
-    let series_dir = layout::patches_dir(BASE_VERSION);
-    let series = Series::load(&series_dir)?;
+    let series_dir = &series.dir;
     let fingerprint = series.fingerprint(variant)?;
     let touched: Vec<String> = series.touched_paths(variant)?.into_iter().collect();
-    let variant_name = match variant {
-        Variant::Patched => "patched",
-        Variant::Baseline => "baseline",
-    };
     let key = format!("{version}-{variant_name}");
     let src_root = layout::cache_root().join("src");
     layout::ensure_dir(&src_root)?;
@@ -111,9 +122,9 @@ fn prepare_debian(variant: Variant) -> Result<KernelSource> {
     let stamp_path = tree.join(STAMP);
     let want_stamp = format!("{fingerprint}\n{}\n", touched.join("\n"));
     let describe = format!(
-        "Debian linux-source-6.12 {version}, {} of {} patches ({variant_name})",
+        "Debian linux-source-6.12 {version} + {} patch(es) of {} ({variant_name})",
         series.patches_for(variant).len(),
-        series.patches_for(Variant::Patched).len()
+        series_dir.display()
     );
     let source = KernelSource {
         tree: tree.clone(),

@@ -3,7 +3,6 @@
 //! into case results. The order of stages is the data flow of the harness;
 //! each stage lives in its own module.
 
-use std::fmt::Write as _;
 use std::fs;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -18,7 +17,6 @@ use crate::layout;
 use crate::qemu::{self, Accel, Exit, Timeouts, VmOutcome, VmSpec};
 use crate::report::{CaseResult, CellReport, Status};
 use crate::source::KernelSource;
-use crate::symbols;
 
 /// Host-side cases every cell reports besides the guest probes.
 pub const BUILD_CASE: (&str, &str) = ("build", "kernel");
@@ -82,6 +80,9 @@ impl Cell<'_> {
 pub struct RunOptions {
     pub accel: AccelChoice,
     pub jobs: usize,
+    /// On a baseline kernel, the cases listed in a probe's
+    /// `baseline_failures` must fail (and pass in the report when they do).
+    pub expect_baseline_failures: bool,
 }
 
 /// Timing figures of a cell, for the summary line and the benchmark.
@@ -97,26 +98,6 @@ pub struct CellTimes {
 /// Builds the kernel of `cell` (used by `cargo xtask build` too).
 pub fn build_kernel(cell: &Cell, jobs: usize) -> Result<Built> {
     kbuild::build(&cell.build_request(jobs))
-}
-
-/// The expectation files the guest probes read, computed from the build.
-fn expectation_files(built: &Built) -> Result<Vec<crate::initramfs::GuestFile>> {
-    let opts = symbols::kallsyms_options_from_config(&built.dir.join(".config"))?;
-    let table = symbols::expected_kallsyms(&built.vmlinux, &opts).with_context(|| {
-        format!(
-            "deriving the kallsyms table from {}",
-            built.vmlinux.display()
-        )
-    })?;
-    let mut text = String::with_capacity(table.len() * 48);
-    for e in &table {
-        let _ = writeln!(text, "{:x} {} {}", e.addr, e.ty as char, e.name);
-    }
-    Ok(vec![crate::initramfs::GuestFile {
-        path: ksh_proto::EXPECT_KALLSYMS.into(),
-        mode: 0o644,
-        data: text.into_bytes(),
-    }])
 }
 
 fn cpus_for(built: &Built) -> u32 {
@@ -228,7 +209,7 @@ pub fn run_cell(cell: &Cell, opts: &RunOptions) -> Result<(CellReport, CellTimes
 
     let init = crate::guestbin::build_init(cell.arch)?;
     let init_bytes = fs::read(&init).with_context(|| format!("reading {}", init.display()))?;
-    let files = expectation_files(&built)?;
+    let files = crate::expect::guest_files(cell.arch, &built)?;
     let initrd = built.dir.join("ksh-initramfs.cpio.gz");
     crate::initramfs::write_if_changed(&initrd, &crate::initramfs::build(&init_bytes, &files)?)?;
 
@@ -236,7 +217,7 @@ pub fn run_cell(cell: &Cell, opts: &RunOptions) -> Result<(CellReport, CellTimes
     times.boot_to_results = outcome.boot_to_results;
     times.vm_total = outcome.elapsed;
     times.accel = Some(outcome.accel.name());
-    cases.extend(case_results(cell, &outcome));
+    cases.extend(case_results(cell, &outcome, opts.expect_baseline_failures));
     Ok((
         CellReport {
             cell: prefix,
@@ -248,7 +229,11 @@ pub fn run_cell(cell: &Cell, opts: &RunOptions) -> Result<(CellReport, CellTimes
 }
 
 /// Maps the VM's outcome and KTAP stream onto the cell's cases.
-pub fn case_results(cell: &Cell, outcome: &VmOutcome) -> Vec<CaseResult> {
+pub fn case_results(
+    cell: &Cell,
+    outcome: &VmOutcome,
+    expect_baseline_failures: bool,
+) -> Vec<CaseResult> {
     let prefix = cell.name();
     let report = ktap::parse(&outcome.results, ksh_proto::COMPLETION_RECORD);
     let where_to_look = outcome.where_to_look();
@@ -319,8 +304,207 @@ pub fn case_results(cell: &Cell, outcome: &VmOutcome) -> Vec<CaseResult> {
                     vm = VM_CASE.1
                 )),
             };
+            let status = if expect_baseline_failures && probe.baseline_failures.contains(case) {
+                invert_for_baseline(status, vm_ok, &where_to_look)
+            } else {
+                status
+            };
             out.push(CaseResult { name, status });
         }
     }
     out
+}
+
+/// A case that must fail on the baseline kernel: its failure is the pass.
+/// It only counts when the VM completed, so a crash is never a pass.
+fn invert_for_baseline(status: Status, vm_ok: bool, where_to_look: &str) -> Status {
+    match status {
+        Status::Fail(_) if vm_ok => Status::Pass,
+        Status::Fail(msg) => Status::Fail(msg),
+        Status::Pass => Status::Fail(format!(
+            "passed on the baseline (unpatched) kernel, where it must fail: the probe no longer detects size-blind lookups\n{where_to_look}"
+        )),
+        Status::Skip(why) => Status::Fail(format!("skipped on the baseline kernel ({why}), where it must fail")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::X86_64;
+
+    fn cell(source: &KernelSource) -> Cell<'_> {
+        Cell {
+            arch: &X86_64,
+            config: "minimal".into(),
+            source,
+        }
+    }
+
+    fn source() -> KernelSource {
+        KernelSource {
+            tree: PathBuf::from("/src"),
+            key: "k".into(),
+            describe: "d".into(),
+            patched: true,
+        }
+    }
+
+    fn outcome(exit: Exit, results: &str) -> VmOutcome {
+        VmOutcome {
+            exit,
+            accel: Accel::Tcg,
+            results: results.into(),
+            run_dir: PathBuf::from("/runs/x"),
+            console_log: PathBuf::from("/runs/x/console.log"),
+            cmdline: "qemu".into(),
+            console_spoke: true,
+            boot_to_results: None,
+            elapsed: Duration::from_secs(1),
+        }
+    }
+
+    /// A complete stream in which every case passes, except `failing`.
+    fn stream(failing: &[(&str, &str)]) -> String {
+        let mut s = format!("KTAP version 1\n1..{}\n", ksh_proto::PROBES.len());
+        for (i, p) in ksh_proto::PROBES.iter().enumerate() {
+            s.push_str(&format!(
+                "    KTAP version 1\n    # Subtest: {}\n    1..{}\n",
+                p.name,
+                p.cases.len()
+            ));
+            let mut all_ok = true;
+            for (j, c) in p.cases.iter().enumerate() {
+                if failing.contains(&(p.name, c)) {
+                    all_ok = false;
+                    s.push_str(&format!(
+                        "    # expected 0x10, got 0x20\n    not ok {} {c}\n",
+                        j + 1
+                    ));
+                } else {
+                    s.push_str(&format!("    ok {} {c}\n", j + 1));
+                }
+            }
+            s.push_str(&format!(
+                "{} {} {}\n",
+                if all_ok { "ok" } else { "not ok" },
+                i + 1,
+                p.name
+            ));
+        }
+        s.push_str(&ksh_proto::completion_record(ksh_proto::PROBES.len()));
+        s.push('\n');
+        s
+    }
+
+    fn status_of<'a>(cases: &'a [CaseResult], suffix: &str) -> &'a Status {
+        &cases
+            .iter()
+            .find(|c| c.name.ends_with(suffix))
+            .unwrap_or_else(|| panic!("no case {suffix}"))
+            .status
+    }
+
+    #[test]
+    fn clean_run_passes_every_case() {
+        let src = source();
+        let cases = case_results(&cell(&src), &outcome(Exit::PoweredOff, &stream(&[])), false);
+        assert_eq!(
+            cases.len(),
+            test_names(&X86_64, "minimal").len() - 1,
+            "all but build/kernel"
+        );
+        assert!(cases.iter().all(|c| c.status == Status::Pass), "{cases:#?}");
+    }
+
+    #[test]
+    fn failing_case_carries_diagnostics_and_log_paths() {
+        let src = source();
+        let cases = case_results(
+            &cell(&src),
+            &outcome(Exit::PoweredOff, &stream(&[("proc-kallsyms", "addresses")])),
+            false,
+        );
+        let Status::Fail(msg) = status_of(&cases, "/proc-kallsyms/addresses") else {
+            panic!()
+        };
+        assert!(
+            msg.contains("expected 0x10, got 0x20") && msg.contains("/runs/x/console.log"),
+            "{msg}"
+        );
+        assert_eq!(status_of(&cases, "/boot/vm-completed"), &Status::Pass);
+    }
+
+    #[test]
+    fn panic_fails_the_vm_case_and_marks_the_rest_not_run() {
+        let src = source();
+        let partial = "KTAP version 1\n1..2\n    KTAP version 1\n    # Subtest: boot\n    1..2\n    ok 1 init-ran\n";
+        let exit = Exit::Panic {
+            excerpt: "Kernel panic - not syncing: Attempted to kill init!".into(),
+        };
+        let cases = case_results(&cell(&src), &outcome(exit, partial), false);
+        let Status::Fail(msg) = status_of(&cases, "/boot/vm-completed") else {
+            panic!()
+        };
+        assert!(
+            msg.contains("Attempted to kill init") && msg.contains("no completion record"),
+            "{msg}"
+        );
+        assert_eq!(
+            status_of(&cases, "/boot/init-ran"),
+            &Status::Pass,
+            "a reported result is kept"
+        );
+        let Status::Fail(msg) = status_of(&cases, "/proc-kallsyms/format") else {
+            panic!()
+        };
+        assert!(msg.starts_with("not run"), "{msg}");
+    }
+
+    #[test]
+    fn hang_is_a_failure_never_a_pass() {
+        let src = source();
+        let cases = case_results(
+            &cell(&src),
+            &outcome(
+                Exit::Timeout {
+                    what: "no output for 45 s".into(),
+                },
+                "",
+            ),
+            false,
+        );
+        assert!(
+            cases.iter().all(|c| matches!(c.status, Status::Fail(_))),
+            "{cases:#?}"
+        );
+    }
+
+    #[test]
+    fn malformed_stream_fails_the_vm_case() {
+        let src = source();
+        let mut s = stream(&[]);
+        s = s.replacen("    ok 1 init-ran", "    ok one init-ran", 1);
+        let cases = case_results(&cell(&src), &outcome(Exit::PoweredOff, &s), false);
+        let Status::Fail(msg) = status_of(&cases, "/boot/vm-completed") else {
+            panic!("{cases:#?}")
+        };
+        assert!(msg.contains("malformed result stream"), "{msg}");
+    }
+
+    #[test]
+    fn baseline_inversion_only_touches_listed_cases_of_completed_runs() {
+        let vm = "/tmp/x";
+        assert_eq!(
+            invert_for_baseline(Status::Fail("size differs".into()), true, vm),
+            Status::Pass
+        );
+        assert!(
+            matches!(invert_for_baseline(Status::Pass, true, vm), Status::Fail(m) if m.contains("must fail"))
+        );
+        assert!(matches!(
+            invert_for_baseline(Status::Fail("x".into()), false, vm),
+            Status::Fail(_)
+        ));
+    }
 }

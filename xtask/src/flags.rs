@@ -26,6 +26,11 @@ pub enum Cmd {
     Test(TestArgs),
     /// Build a kernel only; prints the build dir as the last line of stdout.
     Build(BuildArgs),
+    /// Check the patch series: checkpatch per patch, a build of every prefix
+    /// per arch, and no drift between the generator crate and its patch.
+    CheckSeries(CheckSeriesArgs),
+    /// Copy kallsyms-gen/src/main.rs into the series' generator patch.
+    SyncSeries,
 }
 
 /// What kernel(s) to build: shared by `test` and `build`.
@@ -58,6 +63,11 @@ pub struct TestArgs {
     /// on this host, else TCG), kvm, or tcg.
     #[arg(long, default_value = "auto")]
     pub accel: AccelChoice,
+    /// Run the baseline kernel and require the cases each probe lists as
+    /// baseline failures to fail there (everything else must pass). Proves
+    /// the probes can detect size-blind lookups. Implies --baseline.
+    #[arg(long)]
+    pub expect_baseline_failures: bool,
     /// Also write JUnit XML here (one test suite per arch/config).
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
@@ -68,6 +78,12 @@ pub struct TestArgs {
 
 #[derive(Args, Debug)]
 pub struct BuildArgs {
+    #[command(flatten)]
+    pub kernel: KernelSelection,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckSeriesArgs {
     #[command(flatten)]
     pub kernel: KernelSelection,
 }

@@ -2,8 +2,10 @@
 //! flags live in `flags.rs`; the work happens in the `harness` library.
 
 mod build;
+mod check_series;
 mod flags;
 mod selection;
+mod sync_series;
 mod test;
 
 use clap::Parser;
@@ -14,6 +16,8 @@ fn main() {
     let result = match cli.command {
         flags::Cmd::Test(args) => test::run(args),
         flags::Cmd::Build(args) => build::run(args),
+        flags::Cmd::CheckSeries(args) => check_series::run(args),
+        flags::Cmd::SyncSeries => sync_series::run(),
     };
     match result {
         Ok(code) => std::process::exit(code),

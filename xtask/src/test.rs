@@ -10,7 +10,10 @@ use libtest_mimic::Arguments;
 use crate::flags::TestArgs;
 use crate::selection;
 
-pub fn run(args: TestArgs) -> Result<i32> {
+pub fn run(mut args: TestArgs) -> Result<i32> {
+    if args.expect_baseline_failures {
+        args.kernel.baseline = true;
+    }
     let mut lt_argv = vec!["cargo xtask test".to_string()];
     lt_argv.extend(args.libtest.iter().cloned());
     let mut lt = Arguments::from_iter(lt_argv);
@@ -47,6 +50,7 @@ pub fn run(args: TestArgs) -> Result<i32> {
         let opts = RunOptions {
             accel: args.accel,
             jobs: selection::jobs(&args.kernel),
+            expect_baseline_failures: args.expect_baseline_failures,
         };
         for (arch, config) in &selected_cells {
             let cell = Cell {

@@ -24,6 +24,43 @@ pub const EXPECT_KALLSYMS: &str = "/ksh/expect/kallsyms.txt";
 /// whether the kallsyms patches are applied.
 pub const EXPECT_BUILD_INFO: &str = "/ksh/expect/build-info.txt";
 
+/// The probe kernel module (`harness/probe-module`), loaded by `/init`
+/// before any probe runs.
+pub const MODULE_PATH: &str = "/ksh/ksh_probe.ko";
+
+/// Written by `/init` after loading [`MODULE_PATH`]: `ok`, or the error.
+/// Probes that need the module quote it when its debugfs files are missing.
+pub const MODULE_LOAD_STATUS: &str = "/ksh/module-load-status";
+
+/// The module's debugfs directory (`lookup`, `bench`, `kprobe`, `features`).
+pub const MODULE_DEBUGFS: &str = "/sys/kernel/debug/ksh_probe";
+
+/// Module name as `/proc/kallsyms` and `%pS` show it (`[ksh_probe]`).
+pub const MODULE_NAME: &str = "ksh_probe";
+
+/// Sized kallsyms symbols to look up (`sizes` probe), grouped by address, in
+/// table order: `ADDR SIZE NESTED NAME` (hex link-time address; SIZE hex or
+/// `-` for an unsized alias; NESTED `1` when another symbol starts inside
+/// the symbol, `0` otherwise, `-` when unsized).
+pub const EXPECT_SIZES: &str = "/ksh/expect/sizes.txt";
+
+/// Orphaned weak bodies: `START END NAME PRECEDING OBJECT` (hex link-time
+/// `[START, END)`; PRECEDING is what a size-blind lookup reports).
+pub const EXPECT_ORPHANS: &str = "/ksh/expect/orphans.txt";
+
+/// Weak functions kept (not overridden): `ADDR SIZE TYPE NAME`.
+pub const EXPECT_WEAK_KEPT: &str = "/ksh/expect/weak-kept.txt";
+
+/// `%pS` samples: `ADDR OFFSET EXPECTED` (hex address of the symbol start,
+/// hex offset, and the exact `%pS` text of `ADDR+OFFSET`).
+pub const EXPECT_FORMAT_PS: &str = "/ksh/expect/format-ps.txt";
+
+/// Functions of the probe module: `NAME SIZE` (hex ELF size).
+pub const EXPECT_MODULE_SYMS: &str = "/ksh/expect/module-syms.txt";
+
+/// kprobe targets: `ADDR KIND NAME` (KIND `past-end`: NAME's end address).
+pub const EXPECT_KPROBES: &str = "/ksh/expect/kprobes.txt";
+
 /// One probe: a program run inside the guest, in its own process, that
 /// reports one KTAP subtest whose cases are listed here.
 #[derive(Debug, Clone, Copy)]
@@ -37,6 +74,11 @@ pub struct ProbeSpec {
     pub timeout_secs: u32,
     /// The cases it reports, in order.
     pub cases: &'static [&'static str],
+    /// Cases that must FAIL on a `--baseline` (unpatched) kernel: they detect
+    /// the size-blind lookups. `--expect-baseline-failures` turns their
+    /// failure there into a pass, so a probe that stops checking anything
+    /// turns CI red.
+    pub baseline_failures: &'static [&'static str],
 }
 
 /// Every probe, in the order the guest runs them. To add a probe: add an
@@ -47,12 +89,63 @@ pub const PROBES: &[ProbeSpec] = &[
         about: "the kernel booted and /init ran with its filesystems mounted",
         timeout_secs: 5,
         cases: &["init-ran", "filesystems-mounted"],
+        baseline_failures: &[],
     },
     ProbeSpec {
         name: "proc-kallsyms",
         about: "/proc/kallsyms parses and matches the symbols derived from vmlinux",
         timeout_secs: 30,
         cases: &["format", "names-and-types", "addresses"],
+        baseline_failures: &[],
+    },
+    ProbeSpec {
+        name: "sizes",
+        about: "looking up a sized symbol's start gives its name, offset 0 and its ELF size; its last byte gives the symbol",
+        timeout_secs: 60,
+        cases: &["start-name-offset", "start-size", "last-byte"],
+        baseline_failures: &["start-size"],
+    },
+    ProbeSpec {
+        name: "weak-orphans",
+        about: "no address inside an overridden weak function's leftover body resolves to a symbol",
+        timeout_secs: 30,
+        cases: &["fixture", "all"],
+        baseline_failures: &["fixture", "all"],
+    },
+    ProbeSpec {
+        name: "weak-kept",
+        about: "weak functions that were not overridden are listed and looked up with their real size",
+        timeout_secs: 30,
+        cases: &["by-name", "by-address", "size"],
+        baseline_failures: &[],
+    },
+    ProbeSpec {
+        name: "format-pS",
+        about: "%pS prints name+0xOFF/0xSIZE with the ELF size for a sample of text symbols",
+        timeout_secs: 30,
+        cases: &["shape", "real-size"],
+        baseline_failures: &["real-size"],
+    },
+    ProbeSpec {
+        name: "kprobes",
+        about: "a kprobe past a function's end is refused, one inside is accepted (needs CONFIG_KPROBES)",
+        timeout_secs: 30,
+        cases: &["past-end-refused", "inside-accepted"],
+        baseline_failures: &[],
+    },
+    ProbeSpec {
+        name: "ftrace",
+        about: "available_filter_functions has no invalid entries and no orphaned weak call sites",
+        timeout_secs: 30,
+        cases: &["no-invalid-entries", "no-orphan-sites"],
+        baseline_failures: &[],
+    },
+    ProbeSpec {
+        name: "module-symbols",
+        about: "the probe module's functions are looked up with their ELF sizes",
+        timeout_secs: 30,
+        cases: &["found", "sizes"],
+        baseline_failures: &["sizes"],
     },
 ];
 
@@ -81,6 +174,13 @@ mod tests {
                 assert!(!c.contains('/') && !c.contains(' '), "{c}");
             }
             assert!(!p.name.contains('/') && !p.name.contains(' '));
+            for b in p.baseline_failures {
+                assert!(
+                    p.cases.contains(b),
+                    "{}: baseline failure {b} is not a case",
+                    p.name
+                );
+            }
         }
     }
 }

@@ -30,8 +30,10 @@ fn parse_proc_line(line: &str) -> Result<(Sym, bool), String> {
     {
         return Err("address is not 16 lowercase hex digits".into());
     }
-    if ty.len() != 1 || !ty.as_bytes()[0].is_ascii_alphabetic() {
-        return Err("type is not one letter".into());
+    // nm's letter, as kallsyms stored it; `?` is nm's "unknown" (symbols of
+    // sections without flags, such as __nosave_begin on x86_64).
+    if ty.len() != 1 || !(ty.as_bytes()[0].is_ascii_alphabetic() || ty == "?") {
+        return Err("type is not one letter or '?'".into());
     }
     let (name, module) = match rest.split_once('\t') {
         Some((n, m)) => {
@@ -227,6 +229,8 @@ mod tests {
         assert!(parse_proc_line("FFFFFFFF81000000 T x").is_err());
         assert!(parse_proc_line("ffffffff8100000 T x").is_err());
         assert!(parse_proc_line("ffffffff81000000 TT x").is_err());
+        assert!(parse_proc_line("ffffffff81000000 ? __nosave_begin").is_ok());
+        assert!(parse_proc_line("ffffffff81000000 * x").is_err());
         assert!(parse_proc_line("ffffffff81000000 T x\tmod").is_err());
     }
 

@@ -1,0 +1,375 @@
+//! Expectations: what the guest probes compare the kernel's answers with,
+//! computed on the host from the build (vmlinux, objects, .config) and
+//! shipped in the initramfs under `ksh_proto::EXPECT_DIR`, together with the
+//! probe module. The guest side stays simple: it reads these files and
+//! compares. Every file is a plain line format documented next to its path
+//! constant in `ksh_proto`; addresses are link-time (the guest adds the
+//! KASLR offset it reads from `/proc/kallsyms`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use crate::arch::ArchProfile;
+use crate::initramfs::GuestFile;
+use crate::kbuild::Built;
+use crate::symbols::{self, Binding, GapClass, KallsymsEntry, SymKind};
+
+/// Name prefix of the test-only `__weak` functions of the fixture patch.
+pub const FIXTURE_PREFIX: &str = "kallsyms_fixture_";
+
+/// One in how many eligible text functions the `format-pS` probe samples
+/// (besides every function that ends before a gap).
+pub const FORMAT_SAMPLE_EVERY: usize = 97;
+
+/// Every file the guest needs besides `/init`, for the build `built`:
+/// expectation files plus the probe module.
+pub fn guest_files(arch: &ArchProfile, built: &Built) -> Result<Vec<GuestFile>> {
+    let ko = crate::probemod::build(arch, built)?;
+    let ko_bytes = std::fs::read(&ko).with_context(|| format!("reading {}", ko.display()))?;
+    let exp = Expectations::compute(&built.dir, &built.vmlinux, Some(&ko))?;
+    let summary_path = built.dir.join("ksh-expect-summary.txt");
+    std::fs::write(&summary_path, exp.summary())
+        .with_context(|| format!("writing {}", summary_path.display()))?;
+    let mut files = exp.files();
+    files.push(GuestFile {
+        path: ksh_proto::MODULE_PATH.into(),
+        mode: 0o644,
+        data: ko_bytes,
+    });
+    Ok(files)
+}
+
+/// Everything the probes need, as computed text plus counts for the summary.
+#[derive(Debug, Default)]
+pub struct Expectations {
+    pub kallsyms: String,
+    pub build_info: String,
+    pub sizes: String,
+    pub orphans: String,
+    pub weak_kept: String,
+    pub format_ps: String,
+    pub module_syms: String,
+    pub kprobes: String,
+    /// Human-readable facts (counts, gaps by class) for the report.
+    pub notes: Vec<String>,
+}
+
+/// The address range `is_ksym_addr()` accepts (6.12): `[_stext, _end]` with
+/// `CONFIG_KALLSYMS_ALL`, else `[_stext, _etext)` and `[_sinittext, _einittext)`.
+struct KsymRange {
+    ranges: Vec<(u64, u64)>,
+}
+
+impl KsymRange {
+    fn new(syms: &[symbols::ElfSymbol], all: bool) -> Result<Self> {
+        let a = |n: &str| symbols::symbol_address_in(syms, n);
+        let ranges = if all {
+            vec![(a("_stext")?, a("_end")? + 1)]
+        } else {
+            vec![
+                (a("_stext")?, a("_etext")?),
+                (a("_sinittext")?, a("_einittext")?),
+            ]
+        };
+        Ok(KsymRange { ranges })
+    }
+    fn contains(&self, addr: u64) -> bool {
+        self.ranges.iter().any(|&(lo, hi)| addr >= lo && addr < hi)
+    }
+}
+
+fn config_value(config: &str, key: &str) -> Option<String> {
+    config
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .map(|v| v.trim_matches('"').to_string())
+}
+
+impl Expectations {
+    /// Computes all expectations of a build dir (`vmlinux` inside it) and,
+    /// if given, of the built probe module.
+    pub fn compute(build_dir: &Path, vmlinux: &Path, ko: Option<&Path>) -> Result<Self> {
+        let mut e = Expectations::default();
+        let config_path = build_dir.join(".config");
+        let config = std::fs::read_to_string(&config_path)
+            .with_context(|| format!("reading {}", config_path.display()))?;
+        let opts = symbols::kallsyms_options_from_config(&config_path)?;
+        let table = symbols::expected_kallsyms(vmlinux, &opts)
+            .with_context(|| format!("deriving the kallsyms table from {}", vmlinux.display()))?;
+        let elf_syms = symbols::read_elf_symbols(vmlinux)?;
+        let range = KsymRange::new(&elf_syms, opts.all_symbols)?;
+        for t in &table {
+            let _ = writeln!(e.kallsyms, "{:x} {} {}", t.addr, t.ty as char, t.name);
+        }
+
+        // build-info.txt
+        let release = std::fs::read_to_string(build_dir.join("include/config/kernel.release"))
+            .unwrap_or_default();
+        let yes = |k: &str| config_value(&config, k).as_deref() == Some("y");
+        let _ = writeln!(e.build_info, "kernel_release={}", release.trim());
+        for (k, opt) in [
+            ("kallsyms_all", "CONFIG_KALLSYMS_ALL"),
+            ("kprobes", "CONFIG_KPROBES"),
+            ("dynamic_ftrace", "CONFIG_DYNAMIC_FTRACE"),
+            ("function_tracer", "CONFIG_FUNCTION_TRACER"),
+            ("modules", "CONFIG_MODULES"),
+            ("randomize_base", "CONFIG_RANDOMIZE_BASE"),
+        ] {
+            let _ = writeln!(e.build_info, "{k}={}", if yes(opt) { 1 } else { 0 });
+        }
+
+        // Sorted unique addresses of every table entry, for nesting tests.
+        let mut starts: Vec<u64> = table
+            .iter()
+            .filter(|t| !t.percpu_absolute)
+            .map(|t| t.addr)
+            .collect();
+        starts.sort_unstable();
+        starts.dedup();
+        let nested = |t: &KallsymsEntry, size: u64| {
+            let i = starts.partition_point(|&a| a <= t.addr);
+            starts.get(i).is_some_and(|&a| a < t.addr + size)
+        };
+        let eligible = |t: &KallsymsEntry| {
+            !t.percpu_absolute
+                && range.contains(t.addr)
+                && t.size.is_none_or(|s| range.contains(t.addr + s - 1))
+        };
+
+        // sizes.txt: groups (by address) with at least one sized symbol.
+        let mut groups: BTreeMap<u64, Vec<&KallsymsEntry>> = BTreeMap::new();
+        for t in table.iter().filter(|t| eligible(t)) {
+            groups.entry(t.addr).or_default().push(t);
+        }
+        let (mut n_sized, mut n_nested) = (0usize, 0usize);
+        for (addr, g) in &groups {
+            if !g.iter().any(|t| t.size.is_some()) {
+                continue;
+            }
+            for t in g {
+                match t.size {
+                    Some(s) => {
+                        let n = nested(t, s);
+                        n_sized += 1;
+                        n_nested += n as usize;
+                        let _ = writeln!(e.sizes, "{addr:x} {s:x} {} {}", n as u8, t.name);
+                    }
+                    None => {
+                        let _ = writeln!(e.sizes, "{addr:x} - - {}", t.name);
+                    }
+                }
+            }
+        }
+        e.notes.push(format!(
+            "sizes: {} addresses, {n_sized} sized symbols ({n_nested} with another symbol inside)",
+            groups
+                .values()
+                .filter(|g| g.iter().any(|t| t.size.is_some()))
+                .count()
+        ));
+
+        // orphans.txt and gaps.
+        let search = symbols::orphan_search(build_dir).with_context(|| {
+            format!("searching orphaned weak bodies in {}", build_dir.display())
+        })?;
+        let orphans = &search.orphans;
+        for o in orphans {
+            let obj = o.object.strip_prefix(build_dir).unwrap_or(&o.object);
+            let _ = writeln!(
+                e.orphans,
+                "{:x} {:x} {} {} {}",
+                o.start,
+                o.end,
+                o.name,
+                if o.preceding_symbol.is_empty() {
+                    "-"
+                } else {
+                    &o.preceding_symbol
+                },
+                obj.display()
+            );
+        }
+        let n_fixture = orphans
+            .iter()
+            .filter(|o| o.name.starts_with(FIXTURE_PREFIX))
+            .count();
+        e.notes.push(format!(
+            "orphaned weak bodies: {} ({n_fixture} fixture, {} real); {} overridden weak functions not located",
+            orphans.len(),
+            orphans.len() - n_fixture,
+            search.unlocated.len()
+        ));
+        let gaps = symbols::text_gaps(vmlinux)?;
+        let mut by_class: BTreeMap<&str, (usize, u64)> = BTreeMap::new();
+        for g in &gaps {
+            let c = match g.class {
+                GapClass::OrphanedWeak { .. } => "orphaned-weak",
+                GapClass::Padding => "padding",
+                GapClass::AssemblyTail { .. } => "assembly-tail",
+                GapClass::Unknown => "unknown",
+            };
+            let x = by_class.entry(c).or_default();
+            x.0 += 1;
+            x.1 += g.len();
+        }
+        e.notes.push(format!(
+            "text gaps: {} ({})",
+            gaps.len(),
+            by_class
+                .iter()
+                .map(|(c, (n, b))| format!("{c} {n} / {b} bytes"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+
+        // weak-kept.txt: weak functions still named in vmlinux.
+        let mut n_kept = 0;
+        for t in table.iter().filter(|t| eligible(t)) {
+            if t.binding == Binding::Weak && t.kind == SymKind::Func {
+                if let Some(s) = t.size {
+                    n_kept += 1;
+                    let _ = writeln!(
+                        e.weak_kept,
+                        "{:x} {s:x} {} {}",
+                        t.addr, t.ty as char, t.name
+                    );
+                }
+            }
+        }
+        e.notes.push(format!("weak functions kept: {n_kept}"));
+
+        // format-ps.txt: text functions alone at their address, with nothing
+        // nested: every FORMAT_SAMPLE_EVERY-th, plus every function that
+        // ends before a gap that is not mere padding.
+        let before_gap: std::collections::HashSet<&str> = gaps
+            .iter()
+            .filter(|g| g.class != GapClass::Padding)
+            .map(|g| g.after_symbol.as_str())
+            .collect();
+        let mut k = 0usize;
+        let mut n_fmt = 0usize;
+        for (addr, g) in &groups {
+            let [t] = g.as_slice() else { continue };
+            let Some(size) = t.size else { continue };
+            if t.kind != SymKind::Func || nested(t, size) {
+                continue;
+            }
+            k += 1;
+            if k % FORMAT_SAMPLE_EVERY != 0 && !before_gap.contains(t.name.as_str()) {
+                continue;
+            }
+            n_fmt += 1;
+            for off in [0, size / 2] {
+                let _ = writeln!(
+                    e.format_ps,
+                    "{addr:x} {off:x} {}+{off:#x}/{size:#x}",
+                    t.name
+                );
+            }
+        }
+        e.notes
+            .push(format!("format-pS samples: {n_fmt} functions"));
+
+        // kprobes.txt: ends of functions followed by a non-padding gap.
+        let by_name: HashMap<&str, &KallsymsEntry> =
+            table.iter().map(|t| (t.name.as_str(), t)).collect();
+        for g in gaps
+            .iter()
+            .filter(|g| g.class != GapClass::Padding)
+            .take(32)
+        {
+            if let Some(t) = by_name.get(g.after_symbol.as_str()) {
+                if t.size.is_some_and(|s| t.addr + s == g.start) {
+                    let _ = writeln!(e.kprobes, "{:x} past-end {}", g.start, t.name);
+                }
+            }
+        }
+
+        // module-syms.txt: the module's text functions (not init/exit).
+        if let Some(ko) = ko {
+            let syms = symbols::read_elf_symbols(ko)?;
+            let mut count: HashMap<String, usize> = HashMap::new();
+            for s in &syms {
+                *count.entry(s.name_str().into_owned()).or_default() += 1;
+            }
+            let mut n_mod = 0;
+            for s in &syms {
+                let name = s.name_str();
+                let sec = s.section_name.as_deref().unwrap_or("");
+                if s.kind == SymKind::Func
+                    && s.size > 0
+                    && sec.starts_with(".text")
+                    && !name.starts_with("__pfx_")
+                    && !name.starts_with("__cfi_")
+                    && count.get(name.as_ref()) == Some(&1)
+                {
+                    n_mod += 1;
+                    let _ = writeln!(e.module_syms, "{name} {:x}", s.size);
+                }
+            }
+            e.notes.push(format!("probe module functions: {n_mod}"));
+        }
+        Ok(e)
+    }
+
+    /// The expectation files for the initramfs.
+    pub fn files(&self) -> Vec<GuestFile> {
+        let f = |path: &str, text: &str| GuestFile {
+            path: path.into(),
+            mode: 0o644,
+            data: text.as_bytes().to_vec(),
+        };
+        vec![
+            f(ksh_proto::EXPECT_KALLSYMS, &self.kallsyms),
+            f(ksh_proto::EXPECT_BUILD_INFO, &self.build_info),
+            f(ksh_proto::EXPECT_SIZES, &self.sizes),
+            f(ksh_proto::EXPECT_ORPHANS, &self.orphans),
+            f(ksh_proto::EXPECT_WEAK_KEPT, &self.weak_kept),
+            f(ksh_proto::EXPECT_FORMAT_PS, &self.format_ps),
+            f(ksh_proto::EXPECT_MODULE_SYMS, &self.module_syms),
+            f(ksh_proto::EXPECT_KPROBES, &self.kprobes),
+        ]
+    }
+
+    /// A few lines about what was computed.
+    pub fn summary(&self) -> String {
+        let mut s = self.notes.join("\n");
+        s.push('\n');
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Against a real build dir when one is around (`KSH_EXPECT_BUILD_DIR`,
+    /// else `/tmp/kb/x86_64`); prints the summary.
+    #[test]
+    fn computes_on_a_real_build() {
+        let dir = std::env::var("KSH_EXPECT_BUILD_DIR").unwrap_or_else(|_| "/tmp/kb/x86_64".into());
+        let dir = Path::new(&dir);
+        if !dir.join("vmlinux").is_file() {
+            println!("skipped: no build dir");
+            return;
+        }
+        let ko = std::env::var("KSH_EXPECT_KO").ok();
+        let t = std::time::Instant::now();
+        let e =
+            Expectations::compute(dir, &dir.join("vmlinux"), ko.as_deref().map(Path::new)).unwrap();
+        println!("{}took {:?}", e.summary(), t.elapsed());
+        assert!(!e.sizes.is_empty());
+        for l in e.format_ps.lines().take(4) {
+            println!("format: {l}");
+        }
+        for l in e.orphans.lines() {
+            println!("orphan: {l}");
+        }
+        print!("{}", e.build_info);
+        print!("{}", e.module_syms);
+        print!("{}", e.kprobes);
+    }
+}

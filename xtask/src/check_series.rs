@@ -1,0 +1,109 @@
+//! `cargo xtask check-series`: the patch series is upstream-shaped and
+//! bisectable. For every patch: `scripts/checkpatch.pl` of the tree itself;
+//! for every prefix of the series: a kernel build per architecture. Also
+//! checks that the generator source in the series matches `kallsyms-gen`.
+
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use harness::kbuild::fmt_duration;
+use harness::series::{self, Series};
+use harness::testrun::{self, Cell};
+use harness::{layout, prereqs, source};
+
+use crate::flags::CheckSeriesArgs;
+use crate::selection;
+
+pub fn run(args: CheckSeriesArgs) -> Result<i32> {
+    let arches = selection::arches(&args.kernel)?;
+    let configs = selection::configs(&args.kernel)?;
+    prereqs::ensure(&prereqs::Needs {
+        arches: arches.clone(),
+        debian_source: true,
+        guest: false,
+    })?;
+    let series_dir = layout::patches_dir(source::BASE_VERSION);
+    let series = Series::load(&series_dir)?;
+    let mut failures = Vec::new();
+
+    let crate_main = layout::project_root().join("kallsyms-gen/src/main.rs");
+    match series::generator_drift(&series_dir, &crate_main) {
+        Ok(()) => println!(
+            "generator: {} matches {}",
+            series::GENERATOR_PATH,
+            crate_main.display()
+        ),
+        Err(e) => {
+            println!("generator: DRIFT: {e:#}");
+            failures.push("generator drift".to_string());
+        }
+    }
+
+    // checkpatch runs from a tree with the whole series (any tree of this
+    // version has the same script).
+    let full = source::prepare_series_prefix(series.entries.len())?;
+    for e in &series.entries {
+        let out = Command::new("perl")
+            .current_dir(&full.tree)
+            .args(["scripts/checkpatch.pl", "--no-tree", "--show-types"])
+            .arg(&e.path)
+            .output()
+            .context("running scripts/checkpatch.pl")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let summary = text
+            .lines()
+            .find(|l| l.starts_with("total:"))
+            .unwrap_or("no summary")
+            .to_string();
+        let errors = summary
+            .split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse::<u32>().ok())
+            .unwrap_or(1);
+        println!("checkpatch {}: {summary}", e.file);
+        if errors > 0 {
+            failures.push(format!("checkpatch errors in {}", e.file));
+            for l in text.lines().filter(|l| l.starts_with("ERROR")).take(10) {
+                println!("    {l}");
+            }
+        }
+    }
+
+    let jobs = selection::jobs(&args.kernel);
+    for count in 1..=series.entries.len() {
+        let src = source::prepare_series_prefix(count)?;
+        let last = &series.entries[count - 1].file;
+        for &arch in &arches {
+            for config in &configs {
+                let cell = Cell {
+                    arch,
+                    config: config.clone(),
+                    source: &src,
+                };
+                let started = Instant::now();
+                match testrun::build_kernel(&cell, jobs) {
+                    Ok(_) => println!(
+                        "prefix {count} ({last}) {}: builds ({})",
+                        cell.name(),
+                        fmt_duration(started.elapsed())
+                    ),
+                    Err(e) => {
+                        println!(
+                            "prefix {count} ({last}) {}: BUILD FAILED\n{e:#}",
+                            cell.name()
+                        );
+                        failures.push(format!("prefix {count} on {}", cell.name()));
+                    }
+                }
+            }
+        }
+    }
+    if failures.is_empty() {
+        println!("series OK: {} patches", series.entries.len());
+        Ok(0)
+    } else {
+        println!("series FAILED: {}", failures.join("; "));
+        Ok(1)
+    }
+}
