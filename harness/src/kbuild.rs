@@ -92,6 +92,7 @@ pub fn build(req: &BuildRequest) -> Result<Built> {
     let started = Instant::now();
     let dir = req.build_dir();
     layout::ensure_dir(&dir)?;
+    let _lock = layout::lock(&dir.with_extension("lock"))?;
     let log = dir.join("build.log");
     let frags = kconfig::fragments(req.arch, req.config)?;
     let (wanted, frag_digest) = kconfig::requested(&frags)?;

@@ -50,3 +50,40 @@ pub fn ensure_dir(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))
 }
+
+/// An exclusive advisory lock (flock) held until dropped. Two harness
+/// processes that need the same source tree or build dir (two CI cells on
+/// one machine) take turns instead of corrupting each other's work.
+pub struct DirLock {
+    _file: std::fs::File,
+}
+
+/// Takes the lock `path` (created if missing), waiting for another holder.
+pub fn lock(path: &Path) -> anyhow::Result<DirLock> {
+    use std::os::fd::AsRawFd;
+    if let Some(parent) = path.parent() {
+        ensure_dir(parent)?;
+    }
+    let file = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("cannot open lock {}: {e}", path.display()))?;
+    // SAFETY: flock on a file descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        eprintln!(
+            "ksh: waiting for another harness process holding {}",
+            path.display()
+        );
+        // SAFETY: as above, now blocking.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            anyhow::bail!(
+                "cannot lock {}: {}",
+                path.display(),
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+    Ok(DirLock { _file: file })
+}

@@ -55,8 +55,11 @@ pub struct VmSpec<'a> {
     pub kernel: PathBuf,
     pub initrd: PathBuf,
     pub cpus: u32,
-    /// Directory for this run's files (console, results, command line, QMP socket).
+    /// Directory for this run's files (console, results, command line).
     pub run_dir: PathBuf,
+    /// The QMP socket. Kept out of the run dir: a Unix socket path must be
+    /// shorter than 108 bytes, which a deep checkout would exceed.
+    pub qmp_socket: PathBuf,
     pub timeouts: Timeouts,
 }
 
@@ -65,7 +68,6 @@ pub const CONSOLE_LOG: &str = "console.log";
 pub const RESULTS_FILE: &str = "results.ktap";
 pub const CMDLINE_FILE: &str = "qemu-cmdline.txt";
 pub const QEMU_STDERR: &str = "qemu-stderr.log";
-const QMP_SOCKET: &str = "qmp.sock";
 
 /// The kernel command line for `arch`.
 pub fn kernel_cmdline(arch: &ArchProfile) -> String {
@@ -127,7 +129,7 @@ pub fn command(spec: &VmSpec) -> Command {
     ])
     .args([
         "-qmp",
-        &format!("unix:{},server=on,wait=off", rd.join(QMP_SOCKET).display()),
+        &format!("unix:{},server=on,wait=off", spec.qmp_socket.display()),
     ]);
     cmd
 }
@@ -282,9 +284,10 @@ pub fn panic_excerpt(console: &str) -> Option<String> {
 pub fn run(spec: &VmSpec) -> Result<VmOutcome> {
     let rd = &spec.run_dir;
     fs::create_dir_all(rd).with_context(|| format!("creating {}", rd.display()))?;
-    for f in [CONSOLE_LOG, RESULTS_FILE, QMP_SOCKET, QEMU_STDERR] {
+    for f in [CONSOLE_LOG, RESULTS_FILE, QEMU_STDERR] {
         let _ = fs::remove_file(rd.join(f));
     }
+    let _ = fs::remove_file(&spec.qmp_socket);
     let mut cmd = command(spec);
     let cmdline = crate::kbuild::shell_line(&cmd);
     fs::write(rd.join(CMDLINE_FILE), format!("{cmdline}\n"))?;
@@ -306,7 +309,7 @@ pub fn run(spec: &VmSpec) -> Result<VmOutcome> {
         .with_context(|| format!("starting {}", spec.arch.qemu.binary))?;
     LIVE_QEMUS.lock().unwrap().push(child.id());
     let _guard = LiveGuard(child.id());
-    let mut qmp = connect_qmp(&rd.join(QMP_SOCKET), &mut child);
+    let mut qmp = connect_qmp(&spec.qmp_socket, &mut child);
 
     let console_path = rd.join(CONSOLE_LOG);
     let results_path = rd.join(RESULTS_FILE);
@@ -448,6 +451,7 @@ mod tests {
             initrd: PathBuf::from("/b/initrd.gz"),
             cpus: 1,
             run_dir: PathBuf::from("/r"),
+            qmp_socket: PathBuf::from("/tmp/q.sock"),
             timeouts: Timeouts {
                 first_output: Duration::from_secs(5),
                 silence: Duration::from_secs(30),
@@ -488,7 +492,7 @@ mod tests {
         assert!(devices[1].ends_with("name=ksh.results"), "{}", devices[1]);
         assert_eq!(
             value_after(&a, "-qmp"),
-            ["unix:/r/qmp.sock,server=on,wait=off"]
+            ["unix:/tmp/q.sock,server=on,wait=off"]
         );
     }
 
@@ -512,4 +516,14 @@ mod tests {
         assert!(e.contains("Unable to mount root") && e.contains("[0.1] a"));
         assert!(panic_excerpt("all fine\n").is_none());
     }
+}
+
+/// A QMP socket path unique to this process and VM, short enough for
+/// `sun_path`.
+pub fn qmp_socket_path(label: &str) -> PathBuf {
+    let safe: String = label
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    std::env::temp_dir().join(format!("ksh-{}-{safe}.qmp", std::process::id()))
 }

@@ -119,6 +119,7 @@ fn prepare_debian(series: &Series, variant: Variant, variant_name: &str) -> Resu
     let src_root = layout::cache_root().join("src");
     layout::ensure_dir(&src_root)?;
     let tree = src_root.join(&key);
+    let _lock = layout::lock(&src_root.join(format!("{key}.lock")))?;
     let stamp_path = tree.join(STAMP);
     let want_stamp = format!("{fingerprint}\n{}\n", touched.join("\n"));
     let describe = format!(

@@ -141,6 +141,7 @@ fn boot(cell: &Cell, built: &Built, initrd: PathBuf, opts: &RunOptions) -> Resul
             initrd: initrd.clone(),
             cpus: cpus_for(built),
             run_dir: cell.run_dir(),
+            qmp_socket: qemu::qmp_socket_path(&cell.name()),
             timeouts: timeouts(first_output),
         };
         let outcome = qemu::run(&spec)?;
@@ -213,6 +214,8 @@ pub fn run_cell(cell: &Cell, opts: &RunOptions) -> Result<(CellReport, CellTimes
     let initrd = built.dir.join("ksh-initramfs.cpio.gz");
     crate::initramfs::write_if_changed(&initrd, &crate::initramfs::build(&init_bytes, &files)?)?;
 
+    // Same-cell runs from two processes take turns on the run dir.
+    let _run_lock = layout::lock(&cell.run_dir().with_extension("lock"))?;
     let outcome = boot(cell, &built, initrd, opts)?;
     times.boot_to_results = outcome.boot_to_results;
     times.vm_total = outcome.elapsed;

@@ -31,6 +31,8 @@ pub enum Cmd {
     CheckSeries(CheckSeriesArgs),
     /// Copy kallsyms-gen/src/main.rs into the series' generator patch.
     SyncSeries,
+    /// Print the CI matrix (arch × config × kernel) as JSON.
+    Matrix(MatrixArgs),
 }
 
 /// What kernel(s) to build: shared by `test` and `build`.
@@ -86,4 +88,16 @@ pub struct BuildArgs {
 pub struct CheckSeriesArgs {
     #[command(flatten)]
     pub kernel: KernelSelection,
+}
+
+#[derive(Args, Debug)]
+pub struct MatrixArgs {
+    #[command(flatten)]
+    pub kernel: KernelSelection,
+    /// Every config variant in kernel-configs/variants/ (default: --config).
+    #[arg(long)]
+    pub all_configs: bool,
+    /// Indent the JSON for humans.
+    #[arg(long)]
+    pub pretty: bool,
 }

@@ -4,6 +4,7 @@
 mod build;
 mod check_series;
 mod flags;
+mod matrix;
 mod selection;
 mod sync_series;
 mod test;
@@ -18,6 +19,7 @@ fn main() {
         flags::Cmd::Build(args) => build::run(args),
         flags::Cmd::CheckSeries(args) => check_series::run(args),
         flags::Cmd::SyncSeries => sync_series::run(),
+        flags::Cmd::Matrix(args) => matrix::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),
