@@ -192,10 +192,25 @@ impl VmOutcome {
 /// QEMU processes alive right now, so Ctrl-C can take them down.
 static LIVE_QEMUS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
-/// Installs a Ctrl-C handler that kills every live QEMU and exits 130.
+/// Work to undo on Ctrl-C after the VMs are gone (e.g. `git bisect reset`).
+type Cleanup = Box<dyn Fn() + Send>;
+static CLEANUPS: Mutex<Vec<Cleanup>> = Mutex::new(Vec::new());
+
+/// Registers `f` to run on Ctrl-C, after every QEMU has been killed.
+pub fn on_interrupt(f: Cleanup) {
+    CLEANUPS.lock().unwrap().push(f);
+}
+
+/// Installs a Ctrl-C handler that kills every live QEMU, runs the
+/// registered cleanups and exits 130.
 pub fn install_interrupt_handler() {
     let _ = ctrlc::set_handler(|| {
         kill_all_live();
+        if let Ok(cleanups) = CLEANUPS.lock() {
+            for f in cleanups.iter() {
+                f();
+            }
+        }
         eprintln!("\nksh: interrupted; stopped all QEMU processes");
         std::process::exit(130);
     });

@@ -33,6 +33,13 @@ pub enum Cmd {
     SyncSeries,
     /// Print the CI matrix (arch × config × kernel) as JSON.
     Matrix(MatrixArgs),
+    /// Find the first commit of a kernel tree where the selected probes fail
+    /// (drives `git bisect run`; the tree is restored when it ends).
+    Bisect(BisectArgs),
+    /// One bisect step (what `git bisect run` calls): exit 0 good, 1 bad,
+    /// 125 skip (does not build or boot), 128 harness fault (aborts).
+    #[command(hide = true)]
+    BisectStep(BisectStepArgs),
 }
 
 /// What kernel(s) to build: shared by `test` and `build`.
@@ -100,4 +107,40 @@ pub struct MatrixArgs {
     /// Indent the JSON for humans.
     #[arg(long)]
     pub pretty: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct BisectArgs {
+    /// The git checkout to bisect (must be clean).
+    #[arg(long, value_name = "PATH")]
+    pub kernel_tree: PathBuf,
+    /// A revision where the selected probes pass.
+    #[arg(long, value_name = "REV")]
+    pub good: String,
+    /// A revision where they fail.
+    #[arg(long, value_name = "REV")]
+    pub bad: String,
+    #[arg(long, default_value = "x86_64")]
+    pub arch: String,
+    #[arg(long, default_value = "minimal")]
+    pub config: String,
+    /// Test-name filter selecting the probes that decide good/bad (as with
+    /// `cargo xtask test -- FILTER`); default: every case.
+    #[arg(last = true)]
+    pub filter: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct BisectStepArgs {
+    #[arg(long)]
+    pub kernel_tree: PathBuf,
+    #[arg(long)]
+    pub arch: String,
+    #[arg(long)]
+    pub config: String,
+    /// JSON-lines file the step appends its record to.
+    #[arg(long)]
+    pub record: PathBuf,
+    #[arg(last = true)]
+    pub filter: Vec<String>,
 }

@@ -1,6 +1,7 @@
 //! `cargo xtask`: the harness's command line. One module per subcommand;
 //! flags live in `flags.rs`; the work happens in the `harness` library.
 
+mod bisect;
 mod build;
 mod check_series;
 mod flags;
@@ -20,6 +21,8 @@ fn main() {
         flags::Cmd::CheckSeries(args) => check_series::run(args),
         flags::Cmd::SyncSeries => sync_series::run(),
         flags::Cmd::Matrix(args) => matrix::run(args),
+        flags::Cmd::Bisect(args) => bisect::run(args),
+        flags::Cmd::BisectStep(args) => bisect::step(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

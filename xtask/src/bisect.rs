@@ -1,0 +1,264 @@
+//! `cargo xtask bisect`: find the first commit where the selected probes
+//! fail, by driving `git bisect run` in the user's tree with this binary's
+//! hidden `bisect-step` subcommand as the test script.
+//!
+//! The tree is left as it was found (branch or detached HEAD) on success,
+//! on error and on Ctrl-C. Every step builds in the same persistent build
+//! dir (keyed by the tree's path), so each one is incremental.
+
+use std::fs;
+use std::io::Write as _;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use harness::kbuild::fmt_duration;
+use harness::qemu;
+use harness::report::{self, Status};
+use harness::source::{self, SourceSpec};
+use harness::testrun::{self, Cell, RunOptions, BUILD_CASE, VM_CASE};
+use harness::{arch, prereqs};
+use libtest_mimic::Arguments;
+use serde::{Deserialize, Serialize};
+
+use crate::flags::{BisectArgs, BisectStepArgs};
+
+/// `git bisect run` exit codes.
+const GOOD: i32 = 0;
+const BAD: i32 = 1;
+const SKIP: i32 = 125;
+/// Any code above 127 makes `git bisect run` abort: a harness fault must not
+/// be recorded as a verdict on the commit.
+const ABORT: i32 = 128;
+
+/// What one step found, appended as a JSON line to the record file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StepRecord {
+    commit: String,
+    subject: String,
+    verdict: i32,
+    why: String,
+    build_secs: f64,
+    boot_secs: Option<f64>,
+    /// Failing selected cases with their diagnostics.
+    failures: Vec<(String, String)>,
+}
+
+fn git(tree: &Path, args: &[&str]) -> Result<String> {
+    let out = Command::new("git").arg("-C").arg(tree).args(args).output().context("running git")?;
+    if !out.status.success() {
+        bail!("git {} failed in {}: {}", args.join(" "), tree.display(), String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn libtest_args(filter: &[String]) -> Arguments {
+    let mut argv = vec!["bisect".to_string()];
+    argv.extend(filter.iter().cloned());
+    Arguments::from_iter(argv)
+}
+
+/// Builds, boots and probes the checked-out commit; classifies it.
+fn test_commit(tree: &Path, arch_name: &str, config: &str, filter: &[String]) -> Result<StepRecord> {
+    let arch = arch::by_name(arch_name)?;
+    let commit = git(tree, &["rev-parse", "HEAD"])?;
+    let subject = git(tree, &["log", "-1", "--format=%s"])?;
+    let source = source::prepare(&SourceSpec::Tree(tree.to_path_buf()))?;
+    let cell = Cell { arch, config: config.to_string(), source: &source };
+    let opts = RunOptions { accel: harness::accel::AccelChoice::Auto, jobs: jobs(), expect_baseline_failures: false };
+    eprintln!("ksh-bisect: testing {} {subject}", &commit[..12]);
+    let (cell_report, times) = testrun::run_cell(&cell, &opts)?;
+    let lt = libtest_args(filter);
+    let status_of = |suffix: (&str, &str)| {
+        let name = format!("{}/{}/{}", cell.name(), suffix.0, suffix.1);
+        cell_report.cases.iter().find(|c| c.name == name).map(|c| c.status.clone())
+    };
+    let mut rec = StepRecord {
+        commit,
+        subject,
+        verdict: GOOD,
+        why: String::new(),
+        build_secs: times.build.as_secs_f64(),
+        boot_secs: times.boot_to_results.map(|d| d.as_secs_f64()),
+        failures: Vec::new(),
+    };
+    if let Some(Status::Fail(msg)) = status_of(BUILD_CASE) {
+        rec.verdict = SKIP;
+        rec.why = format!("does not build: {}", msg.lines().next().unwrap_or(""));
+        return Ok(rec);
+    }
+    if let Some(Status::Fail(msg)) = status_of(VM_CASE) {
+        rec.verdict = SKIP;
+        rec.why = format!("does not boot to completion: {}", msg.lines().next().unwrap_or(""));
+        return Ok(rec);
+    }
+    for c in &cell_report.cases {
+        if report::is_selected(&lt, &c.name) {
+            if let Status::Fail(msg) = &c.status {
+                rec.failures.push((c.name.clone(), msg.clone()));
+            }
+        }
+    }
+    if rec.failures.is_empty() {
+        rec.why = "selected probes pass".into();
+    } else {
+        rec.verdict = BAD;
+        rec.why = format!("{} selected case(s) fail", rec.failures.len());
+    }
+    Ok(rec)
+}
+
+fn jobs() -> usize {
+    std::thread::available_parallelism().map(|n| n.get() + 1).unwrap_or(3)
+}
+
+/// The hidden `bisect-step` subcommand that `git bisect run` calls.
+pub fn step(args: BisectStepArgs) -> Result<i32> {
+    let rec = match test_commit(&args.kernel_tree, &args.arch, &args.config, &args.filter) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ksh-bisect: harness fault, aborting the bisect: {e:#}");
+            return Ok(ABORT);
+        }
+    };
+    eprintln!("ksh-bisect: {} -> {} ({})", &rec.commit[..12], verdict_word(rec.verdict), rec.why);
+    let mut f = fs::OpenOptions::new().create(true).append(true).open(&args.record)?;
+    writeln!(f, "{}", serde_json::to_string(&rec)?)?;
+    Ok(rec.verdict)
+}
+
+fn verdict_word(v: i32) -> &'static str {
+    match v {
+        GOOD => "good",
+        BAD => "bad",
+        SKIP => "skip",
+        _ => "abort",
+    }
+}
+
+/// Restores the user's tree: ends any bisect and checks out what was there.
+fn restore(tree: &Path, original: &str) {
+    let _ = Command::new("git").arg("-C").arg(tree).args(["bisect", "reset", "--quiet", original]).output();
+    let _ = Command::new("git").arg("-C").arg(tree).args(["checkout", "--quiet", original]).output();
+}
+
+pub fn run(args: BisectArgs) -> Result<i32> {
+    let tree = args.kernel_tree.canonicalize().with_context(|| format!("--kernel-tree {}", args.kernel_tree.display()))?;
+    let arch = arch::by_name(&args.arch)?;
+    let configs = harness::kconfig::variant_names()?;
+    if !configs.contains(&args.config) {
+        bail!("unknown config '{}'; valid: {}", args.config, configs.join(", "));
+    }
+    git(&tree, &["rev-parse", "--git-dir"]).context("--kernel-tree must be a git checkout")?;
+    if !git(&tree, &["status", "--porcelain", "--untracked-files=no"])?.is_empty() {
+        bail!("{} has uncommitted changes; commit or stash them first (bisect checks out other commits)", tree.display());
+    }
+    if tree.join(".git/BISECT_LOG").exists() || git(&tree, &["bisect", "log"]).is_ok() {
+        bail!("a bisect is already in progress in {}; finish it with `git bisect reset`", tree.display());
+    }
+    let names = testrun::test_names(arch, &args.config);
+    let lt = libtest_args(&args.filter);
+    if !names.iter().any(|n| report::is_selected(&lt, n)) {
+        bail!("the filter {:?} selects no test of {}/{}; see `cargo xtask test -- --list`", args.filter, arch.name, args.config);
+    }
+    let good = git(&tree, &["rev-parse", "--verify", &format!("{}^{{commit}}", args.good)])?;
+    let bad = git(&tree, &["rev-parse", "--verify", &format!("{}^{{commit}}", args.bad)])?;
+    prereqs::ensure(&prereqs::Needs { arches: vec![arch], debian_source: false, guest: true })?;
+
+    let original = git(&tree, &["symbolic-ref", "-q", "--short", "HEAD"]).or_else(|_| git(&tree, &["rev-parse", "HEAD"]))?;
+    {
+        let tree = tree.clone();
+        let original = original.clone();
+        qemu::on_interrupt(Box::new(move || {
+            // Give `git bisect run` a moment to stop on its own SIGINT.
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            restore(&tree, &original);
+            eprintln!("ksh-bisect: interrupted; {} is back on {original}", tree.display());
+        }));
+    }
+    let result = bisect(&args, &tree, &good, &bad);
+    restore(&tree, &original);
+    eprintln!("ksh-bisect: {} restored to {original}", tree.display());
+    result
+}
+
+fn bisect(args: &BisectArgs, tree: &Path, good: &str, bad: &str) -> Result<i32> {
+    let record = harness::layout::cache_root().join(format!("bisect-{}.jsonl", std::process::id()));
+    harness::layout::ensure_dir(record.parent().unwrap())?;
+    let _ = fs::remove_file(&record);
+    let mut steps: Vec<StepRecord> = Vec::new();
+
+    // The endpoints must behave as claimed, or the bisect means nothing.
+    git(tree, &["checkout", "--quiet", good])?;
+    let g = test_commit(tree, &args.arch, &args.config, &args.filter)?;
+    steps.push(g.clone());
+    if g.verdict != GOOD {
+        print_steps(&steps);
+        bail!("--good {} does not pass: {} ({})\n{}", args.good, verdict_word(g.verdict), g.why, failures_text(&g));
+    }
+    git(tree, &["checkout", "--quiet", bad])?;
+    let b = test_commit(tree, &args.arch, &args.config, &args.filter)?;
+    steps.push(b.clone());
+    if b.verdict != BAD {
+        print_steps(&steps);
+        bail!(
+            "--bad {} does not fail the selected probes: {} ({}); nothing to bisect",
+            args.bad,
+            verdict_word(b.verdict),
+            b.why
+        );
+    }
+
+    git(tree, &["bisect", "start", bad, good])?;
+    let exe = std::env::current_exe()?;
+    let mut cmd = Command::new("git");
+    cmd.arg("-C").arg(tree).args(["bisect", "run"]).arg(&exe).arg("bisect-step");
+    cmd.arg("--kernel-tree").arg(tree).args(["--arch", &args.arch, "--config", &args.config]).arg("--record").arg(&record);
+    if !args.filter.is_empty() {
+        cmd.arg("--").args(&args.filter);
+    }
+    let out = cmd.output().context("running git bisect run")?;
+    let run_log = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    let text = fs::read_to_string(&record).unwrap_or_default();
+    for line in text.lines() {
+        steps.push(serde_json::from_str(line).context("reading a bisect step record")?);
+    }
+    if !out.status.success() {
+        print_steps(&steps);
+        bail!("git bisect run failed ({}):\n{run_log}", out.status);
+    }
+    let first_bad = git(tree, &["rev-parse", "refs/bisect/bad"])?;
+    let subject = git(tree, &["log", "-1", "--format=%s", &first_bad])?;
+    print_steps(&steps);
+    println!("first bad commit: {first_bad} {subject}");
+    if let Some(rec) = steps.iter().rev().find(|s| s.commit == first_bad) {
+        println!("{}", failures_text(rec));
+    }
+    if run_log.contains("There are only 'skip'ped commits left") {
+        println!("note: skipped commits remain; the first bad commit is one of several candidates:\n{run_log}");
+    }
+    Ok(0)
+}
+
+fn failures_text(rec: &StepRecord) -> String {
+    let mut s = String::new();
+    for (name, msg) in &rec.failures {
+        s.push_str(&format!("--- {name}\n{}\n", msg.lines().take(12).collect::<Vec<_>>().join("\n")));
+    }
+    s
+}
+
+fn print_steps(steps: &[StepRecord]) {
+    println!("{:<12}  {:<5}  {:>8}  {:>8}  subject", "commit", "verdict", "build", "boot");
+    for s in steps {
+        println!(
+            "{:<12}  {:<7}  {:>8}  {:>8}  {}",
+            &s.commit[..12.min(s.commit.len())],
+            verdict_word(s.verdict),
+            fmt_duration(std::time::Duration::from_secs_f64(s.build_secs)),
+            s.boot_secs.map(|b| fmt_duration(std::time::Duration::from_secs_f64(b))).unwrap_or_else(|| "-".into()),
+            s.subject
+        );
+    }
+}
