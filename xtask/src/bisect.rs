@@ -45,9 +45,19 @@ struct StepRecord {
 }
 
 fn git(tree: &Path, args: &[&str]) -> Result<String> {
-    let out = Command::new("git").arg("-C").arg(tree).args(args).output().context("running git")?;
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(tree)
+        .args(args)
+        .output()
+        .context("running git")?;
     if !out.status.success() {
-        bail!("git {} failed in {}: {}", args.join(" "), tree.display(), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "git {} failed in {}: {}",
+            args.join(" "),
+            tree.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
@@ -59,19 +69,36 @@ fn libtest_args(filter: &[String]) -> Arguments {
 }
 
 /// Builds, boots and probes the checked-out commit; classifies it.
-fn test_commit(tree: &Path, arch_name: &str, config: &str, filter: &[String]) -> Result<StepRecord> {
+fn test_commit(
+    tree: &Path,
+    arch_name: &str,
+    config: &str,
+    filter: &[String],
+) -> Result<StepRecord> {
     let arch = arch::by_name(arch_name)?;
     let commit = git(tree, &["rev-parse", "HEAD"])?;
     let subject = git(tree, &["log", "-1", "--format=%s"])?;
     let source = source::prepare(&SourceSpec::Tree(tree.to_path_buf()))?;
-    let cell = Cell { arch, config: config.to_string(), source: &source };
-    let opts = RunOptions { accel: harness::accel::AccelChoice::Auto, jobs: jobs(), expect_baseline_failures: false };
+    let cell = Cell {
+        arch,
+        config: config.to_string(),
+        source: &source,
+    };
+    let opts = RunOptions {
+        accel: harness::accel::AccelChoice::Auto,
+        jobs: jobs(),
+        expect_baseline_failures: false,
+    };
     eprintln!("ksh-bisect: testing {} {subject}", &commit[..12]);
     let (cell_report, times) = testrun::run_cell(&cell, &opts)?;
     let lt = libtest_args(filter);
     let status_of = |suffix: (&str, &str)| {
         let name = format!("{}/{}/{}", cell.name(), suffix.0, suffix.1);
-        cell_report.cases.iter().find(|c| c.name == name).map(|c| c.status.clone())
+        cell_report
+            .cases
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.status.clone())
     };
     let mut rec = StepRecord {
         commit,
@@ -89,7 +116,10 @@ fn test_commit(tree: &Path, arch_name: &str, config: &str, filter: &[String]) ->
     }
     if let Some(Status::Fail(msg)) = status_of(VM_CASE) {
         rec.verdict = SKIP;
-        rec.why = format!("does not boot to completion: {}", msg.lines().next().unwrap_or(""));
+        rec.why = format!(
+            "does not boot to completion: {}",
+            msg.lines().next().unwrap_or("")
+        );
         return Ok(rec);
     }
     for c in &cell_report.cases {
@@ -109,7 +139,9 @@ fn test_commit(tree: &Path, arch_name: &str, config: &str, filter: &[String]) ->
 }
 
 fn jobs() -> usize {
-    std::thread::available_parallelism().map(|n| n.get() + 1).unwrap_or(3)
+    std::thread::available_parallelism()
+        .map(|n| n.get() + 1)
+        .unwrap_or(3)
 }
 
 /// The hidden `bisect-step` subcommand that `git bisect run` calls.
@@ -121,8 +153,16 @@ pub fn step(args: BisectStepArgs) -> Result<i32> {
             return Ok(ABORT);
         }
     };
-    eprintln!("ksh-bisect: {} -> {} ({})", &rec.commit[..12], verdict_word(rec.verdict), rec.why);
-    let mut f = fs::OpenOptions::new().create(true).append(true).open(&args.record)?;
+    eprintln!(
+        "ksh-bisect: {} -> {} ({})",
+        &rec.commit[..12],
+        verdict_word(rec.verdict),
+        rec.why
+    );
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&args.record)?;
     writeln!(f, "{}", serde_json::to_string(&rec)?)?;
     Ok(rec.verdict)
 }
@@ -138,34 +178,72 @@ fn verdict_word(v: i32) -> &'static str {
 
 /// Restores the user's tree: ends any bisect and checks out what was there.
 fn restore(tree: &Path, original: &str) {
-    let _ = Command::new("git").arg("-C").arg(tree).args(["bisect", "reset", "--quiet", original]).output();
-    let _ = Command::new("git").arg("-C").arg(tree).args(["checkout", "--quiet", original]).output();
+    let _ = Command::new("git")
+        .arg("-C")
+        .arg(tree)
+        .args(["bisect", "reset", "--quiet", original])
+        .output();
+    let _ = Command::new("git")
+        .arg("-C")
+        .arg(tree)
+        .args(["checkout", "--quiet", original])
+        .output();
 }
 
 pub fn run(args: BisectArgs) -> Result<i32> {
-    let tree = args.kernel_tree.canonicalize().with_context(|| format!("--kernel-tree {}", args.kernel_tree.display()))?;
+    let tree = args
+        .kernel_tree
+        .canonicalize()
+        .with_context(|| format!("--kernel-tree {}", args.kernel_tree.display()))?;
     let arch = arch::by_name(&args.arch)?;
     let configs = harness::kconfig::variant_names()?;
     if !configs.contains(&args.config) {
-        bail!("unknown config '{}'; valid: {}", args.config, configs.join(", "));
+        bail!(
+            "unknown config '{}'; valid: {}",
+            args.config,
+            configs.join(", ")
+        );
     }
     git(&tree, &["rev-parse", "--git-dir"]).context("--kernel-tree must be a git checkout")?;
     if !git(&tree, &["status", "--porcelain", "--untracked-files=no"])?.is_empty() {
         bail!("{} has uncommitted changes; commit or stash them first (bisect checks out other commits)", tree.display());
     }
     if tree.join(".git/BISECT_LOG").exists() || git(&tree, &["bisect", "log"]).is_ok() {
-        bail!("a bisect is already in progress in {}; finish it with `git bisect reset`", tree.display());
+        bail!(
+            "a bisect is already in progress in {}; finish it with `git bisect reset`",
+            tree.display()
+        );
     }
     let names = testrun::test_names(arch, &args.config);
     let lt = libtest_args(&args.filter);
     if !names.iter().any(|n| report::is_selected(&lt, n)) {
-        bail!("the filter {:?} selects no test of {}/{}; see `cargo xtask test -- --list`", args.filter, arch.name, args.config);
+        bail!(
+            "the filter {:?} selects no test of {}/{}; see `cargo xtask test -- --list`",
+            args.filter,
+            arch.name,
+            args.config
+        );
     }
-    let good = git(&tree, &["rev-parse", "--verify", &format!("{}^{{commit}}", args.good)])?;
-    let bad = git(&tree, &["rev-parse", "--verify", &format!("{}^{{commit}}", args.bad)])?;
-    prereqs::ensure(&prereqs::Needs { arches: vec![arch], debian_source: false, guest: true })?;
+    let good = git(
+        &tree,
+        &[
+            "rev-parse",
+            "--verify",
+            &format!("{}^{{commit}}", args.good),
+        ],
+    )?;
+    let bad = git(
+        &tree,
+        &["rev-parse", "--verify", &format!("{}^{{commit}}", args.bad)],
+    )?;
+    prereqs::ensure(&prereqs::Needs {
+        arches: vec![arch],
+        debian_source: false,
+        guest: true,
+    })?;
 
-    let original = git(&tree, &["symbolic-ref", "-q", "--short", "HEAD"]).or_else(|_| git(&tree, &["rev-parse", "HEAD"]))?;
+    let original = git(&tree, &["symbolic-ref", "-q", "--short", "HEAD"])
+        .or_else(|_| git(&tree, &["rev-parse", "HEAD"]))?;
     {
         let tree = tree.clone();
         let original = original.clone();
@@ -173,7 +251,10 @@ pub fn run(args: BisectArgs) -> Result<i32> {
             // Give `git bisect run` a moment to stop on its own SIGINT.
             std::thread::sleep(std::time::Duration::from_millis(500));
             restore(&tree, &original);
-            eprintln!("ksh-bisect: interrupted; {} is back on {original}", tree.display());
+            eprintln!(
+                "ksh-bisect: interrupted; {} is back on {original}",
+                tree.display()
+            );
         }));
     }
     let result = bisect(&args, &tree, &good, &bad);
@@ -194,7 +275,13 @@ fn bisect(args: &BisectArgs, tree: &Path, good: &str, bad: &str) -> Result<i32> 
     steps.push(g.clone());
     if g.verdict != GOOD {
         print_steps(&steps);
-        bail!("--good {} does not pass: {} ({})\n{}", args.good, verdict_word(g.verdict), g.why, failures_text(&g));
+        bail!(
+            "--good {} does not pass: {} ({})\n{}",
+            args.good,
+            verdict_word(g.verdict),
+            g.why,
+            failures_text(&g)
+        );
     }
     git(tree, &["checkout", "--quiet", bad])?;
     let b = test_commit(tree, &args.arch, &args.config, &args.filter)?;
@@ -212,8 +299,16 @@ fn bisect(args: &BisectArgs, tree: &Path, good: &str, bad: &str) -> Result<i32> 
     git(tree, &["bisect", "start", bad, good])?;
     let exe = std::env::current_exe()?;
     let mut cmd = Command::new("git");
-    cmd.arg("-C").arg(tree).args(["bisect", "run"]).arg(&exe).arg("bisect-step");
-    cmd.arg("--kernel-tree").arg(tree).args(["--arch", &args.arch, "--config", &args.config]).arg("--record").arg(&record);
+    cmd.arg("-C")
+        .arg(tree)
+        .args(["bisect", "run"])
+        .arg(&exe)
+        .arg("bisect-step");
+    cmd.arg("--kernel-tree")
+        .arg(tree)
+        .args(["--arch", &args.arch, "--config", &args.config])
+        .arg("--record")
+        .arg(&record);
     if !args.filter.is_empty() {
         cmd.arg("--").args(&args.filter);
     }
@@ -244,20 +339,28 @@ fn bisect(args: &BisectArgs, tree: &Path, good: &str, bad: &str) -> Result<i32> 
 fn failures_text(rec: &StepRecord) -> String {
     let mut s = String::new();
     for (name, msg) in &rec.failures {
-        s.push_str(&format!("--- {name}\n{}\n", msg.lines().take(12).collect::<Vec<_>>().join("\n")));
+        s.push_str(&format!(
+            "--- {name}\n{}\n",
+            msg.lines().take(12).collect::<Vec<_>>().join("\n")
+        ));
     }
     s
 }
 
 fn print_steps(steps: &[StepRecord]) {
-    println!("{:<12}  {:<5}  {:>8}  {:>8}  subject", "commit", "verdict", "build", "boot");
+    println!(
+        "{:<12}  {:<5}  {:>8}  {:>8}  subject",
+        "commit", "verdict", "build", "boot"
+    );
     for s in steps {
         println!(
             "{:<12}  {:<7}  {:>8}  {:>8}  {}",
             &s.commit[..12.min(s.commit.len())],
             verdict_word(s.verdict),
             fmt_duration(std::time::Duration::from_secs_f64(s.build_secs)),
-            s.boot_secs.map(|b| fmt_duration(std::time::Duration::from_secs_f64(b))).unwrap_or_else(|| "-".into()),
+            s.boot_secs
+                .map(|b| fmt_duration(std::time::Duration::from_secs_f64(b)))
+                .unwrap_or_else(|| "-".into()),
             s.subject
         );
     }

@@ -36,6 +36,10 @@ pub enum Cmd {
     /// Find the first commit of a kernel tree where the selected probes fail
     /// (drives `git bisect run`; the tree is restored when it ends).
     Bisect(BisectArgs),
+    /// End-to-end test of `bisect`: a throwaway history with one breaking
+    /// commit, bisected on x86_64/minimal; fails unless exactly that commit
+    /// is named and the tree is restored.
+    BisectSelftest(BisectSelftestArgs),
     /// One bisect step (what `git bisect run` calls): exit 0 good, 1 bad,
     /// 125 skip (does not build or boot), 128 harness fault (aborts).
     #[command(hide = true)]
@@ -141,6 +145,13 @@ pub struct BisectStepArgs {
     /// JSON-lines file the step appends its record to.
     #[arg(long)]
     pub record: PathBuf,
+    #[arg(last = true)]
+    pub filter: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct BisectSelftestArgs {
+    /// Test-name filter passed to the bisect (default: every case).
     #[arg(last = true)]
     pub filter: Vec<String>,
 }

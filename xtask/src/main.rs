@@ -2,6 +2,7 @@
 //! flags live in `flags.rs`; the work happens in the `harness` library.
 
 mod bisect;
+mod bisect_selftest;
 mod build;
 mod check_series;
 mod flags;
@@ -23,6 +24,7 @@ fn main() {
         flags::Cmd::Matrix(args) => matrix::run(args),
         flags::Cmd::Bisect(args) => bisect::run(args),
         flags::Cmd::BisectStep(args) => bisect::step(args),
+        flags::Cmd::BisectSelftest(args) => bisect_selftest::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -1,0 +1,209 @@
+//! `cargo xtask bisect-selftest`: the end-to-end test of `cargo xtask
+//! bisect`. It builds a throwaway git history (Debian's source, the patch
+//! series as commits, harmless commits, one commit that breaks size-aware
+//! lookups, more harmless commits), bisects it, and checks that exactly the
+//! breaking commit is named and that the tree is restored.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use harness::series::Series;
+use harness::{layout, prereqs, source};
+
+use crate::flags::BisectSelftestArgs;
+
+fn git(tree: &Path, args: &[&str]) -> Result<String> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(tree)
+        .args([
+            "-c",
+            "user.name=ksh",
+            "-c",
+            "user.email=ksh@example.org",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .output()
+        .context("running git")?;
+    if !out.status.success() {
+        bail!(
+            "git {} failed in {}: {}",
+            args.join(" "),
+            tree.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// A documentation-only commit: changes the history, not the kernel.
+fn harmless_commit(tree: &Path, n: usize) -> Result<()> {
+    let f = tree.join("Documentation/ksh-bisect-demo.txt");
+    let mut text = fs::read_to_string(&f).unwrap_or_default();
+    text.push_str(&format!("harmless change {n}\n"));
+    fs::write(&f, text)?;
+    git(tree, &["add", "Documentation/ksh-bisect-demo.txt"])?;
+    git(
+        tree,
+        &[
+            "commit",
+            "-q",
+            "-m",
+            &format!("Documentation: harmless change {n}"),
+        ],
+    )?;
+    Ok(())
+}
+
+/// The regression: size-aware lookups go back to "up to the next symbol"
+/// by making every symbol's size read as zero (the rule for unsized
+/// symbols). A one-line change in kernel/kallsyms.c, as a real regression
+/// would look.
+fn breaking_commit(tree: &Path) -> Result<String> {
+    let path = tree.join("kernel/kallsyms.c");
+    let text = fs::read_to_string(&path)?;
+    let marker = "kallsyms_sym_size(";
+    let Some(def) = text
+        .find(&format!("unsigned long {marker}"))
+        .or_else(|| text.find(marker))
+    else {
+        bail!("kernel/kallsyms.c has no {marker}...): the series' size accessor changed; update the bisect selftest");
+    };
+    let body_start = text[def..]
+        .find('{')
+        .map(|i| def + i + 1)
+        .context("accessor without a body")?;
+    let mut broken = text.clone();
+    broken.insert_str(
+        body_start,
+        "\n\treturn 0;\t/* ksh-bisect-demo: sizes ignored */",
+    );
+    fs::write(&path, broken)?;
+    git(
+        tree,
+        &[
+            "commit",
+            "-q",
+            "-a",
+            "-m",
+            "kallsyms: simplify symbol size lookup",
+        ],
+    )?;
+    git(tree, &["rev-parse", "HEAD"])
+}
+
+pub fn run(args: BisectSelftestArgs) -> Result<i32> {
+    prereqs::ensure(&prereqs::Needs {
+        arches: vec![&harness::arch::X86_64],
+        debian_source: true,
+        guest: true,
+    })?;
+    let series = Series::load(&layout::patches_dir(source::BASE_VERSION))?;
+    if series.entries.is_empty() {
+        bail!("patches/6.12/series is empty: there are no size-aware lookups to break");
+    }
+    let root = layout::cache_root().join("bisect-demo");
+    let tree = root.join("linux");
+    // Reuse the history while the series is unchanged: its build dir then
+    // stays warm and a rerun only pays for incremental builds.
+    let stamp = root.join("series-fingerprint");
+    let fingerprint = format!(
+        "v1 {}",
+        series.fingerprint(harness::series::Variant::Patched)?
+    );
+    let (good, breaking, head_before) =
+        if fs::read_to_string(&stamp).ok().as_deref() == Some(fingerprint.as_str()) {
+            let _ = git(&tree, &["bisect", "reset", "--quiet"]);
+            git(&tree, &["checkout", "--quiet", "demo"])?;
+            let ids = fs::read_to_string(root.join("commits"))?;
+            let ids: Vec<String> = ids.split_whitespace().map(str::to_string).collect();
+            (ids[0].clone(), ids[1].clone(), ids[2].clone())
+        } else {
+            let ids = make_history(&root, &tree, &series)?;
+            fs::write(
+                root.join("commits"),
+                format!("{} {} {}\n", ids.0, ids.1, ids.2),
+            )?;
+            fs::write(&stamp, &fingerprint)?;
+            ids
+        };
+
+    let exe = std::env::current_exe()?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("bisect")
+        .arg("--kernel-tree")
+        .arg(&tree)
+        .args(["--good", &good, "--bad", "HEAD"]);
+    cmd.args(["--arch", "x86_64", "--config", "minimal", "--"])
+        .args(&args.filter);
+    let out = cmd.output().context("running cargo xtask bisect")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    print!("{stdout}");
+    if !out.status.success() {
+        eprint!("{}", String::from_utf8_lossy(&out.stderr));
+        bail!("the bisect failed ({})", out.status);
+    }
+    let named = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("first bad commit: "))
+        .unwrap_or("");
+    let mut problems = Vec::new();
+    if !named.starts_with(&breaking) {
+        problems.push(format!(
+            "bisect named {named:?}, the breaking commit is {breaking}"
+        ));
+    }
+    if git(&tree, &["rev-parse", "HEAD"])? != head_before
+        || git(&tree, &["symbolic-ref", "--short", "HEAD"])? != "demo"
+    {
+        problems.push("the tree was not restored to branch demo at its old HEAD".into());
+    }
+    if !git(&tree, &["status", "--porcelain"])?.is_empty() {
+        problems.push("the tree has changes after the bisect".into());
+    }
+    if problems.is_empty() {
+        println!("bisect selftest: ok (named {breaking}, tree restored)");
+        Ok(0)
+    } else {
+        println!("bisect selftest: FAILED\n{}", problems.join("\n"));
+        Ok(1)
+    }
+}
+
+/// Creates the demo history; returns (good, breaking, head) commit ids.
+fn make_history(root: &Path, tree: &Path, series: &Series) -> Result<(String, String, String)> {
+    let _ = fs::remove_dir_all(root);
+    layout::ensure_dir(tree)?;
+    eprintln!("ksh: building a throwaway history in {}", tree.display());
+    let st = Command::new("tar")
+        .args([
+            "-xJf",
+            source::DEBIAN_SOURCE_TARBALL,
+            "--strip-components=1",
+            "-C",
+        ])
+        .arg(tree)
+        .status()?;
+    if !st.success() {
+        bail!("unpacking {} failed", source::DEBIAN_SOURCE_TARBALL);
+    }
+    git(tree, &["init", "-q", "-b", "demo"])?;
+    git(tree, &["add", "-A"])?;
+    git(tree, &["commit", "-q", "-m", "Debian linux-source-6.12"])?;
+    for e in &series.entries {
+        git(tree, &["am", "-q", "--keep-cr", &e.path.to_string_lossy()])
+            .with_context(|| format!("applying {} with git am", e.file))?;
+    }
+    let good = git(tree, &["rev-parse", "HEAD"])?;
+    harmless_commit(tree, 1)?;
+    harmless_commit(tree, 2)?;
+    let breaking = breaking_commit(tree)?;
+    harmless_commit(tree, 3)?;
+    harmless_commit(tree, 4)?;
+    let head = git(tree, &["rev-parse", "HEAD"])?;
+    Ok((good, breaking, head))
+}
