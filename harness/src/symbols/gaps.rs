@@ -2,7 +2,8 @@
 //! sizes) attributes to the preceding function although it has ended.
 //!
 //! A gap starts where the furthest-reaching sized symbol seen so far ends and
-//! that symbol is a function, and it stops at the next symbol (or the end of
+//! that symbol is code ([`is_sized_code`]: a sized `STT_FUNC`, or a sized
+//! `STT_NOTYPE` as x86 `SYM_CODE_*` assembly emits), and it stops at the next symbol (or the end of
 //! the section). Bytes after an *unsized* symbol (assembly without `.size`)
 //! are not gaps: nothing claims they end anywhere.
 
@@ -37,6 +38,14 @@ pub enum GapClass {
         /// The assembled object.
         object: PathBuf,
     },
+    /// Code inside a compiled (C) object's input section that no symbol of
+    /// that object names: in practice inline-asm `.subsection 1` code
+    /// placed after the object's last function (arm64 `ALTERNATIVE()`
+    /// replacement sequences and `asm goto` out-of-line branches).
+    UnnamedObjectCode {
+        /// The compiled object.
+        object: PathBuf,
+    },
     /// None of the above (or no build directory to tell).
     Unknown,
 }
@@ -48,7 +57,7 @@ pub struct Gap {
     pub start: u64,
     /// Address of the next symbol (or the section end).
     pub end: u64,
-    /// The sized function whose end starts the gap.
+    /// The sized code symbol whose end starts the gap.
     pub after_symbol: String,
     /// Output section.
     pub section: String,
@@ -67,6 +76,12 @@ impl Gap {
     pub fn is_empty(&self) -> bool {
         self.end == self.start
     }
+}
+
+/// A symbol that claims a code range: sized, and a function or an
+/// assembly `SYM_CODE_START`/`SYM_CODE_END` pair (`STT_NOTYPE` with size).
+pub fn is_sized_code(s: &super::elf::ElfSymbol) -> bool {
+    s.size > 0 && matches!(s.kind, SymKind::Func | SymKind::NoType | SymKind::GnuIfunc)
 }
 
 /// Uncovered ranges of a vmlinux, without classification (all `Unknown`
@@ -115,11 +130,7 @@ pub fn raw_text_gaps(img: &ElfImage, function_alignment: u64) -> Vec<Gap> {
             let mut best: Option<(u64, bool, usize)> = None;
             while j < in_sec.len() && in_sec[j].addr == next {
                 let s = &in_sec[j];
-                let cand = (
-                    next + s.sym.size,
-                    s.sym.kind == SymKind::Func && s.sym.size > 0,
-                    j,
-                );
+                let cand = (next + s.sym.size, is_sized_code(&s.sym), j);
                 if best.is_none_or(|b| (cand.0, cand.1) > (b.0, b.1)) {
                     best = Some(cand);
                 }
@@ -174,7 +185,7 @@ pub fn is_padding_bytes(machine: u16, b: &[u8]) -> bool {
             true
         }
         elf::EM_AARCH64 => {
-            b.len() % 4 == 0
+            b.len().is_multiple_of(4)
                 && b.chunks(4)
                     .all(|w| w == [0, 0, 0, 0] || w == [0x1f, 0x20, 0x03, 0xd5])
         }
@@ -278,11 +289,15 @@ pub fn classify(gaps: &mut [Gap], orphans: &[Orphan], placed: &[PlacedSection]) 
             .iter()
             .find(|p| p.start <= g.start && g.start < p.end)
         {
-            if p.assembly {
-                g.class = GapClass::AssemblyTail {
+            g.class = if p.assembly {
+                GapClass::AssemblyTail {
                     object: p.object.clone(),
-                };
-            }
+                }
+            } else {
+                GapClass::UnnamedObjectCode {
+                    object: p.object.clone(),
+                }
+            };
         }
     }
 }
@@ -308,6 +323,57 @@ mod tests {
         ));
         assert!(!is_padding_bytes(elf::EM_X86_64, &[0x0f, 0x1f, 0x44, 0x00]));
         assert!(!is_padding_bytes(elf::EM_X86_64, &[0xc3]));
+    }
+
+    fn gap(start: u64, end: u64, class: GapClass) -> Gap {
+        Gap {
+            start,
+            end,
+            after_symbol: "f".into(),
+            section: ".text".into(),
+            class,
+            orphans: vec![],
+        }
+    }
+
+    #[test]
+    fn classification_precedence() {
+        let orphan = Orphan {
+            name: "w".into(),
+            object: "a.o".into(),
+            section: ".text".into(),
+            start: 0x104,
+            end: 0x110,
+            preceding_symbol: "f".into(),
+            winner_addr: 0x900,
+            winner_binding: super::super::Binding::Global,
+            bytes_verified: 12,
+            bytes_relocated: 0,
+        };
+        let mut placed = vec![PlacedSection {
+            object: "entry.o".into(),
+            section: ".text".into(),
+            start: 0x200,
+            end: 0x300,
+            votes: 3,
+            assembly: true,
+        }];
+        let mut gaps = vec![
+            gap(0x100, 0x110, GapClass::Padding),
+            gap(0x210, 0x220, GapClass::Unknown),
+            gap(0x218, 0x220, GapClass::Padding),
+            gap(0x400, 0x410, GapClass::Unknown),
+        ];
+        classify(&mut gaps, std::slice::from_ref(&orphan), &placed);
+        assert!(matches!(&gaps[0].class, GapClass::OrphanedWeak { name, .. } if name == "w"));
+        assert_eq!(gaps[0].orphans, vec![orphan]);
+        assert!(matches!(gaps[1].class, GapClass::AssemblyTail { .. }));
+        assert_eq!(gaps[2].class, GapClass::Padding);
+        assert_eq!(gaps[3].class, GapClass::Unknown);
+        placed[0].assembly = false;
+        let mut g = vec![gap(0x210, 0x220, GapClass::Unknown)];
+        classify(&mut g, &[], &placed);
+        assert!(matches!(g[0].class, GapClass::UnnamedObjectCode { .. }));
     }
 
     #[test]

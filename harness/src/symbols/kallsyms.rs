@@ -114,7 +114,7 @@ pub fn is_ignored_symbol(name: &[u8], ty: u8) -> bool {
     if ty == b'u' || ty == b'n' {
         return true;
     }
-    if ty.to_ascii_uppercase() == b'A' {
+    if ty.eq_ignore_ascii_case(&b'A') {
         const KEEP: [&[u8]; 4] = [
             b"__kernel_syscall_via_break",
             b"__kernel_syscall_via_epc",

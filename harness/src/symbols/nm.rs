@@ -300,6 +300,74 @@ mod tests {
         assert!(keep("ffffffff81000000 a_b T x"));
     }
 
+    fn sec(index: usize, name: &str, sh_type: u32, flags: u32) -> ElfSection {
+        ElfSection {
+            index,
+            name: name.into(),
+            sh_type,
+            flags: u64::from(flags),
+            addr: 0,
+            size: 0,
+            offset: 0,
+            align: 1,
+            info: 0,
+            link: 0,
+        }
+    }
+
+    fn sym(binding: Binding, kind: SymKind, place: SymbolPlace) -> ElfSymbol {
+        ElfSymbol {
+            index: 1,
+            name: b"x".to_vec(),
+            value: 0,
+            size: 0,
+            binding,
+            kind,
+            other: 0,
+            place,
+            section_name: None,
+        }
+    }
+
+    #[test]
+    fn letters() {
+        use Binding::*;
+        use SymKind::*;
+        let (a, w, x) = (elf::SHF_ALLOC, elf::SHF_WRITE, elf::SHF_EXECINSTR);
+        let secs = vec![
+            sec(0, "", elf::SHT_NULL, 0),
+            sec(1, ".text", elf::SHT_PROGBITS, a | x),
+            sec(2, ".rodata", elf::SHT_PROGBITS, a),
+            sec(3, ".data", elf::SHT_PROGBITS, a | w),
+            sec(4, ".bss", elf::SHT_NOBITS, a | w),
+            sec(5, ".debug_info", elf::SHT_PROGBITS, 0),
+            sec(6, ".comment", elf::SHT_PROGBITS, 0),
+            sec(7, ".idata$2", elf::SHT_PROGBITS, a | w),
+            sec(8, ".notes", elf::SHT_NOTE, a),
+        ];
+        let l = |b, k, p| nm_letter(&sym(b, k, p), &secs) as char;
+        let s = SymbolPlace::Section;
+        assert_eq!(l(Global, Func, s(1)), 'T');
+        assert_eq!(l(Local, NoType, s(1)), 't');
+        assert_eq!(l(Global, Object, s(2)), 'R');
+        assert_eq!(l(Local, Object, s(3)), 'd');
+        assert_eq!(l(Global, Object, s(4)), 'B');
+        assert_eq!(l(Local, NoType, s(5)), 'N');
+        assert_eq!(l(Local, NoType, s(6)), 'n');
+        assert_eq!(l(Local, NoType, s(7)), 'i');
+        assert_eq!(l(Global, NoType, s(8)), 'R');
+        assert_eq!(l(Weak, Func, s(1)), 'W');
+        assert_eq!(l(Weak, Object, s(3)), 'V');
+        assert_eq!(l(Weak, NoType, SymbolPlace::Absolute), 'W');
+        assert_eq!(l(Weak, NoType, SymbolPlace::Undefined), 'w');
+        assert_eq!(l(Weak, Object, SymbolPlace::Undefined), 'v');
+        assert_eq!(l(Global, NoType, SymbolPlace::Undefined), 'U');
+        assert_eq!(l(Local, NoType, SymbolPlace::Absolute), 'a');
+        assert_eq!(l(Global, NoType, SymbolPlace::Absolute), 'A');
+        assert_eq!(l(Global, GnuIfunc, s(1)), 'i');
+        assert_eq!(l(GnuUnique, Object, s(3)), 'u');
+    }
+
     #[test]
     fn special_symbols() {
         assert!(is_special_symbol(b"$x", elf::EM_AARCH64));

@@ -66,8 +66,8 @@ pub struct PlacedSection {
 
 /// Object files that went into vmlinux: the members of the thin archive
 /// `vmlinux.a` (all linked whole) followed by the members of the `lib.a`
-/// archives (linked on demand; a member that was not pulled in simply finds
-/// no placement).
+/// archives (linked on demand without `CONFIG_MODULES`; a member that was
+/// not pulled in simply finds no placement), without duplicates.
 pub fn linked_objects(build_dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = thin_archive_members(&build_dir.join("vmlinux.a"), build_dir)?;
     let mut libs = vec![build_dir.join("lib/lib.a")];
@@ -81,6 +81,9 @@ pub fn linked_objects(build_dir: &Path) -> Result<Vec<PathBuf>> {
             out.extend(thin_archive_members(&lib, build_dir)?);
         }
     }
+    // With CONFIG_MODULES the lib.a archives are already inside vmlinux.a.
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|p| seen.insert(p.clone()));
     Ok(out)
 }
 
@@ -145,39 +148,42 @@ impl<'a> VmIndex<'a> {
 }
 
 /// Find where each section of `obj` went in vmlinux: every named symbol of
-/// the section votes for `vmlinux_addr - obj_value` for each same-named
-/// vmlinux symbol; the delta with most votes wins if it is unambiguous.
-/// Global names vote once; a local name with k homonyms in vmlinux gives
-/// each of its k candidate deltas a vote, and only consistent deltas
-/// accumulate.
+/// the section votes for `vmlinux_addr - obj_value` of each same-named
+/// vmlinux symbol, weighted 1/k for a name with k homonyms (static
+/// functions share names across files); the heaviest delta wins if it is
+/// unambiguous. Only consistent deltas accumulate weight.
 fn place_sections(obj: &ElfImage, vm: &VmIndex<'_>) -> HashMap<usize, (u64, usize)> {
-    let mut votes: HashMap<usize, HashMap<u64, usize>> = HashMap::new();
+    // Per section: delta -> (weight, number of symbols voting).
+    let mut votes: HashMap<usize, HashMap<u64, (f64, usize)>> = HashMap::new();
     for s in &obj.symbols {
         let Some(idx) = s.section_index() else {
             continue;
         };
-        if matches!(s.kind, SymKind::Section | SymKind::File) || s.name.is_empty() {
-            continue;
+        if s.name.is_empty() || !super::nm::nm_visible(s, obj.machine) {
+            continue; // section/file symbols, `$x`/`$d` mapping symbols
         }
         if let Some(cands) = vm.by_name.get(s.name.as_slice()) {
+            let w = 1.0 / cands.len() as f64;
             for c in cands {
-                *votes
+                let e = votes
                     .entry(idx)
                     .or_default()
                     .entry(c.value.wrapping_sub(s.value))
-                    .or_default() += 1;
+                    .or_default();
+                e.0 += w;
+                e.1 += 1;
             }
         }
     }
     let mut out = HashMap::new();
     for (idx, v) in votes {
-        let mut v: Vec<(u64, usize)> = v.into_iter().collect();
-        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        let unique = v.len() == 1 || v[0].1 > v[1].1;
-        // A single homonym vote is too weak to trust when there are
-        // competitors; a single unambiguous vote is fine.
+        let mut v: Vec<(u64, (f64, usize))> = v.into_iter().collect();
+        v.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0).then(a.0.cmp(&b.0)));
+        // A name with k homonyms in vmlinux gives 1/k to each candidate:
+        // unique names decide, and a tie means we cannot tell.
+        let unique = v.len() == 1 || v[0].1 .0 > v[1].1 .0 + 1e-9;
         if unique {
-            out.insert(idx, v[0]);
+            out.insert(idx, (v[0].0, v[0].1 .1));
         }
     }
     out
@@ -283,6 +289,34 @@ pub fn placed_text_sections(build_dir: &Path) -> Result<Vec<PlacedSection>> {
 /// bytes were checked against the object (relocated bytes excluded; any
 /// other difference rejects the candidate).
 pub fn orphaned_weak_bodies(build_dir: &Path) -> Result<Vec<Orphan>> {
+    Ok(orphan_search(build_dir)?.orphans)
+}
+
+/// A weak function that may be overridden but could not be shown to have
+/// left a body in vmlinux.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unlocated {
+    /// Weak function name.
+    pub name: String,
+    /// Object defining it.
+    pub object: PathBuf,
+    /// Why: no consistent placement of its input section (no surviving
+    /// symbol there, or the section was discarded), or bytes differ.
+    pub reason: String,
+}
+
+/// Result of [`orphan_search`]: verified orphans, and the candidates that
+/// could not be verified (so a caller can tell "none" from "not found").
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrphanSearch {
+    /// Verified orphaned weak bodies, by address.
+    pub orphans: Vec<Orphan>,
+    /// Overridden-looking weak functions whose body was not located.
+    pub unlocated: Vec<Unlocated>,
+}
+
+/// [`orphaned_weak_bodies`] plus the candidates it had to give up on.
+pub fn orphan_search(build_dir: &Path) -> Result<OrphanSearch> {
     let vm = ElfImage::open(&build_dir.join("vmlinux"))?;
     let opts =
         kallsyms_options_from_config(&build_dir.join(".config")).unwrap_or(KallsymsOptions {
@@ -291,7 +325,8 @@ pub fn orphaned_weak_bodies(build_dir: &Path) -> Result<Vec<Orphan>> {
         });
     let table = super::expected_kallsyms_image(&vm, &opts);
     let idx = VmIndex::new(&vm);
-    let mut out = Vec::new();
+    let owned = OwnedCode::new(&vm);
+    let mut res = OrphanSearch::default();
     for path in linked_objects(build_dir)? {
         let Ok(obj) = ElfImage::open(&path) else {
             continue;
@@ -309,10 +344,6 @@ pub fn orphaned_weak_bodies(build_dir: &Path) -> Result<Vec<Orphan>> {
             if w.binding != Binding::Weak || w.kind != SymKind::Func || w.size == 0 {
                 continue;
             }
-            let Some(&(delta, _)) = placed.get(&sec) else {
-                continue;
-            };
-            let start = delta.wrapping_add(w.value);
             let Some(winner) = idx.by_name.get(w.name.as_slice()).and_then(|c| {
                 c.iter()
                     .find(|s| s.binding == Binding::Global)
@@ -320,16 +351,38 @@ pub fn orphaned_weak_bodies(build_dir: &Path) -> Result<Vec<Orphan>> {
             }) else {
                 continue;
             };
-            if winner.value == start {
-                continue; // this copy won
+            let mut give_up = |reason: String| {
+                res.unlocated.push(Unlocated {
+                    name: w.name_str().into_owned(),
+                    object: path.clone(),
+                    reason,
+                })
+            };
+            let Some(&(delta, _)) = placed.get(&sec) else {
+                if winner.binding == Binding::Global {
+                    give_up(format!(
+                        "section {} not placed in vmlinux",
+                        obj.sections[sec].name
+                    ));
+                }
+                continue;
+            };
+            let start = delta.wrapping_add(w.value);
+            if winner.value == start || owned.owns(start) {
+                // This copy won, or it is a weak alias of code that a
+                // surviving symbol still names (e.g. `cpu_show_meltdown`
+                // aliasing `cpu_show_not_affected`).
+                continue;
             }
             let Some((eq, rel, ne)) = compare_bytes(&vm, start, &obj, sec, w.value, w.size) else {
+                give_up(format!("{start:#x}+{:#x} is not in vmlinux", w.size));
                 continue;
             };
             if ne != 0 {
+                give_up(format!("{ne} of {} bytes differ at {start:#x}", w.size));
                 continue;
             }
-            out.push(Orphan {
+            res.orphans.push(Orphan {
                 name: w.name_str().into_owned(),
                 object: path.clone(),
                 section: obj.sections[sec].name.clone(),
@@ -343,8 +396,50 @@ pub fn orphaned_weak_bodies(build_dir: &Path) -> Result<Vec<Orphan>> {
             });
         }
     }
-    out.sort_by_key(|o| o.start);
-    Ok(out)
+    res.orphans.sort_by_key(|o| o.start);
+    Ok(res)
+}
+
+/// Addresses that some vmlinux symbol still names: inside a sized symbol,
+/// or exactly at any symbol.
+struct OwnedCode {
+    starts: Vec<u64>,
+    /// (start, running maximum of end) sorted by start.
+    sized: Vec<(u64, u64)>,
+}
+
+impl OwnedCode {
+    fn new(vm: &ElfImage) -> Self {
+        let syms: Vec<&ElfSymbol> = vm
+            .symbols
+            .iter()
+            .filter(|s| {
+                s.section_index().is_some() && !matches!(s.kind, SymKind::Section | SymKind::File)
+            })
+            .collect();
+        let mut starts: Vec<u64> = syms.iter().map(|s| s.value).collect();
+        starts.sort_unstable();
+        let mut sized: Vec<(u64, u64)> = syms
+            .iter()
+            .filter(|s| s.size > 0)
+            .map(|s| (s.value, s.value + s.size))
+            .collect();
+        sized.sort_unstable();
+        let mut max = 0;
+        for x in &mut sized {
+            max = max.max(x.1);
+            x.1 = max;
+        }
+        OwnedCode { starts, sized }
+    }
+
+    fn owns(&self, addr: u64) -> bool {
+        if self.starts.binary_search(&addr).is_ok() {
+            return true;
+        }
+        let i = self.sized.partition_point(|x| x.0 <= addr);
+        i > 0 && self.sized[i - 1].1 > addr
+    }
 }
 
 /// `get_symbol_pos()` + name: the first entry (in table order) at the
@@ -357,4 +452,42 @@ pub fn lookup_name(table: &[super::KallsymsEntry], addr: u64) -> Option<String> 
     let a = table[pos - 1].addr;
     let first = table[..pos].partition_point(|e| e.addr < a);
     Some(table[first].name.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::symbols::KallsymsEntry;
+
+    fn e(addr: u64, name: &str) -> KallsymsEntry {
+        KallsymsEntry {
+            addr,
+            ty: b't',
+            nm_type: b't',
+            name: name.into(),
+            size: None,
+            binding: Binding::Local,
+            kind: SymKind::Func,
+            section: None,
+            percpu_absolute: false,
+            elf_index: 0,
+        }
+    }
+
+    #[test]
+    fn lookup_takes_first_alias_at_highest_address() {
+        let t = vec![e(0x10, "a"), e(0x20, "b1"), e(0x20, "b2"), e(0x30, "c")];
+        assert_eq!(lookup_name(&t, 0x0f), None);
+        assert_eq!(lookup_name(&t, 0x10).as_deref(), Some("a"));
+        assert_eq!(lookup_name(&t, 0x2f).as_deref(), Some("b1"));
+        assert_eq!(lookup_name(&t, 0x99).as_deref(), Some("c"));
+    }
+
+    #[test]
+    fn reloc_widths() {
+        assert_eq!(reloc_width(elf::EM_X86_64, elf::R_X86_64_64), 8);
+        assert_eq!(reloc_width(elf::EM_X86_64, elf::R_X86_64_PLT32), 4);
+        assert_eq!(reloc_width(elf::EM_AARCH64, elf::R_AARCH64_CALL26), 4);
+        assert_eq!(reloc_width(elf::EM_AARCH64, elf::R_AARCH64_ABS64), 8);
+    }
 }
