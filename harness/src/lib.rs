@@ -8,6 +8,7 @@ pub mod accel;
 pub mod arch;
 pub mod cpio;
 pub mod expect;
+pub mod footprint;
 pub mod guestbin;
 pub mod initramfs;
 pub mod kbuild;

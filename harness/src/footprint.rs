@@ -1,0 +1,105 @@
+//! What kallsyms costs a kernel: the bytes of every table the generator
+//! emitted, read from a linked `vmlinux`.
+//!
+//! The generated assembly has labels but no `.size`, so a table's size is the
+//! distance from its label to the next label (alignment padding included,
+//! as it is in the image). The last table ends at its known length
+//! (`kallsyms_seqs_of_names`: 3 bytes per symbol) or at the next symbol of
+//! its section.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+
+use crate::symbols::{ElfImage, SymbolPlace};
+
+/// Sizes of the kallsyms tables of one image.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Footprint {
+    /// (table, bytes), in address order.
+    pub tables: Vec<(String, u64)>,
+    /// `kallsyms_num_syms`.
+    pub num_syms: u64,
+}
+
+impl Footprint {
+    pub fn total(&self) -> u64 {
+        self.tables.iter().map(|(_, b)| b).sum()
+    }
+
+    /// Bytes of the size tables (`kallsyms_sizes*`), 0 on a baseline kernel.
+    pub fn size_tables(&self) -> u64 {
+        self.tables
+            .iter()
+            .filter(|(n, _)| n.starts_with("kallsyms_size"))
+            .map(|(_, b)| b)
+            .sum()
+    }
+}
+
+/// Labels the generator emits (the compact size encoding may add more
+/// `kallsyms_size*` tables).
+fn is_table_label(name: &str) -> bool {
+    matches!(
+        name,
+        "kallsyms_num_syms"
+            | "kallsyms_names"
+            | "kallsyms_markers"
+            | "kallsyms_token_table"
+            | "kallsyms_token_index"
+            | "kallsyms_offsets"
+            | "kallsyms_relative_base"
+            | "kallsyms_seqs_of_names"
+    ) || name.starts_with("kallsyms_size")
+}
+
+/// Reads the table sizes of `vmlinux`.
+pub fn kallsyms_footprint(vmlinux: &Path) -> Result<Footprint> {
+    let img = ElfImage::open(vmlinux).with_context(|| format!("reading {}", vmlinux.display()))?;
+    let mut labels: Vec<(u64, String, usize)> = Vec::new();
+    for s in &img.symbols {
+        let SymbolPlace::Section(sec) = s.place else {
+            continue;
+        };
+        let name = String::from_utf8_lossy(&s.name);
+        if is_table_label(&name) && !img.sections[sec].is_exec() {
+            labels.push((s.value, name.into_owned(), sec));
+        }
+    }
+    labels.sort();
+    labels.dedup_by(|a, b| a.1 == b.1);
+    let Some(num) = labels.iter().find(|l| l.1 == "kallsyms_num_syms") else {
+        bail!(
+            "{}: no kallsyms_num_syms: not a kernel with kallsyms",
+            vmlinux.display()
+        );
+    };
+    let num_syms = img
+        .read_uint_at(num.0, 4)
+        .context("reading kallsyms_num_syms")?;
+    let mut tables = Vec::new();
+    for (i, (addr, name, sec)) in labels.iter().enumerate() {
+        let end = match labels.get(i + 1) {
+            Some(next) if next.2 == *sec => next.0,
+            // Its length is fixed: 3 bytes per symbol. (Unlabelled rodata
+            // such as string literals may follow it.)
+            _ if name == "kallsyms_seqs_of_names" => addr + 3 * num_syms,
+            _ => {
+                // The last table ends where the next symbol of its section starts.
+                img.symbols
+                    .iter()
+                    .filter(|s| {
+                        matches!(s.place, SymbolPlace::Section(x) if x == *sec) && s.value > *addr
+                    })
+                    .map(|s| s.value)
+                    .min()
+                    .unwrap_or_else(|| {
+                        let section = &img.sections[*sec];
+                        section.addr + section.size
+                    })
+            }
+        };
+        tables.push((name.clone(), end - addr));
+    }
+    Ok(Footprint { tables, num_syms })
+}

@@ -1,0 +1,56 @@
+//! kallsyms table sizes read from real builds (KSH_BUILD_DIRS, set by
+//! .ci/run): the tables are all there, add up to a plausible footprint, and
+//! `kallsyms_offsets` holds exactly one 32-bit entry per symbol.
+
+use std::path::PathBuf;
+
+use harness::footprint::kallsyms_footprint;
+
+fn build_dirs() -> Vec<PathBuf> {
+    match std::env::var("KSH_BUILD_DIRS") {
+        Ok(v) if !v.is_empty() => v.split(':').map(PathBuf::from).collect(),
+        _ => {
+            eprintln!("skipped: KSH_BUILD_DIRS is not set (CI sets it)");
+            Vec::new()
+        }
+    }
+}
+
+#[test]
+fn tables_of_real_kernels() {
+    for dir in build_dirs() {
+        let vmlinux = dir.join("vmlinux");
+        assert!(vmlinux.is_file(), "{} is missing", vmlinux.display());
+        let fp = kallsyms_footprint(&vmlinux).unwrap();
+        let get = |n: &str| fp.tables.iter().find(|(t, _)| t == n).map(|(_, b)| *b);
+        for t in [
+            "kallsyms_names",
+            "kallsyms_markers",
+            "kallsyms_token_table",
+            "kallsyms_offsets",
+            "kallsyms_seqs_of_names",
+        ] {
+            assert!(
+                get(t).is_some_and(|b| b > 0),
+                "{}: no {t} in {:?}",
+                dir.display(),
+                fp.tables
+            );
+        }
+        let offsets = get("kallsyms_offsets").unwrap();
+        // 4 bytes per symbol, plus at most the alignment before the next table.
+        assert!(
+            offsets >= 4 * fp.num_syms && offsets < 4 * fp.num_syms + 16,
+            "{offsets} vs {}",
+            fp.num_syms
+        );
+        assert!(fp.num_syms > 10_000, "{}", fp.num_syms);
+        eprintln!(
+            "{}: {} symbols, {} bytes: {:?}",
+            dir.display(),
+            fp.num_syms,
+            fp.total(),
+            fp.tables
+        );
+    }
+}
