@@ -40,6 +40,10 @@ pub enum Cmd {
     /// commit, bisected on x86_64/minimal; fails unless exactly that commit
     /// is named and the tree is restored.
     BisectSelftest(BisectSelftestArgs),
+    /// Measure the project's figures side by side (generator speed, kernel
+    /// memory, lookup cost in the guest, cycle times); reports, never fails
+    /// on a slow machine.
+    Bench(BenchArgs),
     /// One bisect step (what `git bisect run` calls): exit 0 good, 1 bad,
     /// 125 skip (does not build or boot), 128 harness fault (aborts).
     #[command(hide = true)]
@@ -154,4 +158,18 @@ pub struct BisectSelftestArgs {
     /// Test-name filter passed to the bisect (default: every case).
     #[arg(last = true)]
     pub filter: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub kernel: KernelSelection,
+    /// Runs per figure (medians are reported with min and max).
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    #[arg(long, default_value = "auto")]
+    pub accel: AccelChoice,
+    /// Also write the figures as JSON here.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
 }

@@ -1,6 +1,7 @@
 //! `cargo xtask`: the harness's command line. One module per subcommand;
 //! flags live in `flags.rs`; the work happens in the `harness` library.
 
+mod bench;
 mod bisect;
 mod bisect_selftest;
 mod build;
@@ -25,6 +26,7 @@ fn main() {
         flags::Cmd::Bisect(args) => bisect::run(args),
         flags::Cmd::BisectStep(args) => bisect::step(args),
         flags::Cmd::BisectSelftest(args) => bisect_selftest::run(args),
+        flags::Cmd::Bench(args) => bench::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),
