@@ -334,12 +334,12 @@ pub fn run(spec: &VmSpec) -> Result<VmOutcome> {
     let mut completed_at: Option<Duration> = None;
     let mut timeout: Option<String> = None;
     let exit_status = loop {
-        if let Some(st) = child.try_wait()? {
-            break Some(st);
-        }
+        // Read the outputs before looking at the process, so a guest that
+        // completes and powers off between two polls is seen completing.
+        let exited = child.try_wait()?;
         if let Some(q) = qmp.as_mut() {
             if q.nop().is_err() {
-                // QEMU is going away; the loop sees it exit next round.
+                // QEMU is going away; try_wait sees it next round.
             }
             for ev in q.events() {
                 if let qapi::qmp::Event::SHUTDOWN { data, .. } = ev {
@@ -360,6 +360,9 @@ pub fn run(spec: &VmSpec) -> Result<VmOutcome> {
                     completed_at = Some(started.elapsed());
                 }
             }
+        }
+        if let Some(st) = exited {
+            break Some(st);
         }
         let elapsed = started.elapsed();
         if let Some(done) = completed_at {
