@@ -39,6 +39,18 @@ fn init() {
     for e in &mount_errors {
         eprintln!("ksh-init: {e}");
     }
+    // The probe module answers kallsyms lookups for the probes; a failure
+    // is recorded for them to quote (they fail, the other probes run).
+    let module_status = match sys::load_module(ksh_proto::MODULE_PATH) {
+        Ok(()) => "ok".to_string(),
+        Err(e) => {
+            eprintln!("ksh-init: {e}");
+            e
+        }
+    };
+    if let Err(e) = std::fs::write(ksh_proto::MODULE_LOAD_STATUS, format!("{module_status}\n")) {
+        eprintln!("ksh-init: writing {}: {e}", ksh_proto::MODULE_LOAD_STATUS);
+    }
     let mut port = match sys::open_results_port(ksh_proto::RESULTS_PORT_NAME) {
         Ok(p) => p,
         Err(e) => {

@@ -70,3 +70,27 @@ pub fn power_off() -> ! {
         std::thread::sleep(std::time::Duration::from_secs(3600));
     }
 }
+
+/// Loads a kernel module from `path` with `finit_module(2)` (no
+/// parameters). `EEXIST` (already loaded) counts as success.
+pub fn load_module(path: &str) -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    let f = fs::File::open(path).map_err(|e| format!("open {path}: {e}"))?;
+    let params = CString::new("").unwrap();
+    // SAFETY: a valid fd and a NUL-terminated (empty) parameter string.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_finit_module,
+            f.as_raw_fd(),
+            params.as_ptr(),
+            0 as libc::c_int,
+        )
+    };
+    if rc != 0 {
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EEXIST) {
+            return Err(format!("finit_module({path}): {err}"));
+        }
+    }
+    Ok(())
+}

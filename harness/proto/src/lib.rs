@@ -55,6 +55,9 @@ pub const EXPECT_WEAK_KEPT: &str = "/ksh/expect/weak-kept.txt";
 /// hex offset, and the exact `%pS` text of `ADDR+OFFSET`).
 pub const EXPECT_FORMAT_PS: &str = "/ksh/expect/format-ps.txt";
 
+/// Name prefix of the test-only `__weak` functions of the fixture patch.
+pub const FIXTURE_PREFIX: &str = "kallsyms_fixture_";
+
 /// Functions of the probe module: `NAME SIZE` (hex ELF size).
 pub const EXPECT_MODULE_SYMS: &str = "/ksh/expect/module-syms.txt";
 
@@ -117,7 +120,9 @@ pub const PROBES: &[ProbeSpec] = &[
         about: "weak functions that were not overridden are listed and looked up with their real size",
         timeout_secs: 30,
         cases: &["by-name", "by-address", "size"],
-        baseline_failures: &[],
+        // The weak syscall stubs of kernel/sys_ni.c are followed by orphans
+        // (x86_64: 19, arm64: 17 sizes wrong on the tiny baseline kernels).
+        baseline_failures: &["size"],
     },
     ProbeSpec {
         name: "format-pS",
@@ -131,7 +136,7 @@ pub const PROBES: &[ProbeSpec] = &[
         about: "a kprobe past a function's end is refused, one inside is accepted (needs CONFIG_KPROBES)",
         timeout_secs: 30,
         cases: &["past-end-refused", "inside-accepted"],
-        baseline_failures: &[],
+        baseline_failures: &["past-end-refused"],
     },
     ProbeSpec {
         name: "ftrace",

@@ -2,7 +2,15 @@
 //! named in `ksh_proto::PROBES` but missing here fails all its cases loudly.
 
 mod boot;
+mod format_ps;
+mod ftrace;
+mod kernel;
+mod kprobes;
+mod module_symbols;
 mod proc_kallsyms;
+mod sizes;
+mod weak_kept;
+mod weak_orphans;
 
 use std::io::Write;
 
@@ -14,6 +22,13 @@ pub fn run<W: Write>(spec: &'static ProbeSpec, out: &mut CaseWriter<W>) {
     match spec.name {
         "boot" => boot::run(out),
         "proc-kallsyms" => proc_kallsyms::run(out),
+        "sizes" => sizes::run(out),
+        "weak-orphans" => weak_orphans::run(out),
+        "weak-kept" => weak_kept::run(out),
+        "format-pS" => format_ps::run(out),
+        "kprobes" => kprobes::run(out),
+        "ftrace" => ftrace::run(out),
+        "module-symbols" => module_symbols::run(out),
         other => out.fail_rest(&format!(
             "the guest has no implementation of probe '{other}'"
         )),

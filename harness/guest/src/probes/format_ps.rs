@@ -1,0 +1,66 @@
+//! `format-pS`: `%pS` of a sample of text addresses (function starts and
+//! middles) prints exactly `name+0xOFF/0xSIZE` with the ELF size. `shape`
+//! checks name and offset only, which size-blind kernels also get right.
+
+use std::io::Write;
+
+use super::kernel::{self, hex, summarize_detail};
+use crate::ktap::{CaseWriter, Verdict};
+
+pub fn run<W: Write>(out: &mut CaseWriter<W>) {
+    let setup = || -> Result<_, String> {
+        let mut samples = Vec::new();
+        for l in kernel::read_lines(ksh_proto::EXPECT_FORMAT_PS)? {
+            let f: Vec<&str> = l.splitn(3, ' ').collect();
+            let [a, o, e] = f[..] else {
+                return Err(format!("{}: malformed: {l}", ksh_proto::EXPECT_FORMAT_PS));
+            };
+            samples.push((hex(a)?, hex(o)?, e.to_string()));
+        }
+        Ok((samples, kernel::kaslr_offset()?))
+    };
+    let (samples, off) = match setup() {
+        Ok(x) => x,
+        Err(e) => return out.fail_rest(&e),
+    };
+    if samples.is_empty() {
+        return out.fail_rest(&format!("{} is empty", ksh_proto::EXPECT_FORMAT_PS));
+    }
+    let addrs: Vec<u64> = samples
+        .iter()
+        .map(|(a, o, _)| a.wrapping_add(off) + o)
+        .collect();
+    let answers = match kernel::lookup(&addrs) {
+        Ok(a) => a,
+        Err(e) => return out.fail_rest(&e),
+    };
+    println!("# {} %pS samples", samples.len());
+    let (mut bad_shape, mut bad_full) = (Vec::new(), Vec::new());
+    for ((_, _, want), a) in samples.iter().zip(&answers) {
+        // `name+0xOFF/` must match; the size after the slash is `real-size`'s.
+        let prefix = &want[..=want.rfind('/').unwrap_or(want.len() - 1)];
+        if !a.ps.starts_with(prefix) {
+            bad_shape.push(format!("want {prefix}..., got {}", a.ps));
+        }
+        if &a.ps != want {
+            bad_full.push(format!("want {want}, got {}", a.ps));
+        }
+    }
+    let verdict = |what: &str, bad: &[String]| {
+        if bad.is_empty() {
+            Verdict::Pass
+        } else {
+            let mut d = vec![format!("{} of {} samples", bad.len(), samples.len())];
+            d.extend(summarize_detail(what, bad));
+            Verdict::Fail(d)
+        }
+    };
+    out.case(
+        "shape",
+        verdict("%pS with a wrong name or offset", &bad_shape),
+    );
+    out.case(
+        "real-size",
+        verdict("%pS not exactly name+0xOFF/0xELFSIZE", &bad_full),
+    );
+}

@@ -1,0 +1,87 @@
+//! `ftrace`: `available_filter_functions` lists no
+//! `__ftrace_invalid_address___*` entries, and no call site inside an
+//! orphaned weak body (which a size-blind lookup lists under the preceding
+//! function's name).
+
+use std::io::Write;
+
+use super::kernel::{self, hex, summarize_detail};
+use crate::ktap::{CaseWriter, Verdict};
+
+const DIR: &str = "/sys/kernel/tracing";
+
+pub fn run<W: Write>(out: &mut CaseWriter<W>) {
+    let list = format!("{DIR}/available_filter_functions");
+    let text = match std::fs::read_to_string(&list) {
+        Ok(t) => t,
+        Err(e) => {
+            let why =
+                format!("{list}: {e} (needs CONFIG_FUNCTION_TRACER and CONFIG_DYNAMIC_FTRACE)");
+            out.case("no-invalid-entries", Verdict::Skip(why.clone()));
+            out.case("no-orphan-sites", Verdict::Skip(why));
+            return;
+        }
+    };
+    let invalid: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("__ftrace_invalid_address__"))
+        .collect();
+    println!(
+        "# {} entries in available_filter_functions",
+        text.lines().count()
+    );
+    out.case(
+        "no-invalid-entries",
+        if invalid.is_empty() {
+            Verdict::Pass
+        } else {
+            Verdict::Fail(summarize_detail(
+                "__ftrace_invalid_address___ entries",
+                &invalid,
+            ))
+        },
+    );
+
+    let addrs_path = format!("{DIR}/available_filter_functions_addrs");
+    let setup = || -> Result<_, String> {
+        let t = std::fs::read_to_string(&addrs_path).map_err(|e| format!("{addrs_path}: {e}"))?;
+        let mut orphans = Vec::new();
+        for l in kernel::read_lines(ksh_proto::EXPECT_ORPHANS)? {
+            let f: Vec<&str> = l.split(' ').collect();
+            if f.len() >= 3 {
+                orphans.push((hex(f[0])?, hex(f[1])?, f[2].to_string()));
+            }
+        }
+        Ok((t, orphans, kernel::kaslr_offset()?))
+    };
+    let (sites, orphans, off) = match setup() {
+        Ok(x) => x,
+        Err(e) => return out.case("no-orphan-sites", Verdict::Fail(vec![e])),
+    };
+    let mut bad = Vec::new();
+    for l in sites.lines() {
+        let mut f = l.split_whitespace();
+        let (Some(a), Some(name)) = (f.next(), f.next()) else {
+            continue;
+        };
+        let Ok(a) = hex(a) else { continue };
+        let link = a.wrapping_sub(off);
+        if let Some(o) = orphans.iter().find(|o| link >= o.0 && link < o.1) {
+            bad.push(format!(
+                "{a:#x} listed as {name}: inside orphaned {} [{:#x},{:#x})",
+                o.2, o.0, o.1
+            ));
+        }
+    }
+    out.case(
+        "no-orphan-sites",
+        if bad.is_empty() {
+            Verdict::Pass
+        } else {
+            Verdict::Fail(summarize_detail(
+                "call sites inside orphaned weak bodies",
+                &bad,
+            ))
+        },
+    );
+}

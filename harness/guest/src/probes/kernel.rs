@@ -1,0 +1,365 @@
+//! Shared by the kallsyms probes: the expectation files, the KASLR offset,
+//! `/proc/kallsyms`, and batched lookups through the probe module's
+//! debugfs `lookup` file (one write, one read: a few thousand syscalls for
+//! tens of thousands of addresses).
+
+use std::collections::HashMap;
+use std::fs::OpenOptions;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::time::Instant;
+
+use crate::ktap::summarize;
+
+/// How many offending items a case prints as `detail:` lines (beyond the
+/// inline summary); the rest are counted.
+pub const DETAIL_CAP: usize = 200;
+
+/// A failure summary plus the full list as `detail:` lines, up to a cap.
+pub fn summarize_detail<T: std::fmt::Display>(what: &str, items: &[T]) -> Vec<String> {
+    let mut out = summarize(what, items);
+    if items.len() > crate::ktap::MAX_INLINE {
+        for i in items.iter().skip(crate::ktap::MAX_INLINE).take(DETAIL_CAP) {
+            out.push(format!("detail: {i}"));
+        }
+        let shown = crate::ktap::MAX_INLINE + DETAIL_CAP;
+        if items.len() > shown {
+            out.push(format!(
+                "detail: {} more not printed ({} in all)",
+                items.len() - shown,
+                items.len()
+            ));
+        }
+    }
+    out
+}
+
+/// Lines of an expectation file.
+pub fn read_lines(path: &str) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    Ok(text.lines().map(str::to_string).collect())
+}
+
+pub fn hex(s: &str) -> Result<u64, String> {
+    u64::from_str_radix(s.trim_start_matches("0x"), 16).map_err(|e| format!("bad hex {s:?}: {e}"))
+}
+
+/// `key=value` facts of the build.
+pub fn build_info() -> HashMap<String, String> {
+    read_lines(ksh_proto::EXPECT_BUILD_INFO)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+/// Runtime minus link-time address, from `_text` in `/proc/kallsyms` and in
+/// the expected table.
+pub fn kaslr_offset() -> Result<u64, String> {
+    let find = |path: &str| -> Result<u64, String> {
+        let f = std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
+        for l in BufReader::new(f).lines().map_while(Result::ok) {
+            let mut p = l.split(' ');
+            if let (Some(a), Some(_), Some("_text")) = (p.next(), p.next(), p.next()) {
+                return hex(a);
+            }
+        }
+        Err(format!("{path} has no _text"))
+    };
+    let runtime = find("/proc/kallsyms")?;
+    let linked = find(ksh_proto::EXPECT_KALLSYMS)?;
+    Ok(runtime.wrapping_sub(linked))
+}
+
+/// One `/proc/kallsyms` line: address, type, name, module (without brackets).
+pub struct ProcSym {
+    pub addr: u64,
+    pub ty: char,
+    pub name: String,
+    pub module: Option<String>,
+}
+
+pub fn proc_kallsyms() -> Result<Vec<ProcSym>, String> {
+    let text =
+        std::fs::read_to_string("/proc/kallsyms").map_err(|e| format!("/proc/kallsyms: {e}"))?;
+    let mut out = Vec::new();
+    for l in text.lines() {
+        let mut p = l.splitn(3, ' ');
+        let (Some(a), Some(t), Some(rest)) = (p.next(), p.next(), p.next()) else {
+            continue;
+        };
+        let (name, module) = match rest.split_once('\t') {
+            Some((n, m)) => (
+                n,
+                Some(m.trim_start_matches('[').trim_end_matches(']').to_string()),
+            ),
+            None => (rest, None),
+        };
+        out.push(ProcSym {
+            addr: hex(a)?,
+            ty: t.chars().next().unwrap_or('?'),
+            name: name.to_string(),
+            module,
+        });
+    }
+    Ok(out)
+}
+
+/// The module's debugfs directory, or why it is missing.
+pub fn module_file(name: &str) -> Result<String, String> {
+    let path = format!("{}/{name}", ksh_proto::MODULE_DEBUGFS);
+    if std::path::Path::new(&path).exists() {
+        return Ok(path);
+    }
+    let status = std::fs::read_to_string(ksh_proto::MODULE_LOAD_STATUS)
+        .unwrap_or_else(|e| format!("(no {}: {e})", ksh_proto::MODULE_LOAD_STATUS));
+    Err(format!(
+        "{path} is missing; loading {} said: {}",
+        ksh_proto::MODULE_PATH,
+        status.trim()
+    ))
+}
+
+/// The kernel's answer for one address.
+#[derive(Debug, Clone)]
+pub struct Lookup {
+    pub found: bool,
+    pub size: u64,
+    pub offset: u64,
+    pub name: String,
+    pub module: Option<String>,
+    /// `%pS` of the address.
+    pub ps: String,
+}
+
+impl Lookup {
+    /// `name+0xoff/0xsize` or `not found`, plus the `%pS`, for messages.
+    pub fn describe(&self) -> String {
+        if self.found {
+            format!("{}+{:#x}/{:#x}", self.name, self.offset, self.size)
+        } else if self.ps == "-" {
+            "no symbol".to_string()
+        } else {
+            format!("no symbol (%pS {})", self.ps)
+        }
+    }
+}
+
+/// Writes `text` to a module file and reads the whole answer back.
+fn transact(file: &str, text: &str) -> Result<String, String> {
+    let path = module_file(file)?;
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("{path}: {e}"))?;
+    f.write_all(text.as_bytes())
+        .map_err(|e| format!("writing {path}: {e}"))?;
+    let mut out = String::with_capacity(text.len() * 8);
+    f.read_to_string(&mut out)
+        .map_err(|e| format!("reading {path}: {e}"))?;
+    Ok(out)
+}
+
+/// Looks up runtime addresses in one batch; answers in the same order.
+pub fn lookup(addrs: &[u64]) -> Result<Vec<Lookup>, String> {
+    lookup_in("lookup", addrs)
+}
+
+/// [`lookup`] without `%pS` (its `ps` is `-`): half the kernel's work.
+pub fn lookup_no_ps(addrs: &[u64]) -> Result<Vec<Lookup>, String> {
+    lookup_in("lookup-nops", addrs)
+}
+
+fn lookup_in(file: &str, addrs: &[u64]) -> Result<Vec<Lookup>, String> {
+    let started = Instant::now();
+    let mut req = String::with_capacity(addrs.len() * 17);
+    for a in addrs {
+        req.push_str(&format!("{a:x}\n"));
+    }
+    let text = transact(file, &req)?;
+    let out = parse_lookups(&text, addrs)?;
+    println!(
+        "# {} lookups in {} ms",
+        addrs.len(),
+        started.elapsed().as_millis()
+    );
+    Ok(out)
+}
+
+/// Parses the module's answer lines (`ADDR FOUND SIZE OFFSET NAME MODULE\t%pS`)
+/// for the addresses asked, in order.
+pub fn parse_lookups(text: &str, addrs: &[u64]) -> Result<Vec<Lookup>, String> {
+    let mut out = Vec::with_capacity(addrs.len());
+    for (i, l) in text.lines().enumerate() {
+        let (fields, ps) = l
+            .split_once('\t')
+            .ok_or_else(|| format!("lookup line {}: no tab: {l:?}", i + 1))?;
+        let f: Vec<&str> = fields.split(' ').collect();
+        if f.len() != 6 {
+            return Err(format!("lookup line {}: {l:?}", i + 1));
+        }
+        let addr = hex(f[0])?;
+        if addrs.get(i) != Some(&addr) {
+            return Err(format!(
+                "lookup line {}: answer for {addr:#x}, asked {:?}",
+                i + 1,
+                addrs.get(i)
+            ));
+        }
+        let found = f[1] == "1";
+        out.push(Lookup {
+            found,
+            size: if found { hex(f[2])? } else { 0 },
+            offset: if found { hex(f[3])? } else { 0 },
+            name: if found {
+                f[4].to_string()
+            } else {
+                String::new()
+            },
+            module: (f[5] != "-").then(|| f[5].to_string()),
+            ps: ps.to_string(),
+        });
+    }
+    if out.len() != addrs.len() {
+        return Err(format!(
+            "asked {} addresses, got {} answers",
+            addrs.len(),
+            out.len()
+        ));
+    }
+    Ok(out)
+}
+
+/// Runs the module's benchmark: ns per lookup and per `%pS` of `n` random
+/// addresses in `[lo, hi)` (runtime addresses).
+pub fn bench(n: u64, lo: u64, hi: u64) -> Result<String, String> {
+    let path = module_file("bench")?;
+    std::fs::write(&path, format!("{n} {lo:x} {hi:x}\n"))
+        .map_err(|e| format!("writing {path}: {e}"))?;
+    let r = std::fs::read_to_string(&path).map_err(|e| format!("reading {path}: {e}"))?;
+    Ok(r.trim().to_string())
+}
+
+/// Link-time addresses of `names` in the expected kallsyms table (one pass).
+pub fn expected_addresses(names: &[&str]) -> Result<Vec<u64>, String> {
+    let mut found: Vec<Option<u64>> = vec![None; names.len()];
+    for l in read_lines(ksh_proto::EXPECT_KALLSYMS)? {
+        let mut p = l.splitn(3, ' ');
+        if let (Some(a), Some(_), Some(n)) = (p.next(), p.next(), p.next()) {
+            if let Some(i) = names.iter().position(|&x| x == n) {
+                found[i].get_or_insert(hex(a)?);
+            }
+        }
+    }
+    names
+        .iter()
+        .zip(found)
+        .map(|(n, a)| a.ok_or_else(|| format!("{n} is not in {}", ksh_proto::EXPECT_KALLSYMS)))
+        .collect()
+}
+
+/// `register_kprobe()` results for runtime addresses (0 = accepted).
+pub fn kprobe(addrs: &[u64]) -> Result<Vec<i64>, String> {
+    let mut req = String::new();
+    for a in addrs {
+        req.push_str(&format!("{a:x}\n"));
+    }
+    let text = transact("kprobe", &req)?;
+    let rcs: Vec<i64> = text
+        .lines()
+        .map(|l| {
+            l.split(' ')
+                .nth(1)
+                .and_then(|r| r.parse().ok())
+                .unwrap_or(i64::MIN)
+        })
+        .collect();
+    if rcs.len() != addrs.len() {
+        return Err(format!(
+            "asked {} kprobes, got {} answers",
+            addrs.len(),
+            rcs.len()
+        ));
+    }
+    Ok(rcs)
+}
+
+/// Symbols of `sizes.txt`, grouped by link-time address.
+pub struct Group {
+    pub addr: u64,
+    /// Every kallsyms name at the address (sized or not), in table order.
+    pub names: Vec<String>,
+    /// (name, ELF size, another symbol starts inside), in table order.
+    pub sized: Vec<(String, u64, bool)>,
+}
+
+impl Group {
+    /// Sizes the kernel may report for a lookup that named `reported`: that
+    /// alias's own size if it is sized, else any sized alias's size.
+    pub fn accepted_sizes(&self, reported: &str) -> Vec<u64> {
+        match self.sized.iter().find(|s| s.0 == reported) {
+            Some(s) => vec![s.1],
+            None => self.sized.iter().map(|s| s.1).collect(),
+        }
+    }
+    pub fn label(&self) -> String {
+        match self.sized.first() {
+            Some((n, s, _)) if self.names.len() == 1 => {
+                format!("{n} ({:#x}, size {s:#x})", self.addr)
+            }
+            _ => format!("{} ({:#x})", self.names.join("="), self.addr),
+        }
+    }
+}
+
+pub fn size_groups() -> Result<Vec<Group>, String> {
+    let mut out: Vec<Group> = Vec::new();
+    for l in read_lines(ksh_proto::EXPECT_SIZES)? {
+        let f: Vec<&str> = l.splitn(4, ' ').collect();
+        let [a, s, n, name] = f[..] else {
+            return Err(format!("{}: malformed: {l}", ksh_proto::EXPECT_SIZES));
+        };
+        let addr = hex(a)?;
+        if out.last().is_none_or(|g| g.addr != addr) {
+            out.push(Group {
+                addr,
+                names: Vec::new(),
+                sized: Vec::new(),
+            });
+        }
+        let g = out.last_mut().unwrap();
+        g.names.push(name.to_string());
+        if s != "-" {
+            g.sized.push((name.to_string(), hex(s)?, n == "1"));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_module_answers() {
+        let text = "ffffffff81000000 1 fc 0 do_one_initcall -\tdo_one_initcall+0x0/0xfc\n\
+                    ffffffff81000a86 0 - - - -\t0xffffffff81000a86\n\
+                    ffffffffc0000010 1 b 0 ksh_probe_small ksh_probe\tksh_probe_small+0x0/0xb [ksh_probe]\n";
+        let l = parse_lookups(
+            text,
+            &[0xffffffff81000000, 0xffffffff81000a86, 0xffffffffc0000010],
+        )
+        .unwrap();
+        assert!(
+            l[0].found && l[0].size == 0xfc && l[0].offset == 0 && l[0].name == "do_one_initcall"
+        );
+        assert!(!l[1].found && l[1].ps == "0xffffffff81000a86");
+        assert_eq!(l[2].module.as_deref(), Some("ksh_probe"));
+        assert_eq!(l[2].ps, "ksh_probe_small+0x0/0xb [ksh_probe]");
+        assert!(parse_lookups(text, &[1, 2, 3]).is_err());
+        assert!(parse_lookups("", &[1]).is_err());
+    }
+}

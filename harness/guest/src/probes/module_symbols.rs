@@ -1,0 +1,85 @@
+//! `module-symbols`: the probe module's own functions, as `/proc/kallsyms`
+//! lists them, are looked up by `%pS` as `fn+0x0/0xSIZE [ksh_probe]` with
+//! their ELF sizes from the built `.ko`.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use super::kernel::{self, hex, summarize_detail};
+use crate::ktap::{CaseWriter, Verdict};
+
+pub fn run<W: Write>(out: &mut CaseWriter<W>) {
+    let setup = || -> Result<_, String> {
+        let mut fns = Vec::new();
+        for l in kernel::read_lines(ksh_proto::EXPECT_MODULE_SYMS)? {
+            let Some((n, s)) = l.split_once(' ') else {
+                return Err(format!("{}: malformed: {l}", ksh_proto::EXPECT_MODULE_SYMS));
+            };
+            fns.push((n.to_string(), hex(s)?));
+        }
+        kernel::module_file("lookup")?;
+        Ok((fns, kernel::proc_kallsyms()?))
+    };
+    let (fns, proc) = match setup() {
+        Ok(x) => x,
+        Err(e) => return out.fail_rest(&e),
+    };
+    let m = ksh_proto::MODULE_NAME;
+    let listed: HashMap<&str, u64> = proc
+        .iter()
+        .filter(|s| s.module.as_deref() == Some(m))
+        .map(|s| (s.name.as_str(), s.addr))
+        .collect();
+    let mut bad_found = Vec::new();
+    let mut present = Vec::new();
+    for (n, s) in &fns {
+        match listed.get(n.as_str()) {
+            Some(&a) => present.push((n, *s, a)),
+            None => bad_found.push(format!("{n}: not in /proc/kallsyms as [{m}]")),
+        }
+    }
+    let addrs: Vec<u64> = present.iter().map(|p| p.2).collect();
+    let answers = if addrs.is_empty() {
+        Vec::new()
+    } else {
+        match kernel::lookup(&addrs) {
+            Ok(a) => a,
+            Err(e) => return out.fail_rest(&e),
+        }
+    };
+    let mut bad_size = Vec::new();
+    for ((n, s, _), a) in present.iter().zip(&answers) {
+        if !a.found || &&a.name != n || a.offset != 0 || a.module.as_deref() != Some(m) {
+            bad_found.push(format!("{n}: {}", a.describe()));
+        }
+        let want = format!("{n}+0x0/{s:#x} [{m}]");
+        if a.ps != want {
+            bad_size.push(format!("want {want}, got {}", a.ps));
+        }
+    }
+    println!(
+        "# {} module functions, {} listed in /proc/kallsyms",
+        fns.len(),
+        present.len()
+    );
+    let verdict = |what: &str, bad: &[String]| {
+        if bad.is_empty() && !fns.is_empty() {
+            Verdict::Pass
+        } else {
+            let mut d = vec![format!("{} of {} module functions", bad.len(), fns.len())];
+            d.extend(summarize_detail(what, bad));
+            Verdict::Fail(d)
+        }
+    };
+    out.case(
+        "found",
+        verdict(
+            "module functions not found as fn+0x0 [ksh_probe]",
+            &bad_found,
+        ),
+    );
+    out.case(
+        "sizes",
+        verdict("module functions without their ELF size", &bad_size),
+    );
+}

@@ -1,0 +1,119 @@
+//! `sizes`: for every sized kallsyms symbol, a lookup of its start gives
+//! its name, offset 0 and its ELF size, and a lookup of its last byte gives
+//! the same symbol. For aliases (several names at one address), name and
+//! offset checks accept any of the names (size-blind kernels report the
+//! first in table order); `start-size` wants the first *sized* alias in
+//! table order with its ELF size, the rule of the size-aware lookup
+//! (patches/6.12/0004).
+
+use std::io::Write;
+
+use super::kernel::{self, summarize_detail, Group};
+use crate::ktap::{CaseWriter, Verdict};
+
+fn verdict(what: &str, bad: &[String], checked: usize) -> Verdict {
+    if bad.is_empty() {
+        Verdict::Pass
+    } else {
+        let mut d = vec![format!("{} of {checked} checked", bad.len())];
+        d.extend(summarize_detail(what, bad));
+        Verdict::Fail(d)
+    }
+}
+
+pub fn run<W: Write>(out: &mut CaseWriter<W>) {
+    let (groups, off) = match kernel::size_groups().and_then(|g| Ok((g, kernel::kaslr_offset()?))) {
+        Ok(x) => x,
+        Err(e) => return out.fail_rest(&e),
+    };
+    // Starts first, then (group, size) of every last byte to check.
+    let mut addrs: Vec<u64> = groups.iter().map(|g| g.addr.wrapping_add(off)).collect();
+    let mut lasts: Vec<(usize, u64)> = Vec::new();
+    let mut nested = 0usize;
+    for (i, g) in groups.iter().enumerate() {
+        let mut sizes: Vec<u64> = Vec::new();
+        for (_, s, n) in &g.sized {
+            if *n {
+                nested += 1;
+            } else if !sizes.contains(s) {
+                sizes.push(*s);
+            }
+        }
+        for s in sizes {
+            lasts.push((i, s));
+            addrs.push(g.addr.wrapping_add(off) + s - 1);
+        }
+    }
+    let answers = match kernel::lookup_no_ps(&addrs) {
+        Ok(a) => a,
+        Err(e) => return out.fail_rest(&e),
+    };
+    let n_sym: usize = groups.iter().map(|g| g.sized.len()).sum();
+    println!(
+        "# {} sized symbols at {} addresses; {} last bytes ({nested} symbols with another symbol inside are not last-byte checked); KASLR offset {off:#x}",
+        n_sym,
+        groups.len(),
+        lasts.len()
+    );
+
+    let starts = &answers[..groups.len()];
+    let mut bad_name = Vec::new();
+    let mut bad_size = Vec::new();
+    for (g, a) in groups.iter().zip(starts) {
+        if !a.found || a.offset != 0 || !g.names.contains(&a.name) {
+            bad_name.push(format!("{}: {}", g.label(), a.describe()));
+        }
+        // The size-aware rule (patches/6.12/0004): among the aliases, the
+        // first sized one in table order that contains the address wins,
+        // with its own size; at the start that is the first sized alias.
+        let (want_name, want_size, _) = &g.sized[0];
+        if !a.found || a.offset != 0 || &a.name != want_name || a.size != *want_size {
+            bad_size.push(format!(
+                "{}: want {want_name}+0x0/{want_size:#x}, kernel {}",
+                g.label(),
+                a.describe()
+            ));
+        }
+    }
+    out.case(
+        "start-name-offset",
+        verdict("starts not looked up as name+0x0", &bad_name, groups.len()),
+    );
+    out.case(
+        "start-size",
+        verdict(
+            "starts with a size other than the ELF size",
+            &bad_size,
+            groups.len(),
+        ),
+    );
+
+    let mut bad_last = Vec::new();
+    for (&(i, s), a) in lasts.iter().zip(&answers[groups.len()..]) {
+        let g: &Group = &groups[i];
+        if !a.found || !g.names.contains(&a.name) || a.offset != s - 1 {
+            bad_last.push(format!(
+                "{} last byte +{:#x}: {}",
+                g.label(),
+                s - 1,
+                a.describe()
+            ));
+        }
+    }
+    out.case(
+        "last-byte",
+        verdict(
+            "last bytes not attributed to their symbol",
+            &bad_last,
+            lasts.len(),
+        ),
+    );
+
+    // Speed of the kernel's lookups, for the record (a later benchmark
+    // reads these lines from the results file).
+    let range = kernel::expected_addresses(&["_stext", "_etext"]);
+    match range.and_then(|r| kernel::bench(2000, r[0].wrapping_add(off), r[1].wrapping_add(off))) {
+        Ok(r) => println!("# bench: {r}"),
+        Err(e) => println!("# bench: {e}"),
+    }
+}

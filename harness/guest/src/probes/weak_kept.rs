@@ -1,0 +1,143 @@
+//! `weak-kept`: `__weak` functions that nothing overrode keep their symbol:
+//! listed in `/proc/kallsyms` under their name, and found by address with
+//! their ELF size.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use super::kernel::{self, hex, summarize_detail};
+use crate::ktap::{CaseWriter, Verdict};
+
+struct Kept {
+    addr: u64,
+    size: u64,
+    ty: char,
+    name: String,
+}
+
+fn read() -> Result<Vec<Kept>, String> {
+    kernel::read_lines(ksh_proto::EXPECT_WEAK_KEPT)?
+        .iter()
+        .map(|l| {
+            let f: Vec<&str> = l.splitn(4, ' ').collect();
+            let [a, s, t, n] = f[..] else {
+                return Err(format!("{}: malformed: {l}", ksh_proto::EXPECT_WEAK_KEPT));
+            };
+            Ok(Kept {
+                addr: hex(a)?,
+                size: hex(s)?,
+                ty: t.chars().next().unwrap_or('?'),
+                name: n.into(),
+            })
+        })
+        .collect()
+}
+
+fn verdict(what: &str, bad: &[String], n: usize) -> Verdict {
+    if bad.is_empty() {
+        Verdict::Pass
+    } else {
+        let mut d = vec![format!("{} of {n} weak functions", bad.len())];
+        d.extend(summarize_detail(what, bad));
+        Verdict::Fail(d)
+    }
+}
+
+pub fn run<W: Write>(out: &mut CaseWriter<W>) {
+    let setup = || -> Result<_, String> {
+        let kept = read()?;
+        let off = kernel::kaslr_offset()?;
+        let groups = kernel::size_groups()?;
+        let proc = kernel::proc_kallsyms()?;
+        Ok((kept, off, groups, proc))
+    };
+    let (kept, off, groups, proc) = match setup() {
+        Ok(x) => x,
+        Err(e) => return out.fail_rest(&e),
+    };
+    if kept.is_empty() {
+        for c in ["by-name", "by-address", "size"] {
+            out.case(
+                c,
+                Verdict::Skip("no weak function survived the link in this build".into()),
+            );
+        }
+        return;
+    }
+    println!("# {} weak functions kept", kept.len());
+    let mut by_name: HashMap<&str, Vec<(u64, char)>> = HashMap::new();
+    for s in proc.iter().filter(|s| s.module.is_none()) {
+        by_name.entry(&s.name).or_default().push((s.addr, s.ty));
+    }
+    let mut bad = Vec::new();
+    for k in &kept {
+        let want = (k.addr.wrapping_add(off), k.ty);
+        let got = by_name.get(k.name.as_str()).cloned().unwrap_or_default();
+        if !got.contains(&want) {
+            bad.push(format!(
+                "{} {} {:#x}: /proc/kallsyms has {}",
+                k.ty,
+                k.name,
+                want.0,
+                if got.is_empty() {
+                    "no such name".to_string()
+                } else {
+                    got.iter()
+                        .map(|(a, t)| format!("{t} {a:#x}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            ));
+        }
+    }
+    out.case(
+        "by-name",
+        verdict("weak functions not listed by name", &bad, kept.len()),
+    );
+
+    let addrs: Vec<u64> = kept.iter().map(|k| k.addr.wrapping_add(off)).collect();
+    let answers = match kernel::lookup(&addrs) {
+        Ok(a) => a,
+        Err(e) => return out.fail_rest(&e),
+    };
+    let group_of: HashMap<u64, &kernel::Group> = groups.iter().map(|g| (g.addr, g)).collect();
+    let (mut bad_addr, mut bad_size) = (Vec::new(), Vec::new());
+    for (k, a) in kept.iter().zip(&answers) {
+        let names: Vec<String> = group_of
+            .get(&k.addr)
+            .map(|g| g.names.clone())
+            .unwrap_or_else(|| vec![k.name.clone()]);
+        if !a.found || a.offset != 0 || !names.contains(&a.name) {
+            bad_addr.push(format!("{} ({:#x}): {}", k.name, k.addr, a.describe()));
+        }
+        let ok = match group_of.get(&k.addr) {
+            Some(g) if a.name != k.name => g.accepted_sizes(&a.name),
+            _ => vec![k.size],
+        };
+        if !a.found || !ok.contains(&a.size) {
+            bad_size.push(format!(
+                "{} ({:#x}) ELF size {:#x}: {}",
+                k.name,
+                k.addr,
+                k.size,
+                a.describe()
+            ));
+        }
+    }
+    out.case(
+        "by-address",
+        verdict(
+            "weak functions not found at their address",
+            &bad_addr,
+            kept.len(),
+        ),
+    );
+    out.case(
+        "size",
+        verdict(
+            "weak functions with a size other than the ELF size",
+            &bad_size,
+            kept.len(),
+        ),
+    );
+}

@@ -1,0 +1,452 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * ksh_probe: the kernel's own answers for the kallsyms test harness.
+ *
+ * Loaded by the guest /init (finit_module) and used through debugfs,
+ * /sys/kernel/debug/ksh_probe/:
+ *
+ *   lookup   write hex addresses (whitespace separated, optional 0x), then
+ *            read one line per address, in order:
+ *              ADDR FOUND SIZE OFFSET NAME MODULE\t%pS
+ *            FOUND is 1 or 0; SIZE and OFFSET are hex without 0x; NAME and
+ *            MODULE are "-" when absent. FOUND/SIZE/OFFSET/NAME are parsed
+ *            from sprint_symbol(), which goes through kallsyms_lookup(), the
+ *            same get_symbol_pos() as kallsyms_lookup_size_offset() (not
+ *            exported in 6.12). The last field is snprintf("%pS").
+ *            Every open file is one session: write the whole batch, then
+ *            read; a write after reading starts a new batch.
+ *   lookup-nops  the same without the %pS field ("-"): half the cost, for
+ *            the probes that only need name, size and offset.
+ *   bench    write "N LO HI" (decimal N, hex LO/HI: a text range, runtime
+ *            addresses), read back
+ *              n=N lookup_ns=X ps_ns=Y
+ *            ns per sprint_symbol() and per "%pS" of N pseudo-random
+ *            addresses in [LO, HI).
+ *   kprobe   (CONFIG_KPROBES only) write hex addresses, read one line per
+ *            address: "ADDR RC", RC being register_kprobe()'s result (the
+ *            probe is unregistered at once).
+ *   features "kprobes=0|1" and the module's own function addresses.
+ *
+ * It depends on nothing but exported 6.12 APIs, so it builds against both
+ * the baseline and the patched kernel.
+ */
+
+#include <linux/debugfs.h>
+#include <linux/fs.h>
+#include <linux/kallsyms.h>
+#include <linux/kernel.h>
+#include <linux/ktime.h>
+#include <linux/module.h>
+#include <linux/mutex.h>
+#include <linux/sched.h>
+#include <linux/slab.h>
+#include <linux/string.h>
+#include <linux/uaccess.h>
+#include <linux/vmalloc.h>
+#ifdef CONFIG_KPROBES
+#include <linux/kprobes.h>
+#endif
+
+#define KSH_MAX_ADDRS (1UL << 22)
+
+enum ksh_mode { KSH_LOOKUP, KSH_LOOKUP_NOPS, KSH_KPROBE };
+
+struct ksh_session {
+	struct mutex lock;
+	enum ksh_mode mode;
+	unsigned long *addrs;
+	size_t n, cap;
+	/* Partial token carried over between write() chunks. */
+	char tok[24];
+	size_t toklen;
+	bool reading;
+	size_t next;
+	/* The line being copied out, and how much of it was. */
+	char line[2 * KSYM_SYMBOL_LEN + 96];
+	size_t line_len, line_off;
+	char sym[KSYM_SYMBOL_LEN];
+	char ps[KSYM_SYMBOL_LEN];
+};
+
+/*
+ * Functions of the module itself, for the module-symbols check. The aligned
+ * one leaves a gap after ksh_probe_small in the same section, so a
+ * size-blind lookup reports a size larger than st_size.
+ */
+static noinline int __section(".text.ksh_probe_fns") ksh_probe_small(int x)
+{
+	return x * 3 + 1;
+}
+
+static noinline __aligned(256) int __section(".text.ksh_probe_fns")
+ksh_probe_aligned(int x)
+{
+	int i, s = 0;
+
+	for (i = 0; i < x; i++)
+		s += i ^ x;
+	return s;
+}
+
+static noinline int ksh_probe_target(int x)
+{
+	return ksh_probe_small(x) + ksh_probe_aligned(x & 7);
+}
+
+static int ksh_open(struct inode *inode, struct file *file, enum ksh_mode mode)
+{
+	struct ksh_session *s = kzalloc(sizeof(*s), GFP_KERNEL);
+
+	if (!s)
+		return -ENOMEM;
+	mutex_init(&s->lock);
+	s->mode = mode;
+	file->private_data = s;
+	return nonseekable_open(inode, file);
+}
+
+static int ksh_lookup_open(struct inode *inode, struct file *file)
+{
+	return ksh_open(inode, file, KSH_LOOKUP);
+}
+
+static int ksh_lookup_nops_open(struct inode *inode, struct file *file)
+{
+	return ksh_open(inode, file, KSH_LOOKUP_NOPS);
+}
+
+static int ksh_kprobe_open(struct inode *inode, struct file *file)
+{
+	return ksh_open(inode, file, KSH_KPROBE);
+}
+
+static int ksh_release(struct inode *inode, struct file *file)
+{
+	struct ksh_session *s = file->private_data;
+
+	kvfree(s->addrs);
+	kfree(s);
+	return 0;
+}
+
+static int ksh_push(struct ksh_session *s, unsigned long a)
+{
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 4096;
+		unsigned long *na;
+
+		if (cap > KSH_MAX_ADDRS)
+			return -E2BIG;
+		na = kvmalloc_array(cap, sizeof(*na), GFP_KERNEL);
+		if (!na)
+			return -ENOMEM;
+		if (s->n)
+			memcpy(na, s->addrs, s->n * sizeof(*na));
+		kvfree(s->addrs);
+		s->addrs = na;
+		s->cap = cap;
+	}
+	s->addrs[s->n++] = a;
+	return 0;
+}
+
+static int ksh_flush_token(struct ksh_session *s)
+{
+	unsigned long a;
+	int ret;
+
+	if (!s->toklen)
+		return 0;
+	s->tok[s->toklen] = 0;
+	s->toklen = 0;
+	ret = kstrtoul(s->tok, 16, &a);
+	if (ret)
+		return ret;
+	return ksh_push(s, a);
+}
+
+static ssize_t ksh_addr_write(struct file *file, const char __user *ubuf,
+			      size_t count, loff_t *ppos)
+{
+	struct ksh_session *s = file->private_data;
+	char chunk[256];
+	size_t done = 0;
+	int ret = 0;
+
+	mutex_lock(&s->lock);
+	if (s->reading) {
+		/* A new batch. */
+		s->reading = false;
+		s->n = 0;
+		s->next = 0;
+		s->toklen = 0;
+		s->line_len = s->line_off = 0;
+	}
+	while (done < count && !ret) {
+		size_t len = min(count - done, sizeof(chunk)), i;
+
+		if (copy_from_user(chunk, ubuf + done, len)) {
+			ret = -EFAULT;
+			break;
+		}
+		for (i = 0; i < len && !ret; i++) {
+			char c = chunk[i];
+
+			if (c == ' ' || c == '\n' || c == '\t' || c == '\r' || c == ',') {
+				ret = ksh_flush_token(s);
+			} else if (s->toklen + 1 < sizeof(s->tok)) {
+				s->tok[s->toklen++] = c;
+			} else {
+				ret = -EINVAL;
+			}
+		}
+		done += len;
+		cond_resched();
+	}
+	mutex_unlock(&s->lock);
+	return ret ? ret : count;
+}
+
+/* Splits sprint_symbol()'s "name+0xoff/0xsize [mod]" into s->line fields. */
+static void ksh_format_lookup(struct ksh_session *s, unsigned long a, bool ps)
+{
+	char *sym = s->sym, *mod = "-", *plus, *slash, *sp;
+	unsigned long off = 0, size = 0;
+	bool found = false;
+
+	sprint_symbol(sym, a);
+	if (ps)
+		snprintf(s->ps, sizeof(s->ps), "%pS", (void *)a);
+	else
+		strscpy(s->ps, "-", sizeof(s->ps));
+	sp = strchr(sym, ' ');
+	if (sp) {
+		*sp = 0;
+		mod = sp + 1;
+		if (*mod == '[')
+			mod++;
+		sp = strchr(mod, ']');
+		if (sp)
+			*sp = 0;
+		sp = strchr(mod, ' ');	/* build id, if any */
+		if (sp)
+			*sp = 0;
+	}
+	slash = strrchr(sym, '/');
+	plus = strrchr(sym, '+');
+	if (slash && plus && plus < slash) {
+		*slash = 0;
+		*plus = 0;
+		found = !kstrtoul(plus + 1, 0, &off) && !kstrtoul(slash + 1, 0, &size);
+	}
+	if (found)
+		s->line_len = scnprintf(s->line, sizeof(s->line),
+					"%lx 1 %lx %lx %s %s\t%s\n", a, size, off,
+					sym, mod, s->ps);
+	else
+		s->line_len = scnprintf(s->line, sizeof(s->line),
+					"%lx 0 - - - -\t%s\n", a, s->ps);
+}
+
+static void ksh_format_kprobe(struct ksh_session *s, unsigned long a)
+{
+	int rc = -EOPNOTSUPP;
+#ifdef CONFIG_KPROBES
+	struct kprobe kp = { .addr = (kprobe_opcode_t *)a };
+
+	rc = register_kprobe(&kp);
+	if (!rc)
+		unregister_kprobe(&kp);
+#endif
+	s->line_len = scnprintf(s->line, sizeof(s->line), "%lx %d\n", a, rc);
+}
+
+static ssize_t ksh_addr_read(struct file *file, char __user *ubuf,
+			     size_t count, loff_t *ppos)
+{
+	struct ksh_session *s = file->private_data;
+	size_t done = 0;
+	int ret = 0;
+
+	mutex_lock(&s->lock);
+	if (!s->reading) {
+		ret = ksh_flush_token(s);
+		s->reading = true;
+	}
+	while (!ret && done < count) {
+		size_t len;
+
+		if (s->line_off == s->line_len) {
+			if (s->next == s->n)
+				break;
+			s->line_off = 0;
+			if (s->mode != KSH_KPROBE)
+				ksh_format_lookup(s, s->addrs[s->next],
+						  s->mode == KSH_LOOKUP);
+			else
+				ksh_format_kprobe(s, s->addrs[s->next]);
+			s->next++;
+			if (!(s->next & 63))
+				cond_resched();
+		}
+		len = min(count - done, s->line_len - s->line_off);
+		if (copy_to_user(ubuf + done, s->line + s->line_off, len)) {
+			ret = -EFAULT;
+			break;
+		}
+		s->line_off += len;
+		done += len;
+	}
+	mutex_unlock(&s->lock);
+	if (ret && !done)
+		return ret;
+	*ppos += done;
+	return done;
+}
+
+static const struct file_operations ksh_lookup_fops = {
+	.owner = THIS_MODULE,
+	.open = ksh_lookup_open,
+	.release = ksh_release,
+	.write = ksh_addr_write,
+	.read = ksh_addr_read,
+};
+
+static const struct file_operations ksh_lookup_nops_fops = {
+	.owner = THIS_MODULE,
+	.open = ksh_lookup_nops_open,
+	.release = ksh_release,
+	.write = ksh_addr_write,
+	.read = ksh_addr_read,
+};
+
+static const struct file_operations ksh_kprobe_fops = {
+	.owner = THIS_MODULE,
+	.open = ksh_kprobe_open,
+	.release = ksh_release,
+	.write = ksh_addr_write,
+	.read = ksh_addr_read,
+};
+
+/* bench: one result per module instance is enough. */
+static DEFINE_MUTEX(ksh_bench_lock);
+static char ksh_bench_result[128];
+static char ksh_bench_buf[KSYM_SYMBOL_LEN];
+
+static u64 ksh_xorshift(u64 *st)
+{
+	u64 x = *st;
+
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	*st = x;
+	return x;
+}
+
+static ssize_t ksh_bench_write(struct file *file, const char __user *ubuf,
+			       size_t count, loff_t *ppos)
+{
+	char in[96];
+	unsigned long n, lo, hi, i;
+	u64 st, t0, t1, t2;
+	size_t len = min(count, sizeof(in) - 1);
+
+	if (copy_from_user(in, ubuf, len))
+		return -EFAULT;
+	in[len] = 0;
+	if (sscanf(in, "%lu %lx %lx", &n, &lo, &hi) != 3 || !n || hi <= lo ||
+	    n > 100000000UL)
+		return -EINVAL;
+	mutex_lock(&ksh_bench_lock);
+	st = 0x9e3779b97f4a7c15ULL;
+	t0 = ktime_get_ns();
+	for (i = 0; i < n; i++) {
+		sprint_symbol(ksh_bench_buf, lo + ksh_xorshift(&st) % (hi - lo));
+		if (!(i & 1023))
+			cond_resched();
+	}
+	t1 = ktime_get_ns();
+	st = 0x9e3779b97f4a7c15ULL;
+	for (i = 0; i < n; i++) {
+		snprintf(ksh_bench_buf, sizeof(ksh_bench_buf), "%pS",
+			 (void *)(lo + ksh_xorshift(&st) % (hi - lo)));
+		if (!(i & 1023))
+			cond_resched();
+	}
+	t2 = ktime_get_ns();
+	scnprintf(ksh_bench_result, sizeof(ksh_bench_result),
+		  "n=%lu lookup_ns=%llu ps_ns=%llu\n", n, div64_u64(t1 - t0, n),
+		  div64_u64(t2 - t1, n));
+	mutex_unlock(&ksh_bench_lock);
+	return count;
+}
+
+static ssize_t ksh_bench_read(struct file *file, char __user *ubuf,
+			      size_t count, loff_t *ppos)
+{
+	ssize_t r;
+
+	mutex_lock(&ksh_bench_lock);
+	r = simple_read_from_buffer(ubuf, count, ppos, ksh_bench_result,
+				    strlen(ksh_bench_result));
+	mutex_unlock(&ksh_bench_lock);
+	return r;
+}
+
+static const struct file_operations ksh_bench_fops = {
+	.owner = THIS_MODULE,
+	.write = ksh_bench_write,
+	.read = ksh_bench_read,
+	.llseek = default_llseek,
+};
+
+static ssize_t ksh_features_read(struct file *file, char __user *ubuf,
+				 size_t count, loff_t *ppos)
+{
+	char buf[256];
+	int len;
+
+	len = scnprintf(buf, sizeof(buf),
+			"kprobes=%d\nksh_probe_small=%lx\nksh_probe_aligned=%lx\nksh_probe_target=%lx\n",
+			IS_ENABLED(CONFIG_KPROBES),
+			(unsigned long)ksh_probe_small,
+			(unsigned long)ksh_probe_aligned,
+			(unsigned long)ksh_probe_target);
+	return simple_read_from_buffer(ubuf, count, ppos, buf, len);
+}
+
+static const struct file_operations ksh_features_fops = {
+	.owner = THIS_MODULE,
+	.read = ksh_features_read,
+	.llseek = default_llseek,
+};
+
+static struct dentry *ksh_dir;
+
+static int __init ksh_probe_init(void)
+{
+	ksh_dir = debugfs_create_dir("ksh_probe", NULL);
+	if (IS_ERR(ksh_dir))
+		return PTR_ERR(ksh_dir);
+	debugfs_create_file("lookup", 0600, ksh_dir, NULL, &ksh_lookup_fops);
+	debugfs_create_file("lookup-nops", 0600, ksh_dir, NULL,
+			    &ksh_lookup_nops_fops);
+	debugfs_create_file("bench", 0600, ksh_dir, NULL, &ksh_bench_fops);
+	debugfs_create_file("features", 0400, ksh_dir, NULL, &ksh_features_fops);
+	if (IS_ENABLED(CONFIG_KPROBES))
+		debugfs_create_file("kprobe", 0600, ksh_dir, NULL, &ksh_kprobe_fops);
+	/* Keep the functions referenced (and callable). */
+	pr_info("ksh_probe: loaded (%d)\n", ksh_probe_target(0) - 1);
+	return 0;
+}
+
+static void __exit ksh_probe_exit(void)
+{
+	debugfs_remove_recursive(ksh_dir);
+}
+
+module_init(ksh_probe_init);
+module_exit(ksh_probe_exit);
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("kallsyms lookups through debugfs for the ksh test harness");

@@ -1,0 +1,135 @@
+//! The probe kernel module (`harness/probe-module/ksh_probe.c`): built out
+//! of tree against a finished kernel build dir and shipped in the initramfs,
+//! where `/init` loads it. It answers kallsyms lookups through debugfs with
+//! the kernel's own code (see the comment at the top of the C file).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+
+use crate::arch::ArchProfile;
+use crate::kbuild::{shell_line, Built};
+
+/// Name of the module (and of its `.ko` file without the extension).
+pub const MODULE_NAME: &str = "ksh_probe";
+
+/// The module's sources in this repository.
+pub fn source_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("probe-module")
+}
+
+/// Where the module is built: a directory inside the kernel build dir.
+pub fn build_dir(built: &Built) -> PathBuf {
+    built.dir.join("ksh-probe-module")
+}
+
+/// Copies `src/*` to `dst/` where the contents differ (unchanged files keep
+/// their mtime, so `make` does not rebuild them).
+fn sync_sources(src: &Path, dst: &Path) -> Result<()> {
+    fs::create_dir_all(dst).with_context(|| format!("creating {}", dst.display()))?;
+    for e in fs::read_dir(src).with_context(|| format!("reading {}", src.display()))? {
+        let e = e?;
+        if !e.file_type()?.is_file() {
+            continue;
+        }
+        let data = fs::read(e.path())?;
+        let target = dst.join(e.file_name());
+        if fs::read(&target).ok().as_deref() != Some(&data[..]) {
+            fs::write(&target, &data).with_context(|| format!("writing {}", target.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The `make` command that builds the module in `dir` against `built`.
+pub fn make_command(arch: &ArchProfile, built: &Built, dir: &Path) -> Command {
+    let mut cmd = Command::new("make");
+    cmd.arg("-C")
+        .arg(&built.dir)
+        .arg(format!("M={}", dir.display()))
+        .arg(format!("ARCH={}", arch.kernel_arch));
+    if !arch.cross_compile.is_empty() {
+        cmd.arg(format!("CROSS_COMPILE={}", arch.cross_compile));
+    }
+    cmd.arg("modules");
+    cmd
+}
+
+/// Builds `ksh_probe.ko` for `built`; returns its path. The make output
+/// goes to `build.log` next to the module.
+pub fn build(arch: &ArchProfile, built: &Built) -> Result<PathBuf> {
+    let dir = build_dir(built);
+    sync_sources(&source_dir(), &dir)?;
+    let log = dir.join("build.log");
+    let mut cmd = make_command(arch, built, &dir);
+    let line = shell_line(&cmd);
+    let out = fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+    let status = cmd
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .status()
+        .with_context(|| format!("running {line}"))?;
+    let ko = dir.join(format!("{MODULE_NAME}.ko"));
+    if !status.success() || !ko.is_file() {
+        let text = fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(25)..].join("\n");
+        bail!(
+            "building the probe module failed ({status})\n{tail}\nlog: {}\ncommand: {line}",
+            log.display()
+        );
+    }
+    Ok(ko)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn make_command_targets_the_build_dir() {
+        let built = Built {
+            dir: "/b/arm64-minimal".into(),
+            image: "/b/Image".into(),
+            vmlinux: "/b/vmlinux".into(),
+            log: "/b/build.log".into(),
+            ran_make: false,
+            elapsed: Duration::ZERO,
+        };
+        let dir = build_dir(&built);
+        let line = shell_line(&make_command(&crate::arch::ARM64, &built, &dir));
+        assert_eq!(
+            line,
+            "make -C /b/arm64-minimal M=/b/arm64-minimal/ksh-probe-module ARCH=arm64 \
+             CROSS_COMPILE=aarch64-linux-gnu- modules"
+        );
+        assert!(source_dir().join("ksh_probe.c").is_file());
+        assert!(source_dir().join("Kbuild").is_file());
+    }
+
+    #[test]
+    fn sync_rewrites_only_changed_files() {
+        let src = tempfile::tempdir().unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        fs::write(src.path().join("a.c"), "x").unwrap();
+        sync_sources(src.path(), dst.path()).unwrap();
+        let t0 = fs::metadata(dst.path().join("a.c"))
+            .unwrap()
+            .modified()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        sync_sources(src.path(), dst.path()).unwrap();
+        let t1 = fs::metadata(dst.path().join("a.c"))
+            .unwrap()
+            .modified()
+            .unwrap();
+        assert_eq!(t0, t1);
+        fs::write(src.path().join("a.c"), "y").unwrap();
+        sync_sources(src.path(), dst.path()).unwrap();
+        assert_eq!(fs::read_to_string(dst.path().join("a.c")).unwrap(), "y");
+    }
+}
