@@ -1,0 +1,1624 @@
+//! `kallsyms-gen`: a byte-identical Rust drop-in for Linux 6.12's
+//! `scripts/kallsyms` (C), plus an optional `kallsyms_sizes` table.
+//!
+//! Usage: `kallsyms-gen [--all-symbols] [--absolute-percpu] [--symbol-sizes] in.map > out.S`
+//!
+//! The pipeline mirrors `scripts/kallsyms.c` stage by stage so the two can be
+//! read side by side:
+//!
+//! `read_map` → `shrink_table` → `make_percpus_absolute` → `sort_symbols` →
+//! `record_relative_base` → `optimize_token_table` → `write_src`
+//!
+//! For every input the C tool accepts, the output is byte-identical to it.
+//! In addition, `nm -n -S` lines (`ADDR SIZE TYPE NAME`) are accepted; the
+//! size is ignored unless `--symbol-sizes` is given, in which case a
+//! `kallsyms_sizes` table is emitted (see [`write_sizes_table`]).
+//!
+//! Symbol names are handled as bytes throughout (non-UTF-8 bytes are data).
+//!
+//! C behaviour replicated on purpose (all covered by the tests):
+//! - `getopt_long` parsing: unambiguous prefixes (`--all`), permuted
+//!   arguments, `--`, `POSIXLY_CORRECT`; any error → usage, exit 1; the
+//!   first non-option argument is the map, further ones are ignored.
+//! - Addresses are read with `strtoull(…, 16)` semantics (leading blanks,
+//!   sign, `0x`, saturation on overflow); the type must be ASCII; exactly
+//!   one blank on each side of it; only a final `\n` is stripped (`\r` stays
+//!   in the name); a NUL byte ends the name.
+//! - A last line `"ADDR "` without newline takes its type from the C string
+//!   terminator and its name from bytes an earlier, longer line left in the
+//!   `getline()` buffer (see [`read_map`]).
+//! - Names of `KSYM_NAME_LEN` (512) bytes or more: warning, symbol skipped
+//!   (before the `_text`/ignore checks). Without `_stext`/`_etext` the text
+//!   range is `[0, 0]`; symbols at `_etext`/`_einittext` are dropped.
+//! - A NUL type byte: comments print an empty name, and `kallsyms_seqs_of_names`
+//!   sorts such a symbol by its *compressed* bytes (C's `strcpy` restores
+//!   only the leading NUL).
+//! - `printf` details: `%#x` prints `0` for zero, token strings and names
+//!   are printed raw (no escaping) and stop at a NUL.
+//! - Fatal errors (offset out of range) exit 1. Unlike C, they are detected
+//!   before any output is written, so stdout stays empty on failure.
+//!
+//! This file is self-contained (std only) so that it also builds as a Kbuild
+//! Rust host program with a plain `rustc --edition=2021 -O main.rs`.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::process::exit;
+
+/// Same constant as the C tool (and `include/linux/kallsyms.h`): names of
+/// `KSYM_NAME_LEN` bytes or more are rejected with a warning and skipped.
+const KSYM_NAME_LEN: usize = 512;
+
+const USAGE: &str =
+    "Usage: kallsyms [--all-symbols] [--absolute-percpu] [--symbol-sizes] in.map > out.S\n";
+
+// ---------------------------------------------------------------------------
+// Command line (GNU getopt_long compatible)
+// ---------------------------------------------------------------------------
+
+#[derive(Default, Debug)]
+struct Options {
+    all_symbols: bool,
+    absolute_percpu: bool,
+    symbol_sizes: bool,
+    input: OsString,
+}
+
+fn usage() -> ! {
+    eprint!("{USAGE}");
+    exit(1);
+}
+
+/// Mirrors `getopt_long(argc, argv, "", long_options, NULL)` as the C tool
+/// uses it: long options only, unambiguous prefixes accepted, arguments
+/// permuted (unless `POSIXLY_CORRECT` is set), `--` ends option parsing.
+/// Any error prints the usage and exits with status 1, like the C tool.
+/// The input file is the first non-option argument; further ones are ignored.
+fn parse_args(args: &[OsString]) -> Options {
+    const LONG: [&str; 3] = ["all-symbols", "absolute-percpu", "symbol-sizes"];
+    let posixly_correct = std::env::var_os("POSIXLY_CORRECT").is_some();
+    let mut opts = Options::default();
+    let mut nonopts: Vec<&OsString> = Vec::new();
+    let mut options_done = false;
+    for arg in args.iter().skip(1) {
+        let a = arg.as_bytes();
+        if options_done {
+            nonopts.push(arg);
+            continue;
+        }
+        if a == b"--" {
+            options_done = true;
+            continue;
+        }
+        if let Some(body) = a.strip_prefix(b"--") {
+            let (name, has_value) = match body.iter().position(|&c| c == b'=') {
+                Some(p) => (&body[..p], true),
+                None => (body, false),
+            };
+            let found = match LONG.iter().position(|l| l.as_bytes() == name) {
+                Some(i) => i,
+                None => {
+                    let cands: Vec<usize> = (0..LONG.len())
+                        .filter(|&i| LONG[i].as_bytes().starts_with(name))
+                        .collect();
+                    if cands.len() != 1 {
+                        let what = if cands.is_empty() {
+                            "unrecognized"
+                        } else {
+                            "ambiguous"
+                        };
+                        eprintln!("kallsyms-gen: {what} option '{}'", arg.to_string_lossy());
+                        usage();
+                    }
+                    cands[0]
+                }
+            };
+            if has_value {
+                eprintln!(
+                    "kallsyms-gen: option '--{}' doesn't allow an argument",
+                    LONG[found]
+                );
+                usage();
+            }
+            match found {
+                0 => opts.all_symbols = true,
+                1 => opts.absolute_percpu = true,
+                _ => opts.symbol_sizes = true,
+            }
+            continue;
+        }
+        if a.len() > 1 && a[0] == b'-' {
+            eprintln!("kallsyms-gen: invalid option -- '{}'", a[1].escape_ascii());
+            usage();
+        }
+        nonopts.push(arg);
+        if posixly_correct {
+            options_done = true;
+        }
+    }
+    match nonopts.first() {
+        Some(f) => opts.input = (*f).clone(),
+        None => usage(),
+    }
+    opts
+}
+
+// ---------------------------------------------------------------------------
+// Symbol table
+// ---------------------------------------------------------------------------
+
+/// `struct addr_range` of the C tool.
+#[derive(Clone, Copy)]
+struct AddrRange {
+    start_sym: &'static [u8],
+    end_sym: &'static [u8],
+    start: u64,
+    end: u64,
+}
+
+impl AddrRange {
+    fn contains(&self, addr: u64) -> bool {
+        addr >= self.start && addr <= self.end
+    }
+}
+
+/// The symbol table. Each symbol's bytes (type char followed by the name,
+/// exactly like the C tool's `sym[]`) live in one flat arena instead of one
+/// heap allocation per symbol.
+struct Table {
+    /// Type char + name of every symbol, back to back.
+    arena: Vec<u8>,
+    /// Start of each symbol's bytes in `arena`.
+    start: Vec<u32>,
+    /// Current length of each symbol (type + name; shrinks while compressing).
+    len: Vec<u16>,
+    addr: Vec<u64>,
+    /// `nm -S` sizes (0 when absent); only collected with `--symbol-sizes`.
+    size: Vec<u64>,
+    /// `percpu_absolute` flag of the C tool.
+    percpu_absolute: Vec<bool>,
+    /// Total length of all symbols before compression.
+    name_bytes: usize,
+    text_ranges: [AddrRange; 2],
+    percpu_range: AddrRange,
+    text: u64,
+    relative_base: u64,
+}
+
+impl Table {
+    fn new() -> Self {
+        Table {
+            arena: Vec::new(),
+            start: Vec::new(),
+            len: Vec::new(),
+            addr: Vec::new(),
+            size: Vec::new(),
+            percpu_absolute: Vec::new(),
+            name_bytes: 0,
+            text_ranges: [
+                AddrRange {
+                    start_sym: b"_stext",
+                    end_sym: b"_etext",
+                    start: 0,
+                    end: 0,
+                },
+                AddrRange {
+                    start_sym: b"_sinittext",
+                    end_sym: b"_einittext",
+                    start: 0,
+                    end: 0,
+                },
+            ],
+            percpu_range: AddrRange {
+                start_sym: b"__per_cpu_start",
+                end_sym: b"__per_cpu_end",
+                start: u64::MAX,
+                end: 0,
+            },
+            text: 0,
+            relative_base: 0,
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.addr.len()
+    }
+
+    /// Packs the (compressed, shrunk) symbols back to back again, keeping
+    /// the working set of the compression small.
+    fn compact(&mut self) {
+        let mut pos = 0;
+        for i in 0..self.count() {
+            let s = self.start[i] as usize;
+            let l = self.len[i] as usize;
+            self.arena.copy_within(s..s + l, pos);
+            self.start[i] = pos as u32;
+            pos += l;
+        }
+        self.arena.truncate(pos);
+        self.arena.resize(pos + ARENA_SLACK, 0);
+    }
+
+    fn sym(&self, i: usize) -> &[u8] {
+        let s = self.start[i] as usize;
+        &self.arena[s..s + self.len[i] as usize]
+    }
+}
+
+fn fatal(msg: &str) -> ! {
+    eprintln!("kallsyms-gen: {msg}");
+    exit(1);
+}
+
+// ---------------------------------------------------------------------------
+// read_map
+// ---------------------------------------------------------------------------
+
+/// C's `isspace()` in the "C" locale.
+fn is_c_space(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
+}
+
+fn hex_val(c: u8) -> Option<u64> {
+    match c {
+        b'0'..=b'9' => Some((c - b'0') as u64),
+        b'a'..=b'f' => Some((c - b'a' + 10) as u64),
+        b'A'..=b'F' => Some((c - b'A' + 10) as u64),
+        _ => None,
+    }
+}
+
+/// glibc `strtoull(s, &end, 16)`: returns the value and the end index, or
+/// `None` when no digits were converted (which the C tool always rejects).
+fn strtoull16(get: impl Fn(usize) -> u8) -> Option<(u64, usize)> {
+    let mut i = 0;
+    while is_c_space(get(i)) {
+        i += 1;
+    }
+    let mut negative = false;
+    if get(i) == b'-' || get(i) == b'+' {
+        negative = get(i) == b'-';
+        i += 1;
+    }
+    if get(i) == b'0' && get(i + 1).eq_ignore_ascii_case(&b'X') {
+        i += 2;
+    }
+    let digits_start = i;
+    let mut value: u64 = 0;
+    let mut overflow = false;
+    while let Some(d) = hex_val(get(i)) {
+        match value.checked_mul(16).and_then(|v| v.checked_add(d)) {
+            Some(v) => value = v,
+            None => overflow = true,
+        }
+        i += 1;
+    }
+    if i == digits_start {
+        return None;
+    }
+    let value = if overflow {
+        u64::MAX
+    } else if negative {
+        value.wrapping_neg()
+    } else {
+        value
+    };
+    Some((value, i))
+}
+
+/// One parsed map line: `(addr, size, type, name range in the line buffer)`.
+struct Line {
+    addr: u64,
+    size: u64,
+    typ: u8,
+    name: (usize, usize),
+}
+
+/// Parses a line the way the C tool's `read_symbol()` does, on the C line
+/// buffer `cbuf` (see [`read_map`] for why it is a persistent buffer).
+fn parse_c_line(cbuf: &[u8]) -> Option<Line> {
+    let get = |i: usize| cbuf.get(i).copied().unwrap_or(0);
+    let (addr, mut p) = strtoull16(get)?;
+    if get(p) != b' ' {
+        return None;
+    }
+    p += 1;
+    let typ = get(p);
+    p += 1;
+    if typ >= 0x80 || get(p) != b' ' {
+        return None;
+    }
+    p += 1;
+    Some(Line {
+        addr,
+        size: 0,
+        typ,
+        name: (p, c_strlen_end(cbuf, p)),
+    })
+}
+
+/// Parses an `nm -S` line, `ADDR SIZE TYPE NAME` (an extension; only tried
+/// when the C format does not match, so every line the C tool accepts is
+/// read exactly as the C tool reads it). `nm` pads sizes to 8 or 16 hex
+/// digits; a one-digit "size" would be taken as the type, as C does.
+fn parse_sized_line(cbuf: &[u8], line_len: usize) -> Option<Line> {
+    let get = |i: usize| if i < line_len { cbuf[i] } else { 0 };
+    let (addr, mut p) = strtoull16(get)?;
+    if get(p) != b' ' {
+        return None;
+    }
+    p += 1;
+    let size_start = p;
+    let mut size: u64 = 0;
+    while let Some(d) = hex_val(get(p)) {
+        size = size.checked_mul(16).and_then(|v| v.checked_add(d))?;
+        p += 1;
+    }
+    if p == size_start || get(p) != b' ' {
+        return None;
+    }
+    p += 1;
+    let typ = get(p);
+    if p >= line_len || typ >= 0x80 || get(p + 1) != b' ' {
+        return None;
+    }
+    p += 2;
+    let end = c_strlen_end(&cbuf[..line_len.max(p)], p);
+    Some(Line {
+        addr,
+        size,
+        typ,
+        name: (p, end),
+    })
+}
+
+/// Index of the first NUL at or after `from` (or the end of the buffer).
+fn c_strlen_end(buf: &[u8], from: usize) -> usize {
+    if from >= buf.len() {
+        return buf.len().max(from);
+    }
+    match buf[from..].iter().position(|&c| c == 0) {
+        Some(n) => from + n,
+        None => buf.len(),
+    }
+}
+
+/// C's `is_ignored_symbol()`.
+fn is_ignored_symbol(name: &[u8], typ: u8) -> bool {
+    if typ == b'u' || typ == b'n' {
+        return true;
+    }
+    if typ.eq_ignore_ascii_case(&b'A') {
+        // Keep these useful absolute symbols
+        const KEEP: [&[u8]; 4] = [
+            b"__kernel_syscall_via_break",
+            b"__kernel_syscall_via_epc",
+            b"__kernel_sigtramp",
+            b"__gp",
+        ];
+        if !KEEP.contains(&name) {
+            return true;
+        }
+    }
+    false
+}
+
+/// C's `check_symbol_range()`.
+fn check_symbol_range(name: &[u8], addr: u64, ranges: &mut [AddrRange]) {
+    for ar in ranges.iter_mut() {
+        if name == ar.start_sym {
+            ar.start = addr;
+            return;
+        } else if name == ar.end_sym {
+            ar.end = addr;
+            return;
+        }
+    }
+}
+
+/// Reads the map like the C tool's `read_map()`/`read_symbol()`.
+///
+/// The C tool parses each line in place in its `getline()` buffer, and for a
+/// last line ending in `"ADDR "` (no newline) it reads the type from the
+/// terminating NUL and then looks *past* it, into bytes left over from longer
+/// earlier lines. To stay byte-identical even there, the line is copied into
+/// a persistent, zero-initialised buffer `cbuf` that keeps such leftovers.
+fn read_map(path: &OsString, opts: &Options) -> Table {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("{}: {}", path.to_string_lossy(), io_error_text(&e));
+            exit(1);
+        }
+    };
+    let mut reader = BufReader::with_capacity(1 << 16, file);
+    let mut table = Table::new();
+    let mut line: Vec<u8> = Vec::with_capacity(256);
+    let mut cbuf: Vec<u8> = vec![0; 120];
+    let mut lineno: u64 = 0;
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("read_symbol: {}", io_error_text(&e));
+                exit(1);
+            }
+        }
+        lineno += 1;
+        let n = line.len();
+        if cbuf.len() < n + 2 {
+            cbuf.resize(n + 2, 0);
+        }
+        cbuf[..n].copy_from_slice(&line);
+        cbuf[n] = 0;
+        let mut line_len = n;
+        if line[n - 1] == b'\n' {
+            cbuf[n - 1] = 0;
+            line_len = n - 1;
+        }
+        let parsed = match parse_c_line(&cbuf) {
+            Some(l) => l,
+            None => match parse_sized_line(&cbuf, line_len) {
+                Some(l) => l,
+                None => {
+                    eprintln!(
+                        "kallsyms-gen: {}:{}: line format error: {}",
+                        path.to_string_lossy(),
+                        lineno,
+                        String::from_utf8_lossy(&line[..line_len])
+                    );
+                    exit(1);
+                }
+            },
+        };
+        let name = &cbuf[parsed.name.0..parsed.name.1];
+        if name.len() >= KSYM_NAME_LEN {
+            let mut msg = b"Symbol ".to_vec();
+            msg.extend_from_slice(name);
+            msg.extend_from_slice(
+                format!(
+                    " too long for kallsyms ({} >= {}).\n\
+                     Please increase KSYM_NAME_LEN both in kernel and kallsyms.c\n",
+                    name.len(),
+                    KSYM_NAME_LEN
+                )
+                .as_bytes(),
+            );
+            let _ = io::stderr().write_all(&msg);
+            continue;
+        }
+        if name == b"_text" {
+            table.text = parsed.addr;
+        }
+        // Ignore most absolute/undefined (?) symbols.
+        if is_ignored_symbol(name, parsed.typ) {
+            continue;
+        }
+        check_symbol_range(name, parsed.addr, &mut table.text_ranges);
+        check_symbol_range(
+            name,
+            parsed.addr,
+            std::slice::from_mut(&mut table.percpu_range),
+        );
+
+        // include the type field in the symbol name, so that it gets
+        // compressed together
+        let start = table.arena.len();
+        if start + name.len() + 1 > u32::MAX as usize {
+            fatal("input map too large");
+        }
+        table.start.push(start as u32);
+        table.arena.push(parsed.typ);
+        table.arena.extend_from_slice(name);
+        table.len.push((name.len() + 1) as u16);
+        table.addr.push(parsed.addr);
+        if opts.symbol_sizes {
+            table.size.push(parsed.size);
+        }
+    }
+    table.percpu_absolute = vec![false; table.count()];
+    table
+}
+
+fn io_error_text(e: &io::Error) -> String {
+    // perror()-style text without Rust's " (os error N)" suffix.
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(p) => s[..p].to_string(),
+        None => s,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// shrink_table
+// ---------------------------------------------------------------------------
+
+/// C's `symbol_valid()`.
+fn symbol_valid(t: &Table, i: usize, all_symbols: bool) -> bool {
+    if all_symbols {
+        return true;
+    }
+    let name = &t.sym(i)[1..];
+    let addr = t.addr[i];
+    // Symbols starting with __start and __stop are used to denote section
+    // boundaries, and should always be included:
+    if name.starts_with(b"__start_") || name.starts_with(b"__stop_") {
+        return true;
+    }
+    if !t.text_ranges.iter().any(|r| r.contains(addr)) {
+        return false;
+    }
+    // Corner case: discard any symbols with the same value as _etext or
+    // _einittext (they can move between link passes).
+    let [text, inittext] = &t.text_ranges;
+    !((addr == text.end && name != text.end_sym)
+        || (addr == inittext.end && name != inittext.end_sym))
+}
+
+/// Remove all the invalid symbols from the table (compacting the arena too).
+fn shrink_table(t: &mut Table, all_symbols: bool) {
+    let mut pos = 0;
+    let mut arena_pos = 0usize;
+    for i in 0..t.count() {
+        if symbol_valid(t, i, all_symbols) {
+            let s = t.start[i] as usize;
+            let l = t.len[i] as usize;
+            t.arena.copy_within(s..s + l, arena_pos);
+            t.start[pos] = arena_pos as u32;
+            t.len[pos] = t.len[i];
+            t.addr[pos] = t.addr[i];
+            if !t.size.is_empty() {
+                t.size[pos] = t.size[i];
+            }
+            arena_pos += l;
+            pos += 1;
+        }
+    }
+    t.arena.truncate(arena_pos);
+    t.start.truncate(pos);
+    t.len.truncate(pos);
+    t.addr.truncate(pos);
+    t.size.truncate(pos);
+    t.percpu_absolute.truncate(pos);
+}
+
+// ---------------------------------------------------------------------------
+// make_percpus_absolute
+// ---------------------------------------------------------------------------
+
+fn make_percpus_absolute(t: &mut Table) {
+    for i in 0..t.count() {
+        if t.percpu_range.contains(t.addr[i]) {
+            // Keep the 'A' override for percpu symbols to ensure consistent
+            // behavior compared to older versions of this tool.
+            let s = t.start[i] as usize;
+            t.arena[s] = b'A';
+            t.percpu_absolute[i] = true;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// sort_symbols
+// ---------------------------------------------------------------------------
+
+/// C's `may_be_linker_script_provide_symbol()`; `name` excludes the type.
+fn may_be_linker_script_provide_symbol(name: &[u8]) -> bool {
+    let len = name.len();
+    if len < 8 || !name.starts_with(b"__") {
+        return false;
+    }
+    let rest = &name[2..];
+    rest.starts_with(b"start_")
+        || rest.starts_with(b"stop_")
+        || rest.starts_with(b"end_")
+        || name.ends_with(b"_start")
+        || name.ends_with(b"_end")
+}
+
+/// `compare_symbols()` order: address, non-weak before weak, non linker
+/// provided before linker provided, fewer leading underscores, input order.
+/// It is a total order, so the key is packed into a `u128` and sorted with
+/// an unstable sort (the C tool uses `qsort`). The arena is rebuilt in the
+/// sorted order for locality during compression.
+fn sort_symbols(t: &mut Table) {
+    let n = t.count();
+    let mut keys: Vec<u128> = Vec::with_capacity(n);
+    for i in 0..n {
+        let sym = t.sym(i);
+        let name = &sym[1..];
+        let weak = matches!(sym[0], b'w' | b'W') as u128;
+        let lsp = may_be_linker_script_provide_symbol(name) as u128;
+        let underscores = name.iter().take_while(|&&c| c == b'_').count() as u128;
+        keys.push(
+            ((t.addr[i] as u128) << 64)
+                | (weak << 63)
+                | (lsp << 62)
+                | (underscores << 32)
+                | i as u128,
+        );
+    }
+    keys.sort_unstable();
+    let order: Vec<usize> = keys.iter().map(|k| (*k as u32) as usize).collect();
+    drop(keys);
+
+    let mut arena = Vec::with_capacity(t.arena.len());
+    let mut start = Vec::with_capacity(n);
+    for &i in &order {
+        start.push(arena.len() as u32);
+        arena.extend_from_slice(t.sym(i));
+    }
+    t.name_bytes = arena.len();
+    arena.resize(arena.len() + ARENA_SLACK, 0); // for find_pair's word reads
+    t.arena = arena;
+    t.start = start;
+    t.len = order.iter().map(|&i| t.len[i]).collect();
+    t.addr = order.iter().map(|&i| t.addr[i]).collect();
+    t.percpu_absolute = order.iter().map(|&i| t.percpu_absolute[i]).collect();
+    if !t.size.is_empty() {
+        t.size = order.iter().map(|&i| t.size[i]).collect();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// record_relative_base
+// ---------------------------------------------------------------------------
+
+/// Find the minimum non-absolute symbol address (the table is sorted by
+/// address, so it is the first non-absolute one).
+fn record_relative_base(t: &mut Table) {
+    if let Some(i) = (0..t.count()).find(|&i| !t.percpu_absolute[i]) {
+        t.relative_base = t.addr[i];
+    }
+}
+
+// ---------------------------------------------------------------------------
+// optimize_token_table
+// ---------------------------------------------------------------------------
+
+/// The result of the compression: `best_table`/`best_table_len` of the C tool.
+struct TokenTable {
+    best: [[u8; 2]; 256],
+    best_len: [u8; 256],
+}
+
+#[inline]
+fn pair_index(a: u8, b: u8) -> usize {
+    a as usize | (b as usize) << 8
+}
+
+#[inline]
+fn varint_len(v: u32) -> u32 {
+    match v {
+        0..=0x7f => 1,
+        0x80..=0x3fff => 2,
+        0x4000..=0x1f_ffff => 3,
+        0x20_0000..=0xfff_ffff => 4,
+        _ => 5,
+    }
+}
+
+/// Iterates a delta + LEB128 encoded, strictly ascending list of symbol
+/// indices (each entry is `index + 1 - previous (index + 1)`).
+struct PostingIter<'a> {
+    data: &'a [u8],
+    pos: usize,
+    prev1: u32,
+}
+
+impl Iterator for PostingIter<'_> {
+    type Item = usize;
+
+    #[inline]
+    fn next(&mut self) -> Option<usize> {
+        let mut v: u32 = 0;
+        let mut shift = 0;
+        loop {
+            let byte = *self.data.get(self.pos)?;
+            self.pos += 1;
+            v |= ((byte & 0x7f) as u32) << shift;
+            if byte < 0x80 {
+                break;
+            }
+            shift += 7;
+        }
+        self.prev1 += v;
+        Some(self.prev1 as usize - 1)
+    }
+}
+
+/// Pair-count bookkeeping shared by the compression steps.
+struct PairIndex {
+    /// `token_profit` of the C tool: occurrences of each pair `a | b << 8`.
+    profit: Vec<i32>,
+    /// Maximum of each 256-entry block of `profit` (valid unless dirty).
+    block_max: [i32; 256],
+    block_dirty: [bool; 256],
+    /// Symbols containing each pair of *original* bytes (CSR layout,
+    /// delta + LEB128 encoded; built once).
+    fixed: Vec<u8>,
+    fixed_off: Vec<u32>,
+    /// Symbols containing each pair created by the pass of token slot `x`
+    /// (pairs `(c, x)` → key `c`, `(x, c)` with `c != x` → key `256 + c`),
+    /// same encoding, one chunk per pass.
+    created: Vec<CreatedLists>,
+    /// Scratch state of the current pass: per key, last symbol index + 1;
+    /// encoded sizes; and the (key, delta) events in visiting order.
+    pass_last1: Vec<u32>,
+    pass_bytes: Vec<u32>,
+    pass_events: Vec<(u16, u32)>,
+    /// Scratch: the decoded list of the pair being replaced.
+    visit: Vec<u32>,
+}
+
+#[derive(Default, Clone)]
+struct CreatedLists {
+    off: Vec<u32>,
+    data: Vec<u8>,
+}
+
+impl PairIndex {
+    /// build_initial_token_table: counts every pair, and indexes the
+    /// distinct pairs of every symbol.
+    fn build(t: &Table) -> Self {
+        let n = t.count();
+        let mut profit = vec![0i32; 0x10000];
+        let mut last1 = vec![0u32; 0x10000];
+        let mut bytes = vec![0u32; 0x10001];
+        for i in 0..n {
+            let i1 = i as u32 + 1;
+            for w in t.sym(i).windows(2) {
+                let p = pair_index(w[0], w[1]);
+                profit[p] += 1;
+                if last1[p] != i1 {
+                    bytes[p + 1] += varint_len(i1 - last1[p]);
+                    last1[p] = i1;
+                }
+            }
+        }
+        for p in 0..0x10000 {
+            bytes[p + 1] += bytes[p];
+        }
+        let mut fixed = vec![0u8; bytes[0x10000] as usize];
+        let mut fill = bytes.clone();
+        last1.iter_mut().for_each(|l| *l = 0);
+        for i in 0..n {
+            let i1 = i as u32 + 1;
+            for w in t.sym(i).windows(2) {
+                let p = pair_index(w[0], w[1]);
+                if last1[p] != i1 {
+                    let pos = fill[p] as usize;
+                    fill[p] += write_varint(&mut fixed[pos..], i1 - last1[p]);
+                    last1[p] = i1;
+                }
+            }
+        }
+        PairIndex {
+            profit,
+            block_max: [0; 256],
+            block_dirty: [true; 256],
+            fixed,
+            fixed_off: bytes,
+            created: vec![CreatedLists::default(); 256],
+            pass_last1: vec![0; 512],
+            pass_bytes: vec![0; 513],
+            pass_events: Vec::new(),
+            visit: Vec::new(),
+        }
+    }
+
+    /// find_best_token: the first pair with the maximum profit, if any > 0.
+    /// (C scans all 65536 counts; here only blocks whose counts changed
+    /// since the last call are rescanned.)
+    fn find_best_token(&mut self) -> Option<usize> {
+        for blk in 0..256 {
+            if self.block_dirty[blk] {
+                let block = &self.profit[blk << 8..(blk + 1) << 8];
+                self.block_max[blk] = block.iter().copied().fold(i32::MIN, i32::max);
+                self.block_dirty[blk] = false;
+            }
+        }
+        let max = self.block_max.iter().copied().fold(i32::MIN, i32::max);
+        if max <= 0 {
+            return None;
+        }
+        let blk = self.block_max.iter().position(|&m| m == max)?;
+        let pos = self.profit[blk << 8..(blk + 1) << 8]
+            .iter()
+            .position(|&v| v == max)?;
+        Some(blk << 8 | pos)
+    }
+
+    #[inline]
+    fn forget(&mut self, a: u8, b: u8) {
+        self.profit[pair_index(a, b)] -= 1;
+        self.block_dirty[b as usize] = true;
+    }
+
+    /// Counts pair `(a, b)`, which contains the new token `x`, and records
+    /// that symbol `s` contains it.
+    #[inline]
+    fn learn_created(&mut self, a: u8, b: u8, x: u8, s: usize) {
+        self.profit[pair_index(a, b)] += 1;
+        self.block_dirty[b as usize] = true;
+        let key = if b == x { a as usize } else { 256 + b as usize };
+        let s1 = s as u32 + 1;
+        let last1 = &mut self.pass_last1[key];
+        if *last1 != s1 {
+            let delta = s1 - *last1;
+            *last1 = s1;
+            self.pass_bytes[key + 1] += varint_len(delta);
+            self.pass_events.push((key as u16, delta));
+        }
+    }
+
+    /// Turns the events of the pass of token `x` into its [`CreatedLists`].
+    fn finish_pass(&mut self, x: u8) {
+        let bytes = &mut self.pass_bytes;
+        for k in 0..512 {
+            bytes[k + 1] += bytes[k];
+        }
+        let mut data = vec![0u8; bytes[512] as usize];
+        let mut fill = bytes.clone();
+        for &(key, delta) in &self.pass_events {
+            let pos = fill[key as usize] as usize;
+            fill[key as usize] += write_varint(&mut data[pos..], delta);
+        }
+        self.created[x as usize] = CreatedLists {
+            off: bytes.clone(),
+            data,
+        };
+        self.pass_events.clear();
+        self.pass_last1.iter_mut().for_each(|v| *v = 0);
+        self.pass_bytes.iter_mut().for_each(|v| *v = 0);
+    }
+
+    /// The encoded list of symbols that may contain pair `(a, b)` when it
+    /// involves a token (see `created`); `token` is `best_table_len`. The
+    /// pair was created by the pass of its most recent token, i.e. the
+    /// lowest slot number among its token bytes.
+    fn take_created(&mut self, a: u8, b: u8, token: &[u8; 256]) -> Vec<u8> {
+        let creator = match (token[a as usize] == 2, token[b as usize] == 2) {
+            (false, false) => return Vec::new(),
+            (true, false) => a,
+            (false, true) => b,
+            (true, true) => a.min(b),
+        };
+        let key = if b == creator {
+            a as usize
+        } else {
+            256 + b as usize
+        };
+        let lists = &mut self.created[creator as usize];
+        let range = lists.off[key] as usize..lists.off[key + 1] as usize;
+        lists.data[range].to_vec()
+    }
+}
+
+/// Writes `v` as LEB128 at the start of `buf`, returning its length.
+#[inline]
+fn write_varint(buf: &mut [u8], mut v: u32) -> u32 {
+    let mut n = 0;
+    while v >= 0x80 {
+        buf[n] = (v as u8) | 0x80;
+        n += 1;
+        v >>= 7;
+    }
+    buf[n] = v as u8;
+    n as u32 + 1
+}
+
+/// Greedy byte-pair compression, with exactly the C tool's result:
+/// every byte used in a symbol is a 1-byte token; free slots from 255 down
+/// get the most frequent adjacent pair (ties → lowest `a | b << 8`), replaced
+/// left to right without overlap in every symbol.
+///
+/// Faster than C: the C tool rescans every symbol for each of up to 256
+/// tokens and re-counts all pairs of every symbol it touches. Here an index
+/// from byte pair → symbols containing it ([`PairIndex`]) limits each step
+/// to the symbols that may contain the pair (entries can be stale when an
+/// earlier token consumed the occurrence), and the counts are updated only
+/// for the pairs that change around each replacement, which gives the same
+/// counts as C's `forget_symbol` + `learn_symbol`. A replaced pair never
+/// reappears (new pairs all contain the new token), so each list is used at
+/// most once.
+fn optimize_token_table(t: &mut Table) -> TokenTable {
+    let n = t.count();
+    let mut tt = TokenTable {
+        best: [[0; 2]; 256],
+        best_len: [0; 256],
+    };
+
+    // insert_real_symbols_in_table
+    for i in 0..n {
+        for &c in t.sym(i) {
+            tt.best[c as usize][0] = c;
+            tt.best_len[c as usize] = 1;
+        }
+    }
+    let mut ix = PairIndex::build(t);
+    let mut live = t.arena.len() - ARENA_SLACK;
+
+    // optimize_result: using the '\0' symbol last ...
+    for idx in (0..256usize).rev() {
+        if tt.best_len[idx] != 0 {
+            continue;
+        }
+        let Some(best) = ix.find_best_token() else {
+            break;
+        };
+        let (a, b) = ((best & 0xff) as u8, (best >> 8) as u8);
+        tt.best_len[idx] = 2;
+        tt.best[idx] = [a, b];
+        live -= compress_symbols(t, &mut ix, best, idx as u8, &tt.best_len);
+        ix.finish_pass(idx as u8);
+        // Faster than C: keep the symbols densely packed as they shrink.
+        if live < (t.arena.len() - ARENA_SLACK) / 4 * 3 {
+            t.compact();
+        }
+    }
+    tt
+}
+
+/// Zero bytes after the last symbol in the arena.
+const ARENA_SLACK: usize = 16;
+
+/// How far ahead (in list entries) the symbol bytes, and the per-symbol
+/// `start`/`len` entries needed to locate them, are prefetched.
+const PREFETCH_DISTANCE: usize = 16;
+const PREFETCH_INDEX_DISTANCE: usize = 48;
+
+/// Hints the CPU to fetch `buf[i]` into the cache (no effect on results).
+#[inline(always)]
+fn prefetch<T>(buf: &[T], i: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if i < buf.len() {
+        // SAFETY: prefetching never faults; the pointer is in bounds anyway.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch(
+                buf.as_ptr().add(i) as *const i8,
+                std::arch::x86_64::_MM_HINT_T0,
+            );
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (buf, i);
+}
+
+/// The first `p` in `from..end - 1` with `buf[p] == a && buf[p + 1] == b`.
+/// Compares 8 positions at a time (SWAR zero-byte search on
+/// `(w ^ aaaa…) | (w' ^ bbbb…)` where `w'` is `w` shifted by one byte);
+/// may read up to 8 bytes past `end`.
+#[inline]
+fn find_pair(buf: &[u8], from: usize, end: usize, a: u8, b: u8) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let (pa, pb) = (LO * a as u64, LO * b as u64);
+    let mut i = from;
+    while i + 1 < end {
+        if i + 9 > buf.len() {
+            return (i..end - 1).find(|&p| buf[p] == a && buf[p + 1] == b);
+        }
+        let mut w0 = [0u8; 8];
+        let mut w1 = [0u8; 8];
+        w0.copy_from_slice(&buf[i..i + 8]);
+        w1.copy_from_slice(&buf[i + 1..i + 9]);
+        let z = (u64::from_le_bytes(w0) ^ pa) | (u64::from_le_bytes(w1) ^ pb);
+        // The lowest set bit marks the first zero byte exactly.
+        let mut m = z.wrapping_sub(LO) & !z & HI;
+        let valid = end - 1 - i; // pairs starting at i .. i + valid are inside
+        if valid < 8 {
+            m &= (1u64 << (valid * 8)) - 1;
+        }
+        if m != 0 {
+            return Some(i + (m.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    None
+}
+
+/// Replaces pair `best` by token `x` in every symbol that contains it;
+/// returns by how many bytes the symbols shrank.
+fn compress_symbols(
+    t: &mut Table,
+    ix: &mut PairIndex,
+    best: usize,
+    x: u8,
+    token: &[u8; 256],
+) -> usize {
+    let mut removed = 0;
+    let (a, b) = ((best & 0xff) as u8, (best >> 8) as u8);
+    let created = ix.take_created(a, b, token);
+    let fixed = std::mem::take(&mut ix.fixed);
+    let range = ix.fixed_off[best] as usize..ix.fixed_off[best + 1] as usize;
+    // Decode the candidate symbols once (ascending order).
+    let mut visit = std::mem::take(&mut ix.visit);
+    visit.clear();
+    for list in [&fixed[range], &created[..]] {
+        visit.extend(
+            PostingIter {
+                data: list,
+                pos: 0,
+                prev1: 0,
+            }
+            .map(|s| s as u32),
+        );
+    }
+    for k in 0..visit.len() {
+        // Symbols are visited in ascending but scattered order; prefetching
+        // their start/len entries and then their bytes ahead of use hides
+        // most of the memory latency.
+        if let Some(&s2) = visit.get(k + PREFETCH_INDEX_DISTANCE) {
+            prefetch(&t.start, s2 as usize);
+            prefetch(&t.len, s2 as usize);
+        }
+        if let Some(&s1) = visit.get(k + PREFETCH_DISTANCE) {
+            prefetch(&t.arena, t.start[s1 as usize] as usize);
+        }
+        let s = visit[k] as usize;
+        let st = t.start[s] as usize;
+        let len = t.len[s] as usize;
+        // The symbol is sym[..len]; the slice extends to the end of the
+        // arena so that find_pair can read whole words past `len`.
+        let sym = &mut t.arena[st..];
+        let Some(first) = find_pair(sym, 0, len, a, b) else {
+            continue; // an earlier token consumed this occurrence
+        };
+        // Replace left to right, without overlap, and update the counts
+        // of exactly the pairs that change (same result as C's
+        // forget_symbol + learn_symbol of the whole symbol).
+        let mut r = first; // old position of the occurrence
+        let mut w = first; // where its token goes
+        let mut adjacent = false; // previous occurrence ended at r - 1
+        loop {
+            if r > 0 && !adjacent {
+                // old (c, a) -> new (c, x); c was copied unchanged to w - 1
+                ix.forget(sym[w - 1], a);
+            }
+            ix.forget(a, b);
+            if r + 2 < len {
+                ix.forget(b, sym[r + 2]);
+            }
+            if w > 0 {
+                ix.learn_created(sym[w - 1], x, x, s);
+            }
+            sym[w] = x;
+            w += 1;
+            r += 2;
+            let next = find_pair(sym, r, len, a, b);
+            let end = next.unwrap_or(len);
+            adjacent = end == r;
+            if end > r {
+                // (x, c) for the char after the token, then copy the run
+                ix.learn_created(x, sym[r], x, s);
+                for i in r..end {
+                    sym[w + i - r] = sym[i];
+                }
+                w += end - r;
+            }
+            r = end;
+            if next.is_none() {
+                break;
+            }
+        }
+        removed += len - w;
+        t.len[s] = w as u16;
+    }
+    ix.fixed = fixed;
+    ix.visit = visit;
+    removed
+}
+
+/// Expansion of every token slot (C's recursive `expand_symbol()` on
+/// `best_table[i]`): real bytes expand to themselves, empty slots to "".
+fn expand_tokens(tt: &TokenTable) -> Vec<Vec<u8>> {
+    let mut exp: Vec<Vec<u8>> = vec![Vec::new(); 256];
+    for (c, e) in exp.iter_mut().enumerate() {
+        if tt.best_len[c] == 1 && tt.best[c][0] as usize == c {
+            *e = vec![c as u8];
+        }
+    }
+    // Tokens only refer to real bytes or to slots filled before them, i.e.
+    // higher slot numbers.
+    for c in (0..256).rev() {
+        if tt.best_len[c] == 2 {
+            let [x, y] = tt.best[c];
+            let mut e = exp[x as usize].clone();
+            e.extend_from_slice(&exp[y as usize]);
+            exp[c] = e;
+        }
+    }
+    exp
+}
+
+// ---------------------------------------------------------------------------
+// write_src
+// ---------------------------------------------------------------------------
+
+/// Output buffer that is flushed to stdout in large chunks.
+struct Out {
+    buf: Vec<u8>,
+    stdout: io::StdoutLock<'static>,
+}
+
+impl Out {
+    const CHUNK: usize = 1 << 16;
+
+    fn new() -> Self {
+        Out {
+            buf: Vec::with_capacity(Self::CHUNK + 4096),
+            stdout: io::stdout().lock(),
+        }
+    }
+
+    #[inline]
+    fn s(&mut self, b: &[u8]) {
+        self.buf.extend_from_slice(b);
+    }
+
+    #[inline]
+    fn maybe_flush(&mut self) {
+        if self.buf.len() >= Self::CHUNK {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Err(e) = self
+            .stdout
+            .write_all(&self.buf)
+            .and_then(|_| self.stdout.flush())
+        {
+            fatal(&format!("write error: {}", io_error_text(&e)));
+        }
+        self.buf.clear();
+    }
+
+    /// printf("%u")
+    fn dec(&mut self, mut v: u64) {
+        let mut tmp = [0u8; 20];
+        let mut i = tmp.len();
+        loop {
+            i -= 1;
+            tmp[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        self.buf.extend_from_slice(&tmp[i..]);
+    }
+
+    /// printf("%#x") / printf("%#llx"): "0" for zero, else "0x" + lowercase.
+    fn alt_hex(&mut self, v: u64) {
+        if v == 0 {
+            self.buf.push(b'0');
+            return;
+        }
+        let mut tmp = [0u8; 16];
+        let mut i = tmp.len();
+        let mut v = v;
+        while v != 0 {
+            i -= 1;
+            tmp[i] = HEX[(v & 15) as usize];
+            v >>= 4;
+        }
+        self.buf.extend_from_slice(b"0x");
+        self.buf.extend_from_slice(&tmp[i..]);
+    }
+
+    /// printf("0x%02x")
+    fn byte_hex(&mut self, b: u8) {
+        self.buf
+            .extend_from_slice(&[b'0', b'x', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+    }
+
+    /// `len` bytes of `buf` from `start`, copied in 16-byte blocks (`buf`
+    /// needs 15 readable bytes past the text).
+    #[inline]
+    fn text(&mut self, buf: &[u8], (start, len): (usize, usize)) {
+        let end = start + len;
+        let mut p = start;
+        while p < end {
+            let mut block = [0u8; 16];
+            block.copy_from_slice(&buf[p..p + 16]);
+            self.buf.extend_from_slice(&block);
+            p += 16;
+        }
+        self.buf.truncate(self.buf.len() - (p - end));
+    }
+
+    /// printf("%s") of a C string: stops at the first NUL.
+    fn cstr(&mut self, s: &[u8]) {
+        let end = s.iter().position(|&c| c == 0).unwrap_or(s.len());
+        self.buf.extend_from_slice(&s[..end]);
+    }
+
+    fn label(&mut self, label: &str) {
+        self.s(b".globl ");
+        self.s(label.as_bytes());
+        self.s(b"\n\tALGN\n");
+        self.s(label.as_bytes());
+        self.s(b":\n");
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// `", 0x%02x"` for every byte value.
+const BYTE_ITEMS: [[u8; 6]; 256] = {
+    let mut t = [[0u8; 6]; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = [b',', b' ', b'0', b'x', HEX[i >> 4], HEX[i & 15]];
+        i += 1;
+    }
+    t
+};
+
+/// The value stored in `kallsyms_offsets` for symbol `i`, or the C tool's
+/// error message when it does not fit.
+fn symbol_offset(t: &Table, i: usize, absolute_percpu: bool) -> Result<u32, String> {
+    let addr = t.addr[i];
+    let (offset, overflow) = if !absolute_percpu {
+        let o = addr.wrapping_sub(t.relative_base) as i64;
+        (o, o < 0 || o > u32::MAX as i64)
+    } else if t.percpu_absolute[i] {
+        let o = addr as i64;
+        (o, o < 0 || o > i32::MAX as i64)
+    } else {
+        let o = t.relative_base.wrapping_sub(addr).wrapping_sub(1) as i64;
+        (o, o < i32::MIN as i64 || o >= 0)
+    };
+    if overflow {
+        return Err(format!(
+            "kallsyms failure: {} symbol value {} out of range in relative mode",
+            if t.percpu_absolute[i] {
+                "absolute"
+            } else {
+                "relative"
+            },
+            if addr == 0 {
+                "0".to_string()
+            } else {
+                format!("{addr:#x}")
+            }
+        ));
+    }
+    Ok(offset as u32)
+}
+
+/// The `kallsyms_sizes` table: one entry per symbol, in the same order as
+/// `kallsyms_offsets`.
+///
+/// Encoding (for now): one plain 32-bit `.long` per symbol holding the
+/// symbol's size in bytes as printed by `nm -S` (0 for symbols without a
+/// size column, e.g. zero-size or linker-script symbols), formatted like
+/// `kallsyms_offsets`: `\t.long\t%#x\t/* <type><name> */`. A symbol larger
+/// than 4 GiB - 1 is rejected before any output is written.
+/// This function is the only writer of the table, so a compact encoding
+/// can replace it in one place. (`names` is laid out as for [`Out::text`].)
+fn write_sizes_table(
+    out: &mut Out,
+    sizes: &[u64],
+    names: &[u8],
+    name_start: &[u32],
+    name_len: &[u16],
+) {
+    out.label("kallsyms_sizes");
+    for (i, &size) in sizes.iter().enumerate() {
+        out.s(b"\t.long\t");
+        out.alt_hex(size);
+        out.s(b"\t/* ");
+        out.text(names, (name_start[i] as usize, name_len[i] as usize));
+        out.s(b" */\n");
+        out.maybe_flush();
+    }
+    out.s(b"\n");
+}
+
+/// C's `sort_symbols_by_name()`: symbol positions ordered by name
+/// (`strcmp`), then address, then position.
+///
+/// Faster than C's qsort + strcmp: an MSD sort on 12-byte chunks of the
+/// names packed with the position into `u128`s, so that nearly all work is
+/// plain integer sorting; only runs with an equal chunk go one level deeper.
+///
+/// `key(i)` is the (start, length) of symbol `i`'s name in `buf`, which must
+/// have 12 readable bytes after every name.
+fn sort_symbols_by_name(
+    n: usize,
+    buf: &[u8],
+    key: impl Fn(usize) -> (usize, usize),
+    addr: &[u64],
+) -> Vec<u32> {
+    const CHUNK: usize = 12;
+    let chunk = |i: usize, depth: usize| -> u128 {
+        let (ks, kl) = key(i);
+        let from = (depth * CHUNK).min(kl);
+        let rem = (kl - from).min(CHUNK);
+        let mut b = [0u8; 16];
+        b[..CHUNK].copy_from_slice(&buf[ks + from..ks + from + CHUNK]);
+        let mask = if rem == 0 {
+            0
+        } else {
+            !0u128 << ((16 - rem) * 8)
+        };
+        (u128::from_be_bytes(b) & mask) | i as u128
+    };
+    let mut order: Vec<u128> = (0..n).map(|i| chunk(i, 0)).collect();
+    order.sort_unstable();
+    // Runs whose elements are sorted by their chunk at `depth`.
+    let mut stack = vec![(0usize, n, 0usize)];
+    while let Some((start, end, depth)) = stack.pop() {
+        let mut run = start;
+        while run < end {
+            let hi = order[run] >> 32;
+            let mut e = run + 1;
+            while e < end && order[e] >> 32 == hi {
+                e += 1;
+            }
+            if e - run > 1 {
+                let first = order[run] as u32 as usize;
+                if key(first).1 < (depth + 1) * CHUNK {
+                    // Equal chunks and a key that ends inside it (zero
+                    // padding; names contain no NUL): identical names.
+                    // Ties: address, then position.
+                    order[run..e].sort_unstable_by_key(|&v| (addr[v as u32 as usize], v as u32));
+                } else {
+                    for v in &mut order[run..e] {
+                        *v = chunk(*v as u32 as usize, depth + 1);
+                    }
+                    order[run..e].sort_unstable();
+                    stack.push((run, e, depth + 1));
+                }
+            }
+            run = e;
+        }
+    }
+    order.into_iter().map(|v| v as u32).collect()
+}
+
+/// Emits the assembler source. Unlike the C tool, every fatal condition is
+/// checked before the first byte is written, and output is streamed in
+/// large chunks.
+fn write_src(t: &Table, tt: &TokenTable, opts: &Options) {
+    let n = t.count();
+
+    // Fatal checks first (the C tool exits half way through its output).
+    for i in 0..n {
+        // There cannot be any symbol of length zero; only lengths that fit
+        // in up-to-two-byte ULEB128 are supported (both impossible here).
+        if t.len[i] == 0 {
+            fatal("kallsyms failure: unexpected zero symbol length");
+        }
+        if t.len[i] > 0x3FFF {
+            fatal("kallsyms failure: unexpected huge symbol length");
+        }
+    }
+    let mut offsets: Vec<u32> = Vec::with_capacity(n);
+    for i in 0..n {
+        match symbol_offset(t, i, opts.absolute_percpu) {
+            Ok(o) => offsets.push(o),
+            Err(msg) => {
+                eprintln!("{msg}");
+                exit(1);
+            }
+        }
+    }
+    if opts.symbol_sizes {
+        if let Some(i) = t.size.iter().position(|&s| s > u32::MAX as u64) {
+            fatal(&format!(
+                "symbol {} size {:#x} does not fit in kallsyms_sizes",
+                String::from_utf8_lossy(&t.sym(i)[1..]),
+                t.size[i]
+            ));
+        }
+    }
+
+    // Restore the original names (C: expand_symbol + strcpy). They share
+    // the layout of the compressed arena: every slot has the original length.
+    let exp = expand_tokens(tt);
+    // `name_len` is the C string length (printf "%s" stops at a NUL, which
+    // can only be a NUL type byte at the start).
+    let mut names: Vec<u8> = Vec::with_capacity(t.name_bytes + 64);
+    let mut name_start: Vec<u32> = Vec::with_capacity(n);
+    let mut name_len: Vec<u16> = Vec::with_capacity(n);
+    for i in 0..n {
+        let s = names.len();
+        name_start.push(s as u32);
+        for &c in t.sym(i) {
+            for &e in &exp[c as usize] {
+                names.push(e);
+            }
+        }
+        let full = &names[s..];
+        name_len.push(full.iter().position(|&c| c == 0).unwrap_or(full.len()) as u16);
+    }
+    // Sort keys of symbols with a NUL type byte (see below) go after the
+    // names; then 16 bytes of slack for word-sized copies.
+    let mut nul_type_keys: Vec<(u32, u32, u16)> = Vec::new();
+    for (i, _) in name_len.iter().enumerate().filter(|(_, &l)| l == 0) {
+        let rest = &t.sym(i)[1..];
+        let end = rest.iter().position(|&c| c == 0).unwrap_or(rest.len());
+        nul_type_keys.push((i as u32, names.len() as u32, end as u16));
+        names.extend_from_slice(&rest[..end]);
+    }
+    names.resize(names.len() + 16, 0);
+    let names = names;
+    let name = |i: usize| -> (usize, usize) { (name_start[i] as usize, name_len[i] as usize) };
+
+    let mut out = Out::new();
+    out.s(b"#include <asm/bitsperlong.h>\n\
+            #if BITS_PER_LONG == 64\n\
+            #define PTR .quad\n\
+            #define ALGN .balign 8\n\
+            #else\n\
+            #define PTR .long\n\
+            #define ALGN .balign 4\n\
+            #endif\n");
+    out.s(b"\t.section .rodata, \"a\"\n");
+
+    out.label("kallsyms_num_syms");
+    out.s(b"\t.long\t");
+    out.dec(n as u32 as u64);
+    out.s(b"\n\n");
+
+    // table of offset markers, that give the offset in the compressed
+    // stream every 256 symbols
+    let mut markers: Vec<u32> = Vec::with_capacity(n.div_ceil(256));
+    out.label("kallsyms_names");
+    let mut off: u32 = 0;
+    for i in 0..n {
+        if i & 0xFF == 0 {
+            markers.push(off);
+        }
+        let len = t.len[i] as u32;
+        // Encode length with ULEB128.
+        if len <= 0x7F {
+            out.s(b"\t.byte ");
+            out.byte_hex(len as u8);
+            off = off.wrapping_add(len + 1);
+        } else {
+            out.s(b"\t.byte ");
+            out.byte_hex(((len & 0x7F) | 0x80) as u8);
+            out.s(b", ");
+            out.byte_hex(((len >> 7) & 0x7F) as u8);
+            off = off.wrapping_add(len + 2);
+        }
+        let sym = t.sym(i);
+        out.buf.reserve(sym.len() * 6);
+        for &c in sym {
+            out.buf.extend_from_slice(&BYTE_ITEMS[c as usize]);
+        }
+        out.s(b"\t/* ");
+        out.text(&names, name(i));
+        out.s(b" */\n");
+        out.maybe_flush();
+    }
+    out.s(b"\n");
+
+    out.label("kallsyms_markers");
+    for &m in &markers {
+        out.s(b"\t.long\t");
+        out.dec(m as u64);
+        out.s(b"\n");
+    }
+    out.s(b"\n");
+    drop(markers);
+
+    out.label("kallsyms_token_table");
+    let mut best_idx = [0u32; 256];
+    let mut off: u32 = 0;
+    for (i, e) in exp.iter().enumerate() {
+        best_idx[i] = off;
+        out.s(b"\t.asciz\t\"");
+        out.cstr(e);
+        out.s(b"\"\n");
+        let slen = e.iter().position(|&c| c == 0).unwrap_or(e.len());
+        off = off.wrapping_add(slen as u32 + 1);
+    }
+    out.s(b"\n");
+
+    out.label("kallsyms_token_index");
+    for &v in &best_idx {
+        out.s(b"\t.short\t");
+        out.dec(v as u64); // "%d" of a value < 2^31
+        out.s(b"\n");
+    }
+    out.s(b"\n");
+    out.maybe_flush();
+
+    out.label("kallsyms_offsets");
+    for (i, &o) in offsets.iter().enumerate() {
+        out.s(b"\t.long\t");
+        out.alt_hex(o as u64);
+        out.s(b"\t/* ");
+        out.text(&names, name(i));
+        out.s(b" */\n");
+        out.maybe_flush();
+    }
+    out.s(b"\n");
+    drop(offsets);
+
+    out.label("kallsyms_relative_base");
+    // Provide proper symbols relocatability by their '_text' relativeness.
+    if t.text <= t.relative_base {
+        out.s(b"\tPTR\t_text + ");
+        out.alt_hex(t.relative_base - t.text);
+    } else {
+        out.s(b"\tPTR\t_text - ");
+        out.alt_hex(t.text - t.relative_base);
+    }
+    out.s(b"\n\n");
+
+    if opts.symbol_sizes {
+        write_sizes_table(&mut out, &t.size, &names, &name_start, &name_len);
+    }
+
+    // sort_symbols_by_name (C: compare_names on the restored names, then
+    // address, then position in the address-sorted table).
+    //
+    // C quirk replicated: the name is restored with strcpy(), so for a
+    // symbol whose type byte is NUL only that NUL is copied, and the bytes
+    // compared after it are still the compressed ones.
+    let key = |i: usize| -> (usize, usize) {
+        let (s, l) = name(i);
+        if l > 0 {
+            return (s + 1, l - 1); // the shown name stops before any NUL
+        }
+        let k = nul_type_keys
+            .binary_search_by_key(&(i as u32), |e| e.0)
+            .unwrap_or(0);
+        let (_, ks, kl) = nul_type_keys[k];
+        (ks as usize, kl as usize)
+    };
+    let order = sort_symbols_by_name(n, &names, key, &t.addr);
+    out.label("kallsyms_seqs_of_names");
+    for (k, &i) in order.iter().enumerate() {
+        // Name order is random in memory: prefetch ahead of use.
+        if let Some(&j) = order.get(k + PREFETCH_INDEX_DISTANCE) {
+            prefetch(&name_start, j as usize);
+            prefetch(&name_len, j as usize);
+        }
+        if let Some(&j) = order.get(k + PREFETCH_DISTANCE) {
+            prefetch(&names, name_start[j as usize] as usize);
+        }
+        out.s(b"\t.byte ");
+        out.byte_hex((i >> 16) as u8);
+        out.s(b", ");
+        out.byte_hex((i >> 8) as u8);
+        out.s(b", ");
+        out.byte_hex(i as u8);
+        out.s(b"\t/* ");
+        out.text(&names, name(i as usize));
+        out.s(b" */\n");
+        out.maybe_flush();
+    }
+    out.s(b"\n");
+    out.flush();
+}
+
+// ---------------------------------------------------------------------------
+// main
+// ---------------------------------------------------------------------------
+
+fn main() {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let opts = parse_args(&args);
+
+    let mut table = read_map(&opts.input, &opts);
+    shrink_table(&mut table, opts.all_symbols);
+    if opts.absolute_percpu {
+        make_percpus_absolute(&mut table);
+    }
+    sort_symbols(&mut table);
+    record_relative_base(&mut table);
+    let tokens = optimize_token_table(&mut table);
+    write_src(&table, &tokens, &opts);
+}

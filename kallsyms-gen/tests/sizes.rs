@@ -1,0 +1,155 @@
+//! `--symbol-sizes`: the `kallsyms_sizes` table.
+
+mod common;
+
+use common::synth::{self, Flavor, Sym};
+use common::*;
+use std::collections::HashMap;
+use std::fs;
+
+/// Lines of the table `label` (between the label line and the blank line).
+fn table<'a>(asm: &'a str, label: &str) -> Vec<&'a str> {
+    asm.lines()
+        .skip_while(|l| *l != format!("{label}:"))
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .collect()
+}
+
+/// (value, comment) of `\t.long\tVALUE\t/* COMMENT */` lines.
+fn longs(lines: &[&str]) -> Vec<(u64, String)> {
+    lines
+        .iter()
+        .map(|l| {
+            let rest = l
+                .strip_prefix("\t.long\t")
+                .unwrap_or_else(|| panic!("bad line {l:?}"));
+            let (v, c) = rest.split_once("\t/* ").unwrap();
+            let v = match v.strip_prefix("0x") {
+                Some(h) => u64::from_str_radix(h, 16).unwrap(),
+                None => v.parse().unwrap(),
+            };
+            (v, c.strip_suffix(" */").unwrap().to_string())
+        })
+        .collect()
+}
+
+fn expected_sizes(syms: &[Sym]) -> HashMap<String, Option<u64>> {
+    // type+name → size, for names that occur once.
+    let mut m: HashMap<String, Option<u64>> = HashMap::new();
+    let mut dup = std::collections::HashSet::new();
+    for s in syms {
+        let key = format!("{}{}", s.typ as char, String::from_utf8_lossy(&s.name));
+        if m.insert(key.clone(), Some(s.size.unwrap_or(0))).is_some() {
+            dup.insert(key);
+        }
+    }
+    for k in dup {
+        m.insert(k, None);
+    }
+    m
+}
+
+#[test]
+fn sizes_table_follows_offsets_order() {
+    for (flavor, opts) in [
+        (Flavor::Arm64, &[][..]),
+        (Flavor::Arm64, &["--all-symbols"][..]),
+        (Flavor::X86_64, &["--absolute-percpu"][..]),
+        (Flavor::X86_64, &["--all-symbols", "--absolute-percpu"][..]),
+    ] {
+        let syms = synth::synth_syms(flavor, 20_000, 11);
+        let sized = synth::render(&syms, true);
+        let p4 = scratch("sizes4.map");
+        fs::write(&p4, &sized).unwrap();
+        let mut o = opts.to_vec();
+        o.push("--symbol-sizes");
+        let with = run(&rust_bin(), &o, &p4);
+        assert!(
+            with.status.success(),
+            "{}",
+            String::from_utf8_lossy(&with.stderr)
+        );
+        let without = run(&rust_bin(), opts, &p4);
+        assert!(without.status.success());
+        let asm = String::from_utf8(with.stdout.clone()).unwrap();
+
+        // The block sits right after kallsyms_relative_base, in the common style.
+        let sizes_block = ".globl kallsyms_sizes\n\tALGN\nkallsyms_sizes:\n";
+        let start = asm.find(sizes_block).expect("kallsyms_sizes emitted");
+        let rb = asm.find("kallsyms_relative_base:\n").unwrap();
+        let seqs = asm.find(".globl kallsyms_seqs_of_names").unwrap();
+        assert!(rb < start && start < seqs);
+        // Removing the block gives exactly the output without the flag.
+        let end = start + asm[start..].find("\n\n").unwrap() + 2;
+        let mut stripped = asm[..start].to_string();
+        stripped.push_str(&asm[end..]);
+        assert_eq!(stripped.as_bytes(), &without.stdout[..], "{opts:?}");
+
+        let offsets = longs(&table(&asm, "kallsyms_offsets"));
+        let sizes = longs(&table(&asm, "kallsyms_sizes"));
+        assert_eq!(offsets.len(), sizes.len());
+        let num: usize = table(&asm, "kallsyms_num_syms")[0]
+            .trim_start_matches("\t.long\t")
+            .parse()
+            .unwrap();
+        assert_eq!(num, sizes.len());
+        let expect = expected_sizes(&syms);
+        let mut checked = 0;
+        for ((_, on), (sz, sn)) in offsets.iter().zip(&sizes) {
+            assert_eq!(on, sn, "same symbol order as kallsyms_offsets");
+            // --absolute-percpu rewrites percpu types to 'A'
+            if let Some(Some(want)) = expect.get(sn) {
+                assert_eq!(sz, want, "size of {sn}");
+                checked += 1;
+            }
+        }
+        assert!(checked > sizes.len() / 2, "{checked} of {}", sizes.len());
+        assert!(
+            sizes.iter().any(|(v, _)| *v == 0),
+            "zero-size symbols present"
+        );
+        let _ = fs::remove_file(&p4);
+    }
+}
+
+#[test]
+fn sizes_ignored_without_flag() {
+    let syms = synth::synth_syms(Flavor::X86_64, 5_000, 5);
+    let (p4, p3) = (scratch("s4.map"), scratch("s3.map"));
+    fs::write(&p4, synth::render(&syms, true)).unwrap();
+    fs::write(&p3, synth::render(&syms, false)).unwrap();
+    for opts in OPTION_SETS {
+        let c = run(&c_tool(), opts, &p3);
+        let r = run(&rust_bin(), opts, &p4);
+        check_pair(&c, &r, opts, "sizes ignored");
+    }
+    // Mixed 3- and 4-column lines are fine; sizes default to 0.
+    let mut mixed = Vec::new();
+    for (i, line) in synth::render(&syms, true)
+        .split_inclusive(|&b| b == b'\n')
+        .enumerate()
+    {
+        if i % 2 == 0 {
+            mixed.extend_from_slice(&strip_sizes(line));
+        } else {
+            mixed.extend_from_slice(line);
+        }
+    }
+    fs::write(&p4, &mixed).unwrap();
+    let r = run(&rust_bin(), &["--symbol-sizes"], &p4);
+    assert!(r.status.success());
+    let _ = fs::remove_file(&p4);
+    let _ = fs::remove_file(&p3);
+}
+
+#[test]
+fn oversized_symbol_is_an_error() {
+    let p = scratch("huge.map");
+    fs::write(&p, b"0 T _stext\n10 100000000 T huge\n20 T _etext\n").unwrap();
+    let r = run(&rust_bin(), &["--symbol-sizes"], &p);
+    assert!(!r.status.success() && r.stdout.is_empty() && !panicked(&r));
+    // Without the flag the size is ignored.
+    assert!(run(&rust_bin(), &[], &p).status.success());
+    let _ = fs::remove_file(&p);
+}
