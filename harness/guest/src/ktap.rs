@@ -59,6 +59,12 @@ impl<W: Write> CaseWriter<W> {
         let _ = self.out.flush();
     }
 
+    /// Writes a diagnostic line (`# text`) before the next case: figures a
+    /// passing case reports, such as the lookup benchmark's.
+    pub fn note(&mut self, text: &str) {
+        let _ = self.out.write_all(format!("# {text}\n").as_bytes());
+    }
+
     /// Reports every remaining case as failed for `why` (a probe that cannot
     /// get started at all).
     pub fn fail_rest(&mut self, why: &str) {

@@ -152,7 +152,17 @@ pub const PROBES: &[ProbeSpec] = &[
         cases: &["found", "sizes"],
         baseline_failures: &["sizes"],
     },
+    ProbeSpec {
+        name: "lookup-bench",
+        about: "times the kernel's own lookups and %pS of random text addresses (figures for `cargo xtask bench`)",
+        timeout_secs: 20,
+        cases: &["measured"],
+        baseline_failures: &[],
+    },
 ];
+
+/// How many random text addresses the `lookup-bench` probe looks up.
+pub const LOOKUP_BENCH_COUNT: u64 = 10_000;
 
 /// Looks a probe up by name.
 pub fn probe(name: &str) -> Option<&'static ProbeSpec> {

@@ -81,9 +81,21 @@ pub struct ProcSym {
     pub module: Option<String>,
 }
 
+/// Where the `proc-kallsyms` probe leaves the text it read, so later probes
+/// of the same boot parse a copy instead of making the kernel format all
+/// symbols again (about a second under TCG each time).
+pub const PROC_KALLSYMS_SNAPSHOT: &str = "/tmp/proc-kallsyms.txt";
+
+/// `/proc/kallsyms` of this boot: the snapshot if there is one, else read now.
+pub fn proc_kallsyms_text() -> Result<String, String> {
+    if let Ok(t) = std::fs::read_to_string(PROC_KALLSYMS_SNAPSHOT) {
+        return Ok(t);
+    }
+    std::fs::read_to_string("/proc/kallsyms").map_err(|e| format!("/proc/kallsyms: {e}"))
+}
+
 pub fn proc_kallsyms() -> Result<Vec<ProcSym>, String> {
-    let text =
-        std::fs::read_to_string("/proc/kallsyms").map_err(|e| format!("/proc/kallsyms: {e}"))?;
+    let text = proc_kallsyms_text()?;
     let mut out = Vec::new();
     for l in text.lines() {
         let mut p = l.splitn(3, ' ');

@@ -6,6 +6,7 @@ mod format_ps;
 mod ftrace;
 mod kernel;
 mod kprobes;
+mod lookup_bench;
 mod module_symbols;
 mod proc_kallsyms;
 mod sizes;
@@ -29,6 +30,7 @@ pub fn run<W: Write>(spec: &'static ProbeSpec, out: &mut CaseWriter<W>) {
         "kprobes" => kprobes::run(out),
         "ftrace" => ftrace::run(out),
         "module-symbols" => module_symbols::run(out),
+        "lookup-bench" => lookup_bench::run(out),
         other => out.fail_rest(&format!(
             "the guest has no implementation of probe '{other}'"
         )),

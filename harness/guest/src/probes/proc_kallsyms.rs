@@ -107,10 +107,12 @@ fn multiset_diff<K: std::hash::Hash + Eq + Clone>(
 }
 
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
+    // Always the live file here: this probe is the one that checks it.
     let text = match std::fs::read_to_string("/proc/kallsyms") {
         Ok(t) => t,
         Err(e) => return out.fail_rest(&format!("cannot read /proc/kallsyms: {e}")),
     };
+    let _ = std::fs::write(super::kernel::PROC_KALLSYMS_SNAPSHOT, &text);
     let mut bad = Vec::new();
     let mut vmlinux_syms = Vec::new();
     for (i, line) in text.lines().enumerate() {
