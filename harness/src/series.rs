@@ -509,37 +509,46 @@ pub fn generator_drift(series_dir: &Path, crate_main_rs: &Path) -> Result<()> {
     }
     let a: Vec<&str> = hunk.content.split_inclusive('\n').collect();
     let b: Vec<&str> = krate.split_inclusive('\n').collect();
-    let mut diffs = Vec::new();
-    for i in 0..a.len().max(b.len()) {
-        if a.get(i) != b.get(i) {
-            diffs.push(i + 1);
-        }
-    }
+    // The differing region: what is left after the common first and last
+    // lines (a change, insertion or deletion anywhere shows as one block).
+    let prefix = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let suffix = a[prefix..]
+        .iter()
+        .rev()
+        .zip(b[prefix..].iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    let (a_diff, b_diff) = (&a[prefix..a.len() - suffix], &b[prefix..b.len() - suffix]);
+    let range = |n: usize| match n {
+        0 => format!("no lines (insertion before line {})", prefix + 1),
+        1 => format!("line {}", prefix + 1),
+        n => format!("lines {}-{}", prefix + 1, prefix + n),
+    };
     let mut msg = format!(
-        "{GENERATOR_PATH} in {} ({} lines) differs from {} ({} lines) on {} line(s)",
+        "{GENERATOR_PATH} in {} ({} lines) differs from {} ({} lines): \
+         patch {} vs crate {}",
         entry.path.display(),
         a.len(),
         crate_main_rs.display(),
         b.len(),
-        diffs.len()
+        range(a_diff.len()),
+        range(b_diff.len()),
     );
-    for &n in diffs.iter().take(5) {
-        let show = |v: &[&str]| {
-            v.get(n - 1).map_or("<no line>".to_string(), |s| {
-                format!("{:?}", s.trim_end_matches('\n'))
-            })
-        };
-        let _ = write!(msg, "\n  line {n}: patch {} / crate {}", show(&a), show(&b));
-    }
-    if diffs.len() > 5 {
-        let _ = write!(
-            msg,
-            "\n  ... and {} more (first differing line {}, last {})",
-            diffs.len() - 5,
-            diffs[0],
-            diffs[diffs.len() - 1]
-        );
-    }
+    let show = |msg: &mut String, side: &str, lines: &[&str]| {
+        for (i, l) in lines.iter().take(3).enumerate() {
+            let _ = write!(
+                msg,
+                "\n  {side} line {}: {:?}",
+                prefix + i + 1,
+                l.trim_end_matches('\n')
+            );
+        }
+        if lines.len() > 3 {
+            let _ = write!(msg, "\n  {side} ... {} more line(s)", lines.len() - 3);
+        }
+    };
+    show(&mut msg, "patch", a_diff);
+    show(&mut msg, "crate", b_diff);
     let _ = write!(
         msg,
         "\nresync the patch from the crate with `cargo xtask sync-series` \
@@ -603,9 +612,8 @@ fn resync_patch_text(text: &str, krate: &str) -> Result<String> {
     // keep any function context after the closing @@
     let tail = old_header
         .trim_end_matches('\n')
-        .splitn(2, " @@")
-        .nth(1)
-        .unwrap_or("");
+        .split_once(" @@")
+        .map_or("", |(_, t)| t);
     let header = if n == 1 {
         format!("@@ -0,0 +1 @@{tail}\n")
     } else {
@@ -633,11 +641,12 @@ fn resync_patch_text(text: &str, krate: &str) -> Result<String> {
 }
 
 /// Recomputes the diffstat block (between the `---` line and the first
-/// `diff --git`) from the hunks of the patch. Lines of files that the
-/// stat does not show as text (e.g. `Bin`) are kept as they are. The bars
-/// keep the width the stat had: exact counts while they fit, else scaled
-/// like git does.
+/// `diff --git`) from the hunks of the patch, the way `git format-patch`
+/// lays it out (72 columns, git's `show_stats()` widths and scaling), so
+/// that a resynced patch looks like one git made. A stat it cannot redo
+/// (binary files, renames) is left as it is.
 fn fix_diffstat(text: &str) -> String {
+    const WIDTH: usize = 72; // format-patch's MAIL_DEFAULT_WRAP
     let Some(sep) = text.find("\n---\n") else {
         return text.to_string();
     };
@@ -648,145 +657,138 @@ fn fix_diffstat(text: &str) -> String {
     let stat_end = stat_start + diff_off + 1;
     let stat = &text[stat_start..stat_end];
 
-    // counts per file from the hunks
-    let mut counts: Vec<(String, u64, u64)> = Vec::new();
-    let mut cur: Option<usize> = None;
+    // Lines added and deleted per file, from the hunks.
+    let mut counts: Vec<(String, usize, usize)> = Vec::new();
     let mut in_hunk = false;
     for l in text[stat_end..].lines() {
         if let Some(rest) = l.strip_prefix("diff --git ") {
-            let name = rest.split_once(" b/").map_or(rest, |(_, b)| b).to_string();
-            counts.push((name, 0, 0));
-            cur = Some(counts.len() - 1);
+            let Some((a, b)) = rest.split_once(" b/") else {
+                return text.to_string();
+            };
+            if a.strip_prefix("a/") != Some(b) {
+                return text.to_string(); // rename or copy
+            }
+            counts.push((b.to_string(), 0, 0));
             in_hunk = false;
         } else if l.starts_with("@@ ") {
             in_hunk = true;
         } else if l == "-- " {
             break;
         } else if in_hunk {
-            if let Some(i) = cur {
-                if l.starts_with('+') {
-                    counts[i].1 += 1;
-                } else if l.starts_with('-') {
-                    counts[i].2 += 1;
-                }
+            let c = counts.last_mut().expect("hunk after a diff header");
+            if l.starts_with('+') {
+                c.1 += 1;
+            } else if l.starts_with('-') {
+                c.2 += 1;
             }
         }
+    }
+    let is_file_line = |l: &str| l.starts_with(' ') && l.contains(" | ");
+    let file_lines = stat.lines().filter(|l| is_file_line(l)).count();
+    if file_lines != counts.len() || stat.contains(" | Bin") {
+        return text.to_string();
     }
 
-    let line_re = Regex::new(r"^( \S+\s*\|)\s*(\d+)\s?([+-]*)$").unwrap();
-    let sum_re = Regex::new(r"^ \d+ files? changed").unwrap();
-    struct StatLine<'a> {
-        name_col: &'a str,
-        name: String,
-        old_n: u64,
-        old_bar: usize,
-    }
-    let mut parsed: Vec<Option<StatLine<'_>>> = Vec::new();
-    let raw_lines: Vec<&str> = stat.lines().collect();
-    for l in &raw_lines {
-        if let Some(c) = line_re.captures(l) {
-            let name_col = c.get(1).unwrap().as_str();
-            let name = name_col.trim_end_matches('|').trim().to_string();
-            parsed.push(Some(StatLine {
-                name_col,
-                name,
-                old_n: c[2].parse().unwrap_or(0),
-                old_bar: c[3].len(),
-            }));
-        } else {
-            parsed.push(None);
-        }
-    }
-    // The graph width git used: if any bar was scaled (shorter than its
-    // count), the longest bar is the width; else it is at least that.
-    let max_old_bar = parsed
+    let max_len = counts
         .iter()
-        .flatten()
-        .map(|s| s.old_bar)
+        .map(|c| c.0.chars().count())
         .max()
         .unwrap_or(0);
-    let scaled = parsed
-        .iter()
-        .flatten()
-        .any(|s| (s.old_bar as u64) < s.old_n);
-    let width = if scaled { max_old_bar as u64 } else { u64::MAX };
-    let find = |name: &str| -> Option<(u64, u64)> {
-        counts
-            .iter()
-            .find(|(n, _, _)| {
-                n == name
-                    || (name.starts_with("...") && n.ends_with(name.trim_start_matches("...")))
-            })
-            .map(|(_, a, d)| (*a, *d))
-    };
-    let new_counts: Vec<Option<(u64, u64)>> = parsed
-        .iter()
-        .map(|p| p.as_ref().and_then(|s| find(&s.name)))
-        .collect();
-    let max_change = new_counts
-        .iter()
-        .flatten()
-        .map(|(a, d)| a + d)
-        .max()
-        .unwrap_or(0);
-    let num_w = new_counts
-        .iter()
-        .flatten()
-        .map(|(a, d)| (a + d).to_string().len())
-        .max()
-        .unwrap_or(1);
-    let scale = |it: u64| -> u64 {
-        if max_change <= width || it == 0 {
-            it
+    let max_change = counts.iter().map(|c| c.1 + c.2).max().unwrap_or(0);
+    let number_width = max_change.to_string().len();
+    let width = WIDTH.max(16 + 6 + number_width);
+    let mut graph_width = max_change;
+    let mut name_width = max_len;
+    if name_width + number_width + 6 + graph_width > width {
+        if graph_width > (width * 3 / 8).saturating_sub(number_width + 6) {
+            graph_width = (width * 3 / 8).saturating_sub(number_width + 6).max(6);
+        }
+        if name_width > width - number_width - 6 - graph_width {
+            name_width = width - number_width - 6 - graph_width;
         } else {
-            1 + it * (width - 1) / max_change
+            graph_width = width - number_width - 6 - name_width;
+        }
+    }
+    let scale = |it: usize| {
+        if it == 0 {
+            0
+        } else {
+            1 + it * (graph_width - 1) / max_change
         }
     };
+
+    let mut file_stats = String::new();
+    let (mut ins, mut del) = (0, 0);
+    for (name, a, d) in &counts {
+        ins += a;
+        del += d;
+        let (mut pa, mut pd) = (*a, *d);
+        if graph_width <= max_change {
+            let mut total = scale(a + d);
+            if total < 2 && *a > 0 && *d > 0 {
+                total = 2;
+            }
+            if a < d {
+                pa = scale(*a);
+                pd = total - pa;
+            } else {
+                pd = scale(*d);
+                pa = total - pd;
+            }
+        }
+        let mut shown: String = name.clone();
+        let mut prefix = "";
+        if name.chars().count() > name_width {
+            prefix = "...";
+            let keep = name_width.saturating_sub(3);
+            let tail: String = name.chars().skip(name.chars().count() - keep).collect();
+            shown = match tail.find('/') {
+                Some(i) => tail[i..].to_string(),
+                None => tail,
+            };
+        }
+        let pad = name_width.saturating_sub(prefix.len() + shown.chars().count());
+        let _ = writeln!(
+            file_stats,
+            " {prefix}{shown}{:pad$} | {:>number_width$}{}{}{}",
+            "",
+            a + d,
+            if a + d > 0 { " " } else { "" },
+            "+".repeat(pa),
+            "-".repeat(pd)
+        );
+    }
+    let n = counts.len();
+    let mut summary = format!(" {n} file{} changed", if n == 1 { "" } else { "s" });
+    if ins > 0 || del == 0 {
+        let _ = write!(
+            summary,
+            ", {ins} insertion{}(+)",
+            if ins == 1 { "" } else { "s" }
+        );
+    }
+    if del > 0 || ins == 0 {
+        let _ = write!(
+            summary,
+            ", {del} deletion{}(-)",
+            if del == 1 { "" } else { "s" }
+        );
+    }
+
     let mut out = String::new();
-    let (mut files, mut ins, mut del) = (0u64, 0u64, 0u64);
-    for (i, l) in raw_lines.iter().enumerate() {
-        match (&parsed[i], new_counts[i]) {
-            (Some(s), Some((a, d))) => {
-                files += 1;
-                ins += a;
-                del += d;
-                let total = a + d;
-                let (mut pa, mut pd) = (scale(a), scale(d));
-                let bar_total = scale(total);
-                // keep the bar as long as the scaled total, as git does
-                if pa + pd > bar_total {
-                    if pa > pd {
-                        pa = bar_total - pd;
-                    } else {
-                        pd = bar_total - pa;
-                    }
-                }
-                let bar = format!("{}{}", "+".repeat(pa as usize), "-".repeat(pd as usize));
-                let sep = if bar.is_empty() { "" } else { " " };
-                let _ = writeln!(out, "{} {:>num_w$}{sep}{bar}", s.name_col, total);
+    let (mut files_done, mut summary_done) = (false, false);
+    for l in stat.split_inclusive('\n') {
+        if is_file_line(l) {
+            if !files_done {
+                out.push_str(&file_stats);
+                files_done = true;
             }
-            _ if sum_re.is_match(l) => {
-                let mut sum = format!(" {files} file{} changed", if files == 1 { "" } else { "s" });
-                if ins > 0 || del == 0 {
-                    let _ = write!(
-                        sum,
-                        ", {ins} insertion{}(+)",
-                        if ins == 1 { "" } else { "s" }
-                    );
-                }
-                if del > 0 {
-                    let _ = write!(
-                        sum,
-                        ", {del} deletion{}(-)",
-                        if del == 1 { "" } else { "s" }
-                    );
-                }
-                // keep create/delete mode lines etc. untouched below
-                let _ = writeln!(out, "{sum}");
-            }
-            _ => {
-                let _ = writeln!(out, "{l}");
-            }
+        } else if files_done && !summary_done && l.starts_with(' ') && l.contains(" changed") {
+            out.push_str(&summary);
+            out.push('\n');
+            summary_done = true;
+        } else {
+            out.push_str(l);
         }
     }
     let mut res = String::with_capacity(text.len());

@@ -1,0 +1,150 @@
+//! The real series in `patches/6.12`: it applies to the pristine Debian
+//! source, and the generator it adds is `kallsyms-gen/src/main.rs`.
+//!
+//! The pristine files come from `KSH_KERNEL_SRC` (an unpacked, unpatched
+//! tree) when set, else from Debian's tarball (`KSH_KERNEL_TARBALL`,
+//! default `/usr/src/linux-source-6.12.tar.xz`); only the files the series
+//! touches are copied or extracted. Without either, the apply tests say so
+//! and pass.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use harness::series::{generator_drift, sync_generator, Series, Variant, GENERATOR_PATH};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn series_dir() -> PathBuf {
+    root().join("patches/6.12")
+}
+
+fn crate_main_rs() -> PathBuf {
+    root().join("kallsyms-gen/src/main.rs")
+}
+
+/// A temporary tree holding the pristine versions of every file the series
+/// touches (files it creates are absent), or None when no source is here.
+fn pristine_sparse_tree(series: &Series) -> Option<tempfile::TempDir> {
+    let paths = series.touched_paths(Variant::Patched).unwrap();
+    let tree = tempfile::tempdir().unwrap();
+    if let Some(src) = std::env::var_os("KSH_KERNEL_SRC") {
+        let src = PathBuf::from(src);
+        assert!(
+            src.join("Makefile").is_file(),
+            "KSH_KERNEL_SRC={} is no kernel tree",
+            src.display()
+        );
+        for p in &paths {
+            let from = src.join(p);
+            if from.is_file() {
+                let to = tree.path().join(p);
+                fs::create_dir_all(to.parent().unwrap()).unwrap();
+                fs::copy(&from, &to).unwrap();
+            }
+        }
+        return Some(tree);
+    }
+    let tarball = std::env::var_os("KSH_KERNEL_TARBALL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/src/linux-source-6.12.tar.xz"));
+    if !tarball.is_file() {
+        println!("skipped: no KSH_KERNEL_SRC and no {}", tarball.display());
+        return None;
+    }
+    // Members are under one top directory (linux-source-6.12/); files the
+    // series creates are "not found", which tar reports and we allow.
+    let out = Command::new("tar")
+        .arg("-xJf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(tree.path())
+        .args([
+            "--strip-components=1",
+            "--wildcards",
+            "--no-wildcards-match-slash",
+        ])
+        .args(paths.iter().map(|p| format!("*/{p}")))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for l in stderr.lines() {
+        assert!(
+            l.contains("Not found in archive") || l.contains("Exiting with failure status"),
+            "tar: {stderr}"
+        );
+    }
+    assert!(
+        tree.path().join("kernel/kallsyms.c").is_file(),
+        "tar extracted nothing: {stderr}"
+    );
+    Some(tree)
+}
+
+#[test]
+fn real_series_loads_with_a_baseline_fixture() {
+    let s = Series::load(&series_dir()).unwrap();
+    assert!(!s.entries.is_empty());
+    let base = s.patches_for(Variant::Baseline);
+    assert!(
+        !base.is_empty(),
+        "the weak-function fixture is a baseline patch"
+    );
+    assert!(s.patches_for(Variant::Patched).len() > base.len());
+    s.generator_patch().unwrap();
+    assert_eq!(
+        s.fingerprint(Variant::Patched).unwrap(),
+        s.fingerprint(Variant::Patched).unwrap()
+    );
+}
+
+#[test]
+fn real_series_applies_to_pristine_source() {
+    let s = Series::load(&series_dir()).unwrap();
+    for variant in [Variant::Patched, Variant::Baseline] {
+        let Some(tree) = pristine_sparse_tree(&s) else {
+            return;
+        };
+        s.apply(tree.path(), variant)
+            .unwrap_or_else(|e| panic!("{variant:?}: {e:#}"));
+        let has_generator = tree.path().join(GENERATOR_PATH).is_file();
+        assert_eq!(has_generator, variant == Variant::Patched);
+        assert!(tree.path().join("kernel/kallsyms_weak_fixture.c").is_file());
+    }
+}
+
+#[test]
+fn real_series_generator_matches_the_crate() {
+    if let Err(e) = generator_drift(&series_dir(), &crate_main_rs()) {
+        panic!("{e:#}");
+    }
+}
+
+#[test]
+fn real_series_resynced_from_the_crate_still_applies() {
+    // Work on a copy: the real series is only changed by `cargo xtask sync-series`.
+    let copy = tempfile::tempdir().unwrap();
+    for e in fs::read_dir(series_dir()).unwrap() {
+        let p = e.unwrap().path();
+        fs::copy(&p, copy.path().join(p.file_name().unwrap())).unwrap();
+    }
+    // A snapshot of the crate's file, in case it is being edited meanwhile.
+    let main_rs = copy.path().join("main.rs.snapshot");
+    fs::copy(crate_main_rs(), &main_rs).unwrap();
+    sync_generator(copy.path(), &main_rs).unwrap();
+    generator_drift(copy.path(), &main_rs).unwrap();
+    let s = Series::load(copy.path()).unwrap();
+    let Some(tree) = pristine_sparse_tree(&s) else {
+        return;
+    };
+    s.apply(tree.path(), Variant::Patched).unwrap();
+    assert_eq!(
+        fs::read(tree.path().join(GENERATOR_PATH)).unwrap(),
+        fs::read(&main_rs).unwrap()
+    );
+}
