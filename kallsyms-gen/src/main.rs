@@ -653,7 +653,7 @@ fn sort_symbols(t: &mut Table) {
         arena.extend_from_slice(t.sym(i));
     }
     t.name_bytes = arena.len();
-    arena.resize(arena.len() + ARENA_SLACK, 0); // for find_pair's word reads
+    arena.resize(arena.len() + ARENA_SLACK, 0); // for pair_mask's word reads
     t.arena = arena;
     t.start = start;
     t.len = order.iter().map(|&i| t.len[i]).collect();
@@ -733,8 +733,9 @@ impl Iterator for PostingIter<'_> {
 
 /// Pair-count bookkeeping shared by the compression steps.
 struct PairIndex {
-    /// `token_profit` of the C tool: occurrences of each pair `a | b << 8`.
-    profit: Vec<i32>,
+    /// `token_profit` of the C tool: occurrences of each pair `a | b << 8`
+    /// (fixed-size, so indexing by a pair needs no bounds check).
+    profit: Box<[i32; 0x10000]>,
     /// Maximum of each 256-entry block of `profit` (valid unless dirty).
     block_max: [i32; 256],
     block_dirty: [bool; 256],
@@ -748,8 +749,8 @@ struct PairIndex {
     created: Vec<CreatedLists>,
     /// Scratch state of the current pass: per key, last symbol index + 1;
     /// encoded sizes; and the (key, delta) events in visiting order.
-    pass_last1: Vec<u32>,
-    pass_bytes: Vec<u32>,
+    pass_last1: [u32; 512],
+    pass_bytes: [u32; 513],
     pass_events: Vec<(u16, u32)>,
     /// Scratch: the decoded list of the pair being replaced.
     visit: Vec<u32>,
@@ -766,7 +767,7 @@ impl PairIndex {
     /// distinct pairs of every symbol.
     fn build(t: &Table) -> Self {
         let n = t.count();
-        let mut profit = vec![0i32; 0x10000];
+        let mut profit: Box<[i32; 0x10000]> = vec![0; 0x10000].try_into().unwrap();
         let mut last1 = vec![0u32; 0x10000];
         let mut bytes = vec![0u32; 0x10001];
         for i in 0..n {
@@ -804,8 +805,8 @@ impl PairIndex {
             fixed,
             fixed_off: bytes,
             created: vec![CreatedLists::default(); 256],
-            pass_last1: vec![0; 512],
-            pass_bytes: vec![0; 513],
+            pass_last1: [0; 512],
+            pass_bytes: [0; 513],
             pass_events: Vec::new(),
             visit: Vec::new(),
         }
@@ -863,13 +864,13 @@ impl PairIndex {
             bytes[k + 1] += bytes[k];
         }
         let mut data = vec![0u8; bytes[512] as usize];
-        let mut fill = bytes.clone();
+        let mut fill = *bytes;
         for &(key, delta) in &self.pass_events {
             let pos = fill[key as usize] as usize;
             fill[key as usize] += write_varint(&mut data[pos..], delta);
         }
         self.created[x as usize] = CreatedLists {
-            off: bytes.clone(),
+            off: bytes.to_vec(),
             data,
         };
         self.pass_events.clear();
@@ -989,37 +990,24 @@ fn prefetch<T>(buf: &[T], i: usize) {
     let _ = (buf, i);
 }
 
-/// The first `p` in `from..end - 1` with `buf[p] == a && buf[p + 1] == b`.
-/// Compares 8 positions at a time (SWAR zero-byte search on
-/// `(w ^ aaaa…) | (w' ^ bbbb…)` where `w'` is `w` shifted by one byte);
-/// may read up to 8 bytes past `end`.
-#[inline]
-fn find_pair(buf: &[u8], from: usize, end: usize, a: u8, b: u8) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let (pa, pb) = (LO * a as u64, LO * b as u64);
-    let mut i = from;
-    while i + 1 < end {
-        if i + 9 > buf.len() {
-            return (i..end - 1).find(|&p| buf[p] == a && buf[p + 1] == b);
-        }
-        let mut w0 = [0u8; 8];
-        let mut w1 = [0u8; 8];
-        w0.copy_from_slice(&buf[i..i + 8]);
-        w1.copy_from_slice(&buf[i + 1..i + 9]);
-        let z = (u64::from_le_bytes(w0) ^ pa) | (u64::from_le_bytes(w1) ^ pb);
-        // The lowest set bit marks the first zero byte exactly.
-        let mut m = z.wrapping_sub(LO) & !z & HI;
-        let valid = end - 1 - i; // pairs starting at i .. i + valid are inside
-        if valid < 8 {
-            m &= (1u64 << (valid * 8)) - 1;
-        }
-        if m != 0 {
-            return Some(i + (m.trailing_zeros() / 8) as usize);
-        }
-        i += 8;
+/// Positions `p` in `i..i + 8` with `sym[p] == a && sym[p + 1] == b` and
+/// `p + 1 < len`, as the high bit of byte `p - i` of the result (SWAR:
+/// exact zero-byte test on `(w ^ aaaa…) | (w' ^ bbbb…)` where `w'` is the
+/// word `w` shifted by one byte). Reads `sym[i..i + 9]`.
+#[inline(always)]
+fn pair_mask(sym: &[u8], i: usize, len: usize, pa: u64, pb: u64) -> u64 {
+    const LO7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let w: &[u8; 9] = sym[i..i + 9].try_into().unwrap();
+    let w0 = u64::from_le_bytes(w[..8].try_into().unwrap());
+    let w1 = u64::from_le_bytes(w[1..].try_into().unwrap());
+    let z = (w0 ^ pa) | (w1 ^ pb);
+    let m = !(((z & LO7) + LO7) | z | LO7);
+    let valid = len - 1 - i; // pairs starting at i .. i + valid are inside
+    if valid < 8 {
+        m & ((1u64 << (valid * 8)) - 1)
+    } else {
+        m
     }
-    None
 }
 
 /// Replaces pair `best` by token `x` in every symbol that contains it;
@@ -1033,6 +1021,10 @@ fn compress_symbols(
 ) -> usize {
     let mut removed = 0;
     let (a, b) = ((best & 0xff) as u8, (best >> 8) as u8);
+    let (pa, pb) = (
+        0x0101_0101_0101_0101 * a as u64,
+        0x0101_0101_0101_0101 * b as u64,
+    );
     let created = ix.take_created(a, b, token);
     let fixed = std::mem::take(&mut ix.fixed);
     let range = ix.fixed_off[best] as usize..ix.fixed_off[best + 1] as usize;
@@ -1063,48 +1055,61 @@ fn compress_symbols(
         let s = visit[k] as usize;
         let st = t.start[s] as usize;
         let len = t.len[s] as usize;
-        // The symbol is sym[..len]; the slice extends to the end of the
-        // arena so that find_pair can read whole words past `len`.
-        let sym = &mut t.arena[st..];
-        let Some(first) = find_pair(sym, 0, len, a, b) else {
-            continue; // an earlier token consumed this occurrence
-        };
-        // Replace left to right, without overlap, and update the counts
-        // of exactly the pairs that change (same result as C's
-        // forget_symbol + learn_symbol of the whole symbol).
-        let mut r = first; // old position of the occurrence
-        let mut w = first; // where its token goes
-        let mut adjacent = false; // previous occurrence ended at r - 1
-        loop {
-            if r > 0 && !adjacent {
-                // old (c, a) -> new (c, x); c was copied unchanged to w - 1
-                ix.forget(sym[w - 1], a);
-            }
-            ix.forget(a, b);
-            if r + 2 < len {
-                ix.forget(b, sym[r + 2]);
-            }
-            if w > 0 {
-                ix.learn_created(sym[w - 1], x, x, s);
-            }
-            sym[w] = x;
-            w += 1;
-            r += 2;
-            let next = find_pair(sym, r, len, a, b);
-            let end = next.unwrap_or(len);
-            adjacent = end == r;
-            if end > r {
-                // (x, c) for the char after the token, then copy the run
-                ix.learn_created(x, sym[r], x, s);
-                for i in r..end {
-                    sym[w + i - r] = sym[i];
+        // The symbol is sym[..len]; the slice extends into the following
+        // symbols (or the arena slack) so that whole words can be read.
+        let sym = &mut t.arena[st..st + len + ARENA_SLACK / 2];
+        // Faster than C: all occurrences in 8 positions are found at once
+        // (see pair_mask), and runs between them are moved with memmove.
+        //
+        // Replace left to right, without overlap, and update the counts of
+        // exactly the pairs that change (same result as C's forget_symbol
+        // + learn_symbol of the whole symbol). All writes go to positions
+        // at or before the occurrence being handled, so the masks (computed
+        // ahead) and the bytes after it are still the original ones.
+        let mut r = 0; // read position: end of the last occurrence
+        let mut w = 0; // write position
+        let mut i = 0;
+        while i + 1 < len {
+            let mut m = pair_mask(sym, i, len, pa, pb);
+            while m != 0 {
+                let p = i + (m.trailing_zeros() / 8) as usize;
+                m &= m - 1;
+                if p < r {
+                    continue; // overlaps the previous occurrence ("aaa")
                 }
-                w += end - r;
+                if p > r {
+                    // Copy the run before the occurrence; its first char
+                    // follows the previous token: (x, c) is a new pair.
+                    if r > 0 {
+                        ix.learn_created(x, sym[r], x, s);
+                    }
+                    if w != r {
+                        sym.copy_within(r..p, w);
+                    }
+                    w += p - r;
+                    // old (c, a) -> new (c, x)
+                    ix.forget(sym[p - 1], a);
+                }
+                ix.forget(a, b);
+                if p + 2 < len {
+                    ix.forget(b, sym[p + 2]);
+                }
+                if w > 0 {
+                    ix.learn_created(sym[w - 1], x, x, s);
+                }
+                sym[w] = x;
+                w += 1;
+                r = p + 2;
             }
-            r = end;
-            if next.is_none() {
-                break;
-            }
+            i += 8;
+        }
+        if r == 0 {
+            continue; // stale entry: an earlier token consumed the pair
+        }
+        if r < len {
+            ix.learn_created(x, sym[r], x, s);
+            sym.copy_within(r..len, w);
+            w += len - r;
         }
         removed += len - w;
         t.len[s] = w as u16;
