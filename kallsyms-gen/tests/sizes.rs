@@ -153,3 +153,100 @@ fn oversized_symbol_is_an_error() {
     assert!(run(&rust_bin(), &[], &p).status.success());
     let _ = fs::remove_file(&p);
 }
+
+/// Values of a `.byte`/`.long` table (one value per line, no comment).
+fn values(lines: &[&str]) -> Vec<u64> {
+    lines
+        .iter()
+        .map(|l| {
+            let v = l
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or_else(|| panic!("bad line {l:?}"));
+            match v.strip_prefix("0x") {
+                Some(h) => u64::from_str_radix(h, 16).unwrap(),
+                None => v.parse().unwrap(),
+            }
+        })
+        .collect()
+}
+
+/// `--compact-sizes` (KSZ4, patches/6.12/SIZES-FORMAT.md): decoding the four
+/// tables the way `kallsyms_sym_size()` does gives back every size of the
+/// plain table, and the encoding takes well under a byte per symbol.
+#[test]
+fn compact_sizes_decode_to_the_plain_sizes() {
+    let syms = synth::synth_syms(Flavor::Arm64, 20_000, 7);
+    let path = scratch("compact-sizes.map");
+    fs::write(&path, synth::render(&syms, true)).unwrap();
+    let plain = run(&rust_bin(), &["--all-symbols", "--symbol-sizes"], &path);
+    assert!(
+        plain.status.success(),
+        "{}",
+        String::from_utf8_lossy(&plain.stderr)
+    );
+    let plain = String::from_utf8(plain.stdout).unwrap();
+    let compact = run(
+        &rust_bin(),
+        &["--all-symbols", "--symbol-sizes", "--compact-sizes"],
+        &path,
+    );
+    assert!(
+        compact.status.success(),
+        "{}",
+        String::from_utf8_lossy(&compact.stderr)
+    );
+    let compact = String::from_utf8(compact.stdout).unwrap();
+    assert!(
+        !compact.contains("kallsyms_sizes:"),
+        "the plain table is replaced"
+    );
+    // Everything outside the size tables is unchanged.
+    let strip = |asm: &str, from: &str| -> String {
+        let a = asm.find(from).unwrap();
+        let b = asm.find(".globl kallsyms_seqs_of_names").unwrap();
+        format!("{}{}", &asm[..a], &asm[b..])
+    };
+    assert_eq!(
+        strip(&plain, ".globl kallsyms_sizes"),
+        strip(&compact, ".globl kallsyms_size_codes")
+    );
+
+    let sizes: Vec<u64> = longs(&table(&plain, "kallsyms_sizes"))
+        .into_iter()
+        .map(|(v, _)| v)
+        .collect();
+    // Without --absolute-percpu, offsets differ from addresses by one base.
+    let offs: Vec<u64> = longs(&table(&plain, "kallsyms_offsets"))
+        .into_iter()
+        .map(|(v, _)| v)
+        .collect();
+    let codes = values(&table(&compact, "kallsyms_size_codes"));
+    let gaps = values(&table(&compact, "kallsyms_size_gaps"));
+    let rank = values(&table(&compact, "kallsyms_size_rank"));
+    let exc = values(&table(&compact, "kallsyms_size_exc"));
+    assert_eq!(gaps.len(), 14);
+    assert_eq!(codes.len(), sizes.len().div_ceil(2));
+    assert_eq!(rank.len(), sizes.len().div_ceil(256));
+    let code = |i: usize| (codes[i / 2] >> (4 * (i % 2))) & 0xf;
+    for i in 0..sizes.len() {
+        let decoded = match code(i) {
+            14 => 0,
+            15 => {
+                let before = (i & !255..i).filter(|&j| code(j) == 15).count() as u64;
+                exc[(rank[i >> 8] + before) as usize]
+            }
+            c => {
+                let next = (i + 1..offs.len())
+                    .map(|j| offs[j])
+                    .find(|&o| o > offs[i])
+                    .expect("a gap code has a next symbol");
+                next - offs[i] - gaps[c as usize]
+            }
+        };
+        assert_eq!(decoded, sizes[i], "symbol {i}: code {}", code(i));
+    }
+    let bytes = codes.len() + 4 * (gaps.len() + rank.len() + exc.len());
+    let per_symbol = bytes as f64 / sizes.len() as f64;
+    assert!(per_symbol < 1.0, "{per_symbol:.3} bytes per symbol");
+}
