@@ -53,10 +53,29 @@ fn real_kernel_maps() {
         assert_eq!(v[0], Outcome::BothOk, "{name}");
         assert_eq!(v[1], Outcome::BothOk, "{name}");
     }
+    // Live maps of the harness's builds. The patched kernels also leave
+    // `nm -S` maps (`*.sized.syms`), which the C tool rejects: those are
+    // compared with the C tool fed the same map without the size column.
     for path in maps_dir_files() {
-        for opts in OPTION_SETS {
-            compare(&path, opts, &path.display().to_string());
+        let what = path.display().to_string();
+        let data = fs::read(&path).unwrap();
+        let is_sized = data
+            .split(|&b| b == b'\n')
+            .any(|l| l.split(|&b| b == b' ').count() == 4);
+        if !is_sized {
+            for opts in OPTION_SETS {
+                compare(&path, opts, &what);
+            }
+            continue;
         }
+        let stripped = scratch("live-stripped.map");
+        fs::write(&stripped, strip_sizes(&data)).unwrap();
+        for opts in OPTION_SETS {
+            let c = run(&c_tool(), opts, &stripped);
+            let r = run(&rust_bin(), opts, &path);
+            check_pair(&c, &r, opts, &what);
+        }
+        let _ = fs::remove_file(&stripped);
     }
 }
 
