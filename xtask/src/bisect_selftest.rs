@@ -25,16 +25,22 @@ fn git(tree: &Path, args: &[&str]) -> Result<String> {
             "user.email=ksh@example.org",
             "-c",
             "commit.gpgsign=false",
+            // No background gc competing with the kernel builds.
+            "-c",
+            "gc.auto=0",
+            "-c",
+            "maintenance.auto=false",
         ])
         .args(args)
         .output()
         .context("running git")?;
     if !out.status.success() {
         bail!(
-            "git {} failed in {}: {}",
+            "git {} failed in {}: {} {}",
             args.join(" "),
             tree.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
+            String::from_utf8_lossy(&out.stderr).trim(),
+            String::from_utf8_lossy(&out.stdout).trim()
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
@@ -46,7 +52,7 @@ fn harmless_commit(tree: &Path, n: usize) -> Result<()> {
     let mut text = fs::read_to_string(&f).unwrap_or_default();
     text.push_str(&format!("harmless change {n}\n"));
     fs::write(&f, text)?;
-    git(tree, &["add", "Documentation/ksh-bisect-demo.txt"])?;
+    git(tree, &["add", "-f", "Documentation/ksh-bisect-demo.txt"])?;
     git(
         tree,
         &[
@@ -192,7 +198,8 @@ fn make_history(root: &Path, tree: &Path, series: &Series) -> Result<(String, St
         bail!("unpacking {} failed", source::DEBIAN_SOURCE_TARBALL);
     }
     git(tree, &["init", "-q", "-b", "demo"])?;
-    git(tree, &["add", "-A"])?;
+    // Debian's tarball carries a top-level .gitignore of `/*`: force.
+    git(tree, &["add", "-A", "-f"])?;
     git(tree, &["commit", "-q", "-m", "Debian linux-source-6.12"])?;
     for e in &series.entries {
         git(tree, &["am", "-q", "--keep-cr", &e.path.to_string_lossy()])
