@@ -116,6 +116,7 @@ impl Expectations {
             ("function_tracer", "CONFIG_FUNCTION_TRACER"),
             ("modules", "CONFIG_MODULES"),
             ("randomize_base", "CONFIG_RANDOMIZE_BASE"),
+            ("kallsyms_selftest", "CONFIG_KALLSYMS_SELFTEST"),
         ] {
             let _ = writeln!(e.build_info, "{k}={}", if yes(opt) { 1 } else { 0 });
         }

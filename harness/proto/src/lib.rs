@@ -153,6 +153,15 @@ pub const PROBES: &[ProbeSpec] = &[
         baseline_failures: &["sizes"],
     },
     ProbeSpec {
+        name: "kallsyms-selftest",
+        about: "the kernel's own CONFIG_KALLSYMS_SELFTEST finishes without a failure (config `kprobes`)",
+        // It runs in a kthread after boot and walks every symbol several
+        // times: tens of seconds under TCG.
+        timeout_secs: 240,
+        cases: &["verdict"],
+        baseline_failures: &[],
+    },
+    ProbeSpec {
         name: "lookup-bench",
         about: "times the kernel's own lookups and %pS of random text addresses (figures for `cargo xtask bench`)",
         timeout_secs: 20,

@@ -4,6 +4,7 @@
 mod boot;
 mod format_ps;
 mod ftrace;
+mod kallsyms_selftest;
 mod kernel;
 mod kprobes;
 mod lookup_bench;
@@ -30,6 +31,7 @@ pub fn run<W: Write>(spec: &'static ProbeSpec, out: &mut CaseWriter<W>) {
         "kprobes" => kprobes::run(out),
         "ftrace" => ftrace::run(out),
         "module-symbols" => module_symbols::run(out),
+        "kallsyms-selftest" => kallsyms_selftest::run(out),
         "lookup-bench" => lookup_bench::run(out),
         other => out.fail_rest(&format!(
             "the guest has no implementation of probe '{other}'"
