@@ -27,7 +27,7 @@ fn is_failure(line: &str) -> bool {
 }
 
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
-    if kernel::build_info().get("kallsyms_selftest").map(String::as_str) != Some("y") {
+    if kernel::build_info().get("kallsyms_selftest").map(String::as_str) != Some("1") {
         out.case("verdict", Verdict::Skip("CONFIG_KALLSYMS_SELFTEST is not set (config variant kprobes has it)".into()));
         return;
     }
