@@ -52,8 +52,10 @@ use std::process::exit;
 /// `KSYM_NAME_LEN` bytes or more are rejected with a warning and skipped.
 const KSYM_NAME_LEN: usize = 512;
 
-const USAGE: &str =
-    "Usage: kallsyms [--all-symbols] [--absolute-percpu] [--symbol-sizes [--compact-sizes]] in.map > out.S\n";
+const USAGE: &str = concat!(
+    "Usage: kallsyms [--all-symbols] [--absolute-percpu]",
+    " [--symbol-sizes [--compact-sizes]] in.map > out.S\n"
+);
 
 // ---------------------------------------------------------------------------
 // Command line (GNU getopt_long compatible)
