@@ -23,6 +23,10 @@ use serde_json::{json, Value};
 use crate::flags::BenchArgs;
 use crate::selection;
 
+/// Boot-to-results in seconds, and (ns per lookup, ns per `%pS`) when the
+/// `lookup-bench` probe reported them.
+type BootSample = (f64, Option<(f64, f64)>);
+
 /// Median and spread of a sample.
 fn stats(mut xs: Vec<f64>) -> Value {
     xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -152,7 +156,8 @@ pub fn run(args: BenchArgs) -> Result<i32> {
     let mut lookups = Vec::new();
     let mut boots = Vec::new();
     for &arch in &arches {
-        let mut samples: [Vec<(f64, Option<(f64, f64)>)>; 2] = [Vec::new(), Vec::new()];
+        // Per kernel (baseline, patched): one (boot-to-results, lookup figures) per run.
+        let mut samples: [Vec<BootSample>; 2] = [Vec::new(), Vec::new()];
         let mut accel = "";
         for _ in 0..args.runs {
             for (i, src) in [&baseline, &patched].into_iter().enumerate() {

@@ -23,40 +23,82 @@ fn kernel_log() -> String {
 
 /// Lines the selftest prints when something is wrong.
 fn is_failure(line: &str) -> bool {
-    ["failed", "mismatch", "Never found", "NULL lookup", "!= stat", "?!", "abort"].iter().any(|w| line.contains(w))
+    [
+        "failed",
+        "mismatch",
+        "Never found",
+        "NULL lookup",
+        "!= stat",
+        "?!",
+        "abort",
+    ]
+    .iter()
+    .any(|w| line.contains(w))
 }
 
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
-    if kernel::build_info().get("kallsyms_selftest").map(String::as_str) != Some("1") {
-        out.case("verdict", Verdict::Skip("CONFIG_KALLSYMS_SELFTEST is not set (config variant kprobes has it)".into()));
+    if kernel::build_info()
+        .get("kallsyms_selftest")
+        .map(String::as_str)
+        != Some("1")
+    {
+        out.case(
+            "verdict",
+            Verdict::Skip(
+                "CONFIG_KALLSYMS_SELFTEST is not set (config variant kprobes has it)".into(),
+            ),
+        );
         return;
     }
-    let limit = Duration::from_secs(u64::from(ksh_proto::probe("kallsyms-selftest").map_or(240, |p| p.timeout_secs)) - 5);
+    let limit = Duration::from_secs(
+        u64::from(ksh_proto::probe("kallsyms-selftest").map_or(240, |p| p.timeout_secs)) - 5,
+    );
     let started = Instant::now();
     let mut last_beat = Instant::now();
     loop {
         let log = kernel_log();
-        let lines: Vec<&str> =
-            log.lines().filter_map(|l| l.find(PREFIX).map(|i| &l[i + PREFIX.len()..])).collect();
-        let done = lines.iter().any(|l| l.trim() == "finish" || l.trim() == "abort");
+        let lines: Vec<&str> = log
+            .lines()
+            .filter_map(|l| l.find(PREFIX).map(|i| &l[i + PREFIX.len()..]))
+            .collect();
+        let done = lines
+            .iter()
+            .any(|l| l.trim() == "finish" || l.trim() == "abort");
         if done {
-            let failures: Vec<String> = lines.iter().filter(|l| is_failure(l)).map(|l| l.to_string()).collect();
-            for l in lines.iter().filter(|l| l.contains("ns") || l.contains("symbols")) {
+            let failures: Vec<String> = lines
+                .iter()
+                .filter(|l| is_failure(l))
+                .map(|l| l.to_string())
+                .collect();
+            for l in lines
+                .iter()
+                .filter(|l| l.contains("ns") || l.contains("symbols"))
+            {
                 out.note(&format!("selftest: {}", l.trim()));
             }
             let verdict = if failures.is_empty() {
                 Verdict::Pass
             } else {
-                Verdict::Fail(kernel::summarize_detail("selftest failure lines", &failures))
+                Verdict::Fail(kernel::summarize_detail(
+                    "selftest failure lines",
+                    &failures,
+                ))
             };
             out.case("verdict", verdict);
             return;
         }
         if started.elapsed() > limit {
-            let seen = if lines.is_empty() { "nothing".to_string() } else { lines.join(" | ") };
+            let seen = if lines.is_empty() {
+                "nothing".to_string()
+            } else {
+                lines.join(" | ")
+            };
             out.case(
                 "verdict",
-                Verdict::Fail(vec![format!("no finish/abort after {} s; it printed: {seen}", limit.as_secs())]),
+                Verdict::Fail(vec![format!(
+                    "no finish/abort after {} s; it printed: {seen}",
+                    limit.as_secs()
+                )]),
             );
             return;
         }
