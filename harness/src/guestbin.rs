@@ -21,6 +21,7 @@ pub fn build_init(arch: &ArchProfile) -> Result<PathBuf> {
         sh,
         "cargo build --quiet --release --package ksh-guest --bin ksh-init --target {target}"
     )
+    .quiet()
     .run()
     .with_context(|| format!("building the guest /init for {target}"))?;
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
