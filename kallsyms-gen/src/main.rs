@@ -190,8 +190,11 @@ struct Table {
     size: Vec<u64>,
     /// `percpu_absolute` flag of the C tool.
     percpu_absolute: Vec<bool>,
-    /// Total length of all symbols before compression.
-    name_bytes: usize,
+    /// The uncompressed symbols (type + name) in table order, back to back,
+    /// and where each starts (plus one final entry for the end), for the
+    /// comments and the name sort of `write_src`.
+    names: Vec<u8>,
+    name_start: Vec<u32>,
     text_ranges: [AddrRange; 2],
     percpu_range: AddrRange,
     text: u64,
@@ -207,7 +210,8 @@ impl Table {
             addr: Vec::new(),
             size: Vec::new(),
             percpu_absolute: Vec::new(),
-            name_bytes: 0,
+            names: Vec::new(),
+            name_start: Vec::new(),
             text_ranges: [
                 AddrRange {
                     start_sym: b"_stext",
@@ -663,7 +667,11 @@ fn sort_symbols(t: &mut Table) {
         start.push(arena.len() as u32);
         arena.extend_from_slice(t.sym(i));
     }
-    t.name_bytes = arena.len();
+    // Faster than C (which expands every compressed symbol back with
+    // expand_symbol() before printing it): keep a copy of the names.
+    t.names = arena.clone();
+    t.name_start = start.clone();
+    t.name_start.push(arena.len() as u32);
     arena.resize(arena.len() + ARENA_SLACK, 0); // for pair_mask's word reads
     t.arena = arena;
     t.start = start;
@@ -1507,7 +1515,7 @@ fn sort_symbols_by_name(
 /// Emits the assembler source. Unlike the C tool, every fatal condition is
 /// checked before the first byte is written, and output is streamed in
 /// large chunks.
-fn write_src(t: &Table, tt: &TokenTable, opts: &Options) {
+fn write_src(t: &mut Table, tt: &TokenTable, opts: &Options) {
     let n = t.count();
 
     // Fatal checks first (the C tool exits half way through its output).
@@ -1541,25 +1549,22 @@ fn write_src(t: &Table, tt: &TokenTable, opts: &Options) {
         }
     }
 
-    // Restore the original names (C: expand_symbol + strcpy). They share
-    // the layout of the compressed arena: every slot has the original length.
+    // The original names (C: expand_symbol + strcpy). `name_len` is the C
+    // string length (printf "%s" stops at a NUL, which can only be a NUL
+    // type byte at the start).
     let exp = expand_tokens(tt);
-    // `name_len` is the C string length (printf "%s" stops at a NUL, which
-    // can only be a NUL type byte at the start).
-    let mut names: Vec<u8> = Vec::with_capacity(t.name_bytes + 64);
-    let mut name_start: Vec<u32> = Vec::with_capacity(n);
-    let mut name_len: Vec<u16> = Vec::with_capacity(n);
-    for i in 0..n {
-        let s = names.len();
-        name_start.push(s as u32);
-        for &c in t.sym(i) {
-            for &e in &exp[c as usize] {
-                names.push(e);
+    let mut names = std::mem::take(&mut t.names);
+    let name_start = &t.name_start[..n];
+    let name_len: Vec<u16> = (0..n)
+        .map(|i| {
+            let s = t.name_start[i] as usize;
+            if names[s] == 0 {
+                0
+            } else {
+                (t.name_start[i + 1] - t.name_start[i]) as u16
             }
-        }
-        let full = &names[s..];
-        name_len.push(full.iter().position(|&c| c == 0).unwrap_or(full.len()) as u16);
-    }
+        })
+        .collect();
     // Sort keys of symbols with a NUL type byte (see below) go after the
     // names; then 16 bytes of slack for word-sized copies.
     let mut nul_type_keys: Vec<(u32, u32, u16)> = Vec::new();
@@ -1680,7 +1685,7 @@ fn write_src(t: &Table, tt: &TokenTable, opts: &Options) {
     if opts.symbol_sizes && opts.compact_sizes {
         write_compact_sizes_tables(&mut out, &t.addr, &t.size);
     } else if opts.symbol_sizes {
-        write_sizes_table(&mut out, &t.size, &names, &name_start, &name_len);
+        write_sizes_table(&mut out, &t.size, &names, name_start, &name_len);
     }
 
     // sort_symbols_by_name (C: compare_names on the restored names, then
@@ -1705,7 +1710,7 @@ fn write_src(t: &Table, tt: &TokenTable, opts: &Options) {
     for (k, &i) in order.iter().enumerate() {
         // Name order is random in memory: prefetch ahead of use.
         if let Some(&j) = order.get(k + PREFETCH_INDEX_DISTANCE) {
-            prefetch(&name_start, j as usize);
+            prefetch(name_start, j as usize);
             prefetch(&name_len, j as usize);
         }
         if let Some(&j) = order.get(k + PREFETCH_DISTANCE) {
@@ -1742,5 +1747,5 @@ fn main() {
     sort_symbols(&mut table);
     record_relative_base(&mut table);
     let tokens = optimize_token_table(&mut table);
-    write_src(&table, &tokens, &opts);
+    write_src(&mut table, &tokens, &opts);
 }
