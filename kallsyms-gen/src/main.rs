@@ -190,11 +190,11 @@ struct Table {
     size: Vec<u64>,
     /// `percpu_absolute` flag of the C tool.
     percpu_absolute: Vec<bool>,
-    /// The uncompressed symbols (type + name) in table order, back to back,
-    /// and where each starts (plus one final entry for the end), for the
-    /// comments and the name sort of `write_src`.
+    /// The uncompressed symbols (type + name), for the comments and the
+    /// name sort of `write_src`: where each starts in `names`, and its length.
     names: Vec<u8>,
     name_start: Vec<u32>,
+    name_len: Vec<u16>,
     text_ranges: [AddrRange; 2],
     percpu_range: AddrRange,
     text: u64,
@@ -212,6 +212,7 @@ impl Table {
             percpu_absolute: Vec::new(),
             names: Vec::new(),
             name_start: Vec::new(),
+            name_len: Vec::new(),
             text_ranges: [
                 AddrRange {
                     start_sym: b"_stext",
@@ -638,49 +639,66 @@ fn may_be_linker_script_provide_symbol(name: &[u8]) -> bool {
 /// `compare_symbols()` order: address, non-weak before weak, non linker
 /// provided before linker provided, fewer leading underscores, input order.
 /// It is a total order, so the key is packed into a `u128` and sorted with
-/// an unstable sort (the C tool uses `qsort`). The arena is rebuilt in the
-/// sorted order for locality during compression.
+/// an unstable sort (the C tool uses `qsort`).
+///
+/// Faster than C: maps come from `nm -n`, already in address order, so
+/// usually only the short runs of symbols at one address need sorting.
+///
+/// The symbols are then copied to a new arena in the sorted order (for
+/// locality during compression); the old one is kept as `names`.
 fn sort_symbols(t: &mut Table) {
     let n = t.count();
-    let mut keys: Vec<u128> = Vec::with_capacity(n);
-    for i in 0..n {
+    let key = |i: usize| -> u128 {
         let sym = t.sym(i);
         let name = &sym[1..];
         let weak = matches!(sym[0], b'w' | b'W') as u128;
         let lsp = may_be_linker_script_provide_symbol(name) as u128;
         let underscores = name.iter().take_while(|&&c| c == b'_').count() as u128;
-        keys.push(
-            ((t.addr[i] as u128) << 64)
-                | (weak << 63)
-                | (lsp << 62)
-                | (underscores << 32)
-                | i as u128,
-        );
+        ((t.addr[i] as u128) << 64) | (weak << 63) | (lsp << 62) | (underscores << 32) | i as u128
+    };
+    let mut order: Vec<u32> = Vec::with_capacity(n);
+    if t.addr.windows(2).all(|w| w[0] <= w[1]) {
+        let mut keys: Vec<u128> = Vec::new();
+        let mut i = 0;
+        while i < n {
+            let mut end = i + 1;
+            while end < n && t.addr[end] == t.addr[i] {
+                end += 1;
+            }
+            keys.clear();
+            keys.extend((i..end).map(key));
+            keys.sort_unstable();
+            order.extend(keys.iter().map(|&k| k as u32));
+            i = end;
+        }
+    } else {
+        let mut keys: Vec<u128> = (0..n).map(key).collect();
+        keys.sort_unstable();
+        order.extend(keys.iter().map(|&k| k as u32));
     }
-    keys.sort_unstable();
-    let order: Vec<usize> = keys.iter().map(|k| (*k as u32) as usize).collect();
-    drop(keys);
 
-    let mut arena = Vec::with_capacity(t.arena.len());
+    let mut arena = Vec::with_capacity(t.arena.len() + ARENA_SLACK);
     let mut start = Vec::with_capacity(n);
     for &i in &order {
         start.push(arena.len() as u32);
-        arena.extend_from_slice(t.sym(i));
+        arena.extend_from_slice(t.sym(i as usize));
     }
-    // Faster than C (which expands every compressed symbol back with
-    // expand_symbol() before printing it): keep a copy of the names.
-    t.names = arena.clone();
-    t.name_start = start.clone();
-    t.name_start.push(arena.len() as u32);
     arena.resize(arena.len() + ARENA_SLACK, 0); // for pair_mask's word reads
-    t.arena = arena;
+                                                // Faster than C (which expands every compressed symbol back with
+                                                // expand_symbol() before printing it): the uncompressed names are kept.
+    t.name_start = order.iter().map(|&i| t.start[i as usize]).collect();
+    t.names = std::mem::replace(&mut t.arena, arena);
     t.start = start;
-    t.len = order.iter().map(|&i| t.len[i]).collect();
-    t.addr = order.iter().map(|&i| t.addr[i]).collect();
-    t.percpu_absolute = order.iter().map(|&i| t.percpu_absolute[i]).collect();
+    t.len = order.iter().map(|&i| t.len[i as usize]).collect();
+    t.addr = order.iter().map(|&i| t.addr[i as usize]).collect();
+    t.percpu_absolute = order
+        .iter()
+        .map(|&i| t.percpu_absolute[i as usize])
+        .collect();
     if !t.size.is_empty() {
-        t.size = order.iter().map(|&i| t.size[i]).collect();
+        t.size = order.iter().map(|&i| t.size[i as usize]).collect();
     }
+    t.name_len = t.len.clone();
 }
 
 // ---------------------------------------------------------------------------
@@ -1556,13 +1574,9 @@ fn write_src(t: &mut Table, tt: &TokenTable, opts: &Options) {
     let mut names = std::mem::take(&mut t.names);
     let name_start = &t.name_start[..n];
     let name_len: Vec<u16> = (0..n)
-        .map(|i| {
-            let s = t.name_start[i] as usize;
-            if names[s] == 0 {
-                0
-            } else {
-                (t.name_start[i + 1] - t.name_start[i]) as u16
-            }
+        .map(|i| match names[name_start[i] as usize] {
+            0 => 0,
+            _ => t.name_len[i],
         })
         .collect();
     // Sort keys of symbols with a NUL type byte (see below) go after the
