@@ -384,3 +384,42 @@ fn many_small_symbols_markers() {
     }
     all_ok("markers", &wrap(&body));
 }
+
+#[test]
+fn odd_lines_across_read_buffer_boundaries() {
+    // The generator parses lines of the common form in place in its read
+    // buffer and leaves every other line, and any line that crosses the end
+    // of the buffer, to the general parser. Mix odd but valid lines into a
+    // map several read buffers long, at varying offsets, and end it with a
+    // line that reads the C tool's stale getline() buffer.
+    let odd: [&[u8]; 9] = [
+        b"  ffffffff81000100 T lead_space\n",
+        b"0xffffffff81000110 T hex_prefix\n",
+        b"ffffffff81000120 T nul\x00inside\n",
+        b"ffffffff81000130 \x00 nul_type\n",
+        b"ffffffff81000140 T crlf\r\n",
+        b"000000000000000000ffffffff81000150 T many_digits\n",
+        b"FFFFFFFF81000160 T upper_hex\n",
+        b"ffffffff81000170 T \n",
+        b"ffffffff81000180 t hi_\xff\x80\n",
+    ];
+    let mut rng = synth::Rng(42);
+    let mut body = Vec::new();
+    let mut i = 0u64;
+    while body.len() < 700_000 {
+        if rng.chance(3) {
+            body.extend_from_slice(odd[rng.below(odd.len() as u64) as usize]);
+        }
+        let pad = "x".repeat(rng.below(90) as usize);
+        body.extend_from_slice(
+            format!("{:016x} t s{i}_{pad}\n", 0xffffffff81001000 + i * 16).as_bytes(),
+        );
+        i += 1;
+    }
+    // The last line's type is the C string terminator, the blank after it
+    // and the name are left over from the line before.
+    let mut m = wrap(&body);
+    m.extend_from_slice(b"  ffffffff81000200 T a_long_name_that_leaves_bytes_behind\n");
+    m.extend_from_slice(b"ffffffff81000300 ");
+    all_ok("odd-boundaries", &m);
+}
