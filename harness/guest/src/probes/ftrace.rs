@@ -52,6 +52,8 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
                 orphans.push((hex(f[0])?, hex(f[1])?, f[2].to_string()));
             }
         }
+        // Sorted by start, for a binary search per call site.
+        orphans.sort_by_key(|o: &(u64, u64, String)| o.0);
         Ok((t, orphans, kernel::kaslr_offset()?))
     };
     let (sites, orphans, off) = match setup() {
@@ -66,7 +68,10 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         };
         let Ok(a) = hex(a) else { continue };
         let link = a.wrapping_sub(off);
-        if let Some(o) = orphans.iter().find(|o| link >= o.0 && link < o.1) {
+        // The orphan starting last at or before `link` (bodies do not
+        // overlap).
+        let i = orphans.partition_point(|o| o.0 <= link);
+        if let Some(o) = i.checked_sub(1).map(|i| &orphans[i]).filter(|o| link < o.1) {
             bad.push(format!(
                 "{a:#x} listed as {name}: inside orphaned {} [{:#x},{:#x})",
                 o.2, o.0, o.1

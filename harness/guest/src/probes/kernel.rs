@@ -3,7 +3,7 @@
 //! debugfs `lookup` file (one write, one read: a few thousand syscalls for
 //! tens of thousands of addresses).
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::fs::OpenOptions;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::time::Instant;
@@ -86,6 +86,16 @@ pub struct ProcSym {
 /// symbols again (about a second under TCG each time).
 pub const PROC_KALLSYMS_SNAPSHOT: &str = "/tmp/proc-kallsyms.txt";
 
+/// Leaves `text` (all of `/proc/kallsyms`) for later probes. Written under
+/// another name and renamed: probes run concurrently, and a reader must see
+/// the whole file or none.
+pub fn save_proc_kallsyms_snapshot(text: &str) {
+    let tmp = format!("{PROC_KALLSYMS_SNAPSHOT}.{}", std::process::id());
+    if std::fs::write(&tmp, text).is_ok() {
+        let _ = std::fs::rename(&tmp, PROC_KALLSYMS_SNAPSHOT);
+    }
+}
+
 /// `/proc/kallsyms` of this boot: the snapshot if there is one, else read now.
 pub fn proc_kallsyms_text() -> Result<String, String> {
     if let Ok(t) = std::fs::read_to_string(PROC_KALLSYMS_SNAPSHOT) {
@@ -94,7 +104,12 @@ pub fn proc_kallsyms_text() -> Result<String, String> {
     std::fs::read_to_string("/proc/kallsyms").map_err(|e| format!("/proc/kallsyms: {e}"))
 }
 
-pub fn proc_kallsyms() -> Result<Vec<ProcSym>, String> {
+/// The `/proc/kallsyms` entries that `keep(name, module)` accepts. Most
+/// probes want a few symbols out of tens of thousands; the others' lines
+/// are skipped before anything is allocated or parsed further.
+pub fn proc_kallsyms_where(
+    keep: impl Fn(&str, Option<&str>) -> bool,
+) -> Result<Vec<ProcSym>, String> {
     let text = proc_kallsyms_text()?;
     let mut out = Vec::new();
     for l in text.lines() {
@@ -103,17 +118,17 @@ pub fn proc_kallsyms() -> Result<Vec<ProcSym>, String> {
             continue;
         };
         let (name, module) = match rest.split_once('\t') {
-            Some((n, m)) => (
-                n,
-                Some(m.trim_start_matches('[').trim_end_matches(']').to_string()),
-            ),
+            Some((n, m)) => (n, Some(m.trim_start_matches('[').trim_end_matches(']'))),
             None => (rest, None),
         };
+        if !keep(name, module) {
+            continue;
+        }
         out.push(ProcSym {
             addr: hex(a)?,
             ty: t.chars().next().unwrap_or('?'),
             name: name.to_string(),
-            module,
+            module: module.map(str::to_string),
         });
     }
     Ok(out)
@@ -187,18 +202,53 @@ pub fn lookup_no_ps(addrs: &[u64]) -> Result<Vec<Lookup>, String> {
 
 fn lookup_in(file: &str, addrs: &[u64]) -> Result<Vec<Lookup>, String> {
     let started = Instant::now();
-    let mut req = String::with_capacity(addrs.len() * 17);
-    for a in addrs {
-        req.push_str(&format!("{a:x}\n"));
-    }
-    let text = transact(file, &req)?;
-    let out = parse_lookups(&text, addrs)?;
+    // Big batches are split over the guest's CPUs: every open file of the
+    // module is its own session, and both the kernel's lookups and the
+    // parsing here are most of a probe's time under TCG.
+    let lanes = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let out = if lanes > 1 && addrs.len() >= PARALLEL_LOOKUP_MIN {
+        let chunk = addrs.len().div_ceil(lanes);
+        let parts: Vec<Result<Vec<Lookup>, String>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = addrs
+                .chunks(chunk)
+                .map(|part| scope.spawn(move || lookup_batch(file, part)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err("lookup thread panicked".into()))
+                })
+                .collect()
+        });
+        let mut all = Vec::with_capacity(addrs.len());
+        for p in parts {
+            all.extend(p?);
+        }
+        all
+    } else {
+        lookup_batch(file, addrs)?
+    };
     println!(
         "# {} lookups in {} ms",
         addrs.len(),
         started.elapsed().as_millis()
     );
     Ok(out)
+}
+
+/// Below this many addresses one session is quicker than starting threads.
+const PARALLEL_LOOKUP_MIN: usize = 4096;
+
+/// One module session: write the batch, read and parse the answers.
+fn lookup_batch(file: &str, addrs: &[u64]) -> Result<Vec<Lookup>, String> {
+    use std::fmt::Write as _;
+    let mut req = String::with_capacity(addrs.len() * 17);
+    for a in addrs {
+        let _ = writeln!(req, "{a:x}");
+    }
+    let text = transact(file, &req)?;
+    parse_lookups(&text, addrs)
 }
 
 /// Parses the module's answer lines (`ADDR FOUND SIZE OFFSET NAME MODULE\t%pS`)
@@ -209,11 +259,19 @@ pub fn parse_lookups(text: &str, addrs: &[u64]) -> Result<Vec<Lookup>, String> {
         let (fields, ps) = l
             .split_once('\t')
             .ok_or_else(|| format!("lookup line {}: no tab: {l:?}", i + 1))?;
-        let f: Vec<&str> = fields.split(' ').collect();
-        if f.len() != 6 {
+        let mut f = fields.split(' ');
+        let (Some(a), Some(found), Some(size), Some(offset), Some(name), Some(module), None) = (
+            f.next(),
+            f.next(),
+            f.next(),
+            f.next(),
+            f.next(),
+            f.next(),
+            f.next(),
+        ) else {
             return Err(format!("lookup line {}: {l:?}", i + 1));
-        }
-        let addr = hex(f[0])?;
+        };
+        let addr = hex(a)?;
         if addrs.get(i) != Some(&addr) {
             return Err(format!(
                 "lookup line {}: answer for {addr:#x}, asked {:?}",
@@ -221,17 +279,17 @@ pub fn parse_lookups(text: &str, addrs: &[u64]) -> Result<Vec<Lookup>, String> {
                 addrs.get(i)
             ));
         }
-        let found = f[1] == "1";
+        let found = found == "1";
         out.push(Lookup {
             found,
-            size: if found { hex(f[2])? } else { 0 },
-            offset: if found { hex(f[3])? } else { 0 },
+            size: if found { hex(size)? } else { 0 },
+            offset: if found { hex(offset)? } else { 0 },
             name: if found {
-                f[4].to_string()
+                name.to_string()
             } else {
                 String::new()
             },
-            module: (f[5] != "-").then(|| f[5].to_string()),
+            module: (module != "-").then(|| module.to_string()),
             ps: ps.to_string(),
         });
     }
@@ -328,13 +386,24 @@ impl Group {
 }
 
 pub fn size_groups() -> Result<Vec<Group>, String> {
+    size_groups_where(|_| true)
+}
+
+/// The groups at the link-time addresses `keep` accepts.
+pub fn size_groups_where(keep: impl Fn(u64) -> bool) -> Result<Vec<Group>, String> {
     let mut out: Vec<Group> = Vec::new();
-    for l in read_lines(ksh_proto::EXPECT_SIZES)? {
-        let f: Vec<&str> = l.splitn(4, ' ').collect();
-        let [a, s, n, name] = f[..] else {
+    let text = std::fs::read_to_string(ksh_proto::EXPECT_SIZES)
+        .map_err(|e| format!("{}: {e}", ksh_proto::EXPECT_SIZES))?;
+    for l in text.lines() {
+        let mut f = l.splitn(4, ' ');
+        let (Some(a), Some(s), Some(n), Some(name)) = (f.next(), f.next(), f.next(), f.next())
+        else {
             return Err(format!("{}: malformed: {l}", ksh_proto::EXPECT_SIZES));
         };
         let addr = hex(a)?;
+        if !keep(addr) {
+            continue;
+        }
         if out.last().is_none_or(|g| g.addr != addr) {
             out.push(Group {
                 addr,

@@ -23,7 +23,9 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
                 targets.push((hex(f[0])?, f[2].to_string()));
             }
         }
-        let proc = kernel::proc_kallsyms()?;
+        let proc = kernel::proc_kallsyms_where(|n, m| {
+            n == "ksh_probe_target" && m == Some(ksh_proto::MODULE_NAME)
+        })?;
         let inside = proc
             .iter()
             .find(|s| {

@@ -2,7 +2,7 @@
 //! lists them, are looked up by `%pS` as `fn+0x0/0xSIZE [ksh_probe]` with
 //! their ELF sizes from the built `.ko`.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::io::Write;
 
 use super::kernel::{self, hex, summarize_detail};
@@ -18,7 +18,8 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             fns.push((n.to_string(), hex(s)?));
         }
         kernel::module_file("lookup")?;
-        Ok((fns, kernel::proc_kallsyms()?))
+        let ours = |_: &str, m: Option<&str>| m == Some(ksh_proto::MODULE_NAME);
+        Ok((fns, kernel::proc_kallsyms_where(ours)?))
     };
     let (fns, proc) = match setup() {
         Ok(x) => x,

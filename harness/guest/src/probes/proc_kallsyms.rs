@@ -2,23 +2,23 @@
 //! exactly the symbols the host derived from `vmlinux` and the kallsyms
 //! filtering rules, at the `vmlinux` addresses (plus the KASLR offset).
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::io::Write;
 
 use crate::ktap::{summarize, CaseWriter, Verdict};
 
 /// One `/proc/kallsyms` or expectation line.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Sym {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Sym<'a> {
     addr: u64,
     ty: char,
-    name: String,
+    name: &'a str,
 }
 
 /// Parses one `/proc/kallsyms` line: `ADDR TYPE NAME` or
 /// `ADDR TYPE NAME\t[MODULE]`. Returns the symbol and whether it belongs to
 /// a module (or another `[...]` owner such as ftrace trampolines).
-fn parse_proc_line(line: &str) -> Result<(Sym, bool), String> {
+fn parse_proc_line(line: &str) -> Result<(Sym<'_>, bool), String> {
     let mut parts = line.splitn(3, ' ');
     let (Some(addr), Some(ty), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
         return Err("fewer than three fields".into());
@@ -52,15 +52,13 @@ fn parse_proc_line(line: &str) -> Result<(Sym, bool), String> {
         Sym {
             addr,
             ty: ty.chars().next().unwrap(),
-            name: name.to_string(),
+            name,
         },
         module,
     ))
 }
 
-fn read_expected() -> Result<Vec<Sym>, String> {
-    let text = std::fs::read_to_string(ksh_proto::EXPECT_KALLSYMS)
-        .map_err(|e| format!("{}: {e}", ksh_proto::EXPECT_KALLSYMS))?;
+fn read_expected(text: &str) -> Result<Vec<Sym<'_>>, String> {
     text.lines()
         .enumerate()
         .map(|(i, l)| {
@@ -75,7 +73,7 @@ fn read_expected() -> Result<Vec<Sym>, String> {
             Ok(Sym {
                 addr: u64::from_str_radix(a, 16).map_err(|e| format!("line {}: {e}", i + 1))?,
                 ty: t.chars().next().unwrap_or('?'),
-                name: n.to_string(),
+                name: n,
             })
         })
         .collect()
@@ -86,7 +84,8 @@ fn multiset_diff<K: std::hash::Hash + Eq + Clone>(
     expected: &[K],
     actual: &[K],
 ) -> (Vec<K>, Vec<K>) {
-    let mut counts: HashMap<&K, i64> = HashMap::new();
+    let mut counts: HashMap<&K, i64> =
+        HashMap::with_capacity_and_hasher(expected.len(), Default::default());
     for k in expected {
         *counts.entry(k).or_default() += 1;
     }
@@ -112,7 +111,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         Ok(t) => t,
         Err(e) => return out.fail_rest(&format!("cannot read /proc/kallsyms: {e}")),
     };
-    let _ = std::fs::write(super::kernel::PROC_KALLSYMS_SNAPSHOT, &text);
+    super::kernel::save_proc_kallsyms_snapshot(&text);
     let mut bad = Vec::new();
     let mut vmlinux_syms = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -142,19 +141,26 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         },
     );
 
-    let expected = match read_expected() {
+    let expected_text = match std::fs::read_to_string(ksh_proto::EXPECT_KALLSYMS) {
+        Ok(t) => t,
+        Err(e) => return out.fail_rest(&format!("{}: {e}", ksh_proto::EXPECT_KALLSYMS)),
+    };
+    let expected = match read_expected(&expected_text) {
         Ok(e) => e,
         Err(e) => {
             out.fail_rest(&e);
             return;
         }
     };
-    let key = |s: &Sym| format!("{} {}", s.ty, s.name);
-    let exp_nt: Vec<String> = expected.iter().map(key).collect();
-    let act_nt: Vec<String> = vmlinux_syms.iter().map(key).collect();
-    let (mut missing, mut extra) = multiset_diff(&exp_nt, &act_nt);
-    missing.sort();
-    extra.sort();
+    let exp_nt: Vec<(char, &str)> = expected.iter().map(|s| (s.ty, s.name)).collect();
+    let act_nt: Vec<(char, &str)> = vmlinux_syms.iter().map(|s| (s.ty, s.name)).collect();
+    let (missing, extra) = multiset_diff(&exp_nt, &act_nt);
+    let show_nt = |v: Vec<(char, &str)>| {
+        let mut v: Vec<String> = v.iter().map(|(t, n)| format!("{t} {n}")).collect();
+        v.sort();
+        v
+    };
+    let (missing, extra) = (show_nt(missing), show_nt(extra));
     let verdict = if missing.is_empty() && extra.is_empty() {
         Verdict::Pass
     } else {
@@ -181,17 +187,17 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         return;
     };
     let offset = act_text.wrapping_sub(exp_text);
-    let relocated: Vec<Sym> = vmlinux_syms
+    let relocated: Vec<Sym<'_>> = vmlinux_syms
         .iter()
         .map(|s| Sym {
             addr: s.addr.wrapping_sub(offset),
-            ..s.clone()
+            ..*s
         })
         .collect();
     let (mut missing, mut extra) = multiset_diff(&expected, &relocated);
     missing.sort_by_key(|s| s.addr);
     extra.sort_by_key(|s| s.addr);
-    let show = |v: &[Sym]| {
+    let show = |v: &[Sym<'_>]| {
         v.iter()
             .map(|s| format!("{:016x} {} {}", s.addr, s.ty, s.name))
             .collect::<Vec<_>>()
@@ -221,7 +227,7 @@ mod tests {
     fn parses_documented_format() {
         let (s, m) = parse_proc_line("ffffffff81000000 T _text").unwrap();
         assert_eq!(
-            (s.addr, s.ty, s.name.as_str(), m),
+            (s.addr, s.ty, s.name, m),
             (0xffffffff81000000, 'T', "_text", false)
         );
         let (_, m) =

@@ -108,12 +108,4 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             lasts.len(),
         ),
     );
-
-    // Speed of the kernel's lookups, for the record (a later benchmark
-    // reads these lines from the results file).
-    let range = kernel::expected_addresses(&["_stext", "_etext"]);
-    match range.and_then(|r| kernel::bench(2000, r[0].wrapping_add(off), r[1].wrapping_add(off))) {
-        Ok(r) => println!("# bench: {r}"),
-        Err(e) => println!("# bench: {e}"),
-    }
 }

@@ -2,7 +2,7 @@
 //! listed in `/proc/kallsyms` under their name, and found by address with
 //! their ELF size.
 
-use std::collections::HashMap;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::io::Write;
 
 use super::kernel::{self, hex, summarize_detail};
@@ -47,8 +47,10 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     let setup = || -> Result<_, String> {
         let kept = read()?;
         let off = kernel::kaslr_offset()?;
-        let groups = kernel::size_groups()?;
-        let proc = kernel::proc_kallsyms()?;
+        let addrs: HashSet<u64> = kept.iter().map(|k| k.addr).collect();
+        let names: HashSet<&str> = kept.iter().map(|k| k.name.as_str()).collect();
+        let groups = kernel::size_groups_where(|a| addrs.contains(&a))?;
+        let proc = kernel::proc_kallsyms_where(|n, m| m.is_none() && names.contains(n))?;
         Ok((kept, off, groups, proc))
     };
     let (kept, off, groups, proc) = match setup() {
@@ -65,7 +67,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         return;
     }
     println!("# {} weak functions kept", kept.len());
-    let mut by_name: HashMap<&str, Vec<(u64, char)>> = HashMap::new();
+    let mut by_name: HashMap<&str, Vec<(u64, char)>> = HashMap::default();
     for s in proc.iter().filter(|s| s.module.is_none()) {
         by_name.entry(&s.name).or_default().push((s.addr, s.ty));
     }
