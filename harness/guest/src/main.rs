@@ -7,6 +7,7 @@
 //! completion record and powers off. A probe that crashes or hangs costs its
 //! own cases, not the run.
 
+mod alloc;
 mod ktap;
 mod probes;
 mod sys;
@@ -16,6 +17,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ksh_proto::{ProbeSpec, PROBES};
+
+#[global_allocator]
+static ALLOCATOR: alloc::Bump = alloc::Bump::new();
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -65,11 +69,10 @@ fn init() {
     report.push_str("KTAP version 1\n");
     report.push_str(&format!("1..{}\n", PROBES.len()));
     let _ = port.write_all(report.as_bytes());
-    for (i, spec) in PROBES.iter().enumerate() {
-        let block = run_probe_child(i + 1, spec);
+    run_all_probes(|block| {
         let _ = port.write_all(block.as_bytes());
         let _ = port.flush();
-    }
+    });
     let tail = format!(
         "# ksh: probes took {} ms inside the guest\n{}\n",
         started.elapsed().as_millis(),
@@ -80,6 +83,65 @@ fn init() {
     let _ = port.sync_all();
     drop(port);
     sys::power_off();
+}
+
+/// Runs every probe, as many at once as the guest has CPUs (each probe is
+/// its own process, so they share nothing but the kernel), and hands their
+/// KTAP blocks to `emit` in registry order as soon as each is complete.
+/// Probes marked `runs_alone` wait for the others and run by themselves.
+fn run_all_probes(mut emit: impl FnMut(&str)) {
+    let lanes = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<(usize, String)>();
+    let mut blocks: Vec<Option<String>> = vec![None; PROBES.len()];
+    let (mut next_start, mut next_emit, mut running) = (0usize, 0usize, 0usize);
+    let mut alone_running = false;
+    loop {
+        while next_start < PROBES.len() && running < lanes && !alone_running {
+            let spec = &PROBES[next_start];
+            if spec.runs_alone && running > 0 {
+                break;
+            }
+            let (i, tx) = (next_start, done_tx.clone());
+            std::thread::spawn(move || {
+                // A panic here must still free the lane and report the probe.
+                let block = std::panic::catch_unwind(|| run_probe_child(i + 1, &PROBES[i]))
+                    .unwrap_or_else(|_| {
+                        not_run_block(i + 1, &PROBES[i], "the guest's probe runner panicked")
+                    });
+                let _ = tx.send((i, block));
+            });
+            alone_running = spec.runs_alone;
+            running += 1;
+            next_start += 1;
+        }
+        if running == 0 {
+            break;
+        }
+        let Ok((i, block)) = done_rx.recv() else {
+            break;
+        };
+        running -= 1;
+        alone_running &= !PROBES[i].runs_alone;
+        blocks[i] = Some(block);
+        while let Some(Some(b)) = blocks.get(next_emit) {
+            emit(b);
+            next_emit += 1;
+        }
+    }
+}
+
+/// The KTAP block of a probe that never ran: every case failed with `why`.
+fn not_run_block(number: usize, spec: &ProbeSpec, why: &str) -> String {
+    let mut block = format!(
+        "    KTAP version 1\n    # Subtest: {}\n    1..{}\n",
+        spec.name,
+        spec.cases.len()
+    );
+    for (j, case) in spec.cases.iter().enumerate() {
+        block.push_str(&format!("    # {why}\n    not ok {} {case}\n", j + 1));
+    }
+    block.push_str(&format!("not ok {number} {}\n", spec.name));
+    block
 }
 
 /// Runs one probe in a child process with its timeout; returns its KTAP
@@ -100,14 +162,11 @@ fn run_probe_child(number: usize, spec: &ProbeSpec) -> String {
     let mut child = match child {
         Ok(c) => c,
         Err(e) => {
-            for (j, case) in spec.cases.iter().enumerate() {
-                block.push_str(&format!(
-                    "    # cannot start the probe process: {e}\n    not ok {} {case}\n",
-                    j + 1
-                ));
-            }
-            block.push_str(&format!("not ok {number} {}\n", spec.name));
-            return block;
+            return not_run_block(
+                number,
+                spec,
+                &format!("cannot start the probe process: {e}"),
+            )
         }
     };
     // Read stdout on a thread so a chatty probe cannot block on a full pipe.

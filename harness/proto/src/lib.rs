@@ -82,10 +82,15 @@ pub struct ProbeSpec {
     /// failure there into a pass, so a probe that stops checking anything
     /// turns CI red.
     pub baseline_failures: &'static [&'static str],
+    /// Run with no other probe alongside: `/init` runs probes on every
+    /// guest CPU at once, which would disturb a timing probe.
+    pub runs_alone: bool,
 }
 
-/// Every probe, in the order the guest runs them. To add a probe: add an
-/// entry here and a module under `harness/guest/src/probes/`.
+/// Every probe, in the order the guest starts them (and reports them). The
+/// guest runs as many at once as it has CPUs, so long probes come early.
+/// To add a probe: add an entry here and a module under
+/// `harness/guest/src/probes/`.
 pub const PROBES: &[ProbeSpec] = &[
     ProbeSpec {
         name: "boot",
@@ -93,6 +98,7 @@ pub const PROBES: &[ProbeSpec] = &[
         timeout_secs: 5,
         cases: &["init-ran", "filesystems-mounted"],
         baseline_failures: &[],
+        runs_alone: false,
     },
     ProbeSpec {
         name: "proc-kallsyms",
@@ -100,6 +106,7 @@ pub const PROBES: &[ProbeSpec] = &[
         timeout_secs: 30,
         cases: &["format", "names-and-types", "addresses"],
         baseline_failures: &[],
+        runs_alone: false,
     },
     ProbeSpec {
         name: "sizes",
@@ -107,6 +114,7 @@ pub const PROBES: &[ProbeSpec] = &[
         timeout_secs: 60,
         cases: &["start-name-offset", "start-size", "last-byte"],
         baseline_failures: &["start-size"],
+        runs_alone: false,
     },
     ProbeSpec {
         name: "weak-orphans",
@@ -114,6 +122,7 @@ pub const PROBES: &[ProbeSpec] = &[
         timeout_secs: 30,
         cases: &["fixture", "all"],
         baseline_failures: &["fixture", "all"],
+        runs_alone: false,
     },
     ProbeSpec {
         name: "weak-kept",
@@ -123,6 +132,7 @@ pub const PROBES: &[ProbeSpec] = &[
         // The weak syscall stubs of kernel/sys_ni.c are followed by orphans
         // (x86_64: 19, arm64: 17 sizes wrong on the tiny baseline kernels).
         baseline_failures: &["size"],
+        runs_alone: false,
     },
     ProbeSpec {
         name: "format-pS",
@@ -130,6 +140,7 @@ pub const PROBES: &[ProbeSpec] = &[
         timeout_secs: 30,
         cases: &["shape", "real-size"],
         baseline_failures: &["real-size"],
+        runs_alone: false,
     },
     ProbeSpec {
         name: "kprobes",
@@ -137,6 +148,7 @@ pub const PROBES: &[ProbeSpec] = &[
         timeout_secs: 30,
         cases: &["past-end-refused", "inside-accepted"],
         baseline_failures: &["past-end-refused"],
+        runs_alone: false,
     },
     ProbeSpec {
         name: "ftrace",
@@ -144,6 +156,7 @@ pub const PROBES: &[ProbeSpec] = &[
         timeout_secs: 30,
         cases: &["no-invalid-entries", "no-orphan-sites"],
         baseline_failures: &[],
+        runs_alone: false,
     },
     ProbeSpec {
         name: "module-symbols",
@@ -151,6 +164,7 @@ pub const PROBES: &[ProbeSpec] = &[
         timeout_secs: 30,
         cases: &["found", "sizes"],
         baseline_failures: &["sizes"],
+        runs_alone: false,
     },
     ProbeSpec {
         name: "kallsyms-selftest",
@@ -160,6 +174,7 @@ pub const PROBES: &[ProbeSpec] = &[
         timeout_secs: 240,
         cases: &["verdict"],
         baseline_failures: &[],
+        runs_alone: false,
     },
     ProbeSpec {
         name: "lookup-bench",
@@ -167,6 +182,7 @@ pub const PROBES: &[ProbeSpec] = &[
         timeout_secs: 20,
         cases: &["measured"],
         baseline_failures: &[],
+        runs_alone: true,
     },
 ];
 
