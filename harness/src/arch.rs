@@ -58,7 +58,8 @@ pub const X86_64: ArchProfile = ArchProfile {
     name: "x86_64",
     kernel_arch: "x86_64",
     cross_compile: "",
-    image: "arch/x86/boot/bzImage",
+    // The ELF vmlinux, booted through its PVH entry (see x86_64.config).
+    image: "vmlinux",
     rust_target: "x86_64-unknown-linux-musl",
     config_fragment: "x86_64.config",
     host_tools: &[("qemu-system-x86_64", "qemu-system-x86")],
@@ -67,7 +68,7 @@ pub const X86_64: ArchProfile = ArchProfile {
         machine: "q35",
         cpu_tcg: "max",
         cpu_kvm: "host",
-        tcg_opts: "",
+        tcg_opts: ",thread=multi",
         memory_mib: 256,
         console: "ttyS0",
         // No ACPI tables are needed to boot, but ACPI is what powers the

@@ -456,6 +456,16 @@ pub fn run(spec: &VmSpec) -> Result<VmOutcome> {
     })
 }
 
+/// A QMP socket path unique to this process and VM, short enough for
+/// `sun_path`.
+pub fn qmp_socket_path(label: &str) -> PathBuf {
+    let safe: String = label
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    std::env::temp_dir().join(format!("ksh-{}-{safe}.qmp", std::process::id()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -520,7 +530,7 @@ mod tests {
         assert_eq!(value_after(&a, "-accel"), ["kvm"]);
         assert_eq!(value_after(&a, "-cpu"), ["host"]);
         let a = args(&command(&spec(&X86_64, Accel::Tcg)));
-        assert_eq!(value_after(&a, "-accel"), ["tcg"]);
+        assert_eq!(value_after(&a, "-accel"), ["tcg,thread=multi"]);
         assert_eq!(value_after(&a, "-cpu"), ["max"]);
         assert!(value_after(&a, "-append")[0].contains("console=ttyS0"));
         assert_eq!(value_after(&a, "-device")[0], "virtio-serial-pci,id=vser0");
@@ -534,14 +544,4 @@ mod tests {
         assert!(e.contains("Unable to mount root") && e.contains("[0.1] a"));
         assert!(panic_excerpt("all fine\n").is_none());
     }
-}
-
-/// A QMP socket path unique to this process and VM, short enough for
-/// `sun_path`.
-pub fn qmp_socket_path(label: &str) -> PathBuf {
-    let safe: String = label
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    std::env::temp_dir().join(format!("ksh-{}-{safe}.qmp", std::process::id()))
 }
