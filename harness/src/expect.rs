@@ -27,6 +27,11 @@ pub const FORMAT_SAMPLE_EVERY: usize = 97;
 /// expectation files plus the probe module.
 pub fn guest_files(arch: &ArchProfile, built: &Built) -> Result<Vec<GuestFile>> {
     let ko = crate::probemod::build(arch, built)?;
+    let cache = built.dir.join("ksh-expect-cache");
+    let key = cache_key(built, &ko);
+    if let Some(files) = key.as_deref().and_then(|k| load_cached(&cache, k)) {
+        return Ok(files);
+    }
     let ko_bytes = std::fs::read(&ko).with_context(|| format!("reading {}", ko.display()))?;
     let exp = Expectations::compute(&built.dir, &built.vmlinux, Some(&ko))?;
     let summary_path = built.dir.join("ksh-expect-summary.txt");
@@ -38,7 +43,76 @@ pub fn guest_files(arch: &ArchProfile, built: &Built) -> Result<Vec<GuestFile>> 
         mode: 0o644,
         data: ko_bytes,
     });
+    if let Some(k) = &key {
+        // A cache that cannot be written only costs the next run time.
+        let _ = store_cached(&cache, k, &files);
+    }
     Ok(files)
+}
+
+/// What the expectations are computed from: the kernel, its configuration
+/// and objects' link (vmlinux), the module, and the harness binary itself
+/// (whose code derives them). Sizes and mtimes stand in for contents:
+/// reading vmlinux to hash it would cost most of what the cache saves.
+fn cache_key(built: &Built, ko: &Path) -> Option<String> {
+    let exe = std::env::current_exe().ok()?;
+    let mut parts: Vec<Vec<u8>> = Vec::new();
+    for p in [
+        &built.vmlinux,
+        &built.dir.join(".config"),
+        &ko.to_path_buf(),
+        &exe,
+    ] {
+        let m = std::fs::metadata(p).ok()?;
+        let t = m
+            .modified()
+            .ok()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?;
+        parts.push(format!("{} {} {}", p.display(), m.len(), t.as_nanos()).into_bytes());
+    }
+    let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
+    Some(crate::layout::digest(&refs))
+}
+
+/// The cached files: `key` names the inputs, `files` holds each file as
+/// `MODE PATH LEN\n` and LEN bytes.
+fn load_cached(dir: &Path, key: &str) -> Option<Vec<GuestFile>> {
+    if std::fs::read_to_string(dir.join("key")).ok()?.trim() != key {
+        return None;
+    }
+    let data = std::fs::read(dir.join("files")).ok()?;
+    let mut files = Vec::new();
+    let mut rest = &data[..];
+    while !rest.is_empty() {
+        let nl = rest.iter().position(|&b| b == b'\n')?;
+        let head = std::str::from_utf8(&rest[..nl]).ok()?;
+        let mut f = head.splitn(3, ' ');
+        let (mode, len, path) = (f.next()?, f.next()?, f.next()?);
+        let (mode, len): (u32, usize) = (mode.parse().ok()?, len.parse().ok()?);
+        let body = rest.get(nl + 1..nl + 1 + len)?;
+        files.push(GuestFile {
+            path: path.to_string(),
+            mode,
+            data: body.to_vec(),
+        });
+        rest = &rest[nl + 1 + len..];
+    }
+    Some(files)
+}
+
+fn store_cached(dir: &Path, key: &str, files: &[GuestFile]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut data = Vec::new();
+    for f in files {
+        data.extend_from_slice(format!("{} {} {}\n", f.mode, f.data.len(), f.path).as_bytes());
+        data.extend_from_slice(&f.data);
+    }
+    // The key goes last: a run interrupted in between leaves a stale key,
+    // which simply misses.
+    let _ = std::fs::remove_file(dir.join("key"));
+    std::fs::write(dir.join("files"), data)?;
+    std::fs::write(dir.join("key"), key)
 }
 
 /// Everything the probes need, as computed text plus counts for the summary.
@@ -342,6 +416,34 @@ impl Expectations {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cache_round_trips_and_misses_on_another_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = vec![
+            GuestFile {
+                path: "/ksh/expect/a b.txt".into(),
+                mode: 0o644,
+                data: b"one\ntwo\n".to_vec(),
+            },
+            GuestFile {
+                path: "/ksh/m.ko".into(),
+                mode: 0o600,
+                data: vec![0, b'\n', 255],
+            },
+        ];
+        store_cached(dir.path(), "k1", &files).unwrap();
+        let back = load_cached(dir.path(), "k1").unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!(
+            (back[0].path.as_str(), back[0].mode, &back[0].data[..]),
+            ("/ksh/expect/a b.txt", 0o644, &b"one\ntwo\n"[..])
+        );
+        assert_eq!(back[1].data, [0, b'\n', 255]);
+        assert!(load_cached(dir.path(), "k2").is_none());
+        std::fs::write(dir.path().join("files"), "644 99 /x\nshort").unwrap();
+        assert!(load_cached(dir.path(), "k1").is_none());
+    }
 
     /// Against a real build dir when one is around (`KSH_EXPECT_BUILD_DIR`,
     /// else `/tmp/kb/x86_64`); prints the summary.

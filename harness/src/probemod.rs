@@ -62,6 +62,12 @@ pub fn make_command(arch: &ArchProfile, built: &Built, dir: &Path) -> Command {
 pub fn build(arch: &ArchProfile, built: &Built) -> Result<PathBuf> {
     let dir = build_dir(built);
     sync_sources(&source_dir(), &dir)?;
+    let ko = dir.join(format!("{MODULE_NAME}.ko"));
+    if is_up_to_date(&ko, &dir, built) {
+        // Even a no-op kbuild `make` costs seconds (it re-reads the whole
+        // build's makefiles); a warm rerun skips it.
+        return Ok(ko);
+    }
     let log = dir.join("build.log");
     let mut cmd = make_command(arch, built, &dir);
     let line = shell_line(&cmd);
@@ -72,7 +78,6 @@ pub fn build(arch: &ArchProfile, built: &Built) -> Result<PathBuf> {
         .stderr(out)
         .status()
         .with_context(|| format!("running {line}"))?;
-    let ko = dir.join(format!("{MODULE_NAME}.ko"));
     if !status.success() || !ko.is_file() {
         let text = fs::read_to_string(&log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
@@ -83,6 +88,27 @@ pub fn build(arch: &ArchProfile, built: &Built) -> Result<PathBuf> {
         );
     }
     Ok(ko)
+}
+
+/// Whether `ko` is newer than everything it is built from: the module's
+/// sources (copied only when they change, so their mtimes are stable), the
+/// kernel it links against and that kernel's configuration.
+fn is_up_to_date(ko: &Path, dir: &Path, built: &Built) -> bool {
+    let mtime = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
+    let Some(ko_time) = mtime(ko) else {
+        return false;
+    };
+    let mut inputs = vec![
+        built.vmlinux.clone(),
+        built.dir.join("Module.symvers"),
+        built.dir.join(".config"),
+    ];
+    if let Ok(rd) = fs::read_dir(source_dir()) {
+        inputs.extend(rd.flatten().map(|e| dir.join(e.file_name())));
+    }
+    inputs
+        .iter()
+        .all(|p| mtime(p).is_some_and(|t| t <= ko_time))
 }
 
 #[cfg(test)]
