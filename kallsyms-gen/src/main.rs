@@ -181,10 +181,8 @@ impl AddrRange {
 struct Table {
     /// Type char + name of every symbol, back to back.
     arena: Vec<u8>,
-    /// Start of each symbol's bytes in `arena`.
-    start: Vec<u32>,
-    /// Current length of each symbol (type + name; shrinks while compressing).
-    len: Vec<u16>,
+    /// Where each symbol's bytes are in `arena`.
+    slot: Vec<Slot>,
     addr: Vec<u64>,
     /// `nm -S` sizes (0 when absent); only collected with `--symbol-sizes`.
     size: Vec<u64>,
@@ -201,12 +199,20 @@ struct Table {
     relative_base: u64,
 }
 
+/// Start and current length (type + name; shrinks while compressing) of a
+/// symbol in the arena; one 8-byte entry, so that the compression finds a
+/// symbol with one memory access.
+#[derive(Clone, Copy)]
+struct Slot {
+    start: u32,
+    len: u32,
+}
+
 impl Table {
     fn new() -> Self {
         Table {
             arena: Vec::new(),
-            start: Vec::new(),
-            len: Vec::new(),
+            slot: Vec::new(),
             addr: Vec::new(),
             size: Vec::new(),
             percpu_absolute: Vec::new(),
@@ -246,11 +252,10 @@ impl Table {
     /// the working set of the compression small.
     fn compact(&mut self) {
         let mut pos = 0;
-        for i in 0..self.count() {
-            let s = self.start[i] as usize;
-            let l = self.len[i] as usize;
+        for slot in &mut self.slot {
+            let (s, l) = (slot.start as usize, slot.len as usize);
             self.arena.copy_within(s..s + l, pos);
-            self.start[i] = pos as u32;
+            slot.start = pos as u32;
             pos += l;
         }
         self.arena.truncate(pos);
@@ -258,8 +263,8 @@ impl Table {
     }
 
     fn sym(&self, i: usize) -> &[u8] {
-        let s = self.start[i] as usize;
-        &self.arena[s..s + self.len[i] as usize]
+        let Slot { start, len } = self.slot[i];
+        &self.arena[start as usize..(start + len) as usize]
     }
 }
 
@@ -649,10 +654,12 @@ fn add_symbol(table: &mut Table, parsed: &Line, name: &[u8], opts: &Options) {
     if start + name.len() + 1 > u32::MAX as usize {
         fatal("input map too large");
     }
-    table.start.push(start as u32);
+    table.slot.push(Slot {
+        start: start as u32,
+        len: (name.len() + 1) as u32,
+    });
     table.arena.push(parsed.typ);
     table.arena.extend_from_slice(name);
-    table.len.push((name.len() + 1) as u16);
     table.addr.push(parsed.addr);
     if opts.symbol_sizes {
         table.size.push(parsed.size);
@@ -700,11 +707,13 @@ fn shrink_table(t: &mut Table, all_symbols: bool) {
     let mut arena_pos = 0usize;
     for i in 0..t.count() {
         if symbol_valid(t, i, all_symbols) {
-            let s = t.start[i] as usize;
-            let l = t.len[i] as usize;
+            let Slot { start, len } = t.slot[i];
+            let (s, l) = (start as usize, len as usize);
             t.arena.copy_within(s..s + l, arena_pos);
-            t.start[pos] = arena_pos as u32;
-            t.len[pos] = t.len[i];
+            t.slot[pos] = Slot {
+                start: arena_pos as u32,
+                len,
+            };
             t.addr[pos] = t.addr[i];
             if !t.size.is_empty() {
                 t.size[pos] = t.size[i];
@@ -714,8 +723,7 @@ fn shrink_table(t: &mut Table, all_symbols: bool) {
         }
     }
     t.arena.truncate(arena_pos);
-    t.start.truncate(pos);
-    t.len.truncate(pos);
+    t.slot.truncate(pos);
     t.addr.truncate(pos);
     t.size.truncate(pos);
     t.percpu_absolute.truncate(pos);
@@ -730,8 +738,7 @@ fn make_percpus_absolute(t: &mut Table) {
         if t.percpu_range.contains(t.addr[i]) {
             // Keep the 'A' override for percpu symbols to ensure consistent
             // behavior compared to older versions of this tool.
-            let s = t.start[i] as usize;
-            t.arena[s] = b'A';
+            t.arena[t.slot[i].start as usize] = b'A';
             t.percpu_absolute[i] = true;
         }
     }
@@ -797,18 +804,23 @@ fn sort_symbols(t: &mut Table) {
     }
 
     let mut arena = Vec::with_capacity(t.arena.len() + ARENA_SLACK);
-    let mut start = Vec::with_capacity(n);
+    let mut slot = Vec::with_capacity(n);
     for &i in &order {
-        start.push(arena.len() as u32);
-        arena.extend_from_slice(t.sym(i as usize));
+        let sym = t.sym(i as usize);
+        slot.push(Slot {
+            start: arena.len() as u32,
+            len: sym.len() as u32,
+        });
+        arena.extend_from_slice(sym);
     }
-    arena.resize(arena.len() + ARENA_SLACK, 0); // for pair_mask's word reads
-                                                // Faster than C (which expands every compressed symbol back with
-                                                // expand_symbol() before printing it): the uncompressed names are kept.
-    t.name_start = order.iter().map(|&i| t.start[i as usize]).collect();
+    // Zero bytes at the end for pair_mask's word reads.
+    arena.resize(arena.len() + ARENA_SLACK, 0);
+    // Faster than C (which expands every compressed symbol back with
+    // expand_symbol() before printing it): the uncompressed names are kept.
+    t.name_start = order.iter().map(|&i| t.slot[i as usize].start).collect();
+    t.name_len = slot.iter().map(|s| s.len as u16).collect();
     t.names = std::mem::replace(&mut t.arena, arena);
-    t.start = start;
-    t.len = order.iter().map(|&i| t.len[i as usize]).collect();
+    t.slot = slot;
     t.addr = order.iter().map(|&i| t.addr[i as usize]).collect();
     t.percpu_absolute = order
         .iter()
@@ -817,7 +829,6 @@ fn sort_symbols(t: &mut Table) {
     if !t.size.is_empty() {
         t.size = order.iter().map(|&i| t.size[i as usize]).collect();
     }
-    t.name_len = t.len.clone();
 }
 
 // ---------------------------------------------------------------------------
@@ -1125,7 +1136,7 @@ fn optimize_token_table(t: &mut Table) -> TokenTable {
 const ARENA_SLACK: usize = 16;
 
 /// How far ahead (in list entries) the symbol bytes, and the per-symbol
-/// `start`/`len` entries needed to locate them, are prefetched.
+/// `slot` entries needed to locate them, are prefetched.
 const PREFETCH_DISTANCE: usize = 16;
 const PREFETCH_INDEX_DISTANCE: usize = 48;
 
@@ -1199,18 +1210,17 @@ fn compress_symbols(
     }
     for k in 0..visit.len() {
         // Symbols are visited in ascending but scattered order; prefetching
-        // their start/len entries and then their bytes ahead of use hides
+        // their slot entries and then their bytes ahead of use hides
         // most of the memory latency.
         if let Some(&s2) = visit.get(k + PREFETCH_INDEX_DISTANCE) {
-            prefetch(&t.start, s2 as usize);
-            prefetch(&t.len, s2 as usize);
+            prefetch(&t.slot, s2 as usize);
         }
         if let Some(&s1) = visit.get(k + PREFETCH_DISTANCE) {
-            prefetch(&t.arena, t.start[s1 as usize] as usize);
+            prefetch(&t.arena, t.slot[s1 as usize].start as usize);
         }
         let s = visit[k] as usize;
-        let st = t.start[s] as usize;
-        let len = t.len[s] as usize;
+        let st = t.slot[s].start as usize;
+        let len = t.slot[s].len as usize;
         // The symbol is sym[..len]; the slice extends into the following
         // symbols (or the arena slack) so that whole words can be read.
         let sym = &mut t.arena[st..st + len + ARENA_SLACK / 2];
@@ -1268,7 +1278,7 @@ fn compress_symbols(
             w += len - r;
         }
         removed += len - w;
-        t.len[s] = w as u16;
+        t.slot[s].len = w as u32;
     }
     ix.fixed = fixed;
     ix.visit = visit;
@@ -1659,10 +1669,10 @@ fn write_src(t: &mut Table, tt: &TokenTable, opts: &Options) {
     for i in 0..n {
         // There cannot be any symbol of length zero; only lengths that fit
         // in up-to-two-byte ULEB128 are supported (both impossible here).
-        if t.len[i] == 0 {
+        if t.slot[i].len == 0 {
             fatal("kallsyms failure: unexpected zero symbol length");
         }
-        if t.len[i] > 0x3FFF {
+        if t.slot[i].len > 0x3FFF {
             fatal("kallsyms failure: unexpected huge symbol length");
         }
     }
@@ -1736,7 +1746,7 @@ fn write_src(t: &mut Table, tt: &TokenTable, opts: &Options) {
         if i & 0xFF == 0 {
             markers.push(off);
         }
-        let len = t.len[i] as u32;
+        let len = t.slot[i].len;
         // Encode length with ULEB128.
         if len <= 0x7F {
             out.s(b"\t.byte ");
