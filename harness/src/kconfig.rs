@@ -69,15 +69,52 @@ pub fn variant_names() -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// The fragments for one (arch, variant), in merge order.
-pub fn fragments(arch: &ArchProfile, variant: &str) -> Result<Vec<PathBuf>> {
-    let dir = layout::kernel_configs_dir();
-    let variant_path = dir.join("variants").join(format!("{variant}.config"));
-    if !variant_path.is_file() {
+/// The architectures a variant applies to: `None` for all, or the list
+/// its fragment names in a `# arches: a, b` line (a variant such as `up`
+/// asks for something one arch cannot have).
+pub fn variant_arches(variant: &str) -> Result<Option<Vec<String>>> {
+    let path = variant_path(variant)?;
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(text.lines().find_map(|l| {
+        l.strip_prefix("# arches:").map(|list| {
+            list.split(',')
+                .map(|a| a.trim().to_string())
+                .filter(|a| !a.is_empty())
+                .collect()
+        })
+    }))
+}
+
+/// Whether `variant` applies to `arch`.
+pub fn variant_applies(variant: &str, arch: &ArchProfile) -> Result<bool> {
+    Ok(variant_arches(variant)?.is_none_or(|list| list.iter().any(|a| a == arch.name)))
+}
+
+fn variant_path(variant: &str) -> Result<PathBuf> {
+    let path = layout::kernel_configs_dir()
+        .join("variants")
+        .join(format!("{variant}.config"));
+    if !path.is_file() {
         bail!(
             "unknown config '{variant}'; valid: {}",
             variant_names()?.join(", ")
         );
+    }
+    Ok(path)
+}
+
+/// The fragments for one (arch, variant), in merge order.
+pub fn fragments(arch: &ArchProfile, variant: &str) -> Result<Vec<PathBuf>> {
+    let dir = layout::kernel_configs_dir();
+    let variant_path = variant_path(variant)?;
+    if let Some(list) = variant_arches(variant)? {
+        if !list.iter().any(|a| a == arch.name) {
+            bail!(
+                "config '{variant}' applies to {} only, not {}",
+                list.join(", "),
+                arch.name
+            );
+        }
     }
     Ok(vec![
         dir.join("common.config"),
@@ -199,9 +236,26 @@ mod tests {
     }
 
     #[test]
+    fn arch_restricted_variants() {
+        assert!(variant_applies("minimal", &crate::arch::ARM64).unwrap());
+        assert_eq!(
+            variant_arches("up").unwrap(),
+            Some(vec!["x86_64".to_string()])
+        );
+        assert!(!variant_applies("up", &crate::arch::ARM64).unwrap());
+        let err = fragments(&crate::arch::ARM64, "up")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("applies to x86_64 only"), "{err}");
+    }
+
+    #[test]
     fn real_fragments_parse_for_every_arch_and_variant() {
         for arch in crate::arch::ALL {
             for v in variant_names().unwrap() {
+                if !variant_applies(&v, arch).unwrap() {
+                    continue;
+                }
                 let frags = fragments(arch, &v).unwrap();
                 let (merged, _) = requested(&frags).unwrap();
                 assert_eq!(merged.get("KALLSYMS"), Some(&Value::Set("y".into())));

@@ -196,14 +196,9 @@ pub fn run(args: BisectArgs) -> Result<i32> {
         .canonicalize()
         .with_context(|| format!("--kernel-tree {}", args.kernel_tree.display()))?;
     let arch = arch::by_name(&args.arch)?;
-    let configs = harness::kconfig::variant_names()?;
-    if !configs.contains(&args.config) {
-        bail!(
-            "unknown config '{}'; valid: {}",
-            args.config,
-            configs.join(", ")
-        );
-    }
+    // Unknown config, or one that does not apply to this arch: fail now,
+    // before any commit is checked out.
+    harness::kconfig::fragments(arch, &args.config)?;
     git(&tree, &["rev-parse", "--git-dir"]).context("--kernel-tree must be a git checkout")?;
     if !git(&tree, &["status", "--porcelain", "--untracked-files=no"])?.is_empty() {
         bail!("{} has uncommitted changes; commit or stash them first (bisect checks out other commits)", tree.display());

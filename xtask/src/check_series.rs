@@ -16,10 +16,11 @@ use crate::flags::CheckSeriesArgs;
 use crate::selection;
 
 pub fn run(args: CheckSeriesArgs) -> Result<i32> {
-    let arches = selection::arches(&args.kernel)?;
-    let configs = selection::configs(&args.kernel)?;
+    let cells = selection::cells(&args.kernel)?;
+    let mut arches: Vec<_> = cells.iter().map(|c| c.0).collect();
+    arches.dedup_by_key(|a| a.name);
     prereqs::ensure(&prereqs::Needs {
-        arches: arches.clone(),
+        arches,
         debian_source: true,
         guest: false,
     })?;
@@ -74,27 +75,25 @@ pub fn run(args: CheckSeriesArgs) -> Result<i32> {
     for count in 1..=series.entries.len() {
         let src = source::prepare_series_prefix(count)?;
         let last = &series.entries[count - 1].file;
-        for &arch in &arches {
-            for config in &configs {
-                let cell = Cell {
-                    arch,
-                    config: config.clone(),
-                    source: &src,
-                };
-                let started = Instant::now();
-                match testrun::build_kernel(&cell, jobs) {
-                    Ok(_) => println!(
-                        "prefix {count} ({last}) {}: builds ({})",
-                        cell.name(),
-                        fmt_duration(started.elapsed())
-                    ),
-                    Err(e) => {
-                        println!(
-                            "prefix {count} ({last}) {}: BUILD FAILED\n{e:#}",
-                            cell.name()
-                        );
-                        failures.push(format!("prefix {count} on {}", cell.name()));
-                    }
+        for (arch, config) in &cells {
+            let cell = Cell {
+                arch,
+                config: config.clone(),
+                source: &src,
+            };
+            let started = Instant::now();
+            match testrun::build_kernel(&cell, jobs) {
+                Ok(_) => println!(
+                    "prefix {count} ({last}) {}: builds ({})",
+                    cell.name(),
+                    fmt_duration(started.elapsed())
+                ),
+                Err(e) => {
+                    println!(
+                        "prefix {count} ({last}) {}: BUILD FAILED\n{e:#}",
+                        cell.name()
+                    );
+                    failures.push(format!("prefix {count} on {}", cell.name()));
                 }
             }
         }

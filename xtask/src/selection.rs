@@ -26,6 +26,37 @@ pub fn configs(sel: &KernelSelection) -> Result<Vec<String>> {
     Ok(sel.configs.clone())
 }
 
+/// The (arch, config) cells selected. A config that applies to some arches
+/// only (`# arches:` in its fragment) is left out for the others when no
+/// `--arch` was given, and is an error for an arch asked for by name.
+pub fn cells(sel: &KernelSelection) -> Result<Vec<(&'static ArchProfile, String)>> {
+    let (arches, configs) = (arches(sel)?, configs(sel)?);
+    cells_of(&arches, &configs, !sel.arches.is_empty())
+}
+
+/// [`cells`] for explicit lists; `strict`: an inapplicable pair is an error.
+pub fn cells_of(
+    arches: &[&'static ArchProfile],
+    configs: &[String],
+    strict: bool,
+) -> Result<Vec<(&'static ArchProfile, String)>> {
+    let mut out = Vec::new();
+    for &arch in arches {
+        for config in configs {
+            if harness::kconfig::variant_applies(config, arch)? {
+                out.push((arch, config.clone()));
+            } else if strict {
+                // Names the arches the config is for.
+                harness::kconfig::fragments(arch, config)?;
+            }
+        }
+    }
+    if out.is_empty() {
+        bail!("no (arch, config) pair selected applies: check --arch and --config");
+    }
+    Ok(out)
+}
+
 pub fn source_spec(sel: &KernelSelection) -> Result<SourceSpec> {
     Ok(match (&sel.kernel_tree, sel.baseline) {
         (Some(_), true) => bail!(

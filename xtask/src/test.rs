@@ -21,20 +21,16 @@ pub fn run(mut args: TestArgs) -> Result<i32> {
     // report finished results, so run them in order for a readable log.
     lt.test_threads = Some(1);
 
-    let arches = selection::arches(&args.kernel)?;
-    let configs = selection::configs(&args.kernel)?;
     // Names are known before anything is built: the list and the filter
     // need no kernel.
     let mut names = Vec::new();
     let mut selected_cells = Vec::new();
-    for &arch in &arches {
-        for config in &configs {
-            let cell_names = testrun::test_names(arch, config);
-            if cell_names.iter().any(|n| report::is_selected(&lt, n)) {
-                selected_cells.push((arch, config.clone()));
-            }
-            names.extend(cell_names);
+    for (arch, config) in selection::cells(&args.kernel)? {
+        let cell_names = testrun::test_names(arch, &config);
+        if cell_names.iter().any(|n| report::is_selected(&lt, n)) {
+            selected_cells.push((arch, config));
         }
+        names.extend(cell_names);
     }
 
     let mut results: Vec<CellReport> = Vec::new();
