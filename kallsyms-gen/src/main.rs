@@ -1598,65 +1598,59 @@ fn write_compact_sizes_tables(out: &mut Out, addrs: &[u64], sizes: &[u64]) {
 }
 
 /// C's `sort_symbols_by_name()`: symbol positions ordered by name
-/// (`strcmp`), then address, then position.
+/// (`strcmp`), then address, then position; the table is in address order,
+/// so that is name, then position.
 ///
-/// Faster than C's qsort + strcmp: an MSD sort on 12-byte chunks of the
-/// names packed with the position into `u128`s, so that nearly all work is
-/// plain integer sorting; only runs with an equal chunk go one level deeper.
+/// Faster than C's qsort + strcmp: an MSD sort on 28-byte chunks of the
+/// names packed with the position into a pair of `u128`s, so that nearly
+/// all work is plain integer sorting; only runs with an equal chunk go one
+/// level deeper. (Kernel names often share long prefixes, `__pfx_` and
+/// subsystem names, hence the long chunk.)
 ///
 /// `key(i)` is the (start, length) of symbol `i`'s name in `buf`, which must
-/// have 12 readable bytes after every name.
-fn sort_symbols_by_name(
-    n: usize,
-    buf: &[u8],
-    key: impl Fn(usize) -> (usize, usize),
-    addr: &[u64],
-) -> Vec<u32> {
-    const CHUNK: usize = 12;
-    let chunk = |i: usize, depth: usize| -> u128 {
+/// have 28 readable bytes after every name.
+fn sort_symbols_by_name(n: usize, buf: &[u8], key: impl Fn(usize) -> (usize, usize)) -> Vec<u32> {
+    const CHUNK: usize = 28;
+    // Bytes `depth * CHUNK ..` of the name (zero padded), then the position.
+    let chunk = |i: usize, depth: usize| -> (u128, u128) {
         let (ks, kl) = key(i);
         let from = (depth * CHUNK).min(kl);
         let rem = (kl - from).min(CHUNK);
-        let mut b = [0u8; 16];
+        let mut b = [0u8; 32];
         b[..CHUNK].copy_from_slice(&buf[ks + from..ks + from + CHUNK]);
-        let mask = if rem == 0 {
-            0
-        } else {
-            !0u128 << ((16 - rem) * 8)
-        };
-        (u128::from_be_bytes(b) & mask) | i as u128
+        b[rem..].fill(0);
+        let hi = u128::from_be_bytes(b[..16].try_into().unwrap());
+        let lo = u128::from_be_bytes(b[16..].try_into().unwrap());
+        (hi, lo | i as u128)
     };
-    let mut order: Vec<u128> = (0..n).map(|i| chunk(i, 0)).collect();
+    let pos = |v: &(u128, u128)| v.1 as u32 as usize;
+    let mut order: Vec<(u128, u128)> = (0..n).map(|i| chunk(i, 0)).collect();
     order.sort_unstable();
     // Runs whose elements are sorted by their chunk at `depth`.
     let mut stack = vec![(0usize, n, 0usize)];
     while let Some((start, end, depth)) = stack.pop() {
         let mut run = start;
         while run < end {
-            let hi = order[run] >> 32;
+            let (hi, lo) = (order[run].0, order[run].1 >> 32);
             let mut e = run + 1;
-            while e < end && order[e] >> 32 == hi {
+            while e < end && order[e].0 == hi && order[e].1 >> 32 == lo {
                 e += 1;
             }
-            if e - run > 1 {
-                let first = order[run] as u32 as usize;
-                if key(first).1 < (depth + 1) * CHUNK {
-                    // Equal chunks and a key that ends inside it (zero
-                    // padding; names contain no NUL): identical names.
-                    // Ties: address, then position.
-                    order[run..e].sort_unstable_by_key(|&v| (addr[v as u32 as usize], v as u32));
-                } else {
-                    for v in &mut order[run..e] {
-                        *v = chunk(*v as u32 as usize, depth + 1);
-                    }
-                    order[run..e].sort_unstable();
-                    stack.push((run, e, depth + 1));
+            // Equal chunks and a key that ends inside it (zero padding; names
+            // contain no NUL) mean identical names: C then orders by address,
+            // then position. The table is in address order, so that is the
+            // position order the run already has.
+            if e - run > 1 && key(pos(&order[run])).1 >= (depth + 1) * CHUNK {
+                for v in &mut order[run..e] {
+                    *v = chunk(pos(v), depth + 1);
                 }
+                order[run..e].sort_unstable();
+                stack.push((run, e, depth + 1));
             }
             run = e;
         }
     }
-    order.into_iter().map(|v| v as u32).collect()
+    order.iter().map(|v| pos(v) as u32).collect()
 }
 
 /// Emits the assembler source. Unlike the C tool, every fatal condition is
@@ -1709,7 +1703,7 @@ fn write_src(t: &mut Table, tt: &TokenTable, opts: &Options) {
         })
         .collect();
     // Sort keys of symbols with a NUL type byte (see below) go after the
-    // names; then 16 bytes of slack for word-sized copies.
+    // names; then 32 bytes of slack for word-sized copies.
     let mut nul_type_keys: Vec<(u32, u32, u16)> = Vec::new();
     for (i, _) in name_len.iter().enumerate().filter(|(_, &l)| l == 0) {
         let rest = &t.sym(i)[1..];
@@ -1717,7 +1711,7 @@ fn write_src(t: &mut Table, tt: &TokenTable, opts: &Options) {
         nul_type_keys.push((i as u32, names.len() as u32, end as u16));
         names.extend_from_slice(&rest[..end]);
     }
-    names.resize(names.len() + 16, 0);
+    names.resize(names.len() + 32, 0);
     let names = names;
     let name = |i: usize| -> (usize, usize) { (name_start[i] as usize, name_len[i] as usize) };
 
@@ -1848,7 +1842,7 @@ fn write_src(t: &mut Table, tt: &TokenTable, opts: &Options) {
         let (_, ks, kl) = nul_type_keys[k];
         (ks as usize, kl as usize)
     };
-    let order = sort_symbols_by_name(n, &names, key, &t.addr);
+    let order = sort_symbols_by_name(n, &names, key);
     out.label("kallsyms_seqs_of_names");
     for (k, &i) in order.iter().enumerate() {
         // Name order is random in memory: prefetch ahead of use.
