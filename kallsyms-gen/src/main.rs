@@ -813,7 +813,7 @@ fn sort_symbols(t: &mut Table) {
         });
         arena.extend_from_slice(sym);
     }
-    // Zero bytes at the end for pair_mask's word reads.
+    // Zero bytes at the end for pair_bits' word reads.
     arena.resize(arena.len() + ARENA_SLACK, 0);
     // Faster than C (which expands every compressed symbol back with
     // expand_symbol() before printing it): the uncompressed names are kept.
@@ -1132,8 +1132,8 @@ fn optimize_token_table(t: &mut Table) -> TokenTable {
     tt
 }
 
-/// Zero bytes after the last symbol in the arena.
-const ARENA_SLACK: usize = 16;
+/// Zero bytes after the last symbol in the arena (for pair_bits' reads).
+const ARENA_SLACK: usize = 40;
 
 /// How far ahead (in list entries) the symbol bytes, and the per-symbol
 /// `slot` entries needed to locate them, are prefetched.
@@ -1157,24 +1157,59 @@ fn prefetch<T>(buf: &[T], i: usize) {
     let _ = (buf, i);
 }
 
-/// Positions `p` in `i..i + 8` with `sym[p] == a && sym[p + 1] == b` and
-/// `p + 1 < len`, as the high bit of byte `p - i` of the result (SWAR:
-/// exact zero-byte test on `(w ^ aaaa…) | (w' ^ bbbb…)` where `w'` is the
-/// word `w` shifted by one byte). Reads `sym[i..i + 9]`.
+/// Positions `p` in `base..base + 32` with `sym[p] == a && sym[p + 1] == b`
+/// and `p + 1 < len`, as bit `p - base` of the result. Reads
+/// `sym[base..base + 33]`. A fixed amount of work, so that the length of a
+/// symbol costs no mispredicted branches.
 #[inline(always)]
-fn pair_mask(sym: &[u8], i: usize, len: usize, pa: u64, pb: u64) -> u64 {
-    const LO7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-    let w: &[u8; 9] = sym[i..i + 9].try_into().unwrap();
-    let w0 = u64::from_le_bytes(w[..8].try_into().unwrap());
-    let w1 = u64::from_le_bytes(w[1..].try_into().unwrap());
-    let z = (w0 ^ pa) | (w1 ^ pb);
-    let m = !(((z & LO7) + LO7) | z | LO7);
-    let valid = len - 1 - i; // pairs starting at i .. i + valid are inside
-    if valid < 8 {
-        m & ((1u64 << (valid * 8)) - 1)
-    } else {
-        m
+fn pair_bits(sym: &[u8], base: usize, len: usize, a: u8, b: u8) -> u64 {
+    let bytes: &[u8; 33] = sym[base..base + 33].try_into().unwrap();
+    // Pairs starting at base .. base + valid are inside the symbol.
+    let valid = (len - 1 - base).min(32);
+    pair_bits_32(bytes, a, b) & ((1u64 << valid) - 1)
+}
+
+/// `pair_bits` without the length limit, with SSE2 (always present on
+/// x86_64): two 16-byte compares for `a`, two for `b` one byte further.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn pair_bits_32(bytes: &[u8; 33], a: u8, b: u8) -> u64 {
+    use std::arch::x86_64::*;
+    // SAFETY: SSE2 is part of the x86_64 baseline; the unaligned loads read
+    // bytes[0..32] and bytes[1..33], inside the array.
+    unsafe {
+        let p = bytes.as_ptr();
+        let load = |i: usize| _mm_loadu_si128(p.add(i) as *const __m128i);
+        let (va, vb) = (_mm_set1_epi8(a as i8), _mm_set1_epi8(b as i8));
+        let half = |i: usize| {
+            let m = _mm_and_si128(_mm_cmpeq_epi8(load(i), va), _mm_cmpeq_epi8(load(i + 1), vb));
+            _mm_movemask_epi8(m) as u32 as u64
+        };
+        half(0) | half(16) << 16
     }
+}
+
+/// Portable `pair_bits_32` (SWAR, 8 positions per step): an exact zero-byte
+/// test on `(w ^ aaaa…) | (w' ^ bbbb…)`, where `w'` is the word `w` shifted
+/// by one byte, gives the high bit of each matching byte, and a
+/// multiplication gathers those 8 bits into one byte.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn pair_bits_32(bytes: &[u8; 33], a: u8, b: u8) -> u64 {
+    const LO7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let (pa, pb) = (
+        0x0101_0101_0101_0101 * a as u64,
+        0x0101_0101_0101_0101 * b as u64,
+    );
+    let word = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().unwrap());
+    let mut bits = 0;
+    for step in 0..4 {
+        let i = step * 8;
+        let z = (word(i) ^ pa) | (word(i + 1) ^ pb);
+        let high = !(((z & LO7) + LO7) | z | LO7);
+        bits |= ((high >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) << i;
+    }
+    bits
 }
 
 /// Replaces pair `best` by token `x` in every symbol that contains it;
@@ -1188,10 +1223,6 @@ fn compress_symbols(
 ) -> usize {
     let mut removed = 0;
     let (a, b) = ((best & 0xff) as u8, (best >> 8) as u8);
-    let (pa, pb) = (
-        0x0101_0101_0101_0101 * a as u64,
-        0x0101_0101_0101_0101 * b as u64,
-    );
     let created = ix.take_created(a, b, token);
     let fixed = std::mem::take(&mut ix.fixed);
     let range = ix.fixed_off[best] as usize..ix.fixed_off[best + 1] as usize;
@@ -1223,9 +1254,9 @@ fn compress_symbols(
         let len = t.slot[s].len as usize;
         // The symbol is sym[..len]; the slice extends into the following
         // symbols (or the arena slack) so that whole words can be read.
-        let sym = &mut t.arena[st..st + len + ARENA_SLACK / 2];
-        // Faster than C: all occurrences in 8 positions are found at once
-        // (see pair_mask), and runs between them are moved with memmove.
+        let sym = &mut t.arena[st..st + len + ARENA_SLACK];
+        // Faster than C: all occurrences in 32 positions are found at once
+        // (see pair_bits), and runs between them are moved with memmove.
         //
         // Replace left to right, without overlap, and update the counts of
         // exactly the pairs that change (same result as C's forget_symbol
@@ -1234,11 +1265,11 @@ fn compress_symbols(
         // ahead) and the bytes after it are still the original ones.
         let mut r = 0; // read position: end of the last occurrence
         let mut w = 0; // write position
-        let mut i = 0;
-        while i + 1 < len {
-            let mut m = pair_mask(sym, i, len, pa, pb);
+        let mut base = 0;
+        while base + 1 < len {
+            let mut m = pair_bits(sym, base, len, a, b);
             while m != 0 {
-                let p = i + (m.trailing_zeros() / 8) as usize;
+                let p = base + m.trailing_zeros() as usize;
                 m &= m - 1;
                 if p < r {
                     continue; // overlaps the previous occurrence ("aaa")
@@ -1267,7 +1298,7 @@ fn compress_symbols(
                 w += 1;
                 r = p + 2;
             }
-            i += 8;
+            base += 32;
         }
         if r == 0 {
             continue; // stale entry: an earlier token consumed the pair
