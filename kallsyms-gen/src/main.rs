@@ -858,124 +858,28 @@ fn pair_index(a: u8, b: u8) -> usize {
     a as usize | (b as usize) << 8
 }
 
-#[inline]
-fn varint_len(v: u32) -> u32 {
-    match v {
-        0..=0x7f => 1,
-        0x80..=0x3fff => 2,
-        0x4000..=0x1f_ffff => 3,
-        0x20_0000..=0xfff_ffff => 4,
-        _ => 5,
-    }
-}
-
-/// Iterates a delta + LEB128 encoded, strictly ascending list of symbol
-/// indices (each entry is `index + 1 - previous (index + 1)`).
-struct PostingIter<'a> {
-    data: &'a [u8],
-    pos: usize,
-    prev1: u32,
-}
-
-impl Iterator for PostingIter<'_> {
-    type Item = usize;
-
-    #[inline]
-    fn next(&mut self) -> Option<usize> {
-        let mut v: u32 = 0;
-        let mut shift = 0;
-        loop {
-            let byte = *self.data.get(self.pos)?;
-            self.pos += 1;
-            v |= ((byte & 0x7f) as u32) << shift;
-            if byte < 0x80 {
-                break;
-            }
-            shift += 7;
-        }
-        self.prev1 += v;
-        Some(self.prev1 as usize - 1)
-    }
-}
-
-/// Pair-count bookkeeping shared by the compression steps.
-struct PairIndex {
-    /// `token_profit` of the C tool: occurrences of each pair `a | b << 8`
-    /// (fixed-size, so indexing by a pair needs no bounds check).
+/// `token_profit` of the C tool: occurrences of each pair `a | b << 8`.
+struct PairCounts {
+    /// Fixed-size, so indexing by a pair needs no bounds check.
     profit: Box<[i32; 0x10000]>,
     /// Maximum of each 256-entry block of `profit` (valid unless dirty).
     block_max: [i32; 256],
     block_dirty: [bool; 256],
-    /// Symbols containing each pair of *original* bytes (CSR layout,
-    /// delta + LEB128 encoded; built once).
-    fixed: Vec<u8>,
-    fixed_off: Vec<u32>,
-    /// Symbols containing each pair created by the pass of token slot `x`
-    /// (pairs `(c, x)` → key `c`, `(x, c)` with `c != x` → key `256 + c`),
-    /// same encoding, one chunk per pass.
-    created: Vec<CreatedLists>,
-    /// Scratch state of the current pass: per key, last symbol index + 1;
-    /// encoded sizes; and the (key, delta) events in visiting order.
-    pass_last1: [u32; 512],
-    pass_bytes: [u32; 513],
-    pass_events: Vec<(u16, u32)>,
-    /// Scratch: the decoded list of the pair being replaced.
-    visit: Vec<u32>,
 }
 
-#[derive(Default, Clone)]
-struct CreatedLists {
-    off: Vec<u32>,
-    data: Vec<u8>,
-}
-
-impl PairIndex {
-    /// build_initial_token_table: counts every pair, and indexes the
-    /// distinct pairs of every symbol.
-    fn build(t: &Table) -> Self {
-        let n = t.count();
+impl PairCounts {
+    /// build_initial_token_table: counts every pair of every symbol.
+    fn new(t: &Table) -> Self {
         let mut profit: Box<[i32; 0x10000]> = vec![0; 0x10000].try_into().unwrap();
-        let mut last1 = vec![0u32; 0x10000];
-        let mut bytes = vec![0u32; 0x10001];
-        for i in 0..n {
-            let i1 = i as u32 + 1;
+        for i in 0..t.count() {
             for w in t.sym(i).windows(2) {
-                let p = pair_index(w[0], w[1]);
-                profit[p] += 1;
-                if last1[p] != i1 {
-                    bytes[p + 1] += varint_len(i1 - last1[p]);
-                    last1[p] = i1;
-                }
+                profit[pair_index(w[0], w[1])] += 1;
             }
         }
-        for p in 0..0x10000 {
-            bytes[p + 1] += bytes[p];
-        }
-        let mut fixed = vec![0u8; bytes[0x10000] as usize];
-        let mut fill = bytes.clone();
-        last1.iter_mut().for_each(|l| *l = 0);
-        for i in 0..n {
-            let i1 = i as u32 + 1;
-            for w in t.sym(i).windows(2) {
-                let p = pair_index(w[0], w[1]);
-                if last1[p] != i1 {
-                    let pos = fill[p] as usize;
-                    fill[p] += write_varint(&mut fixed[pos..], i1 - last1[p]);
-                    last1[p] = i1;
-                }
-            }
-        }
-        PairIndex {
+        PairCounts {
             profit,
             block_max: [0; 256],
             block_dirty: [true; 256],
-            fixed,
-            fixed_off: bytes,
-            created: vec![CreatedLists::default(); 256],
-            pass_last1: [0; 512],
-            pass_bytes: [0; 513],
-            pass_events: Vec::new(),
-            visit: Vec::new(),
         }
     }
 
@@ -1002,82 +906,10 @@ impl PairIndex {
     }
 
     #[inline]
-    fn forget(&mut self, a: u8, b: u8) {
-        self.profit[pair_index(a, b)] -= 1;
+    fn add(&mut self, a: u8, b: u8, n: i32) {
+        self.profit[pair_index(a, b)] += n;
         self.block_dirty[b as usize] = true;
     }
-
-    /// Counts pair `(a, b)`, which contains the new token `x`, and records
-    /// that symbol `s` contains it.
-    #[inline]
-    fn learn_created(&mut self, a: u8, b: u8, x: u8, s: usize) {
-        self.profit[pair_index(a, b)] += 1;
-        self.block_dirty[b as usize] = true;
-        let key = if b == x { a as usize } else { 256 + b as usize };
-        let s1 = s as u32 + 1;
-        let last1 = &mut self.pass_last1[key];
-        if *last1 != s1 {
-            let delta = s1 - *last1;
-            *last1 = s1;
-            self.pass_bytes[key + 1] += varint_len(delta);
-            self.pass_events.push((key as u16, delta));
-        }
-    }
-
-    /// Turns the events of the pass of token `x` into its [`CreatedLists`].
-    fn finish_pass(&mut self, x: u8) {
-        let bytes = &mut self.pass_bytes;
-        for k in 0..512 {
-            bytes[k + 1] += bytes[k];
-        }
-        let mut data = vec![0u8; bytes[512] as usize];
-        let mut fill = *bytes;
-        for &(key, delta) in &self.pass_events {
-            let pos = fill[key as usize] as usize;
-            fill[key as usize] += write_varint(&mut data[pos..], delta);
-        }
-        self.created[x as usize] = CreatedLists {
-            off: bytes.to_vec(),
-            data,
-        };
-        self.pass_events.clear();
-        self.pass_last1.iter_mut().for_each(|v| *v = 0);
-        self.pass_bytes.iter_mut().for_each(|v| *v = 0);
-    }
-
-    /// The encoded list of symbols that may contain pair `(a, b)` when it
-    /// involves a token (see `created`); `token` is `best_table_len`. The
-    /// pair was created by the pass of its most recent token, i.e. the
-    /// lowest slot number among its token bytes.
-    fn take_created(&mut self, a: u8, b: u8, token: &[u8; 256]) -> Vec<u8> {
-        let creator = match (token[a as usize] == 2, token[b as usize] == 2) {
-            (false, false) => return Vec::new(),
-            (true, false) => a,
-            (false, true) => b,
-            (true, true) => a.min(b),
-        };
-        let key = if b == creator {
-            a as usize
-        } else {
-            256 + b as usize
-        };
-        let lists = &mut self.created[creator as usize];
-        let range = lists.off[key] as usize..lists.off[key + 1] as usize;
-        lists.data[range].to_vec()
-    }
-}
-
-/// Writes `v` as LEB128 at the start of `buf`, returning its length.
-#[inline]
-fn write_varint(buf: &mut [u8], mut v: u32) -> u32 {
-    let mut n = 0;
-    while v >= 0x80 {
-        buf[n] = (v as u8) | 0x80;
-        n += 1;
-        v >>= 7;
-    }
-    buf[n] = v as u8;
-    n as u32 + 1
 }
 
 /// Greedy byte-pair compression, with exactly the C tool's result:
@@ -1085,15 +917,13 @@ fn write_varint(buf: &mut [u8], mut v: u32) -> u32 {
 /// get the most frequent adjacent pair (ties → lowest `a | b << 8`), replaced
 /// left to right without overlap in every symbol.
 ///
-/// Faster than C: the C tool rescans every symbol for each of up to 256
-/// tokens and re-counts all pairs of every symbol it touches. Here an index
-/// from byte pair → symbols containing it ([`PairIndex`]) limits each step
-/// to the symbols that may contain the pair (entries can be stale when an
-/// earlier token consumed the occurrence), and the counts are updated only
-/// for the pairs that change around each replacement, which gives the same
-/// counts as C's `forget_symbol` + `learn_symbol`. A replaced pair never
-/// reappears (new pairs all contain the new token), so each list is used at
-/// most once.
+/// Faster than C: the C tool compares every symbol byte by byte for each of
+/// up to 256 tokens and re-counts all pairs of every symbol it changes.
+/// Here each step scans the whole (packed) arena for the pair 32 bytes at a
+/// time ([`find_pair`]), so only the symbols that contain it are looked at,
+/// and the counts are updated only for the pairs that change around each
+/// replacement, which gives the same counts as C's `forget_symbol` +
+/// `learn_symbol`.
 fn optimize_token_table(t: &mut Table) -> TokenTable {
     let n = t.count();
     let mut tt = TokenTable {
@@ -1108,7 +938,8 @@ fn optimize_token_table(t: &mut Table) -> TokenTable {
             tt.best_len[c as usize] = 1;
         }
     }
-    let mut ix = PairIndex::build(t);
+    let mut counts = PairCounts::new(t);
+    let mut map = SymbolMap::new(t);
     let mut live = t.arena.len() - ARENA_SLACK;
 
     // optimize_result: using the '\0' symbol last ...
@@ -1116,17 +947,18 @@ fn optimize_token_table(t: &mut Table) -> TokenTable {
         if tt.best_len[idx] != 0 {
             continue;
         }
-        let Some(best) = ix.find_best_token() else {
+        let Some(best) = counts.find_best_token() else {
             break;
         };
         let (a, b) = ((best & 0xff) as u8, (best >> 8) as u8);
         tt.best_len[idx] = 2;
         tt.best[idx] = [a, b];
-        live -= compress_symbols(t, &mut ix, best, idx as u8, &tt.best_len);
-        ix.finish_pass(idx as u8);
-        // Faster than C: keep the symbols densely packed as they shrink.
-        if live < (t.arena.len() - ARENA_SLACK) / 4 * 3 {
+        live -= compress_symbols(t, &map, &mut counts, a, b, idx as u8);
+        // Faster than C: keep the symbols densely packed as they shrink, so
+        // that the scans read little else.
+        if live < (t.arena.len() - ARENA_SLACK) / 8 * 7 {
             t.compact();
+            map = SymbolMap::new(t);
         }
     }
     tt
@@ -1134,28 +966,6 @@ fn optimize_token_table(t: &mut Table) -> TokenTable {
 
 /// Zero bytes after the last symbol in the arena (for pair_bits' reads).
 const ARENA_SLACK: usize = 40;
-
-/// How far ahead (in list entries) the symbol bytes, and the per-symbol
-/// `slot` entries needed to locate them, are prefetched.
-const PREFETCH_DISTANCE: usize = 16;
-const PREFETCH_INDEX_DISTANCE: usize = 48;
-
-/// Hints the CPU to fetch `buf[i]` into the cache (no effect on results).
-#[inline(always)]
-fn prefetch<T>(buf: &[T], i: usize) {
-    #[cfg(target_arch = "x86_64")]
-    if i < buf.len() {
-        // SAFETY: prefetching never faults; the pointer is in bounds anyway.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch(
-                buf.as_ptr().add(i) as *const i8,
-                std::arch::x86_64::_MM_HINT_T0,
-            );
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (buf, i);
-}
 
 /// Positions `p` in `base..base + 32` with `sym[p] == a && sym[p + 1] == b`
 /// and `p + 1 < len`, as bit `p - base` of the result. Reads
@@ -1212,108 +1022,155 @@ fn pair_bits_32(bytes: &[u8; 33], a: u8, b: u8) -> u64 {
     bits
 }
 
-/// Replaces pair `best` by token `x` in every symbol that contains it;
+/// Finds the symbol that holds an arena position (its own bytes or the
+/// ones it no longer uses, up to the next symbol's start). Symbols lie in
+/// the arena in table order; only `Table::compact` moves them. For every
+/// 32-byte block of the arena: the symbol that holds its first byte.
+struct SymbolMap {
+    block_sym: Vec<u32>,
+}
+
+impl SymbolMap {
+    const BLOCK: usize = 32;
+
+    fn new(t: &Table) -> Self {
+        let blocks = t.arena.len().div_ceil(Self::BLOCK);
+        let mut block_sym = Vec::with_capacity(blocks);
+        let mut s = 0;
+        for k in 0..blocks {
+            while s + 1 < t.count() && t.slot[s + 1].start as usize <= k * Self::BLOCK {
+                s += 1;
+            }
+            block_sym.push(s as u32);
+        }
+        SymbolMap { block_sym }
+    }
+
+    /// The symbol whose part of the arena holds `pos`.
+    #[inline]
+    fn symbol_at(&self, slot: &[Slot], pos: usize) -> usize {
+        let mut s = self.block_sym[pos / Self::BLOCK] as usize;
+        while s + 1 < slot.len() && slot[s + 1].start as usize <= pos {
+            s += 1;
+        }
+        s
+    }
+}
+
+/// Replaces pair `(a, b)` by token `x` in every symbol that contains it;
 /// returns by how many bytes the symbols shrank.
 fn compress_symbols(
     t: &mut Table,
-    ix: &mut PairIndex,
-    best: usize,
+    map: &SymbolMap,
+    counts: &mut PairCounts,
+    a: u8,
+    b: u8,
     x: u8,
-    token: &[u8; 256],
 ) -> usize {
     let mut removed = 0;
-    let (a, b) = ((best & 0xff) as u8, (best >> 8) as u8);
-    let created = ix.take_created(a, b, token);
-    let fixed = std::mem::take(&mut ix.fixed);
-    let range = ix.fixed_off[best] as usize..ix.fixed_off[best + 1] as usize;
-    // Decode the candidate symbols once (ascending order).
-    let mut visit = std::mem::take(&mut ix.visit);
-    visit.clear();
-    for list in [&fixed[range], &created[..]] {
-        visit.extend(
-            PostingIter {
-                data: list,
-                pos: 0,
-                prev1: 0,
-            }
-            .map(|s| s as u32),
-        );
+    // Symbols lie in the arena in table order, each followed by the bytes
+    // it no longer uses; pairs found there or across two symbols are not
+    // in a symbol and are skipped. After the first pair found in a symbol
+    // (replace_pair handles the others), the scan goes on at the next one.
+    let end = t.arena.len() - ARENA_SLACK;
+    let mut from = 0;
+    while let Some(found) = find_pair(&t.arena, from, end, a, b) {
+        let s = map.symbol_at(&t.slot, found);
+        let Slot { start, len } = t.slot[s];
+        let (st, len) = (start as usize, len as usize);
+        if found + 1 < st + len {
+            let w = replace_pair(&mut t.arena[st..], found - st, len, counts, a, b, x);
+            removed += len - w;
+            t.slot[s].len = w as u32;
+        }
+        from = t.slot.get(s + 1).map_or(end, |next| next.start as usize);
     }
-    for k in 0..visit.len() {
-        // Symbols are visited in ascending but scattered order; prefetching
-        // their slot entries and then their bytes ahead of use hides
-        // most of the memory latency.
-        if let Some(&s2) = visit.get(k + PREFETCH_INDEX_DISTANCE) {
-            prefetch(&t.slot, s2 as usize);
-        }
-        if let Some(&s1) = visit.get(k + PREFETCH_DISTANCE) {
-            prefetch(&t.arena, t.slot[s1 as usize].start as usize);
-        }
-        let s = visit[k] as usize;
-        let st = t.slot[s].start as usize;
-        let len = t.slot[s].len as usize;
-        // The symbol is sym[..len]; the slice extends into the following
-        // symbols (or the arena slack) so that whole words can be read.
-        let sym = &mut t.arena[st..st + len + ARENA_SLACK];
-        // Faster than C: all occurrences in 32 positions are found at once
-        // (see pair_bits), and runs between them are moved with memmove.
-        //
-        // Replace left to right, without overlap, and update the counts of
-        // exactly the pairs that change (same result as C's forget_symbol
-        // + learn_symbol of the whole symbol). All writes go to positions
-        // at or before the occurrence being handled, so the masks (computed
-        // ahead) and the bytes after it are still the original ones.
-        let mut r = 0; // read position: end of the last occurrence
-        let mut w = 0; // write position
-        let mut base = 0;
-        while base + 1 < len {
-            let mut m = pair_bits(sym, base, len, a, b);
-            while m != 0 {
-                let p = base + m.trailing_zeros() as usize;
-                m &= m - 1;
-                if p < r {
-                    continue; // overlaps the previous occurrence ("aaa")
-                }
-                if p > r {
-                    // Copy the run before the occurrence; its first char
-                    // follows the previous token: (x, c) is a new pair.
-                    if r > 0 {
-                        ix.learn_created(x, sym[r], x, s);
-                    }
-                    if w != r {
-                        sym.copy_within(r..p, w);
-                    }
-                    w += p - r;
-                    // old (c, a) -> new (c, x)
-                    ix.forget(sym[p - 1], a);
-                }
-                ix.forget(a, b);
-                if p + 2 < len {
-                    ix.forget(b, sym[p + 2]);
-                }
-                if w > 0 {
-                    ix.learn_created(sym[w - 1], x, x, s);
-                }
-                sym[w] = x;
-                w += 1;
-                r = p + 2;
-            }
-            base += 32;
-        }
-        if r == 0 {
-            continue; // stale entry: an earlier token consumed the pair
-        }
-        if r < len {
-            ix.learn_created(x, sym[r], x, s);
-            sym.copy_within(r..len, w);
-            w += len - r;
-        }
-        removed += len - w;
-        t.slot[s].len = w as u32;
-    }
-    ix.fixed = fixed;
-    ix.visit = visit;
     removed
+}
+
+/// The first position `p >= from` with `buf[p] == a && buf[p + 1] == b`,
+/// if it is below `end`. Reads up to `buf[end + 32]`.
+#[inline]
+fn find_pair(buf: &[u8], from: usize, end: usize, a: u8, b: u8) -> Option<usize> {
+    let mut p = from;
+    while p < end {
+        let bits = pair_bits_32(buf[p..p + 33].try_into().unwrap(), a, b);
+        if bits != 0 {
+            let q = p + bits.trailing_zeros() as usize;
+            return (q < end).then_some(q);
+        }
+        p += 32;
+    }
+    None
+}
+
+/// Replaces pair `(a, b)` by token `x` in the symbol `sym[..len]`, whose
+/// first occurrence is at `first`; returns the new length. The slice
+/// extends into the following symbols (or the arena slack) so that whole
+/// words can be read.
+///
+/// Replace left to right, without overlap, and update the counts of exactly
+/// the pairs that change (same result as C's forget_symbol + learn_symbol
+/// of the whole symbol). All writes go to positions at or before the
+/// occurrence being handled, so the masks (computed ahead) and the bytes
+/// after it are still the original ones. Faster than C: all occurrences in
+/// 32 positions are found at once (see pair_bits), and runs between them
+/// are moved with memmove.
+#[inline]
+fn replace_pair(
+    sym: &mut [u8],
+    first: usize,
+    len: usize,
+    counts: &mut PairCounts,
+    a: u8,
+    b: u8,
+    x: u8,
+) -> usize {
+    let mut r = 0; // read position: end of the last occurrence
+    let mut w = 0; // write position
+    let mut replaced = 0;
+    let mut base = first;
+    while base + 1 < len {
+        let mut m = pair_bits(sym, base, len, a, b);
+        while m != 0 {
+            let p = base + m.trailing_zeros() as usize;
+            m &= m - 1;
+            if p < r {
+                continue; // overlaps the previous occurrence ("aaa")
+            }
+            if p > r {
+                // Copy the run before the occurrence; its first char
+                // follows the previous token: (x, c) is a new pair.
+                if r > 0 {
+                    counts.add(x, sym[r], 1);
+                }
+                if w != r {
+                    sym.copy_within(r..p, w);
+                }
+                w += p - r;
+                // old (c, a) -> new (c, x)
+                counts.add(sym[p - 1], a, -1);
+            }
+            replaced += 1;
+            if p + 2 < len {
+                counts.add(b, sym[p + 2], -1);
+            }
+            if w > 0 {
+                counts.add(sym[w - 1], x, 1);
+            }
+            sym[w] = x;
+            w += 1;
+            r = p + 2;
+        }
+        base += 32;
+    }
+    if r < len {
+        counts.add(x, sym[r], 1);
+        sym.copy_within(r..len, w);
+        w += len - r;
+    }
+    counts.add(a, b, -replaced);
+    w
 }
 
 /// Expansion of every token slot (C's recursive `expand_symbol()` on
@@ -1682,6 +1539,28 @@ fn sort_symbols_by_name(n: usize, buf: &[u8], key: impl Fn(usize) -> (usize, usi
         }
     }
     order.iter().map(|v| pos(v) as u32).collect()
+}
+
+/// How far ahead (in name order) `write_src` prefetches the names, and the
+/// per-symbol entries needed to locate them.
+const PREFETCH_DISTANCE: usize = 16;
+const PREFETCH_INDEX_DISTANCE: usize = 48;
+
+/// Hints the CPU to fetch `buf[i]` into the cache (no effect on results).
+#[inline(always)]
+fn prefetch<T>(buf: &[T], i: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if i < buf.len() {
+        // SAFETY: prefetching never faults; the pointer is in bounds anyway.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch(
+                buf.as_ptr().add(i) as *const i8,
+                std::arch::x86_64::_MM_HINT_T0,
+            );
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (buf, i);
 }
 
 /// Emits the assembler source. Unlike the C tool, every fatal condition is
