@@ -1076,6 +1076,10 @@ fn compress_symbols(
     let mut from = 0;
     while let Some(found) = find_pair(&t.arena, from, end, a, b) {
         let s = map.symbol_at(&t.slot, found);
+        // Most pairs are found in most symbols: fetch the map and slot
+        // entries for the next part of the arena ahead of use.
+        prefetch(&map.block_sym, (found + 2048) / SymbolMap::BLOCK);
+        prefetch(&t.slot, s + 64);
         let Slot { start, len } = t.slot[s];
         let (st, len) = (start as usize, len as usize);
         if found + 1 < st + len {
