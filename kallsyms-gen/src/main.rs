@@ -1118,18 +1118,17 @@ fn find_pair(buf: &[u8], from: usize, end: usize, a: u8, b: u8) -> Option<usize>
 #[target_feature(enable = "avx2")]
 unsafe fn find_pair_avx2(buf: &[u8], from: usize, end: usize, a: u8, b: u8) -> Option<usize> {
     use std::arch::x86_64::*;
-    let (va, vb) = (_mm256_set1_epi8(a as i8), _mm256_set1_epi8(b as i8));
     let mut p = from;
     while p < end {
         let bytes: &[u8; 33] = buf[p..p + 33].try_into().unwrap();
-        // SAFETY: the unaligned loads read bytes[0..32] and bytes[1..33].
+        // SAFETY: the caller checked for AVX2; the unaligned loads read
+        // bytes[0..32] and bytes[1..33].
         let bits = unsafe {
-            let load = |i: usize| _mm256_loadu_si256(bytes.as_ptr().add(i) as *const __m256i);
-            let m = _mm256_and_si256(
-                _mm256_cmpeq_epi8(load(0), va),
-                _mm256_cmpeq_epi8(load(1), vb),
-            );
-            _mm256_movemask_epi8(m) as u32
+            let at_a = _mm256_loadu_si256(bytes.as_ptr() as *const __m256i);
+            let at_b = _mm256_loadu_si256(bytes.as_ptr().add(1) as *const __m256i);
+            let is_a = _mm256_cmpeq_epi8(at_a, _mm256_set1_epi8(a as i8));
+            let is_b = _mm256_cmpeq_epi8(at_b, _mm256_set1_epi8(b as i8));
+            _mm256_movemask_epi8(_mm256_and_si256(is_a, is_b)) as u32
         };
         if bits != 0 {
             let q = p + bits.trailing_zeros() as usize;
@@ -1267,7 +1266,7 @@ impl Out {
         if let Err(e) = self
             .stdout
             .write_all(&self.buf)
-            .and_then(|_| self.stdout.flush())
+            .and_then(|()| self.stdout.flush())
         {
             fatal(&format!("write error: {}", io_error_text(&e)));
         }
