@@ -39,6 +39,11 @@
 //! - Fatal errors (offset out of range) exit 1. Unlike C, they are detected
 //!   before any output is written, so stdout stays empty on failure.
 //!
+//! Where a stage does something faster than the C tool, a "Faster than C"
+//! comment says what and why; the results are the same. On x86_64 the pair
+//! search uses SSE2, and AVX2 when the CPU has it (detected at run time);
+//! elsewhere a portable version.
+//!
 //! This file is self-contained (std only) so that it also builds as a Kbuild
 //! Rust host program with a plain `rustc --edition=2021 -O main.rs`.
 
@@ -964,7 +969,8 @@ fn optimize_token_table(t: &mut Table) -> TokenTable {
     tt
 }
 
-/// Zero bytes after the last symbol in the arena (for pair_bits' reads).
+/// Zero bytes after the last symbol in the arena (for the 33-byte reads of
+/// find_pair and pair_bits).
 const ARENA_SLACK: usize = 40;
 
 /// Positions `p` in `base..base + 32` with `sym[p] == a && sym[p + 1] == b`
@@ -1076,8 +1082,8 @@ fn compress_symbols(
     let mut from = 0;
     while let Some(found) = find_pair(&t.arena, from, end, a, b) {
         let s = map.symbol_at(&t.slot, found);
-        // Most pairs are found in most symbols: fetch the map and slot
-        // entries for the next part of the arena ahead of use.
+        // Most hits are in the early steps, where the next ones are close
+        // by: fetch the map and slot entries about 2 KB ahead of use.
         prefetch(&map.block_sym, (found + 2048) / SymbolMap::BLOCK);
         prefetch(&t.slot, s + 64);
         let Slot { start, len } = t.slot[s];
