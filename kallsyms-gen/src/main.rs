@@ -1247,7 +1247,10 @@ struct Out {
 }
 
 impl Out {
-    const CHUNK: usize = 1 << 16;
+    /// Faster than C's stdio buffer (4 KiB): the ~45 MB of a distro-size
+    /// map go out in 256 KiB write(2) calls (measured a few ms faster than
+    /// 64 KiB ones).
+    const CHUNK: usize = 1 << 18;
 
     fn new() -> Self {
         Out {
