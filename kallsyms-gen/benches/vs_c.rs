@@ -13,7 +13,7 @@
 mod common;
 
 use common::synth::{self, Flavor};
-use common::{c_tool, real_map_fixtures, rust_bin, scratch};
+use common::{c_tool, maps_dir_files, real_map_fixtures, rust_bin, scratch};
 use std::fs::{self, File};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -130,10 +130,46 @@ fn main() {
         ),
     ];
     for (name, data) in real_map_fixtures() {
-        // The tiny test kernels are UP: no --absolute-percpu.
+        // The committed maps come from UP test kernels: no --absolute-percpu.
         if !data.is_empty() {
             maps.push((name, data, vec!["--all-symbols"]));
         }
+    }
+    // The harness's current kernels (`cargo xtask bench` sets KSH_MAPS_DIR
+    // to the build cache): the first link's map of each patched minimal
+    // build, with the options its own Kbuild run used.
+    for path in maps_dir_files() {
+        let (Some(cell), Some(source)) = (
+            path.parent().and_then(|d| d.file_name()),
+            path.parent()
+                .and_then(|d| d.parent())
+                .and_then(|d| d.file_name()),
+        ) else {
+            continue;
+        };
+        let (cell, source) = (cell.to_string_lossy(), source.to_string_lossy());
+        if !(source.ends_with("-patched")
+            && cell.ends_with("-minimal")
+            && path.file_name().is_some_and(|f| f == ".tmp_vmlinux1.syms"))
+        {
+            continue;
+        }
+        let config = fs::read_to_string(path.parent().unwrap().join(".config")).unwrap_or_default();
+        let mut opts = vec![];
+        if config.lines().any(|l| l == "CONFIG_KALLSYMS_ALL=y") {
+            opts.push("--all-symbols");
+        }
+        if config
+            .lines()
+            .any(|l| l == "CONFIG_KALLSYMS_ABSOLUTE_PERCPU=y")
+        {
+            opts.push("--absolute-percpu");
+        }
+        maps.push((
+            format!("live-{cell}.tmp_vmlinux1.syms"),
+            fs::read(&path).unwrap(),
+            opts,
+        ));
     }
 
     let mut json = Vec::new();
