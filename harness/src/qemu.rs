@@ -61,6 +61,9 @@ pub struct VmSpec<'a> {
     /// shorter than 108 bytes, which a deep checkout would exceed.
     pub qmp_socket: PathBuf,
     pub timeouts: Timeouts,
+    /// Extra kernel command-line words for the guest's own use
+    /// (`ksh.*` parameters that `/init` reads from /proc/cmdline).
+    pub guest_params: Vec<String>,
 }
 
 /// File names inside a run dir.
@@ -68,6 +71,17 @@ pub const CONSOLE_LOG: &str = "console.log";
 pub const RESULTS_FILE: &str = "results.ktap";
 pub const CMDLINE_FILE: &str = "qemu-cmdline.txt";
 pub const QEMU_STDERR: &str = "qemu-stderr.log";
+
+/// The whole `-append` value: the arch's command line plus the guest's
+/// parameters.
+fn append_line(spec: &VmSpec) -> String {
+    let mut s = kernel_cmdline(spec.arch);
+    for p in &spec.guest_params {
+        s.push(' ');
+        s.push_str(p);
+    }
+    s
+}
 
 /// The kernel command line for `arch`.
 pub fn kernel_cmdline(arch: &ArchProfile) -> String {
@@ -112,7 +126,7 @@ pub fn command(spec: &VmSpec) -> Command {
     .arg(&spec.kernel)
     .arg("-initrd")
     .arg(&spec.initrd)
-    .args(["-append", &kernel_cmdline(spec.arch)])
+    .args(["-append", &append_line(spec)])
     .args([
         "-chardev",
         &format!("file,id=console,path={}", rd.join(CONSOLE_LOG).display()),
@@ -496,6 +510,7 @@ mod tests {
                 silence: Duration::from_secs(30),
                 overall: Duration::from_secs(120),
             },
+            guest_params: Vec::new(),
         }
     }
 

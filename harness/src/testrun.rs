@@ -76,13 +76,15 @@ impl Cell<'_> {
 }
 
 /// Knobs of a run that do not change what is built.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RunOptions {
     pub accel: AccelChoice,
     pub jobs: usize,
     /// On a baseline kernel, the cases listed in a probe's
     /// `baseline_failures` must fail (and pass in the report when they do).
     pub expect_baseline_failures: bool,
+    /// Extra kernel command-line words for `/init` (see `VmSpec`).
+    pub guest_params: Vec<String>,
 }
 
 /// Timing figures of a cell, for the summary line and the benchmark.
@@ -143,6 +145,7 @@ fn boot(cell: &Cell, built: &Built, initrd: PathBuf, opts: &RunOptions) -> Resul
             run_dir: cell.run_dir(),
             qmp_socket: qemu::qmp_socket_path(&cell.name()),
             timeouts: timeouts(first_output),
+            guest_params: opts.guest_params.clone(),
         };
         let outcome = qemu::run(&spec)?;
         if *acc == Accel::Kvm && opts.accel == AccelChoice::Auto {

@@ -88,6 +88,7 @@ fn test_commit(
         accel: harness::accel::AccelChoice::Auto,
         jobs: jobs(),
         expect_baseline_failures: false,
+        guest_params: Vec::new(),
     };
     eprintln!("ksh-bisect: testing {} {subject}", &commit[..12]);
     let (cell_report, times) = testrun::run_cell(&cell, &opts)?;

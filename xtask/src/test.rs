@@ -47,6 +47,7 @@ pub fn run(mut args: TestArgs) -> Result<i32> {
             accel: args.accel,
             jobs: selection::jobs(&args.kernel),
             expect_baseline_failures: args.expect_baseline_failures,
+            guest_params: Vec::new(),
         };
         for (arch, config) in &selected_cells {
             let cell = Cell {

@@ -189,6 +189,11 @@ pub const PROBES: &[ProbeSpec] = &[
 /// How many random text addresses the `lookup-bench` probe looks up.
 pub const LOOKUP_BENCH_COUNT: u64 = 10_000;
 
+/// Kernel command-line parameter (`ksh.bench_rounds=N`) with which
+/// `cargo xtask bench` asks `lookup-bench` for N rounds (their median is
+/// reported); a plain test run does one, to keep boot-to-results short.
+pub const BENCH_ROUNDS_PARAM: &str = "ksh.bench_rounds";
+
 /// Looks a probe up by name.
 pub fn probe(name: &str) -> Option<&'static ProbeSpec> {
     PROBES.iter().find(|p| p.name == name)

@@ -3,20 +3,30 @@
 //! `[_stext, _etext)`. The figures go out as a note line
 //! (`# lookup_ns=N format_ns=M`) that `cargo xtask bench` reads; the case
 //! only fails when the kernel could not be measured.
+//!
+//! One round by default; `ksh.bench_rounds=N` on the kernel command line
+//! (`cargo xtask bench` sets it) runs N and reports their medians, each
+//! round on a line of its own.
 
 use std::io::Write;
 
 use super::kernel;
 use crate::ktap::{CaseWriter, Verdict};
 
-fn measure() -> Result<(u64, u64), String> {
-    let offset = kernel::kaslr_offset()?;
-    let range = kernel::expected_addresses(&["_stext", "_etext"])?;
-    let line = kernel::bench(
-        ksh_proto::LOOKUP_BENCH_COUNT,
-        range[0].wrapping_add(offset),
-        range[1].wrapping_add(offset),
-    )?;
+/// Rounds asked for on the kernel command line, else 1.
+fn rounds() -> usize {
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let key = format!("{}=", ksh_proto::BENCH_ROUNDS_PARAM);
+    cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(&key))
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n >= 1)
+        .unwrap_or(1)
+}
+
+fn measure(lo: u64, hi: u64) -> Result<(u64, u64), String> {
+    let line = kernel::bench(ksh_proto::LOOKUP_BENCH_COUNT, lo, hi)?;
     let field = |k: &str| -> Result<u64, String> {
         line.split_whitespace()
             .find_map(|w| w.strip_prefix(k))
@@ -26,15 +36,43 @@ fn measure() -> Result<(u64, u64), String> {
     Ok((field("lookup_ns=")?, field("ps_ns=")?))
 }
 
+fn median(mut xs: Vec<u64>) -> u64 {
+    xs.sort_unstable();
+    xs[xs.len() / 2]
+}
+
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
-    match measure() {
-        Ok((lookup, format)) => {
-            out.note(&format!(
-                "lookup_ns={lookup} format_ns={format} n={}",
-                ksh_proto::LOOKUP_BENCH_COUNT
-            ));
-            out.case("measured", Verdict::Pass);
+    let range = kernel::kaslr_offset().and_then(|off| {
+        let r = kernel::expected_addresses(&["_stext", "_etext"])?;
+        Ok((r[0].wrapping_add(off), r[1].wrapping_add(off)))
+    });
+    let (lo, hi) = match range {
+        Ok(r) => r,
+        Err(e) => return out.case("measured", Verdict::Fail(vec![e])),
+    };
+    let n = rounds();
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n {
+        match measure(lo, hi) {
+            Ok(s) => {
+                if n > 1 {
+                    out.note(&format!(
+                        "round {} lookup_ns {} format_ns {}",
+                        i + 1,
+                        s.0,
+                        s.1
+                    ));
+                }
+                samples.push(s);
+            }
+            Err(e) => return out.case("measured", Verdict::Fail(vec![e])),
         }
-        Err(e) => out.case("measured", Verdict::Fail(vec![e])),
     }
+    let lookup = median(samples.iter().map(|s| s.0).collect());
+    let format = median(samples.iter().map(|s| s.1).collect());
+    out.note(&format!(
+        "lookup_ns={lookup} format_ns={format} n={} rounds={n}",
+        ksh_proto::LOOKUP_BENCH_COUNT
+    ));
+    out.case("measured", Verdict::Pass);
 }
