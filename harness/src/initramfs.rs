@@ -42,6 +42,41 @@ pub fn build(init: &[u8], files: &[GuestFile]) -> Result<Vec<u8>> {
     Ok(crate::cpio::gzip(&cpio.finish()?))
 }
 
+/// Writes the archive for `init` plus `files` to `path`, unless the one
+/// there was built from the same inputs by this harness binary: gzip of a
+/// few MiB was most of a warm run's host work per cell. Returns whether it
+/// wrote.
+pub fn write(path: &Path, init: &[u8], files: &[GuestFile]) -> Result<bool> {
+    let key_path = path.with_extension("key");
+    let key = inputs_key(init, files);
+    if path.is_file() && fs::read_to_string(&key_path).ok() == Some(key.clone()) {
+        return Ok(false);
+    }
+    // No key while the archive changes: an interrupted write then misses.
+    let _ = fs::remove_file(&key_path);
+    let wrote = write_if_changed(path, &build(init, files)?)?;
+    fs::write(&key_path, &key).with_context(|| format!("writing {}", key_path.display()))?;
+    Ok(wrote)
+}
+
+/// Digest of everything the archive is made of, plus the identity of the
+/// harness binary (whose code lays the archive out).
+fn inputs_key(init: &[u8], files: &[GuestFile]) -> String {
+    let exe = std::env::current_exe()
+        .and_then(|p| {
+            let m = fs::metadata(&p)?;
+            Ok(format!("{} {} {:?}", p.display(), m.len(), m.modified()?))
+        })
+        .unwrap_or_default();
+    let mut parts: Vec<Vec<u8>> = vec![exe.into_bytes(), init.to_vec()];
+    for f in files {
+        parts.push(format!("{} {}", f.mode, f.path).into_bytes());
+        parts.push(f.data.clone());
+    }
+    let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
+    crate::layout::digest(&refs)
+}
+
 /// Writes `bytes` to `path` unless it already holds them. Returns whether
 /// it wrote.
 pub fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<bool> {

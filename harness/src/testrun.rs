@@ -215,7 +215,7 @@ pub fn run_cell(cell: &Cell, opts: &RunOptions) -> Result<(CellReport, CellTimes
     let init_bytes = fs::read(&init).with_context(|| format!("reading {}", init.display()))?;
     let files = crate::expect::guest_files(cell.arch, &built)?;
     let initrd = built.dir.join("ksh-initramfs.cpio.gz");
-    crate::initramfs::write_if_changed(&initrd, &crate::initramfs::build(&init_bytes, &files)?)?;
+    crate::initramfs::write(&initrd, &init_bytes, &files)?;
 
     // Same-cell runs from two processes take turns on the run dir.
     let _run_lock = layout::lock(&cell.run_dir().with_extension("lock"))?;

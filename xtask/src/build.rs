@@ -9,10 +9,8 @@ use crate::selection;
 
 pub fn run(args: BuildArgs) -> Result<i32> {
     let cells = selection::cells(&args.kernel)?;
-    let mut arches: Vec<_> = cells.iter().map(|c| c.0).collect();
-    arches.dedup_by_key(|a| a.name);
     prereqs::ensure(&prereqs::Needs {
-        arches,
+        arches: selection::arches_of(&cells),
         debian_source: args.kernel.kernel_tree.is_none(),
         guest: false,
     })?;

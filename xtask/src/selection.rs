@@ -57,6 +57,13 @@ pub fn cells_of(
     Ok(out)
 }
 
+/// The distinct arches of `cells`, in order (for the prerequisites).
+pub fn arches_of(cells: &[(&'static ArchProfile, String)]) -> Vec<&'static ArchProfile> {
+    let mut arches: Vec<_> = cells.iter().map(|c| c.0).collect();
+    arches.dedup_by_key(|a| a.name);
+    arches
+}
+
 pub fn source_spec(sel: &KernelSelection) -> Result<SourceSpec> {
     Ok(match (&sel.kernel_tree, sel.baseline) {
         (Some(_), true) => bail!(
