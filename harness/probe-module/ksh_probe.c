@@ -25,7 +25,16 @@
  *   kprobe   (CONFIG_KPROBES only) write hex addresses, read one line per
  *            address: "ADDR RC", RC being register_kprobe()'s result (the
  *            probe is unregistered at once).
- *   features "kprobes=0|1" and the module's own function addresses.
+ *   features "kprobes=0|1", the module's own function addresses, and
+ *            anchor_printk=ADDR: _printk's address as the module loader
+ *            relocated it (an address anchor that does not come from
+ *            kallsyms).
+ *   backtrace  read: runs the backtrace fixture in a kthread and returns one
+ *            line per saved stack entry, "ADDR\t%pB\t%pBb". The kthread's
+ *            function ksh_bt_caller() ends with a call to a noreturn
+ *            function, so one return address is exactly its end; that
+ *            function also prints the trace with stack_trace_print() and
+ *            dump_stack() between "ksh_probe: <what> begin/end" lines.
  *
  * It depends on nothing but exported 6.12 APIs, so it builds against both
  * the baseline and the patched kernel.
@@ -33,19 +42,20 @@
 
 #include <linux/debugfs.h>
 #include <linux/fs.h>
+#include <linux/completion.h>
 #include <linux/kallsyms.h>
 #include <linux/kernel.h>
+#include <linux/kthread.h>
 #include <linux/ktime.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
 #include <linux/sched.h>
 #include <linux/slab.h>
+#include <linux/stacktrace.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
 #include <linux/vmalloc.h>
-#ifdef CONFIG_KPROBES
 #include <linux/kprobes.h>
-#endif
 
 #define KSH_MAX_ADDRS (1UL << 22)
 
@@ -91,6 +101,63 @@ ksh_probe_aligned(int x)
 static noinline int ksh_probe_target(int x)
 {
 	return ksh_probe_small(x) + ksh_probe_aligned(x & 7);
+}
+
+/*
+ * Two functions in the module's .kprobes.text with an alignment gap
+ * between them: the kprobes blacklist walk over a module's area must step
+ * over the gap and blacklist both.
+ */
+static noinline __kprobes int ksh_probe_kp_small(int x)
+{
+	return x * 5 + 3;
+}
+
+static noinline __kprobes __aligned(64) int ksh_probe_kp_aligned(int x)
+{
+	int i, s = 1;
+
+	for (i = 0; i < x; i++)
+		s = s * 3 + i;
+	return s;
+}
+
+/*
+ * The backtrace fixture. ksh_bt_caller() is a kthread function whose last
+ * instruction is the call to the noreturn ksh_bt_capture(), so the return
+ * address saved for its frame is exactly its end; the aligned function
+ * after it in the same section leaves padding there, where a size-aware
+ * lookup finds no symbol. Stack printers must still name ksh_bt_caller.
+ */
+#define KSH_BT_MAX 32
+static struct {
+	unsigned long entries[KSH_BT_MAX];
+	unsigned int nr;
+	struct completion done;
+} ksh_bt;
+static DEFINE_MUTEX(ksh_bt_lock);
+
+static noinline __noreturn void ksh_bt_capture(void)
+{
+	ksh_bt.nr = stack_trace_save(ksh_bt.entries, KSH_BT_MAX, 0);
+	pr_info("ksh_probe: stack_trace_print begin\n");
+	stack_trace_print(ksh_bt.entries, ksh_bt.nr, 0);
+	pr_info("ksh_probe: stack_trace_print end\n");
+	pr_info("ksh_probe: dump_stack begin\n");
+	dump_stack();
+	pr_info("ksh_probe: dump_stack end\n");
+	kthread_complete_and_exit(&ksh_bt.done, 0);
+}
+
+static noinline __section(".text.ksh_probe_bt") int ksh_bt_caller(void *arg)
+{
+	ksh_bt_capture();
+}
+
+static noinline __aligned(64) __section(".text.ksh_probe_bt") int
+ksh_bt_after(int x)
+{
+	return x ^ 0x5a;
 }
 
 static int ksh_open(struct inode *inode, struct file *file, enum ksh_mode mode)
@@ -401,18 +468,64 @@ static const struct file_operations ksh_bench_fops = {
 	.llseek = default_llseek,
 };
 
+static ssize_t ksh_backtrace_read(struct file *file, char __user *ubuf,
+				  size_t count, loff_t *ppos)
+{
+	struct task_struct *t;
+	size_t len = 0, cap = KSH_BT_MAX * (2 * KSYM_SYMBOL_LEN + 24);
+	unsigned int i;
+	ssize_t r;
+	char *buf;
+
+	if (*ppos)
+		return 0;
+	buf = kvmalloc(cap, GFP_KERNEL);
+	if (!buf)
+		return -ENOMEM;
+	mutex_lock(&ksh_bt_lock);
+	init_completion(&ksh_bt.done);
+	ksh_bt.nr = 0;
+	t = kthread_run(ksh_bt_caller, NULL, "ksh_bt");
+	if (IS_ERR(t)) {
+		r = PTR_ERR(t);
+		goto out;
+	}
+	if (!wait_for_completion_timeout(&ksh_bt.done, 30 * HZ)) {
+		r = -ETIMEDOUT;
+		goto out;
+	}
+	for (i = 0; i < ksh_bt.nr; i++) {
+		void *a = (void *)ksh_bt.entries[i];
+
+		len += scnprintf(buf + len, cap - len, "%lx\t%pB\t%pBb\n",
+				 ksh_bt.entries[i], a, a);
+	}
+	r = simple_read_from_buffer(ubuf, count, ppos, buf, len);
+out:
+	mutex_unlock(&ksh_bt_lock);
+	kvfree(buf);
+	return r;
+}
+
+static const struct file_operations ksh_backtrace_fops = {
+	.owner = THIS_MODULE,
+	.read = ksh_backtrace_read,
+	.llseek = default_llseek,
+};
+
 static ssize_t ksh_features_read(struct file *file, char __user *ubuf,
 				 size_t count, loff_t *ppos)
 {
-	char buf[256];
+	char buf[384];
 	int len;
 
 	len = scnprintf(buf, sizeof(buf),
-			"kprobes=%d\nksh_probe_small=%lx\nksh_probe_aligned=%lx\nksh_probe_target=%lx\n",
+			"kprobes=%d\nksh_probe_small=%lx\nksh_probe_aligned=%lx\nksh_probe_target=%lx\nanchor_printk=%lx\n",
 			IS_ENABLED(CONFIG_KPROBES),
 			(unsigned long)ksh_probe_small,
 			(unsigned long)ksh_probe_aligned,
-			(unsigned long)ksh_probe_target);
+			(unsigned long)ksh_probe_target,
+			(unsigned long)_printk);
 	return simple_read_from_buffer(ubuf, count, ppos, buf, len);
 }
 
@@ -434,10 +547,14 @@ static int __init ksh_probe_init(void)
 			    &ksh_lookup_nops_fops);
 	debugfs_create_file("bench", 0600, ksh_dir, NULL, &ksh_bench_fops);
 	debugfs_create_file("features", 0400, ksh_dir, NULL, &ksh_features_fops);
+	debugfs_create_file("backtrace", 0400, ksh_dir, NULL,
+			    &ksh_backtrace_fops);
 	if (IS_ENABLED(CONFIG_KPROBES))
 		debugfs_create_file("kprobe", 0600, ksh_dir, NULL, &ksh_kprobe_fops);
 	/* Keep the functions referenced (and callable). */
-	pr_info("ksh_probe: loaded (%d)\n", ksh_probe_target(0) - 1);
+	pr_info("ksh_probe: loaded (%d)\n", ksh_probe_target(0) - 1 +
+		ksh_probe_kp_small(1) + ksh_probe_kp_aligned(2) +
+		ksh_bt_after(3));
 	return 0;
 }
 

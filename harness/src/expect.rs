@@ -17,6 +17,8 @@ use crate::initramfs::GuestFile;
 use crate::kbuild::Built;
 use crate::symbols::{self, Binding, GapClass, KallsymsEntry, SymKind};
 
+mod consumers;
+
 pub use ksh_proto::FIXTURE_PREFIX;
 
 /// One in how many eligible text functions the `format-pS` probe samples
@@ -126,6 +128,9 @@ pub struct Expectations {
     pub format_ps: String,
     pub module_syms: String,
     pub kprobes: String,
+    pub blacklist: String,
+    pub nested: String,
+    pub unsized_syms: String,
     /// Human-readable facts (counts, gaps by class) for the report.
     pub notes: Vec<String>,
 }
@@ -359,6 +364,32 @@ impl Expectations {
             }
         }
 
+        // The kernel's users of lookups: the kprobes blacklist (entries and
+        // refusal targets) and nested sized symbols.
+        let in_range: Vec<&KallsymsEntry> = table.iter().filter(|t| eligible(t)).collect();
+        let lookup = consumers::HostLookup::new(in_range.iter().copied());
+        let img = symbols::ElfImage::open(vmlinux)?;
+        let arch = if img.machine == 183 {
+            "arm64"
+        } else {
+            "x86_64"
+        };
+        let bl = consumers::blacklist(&img, &lookup, arch);
+        e.blacklist = bl.entries;
+        e.kprobes.push_str(&bl.targets);
+        e.notes.push(bl.note);
+        e.unsized_syms = consumers::unsized_symbols(&lookup);
+        e.notes.push(format!(
+            "unsized symbols alone at their address: {}",
+            e.unsized_syms.lines().count() / 2
+        ));
+        let (nested_text, pairs) = consumers::nested(&in_range);
+        e.nested = nested_text;
+        e.notes.push(format!(
+            "nested sized symbols: {pairs} ({} addresses to check)",
+            e.nested.lines().count()
+        ));
+
         // module-syms.txt: the module's text functions (not init/exit).
         if let Some(ko) = ko {
             let syms = symbols::read_elf_symbols(ko)?;
@@ -372,7 +403,7 @@ impl Expectations {
                 let sec = s.section_name.as_deref().unwrap_or("");
                 if s.kind == SymKind::Func
                     && s.size > 0
-                    && sec.starts_with(".text")
+                    && (sec.starts_with(".text") || sec == ".kprobes.text")
                     && !name.starts_with("__pfx_")
                     && !name.starts_with("__cfi_")
                     && count.get(name.as_ref()) == Some(&1)
@@ -402,6 +433,9 @@ impl Expectations {
             f(ksh_proto::EXPECT_FORMAT_PS, &self.format_ps),
             f(ksh_proto::EXPECT_MODULE_SYMS, &self.module_syms),
             f(ksh_proto::EXPECT_KPROBES, &self.kprobes),
+            f(ksh_proto::EXPECT_BLACKLIST, &self.blacklist),
+            f(ksh_proto::EXPECT_NESTED, &self.nested),
+            f(ksh_proto::EXPECT_UNSIZED, &self.unsized_syms),
         ]
     }
 

@@ -73,6 +73,13 @@ impl<W: Write> CaseWriter<W> {
         }
     }
 
+    /// Reports every remaining case as not applicable to this kernel.
+    pub fn skip_rest(&mut self, why: &str) {
+        while let Some(case) = self.spec.cases.get(self.next).copied() {
+            self.case(case, Verdict::Skip(why.to_string()));
+        }
+    }
+
     pub fn finish(mut self) {
         let _ = self.out.flush();
     }

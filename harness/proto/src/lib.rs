@@ -61,8 +61,34 @@ pub const FIXTURE_PREFIX: &str = "kallsyms_fixture_";
 /// Functions of the probe module: `NAME SIZE` (hex ELF size).
 pub const EXPECT_MODULE_SYMS: &str = "/ksh/expect/module-syms.txt";
 
-/// kprobe targets: `ADDR KIND NAME` (KIND `past-end`: NAME's end address).
+/// kprobe targets: `ADDR KIND NAME` (KIND `past-end`: NAME's end address,
+/// must be refused; `blacklisted`: a function of a blacklisted area, must be
+/// refused).
 pub const EXPECT_KPROBES: &str = "/ksh/expect/kprobes.txt";
+
+/// kprobes blacklist entries the kernel must create for vmlinux:
+/// `START END NAME` (hex link-time `[START, END)`), from the areas that
+/// `populate_kprobe_blacklist()` walks and the `NOKPROBE_SYMBOL()` list.
+pub const EXPECT_BLACKLIST: &str = "/ksh/expect/blacklist.txt";
+
+/// Addresses of a sized symbol outside the sized symbols nested in it:
+/// `ADDR OUTER_START OUTER_SIZE OUTER INNER` (hex link-time); a lookup of
+/// ADDR must give OUTER with its size.
+pub const EXPECT_NESTED: &str = "/ksh/expect/nested.txt";
+
+/// Symbols without a size, alone at their address: `ADDR START SIZE NAME`
+/// (hex link-time; SIZE is the distance to the next symbol). A lookup of
+/// ADDR gives NAME+(ADDR-START)/SIZE: the zero-size rule, unchanged by
+/// the series.
+pub const EXPECT_UNSIZED: &str = "/ksh/expect/unsized.txt";
+
+/// Functions of the probe module's `.kprobes.text` (separated by an
+/// alignment gap): both must be in the kprobes blacklist after it loads.
+pub const MODULE_KPROBES_FUNCS: &[&str] = &["ksh_probe_kp_small", "ksh_probe_kp_aligned"];
+
+/// The backtrace fixture's function whose last instruction is a call (to a
+/// noreturn function): its saved return address is exactly its end.
+pub const MODULE_BT_CALLER: &str = "ksh_bt_caller";
 
 /// One probe: a program run inside the guest, in its own process, that
 /// reports one KTAP subtest whose cases are listed here.
@@ -144,17 +170,56 @@ pub const PROBES: &[ProbeSpec] = &[
     },
     ProbeSpec {
         name: "kprobes",
-        about: "a kprobe past a function's end is refused, one inside is accepted (needs CONFIG_KPROBES)",
+        about: "the kprobes blacklist covers every function of the blacklisted areas with its extent (vmlinux and module), kprobes there and past a function's end are refused, one inside a function is accepted",
         timeout_secs: 30,
-        cases: &["past-end-refused", "inside-accepted"],
-        baseline_failures: &["past-end-refused"],
+        cases: &[
+            "past-end-refused",
+            "inside-accepted",
+            "blacklist-populated",
+            "blacklist-module",
+            "blacklisted-refused",
+        ],
+        // Size-blind lookups make every blacklist entry reach up to the next
+        // symbol, past the function's end.
+        baseline_failures: &["past-end-refused", "blacklist-populated", "blacklist-module"],
+        runs_alone: false,
+    },
+    ProbeSpec {
+        name: "backtrace",
+        about: "a return address at a function's end (a call to a noreturn function) is printed as that function by %pB, stack_trace_print() and dump_stack()",
+        timeout_secs: 30,
+        cases: &["end-of-function-frame", "stack-trace-print", "dump-stack"],
+        baseline_failures: &[],
+        runs_alone: false,
+    },
+    ProbeSpec {
+        name: "nested-symbols",
+        about: "addresses of a sized symbol outside the sized symbols nested in it resolve to the enclosing symbol",
+        timeout_secs: 30,
+        cases: &["enclosing"],
+        // Size-blind lookups give the inner symbol for its enclosing
+        // function's tail.
+        baseline_failures: &["enclosing"],
+        runs_alone: false,
+    },
+    ProbeSpec {
+        name: "unsized-symbols",
+        about: "symbols without a size (assembly without .size) still extend up to the next symbol",
+        timeout_secs: 30,
+        cases: &["up-to-next"],
+        baseline_failures: &[],
         runs_alone: false,
     },
     ProbeSpec {
         name: "ftrace",
-        about: "available_filter_functions has no invalid entries and no orphaned weak call sites",
+        about: "available_filter_functions has no invalid entries and no orphaned weak call sites; filtering on every function and on a module's works",
         timeout_secs: 30,
-        cases: &["no-invalid-entries", "no-orphan-sites"],
+        cases: &[
+            "no-invalid-entries",
+            "no-orphan-sites",
+            "filter-all",
+            "filter-module",
+        ],
         baseline_failures: &[],
         runs_alone: false,
     },

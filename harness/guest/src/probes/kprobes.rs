@@ -1,70 +1,132 @@
-//! `kprobes`: a kprobe at `function+size` (the first byte past a function
-//! that is followed by a gap, not by another symbol) is refused; one at the
-//! start of a function is accepted. Needs CONFIG_KPROBES; skipped without.
+//! `kprobes`: the kprobes blacklist, a user of size-aware lookups (its
+//! walk over the blacklisted areas steps by each symbol's size), and
+//! `register_kprobe()`'s own checks:
+//! - `past-end-refused`: a kprobe at `function+size` (the first byte past
+//!   a function followed by a gap, not by another symbol) is refused;
+//! - `inside-accepted`: one at the start of a module function is accepted;
+//! - `blacklist-populated`: `/sys/kernel/debug/kprobes/blacklist` has every
+//!   entry the host derived from the ELF, with its exact extent;
+//! - `blacklist-module`: the probe module's `.kprobes.text` functions, on
+//!   both sides of an alignment gap, are blacklisted with their sizes;
+//! - `blacklisted-refused`: a kprobe on the last function of each
+//!   blacklisted area is refused.
+//!
+//! Needs CONFIG_KPROBES; skipped without.
 
+use rustc_hash::FxHashMap as HashMap;
+use std::collections::HashSet;
 use std::io::Write;
 
 use super::kernel::{self, hex, summarize_detail};
 use crate::ktap::{CaseWriter, Verdict};
 
 const NEEDS: &str = "CONFIG_KPROBES is not set in this kernel (the check needs CONFIG_KPROBES=y)";
+const BLACKLIST: &str = "/sys/kernel/debug/kprobes/blacklist";
+
+struct Target {
+    addr: u64,
+    kind: String,
+    name: String,
+}
+
+/// `(start, end, name)` of every entry of the kernel's blacklist file.
+fn read_blacklist() -> Result<Vec<(u64, u64, String)>, String> {
+    let text = std::fs::read_to_string(BLACKLIST).map_err(|e| format!("{BLACKLIST}: {e}"))?;
+    let mut out = Vec::new();
+    for l in text.lines() {
+        let (range, name) = l.split_once('\t').unwrap_or((l, ""));
+        let (a, b) = range
+            .split_once('-')
+            .ok_or_else(|| format!("{BLACKLIST}: malformed line {l:?}"))?;
+        out.push((hex(a)?, hex(b)?, name.to_string()));
+    }
+    Ok(out)
+}
+
+fn verdict(what: &str, total: usize, bad: &[String]) -> Verdict {
+    if total == 0 {
+        return Verdict::Fail(vec![format!("0 checked: no {what} to check")]);
+    }
+    println!("# {what}: {} of {total} wrong", bad.len());
+    if bad.is_empty() {
+        Verdict::Pass
+    } else {
+        let mut d = vec![format!("{} of {total} {what} wrong", bad.len())];
+        d.extend(summarize_detail(what, bad));
+        Verdict::Fail(d)
+    }
+}
 
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     if kernel::build_info().get("kprobes").map(String::as_str) != Some("1") {
-        out.case("past-end-refused", Verdict::Skip(NEEDS.into()));
-        out.case("inside-accepted", Verdict::Skip(NEEDS.into()));
-        return;
+        return out.skip_rest(NEEDS);
     }
     let setup = || -> Result<_, String> {
         let mut targets = Vec::new();
         for l in kernel::read_lines(ksh_proto::EXPECT_KPROBES)? {
             let f: Vec<&str> = l.splitn(3, ' ').collect();
-            if f.len() == 3 && f[1] == "past-end" {
-                targets.push((hex(f[0])?, f[2].to_string()));
+            if f.len() != 3 {
+                return Err(format!("{}: malformed: {l}", ksh_proto::EXPECT_KPROBES));
+            }
+            targets.push(Target {
+                addr: hex(f[0])?,
+                kind: f[1].to_string(),
+                name: f[2].to_string(),
+            });
+        }
+        let proc = kernel::proc_kallsyms_where(|_, m| m == Some(ksh_proto::MODULE_NAME))?;
+        let mut module_syms = HashMap::default();
+        for l in kernel::read_lines(ksh_proto::EXPECT_MODULE_SYMS)? {
+            if let Some((n, s)) = l.split_once(' ') {
+                module_syms.insert(n.to_string(), hex(s)?);
             }
         }
-        let proc = kernel::proc_kallsyms_where(|n, m| {
-            n == "ksh_probe_target" && m == Some(ksh_proto::MODULE_NAME)
-        })?;
-        let inside = proc
-            .iter()
-            .find(|s| {
-                s.name == "ksh_probe_target" && s.module.as_deref() == Some(ksh_proto::MODULE_NAME)
-            })
-            .map(|s| s.addr)
-            .ok_or("ksh_probe_target [ksh_probe] is not in /proc/kallsyms")?;
-        Ok((targets, kernel::kaslr_offset()?, inside))
+        Ok((targets, kernel::kaslr_offset()?, proc, module_syms))
     };
-    let (targets, off, inside) = match setup() {
+    let (targets, off, proc, module_syms) = match setup() {
         Ok(x) => x,
         Err(e) => return out.fail_rest(&e),
     };
-    let mut addrs: Vec<u64> = targets.iter().map(|t| t.0.wrapping_add(off)).collect();
+    let module_addr = |name: &str| {
+        proc.iter()
+            .find(|s| s.name == name && s.module.as_deref() == Some(ksh_proto::MODULE_NAME))
+            .map(|s| s.addr)
+    };
+    let Some(inside) = module_addr("ksh_probe_target") else {
+        return out.fail_rest("ksh_probe_target [ksh_probe] is not in /proc/kallsyms");
+    };
+
+    // register_kprobe() on every target, in one module session.
+    let mut addrs: Vec<u64> = targets.iter().map(|t| t.addr.wrapping_add(off)).collect();
     addrs.push(inside);
     let rcs = match kernel::kprobe(&addrs) {
         Ok(r) => r,
         Err(e) => return out.fail_rest(&e),
     };
-    let bad: Vec<String> = targets
-        .iter()
-        .zip(&rcs)
-        .filter(|(_, &rc)| rc == 0)
-        .map(|((a, n), _)| format!("{n}+size ({a:#x}): kprobe accepted"))
-        .collect();
+    let accepted = |kind: &str| -> (usize, Vec<String>) {
+        let mut n = 0;
+        let mut bad = Vec::new();
+        for (t, &rc) in targets.iter().zip(&rcs) {
+            if t.kind != kind {
+                continue;
+            }
+            n += 1;
+            if rc == 0 {
+                bad.push(format!(
+                    "{} ({:#x}, {kind}): kprobe accepted",
+                    t.name, t.addr
+                ));
+            }
+        }
+        (n, bad)
+    };
+    let (n, bad) = accepted("past-end");
     out.case(
         "past-end-refused",
-        if targets.is_empty() {
+        if n == 0 {
             Verdict::Skip("no function followed by a non-padding gap in this build".into())
-        } else if bad.is_empty() {
-            Verdict::Pass
         } else {
-            let mut d = vec![format!(
-                "{} of {} past-the-end kprobes accepted",
-                bad.len(),
-                targets.len()
-            )];
-            d.extend(summarize_detail("past-the-end kprobes accepted", &bad));
-            Verdict::Fail(d)
+            verdict("past-the-end kprobes", n, &bad)
         },
     );
     let rc = *rcs.last().unwrap();
@@ -77,5 +139,82 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
                 "kprobe at ksh_probe_target+0x0 ({inside:#x}) refused: {rc}"
             )])
         },
+    );
+
+    // The blacklist as the kernel built it.
+    let listed = match read_blacklist() {
+        Ok(l) => l,
+        Err(e) => {
+            out.case("blacklist-populated", Verdict::Fail(vec![e.clone()]));
+            out.case("blacklist-module", Verdict::Fail(vec![e]));
+            let (n, bad) = accepted("blacklisted");
+            out.case(
+                "blacklisted-refused",
+                verdict("blacklisted kprobes", n, &bad),
+            );
+            return;
+        }
+    };
+    let have: HashSet<(u64, u64)> = listed.iter().map(|e| (e.0, e.1)).collect();
+    let by_start: HashMap<u64, u64> = listed.iter().map(|e| (e.0, e.1)).collect();
+    let populated = || -> Result<(usize, Vec<String>), String> {
+        let mut n = 0;
+        let mut bad = Vec::new();
+        for l in kernel::read_lines(ksh_proto::EXPECT_BLACKLIST)? {
+            let f: Vec<&str> = l.splitn(3, ' ').collect();
+            if f.len() != 3 {
+                return Err(format!("{}: malformed: {l}", ksh_proto::EXPECT_BLACKLIST));
+            }
+            let (s, e) = (hex(f[0])?.wrapping_add(off), hex(f[1])?.wrapping_add(off));
+            n += 1;
+            if !have.contains(&(s, e)) {
+                bad.push(match by_start.get(&s) {
+                    Some(&got) => {
+                        format!("{} [{s:#x},{e:#x}): blacklisted as [{s:#x},{got:#x})", f[2])
+                    }
+                    None => format!("{} [{s:#x},{e:#x}): not blacklisted", f[2]),
+                });
+            }
+        }
+        Ok((n, bad))
+    };
+    println!("# {} entries in {BLACKLIST}", listed.len());
+    out.case(
+        "blacklist-populated",
+        match populated() {
+            Ok((n, bad)) => verdict("blacklist entries", n, &bad),
+            Err(e) => Verdict::Fail(vec![e]),
+        },
+    );
+    let mut n = 0;
+    let mut bad = Vec::new();
+    for name in ksh_proto::MODULE_KPROBES_FUNCS {
+        n += 1;
+        let (Some(a), Some(size)) = (module_addr(name), module_syms.get(*name)) else {
+            bad.push(format!(
+                "{name} [{}]: not in /proc/kallsyms or {}",
+                ksh_proto::MODULE_NAME,
+                ksh_proto::EXPECT_MODULE_SYMS
+            ));
+            continue;
+        };
+        if !have.contains(&(a, a + size)) {
+            bad.push(match by_start.get(&a) {
+                Some(&got) => format!(
+                    "{name} [{a:#x},{:#x}): blacklisted as [{a:#x},{got:#x})",
+                    a + size
+                ),
+                None => format!("{name} [{a:#x},{:#x}): not blacklisted", a + size),
+            });
+        }
+    }
+    out.case(
+        "blacklist-module",
+        verdict("module .kprobes.text functions", n, &bad),
+    );
+    let (n, bad) = accepted("blacklisted");
+    out.case(
+        "blacklisted-refused",
+        verdict("blacklisted kprobes", n, &bad),
     );
 }

@@ -1,6 +1,7 @@
 //! The probes, one module each. [`run`] dispatches by registry name; a probe
 //! named in `ksh_proto::PROBES` but missing here fails all its cases loudly.
 
+mod backtrace;
 mod boot;
 mod format_ps;
 mod ftrace;
@@ -9,8 +10,10 @@ mod kernel;
 mod kprobes;
 mod lookup_bench;
 mod module_symbols;
+mod nested_symbols;
 mod proc_kallsyms;
 mod sizes;
+mod unsized_symbols;
 mod weak_kept;
 mod weak_orphans;
 
@@ -29,6 +32,9 @@ pub fn run<W: Write>(spec: &'static ProbeSpec, out: &mut CaseWriter<W>) {
         "weak-kept" => weak_kept::run(out),
         "format-pS" => format_ps::run(out),
         "kprobes" => kprobes::run(out),
+        "backtrace" => backtrace::run(out),
+        "nested-symbols" => nested_symbols::run(out),
+        "unsized-symbols" => unsized_symbols::run(out),
         "ftrace" => ftrace::run(out),
         "module-symbols" => module_symbols::run(out),
         "kallsyms-selftest" => kallsyms_selftest::run(out),

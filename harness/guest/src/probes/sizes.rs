@@ -4,7 +4,7 @@
 //! offset checks accept any of the names (size-blind kernels report the
 //! first in table order); `start-size` wants the first *sized* alias in
 //! table order with its ELF size, the rule of the size-aware lookup
-//! (patches/6.12/0004).
+//! (patches/6.12/0006).
 
 use std::io::Write;
 
@@ -63,7 +63,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         if !a.found || a.offset != 0 || !g.names.contains(&a.name) {
             bad_name.push(format!("{}: {}", g.label(), a.describe()));
         }
-        // The size-aware rule (patches/6.12/0004): among the aliases, the
+        // The size-aware rule (patches/6.12/0006): among the aliases, the
         // first sized one in table order that contains the address wins,
         // with its own size; at the start that is the first sized alias.
         let (want_name, want_size, _) = &g.sized[0];

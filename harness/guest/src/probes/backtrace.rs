@@ -1,0 +1,234 @@
+//! `backtrace`: stack traces name the function a return address returns
+//! into, also when the call was the function's last instruction (a call
+//! to a noreturn function), where the return address is exactly the
+//! function's end and a size-aware lookup of it finds no symbol.
+//!
+//! The probe module's `backtrace` file runs its fixture (the kthread
+//! function `ksh_bt_caller()`, see harness/probe-module) and answers one
+//! line per saved entry, `ADDR\t%pB\t%pBb`; the fixture also prints the
+//! trace with `stack_trace_print()` and `dump_stack()` between marker
+//! lines, which this probe reads back from `/dev/kmsg`.
+//! - `end-of-function-frame`: one entry is `ksh_bt_caller`'s end (from its
+//!   ELF size), and `%pB`/`%pBb` print it as `ksh_bt_caller+SIZE/...`;
+//! - `stack-trace-print`: every line `stack_trace_print()` printed is
+//!   `name+off/size`, the one for that entry names `ksh_bt_caller`, and
+//!   the frames in the module name the module function containing the call;
+//! - `dump-stack`: `dump_stack()`'s trace has a `ksh_bt_caller+SIZE/...`
+//!   frame and no frame printed as a bare address.
+//!
+//! Names and offsets are checked, not the `/size` part: sizes are the
+//! `sizes` and `format-pS` probes' business.
+
+use std::io::{Read, Write};
+
+use super::kernel::{self, hex, summarize_detail};
+use crate::ktap::{CaseWriter, Verdict};
+
+/// Messages of `/dev/kmsg` (the text after `;` of each record).
+fn kmsg() -> Result<Vec<String>, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open("/dev/kmsg")
+        .map_err(|e| format!("/dev/kmsg: {e}"))?;
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 8192];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                let rec = String::from_utf8_lossy(&buf[..n]);
+                let first = rec.lines().next().unwrap_or("");
+                if let Some((_, msg)) = first.split_once(';') {
+                    out.push(msg.to_string());
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            // A record overwritten while reading: go on with the next.
+            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
+            Err(e) => return Err(format!("reading /dev/kmsg: {e}")),
+        }
+    }
+    Ok(out)
+}
+
+/// The messages between `ksh_probe: WHAT begin` and `... end`.
+fn block<'a>(msgs: &'a [String], what: &str) -> Option<&'a [String]> {
+    let b = format!("ksh_probe: {what} begin");
+    let e = format!("ksh_probe: {what} end");
+    let i = msgs.iter().rposition(|m| m == &b)?;
+    let j = msgs[i..].iter().position(|m| m == &e)? + i;
+    Some(&msgs[i + 1..j])
+}
+
+/// `name+0xoff/0xsize [mod]` → (name, off, size).
+fn parse_sym(s: &str) -> Option<(&str, u64, u64)> {
+    let s = s.trim().trim_start_matches("? ");
+    let s = s.split(' ').next()?;
+    let (name, rest) = s.rsplit_once('+')?;
+    let (off, size) = rest.split_once('/')?;
+    Some((name, hex(off).ok()?, hex(size).ok()?))
+}
+
+pub fn run<W: Write>(out: &mut CaseWriter<W>) {
+    let setup = || -> Result<_, String> {
+        let name = ksh_proto::MODULE_BT_CALLER;
+        let mut size = None;
+        let mut module_syms = Vec::new();
+        for l in kernel::read_lines(ksh_proto::EXPECT_MODULE_SYMS)? {
+            if let Some((n, s)) = l.split_once(' ') {
+                if n == name {
+                    size = Some(hex(s)?);
+                }
+                module_syms.push((n.to_string(), hex(s)?));
+            }
+        }
+        let size = size.ok_or(format!(
+            "{name} is not in {}",
+            ksh_proto::EXPECT_MODULE_SYMS
+        ))?;
+        let proc = kernel::proc_kallsyms_where(|_, m| m == Some(ksh_proto::MODULE_NAME))?;
+        let addr_of = |n: &str| proc.iter().find(|s| s.name == n).map(|s| s.addr);
+        let start = addr_of(name).ok_or(format!("{name} is not in /proc/kallsyms"))?;
+        // Module functions with their runtime extents.
+        let mut fns: Vec<(u64, u64, String)> = module_syms
+            .iter()
+            .filter_map(|(n, s)| addr_of(n).map(|a| (a, a + s, n.clone())))
+            .collect();
+        fns.sort();
+        let path = kernel::module_file("backtrace")?;
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+        let mut frames = Vec::new();
+        for l in text.lines() {
+            let f: Vec<&str> = l.split('\t').collect();
+            if f.len() != 3 {
+                return Err(format!("{path}: malformed line {l:?}"));
+            }
+            frames.push((hex(f[0])?, f[1].to_string(), f[2].to_string()));
+        }
+        Ok((start, size, fns, frames, kmsg()?))
+    };
+    let (start, size, fns, frames, msgs) = match setup() {
+        Ok(x) => x,
+        Err(e) => return out.fail_rest(&e),
+    };
+    let name = ksh_proto::MODULE_BT_CALLER;
+    let end = start + size;
+    // Names and offsets: sizes are the sizes probes' business, and
+    // size-blind kernels print the same frames with other sizes.
+    let want = format!("{name}+{size:#x}/");
+    println!("# {} frames; {name} [{start:#x},{end:#x})", frames.len());
+    for (a, pb, _) in &frames {
+        println!("# frame {a:#x} {pb}");
+    }
+
+    let at_end = frames.iter().position(|f| f.0 == end);
+    out.case(
+        "end-of-function-frame",
+        match at_end {
+            None => Verdict::Fail(vec![format!(
+                "no saved return address is {name}'s end {end:#x}: the fixture did not \
+                 produce the frame this probe is about (frames: {})",
+                frames
+                    .iter()
+                    .map(|f| format!("{:#x}", f.0))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )]),
+            Some(i) => {
+                let (_, pb, pbb) = &frames[i];
+                let bad: Vec<String> = [("%pB", pb), ("%pBb", pbb)]
+                    .iter()
+                    .filter(|(_, s)| !s.starts_with(&want))
+                    .map(|(f, s)| format!("{f} of {end:#x}: want {want}, kernel {s}"))
+                    .collect();
+                verdict_of(2, bad)
+            }
+        },
+    );
+
+    // stack_trace_print(): one line per entry, in order.
+    out.case(
+        "stack-trace-print",
+        match block(&msgs, "stack_trace_print") {
+            None => Verdict::Fail(vec![
+                "no stack_trace_print block between the markers in /dev/kmsg".into(),
+            ]),
+            Some(lines) if lines.len() != frames.len() => Verdict::Fail(vec![format!(
+                "stack_trace_print printed {} lines for {} entries: {lines:?}",
+                lines.len(),
+                frames.len()
+            )]),
+            Some(lines) => {
+                let mut bad = Vec::new();
+                for ((a, _, _), l) in frames.iter().zip(lines) {
+                    let Some((n, off, _)) = parse_sym(l) else {
+                        bad.push(format!("{a:#x}: printed as {:?}", l.trim()));
+                        continue;
+                    };
+                    // A module frame: the function containing the call.
+                    let call = a - 1;
+                    if let Some(f) = fns.iter().find(|f| f.0 <= call && call < f.1) {
+                        let fs = f.0;
+                        if n != f.2 || off != a - fs {
+                            bad.push(format!(
+                                "{a:#x}: want {}+{:#x}/..., kernel {}",
+                                f.2,
+                                a - fs,
+                                l.trim()
+                            ));
+                        }
+                    }
+                }
+                verdict_of(frames.len(), bad)
+            }
+        },
+    );
+
+    out.case(
+        "dump-stack",
+        match block(&msgs, "dump_stack") {
+            None => Verdict::Fail(vec![
+                "no dump_stack block between the markers in /dev/kmsg".into()
+            ]),
+            Some(lines) => {
+                let frames: Vec<&String> = lines
+                    .iter()
+                    .filter(|l| {
+                        let t = l.trim().trim_start_matches("? ");
+                        l.starts_with(' ') && (t.contains("+0x") || t.starts_with("0x"))
+                    })
+                    .collect();
+                let mut bad: Vec<String> = frames
+                    .iter()
+                    .filter(|l| parse_sym(l).is_none())
+                    .map(|l| format!("frame printed as a bare address: {:?}", l.trim()))
+                    .collect();
+                if !frames
+                    .iter()
+                    .any(|l| l.trim().trim_start_matches("? ").starts_with(&want))
+                {
+                    bad.push(format!(
+                        "no frame {want} in dump_stack()'s trace: {:?}",
+                        lines.iter().map(|l| l.trim()).collect::<Vec<_>>()
+                    ));
+                }
+                verdict_of(frames.len(), bad)
+            }
+        },
+    );
+}
+
+fn verdict_of(checked: usize, bad: Vec<String>) -> Verdict {
+    println!("# checked {checked}, wrong {}", bad.len());
+    if checked == 0 {
+        Verdict::Fail(vec!["0 checked".into()])
+    } else if bad.is_empty() {
+        Verdict::Pass
+    } else {
+        let mut d = vec![format!("{} of {checked} wrong", bad.len())];
+        d.extend(summarize_detail("frames", &bad));
+        Verdict::Fail(d)
+    }
+}

@@ -1,0 +1,64 @@
+//! `unsized-symbols`: a symbol without a size (assembly without `.size`,
+//! linker-script symbols) keeps the rule it always had: it extends up to
+//! the next symbol. Lookups of the first and last byte of every such
+//! symbol (alone at its address) give its name, the offset and that
+//! extent.
+
+use std::io::Write;
+
+use super::kernel::{self, hex, summarize_detail};
+use crate::ktap::{CaseWriter, Verdict};
+
+pub fn run<W: Write>(out: &mut CaseWriter<W>) {
+    let setup = || -> Result<_, String> {
+        let mut pts = Vec::new();
+        for l in kernel::read_lines(ksh_proto::EXPECT_UNSIZED)? {
+            let f: Vec<&str> = l.splitn(4, ' ').collect();
+            if f.len() != 4 {
+                return Err(format!("{}: malformed: {l}", ksh_proto::EXPECT_UNSIZED));
+            }
+            pts.push((hex(f[0])?, hex(f[1])?, hex(f[2])?, f[3].to_string()));
+        }
+        Ok((pts, kernel::kaslr_offset()?))
+    };
+    let (pts, off) = match setup() {
+        Ok(x) => x,
+        Err(e) => return out.fail_rest(&e),
+    };
+    if pts.is_empty() {
+        return out.fail_rest(&format!(
+            "0 checked: {} lists no unsized symbol (every kernel has some, e.g. _stext)",
+            ksh_proto::EXPECT_UNSIZED
+        ));
+    }
+    let addrs: Vec<u64> = pts.iter().map(|p| p.0.wrapping_add(off)).collect();
+    let answers = match kernel::lookup_no_ps(&addrs) {
+        Ok(a) => a,
+        Err(e) => return out.fail_rest(&e),
+    };
+    let mut bad = Vec::new();
+    for ((a, start, size, name), k) in pts.iter().zip(&answers) {
+        let want_off = a - start;
+        if !(k.found && &k.name == name && k.offset == want_off && k.size == *size) {
+            bad.push(format!(
+                "{a:#x}: want {name}+{want_off:#x}/{size:#x}, kernel {}",
+                k.describe()
+            ));
+        }
+    }
+    println!(
+        "# {} addresses of unsized symbols, {} wrong",
+        pts.len(),
+        bad.len()
+    );
+    out.case(
+        "up-to-next",
+        if bad.is_empty() {
+            Verdict::Pass
+        } else {
+            let mut d = vec![format!("{} of {} wrong", bad.len(), pts.len())];
+            d.extend(summarize_detail("unsized-symbol addresses", &bad));
+            Verdict::Fail(d)
+        },
+    );
+}

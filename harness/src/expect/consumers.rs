@@ -1,0 +1,299 @@
+//! Expectations for the kernel's own users of lookups (the caller audit in
+//! `patches/6.12/CALLERS.md`): the kprobes blacklist and nested sized
+//! symbols. Both are derived from the ELF and the expected kallsyms table
+//! with the size-aware lookup rule written out here, independently of the
+//! kernel's code.
+
+use std::fmt::Write as _;
+
+use crate::symbols::{ElfImage, KallsymsEntry};
+
+/// How far back the kernel looks for an enclosing sized symbol
+/// (`KALLSYMS_NEST_SCAN` in patches/6.12/0006).
+pub const NEST_SCAN: usize = 32;
+
+/// The kallsyms table as the kernel's lookups see it: distinct addresses in
+/// order, each with its aliases (name, size) in table order.
+pub struct HostLookup<'a> {
+    addrs: Vec<u64>,
+    groups: Vec<Vec<&'a KallsymsEntry>>,
+}
+
+/// What a lookup of one address gives: the symbol's start, its extent
+/// (size, or distance to the next symbol when unsized) and name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub start: u64,
+    pub size: u64,
+    pub name: String,
+}
+
+impl<'a> HostLookup<'a> {
+    /// `entries` in kallsyms order, already limited to the lookup range.
+    pub fn new(entries: impl IntoIterator<Item = &'a KallsymsEntry>) -> Self {
+        let mut addrs = Vec::new();
+        let mut groups: Vec<Vec<&KallsymsEntry>> = Vec::new();
+        for e in entries {
+            if addrs.last() != Some(&e.addr) {
+                addrs.push(e.addr);
+                groups.push(Vec::new());
+            }
+            groups.last_mut().unwrap().push(e);
+        }
+        HostLookup { addrs, groups }
+    }
+
+    /// The size-aware rule (patches/6.12/0006, `get_symbol_pos()`).
+    pub fn find(&self, addr: u64) -> Option<Found> {
+        let i = self.addrs.partition_point(|&a| a <= addr).checked_sub(1)?;
+        let start = self.addrs[i];
+        let group = &self.groups[i];
+        let containing = |g: &[&KallsymsEntry], s: u64| {
+            g.iter()
+                .find(|e| e.size.is_some_and(|z| addr - s < z))
+                .map(|e| Found {
+                    start: s,
+                    size: e.size.unwrap(),
+                    name: e.name.clone(),
+                })
+        };
+        if group.iter().any(|e| e.size.is_some()) {
+            if let Some(f) = containing(group, start) {
+                return Some(f);
+            }
+            // An enclosing sized symbol among the NEST_SCAN before.
+            let mut j = i;
+            let mut seen = 0;
+            while j > 0 && seen < NEST_SCAN {
+                j -= 1;
+                seen += self.groups[j].len();
+                if let Some(f) = containing(&self.groups[j], self.addrs[j]) {
+                    return Some(f);
+                }
+            }
+            return None;
+        }
+        let end = self.addrs.get(i + 1).copied()?;
+        Some(Found {
+            start,
+            size: end - start,
+            name: group[0].name.clone(),
+        })
+    }
+}
+
+/// Link-time address of a symbol of the image, if it has one.
+fn sym(img: &ElfImage, name: &str) -> Option<u64> {
+    img.symbols
+        .iter()
+        .find(|s| s.name == name.as_bytes() && s.is_defined())
+        .map(|s| s.value)
+}
+
+/// The areas `populate_kprobe_blacklist()` walks on each arch (6.12:
+/// kernel/kprobes.c and the arch's `arch_populate_kprobe_blacklist()`).
+pub fn blacklist_areas(arch: &str) -> &'static [(&'static str, &'static str)] {
+    match arch {
+        "arm64" => &[
+            ("__kprobes_text_start", "__kprobes_text_end"),
+            ("__noinstr_text_start", "__noinstr_text_end"),
+            ("__entry_text_start", "__entry_text_end"),
+            ("__irqentry_text_start", "__irqentry_text_end"),
+            ("__hyp_text_start", "__hyp_text_end"),
+            ("__hyp_idmap_text_start", "__hyp_idmap_text_end"),
+        ],
+        _ => &[
+            ("__kprobes_text_start", "__kprobes_text_end"),
+            ("__noinstr_text_start", "__noinstr_text_end"),
+            ("__entry_text_start", "__entry_text_end"),
+        ],
+    }
+}
+
+/// Blacklist entries the kernel must create for vmlinux, as
+/// `START END NAME` lines, plus up to two targets per area (its last
+/// sized function) that a kprobe must be refused on, as kprobes.txt lines
+/// (`ADDR blacklisted NAME`). Also a note for the summary.
+pub struct Blacklist {
+    pub entries: String,
+    pub targets: String,
+    pub note: String,
+}
+
+pub fn blacklist(img: &ElfImage, lookup: &HostLookup, arch: &str) -> Blacklist {
+    let mut out = Blacklist {
+        entries: String::new(),
+        targets: String::new(),
+        note: String::new(),
+    };
+    let mut n_entries = 0usize;
+    let mut areas = Vec::new();
+    for (s, e) in blacklist_areas(arch) {
+        let (Some(lo), Some(hi)) = (sym(img, s), sym(img, e)) else {
+            continue;
+        };
+        let mut last_sized: Option<(u64, String)> = None;
+        let mut n = 0usize;
+        let mut entry = lo;
+        while entry < hi {
+            match lookup.find(entry) {
+                Some(f) => {
+                    // kprobe_add_ksym_blacklist(): [entry, entry + size).
+                    let _ = writeln!(out.entries, "{entry:x} {:x} {}", entry + f.size, f.name);
+                    n += 1;
+                    if f.start == entry && f.size > 0 {
+                        last_sized = Some((entry, f.name.clone()));
+                    }
+                    entry += f.size.max(1);
+                }
+                None => entry += 1,
+            }
+        }
+        if let Some((a, name)) = last_sized {
+            let _ = writeln!(out.targets, "{a:x} blacklisted {name}");
+        }
+        n_entries += n;
+        areas.push(format!(
+            "{} {n}",
+            s.trim_start_matches("__").trim_end_matches("_start")
+        ));
+    }
+    // NOKPROBE_SYMBOL() entries: an array of function addresses.
+    let mut n_list = 0usize;
+    if let (Some(lo), Some(hi)) = (
+        sym(img, "__start__kprobe_blacklist"),
+        sym(img, "__stop__kprobe_blacklist"),
+    ) {
+        let mut a = lo;
+        while a + 8 <= hi {
+            if let Some(v) = img.read_uint_at(a, 8) {
+                if let Some(f) = lookup.find(v) {
+                    let _ = writeln!(out.entries, "{v:x} {:x} {}", v + f.size, f.name);
+                    n_list += 1;
+                }
+            }
+            a += 8;
+        }
+    }
+    out.note = format!(
+        "kprobes blacklist: {} entries ({}; NOKPROBE_SYMBOL {n_list})",
+        n_entries + n_list,
+        areas.join(", ")
+    );
+    out
+}
+
+/// Sized symbols nested in sized symbols, as nested.txt lines
+/// `ADDR OUTER_START OUTER_SIZE OUTER INNER`: ADDR is an address of OUTER
+/// outside every symbol nested in it (the first byte after INNER, and
+/// OUTER's last byte) that a lookup must attribute to OUTER.
+pub fn nested(lookup_entries: &[&KallsymsEntry]) -> (String, usize) {
+    let sized: Vec<&KallsymsEntry> = lookup_entries
+        .iter()
+        .copied()
+        .filter(|e| e.size.is_some_and(|s| s > 0))
+        .collect();
+    let mut starts: Vec<u64> = lookup_entries.iter().map(|e| e.addr).collect();
+    starts.sort_unstable();
+    starts.dedup();
+    let mut out = String::new();
+    let mut pairs = 0usize;
+    for (k, o) in sized.iter().enumerate() {
+        let oend = o.addr + o.size.unwrap();
+        for i in sized[k + 1..].iter().take_while(|i| i.addr < oend) {
+            let iend = i.addr + i.size.unwrap();
+            if i.addr == o.addr || iend > oend {
+                continue;
+            }
+            pairs += 1;
+            // Only points whose candidates are the inner symbol's group:
+            // no other symbol may start between the inner one and them.
+            let next_start = starts
+                .get(starts.partition_point(|&a| a <= i.addr))
+                .copied()
+                .unwrap_or(u64::MAX);
+            for p in [iend, oend - 1] {
+                if p >= iend && p < oend && p < next_start {
+                    let _ = writeln!(
+                        out,
+                        "{p:x} {:x} {:x} {} {}",
+                        o.addr,
+                        o.size.unwrap(),
+                        o.name,
+                        i.name
+                    );
+                }
+            }
+        }
+    }
+    (out, pairs)
+}
+
+/// Symbols with no size (assembly without `.size`, linker-script
+/// symbols) alone at their address, as unsized.txt lines
+/// `ADDR START SIZE NAME`: lookups of their first and last byte must give
+/// NAME with an extent up to the next symbol, the rule that did not change.
+pub fn unsized_symbols(lookup: &HostLookup) -> String {
+    let mut out = String::new();
+    for (i, g) in lookup.groups.iter().enumerate() {
+        if g.iter().any(|e| e.size.is_some()) {
+            continue;
+        }
+        let start = lookup.addrs[i];
+        let Some(f) = lookup.find(start) else {
+            continue;
+        };
+        if f.size == 0 {
+            continue;
+        }
+        for a in [start, start + f.size - 1] {
+            let _ = writeln!(out, "{a:x} {start:x} {:x} {}", f.size, f.name);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::symbols::{Binding, SymKind};
+
+    fn e(addr: u64, size: Option<u64>, name: &str) -> KallsymsEntry {
+        KallsymsEntry {
+            addr,
+            ty: b'T',
+            nm_type: b'T',
+            name: name.into(),
+            size,
+            binding: Binding::Global,
+            kind: SymKind::Func,
+            section: Some(".text".into()),
+            percpu_absolute: false,
+            elf_index: 0,
+        }
+    }
+
+    #[test]
+    fn lookup_rules_and_nesting() {
+        let t = vec![
+            e(0x100, Some(0x20), "a"),
+            e(0x140, Some(0x60), "outer"),
+            e(0x160, Some(0x10), "inner"),
+            e(0x200, None, "asm"),
+            e(0x240, Some(0x8), "b"),
+        ];
+        let l = HostLookup::new(&t);
+        assert_eq!(l.find(0x110).unwrap().name, "a");
+        assert!(l.find(0x120).is_none(), "padding after a");
+        assert_eq!(l.find(0x165).unwrap().name, "inner");
+        let f = l.find(0x170).unwrap();
+        assert_eq!((f.name.as_str(), f.start, f.size), ("outer", 0x140, 0x60));
+        assert!(l.find(0x1a0).is_none(), "past outer");
+        assert_eq!(l.find(0x230).unwrap().size, 0x40, "unsized: up to next");
+        assert_eq!(unsized_symbols(&l), "200 200 40 asm\n23f 200 40 asm\n");
+        let refs: Vec<&KallsymsEntry> = t.iter().collect();
+        let (text, pairs) = nested(&refs);
+        assert_eq!(pairs, 1);
+        assert_eq!(text, "170 140 60 outer inner\n19f 140 60 outer inner\n");
+    }
+}
