@@ -6,6 +6,7 @@
 
 pub mod accel;
 pub mod arch;
+pub mod bootlog;
 pub mod cpio;
 pub mod expect;
 pub mod footprint;
@@ -15,6 +16,7 @@ pub mod kbuild;
 pub mod kconfig;
 pub mod ktap;
 pub mod layout;
+pub mod mutants;
 pub mod prereqs;
 pub mod probemod;
 pub mod qemu;

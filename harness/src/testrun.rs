@@ -21,6 +21,8 @@ use crate::source::KernelSource;
 /// Host-side cases every cell reports besides the guest probes.
 pub const BUILD_CASE: (&str, &str) = ("build", "kernel");
 pub const VM_CASE: (&str, &str) = ("boot", "vm-completed");
+/// The console log has no unexplained kernel warning (see `bootlog`).
+pub const WARNINGS_CASE: (&str, &str) = ("boot", "no-kernel-warnings");
 
 /// Every test name of an arch/config cell, in report order. Known without
 /// building anything, so `--list` and filters need no kernel.
@@ -29,6 +31,7 @@ pub fn test_names(arch: &ArchProfile, config: &str) -> Vec<String> {
     let mut names = vec![
         format!("{p}/{}/{}", BUILD_CASE.0, BUILD_CASE.1),
         format!("{p}/{}/{}", VM_CASE.0, VM_CASE.1),
+        format!("{p}/{}/{}", WARNINGS_CASE.0, WARNINGS_CASE.1),
     ];
     for probe in ksh_proto::PROBES {
         for case in probe.cases {
@@ -281,6 +284,10 @@ pub fn case_results(
         name: vm_name,
         status: vm_status,
     });
+    out.push(CaseResult {
+        name: format!("{prefix}/{}/{}", WARNINGS_CASE.0, WARNINGS_CASE.1),
+        status: warnings_status(outcome, &where_to_look),
+    });
 
     for probe in ksh_proto::PROBES {
         for case in probe.cases {
@@ -321,6 +328,40 @@ pub fn case_results(
     out
 }
 
+/// `boot/no-kernel-warnings`: the console log, whatever became of the VM.
+fn warnings_status(outcome: &VmOutcome, where_to_look: &str) -> Status {
+    let console = match fs::read(&outcome.console_log) {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(e) => {
+            return Status::Fail(format!(
+                "cannot read the console log {}: {e}",
+                outcome.console_log.display()
+            ))
+        }
+    };
+    if console.trim().is_empty() {
+        return Status::Fail(format!("the console log is empty\n{where_to_look}"));
+    }
+    let allow = match crate::bootlog::allow_list(&layout::project_root()) {
+        Ok(a) => a,
+        Err(e) => return Status::Fail(format!("{e:#}")),
+    };
+    let (bad, allowed) = crate::bootlog::unexplained(&console, &allow);
+    if bad.is_empty() {
+        return Status::Pass;
+    }
+    Status::Fail(format!(
+        "{} kernel warning line(s) not explained by {} ({allowed} allowed):\n{}\n{where_to_look}",
+        bad.len(),
+        crate::bootlog::ALLOW_FILE,
+        bad.iter()
+            .take(20)
+            .map(|l| format!("  {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    ))
+}
+
 /// A case that must fail on the baseline kernel: its failure is the pass.
 /// It only counts when the VM completed, so a crash is never a pass.
 fn invert_for_baseline(status: Status, vm_ok: bool, where_to_look: &str) -> Status {
@@ -358,13 +399,24 @@ mod tests {
         }
     }
 
+    /// A console log with no warning in it.
+    fn quiet_console() -> PathBuf {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("ksh-test-{}-{n}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("console.log");
+        fs::write(&p, "[    0.000000] Linux version 6.12\n").unwrap();
+        p
+    }
+
     fn outcome(exit: Exit, results: &str) -> VmOutcome {
         VmOutcome {
             exit,
             accel: Accel::Tcg,
             results: results.into(),
             run_dir: PathBuf::from("/runs/x"),
-            console_log: PathBuf::from("/runs/x/console.log"),
+            console_log: quiet_console(),
             cmdline: "qemu".into(),
             console_spoke: true,
             boot_to_results: None,
@@ -437,7 +489,7 @@ mod tests {
             panic!()
         };
         assert!(
-            msg.contains("expected 0x10, got 0x20") && msg.contains("/runs/x/console.log"),
+            msg.contains("expected 0x10, got 0x20") && msg.contains("console.log"),
             "{msg}"
         );
         assert_eq!(status_of(&cases, "/boot/vm-completed"), &Status::Pass);
@@ -483,7 +535,10 @@ mod tests {
             false,
         );
         assert!(
-            cases.iter().all(|c| matches!(c.status, Status::Fail(_))),
+            cases
+                .iter()
+                .filter(|c| !c.name.ends_with(WARNINGS_CASE.1))
+                .all(|c| matches!(c.status, Status::Fail(_))),
             "{cases:#?}"
         );
     }
