@@ -248,7 +248,7 @@ fn parse_series(text: &str, dir: &Path, series_file: &Path) -> Result<Vec<Entry>
     Ok(entries)
 }
 
-fn git_apply(tree: &Path, args: &[&str], input: &[u8]) -> Result<std::process::Output> {
+pub(crate) fn git_apply(tree: &Path, args: &[&str], input: &[u8]) -> Result<std::process::Output> {
     let mut cmd = Command::new("git");
     cmd.arg("apply").args(args).current_dir(tree);
     // Never let git discover a repository *above* the tree: inside one,

@@ -133,7 +133,17 @@ fn prepare_debian(series: &Series, variant: Variant, variant_name: &str) -> Resu
         describe,
         patched: variant == Variant::Patched,
     };
-    let old_stamp = fs::read_to_string(&stamp_path).ok();
+    // A mutant left applied (an interrupted `cargo xtask mutants`) is
+    // reverted; if that fails the tree is unpacked again.
+    let mut old_stamp = fs::read_to_string(&stamp_path).ok();
+    match crate::mutants::revert(&tree) {
+        Ok(true) => eprintln!("ksh: reverted a mutant left applied in {}", tree.display()),
+        Ok(false) => {}
+        Err(e) => {
+            eprintln!("ksh: {e:#}; unpacking the tree again");
+            old_stamp = None;
+        }
+    }
     if old_stamp.as_deref() == Some(want_stamp.as_str()) {
         return Ok(source);
     }

@@ -44,6 +44,10 @@ pub enum Cmd {
     /// memory, lookup cost in the guest, cycle times); reports, never fails
     /// on a slow machine.
     Bench(BenchArgs),
+    /// Prove the probes' sensitivity: build and test each known-bad kernel
+    /// of patches/6.12/mutants/ (default x86_64/minimal); fails if any
+    /// mutant is missed (no case fails) or does not build.
+    Mutants(MutantsArgs),
     /// One bisect step (what `git bisect run` calls): exit 0 good, 1 bad,
     /// 125 skip (does not build or boot), 128 harness fault (aborts).
     #[command(hide = true)]
@@ -158,6 +162,18 @@ pub struct BisectSelftestArgs {
     /// Test-name filter passed to the bisect (default: every case).
     #[arg(last = true)]
     pub filter: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct MutantsArgs {
+    /// --arch defaults to x86_64 here.
+    #[command(flatten)]
+    pub kernel: KernelSelection,
+    #[arg(long, default_value = "auto")]
+    pub accel: AccelChoice,
+    /// Only these mutants (file names without .patch; repeat or comma-separate).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
 }
 
 #[derive(Args, Debug)]

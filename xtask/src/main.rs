@@ -8,6 +8,7 @@ mod build;
 mod check_series;
 mod flags;
 mod matrix;
+mod mutants;
 mod selection;
 mod sync_series;
 mod test;
@@ -27,6 +28,7 @@ fn main() {
         flags::Cmd::BisectStep(args) => bisect::step(args),
         flags::Cmd::BisectSelftest(args) => bisect_selftest::run(args),
         flags::Cmd::Bench(args) => bench::run(args),
+        flags::Cmd::Mutants(args) => mutants::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),
