@@ -29,7 +29,7 @@
  *            anchor_printk=ADDR: _printk's address as the module loader
  *            relocated it (an address anchor that does not come from
  *            kallsyms).
- *   backtrace  read: runs the backtrace fixture in a kthread and returns one
+ *   backtrace  open: runs the backtrace fixture in a kthread; read: one
  *            line per saved stack entry, "ADDR\t%pB\t%pBb". The kthread's
  *            function ksh_bt_caller() ends with a call to a noreturn
  *            function, so one return address is exactly its end; that
@@ -104,11 +104,14 @@ static noinline int ksh_probe_target(int x)
 }
 
 /*
- * Two functions in the module's .kprobes.text with an alignment gap
- * between them: the kprobes blacklist walk over a module's area must step
- * over the gap and blacklist both.
+ * Two functions in the module's .kprobes.text, each aligned to 64 bytes and
+ * much smaller, so an alignment gap follows the first whichever order the
+ * compiler emits them in: the kprobes blacklist walk over a module's area
+ * must step over the gap and blacklist both. They are called through
+ * pointers only (see ksh_probe_init()), so no constant-propagated clone
+ * replaces them.
  */
-static noinline __kprobes int ksh_probe_kp_small(int x)
+static noinline __kprobes __aligned(64) int ksh_probe_kp_small(int x)
 {
 	return x * 5 + 3;
 }
@@ -140,12 +143,12 @@ static DEFINE_MUTEX(ksh_bt_lock);
 static noinline __noreturn void ksh_bt_capture(void)
 {
 	ksh_bt.nr = stack_trace_save(ksh_bt.entries, KSH_BT_MAX, 0);
-	pr_info("ksh_probe: stack_trace_print begin\n");
+	pr_warn("ksh_probe: stack_trace_print begin\n");
 	stack_trace_print(ksh_bt.entries, ksh_bt.nr, 0);
-	pr_info("ksh_probe: stack_trace_print end\n");
-	pr_info("ksh_probe: dump_stack begin\n");
+	pr_warn("ksh_probe: stack_trace_print end\n");
+	pr_warn("ksh_probe: dump_stack begin\n");
 	dump_stack();
-	pr_info("ksh_probe: dump_stack end\n");
+	pr_warn("ksh_probe: dump_stack end\n");
 	kthread_complete_and_exit(&ksh_bt.done, 0);
 }
 
@@ -468,48 +471,66 @@ static const struct file_operations ksh_bench_fops = {
 	.llseek = default_llseek,
 };
 
-static ssize_t ksh_backtrace_read(struct file *file, char __user *ubuf,
-				  size_t count, loff_t *ppos)
-{
-	struct task_struct *t;
-	size_t len = 0, cap = KSH_BT_MAX * (2 * KSYM_SYMBOL_LEN + 24);
-	unsigned int i;
-	ssize_t r;
-	char *buf;
+/* The answer of one open of "backtrace": the fixture runs at open. */
+struct ksh_bt_text {
+	size_t len;
+	char buf[];
+};
 
-	if (*ppos)
-		return 0;
-	buf = kvmalloc(cap, GFP_KERNEL);
-	if (!buf)
+static int ksh_backtrace_open(struct inode *inode, struct file *file)
+{
+	size_t cap = KSH_BT_MAX * (2 * KSYM_SYMBOL_LEN + 24);
+	struct ksh_bt_text *t;
+	struct task_struct *task;
+	unsigned int i;
+	int ret = 0;
+
+	t = kvmalloc(sizeof(*t) + cap, GFP_KERNEL);
+	if (!t)
 		return -ENOMEM;
+	t->len = 0;
 	mutex_lock(&ksh_bt_lock);
 	init_completion(&ksh_bt.done);
 	ksh_bt.nr = 0;
-	t = kthread_run(ksh_bt_caller, NULL, "ksh_bt");
-	if (IS_ERR(t)) {
-		r = PTR_ERR(t);
-		goto out;
-	}
-	if (!wait_for_completion_timeout(&ksh_bt.done, 30 * HZ)) {
-		r = -ETIMEDOUT;
-		goto out;
-	}
-	for (i = 0; i < ksh_bt.nr; i++) {
+	task = kthread_run(ksh_bt_caller, NULL, "ksh_bt");
+	if (IS_ERR(task))
+		ret = PTR_ERR(task);
+	else if (!wait_for_completion_timeout(&ksh_bt.done, 30 * HZ))
+		ret = -ETIMEDOUT;
+	for (i = 0; !ret && i < ksh_bt.nr; i++) {
 		void *a = (void *)ksh_bt.entries[i];
 
-		len += scnprintf(buf + len, cap - len, "%lx\t%pB\t%pBb\n",
-				 ksh_bt.entries[i], a, a);
+		t->len += scnprintf(t->buf + t->len, cap - t->len,
+				    "%lx\t%pB\t%pBb\n", ksh_bt.entries[i], a, a);
 	}
-	r = simple_read_from_buffer(ubuf, count, ppos, buf, len);
-out:
 	mutex_unlock(&ksh_bt_lock);
-	kvfree(buf);
-	return r;
+	if (ret) {
+		kvfree(t);
+		return ret;
+	}
+	file->private_data = t;
+	return 0;
+}
+
+static ssize_t ksh_backtrace_read(struct file *file, char __user *ubuf,
+				  size_t count, loff_t *ppos)
+{
+	struct ksh_bt_text *t = file->private_data;
+
+	return simple_read_from_buffer(ubuf, count, ppos, t->buf, t->len);
+}
+
+static int ksh_backtrace_release(struct inode *inode, struct file *file)
+{
+	kvfree(file->private_data);
+	return 0;
 }
 
 static const struct file_operations ksh_backtrace_fops = {
 	.owner = THIS_MODULE,
+	.open = ksh_backtrace_open,
 	.read = ksh_backtrace_read,
+	.release = ksh_backtrace_release,
 	.llseek = default_llseek,
 };
 
@@ -537,6 +558,14 @@ static const struct file_operations ksh_features_fops = {
 
 static struct dentry *ksh_dir;
 
+/* Calls @fn through a pointer the compiler cannot see through. */
+static int ksh_call(int (*fn)(int), int x)
+{
+	int (*volatile p)(int) = fn;
+
+	return p(x);
+}
+
 static int __init ksh_probe_init(void)
 {
 	ksh_dir = debugfs_create_dir("ksh_probe", NULL);
@@ -553,8 +582,8 @@ static int __init ksh_probe_init(void)
 		debugfs_create_file("kprobe", 0600, ksh_dir, NULL, &ksh_kprobe_fops);
 	/* Keep the functions referenced (and callable). */
 	pr_info("ksh_probe: loaded (%d)\n", ksh_probe_target(0) - 1 +
-		ksh_probe_kp_small(1) + ksh_probe_kp_aligned(2) +
-		ksh_bt_after(3));
+		ksh_call(ksh_probe_kp_small, 1) +
+		ksh_call(ksh_probe_kp_aligned, 2) + ksh_call(ksh_bt_after, 3));
 	return 0;
 }
 

@@ -161,8 +161,8 @@ pub fn blacklist(img: &ElfImage, lookup: &HostLookup, arch: &str) -> Blacklist {
     // NOKPROBE_SYMBOL() entries: an array of function addresses.
     let mut n_list = 0usize;
     if let (Some(lo), Some(hi)) = (
-        sym(img, "__start__kprobe_blacklist"),
-        sym(img, "__stop__kprobe_blacklist"),
+        sym(img, "__start_kprobe_blacklist"),
+        sym(img, "__stop_kprobe_blacklist"),
     ) {
         let mut a = lo;
         while a + 8 <= hi {
