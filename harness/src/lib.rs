@@ -16,6 +16,7 @@ pub mod kconfig;
 pub mod ktap;
 pub mod layout;
 pub mod prereqs;
+pub mod proc;
 pub mod probemod;
 pub mod qemu;
 pub mod report;

@@ -16,7 +16,7 @@ use clap::Parser;
 
 fn main() {
     let cli = flags::Cli::parse();
-    harness::qemu::install_interrupt_handler();
+    harness::proc::install_interrupt_handler();
     let result = match cli.command {
         flags::Cmd::Test(args) => test::run(args),
         flags::Cmd::Build(args) => build::run(args),
