@@ -85,9 +85,17 @@ pub struct TestArgs {
     /// the probes can detect size-blind lookups. Implies --baseline.
     #[arg(long)]
     pub expect_baseline_failures: bool,
-    /// Also write JUnit XML here (one test suite per arch/config).
+    /// Also write JUnit XML here (one test suite per arch/config). Checked
+    /// before any work; written whatever happens to the cells.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Accept a filter that selects no test (by default an error).
+    #[arg(long)]
+    pub allow_no_tests: bool,
+    /// The VM's silence limit in seconds: no console or results output for
+    /// this long stops QEMU and fails the cell (default 45).
+    #[arg(long, value_name = "SECS")]
+    pub vm_silence: Option<u64>,
     /// libtest arguments: filter, --exact, --skip, --list, --format json, ...
     #[arg(last = true)]
     pub libtest: Vec<String>,
