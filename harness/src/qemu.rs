@@ -245,31 +245,22 @@ fn stop_vm(child: &mut Child, qmp: &mut Option<Qmp>) -> &'static str {
 
 type Qmp = qapi::Qmp<qapi::Stream<std::io::BufReader<UnixStream>, UnixStream>>;
 
-/// Connects to QEMU's QMP socket and negotiates capabilities. Every read
-/// and write on the socket is bounded by [`QMP_IO_TIMEOUT`].
-fn connect_qmp(path: &Path, child: &mut Child) -> Option<Qmp> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return None;
-        }
-        if let Ok(stream) = UnixStream::connect(path) {
-            let _ = stream.set_read_timeout(Some(QMP_IO_TIMEOUT));
-            let _ = stream.set_write_timeout(Some(QMP_IO_TIMEOUT));
-            let Ok(reader) = stream.try_clone() else {
-                return None;
-            };
-            let mut qmp =
-                qapi::Qmp::new(qapi::Stream::new(std::io::BufReader::new(reader), stream));
-            if qmp.handshake().is_ok() {
-                return Some(qmp);
-            }
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
+/// Connects to QEMU's QMP socket and negotiates capabilities: one attempt,
+/// `None` while the socket is not there yet or when QEMU does not answer.
+/// Every read and write on the socket is bounded by [`QMP_IO_TIMEOUT`].
+fn connect_qmp(path: &Path) -> Option<Qmp> {
+    let stream = UnixStream::connect(path).ok()?;
+    stream.set_read_timeout(Some(QMP_IO_TIMEOUT)).ok()?;
+    stream.set_write_timeout(Some(QMP_IO_TIMEOUT)).ok()?;
+    let reader = stream.try_clone().ok()?;
+    let mut qmp = qapi::Qmp::new(qapi::Stream::new(std::io::BufReader::new(reader), stream));
+    qmp.handshake().ok()?;
+    Some(qmp)
 }
+
+/// How long QEMU has to open its QMP socket; the runner watches the limits
+/// meanwhile and goes on without QMP after it.
+const QMP_CONNECT_WINDOW: Duration = Duration::from_secs(5);
 
 /// The last `n` lines of `text`.
 pub fn tail(text: &str, n: usize) -> String {
@@ -332,7 +323,8 @@ pub fn run(spec: &VmSpec) -> Result<VmOutcome> {
         .spawn()
         .with_context(|| format!("starting {}", spec.arch.qemu.binary))?;
     let _live = crate::proc::register_live(child.id(), libc::SIGKILL);
-    let mut qmp = connect_qmp(&spec.qmp_socket, &mut child);
+    let mut qmp: Option<Qmp> = None;
+    let mut qmp_pending = true;
 
     let console_path = rd.join(CONSOLE_LOG);
     let results_path = rd.join(RESULTS_FILE);
@@ -345,6 +337,10 @@ pub fn run(spec: &VmSpec) -> Result<VmOutcome> {
         // Read the outputs before looking at the process, so a guest that
         // completes and powers off between two polls is seen completing.
         let exited = child.try_wait()?;
+        if qmp_pending && exited.is_none() {
+            qmp = connect_qmp(&spec.qmp_socket);
+            qmp_pending = qmp.is_none() && started.elapsed() < QMP_CONNECT_WINDOW;
+        }
         poll_qmp(&mut qmp, &mut shutdown_reason);
         let sizes = (file_len(&console_path), file_len(&results_path));
         if sizes != last_sizes {
@@ -575,6 +571,88 @@ mod tests {
         assert!(value_after(&a, "-append")[0].contains("console=ttyS0"));
         assert_eq!(value_after(&a, "-device")[0], "virtio-serial-pci,id=vser0");
         assert_eq!(value_after(&a, "-serial"), ["chardev:console"]);
+    }
+
+    /// A fake emulator: a shell script run with QEMU's arguments.
+    fn fake_qemu(dir: &Path, script: &str) -> &'static ArchProfile {
+        use std::os::unix::fs::PermissionsExt;
+        let bin = dir.join("fake-qemu");
+        fs::write(&bin, format!("#!/bin/sh\n{script}\n")).unwrap();
+        fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+        let mut arch = X86_64;
+        arch.qemu.binary = Box::leak(bin.display().to_string().into_boxed_str());
+        Box::leak(Box::new(arch))
+    }
+
+    fn fake_spec<'a>(arch: &'a ArchProfile, dir: &Path, silence: u64) -> VmSpec<'a> {
+        let mut s = spec(arch, Accel::Tcg);
+        s.run_dir = dir.join("run");
+        s.qmp_socket = dir.join("q.qmp");
+        s.timeouts = Timeouts {
+            first_output: Duration::from_secs(60),
+            silence: Duration::from_secs(silence),
+            overall: Duration::from_secs(120),
+        };
+        s
+    }
+
+    /// The console path from the fake's arguments, for scripts.
+    const CONSOLE_OF_ARGS: &str = r#"for a in "$@"; do case "$a" in file,id=console,path=*) c="${a#file,id=console,path=}";; esac; done"#;
+
+    #[test]
+    fn frozen_emulator_is_killed_within_the_silence_limit() {
+        let d = tempfile::tempdir().unwrap();
+        // Prints one console line, then stops itself like a wedged QEMU.
+        let arch = fake_qemu(
+            d.path(),
+            &format!("{CONSOLE_OF_ARGS}\necho 'Linux version 6.12' > \"$c\"\nkill -STOP $$"),
+        );
+        let started = Instant::now();
+        let out = run(&fake_spec(arch, d.path(), 2)).unwrap();
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(2 + 5), "took {took:?}");
+        let Exit::Timeout { what } = &out.exit else {
+            panic!("{:?}", out.exit)
+        };
+        assert!(
+            what.contains("silence limit") && what.contains("SIGKILL") && what.contains("Linux version 6.12"),
+            "{what}"
+        );
+    }
+
+    #[test]
+    fn killed_emulator_is_a_qemu_failure_with_the_console_tail() {
+        let d = tempfile::tempdir().unwrap();
+        let arch = fake_qemu(
+            d.path(),
+            &format!("{CONSOLE_OF_ARGS}\necho 'booting' > \"$c\"\nkill -KILL $$"),
+        );
+        let out = run(&fake_spec(arch, d.path(), 30)).unwrap();
+        let Exit::QemuFailed { status, stderr } = &out.exit else {
+            panic!("{:?}", out.exit)
+        };
+        assert!(status.contains("signal: 9"), "{status}");
+        assert!(stderr.contains("booting"), "{stderr}");
+        assert!(out.elapsed < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn overall_limit_fires_even_while_output_flows() {
+        let d = tempfile::tempdir().unwrap();
+        let arch = fake_qemu(
+            d.path(),
+            &format!("{CONSOLE_OF_ARGS}\nwhile :; do echo tick >> \"$c\"; sleep 0.2; done"),
+        );
+        let mut spec = fake_spec(arch, d.path(), 30);
+        spec.timeouts.overall = Duration::from_secs(2);
+        let started = Instant::now();
+        let out = run(&spec).unwrap();
+        assert!(started.elapsed() < Duration::from_secs(2 + 5));
+        assert!(
+            matches!(&out.exit, Exit::Timeout { what } if what.contains("overall limit")),
+            "{:?}",
+            out.exit
+        );
     }
 
     #[test]

@@ -168,10 +168,22 @@ fn boot(
         if *acc == Accel::Kvm && opts.accel == AccelChoice::Auto {
             accel::remember(cell.arch, outcome.console_spoke);
             if !outcome.console_spoke && fallback_possible {
+                // Say what QEMU actually did: an abort in 0.1 s is not a
+                // silent guest.
+                let what = match &outcome.exit {
+                    Exit::QemuFailed { status, stderr } => format!(
+                        "QEMU with KVM exited ({status}) after {}: {}",
+                        crate::proc::fmt_duration(outcome.elapsed),
+                        stderr.lines().next().unwrap_or("").trim()
+                    ),
+                    _ => format!(
+                        "KVM printed nothing in {}",
+                        crate::proc::fmt_duration(outcome.elapsed)
+                    ),
+                };
                 eprintln!(
-                    "ksh: {}: KVM printed nothing in {} s; falling back to TCG (verdict kept in {})",
+                    "ksh: {}: {what}; falling back to TCG (verdict kept in {})",
                     cell.name(),
-                    accel::KVM_PROBE_SILENCE.as_secs(),
                     accel::verdict_path().display()
                 );
                 last = Some(outcome);

@@ -44,6 +44,12 @@ pub enum Cmd {
     /// memory, lookup cost in the guest, cycle times); reports, never fails
     /// on a slow machine.
     Bench(BenchArgs),
+    /// The fault suite: inject faults (frozen or killed QEMU, killed
+    /// harness, truncated vmlinux/initramfs, concurrent runs of one cell,
+    /// an empty filter, a bad --junit path) into real runs of an
+    /// already-built cell; each must produce its outcome within its bound
+    /// and the next run must pass unaided. Prints a table; exits 1 on a miss.
+    Faults(FaultsArgs),
     /// One bisect step (what `git bisect run` calls): exit 0 good, 1 bad,
     /// 125 skip (does not build or boot), 128 harness fault (aborts).
     #[command(hide = true)]
@@ -180,4 +186,20 @@ pub struct BenchArgs {
     /// Also write the figures as JSON here.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct FaultsArgs {
+    /// The arch of the cell under test (its kernel must be built).
+    #[arg(long, default_value = "x86_64")]
+    pub arch: String,
+    #[arg(long, default_value = "minimal")]
+    pub config: String,
+    /// The VM silence limit the runs use (seconds); the frozen-QEMU fault
+    /// must fail within it plus 5 s.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub vm_silence: u64,
+    /// Only these faults (comma-separated names from the table).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
 }

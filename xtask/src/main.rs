@@ -6,6 +6,7 @@ mod bisect;
 mod bisect_selftest;
 mod build;
 mod check_series;
+mod faults;
 mod flags;
 mod matrix;
 mod selection;
@@ -27,6 +28,7 @@ fn main() {
         flags::Cmd::BisectStep(args) => bisect::step(args),
         flags::Cmd::BisectSelftest(args) => bisect_selftest::run(args),
         flags::Cmd::Bench(args) => bench::run(args),
+        flags::Cmd::Faults(args) => faults::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),
