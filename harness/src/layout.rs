@@ -220,5 +220,8 @@ pub fn file_digest(path: &Path) -> anyhow::Result<(u64, String)> {
         h.update(&buf[..n]);
     }
     let out = h.finalize();
-    Ok((len, out.iter().take(16).map(|b| format!("{b:02x}")).collect()))
+    Ok((
+        len,
+        out.iter().take(16).map(|b| format!("{b:02x}")).collect(),
+    ))
 }

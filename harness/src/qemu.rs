@@ -615,7 +615,9 @@ mod tests {
             panic!("{:?}", out.exit)
         };
         assert!(
-            what.contains("silence limit") && what.contains("SIGKILL") && what.contains("Linux version 6.12"),
+            what.contains("silence limit")
+                && what.contains("SIGKILL")
+                && what.contains("Linux version 6.12"),
             "{what}"
         );
     }

@@ -229,7 +229,10 @@ impl Ctx {
             .ok()?
             .flatten()
             .map(|e| e.path())
-            .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().ends_with(&suffix)))
+            .find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().ends_with(&suffix))
+            })
     }
 
     /// What a finished (or killed) test process with this PID left behind.
@@ -440,7 +443,11 @@ fn truncated(ctx: &Ctx, fault: &'static str, file: &Path, bound: Duration) -> Re
     let (next_ok, next_run) = ctx.next_run();
     Ok(Row {
         fault,
-        ok: f.status.success() && message.is_some() && f.took <= bound && left.is_empty() && next_ok,
+        ok: f.status.success()
+            && message.is_some()
+            && f.took <= bound
+            && left.is_empty()
+            && next_ok,
         took: f.took,
         bound,
         message: match message {
@@ -590,7 +597,10 @@ fn descendants(pid: u32) -> Vec<(u32, String)> {
 fn is_zombie(pid: u32) -> bool {
     fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| s.rfind(')').map(|i| s[i + 1..].trim_start().starts_with('Z')))
+        .and_then(|s| {
+            s.rfind(')')
+                .map(|i| s[i + 1..].trim_start().starts_with('Z'))
+        })
         .unwrap_or(false)
 }
 
@@ -604,7 +614,13 @@ fn line_with(text: &str, needle: &str) -> Option<String> {
 fn first_failure(output: &str) -> String {
     let lines: Vec<&str> = output.lines().collect();
     if let Some(i) = lines.iter().position(|l| l.starts_with("---- ")) {
-        return lines[i..].iter().skip(1).take(2).copied().collect::<Vec<_>>().join(" ");
+        return lines[i..]
+            .iter()
+            .skip(1)
+            .take(2)
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" ");
     }
     lines.last().copied().unwrap_or("").to_string()
 }

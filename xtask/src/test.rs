@@ -128,7 +128,10 @@ fn run_one(cell: &Cell, opts: &RunOptions) -> CellReport {
         .iter()
         .any(|c| c.name == build_case && matches!(c.status, Status::Fail(_)));
     let build = if build_failed {
-        format!("build FAILED after {}", fmt_duration(times.build.max(cell_report.elapsed)))
+        format!(
+            "build FAILED after {}",
+            fmt_duration(times.build.max(cell_report.elapsed))
+        )
     } else {
         format!(
             "build {}{}",
