@@ -357,8 +357,17 @@ fn run_logged(req: &BuildRequest, mut cmd: Command, log: &Path, phase: &str) -> 
             .into_iter()
             .rev()
             .collect();
+        let full_disk = if text.contains("No space left on device") {
+            format!(
+                "no space left on device ({} free in {}): ",
+                layout::free_space(log),
+                log.parent().unwrap_or(log).display()
+            )
+        } else {
+            String::new()
+        };
         bail!(
-            "{}: {phase} failed ({st}) after {}\n--- last lines of {} ---\n{}\n---\nreproduce: {line}",
+            "{full_disk}{}: {phase} failed ({st}) after {}\n--- last lines of {} ---\n{}\n---\nreproduce: {line}",
             req.label(),
             fmt_duration(started.elapsed()),
             log.display(),

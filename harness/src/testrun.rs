@@ -220,7 +220,7 @@ pub fn run_cell(cell: &Cell, opts: &RunOptions) -> Result<(CellReport, CellTimes
         Err(e) => {
             cases.push(CaseResult {
                 name: build_name,
-                status: Status::Fail(format!("{e:#}")),
+                status: Status::Fail(layout::describe_error(&e)),
             });
             fail_rest(&mut cases, "the kernel build failed");
             return Ok((
@@ -248,7 +248,10 @@ pub fn run_cell(cell: &Cell, opts: &RunOptions) -> Result<(CellReport, CellTimes
         Err(e) => {
             cases.push(CaseResult {
                 name: format!("{prefix}/{}/{}", VM_CASE.0, VM_CASE.1),
-                status: Status::Fail(format!("harness error before or during boot: {e:#}")),
+                status: Status::Fail(format!(
+                    "harness error before or during boot: {}",
+                    layout::describe_error(&e)
+                )),
             });
             fail_rest(&mut cases, "the harness could not boot this cell");
             return Ok((
