@@ -68,6 +68,8 @@ impl BuildRequest<'_> {
 
 const CONFIG_STAMP: &str = ".ksh-config-stamp";
 const BUILD_STAMP: &str = ".ksh-build-stamp";
+/// The source tree the dir was configured for.
+const TREE_STAMP: &str = ".ksh-source-tree";
 /// Size and digest of each output (`vmlinux`, the boot image) as `make`
 /// left them: a cached output is verified against it, never trusted.
 const OUTPUTS_STAMP: &str = ".ksh-outputs-stamp";
@@ -132,15 +134,13 @@ pub fn build(req: &BuildRequest) -> Result<Built> {
     let log = dir.join("build.log");
     let frags = kconfig::fragments(req.arch, req.config)?;
     let (wanted, frag_digest) = kconfig::requested(&frags)?;
-    // The tree is part of it: a build dir configured for another checkout
-    // of the source (a moved cache, a reused key) is reconfigured.
-    let config_stamp = format!(
-        "{frag_digest} {} {}",
-        req.source.key,
-        req.source.tree.display()
-    );
+    let config_stamp = format!("{frag_digest} {}", req.source.key);
+    // A build dir configured for another source tree (a moved cache, a
+    // reused key) is reconfigured: `O=` dirs point at their tree.
+    let tree_stamp = format!("{}\n", req.source.tree.display());
     let configured = fs::read_to_string(dir.join(CONFIG_STAMP)).ok().as_deref()
         == Some(config_stamp.as_str())
+        && fs::read_to_string(dir.join(TREE_STAMP)).ok().as_deref() == Some(tree_stamp.as_str())
         && dir.join(".config").is_file();
     // Start from a fresh log per build so its tail is about this build.
     let mut logf = fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
@@ -155,6 +155,7 @@ pub fn build(req: &BuildRequest) -> Result<Built> {
     if !configured {
         status(req, "configuring (tinyconfig + fragments)");
         let _ = fs::remove_file(dir.join(CONFIG_STAMP));
+        let _ = fs::remove_file(dir.join(TREE_STAMP));
         let _ = fs::remove_file(dir.join(BUILD_STAMP));
         let mut tiny = req.make(&dir);
         tiny.arg("tinyconfig");
@@ -186,6 +187,7 @@ pub fn build(req: &BuildRequest) -> Result<Built> {
             );
         }
         fs::write(dir.join(CONFIG_STAMP), &config_stamp)?;
+        fs::write(dir.join(TREE_STAMP), &tree_stamp)?;
     }
 
     let image = dir.join(req.arch.image);
