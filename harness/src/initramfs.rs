@@ -43,19 +43,46 @@ pub fn build(init: &[u8], files: &[GuestFile]) -> Result<Vec<u8>> {
 }
 
 /// Writes the archive for `init` plus `files` to `path`, unless the one
-/// there was built from the same inputs by this harness binary: gzip of a
-/// few MiB was most of a warm run's host work per cell. Returns whether it
-/// wrote.
+/// there was built from the same inputs by this harness binary (gzip of a
+/// few MiB was most of a warm run's host work per cell) and still has the
+/// size and digest recorded when it was written: a truncated or altered
+/// archive is rewritten, with a notice. Returns whether it wrote.
 pub fn write(path: &Path, init: &[u8], files: &[GuestFile]) -> Result<bool> {
     let key_path = path.with_extension("key");
     let key = inputs_key(init, files);
-    if path.is_file() && fs::read_to_string(&key_path).ok() == Some(key.clone()) {
-        return Ok(false);
+    // Temp files of killed runs (see `write_if_changed`).
+    if let (Some(dir), Some(name)) = (path.parent(), path.file_stem()) {
+        let prefix = format!("{}.tmp-", name.to_string_lossy());
+        for p in crate::proc::left_by_dead(dir, &prefix) {
+            let _ = fs::remove_file(p);
+        }
+    }
+    if path.is_file() {
+        if let Ok(recorded) = fs::read_to_string(&key_path) {
+            if let Some((inputs, stamp)) = recorded.split_once('\n') {
+                if inputs == key {
+                    let have = crate::layout::file_digest(path)
+                        .map(|(len, d)| format!("{len} {d}"))
+                        .unwrap_or_default();
+                    if have == stamp.trim() {
+                        return Ok(false);
+                    }
+                    eprintln!(
+                        "ksh: {} does not match its stamp ({} bytes, stamped {}); rewriting",
+                        path.display(),
+                        have.split(' ').next().unwrap_or("?"),
+                        stamp.split(' ').next().unwrap_or("?")
+                    );
+                }
+            }
+        }
     }
     // No key while the archive changes: an interrupted write then misses.
     let _ = fs::remove_file(&key_path);
     let wrote = write_if_changed(path, &build(init, files)?)?;
-    fs::write(&key_path, &key).with_context(|| format!("writing {}", key_path.display()))?;
+    let (len, digest) = crate::layout::file_digest(path)?;
+    fs::write(&key_path, format!("{key}\n{len} {digest}\n"))
+        .with_context(|| format!("writing {}", key_path.display()))?;
     Ok(wrote)
 }
 
@@ -83,7 +110,8 @@ pub fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<bool> {
     if fs::read(path).ok().as_deref() == Some(bytes) {
         return Ok(false);
     }
-    let tmp = path.with_extension("tmp");
+    // Per process: two runs of one cell may write it at the same time.
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
     fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
     fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(true)

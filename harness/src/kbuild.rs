@@ -14,6 +14,7 @@ use anyhow::{bail, Context, Result};
 use crate::arch::ArchProfile;
 use crate::kconfig;
 use crate::layout;
+use crate::proc::{fmt_duration, shell_line};
 use crate::source::KernelSource;
 
 /// What to build.
@@ -65,27 +66,64 @@ impl BuildRequest<'_> {
     }
 }
 
-/// The exact shell command a human can paste to reproduce `cmd`.
-pub fn shell_line(cmd: &Command) -> String {
-    let mut s = String::new();
-    if let Some(dir) = cmd.get_current_dir() {
-        s.push_str(&format!("cd {} && ", dir.display()));
-    }
-    s.push_str(&cmd.get_program().to_string_lossy());
-    for a in cmd.get_args() {
-        let a = a.to_string_lossy();
-        if a.contains([' ', '"', '\'', '$']) {
-            s.push_str(&format!(" '{}'", a.replace('\'', "'\\''")));
-        } else {
-            s.push(' ');
-            s.push_str(&a);
-        }
-    }
-    s
-}
-
 const CONFIG_STAMP: &str = ".ksh-config-stamp";
 const BUILD_STAMP: &str = ".ksh-build-stamp";
+/// The source tree the dir was configured for.
+const TREE_STAMP: &str = ".ksh-source-tree";
+/// Size and digest of each output (`vmlinux`, the boot image) as `make`
+/// left them: a cached output is verified against it, never trusted.
+const OUTPUTS_STAMP: &str = ".ksh-outputs-stamp";
+
+/// The stamp lines of `outputs` (`NAME SIZE DIGEST`).
+fn outputs_stamp(dir: &Path, outputs: &[&Path]) -> Result<String> {
+    let mut s = String::new();
+    for o in outputs {
+        let (len, digest) = layout::file_digest(o)?;
+        let name = o.strip_prefix(dir).unwrap_or(o);
+        s.push_str(&format!("{} {len} {digest}\n", name.display()));
+    }
+    Ok(s)
+}
+
+/// What is wrong with the outputs, compared to their stamp: `None` when
+/// they match it; `Some(why)` for a missing stamp or a mismatch, after
+/// removing the outputs that do not match (so `make` remakes them).
+fn verify_outputs(dir: &Path, outputs: &[&Path]) -> Option<String> {
+    let Ok(stamp) = fs::read_to_string(dir.join(OUTPUTS_STAMP)) else {
+        return Some(String::new());
+    };
+    let mut bad = Vec::new();
+    for o in outputs {
+        let name = o.strip_prefix(dir).unwrap_or(o).display().to_string();
+        let want = stamp
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or("(not stamped)");
+        let have = match layout::file_digest(o) {
+            Ok((len, d)) => format!("{len} {d}"),
+            Err(_) => "(missing)".to_string(),
+        };
+        if have != want {
+            let size = |x: &str| x.split(' ').next().unwrap_or("").to_string();
+            bad.push(format!(
+                "{name} is {} bytes, stamped {}{}",
+                size(&have),
+                size(want),
+                if size(&have) == size(want) {
+                    " with another digest"
+                } else {
+                    ""
+                }
+            ));
+            let _ = fs::remove_file(o);
+        }
+    }
+    if bad.is_empty() {
+        None
+    } else {
+        Some(bad.join("; "))
+    }
+}
 
 /// Configures (when the fragments changed) and builds.
 pub fn build(req: &BuildRequest) -> Result<Built> {
@@ -97,8 +135,12 @@ pub fn build(req: &BuildRequest) -> Result<Built> {
     let frags = kconfig::fragments(req.arch, req.config)?;
     let (wanted, frag_digest) = kconfig::requested(&frags)?;
     let config_stamp = format!("{frag_digest} {}", req.source.key);
+    // A build dir configured for another source tree (a moved cache, a
+    // reused key) is reconfigured: `O=` dirs point at their tree.
+    let tree_stamp = format!("{}\n", req.source.tree.display());
     let configured = fs::read_to_string(dir.join(CONFIG_STAMP)).ok().as_deref()
         == Some(config_stamp.as_str())
+        && fs::read_to_string(dir.join(TREE_STAMP)).ok().as_deref() == Some(tree_stamp.as_str())
         && dir.join(".config").is_file();
     // Start from a fresh log per build so its tail is about this build.
     let mut logf = fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
@@ -113,6 +155,7 @@ pub fn build(req: &BuildRequest) -> Result<Built> {
     if !configured {
         status(req, "configuring (tinyconfig + fragments)");
         let _ = fs::remove_file(dir.join(CONFIG_STAMP));
+        let _ = fs::remove_file(dir.join(TREE_STAMP));
         let _ = fs::remove_file(dir.join(BUILD_STAMP));
         let mut tiny = req.make(&dir);
         tiny.arg("tinyconfig");
@@ -144,6 +187,7 @@ pub fn build(req: &BuildRequest) -> Result<Built> {
             );
         }
         fs::write(dir.join(CONFIG_STAMP), &config_stamp)?;
+        fs::write(dir.join(TREE_STAMP), &tree_stamp)?;
     }
 
     let image = dir.join(req.arch.image);
@@ -151,6 +195,20 @@ pub fn build(req: &BuildRequest) -> Result<Built> {
     // A no-op `make` of a kernel still takes seconds; skip it when no source
     // file, fragment or patch changed since the last successful build.
     let build_stamp = dir.join(BUILD_STAMP);
+    let outputs: Vec<&Path> = if image == vmlinux {
+        vec![vmlinux.as_path()]
+    } else {
+        vec![vmlinux.as_path(), image.as_path()]
+    };
+    if let Some(why) = verify_outputs(&dir, &outputs) {
+        if !why.is_empty() {
+            eprintln!(
+                "ksh: {}: cached output does not match its stamp ({why}); rebuilding",
+                req.label()
+            );
+        }
+        let _ = fs::remove_file(&build_stamp);
+    }
     if let Ok(md) = fs::metadata(&build_stamp) {
         let last = md.modified()?;
         if image.is_file() && vmlinux.is_file() && newest_mtime(&req.source.tree)? < last {
@@ -165,17 +223,24 @@ pub fn build(req: &BuildRequest) -> Result<Built> {
         }
     }
     let make_started = SystemTime::now();
+    // No stamps while make runs: an interrupted build is never up to date.
+    let _ = fs::remove_file(&build_stamp);
+    let _ = fs::remove_file(dir.join(OUTPUTS_STAMP));
     let mut make = req.make(&dir);
     make.arg(format!("-j{}", req.jobs));
     run_logged(req, make, &log, "make")?;
-    if !image.is_file() {
-        bail!(
-            "{}: make succeeded but {} is missing; see {}",
-            req.label(),
-            image.display(),
-            log.display()
-        );
+    for o in &outputs {
+        if !o.is_file() {
+            bail!(
+                "{}: make succeeded but {} is missing; see {}",
+                req.label(),
+                o.display(),
+                log.display()
+            );
+        }
     }
+    fs::write(dir.join(OUTPUTS_STAMP), outputs_stamp(&dir, &outputs)?)
+        .with_context(|| format!("writing {}", dir.join(OUTPUTS_STAMP).display()))?;
     let f = fs::File::create(&build_stamp)?;
     f.set_modified(make_started)?;
     status_done(req, started.elapsed());
@@ -227,16 +292,6 @@ fn status_done(req: &BuildRequest, elapsed: Duration) {
     );
 }
 
-/// `1m23s` / `4.2s`.
-pub fn fmt_duration(d: Duration) -> String {
-    let s = d.as_secs_f64();
-    if s >= 60.0 {
-        format!("{}m{:02}s", (s / 60.0) as u64, (s % 60.0) as u64)
-    } else {
-        format!("{s:.1}s")
-    }
-}
-
 /// Runs `cmd`, appending its output to `log`; shows progress; on failure
 /// returns the log tail, its path and the command to reproduce.
 fn run_logged(req: &BuildRequest, mut cmd: Command, log: &Path, phase: &str) -> Result<()> {
@@ -244,12 +299,15 @@ fn run_logged(req: &BuildRequest, mut cmd: Command, log: &Path, phase: &str) -> 
     let mut logf = fs::OpenOptions::new().append(true).open(log)?;
     writeln!(logf, "$ {line}")?;
     let started = Instant::now();
+    // make passes SIGTERM on to its jobs and removes half-written targets.
+    crate::proc::die_with_parent(&mut cmd, libc::SIGTERM);
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("starting {line}"))?;
+    let _live = crate::proc::register_live(child.id(), libc::SIGTERM);
     // Merge stderr into the same log through a second thread.
     let stderr = child.stderr.take().unwrap();
     let mut log_err = logf.try_clone()?;
@@ -301,8 +359,17 @@ fn run_logged(req: &BuildRequest, mut cmd: Command, log: &Path, phase: &str) -> 
             .into_iter()
             .rev()
             .collect();
+        let full_disk = if text.contains("No space left on device") {
+            format!(
+                "no space left on device ({} free in {}): ",
+                layout::free_space(log),
+                log.parent().unwrap_or(log).display()
+            )
+        } else {
+            String::new()
+        };
         bail!(
-            "{}: {phase} failed ({st}) after {}\n--- last lines of {} ---\n{}\n---\nreproduce: {line}",
+            "{full_disk}{}: {phase} failed ({st}) after {}\n--- last lines of {} ---\n{}\n---\nreproduce: {line}",
             req.label(),
             fmt_duration(started.elapsed()),
             log.display(),

@@ -8,8 +8,29 @@
 
 use std::path::{Path, PathBuf};
 
-/// The project's root (the workspace that holds `kernel-configs/`).
+/// The project's root (the workspace that holds `kernel-configs/`): the
+/// checkout `cargo` ran from, found at run time through the
+/// `CARGO_MANIFEST_DIR` cargo sets for `cargo run`/`cargo test` (a binary
+/// built in one worktree and run from another must use the other's
+/// configs and patches). The compiled-in checkout only outside cargo.
 pub fn project_root() -> PathBuf {
+    static ROOT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| {
+        std::env::var_os("CARGO_MANIFEST_DIR")
+            .and_then(|d| find_root(Path::new(&d)))
+            .unwrap_or_else(compiled_root)
+    })
+    .clone()
+}
+
+/// The first of `dir` and its ancestors that looks like this project.
+fn find_root(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors()
+        .find(|d| d.join("kernel-configs").is_dir() && d.join("harness/proto").is_dir())
+        .map(Path::to_path_buf)
+}
+
+fn compiled_root() -> PathBuf {
     // harness/ is one level below the root.
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -86,4 +107,121 @@ pub fn lock(path: &Path) -> anyhow::Result<DirLock> {
         }
     }
     Ok(DirLock { _file: file })
+}
+
+/// The link in a cell's runs dir that names its most recent run dir.
+pub const LATEST_RUN: &str = "latest";
+
+/// Run dirs kept per cell (older ones of finished runs are removed).
+const RUNS_KEPT: usize = 10;
+
+/// A fresh run dir `<secs>-<pid>` under `runs` for this invocation, with
+/// `runs/latest` pointing at it, so two concurrent runs of one cell never
+/// write each other's console log or results. Old run dirs beyond the
+/// newest [`RUNS_KEPT`] are removed unless their process still runs.
+pub fn new_run_dir(runs: &Path) -> anyhow::Result<PathBuf> {
+    ensure_dir(runs)?;
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let name = format!("{secs}-{}", std::process::id());
+    let dir = runs.join(&name);
+    // A second cell run by this process in the same second reuses it.
+    let _ = std::fs::remove_dir_all(&dir);
+    ensure_dir(&dir)?;
+    let tmp_link = runs.join(format!(".{LATEST_RUN}-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp_link);
+    std::os::unix::fs::symlink(&name, &tmp_link)
+        .and_then(|()| std::fs::rename(&tmp_link, runs.join(LATEST_RUN)))
+        .map_err(|e| anyhow::anyhow!("cannot link {}/{LATEST_RUN}: {e}", runs.display()))?;
+    prune_runs(runs, &name);
+    Ok(dir)
+}
+
+fn prune_runs(runs: &Path, current: &str) {
+    let Ok(rd) = std::fs::read_dir(runs) else {
+        return;
+    };
+    let mut dirs: Vec<(u64, u32, PathBuf)> = rd
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let (secs, pid) = name.split_once('-')?;
+            Some((secs.parse().ok()?, pid.parse().ok()?, e.path()))
+        })
+        .collect();
+    dirs.sort();
+    let excess = dirs.len().saturating_sub(RUNS_KEPT);
+    for (_, pid, path) in dirs.into_iter().take(excess) {
+        if path.file_name().is_some_and(|n| n != current) && !crate::proc::pid_alive(pid) {
+            let _ = std::fs::remove_dir_all(path);
+        }
+    }
+}
+
+/// `{e:#}`, led by "no space left on device" (and what is free in the
+/// cache) when that is what happened somewhere in the chain, so a full
+/// disk is never reported as a parse error or a hang.
+pub fn describe_error(e: &anyhow::Error) -> String {
+    let enospc = e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.raw_os_error() == Some(libc::ENOSPC))
+    });
+    if enospc {
+        format!(
+            "no space left on device ({} free under {}): {e:#}",
+            free_space(&cache_root()),
+            cache_root().display()
+        )
+    } else {
+        format!("{e:#}")
+    }
+}
+
+/// Free space of the filesystem holding `p`, for humans.
+pub fn free_space(p: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut probe = p.to_path_buf();
+    while !probe.exists() {
+        if !probe.pop() {
+            return "?".into();
+        }
+    }
+    let Ok(c) = std::ffi::CString::new(probe.as_os_str().as_bytes()) else {
+        return "?".into();
+    };
+    // SAFETY: statvfs fills the struct we pass; the path is NUL-terminated.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return "?".into();
+    }
+    let bytes = st.f_bavail as u64 * st.f_frsize as u64;
+    format!("{} MiB", bytes / (1024 * 1024))
+}
+
+/// Size and a hex digest of a file's bytes (streamed).
+pub fn file_digest(path: &Path) -> anyhow::Result<(u64, String)> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut len = 0u64;
+    loop {
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        len += n as u64;
+        h.update(&buf[..n]);
+    }
+    let out = h.finalize();
+    Ok((
+        len,
+        out.iter().take(16).map(|b| format!("{b:02x}")).collect(),
+    ))
 }

@@ -19,6 +19,7 @@ pub mod layout;
 pub mod mutants;
 pub mod prereqs;
 pub mod probemod;
+pub mod proc;
 pub mod qemu;
 pub mod report;
 pub mod series;

@@ -10,7 +10,8 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Context, Result};
 
 use crate::arch::ArchProfile;
-use crate::kbuild::{shell_line, Built};
+use crate::kbuild::Built;
+use crate::proc::shell_line;
 
 /// Name of the module (and of its `.ko` file without the extension).
 pub const MODULE_NAME: &str = "ksh_probe";

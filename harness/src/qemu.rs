@@ -4,16 +4,16 @@
 //! function ([`command`]) so it can be unit-tested. The runner starts QEMU
 //! with the console and the results port written to files, drives QMP (the
 //! `qapi` crate) to learn why the VM stopped and to stop it on a timeout, and
-//! never waits forever: boot, silence and overall limits all end in `quit`
-//! and, failing that, SIGKILL.
+//! never waits forever: every QMP read and write has a timeout (a QMP that
+//! does not answer is dropped), and the first-output, silence and overall
+//! limits are checked on the clock and end in `quit` and, failing that or
+//! without QMP, SIGKILL after a short grace.
 
 use std::fs;
 use std::io::Read;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -206,96 +206,81 @@ impl VmOutcome {
     }
 }
 
-/// QEMU processes alive right now, so Ctrl-C can take them down.
-static LIVE_QEMUS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
-
-/// Work to undo on Ctrl-C after the VMs are gone (e.g. `git bisect reset`).
-type Cleanup = Box<dyn Fn() + Send>;
-static CLEANUPS: Mutex<Vec<Cleanup>> = Mutex::new(Vec::new());
-
-/// Registers `f` to run on Ctrl-C, after every QEMU has been killed.
-pub fn on_interrupt(f: Cleanup) {
-    CLEANUPS.lock().unwrap().push(f);
-}
-
-/// Installs a Ctrl-C handler that kills every live QEMU, runs the
-/// registered cleanups and exits 130.
-pub fn install_interrupt_handler() {
-    let _ = ctrlc::set_handler(|| {
-        kill_all_live();
-        if let Ok(cleanups) = CLEANUPS.lock() {
-            for f in cleanups.iter() {
-                f();
-            }
-        }
-        eprintln!("\nksh: interrupted; stopped all QEMU processes");
-        std::process::exit(130);
-    });
-}
-
-/// Kills every QEMU this process started and that is still running.
-pub fn kill_all_live() {
-    if let Ok(pids) = LIVE_QEMUS.lock() {
-        for &pid in pids.iter() {
-            // SAFETY: plain syscall on a pid we spawned.
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-        }
-    }
-}
-
-struct LiveGuard(u32);
-impl Drop for LiveGuard {
-    fn drop(&mut self) {
-        if let Ok(mut v) = LIVE_QEMUS.lock() {
-            v.retain(|&p| p != self.0);
-        }
-    }
-}
-
 fn file_len(p: &Path) -> u64 {
     fs::metadata(p).map(|m| m.len()).unwrap_or(0)
 }
 
-/// Sends `quit` over QMP, then kills QEMU if it is still there after 3 s.
-fn stop_vm(child: &mut Child, qmp: &mut Option<Qmp>) {
+/// How long one QMP read or write may block. QEMU answers within
+/// milliseconds while its main loop runs; a QEMU that does not is frozen or
+/// wedged, and the runner carries on without QMP.
+const QMP_IO_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long QEMU gets to exit after `quit` before SIGKILL.
+const KILL_GRACE: Duration = Duration::from_secs(2);
+
+/// Stops QEMU: `quit` over QMP when QMP still answers, SIGKILL when QEMU is
+/// still there after [`KILL_GRACE`] (at once when QMP is gone: a frozen
+/// QEMU handles no signal but SIGKILL). Never blocks longer than the QMP
+/// timeout plus the grace. Returns how it ended, for the failure message.
+fn stop_vm(child: &mut Child, qmp: &mut Option<Qmp>) -> &'static str {
     if let Some(q) = qmp.as_mut() {
-        let _ = q.execute(&qapi::qmp::quit {});
-    }
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
+        if q.execute(&qapi::qmp::quit {}).is_ok() {
+            let deadline = Instant::now() + KILL_GRACE;
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return "stopped with QMP quit";
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
-        std::thread::sleep(Duration::from_millis(20));
+        *qmp = None;
+    }
+    if let Ok(Some(_)) = child.try_wait() {
+        return "QEMU exited";
     }
     let _ = child.kill();
     let _ = child.wait();
+    "killed with SIGKILL"
 }
 
 type Qmp = qapi::Qmp<qapi::Stream<std::io::BufReader<UnixStream>, UnixStream>>;
 
-/// Connects to QEMU's QMP socket and negotiates capabilities.
-fn connect_qmp(path: &Path, child: &mut Child) -> Option<Qmp> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return None;
+/// Connects to QEMU's QMP socket and negotiates capabilities: one attempt,
+/// `None` while the socket is not there yet or when QEMU does not answer.
+/// Every read and write on the socket is bounded by [`QMP_IO_TIMEOUT`].
+fn connect_qmp(path: &Path) -> Option<Qmp> {
+    let stream = UnixStream::connect(path).ok()?;
+    stream.set_read_timeout(Some(QMP_IO_TIMEOUT)).ok()?;
+    stream.set_write_timeout(Some(QMP_IO_TIMEOUT)).ok()?;
+    let reader = stream.try_clone().ok()?;
+    let mut qmp = qapi::Qmp::new(qapi::Stream::new(std::io::BufReader::new(reader), stream));
+    qmp.handshake().ok()?;
+    Some(qmp)
+}
+
+/// How long QEMU has to open its QMP socket; the runner watches the limits
+/// meanwhile and goes on without QMP after it.
+const QMP_CONNECT_WINDOW: Duration = Duration::from_secs(5);
+
+/// The last `n` lines of `text`.
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Polls QMP once: collects the SHUTDOWN reason. A QMP that errs or does
+/// not answer within the timeout is dropped (QEMU exited, or is wedged).
+fn poll_qmp(qmp: &mut Option<Qmp>, shutdown_reason: &mut Option<String>) {
+    let Some(q) = qmp.as_mut() else { return };
+    let ok = q.nop().is_ok();
+    for ev in q.events() {
+        if let qapi::qmp::Event::SHUTDOWN { data, .. } = ev {
+            *shutdown_reason = Some(format!("{:?}", data.reason));
         }
-        if let Ok(stream) = UnixStream::connect(path) {
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-            let Ok(reader) = stream.try_clone() else {
-                return None;
-            };
-            let mut qmp =
-                qapi::Qmp::new(qapi::Stream::new(std::io::BufReader::new(reader), stream));
-            if qmp.handshake().is_ok() {
-                return Some(qmp);
-            }
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
-    None
+    if !ok {
+        *qmp = None;
+    }
 }
 
 /// The console lines around the first panic or oops message.
@@ -312,36 +297,34 @@ pub fn panic_excerpt(console: &str) -> Option<String> {
 }
 
 /// Boots `spec` and watches it until it stops. Never waits past
-/// `spec.timeouts.overall`.
+/// `spec.timeouts.overall` plus [`QMP_IO_TIMEOUT`] and [`KILL_GRACE`]: each
+/// limit is checked on the clock, not on QMP, and ends in SIGKILL when QEMU
+/// does not quit.
 pub fn run(spec: &VmSpec) -> Result<VmOutcome> {
     let rd = &spec.run_dir;
     fs::create_dir_all(rd).with_context(|| format!("creating {}", rd.display()))?;
     for f in [CONSOLE_LOG, RESULTS_FILE, QEMU_STDERR] {
         let _ = fs::remove_file(rd.join(f));
     }
+    remove_stale_sockets();
     let _ = fs::remove_file(&spec.qmp_socket);
     let mut cmd = command(spec);
-    let cmdline = crate::kbuild::shell_line(&cmd);
-    fs::write(rd.join(CMDLINE_FILE), format!("{cmdline}\n"))?;
+    let cmdline = crate::proc::shell_line(&cmd);
+    fs::write(rd.join(CMDLINE_FILE), format!("{cmdline}\n"))
+        .with_context(|| format!("writing {}", rd.join(CMDLINE_FILE).display()))?;
     let stderr_file = fs::File::create(rd.join(QEMU_STDERR))?;
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(stderr_file);
-    // SAFETY: prctl is async-signal-safe; it makes the kernel kill QEMU if
-    // the harness dies, so no VM outlives it.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
+    // No VM outlives the harness, however the harness dies.
+    crate::proc::die_with_parent(&mut cmd, libc::SIGKILL);
     let started = Instant::now();
     let mut child = cmd
         .spawn()
         .with_context(|| format!("starting {}", spec.arch.qemu.binary))?;
-    LIVE_QEMUS.lock().unwrap().push(child.id());
-    let _guard = LiveGuard(child.id());
-    let mut qmp = connect_qmp(&spec.qmp_socket, &mut child);
+    let _live = crate::proc::register_live(child.id(), libc::SIGKILL);
+    let mut qmp: Option<Qmp> = None;
+    let mut qmp_pending = true;
 
     let console_path = rd.join(CONSOLE_LOG);
     let results_path = rd.join(RESULTS_FILE);
@@ -354,16 +337,11 @@ pub fn run(spec: &VmSpec) -> Result<VmOutcome> {
         // Read the outputs before looking at the process, so a guest that
         // completes and powers off between two polls is seen completing.
         let exited = child.try_wait()?;
-        if let Some(q) = qmp.as_mut() {
-            if q.nop().is_err() {
-                // QEMU is going away; try_wait sees it next round.
-            }
-            for ev in q.events() {
-                if let qapi::qmp::Event::SHUTDOWN { data, .. } = ev {
-                    shutdown_reason = Some(format!("{:?}", data.reason));
-                }
-            }
+        if qmp_pending && exited.is_none() {
+            qmp = connect_qmp(&spec.qmp_socket);
+            qmp_pending = qmp.is_none() && started.elapsed() < QMP_CONNECT_WINDOW;
         }
+        poll_qmp(&mut qmp, &mut shutdown_reason);
         let sizes = (file_len(&console_path), file_len(&results_path));
         if sizes != last_sizes {
             last_sizes = sizes;
@@ -390,35 +368,37 @@ pub fn run(spec: &VmSpec) -> Result<VmOutcome> {
             }
         } else if last_sizes.0 == 0 && elapsed > spec.timeouts.first_output {
             timeout = Some(format!(
-                "no console output for {} s",
+                "first-output limit: no console output in {} s",
                 spec.timeouts.first_output.as_secs()
             ));
         } else if last_activity.elapsed() > spec.timeouts.silence {
             timeout = Some(format!(
-                "no output for {} s",
+                "silence limit: no console or results output for {} s",
                 spec.timeouts.silence.as_secs()
             ));
-        } else if elapsed > spec.timeouts.overall {
+        }
+        if timeout.is_none() && elapsed > spec.timeouts.overall {
             timeout = Some(format!(
-                "run exceeded the overall limit of {} s",
+                "overall limit: the run exceeded {} s",
                 spec.timeouts.overall.as_secs()
             ));
         }
-        if timeout.is_some() {
-            stop_vm(&mut child, &mut qmp);
+        if let Some(what) = timeout.as_mut() {
+            let qmp_state = if qmp.is_some() {
+                "QMP answering"
+            } else {
+                "QMP not answering"
+            };
+            let how = stop_vm(&mut child, &mut qmp);
+            what.push_str(&format!(" ({qmp_state}; {how})"));
             break None;
         }
         std::thread::sleep(Duration::from_millis(25));
     };
     // Collect a SHUTDOWN event that arrived just before QEMU exited.
-    if let Some(q) = qmp.as_mut() {
-        let _ = q.nop();
-        for ev in q.events() {
-            if let qapi::qmp::Event::SHUTDOWN { data, .. } = ev {
-                shutdown_reason = Some(format!("{:?}", data.reason));
-            }
-        }
-    }
+    poll_qmp(&mut qmp, &mut shutdown_reason);
+    drop(qmp);
+    let _ = fs::remove_file(&spec.qmp_socket);
     let elapsed = started.elapsed();
     let console =
         String::from_utf8_lossy(&fs::read(&console_path).unwrap_or_default()).into_owned();
@@ -431,10 +411,22 @@ pub fn run(spec: &VmSpec) -> Result<VmOutcome> {
     let completed = results
         .lines()
         .any(|l| l.starts_with(ksh_proto::COMPLETION_RECORD));
+    let console_tail = || {
+        if console.trim().is_empty() {
+            "--- the console printed nothing ---".to_string()
+        } else {
+            format!(
+                "--- last lines of the console ---\n{}\n---",
+                tail(&console, CONSOLE_TAIL_LINES)
+            )
+        }
+    };
     let exit = if let Some(excerpt) = panic_excerpt(&console) {
         Exit::Panic { excerpt }
     } else if let Some(what) = timeout {
-        Exit::Timeout { what }
+        Exit::Timeout {
+            what: format!("{what}\n{}", console_tail()),
+        }
     } else if completed_at.is_some() && exit_status.is_none() {
         // Completed but did not power off by itself: stopped via QMP.
         Exit::Timeout {
@@ -458,6 +450,11 @@ pub fn run(spec: &VmSpec) -> Result<VmOutcome> {
                 if completed && stderr.trim().is_empty() {
                     Exit::PoweredOff
                 } else {
+                    let stderr = if stderr.trim().is_empty() {
+                        format!("(QEMU wrote nothing to stderr)\n{}", console_tail())
+                    } else {
+                        format!("{}\n{}", stderr.trim_end(), console_tail())
+                    };
                     Exit::QemuFailed { status, stderr }
                 }
             }
@@ -474,6 +471,19 @@ pub fn run(spec: &VmSpec) -> Result<VmOutcome> {
         boot_to_results: completed_at,
         elapsed,
     })
+}
+
+/// Console lines shown with a timeout or a QEMU failure.
+const CONSOLE_TAIL_LINES: usize = 15;
+
+/// Removes QMP sockets (`ksh-PID-*.qmp`) of harness processes that no
+/// longer run (a SIGKILLed harness cannot remove its own).
+pub fn remove_stale_sockets() {
+    for p in crate::proc::left_by_dead(&std::env::temp_dir(), "ksh-") {
+        if p.extension().is_some_and(|e| e == "qmp") {
+            let _ = fs::remove_file(p);
+        }
+    }
 }
 
 /// How long a guest that wrote its completion record may take to power
@@ -561,6 +571,90 @@ mod tests {
         assert!(value_after(&a, "-append")[0].contains("console=ttyS0"));
         assert_eq!(value_after(&a, "-device")[0], "virtio-serial-pci,id=vser0");
         assert_eq!(value_after(&a, "-serial"), ["chardev:console"]);
+    }
+
+    /// A fake emulator: a shell script run with QEMU's arguments.
+    fn fake_qemu(dir: &Path, script: &str) -> &'static ArchProfile {
+        use std::os::unix::fs::PermissionsExt;
+        let bin = dir.join("fake-qemu");
+        fs::write(&bin, format!("#!/bin/sh\n{script}\n")).unwrap();
+        fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+        let mut arch = X86_64;
+        arch.qemu.binary = Box::leak(bin.display().to_string().into_boxed_str());
+        Box::leak(Box::new(arch))
+    }
+
+    fn fake_spec<'a>(arch: &'a ArchProfile, dir: &Path, silence: u64) -> VmSpec<'a> {
+        let mut s = spec(arch, Accel::Tcg);
+        s.run_dir = dir.join("run");
+        s.qmp_socket = dir.join("q.qmp");
+        s.timeouts = Timeouts {
+            first_output: Duration::from_secs(60),
+            silence: Duration::from_secs(silence),
+            overall: Duration::from_secs(120),
+        };
+        s
+    }
+
+    /// The console path from the fake's arguments, for scripts.
+    const CONSOLE_OF_ARGS: &str = r#"for a in "$@"; do case "$a" in file,id=console,path=*) c="${a#file,id=console,path=}";; esac; done"#;
+
+    #[test]
+    fn frozen_emulator_is_killed_within_the_silence_limit() {
+        let d = tempfile::tempdir().unwrap();
+        // Prints one console line, then stops itself like a wedged QEMU.
+        let arch = fake_qemu(
+            d.path(),
+            &format!("{CONSOLE_OF_ARGS}\necho 'Linux version 6.12' > \"$c\"\nkill -STOP $$"),
+        );
+        let started = Instant::now();
+        let out = run(&fake_spec(arch, d.path(), 2)).unwrap();
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(2 + 5), "took {took:?}");
+        let Exit::Timeout { what } = &out.exit else {
+            panic!("{:?}", out.exit)
+        };
+        assert!(
+            what.contains("silence limit")
+                && what.contains("SIGKILL")
+                && what.contains("Linux version 6.12"),
+            "{what}"
+        );
+    }
+
+    #[test]
+    fn killed_emulator_is_a_qemu_failure_with_the_console_tail() {
+        let d = tempfile::tempdir().unwrap();
+        let arch = fake_qemu(
+            d.path(),
+            &format!("{CONSOLE_OF_ARGS}\necho 'booting' > \"$c\"\nkill -KILL $$"),
+        );
+        let out = run(&fake_spec(arch, d.path(), 30)).unwrap();
+        let Exit::QemuFailed { status, stderr } = &out.exit else {
+            panic!("{:?}", out.exit)
+        };
+        assert!(status.contains("signal: 9"), "{status}");
+        assert!(stderr.contains("booting"), "{stderr}");
+        assert!(out.elapsed < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn overall_limit_fires_even_while_output_flows() {
+        let d = tempfile::tempdir().unwrap();
+        let arch = fake_qemu(
+            d.path(),
+            &format!("{CONSOLE_OF_ARGS}\nwhile :; do echo tick >> \"$c\"; sleep 0.2; done"),
+        );
+        let mut spec = fake_spec(arch, d.path(), 30);
+        spec.timeouts.overall = Duration::from_secs(2);
+        let started = Instant::now();
+        let out = run(&spec).unwrap();
+        assert!(started.elapsed() < Duration::from_secs(2 + 5));
+        assert!(
+            matches!(&out.exit, Exit::Timeout { what } if what.contains("overall limit")),
+            "{:?}",
+            out.exit
+        );
     }
 
     #[test]

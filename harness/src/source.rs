@@ -120,6 +120,7 @@ fn prepare_debian(series: &Series, variant: Variant, variant_name: &str) -> Resu
     layout::ensure_dir(&src_root)?;
     let tree = src_root.join(&key);
     let _lock = layout::lock(&src_root.join(format!("{key}.lock")))?;
+    remove_stale_staging(&src_root);
     let stamp_path = tree.join(STAMP);
     let want_stamp = format!("{fingerprint}\n{}\n", touched.join("\n"));
     let describe = format!(
@@ -156,11 +157,21 @@ fn prepare_debian(series: &Series, variant: Variant, variant_name: &str) -> Resu
     let staging = src_root.join(format!(".{}.staging-{}", source.key, std::process::id()));
     let _ = fs::remove_dir_all(&staging);
     layout::ensure_dir(&staging)?;
-    let status = Command::new("tar")
-        .args(["-xJf", DEBIAN_SOURCE_TARBALL, "--strip-components=1", "-C"])
-        .arg(&staging)
-        .status()
-        .context("running tar")?;
+    // Ctrl-C while unpacking or patching removes the staging dir.
+    let staging_for_cleanup = staging.clone();
+    let _cleanup = crate::proc::cleanup_while(Box::new(move || {
+        let _ = fs::remove_dir_all(&staging_for_cleanup);
+    }));
+    let mut tar = Command::new("tar");
+    tar.args(["-xJf", DEBIAN_SOURCE_TARBALL, "--strip-components=1", "-C"])
+        .arg(&staging);
+    // tar dies with the harness; its xz then dies on the broken pipe.
+    crate::proc::die_with_parent(&mut tar, libc::SIGTERM);
+    let mut child = tar.spawn().context("running tar")?;
+    let status = {
+        let _live = crate::proc::register_live(child.id(), libc::SIGTERM);
+        child.wait().context("running tar")?
+    };
     if !status.success() {
         let _ = fs::remove_dir_all(&staging);
         bail!("unpacking {DEBIAN_SOURCE_TARBALL} failed ({status}); reproduce: tar -xJf {DEBIAN_SOURCE_TARBALL}");
@@ -191,6 +202,29 @@ fn prepare_debian(series: &Series, variant: Variant, variant_name: &str) -> Resu
     fs::rename(&staging, &tree)
         .with_context(|| format!("moving {} into place", staging.display()))?;
     Ok(source)
+}
+
+/// Removes staging dirs (`.KEY.staging-PID`) left by harness processes that
+/// were killed while unpacking; called under the tree's lock.
+pub fn remove_stale_staging(src_root: &Path) {
+    let Ok(rd) = fs::read_dir(src_root) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some((_, pid)) = name.rsplit_once(".staging-") else {
+            continue;
+        };
+        if let Ok(pid) = pid.parse::<u32>() {
+            if pid != std::process::id() && !crate::proc::pid_alive(pid) {
+                eprintln!(
+                    "ksh: removing {} (left by process {pid}, which no longer runs)",
+                    e.path().display()
+                );
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+    }
 }
 
 /// Reads `VERSION.PATCHLEVEL.SUBLEVEL` from a tree's Makefile.

@@ -69,12 +69,18 @@ impl Cell<'_> {
         }
     }
 
-    /// Directory for this cell's run files (console log, results, command line).
-    pub fn run_dir(&self) -> PathBuf {
+    /// The run dirs of this cell: one per invocation (see [`layout::new_run_dir`]).
+    pub fn runs_dir(&self) -> PathBuf {
         layout::cache_root()
             .join("runs")
             .join(&self.source.key)
             .join(format!("{}-{}", self.arch.name, self.config))
+    }
+
+    /// The latest run's files (console log, results, command line): the
+    /// `latest` link in [`Cell::runs_dir`].
+    pub fn run_dir(&self) -> PathBuf {
+        self.runs_dir().join(layout::LATEST_RUN)
     }
 }
 
@@ -88,7 +94,12 @@ pub struct RunOptions {
     pub expect_baseline_failures: bool,
     /// Extra kernel command-line words for `/init` (see `VmSpec`).
     pub guest_params: Vec<String>,
+    /// The VM's silence limit (default [`DEFAULT_SILENCE`]).
+    pub silence_limit: Option<Duration>,
 }
+
+/// Longest stretch a VM may go without console or results output.
+pub const DEFAULT_SILENCE: Duration = Duration::from_secs(45);
 
 /// Timing figures of a cell, for the summary line and the benchmark.
 #[derive(Debug, Clone, Default)]
@@ -115,21 +126,27 @@ fn cpus_for(built: &Built) -> u32 {
 }
 
 /// Overall VM limit: boot allowance plus every probe's own timeout.
-fn timeouts(first_output: Duration) -> Timeouts {
+fn timeouts(first_output: Duration, silence: Duration) -> Timeouts {
     let probes: u64 = ksh_proto::PROBES
         .iter()
         .map(|p| u64::from(p.timeout_secs))
         .sum();
     Timeouts {
         first_output,
-        silence: Duration::from_secs(45),
+        silence,
         overall: Duration::from_secs(60 + probes),
     }
 }
 
 /// Boots with the chosen accelerator, falling back from a silent KVM to TCG
 /// under `--accel auto`.
-fn boot(cell: &Cell, built: &Built, initrd: PathBuf, opts: &RunOptions) -> Result<VmOutcome> {
+fn boot(
+    cell: &Cell,
+    built: &Built,
+    initrd: PathBuf,
+    run_dir: PathBuf,
+    opts: &RunOptions,
+) -> Result<VmOutcome> {
     let candidates = accel::candidates(opts.accel, cell.arch)?;
     let mut last = None;
     for (i, acc) in candidates.iter().enumerate() {
@@ -145,19 +162,31 @@ fn boot(cell: &Cell, built: &Built, initrd: PathBuf, opts: &RunOptions) -> Resul
             kernel: built.image.clone(),
             initrd: initrd.clone(),
             cpus: cpus_for(built),
-            run_dir: cell.run_dir(),
+            run_dir: run_dir.clone(),
             qmp_socket: qemu::qmp_socket_path(&cell.name()),
-            timeouts: timeouts(first_output),
+            timeouts: timeouts(first_output, opts.silence_limit.unwrap_or(DEFAULT_SILENCE)),
             guest_params: opts.guest_params.clone(),
         };
         let outcome = qemu::run(&spec)?;
         if *acc == Accel::Kvm && opts.accel == AccelChoice::Auto {
             accel::remember(cell.arch, outcome.console_spoke);
             if !outcome.console_spoke && fallback_possible {
+                // Say what QEMU actually did: an abort in 0.1 s is not a
+                // silent guest.
+                let what = match &outcome.exit {
+                    Exit::QemuFailed { status, stderr } => format!(
+                        "QEMU with KVM exited ({status}) after {}: {}",
+                        crate::proc::fmt_duration(outcome.elapsed),
+                        stderr.lines().next().unwrap_or("").trim()
+                    ),
+                    _ => format!(
+                        "KVM printed nothing in {}",
+                        crate::proc::fmt_duration(outcome.elapsed)
+                    ),
+                };
                 eprintln!(
-                    "ksh: {}: KVM printed nothing in {} s; falling back to TCG (verdict kept in {})",
+                    "ksh: {}: {what}; falling back to TCG (verdict kept in {})",
                     cell.name(),
-                    accel::KVM_PROBE_SILENCE.as_secs(),
                     accel::verdict_path().display()
                 );
                 last = Some(outcome);
@@ -194,7 +223,7 @@ pub fn run_cell(cell: &Cell, opts: &RunOptions) -> Result<(CellReport, CellTimes
         Err(e) => {
             cases.push(CaseResult {
                 name: build_name,
-                status: Status::Fail(format!("{e:#}")),
+                status: Status::Fail(layout::describe_error(&e)),
             });
             fail_rest(&mut cases, "the kernel build failed");
             return Ok((
@@ -214,15 +243,30 @@ pub fn run_cell(cell: &Cell, opts: &RunOptions) -> Result<(CellReport, CellTimes
         status: Status::Pass,
     });
 
-    let init = crate::guestbin::build_init(cell.arch)?;
-    let init_bytes = fs::read(&init).with_context(|| format!("reading {}", init.display()))?;
-    let files = crate::expect::guest_files(cell.arch, &built)?;
-    let initrd = built.dir.join("ksh-initramfs.cpio.gz");
-    crate::initramfs::write(&initrd, &init_bytes, &files)?;
-
-    // Same-cell runs from two processes take turns on the run dir.
-    let _run_lock = layout::lock(&cell.run_dir().with_extension("lock"))?;
-    let outcome = boot(cell, &built, initrd, opts)?;
+    // A fault of the harness from here on (an unreadable vmlinux, a full
+    // disk, QEMU that cannot start) fails this cell's cases; the other cells
+    // still run.
+    let outcome = match boot_built(cell, &built, opts) {
+        Ok(o) => o,
+        Err(e) => {
+            cases.push(CaseResult {
+                name: format!("{prefix}/{}/{}", VM_CASE.0, VM_CASE.1),
+                status: Status::Fail(format!(
+                    "harness error before or during boot: {}",
+                    layout::describe_error(&e)
+                )),
+            });
+            fail_rest(&mut cases, "the harness could not boot this cell");
+            return Ok((
+                CellReport {
+                    cell: prefix,
+                    cases,
+                    elapsed: started.elapsed(),
+                },
+                times,
+            ));
+        }
+    };
     times.boot_to_results = outcome.boot_to_results;
     times.vm_total = outcome.elapsed;
     times.accel = Some(outcome.accel.name());
@@ -235,6 +279,22 @@ pub fn run_cell(cell: &Cell, opts: &RunOptions) -> Result<(CellReport, CellTimes
         },
         times,
     ))
+}
+
+/// Expectations, initramfs and the VM run of a built cell.
+fn boot_built(cell: &Cell, built: &Built, opts: &RunOptions) -> Result<VmOutcome> {
+    let init = crate::guestbin::build_init(cell.arch)?;
+    let init_bytes = fs::read(&init).with_context(|| format!("reading {}", init.display()))?;
+    let files = crate::expect::guest_files(cell.arch, built)?;
+    let initrd = built.dir.join("ksh-initramfs.cpio.gz");
+    crate::initramfs::write(&initrd, &init_bytes, &files)?;
+
+    // Each invocation has its own run dir; same-cell runs from two
+    // processes still take turns on the VM (two TCG guests on a small host
+    // would push each other past the probes' timeouts).
+    let _run_lock = layout::lock(&cell.runs_dir().with_extension("lock"))?;
+    let run_dir = layout::new_run_dir(&cell.runs_dir())?;
+    boot(cell, built, initrd, run_dir, opts)
 }
 
 /// Maps the VM's outcome and KTAP stream onto the cell's cases.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use harness::footprint::{kallsyms_footprint, Footprint};
-use harness::kbuild::fmt_duration;
+use harness::proc::fmt_duration;
 use harness::series::Variant;
 use harness::source::{self, SourceSpec};
 use harness::testrun::{self, Cell, RunOptions};
@@ -158,6 +158,7 @@ pub fn run(args: BenchArgs) -> Result<i32> {
         jobs,
         expect_baseline_failures: false,
         guest_params: vec![format!("{}={LOOKUP_ROUNDS}", ksh_proto::BENCH_ROUNDS_PARAM)],
+        silence_limit: None,
     };
     let mut lookups = Vec::new();
     for &arch in &arches {

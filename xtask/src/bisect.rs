@@ -12,8 +12,7 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
-use harness::kbuild::fmt_duration;
-use harness::qemu;
+use harness::proc::fmt_duration;
 use harness::report::{self, Status};
 use harness::source::{self, SourceSpec};
 use harness::testrun::{self, Cell, RunOptions, BUILD_CASE, VM_CASE};
@@ -89,6 +88,7 @@ fn test_commit(
         jobs: jobs(),
         expect_baseline_failures: false,
         guest_params: Vec::new(),
+        silence_limit: None,
     };
     eprintln!("ksh-bisect: testing {} {subject}", &commit[..12]);
     let (cell_report, times) = testrun::run_cell(&cell, &opts)?;
@@ -243,7 +243,7 @@ pub fn run(args: BisectArgs) -> Result<i32> {
     {
         let tree = tree.clone();
         let original = original.clone();
-        qemu::on_interrupt(Box::new(move || {
+        harness::proc::on_interrupt(Box::new(move || {
             // Give `git bisect run` a moment to stop on its own SIGINT.
             std::thread::sleep(std::time::Duration::from_millis(500));
             restore(&tree, &original);

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use harness::kbuild::fmt_duration;
+use harness::proc::fmt_duration;
 use harness::series::{self, Series};
 use harness::testrun::{self, Cell};
 use harness::{layout, prereqs, source};

@@ -48,6 +48,12 @@ pub enum Cmd {
     /// of patches/6.12/mutants/ (default x86_64/minimal); fails if any
     /// mutant is missed (no case fails) or does not build.
     Mutants(MutantsArgs),
+    /// The fault suite: inject faults (frozen or killed QEMU, killed
+    /// harness, truncated vmlinux/initramfs, concurrent runs of one cell,
+    /// an empty filter, a bad --junit path) into real runs of an
+    /// already-built cell; each must produce its outcome within its bound
+    /// and the next run must pass unaided. Prints a table; exits 1 on a miss.
+    Faults(FaultsArgs),
     /// One bisect step (what `git bisect run` calls): exit 0 good, 1 bad,
     /// 125 skip (does not build or boot), 128 harness fault (aborts).
     #[command(hide = true)]
@@ -89,9 +95,17 @@ pub struct TestArgs {
     /// the probes can detect size-blind lookups. Implies --baseline.
     #[arg(long)]
     pub expect_baseline_failures: bool,
-    /// Also write JUnit XML here (one test suite per arch/config).
+    /// Also write JUnit XML here (one test suite per arch/config). Checked
+    /// before any work; written whatever happens to the cells.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Accept a filter that selects no test (by default an error).
+    #[arg(long)]
+    pub allow_no_tests: bool,
+    /// The VM's silence limit in seconds: no console or results output for
+    /// this long stops QEMU and fails the cell (default 45).
+    #[arg(long, value_name = "SECS")]
+    pub vm_silence: Option<u64>,
     /// libtest arguments: filter, --exact, --skip, --list, --format json, ...
     #[arg(last = true)]
     pub libtest: Vec<String>,
@@ -188,4 +202,20 @@ pub struct BenchArgs {
     /// Also write the figures as JSON here.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct FaultsArgs {
+    /// The arch of the cell under test (its kernel must be built).
+    #[arg(long, default_value = "x86_64")]
+    pub arch: String,
+    #[arg(long, default_value = "minimal")]
+    pub config: String,
+    /// The VM silence limit the runs use (seconds); the frozen-QEMU fault
+    /// must fail within it plus 5 s.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub vm_silence: u64,
+    /// Only these faults (comma-separated names from the table).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
 }

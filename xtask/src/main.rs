@@ -6,6 +6,7 @@ mod bisect;
 mod bisect_selftest;
 mod build;
 mod check_series;
+mod faults;
 mod flags;
 mod matrix;
 mod mutants;
@@ -17,7 +18,7 @@ use clap::Parser;
 
 fn main() {
     let cli = flags::Cli::parse();
-    harness::qemu::install_interrupt_handler();
+    harness::proc::install_interrupt_handler();
     let result = match cli.command {
         flags::Cmd::Test(args) => test::run(args),
         flags::Cmd::Build(args) => build::run(args),
@@ -29,6 +30,7 @@ fn main() {
         flags::Cmd::BisectSelftest(args) => bisect_selftest::run(args),
         flags::Cmd::Bench(args) => bench::run(args),
         flags::Cmd::Mutants(args) => mutants::run(args),
+        flags::Cmd::Faults(args) => faults::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use harness::kbuild::fmt_duration;
+use harness::proc::fmt_duration;
 use harness::mutants::{self, Mutant};
 use harness::prereqs;
 use harness::report::Status;
@@ -71,6 +71,7 @@ pub fn run(args: MutantsArgs) -> Result<i32> {
         jobs: selection::jobs(&sel),
         expect_baseline_failures: false,
         guest_params: Vec::new(),
+        silence_limit: None,
     };
     let started = Instant::now();
     let mut rows = Vec::new();

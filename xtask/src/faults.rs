@@ -1,0 +1,663 @@
+//! `cargo xtask faults`: the harness's fault suite. Each fault is injected
+//! into a real `cargo xtask test` run of one already-built cell (this very
+//! binary, started as a child), and must produce its outcome within its
+//! bound; then the next plain run must pass without help. Prints a table
+//! (fault, time to outcome, message, left on disk, next run) and fails on
+//! any miss.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use harness::kbuild::BuildRequest;
+use harness::layout;
+use harness::proc::{fmt_duration, pid_alive};
+use harness::testrun::Cell;
+
+use crate::flags::{FaultsArgs, KernelSelection};
+use crate::selection;
+
+/// What one fault produced.
+struct Row {
+    fault: &'static str,
+    ok: bool,
+    took: Duration,
+    bound: Duration,
+    message: String,
+    left: String,
+    next_run: String,
+}
+
+/// Everything a fault needs to know about the cell under test.
+struct Ctx {
+    exe: PathBuf,
+    arch: String,
+    config: String,
+    silence: u64,
+    work: PathBuf,
+    build_dir: PathBuf,
+    runs_dir: PathBuf,
+    vmlinux: PathBuf,
+    initrd: PathBuf,
+    seq: std::cell::Cell<u32>,
+}
+
+/// A `cargo xtask test` child with its output in files.
+struct TestRun {
+    child: Child,
+    out: PathBuf,
+    junit: PathBuf,
+    started: Instant,
+}
+
+struct Finished {
+    status: ExitStatus,
+    output: String,
+    junit: Option<String>,
+    took: Duration,
+    pid: u32,
+}
+
+const FAULTS: &[&str] = &[
+    "frozen-qemu",
+    "killed-qemu",
+    "killed-harness",
+    "truncated-vmlinux",
+    "truncated-initramfs",
+    "concurrent-runs",
+    "empty-filter",
+    "bad-junit-path",
+];
+
+pub fn run(args: FaultsArgs) -> Result<i32> {
+    let started = Instant::now();
+    for f in &args.only {
+        if !FAULTS.contains(&f.as_str()) {
+            bail!("unknown fault '{f}'; known: {}", FAULTS.join(", "));
+        }
+    }
+    let sel = KernelSelection {
+        arches: vec![args.arch.clone()],
+        configs: vec![args.config.clone()],
+        baseline: false,
+        kernel_tree: None,
+        jobs: None,
+    };
+    let (arch, config) = selection::cells(&sel)?.remove(0);
+    let source = selection::prepare_source(&sel)?;
+    let cell = Cell {
+        arch,
+        config: config.clone(),
+        source: &source,
+    };
+    let build_dir = BuildRequest {
+        arch,
+        config: &config,
+        source: &source,
+        jobs: 1,
+    }
+    .build_dir();
+    if !build_dir.join("vmlinux").is_file() {
+        bail!(
+            "no built kernel in {}: run `cargo xtask test --arch {} --config {config}` first",
+            build_dir.display(),
+            arch.name
+        );
+    }
+    let work = std::env::temp_dir().join(format!("ksh-faults-run{}", std::process::id()));
+    let _ = fs::remove_dir_all(&work);
+    layout::ensure_dir(&work)?;
+    let ctx = Ctx {
+        exe: std::env::current_exe()?,
+        arch: arch.name.to_string(),
+        config: config.clone(),
+        silence: args.vm_silence,
+        work: work.clone(),
+        vmlinux: build_dir.join("vmlinux"),
+        initrd: build_dir.join("ksh-initramfs.cpio.gz"),
+        build_dir,
+        runs_dir: cell.runs_dir(),
+        seq: std::cell::Cell::new(0),
+    };
+
+    // The cell must pass before any fault is injected, or nothing below
+    // means anything.
+    eprintln!("ksh-faults: baseline run of {}", cell.name());
+    let base = ctx.test(&[], &[])?.wait()?;
+    if !base.status.success() {
+        bail!(
+            "the cell does not pass without faults (exit {}); fix that first:\n{}",
+            base.status,
+            tail(&base.output, 30)
+        );
+    }
+
+    let mut rows = Vec::new();
+    for &fault in FAULTS {
+        if !args.only.is_empty() && !args.only.iter().any(|o| o == fault) {
+            continue;
+        }
+        eprintln!("ksh-faults: {fault}");
+        let row = match fault {
+            "frozen-qemu" => frozen_or_killed(&ctx, fault, libc::SIGSTOP),
+            "killed-qemu" => frozen_or_killed(&ctx, fault, libc::SIGKILL),
+            "killed-harness" => killed_harness(&ctx),
+            "truncated-vmlinux" => truncated(&ctx, fault, &ctx.vmlinux, Duration::from_secs(600)),
+            "truncated-initramfs" => truncated(&ctx, fault, &ctx.initrd, Duration::from_secs(60)),
+            "concurrent-runs" => concurrent(&ctx),
+            "empty-filter" => empty_filter(&ctx),
+            "bad-junit-path" => bad_junit(&ctx),
+            _ => unreachable!(),
+        };
+        let row = row.unwrap_or_else(|e| Row {
+            fault,
+            ok: false,
+            took: Duration::ZERO,
+            bound: Duration::ZERO,
+            message: format!("suite error: {e:#}"),
+            left: "?".into(),
+            next_run: "-".into(),
+        });
+        eprintln!(
+            "ksh-faults: {fault}: {} in {}",
+            if row.ok { "ok" } else { "MISSED" },
+            fmt_duration(row.took)
+        );
+        rows.push(row);
+    }
+    print_table(&rows);
+    let missed = rows.iter().filter(|r| !r.ok).count();
+    println!(
+        "\nfault suite: {} of {} faults handled as required, in {}",
+        rows.len() - missed,
+        rows.len(),
+        fmt_duration(started.elapsed())
+    );
+    let _ = fs::remove_dir_all(&work);
+    Ok(if missed == 0 { 0 } else { 1 })
+}
+
+impl Ctx {
+    /// Starts `cargo xtask test` on the cell with `extra` flags and libtest
+    /// arguments `lt`.
+    fn test(&self, extra: &[&str], lt: &[&str]) -> Result<TestRun> {
+        let n = self.seq.get() + 1;
+        self.seq.set(n);
+        let out = self.work.join(format!("run{n}.log"));
+        let junit = self.work.join(format!("run{n}.xml"));
+        let log = fs::File::create(&out)?;
+        let mut cmd = Command::new(&self.exe);
+        cmd.args(["test", "--arch", &self.arch, "--config", &self.config])
+            .args(["--accel", "tcg", "--vm-silence", &self.silence.to_string()])
+            .arg("--junit")
+            .arg(&junit)
+            .args(extra);
+        if !lt.is_empty() {
+            cmd.arg("--").args(lt);
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        harness::proc::die_with_parent(&mut cmd, libc::SIGKILL);
+        let child = cmd.spawn().context("starting cargo xtask test")?;
+        Ok(TestRun {
+            child,
+            out,
+            junit,
+            started: Instant::now(),
+        })
+    }
+
+    /// Runs the cell plainly: the "next run passed unaided" column.
+    fn next_run(&self) -> (bool, String) {
+        match self.test(&[], &[]).and_then(|t| t.wait()) {
+            Ok(f) if f.status.success() => (true, format!("passed ({})", fmt_duration(f.took))),
+            Ok(f) => (
+                false,
+                format!("FAILED ({}): {}", f.status, first_failure(&f.output)),
+            ),
+            Err(e) => (false, format!("error: {e:#}")),
+        }
+    }
+
+    /// The run dir a test process with this PID used.
+    fn run_dir_of(&self, pid: u32) -> Option<PathBuf> {
+        let suffix = format!("-{pid}");
+        fs::read_dir(&self.runs_dir)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().ends_with(&suffix))
+            })
+    }
+
+    /// What a finished (or killed) test process with this PID left behind.
+    fn leftovers(&self, pid: u32, qemu: Option<u32>) -> Vec<String> {
+        let mut left = Vec::new();
+        if let Some(q) = qemu {
+            if pid_alive(q) && !is_zombie(q) {
+                left.push(format!("QEMU {q} still running"));
+            }
+        }
+        for c in descendants(pid) {
+            left.push(format!("process {} ({}) still running", c.0, c.1));
+        }
+        let sock_prefix = format!("ksh-{pid}-");
+        if let Ok(rd) = fs::read_dir(std::env::temp_dir()) {
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().starts_with(&sock_prefix) {
+                    left.push(format!("socket {}", e.path().display()));
+                }
+            }
+        }
+        if let Ok(rd) = fs::read_dir(&self.build_dir) {
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().contains(".tmp-") {
+                    left.push(format!("temp file {}", e.path().display()));
+                }
+            }
+        }
+        left
+    }
+}
+
+impl TestRun {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn wait(mut self) -> Result<Finished> {
+        self.wait_bounded(Duration::from_secs(900))
+    }
+
+    /// Waits at most `bound` past now; kills the run (and fails) beyond it.
+    fn wait_bounded(&mut self, bound: Duration) -> Result<Finished> {
+        let deadline = Instant::now() + bound;
+        let status = loop {
+            if let Some(st) = self.child.try_wait()? {
+                break st;
+            }
+            if Instant::now() > deadline {
+                let pid = self.pid();
+                for (c, _) in descendants(pid) {
+                    // SAFETY: plain syscall on a process of our own run.
+                    unsafe { libc::kill(c as i32, libc::SIGKILL) };
+                }
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                bail!(
+                    "cargo xtask test did not finish within {}:\n{}",
+                    fmt_duration(bound),
+                    tail(&fs::read_to_string(&self.out).unwrap_or_default(), 15)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Ok(Finished {
+            status,
+            output: fs::read_to_string(&self.out).unwrap_or_default(),
+            junit: fs::read_to_string(&self.junit).ok(),
+            took: self.started.elapsed(),
+            pid: self.pid(),
+        })
+    }
+
+    /// Waits until this run's QEMU has printed on the console; returns its
+    /// PID.
+    fn wait_for_console(&mut self, ctx: &Ctx) -> Result<u32> {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while Instant::now() < deadline {
+            if let Some(st) = self.child.try_wait()? {
+                bail!(
+                    "the run ended ({st}) before its VM spoke:\n{}",
+                    tail(&fs::read_to_string(&self.out).unwrap_or_default(), 15)
+                );
+            }
+            let qemu = descendants(self.pid())
+                .into_iter()
+                .find(|(_, comm)| comm.starts_with("qemu-system"));
+            let console = ctx
+                .run_dir_of(self.pid())
+                .map(|d| d.join(harness::qemu::CONSOLE_LOG));
+            if let (Some((q, _)), Some(c)) = (qemu, console) {
+                if fs::metadata(&c).map(|m| m.len()).unwrap_or(0) > 0 {
+                    return Ok(q);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        bail!("no VM console output within 300 s")
+    }
+}
+
+/// SIGSTOP (a wedged emulator) or SIGKILL QEMU once the guest is booting:
+/// the cell must fail within the silence limit + 5 s (at once for a killed
+/// QEMU) with the limit or the signal named, leave no QEMU and no socket
+/// behind, and still report and write JUnit.
+fn frozen_or_killed(ctx: &Ctx, fault: &'static str, sig: i32) -> Result<Row> {
+    let mut run = ctx.test(&[], &[])?;
+    let qemu = run.wait_for_console(ctx)?;
+    // SAFETY: plain syscall on our own grandchild.
+    unsafe { libc::kill(qemu as i32, sig) };
+    let t0 = Instant::now();
+    let (bound, want) = if sig == libc::SIGSTOP {
+        (
+            Duration::from_secs(ctx.silence + 5),
+            "silence limit: no console or results output",
+        )
+    } else {
+        (Duration::from_secs(5), "QEMU failed (signal: 9")
+    };
+    let f = run.wait_bounded(bound + Duration::from_secs(60))?;
+    let took = t0.elapsed();
+    let vm_case_failed = f
+        .junit
+        .as_deref()
+        .is_some_and(|j| j.contains("name=\"vm-completed\"") && j.contains("<failure"));
+    let message = line_with(&f.output, want);
+    let left = ctx.leftovers(f.pid, Some(qemu));
+    let (next_ok, next_run) = ctx.next_run();
+    Ok(Row {
+        fault,
+        ok: f.status.code() == Some(101)
+            && message.is_some()
+            && vm_case_failed
+            && took <= bound
+            && left.is_empty()
+            && next_ok,
+        took,
+        bound,
+        message: message.unwrap_or_else(|| format!("(no '{want}') {}", first_failure(&f.output))),
+        left: describe_left(&left),
+        next_run,
+    })
+}
+
+/// SIGKILL the harness itself while its VM runs: QEMU must die with it
+/// (PR_SET_PDEATHSIG) within 2 s; the next run removes the dead run's QMP
+/// socket and passes.
+fn killed_harness(ctx: &Ctx) -> Result<Row> {
+    let mut run = ctx.test(&[], &[])?;
+    let qemu = run.wait_for_console(ctx)?;
+    let pid = run.pid();
+    run.child.kill()?;
+    let _ = run.child.wait();
+    let t0 = Instant::now();
+    let bound = Duration::from_secs(2);
+    while pid_alive(qemu) && !is_zombie(qemu) && t0.elapsed() < bound + Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = t0.elapsed();
+    let qemu_gone = !pid_alive(qemu) || is_zombie(qemu);
+    let left_now = ctx.leftovers(pid, Some(qemu));
+    let (next_ok, next_run) = ctx.next_run();
+    let left_after = ctx.leftovers(pid, Some(qemu));
+    Ok(Row {
+        fault: "killed-harness",
+        ok: qemu_gone && took <= bound && left_after.is_empty() && next_ok,
+        took,
+        bound,
+        message: if qemu_gone {
+            "QEMU died with the harness".into()
+        } else {
+            "QEMU outlived the harness".into()
+        },
+        left: if left_now.is_empty() {
+            "nothing".into()
+        } else {
+            format!(
+                "{}; next run {}",
+                describe_left(&left_now),
+                if left_after.is_empty() {
+                    "removed it"
+                } else {
+                    "did NOT remove it"
+                }
+            )
+        },
+        next_run,
+    })
+}
+
+/// Truncates a cached output to half its size (under the build dir's lock,
+/// so no other harness process is building): the next run must notice the
+/// stamp mismatch, say so in one line, rebuild it and pass.
+fn truncated(ctx: &Ctx, fault: &'static str, file: &Path, bound: Duration) -> Result<Row> {
+    {
+        let _lock = layout::lock(&ctx.build_dir.with_extension("lock"))?;
+        let len = fs::metadata(file)?.len();
+        fs::File::options()
+            .write(true)
+            .open(file)?
+            .set_len(len / 2)
+            .with_context(|| format!("truncating {}", file.display()))?;
+    }
+    let mut run = ctx.test(&[], &[])?;
+    let f = run.wait_bounded(bound + Duration::from_secs(60))?;
+    let message = line_with(&f.output, "does not match its stamp");
+    let left = ctx.leftovers(f.pid, None);
+    let (next_ok, next_run) = ctx.next_run();
+    Ok(Row {
+        fault,
+        ok: f.status.success()
+            && message.is_some()
+            && f.took <= bound
+            && left.is_empty()
+            && next_ok,
+        took: f.took,
+        bound,
+        message: match message {
+            Some(m) if f.status.success() => format!("{m} -> passed"),
+            Some(m) => format!("{m} -> FAILED: {}", first_failure(&f.output)),
+            None => format!("(no notice) {}", first_failure(&f.output)),
+        },
+        left: describe_left(&left),
+        next_run,
+    })
+}
+
+/// Two runs of the same cell at once: both pass, each with its own run dir
+/// holding its own complete results.
+fn concurrent(ctx: &Ctx) -> Result<Row> {
+    let t0 = Instant::now();
+    let a = ctx.test(&[], &[])?;
+    let b = ctx.test(&[], &[])?;
+    let bound = Duration::from_secs(180);
+    let (mut a, mut b) = (a, b);
+    let fa = a.wait_bounded(bound)?;
+    let fb = b.wait_bounded(bound)?;
+    let took = t0.elapsed();
+    let complete = |pid: u32| {
+        ctx.run_dir_of(pid)
+            .and_then(|d| fs::read_to_string(d.join(harness::qemu::RESULTS_FILE)).ok())
+            .is_some_and(|r| r.contains(ksh_proto::COMPLETION_RECORD))
+    };
+    let (da, db) = (ctx.run_dir_of(fa.pid), ctx.run_dir_of(fb.pid));
+    let separate = da.is_some() && db.is_some() && da != db;
+    let mut left = ctx.leftovers(fa.pid, None);
+    left.extend(ctx.leftovers(fb.pid, None));
+    let ok = fa.status.success()
+        && fb.status.success()
+        && separate
+        && complete(fa.pid)
+        && complete(fb.pid)
+        && took <= bound
+        && left.is_empty();
+    let (next_ok, next_run) = ctx.next_run();
+    Ok(Row {
+        fault: "concurrent-runs",
+        ok: ok && next_ok,
+        took,
+        bound,
+        message: format!(
+            "exits {} and {}; run dirs {} and {}",
+            fa.status,
+            fb.status,
+            da.as_deref().map(short).unwrap_or("-".into()),
+            db.as_deref().map(short).unwrap_or("-".into()),
+        ),
+        left: describe_left(&left),
+        next_run,
+    })
+}
+
+/// `-- --exact nosuchtest`: an error (exit 2) before any work; with
+/// `--allow-no-tests` a pass.
+fn empty_filter(ctx: &Ctx) -> Result<Row> {
+    let bound = Duration::from_secs(10);
+    let f = ctx.test(&[], &["--exact", "nosuchtest"])?.wait()?;
+    let allowed = ctx
+        .test(&["--allow-no-tests"], &["--exact", "nosuchtest"])?
+        .wait()?;
+    let message = line_with(&f.output, "selects none");
+    Ok(Row {
+        fault: "empty-filter",
+        ok: f.status.code() == Some(2)
+            && message.is_some()
+            && f.took <= bound
+            && allowed.status.success(),
+        took: f.took,
+        bound,
+        message: format!(
+            "{}; with --allow-no-tests: {}",
+            message.unwrap_or_else(|| format!("exit {}", f.status)),
+            allowed.status
+        ),
+        left: "nothing".into(),
+        next_run: "-".into(),
+    })
+}
+
+/// `--junit` into a directory that does not exist: an error before any
+/// build or boot.
+fn bad_junit(ctx: &Ctx) -> Result<Row> {
+    let bound = Duration::from_secs(5);
+    let bad = ctx.work.join("no-such-dir/report.xml");
+    let mut cmd = Command::new(&ctx.exe);
+    cmd.args(["test", "--arch", &ctx.arch, "--config", &ctx.config])
+        .arg("--junit")
+        .arg(&bad);
+    let t0 = Instant::now();
+    let out = cmd.output()?;
+    let took = t0.elapsed();
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    let message = line_with(&text, "does not exist");
+    let booted = text.contains("kernel source:");
+    Ok(Row {
+        fault: "bad-junit-path",
+        ok: out.status.code() == Some(2) && message.is_some() && !booted && took <= bound,
+        took,
+        bound,
+        message: message.unwrap_or_else(|| tail(&text, 2)),
+        left: "nothing".into(),
+        next_run: "-".into(),
+    })
+}
+
+/// (pid, comm) of every live descendant of `pid`.
+fn descendants(pid: u32) -> Vec<(u32, String)> {
+    let mut all = Vec::new();
+    if let Ok(rd) = fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(stat) = fs::read_to_string(format!("/proc/{p}/stat")) else {
+                continue;
+            };
+            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+                continue;
+            };
+            let comm = stat[open + 1..close].to_string();
+            let rest: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+            let state = rest.first().copied().unwrap_or("");
+            let ppid = rest.get(1).and_then(|s| s.parse::<u32>().ok()).unwrap_or(0);
+            if state != "Z" {
+                all.push((p, ppid, comm));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(parent) = frontier.pop() {
+        for (p, pp, comm) in &all {
+            if *pp == parent {
+                out.push((*p, comm.clone()));
+                frontier.push(*p);
+            }
+        }
+    }
+    out
+}
+
+fn is_zombie(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rfind(')')
+                .map(|i| s[i + 1..].trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+fn line_with(text: &str, needle: &str) -> Option<String> {
+    text.lines()
+        .find(|l| l.contains(needle))
+        .map(|l| l.trim().trim_start_matches("ksh: ").to_string())
+}
+
+/// The first failure message libtest printed, or the last line.
+fn first_failure(output: &str) -> String {
+    let lines: Vec<&str> = output.lines().collect();
+    if let Some(i) = lines.iter().position(|l| l.starts_with("---- ")) {
+        return lines[i..]
+            .iter()
+            .skip(1)
+            .take(2)
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" ");
+    }
+    lines.last().copied().unwrap_or("").to_string()
+}
+
+fn tail(text: &str, n: usize) -> String {
+    harness::qemu::tail(text, n)
+}
+
+fn short(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn describe_left(left: &[String]) -> String {
+    if left.is_empty() {
+        "nothing".into()
+    } else {
+        left.join(", ")
+    }
+}
+
+fn print_table(rows: &[Row]) {
+    println!(
+        "\n{:<20} {:<7} {:>17}  {:<48}  {:<16}  next run",
+        "fault", "result", "time (bound)", "message", "left on disk"
+    );
+    for r in rows {
+        let msg: String = r.message.chars().take(110).collect();
+        println!(
+            "{:<20} {:<7} {:>17}  {:<48}  {:<16}  {}",
+            r.fault,
+            if r.ok { "ok" } else { "MISSED" },
+            format!("{} ({})", fmt_duration(r.took), fmt_duration(r.bound)),
+            msg,
+            r.left,
+            r.next_run
+        );
+    }
+}
