@@ -5,21 +5,22 @@
 
 use std::io::Write;
 
-use super::kernel::{self, hex, summarize_detail};
+use super::kernel::{self, hex};
 use crate::ktap::{CaseWriter, Verdict};
 
 const DIR: &str = "/sys/kernel/tracing";
 
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
+    if out.skip_if_not_applicable("no-invalid-entries") {
+        out.skip_if_not_applicable("no-orphan-sites");
+        return;
+    }
     let list = format!("{DIR}/available_filter_functions");
     let text = match std::fs::read_to_string(&list) {
         Ok(t) => t,
         Err(e) => {
-            let why =
-                format!("{list}: {e} (needs CONFIG_FUNCTION_TRACER and CONFIG_DYNAMIC_FTRACE)");
-            out.case("no-invalid-entries", Verdict::Skip(why.clone()));
-            out.case("no-orphan-sites", Verdict::Skip(why));
-            return;
+            // The build has the tracer (else the registry skipped above).
+            return out.fail_rest(&format!("{list}: {e}"));
         }
     };
     let invalid: Vec<&str> = text
@@ -30,16 +31,16 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         "# {} entries in available_filter_functions",
         text.lines().count()
     );
-    out.case(
+    let invalid: Vec<String> = invalid
+        .iter()
+        .map(|l| format!("{l}: want a function name, kernel lists an invalid entry"))
+        .collect();
+    out.checked_items(
         "no-invalid-entries",
-        if invalid.is_empty() {
-            Verdict::Pass
-        } else {
-            Verdict::Fail(summarize_detail(
-                "__ftrace_invalid_address___ entries",
-                &invalid,
-            ))
-        },
+        text.lines().count(),
+        "__ftrace_invalid_address___ entries",
+        &invalid,
+        "available_filter_functions is empty",
     );
 
     let addrs_path = format!("{DIR}/available_filter_functions_addrs");
@@ -60,33 +61,44 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         Ok(x) => x,
         Err(e) => return out.case("no-orphan-sites", Verdict::Fail(vec![e])),
     };
+    if orphans.is_empty() {
+        return out.counted(
+            "no-orphan-sites",
+            0,
+            0,
+            Vec::new(),
+            "no orphaned weak body in the expectations (the fixture guarantees one)",
+        );
+    }
     let mut bad = Vec::new();
+    let mut n_sites = 0usize;
     for l in sites.lines() {
         let mut f = l.split_whitespace();
         let (Some(a), Some(name)) = (f.next(), f.next()) else {
             continue;
         };
         let Ok(a) = hex(a) else { continue };
+        n_sites += 1;
         let link = a.wrapping_sub(off);
         // The orphan starting last at or before `link` (bodies do not
         // overlap).
         let i = orphans.partition_point(|o| o.0 <= link);
         if let Some(o) = i.checked_sub(1).map(|i| &orphans[i]).filter(|o| link < o.1) {
             bad.push(format!(
-                "{a:#x} listed as {name}: inside orphaned {} [{:#x},{:#x})",
+                "{a:#x} listed as {name}: want no entry, it is inside orphaned {} [{:#x},{:#x})",
                 o.2, o.0, o.1
             ));
         }
     }
-    out.case(
+    println!(
+        "# {} orphaned weak bodies against {n_sites} call sites",
+        orphans.len()
+    );
+    out.checked_items(
         "no-orphan-sites",
-        if bad.is_empty() {
-            Verdict::Pass
-        } else {
-            Verdict::Fail(summarize_detail(
-                "call sites inside orphaned weak bodies",
-                &bad,
-            ))
-        },
+        n_sites,
+        "call sites inside orphaned weak bodies",
+        &bad,
+        "available_filter_functions_addrs lists no call site",
     );
 }

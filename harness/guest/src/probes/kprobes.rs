@@ -1,18 +1,16 @@
 //! `kprobes`: a kprobe at `function+size` (the first byte past a function
 //! that is followed by a gap, not by another symbol) is refused; one at the
-//! start of a function is accepted. Needs CONFIG_KPROBES; skipped without.
+//! start of a function is accepted. Needs CONFIG_KPROBES; skipped without
+//! (as the registry's `APPLICABILITY` declares).
 
 use std::io::Write;
 
-use super::kernel::{self, hex, summarize_detail};
-use crate::ktap::{CaseWriter, Verdict};
-
-const NEEDS: &str = "CONFIG_KPROBES is not set in this kernel (the check needs CONFIG_KPROBES=y)";
+use super::kernel::{self, hex};
+use crate::ktap::CaseWriter;
 
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
-    if kernel::build_info().get("kprobes").map(String::as_str) != Some("1") {
-        out.case("past-end-refused", Verdict::Skip(NEEDS.into()));
-        out.case("inside-accepted", Verdict::Skip(NEEDS.into()));
+    if out.skip_if_not_applicable("past-end-refused") {
+        out.skip_if_not_applicable("inside-accepted");
         return;
     }
     let setup = || -> Result<_, String> {
@@ -49,33 +47,22 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         .iter()
         .zip(&rcs)
         .filter(|(_, &rc)| rc == 0)
-        .map(|((a, n), _)| format!("{n}+size ({a:#x}): kprobe accepted"))
+        .map(|((a, n), _)| format!("{n}+size ({a:#x}): want refused, kernel accepted the kprobe"))
         .collect();
-    out.case(
+    out.checked_items(
         "past-end-refused",
-        if targets.is_empty() {
-            Verdict::Skip("no function followed by a non-padding gap in this build".into())
-        } else if bad.is_empty() {
-            Verdict::Pass
-        } else {
-            let mut d = vec![format!(
-                "{} of {} past-the-end kprobes accepted",
-                bad.len(),
-                targets.len()
-            )];
-            d.extend(summarize_detail("past-the-end kprobes accepted", &bad));
-            Verdict::Fail(d)
-        },
+        targets.len(),
+        "past-the-end kprobes accepted",
+        &bad,
+        "no past-end target in /ksh/expect/kprobes.txt (the fixture guarantees kallsyms_fixture_anchor)",
     );
     let rc = *rcs.last().unwrap();
-    out.case(
-        "inside-accepted",
-        if rc == 0 {
-            Verdict::Pass
-        } else {
-            Verdict::Fail(vec![format!(
-                "kprobe at ksh_probe_target+0x0 ({inside:#x}) refused: {rc}"
-            )])
-        },
-    );
+    let bad = if rc == 0 {
+        Vec::new()
+    } else {
+        vec![format!(
+            "ksh_probe_target+0x0 ({inside:#x}): want accepted, kernel refused with {rc}"
+        )]
+    };
+    out.checked_items("inside-accepted", 1, "kprobes refused", &bad, "");
 }
