@@ -126,6 +126,8 @@ pub struct Expectations {
     pub format_ps: String,
     pub module_syms: String,
     pub kprobes: String,
+    /// Whether a probe module was given (then `module_syms` must not be empty).
+    pub has_module: bool,
     /// Human-readable facts (counts, gaps by class) for the report.
     pub notes: Vec<String>,
 }
@@ -194,6 +196,11 @@ impl Expectations {
         ] {
             let _ = writeln!(e.build_info, "{k}={}", if yes(opt) { 1 } else { 0 });
         }
+        // The link-time address of the anchor the probe module reports at
+        // run time: an offset independent of kallsyms (ksh_proto::ANCHOR_SYMBOL).
+        let anchor = symbols::symbol_address_in(&elf_syms, ksh_proto::ANCHOR_SYMBOL)
+            .with_context(|| format!("{} in {}", ksh_proto::ANCHOR_SYMBOL, vmlinux.display()))?;
+        let _ = writeln!(e.build_info, "{}={anchor:x}", ksh_proto::ANCHOR_LINK_KEY);
 
         // Sorted unique addresses of every table entry, for nesting tests.
         let mut starts: Vec<u64> = table
@@ -344,14 +351,19 @@ impl Expectations {
         e.notes
             .push(format!("format-pS samples: {n_fmt} functions"));
 
-        // kprobes.txt: ends of functions followed by a non-padding gap.
+        // kprobes.txt: ends of functions followed by a non-padding gap: the
+        // first 32, and always the fixture's (the gap after its anchor).
         let by_name: HashMap<&str, &KallsymsEntry> =
             table.iter().map(|t| (t.name.as_str(), t)).collect();
-        for g in gaps
+        let non_padding: Vec<_> = gaps
             .iter()
             .filter(|g| g.class != GapClass::Padding)
-            .take(32)
-        {
+            .collect();
+        let fixture_gap = non_padding
+            .iter()
+            .skip(32)
+            .filter(|g| g.after_symbol.starts_with(FIXTURE_PREFIX));
+        for g in non_padding.iter().take(32).chain(fixture_gap) {
             if let Some(t) = by_name.get(g.after_symbol.as_str()) {
                 if t.size.is_some_and(|s| t.addr + s == g.start) {
                     let _ = writeln!(e.kprobes, "{:x} past-end {}", g.start, t.name);
@@ -361,6 +373,7 @@ impl Expectations {
 
         // module-syms.txt: the module's text functions (not init/exit).
         if let Some(ko) = ko {
+            e.has_module = true;
             let syms = symbols::read_elf_symbols(ko)?;
             let mut count: HashMap<String, usize> = HashMap::new();
             for s in &syms {
@@ -383,7 +396,42 @@ impl Expectations {
             }
             e.notes.push(format!("probe module functions: {n_mod}"));
         }
+        e.check_guaranteed()?;
         Ok(e)
+    }
+
+    /// Lists every kernel the harness builds is guaranteed to fill (the
+    /// fixture patch, the probe module): an empty one means the ground
+    /// truth is broken, and a probe given it would check nothing.
+    fn check_guaranteed(&self) -> Result<()> {
+        let fixture = |text: &str| {
+            text.lines()
+                .any(|l| l.split(' ').any(|f| f.starts_with(FIXTURE_PREFIX)))
+        };
+        let mut missing = Vec::new();
+        for (path, text, needs_fixture) in [
+            (ksh_proto::EXPECT_KALLSYMS, &self.kallsyms, true),
+            (ksh_proto::EXPECT_SIZES, &self.sizes, true),
+            (ksh_proto::EXPECT_ORPHANS, &self.orphans, true),
+            (ksh_proto::EXPECT_WEAK_KEPT, &self.weak_kept, true),
+            (ksh_proto::EXPECT_FORMAT_PS, &self.format_ps, true),
+            (ksh_proto::EXPECT_KPROBES, &self.kprobes, true),
+        ] {
+            if text.trim().is_empty() {
+                missing.push(format!("{path} is empty"));
+            } else if needs_fixture && !fixture(text) {
+                missing.push(format!("{path} has no {FIXTURE_PREFIX}* entry"));
+            }
+        }
+        if self.has_module && self.module_syms.trim().is_empty() {
+            missing.push(format!("{} is empty", ksh_proto::EXPECT_MODULE_SYMS));
+        }
+        anyhow::ensure!(
+            missing.is_empty(),
+            "expectations the fixture guarantees are missing (is patches/6.12/0001 applied?): {}",
+            missing.join("; ")
+        );
+        Ok(())
     }
 
     /// The expectation files for the initramfs.

@@ -68,6 +68,11 @@ pub fn run(mut args: TestArgs) -> Result<i32> {
                     .map(fmt_duration)
                     .unwrap_or_else(|| "-".into()),
             );
+            eprintln!(
+                "ksh: {}: checked {}",
+                cell.name(),
+                testrun::counts_summary(&times.counts, times.baseline_proof)
+            );
             results.push(cell_report);
         }
         if let Some(path) = &args.junit {
