@@ -192,3 +192,45 @@ pub fn summarize<T: std::fmt::Display>(what: &str, items: &[T]) -> Vec<String> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn written(f: impl FnOnce(&mut CaseWriter<&mut Vec<u8>>)) -> String {
+        let spec = ksh_proto::probe("sizes").unwrap();
+        let mut buf = Vec::new();
+        let mut w = CaseWriter::new(&mut buf, spec);
+        f(&mut w);
+        drop(w);
+        String::from_utf8(buf).unwrap()
+    }
+
+    #[test]
+    fn counted_fails_on_zero_checked_and_mismatches_and_always_counts() {
+        let out = written(|w| {
+            w.counted("start-name-offset", 0, 0, Vec::new(), "empty list");
+            w.checked_items(
+                "start-size",
+                10,
+                "wrong sizes",
+                &["a: want 0x10, kernel 0x20".to_string()],
+                "empty list",
+            );
+            w.checked_items("last-byte", 10, "x", &[], "empty list");
+        });
+        assert_eq!(
+            out,
+            "# 0 checked: empty list\n\
+             # ksh-checked: sizes/start-name-offset 0 of 0 mismatched\n\
+             not ok 1 start-name-offset\n\
+             # 1 of 10 mismatched\n\
+             # 1 wrong sizes\n\
+             #   a: want 0x10, kernel 0x20\n\
+             # ksh-checked: sizes/start-size 1 of 10 mismatched\n\
+             not ok 2 start-size\n\
+             # ksh-checked: sizes/last-byte 0 of 10 mismatched\n\
+             ok 3 last-byte\n"
+        );
+    }
+}
