@@ -396,39 +396,56 @@ impl Expectations {
             }
             e.notes.push(format!("probe module functions: {n_mod}"));
         }
-        e.check_guaranteed()?;
+        // The fixture's object is in the build dir when its patch is in
+        // the tree (always with Debian's source; a --kernel-tree may lack
+        // it, and then the probes' own "0 checked" failures say so).
+        let has_fixture = build_dir.join("kernel/kallsyms_weak_fixture.o").is_file();
+        e.check_guaranteed(has_fixture)?;
         Ok(e)
     }
 
     /// Lists every kernel the harness builds is guaranteed to fill (the
-    /// fixture patch, the probe module): an empty one means the ground
-    /// truth is broken, and a probe given it would check nothing.
-    fn check_guaranteed(&self) -> Result<()> {
-        let fixture = |text: &str| {
+    /// fixture patch when `has_fixture`, the probe module): an empty one
+    /// means the ground truth is broken, and a probe given it would check
+    /// nothing.
+    fn check_guaranteed(&self, has_fixture: bool) -> Result<()> {
+        let has_fixture_entry = |text: &str| {
             text.lines()
                 .any(|l| l.split(' ').any(|f| f.starts_with(FIXTURE_PREFIX)))
         };
         let mut missing = Vec::new();
-        for (path, text, needs_fixture) in [
+        // Every kernel has symbols and sizes; the probe module has functions.
+        for (path, text, guaranteed) in [
             (ksh_proto::EXPECT_KALLSYMS, &self.kallsyms, true),
             (ksh_proto::EXPECT_SIZES, &self.sizes, true),
-            (ksh_proto::EXPECT_ORPHANS, &self.orphans, true),
-            (ksh_proto::EXPECT_WEAK_KEPT, &self.weak_kept, true),
-            (ksh_proto::EXPECT_FORMAT_PS, &self.format_ps, true),
-            (ksh_proto::EXPECT_KPROBES, &self.kprobes, true),
+            (
+                ksh_proto::EXPECT_MODULE_SYMS,
+                &self.module_syms,
+                self.has_module,
+            ),
         ] {
-            if text.trim().is_empty() {
+            if guaranteed && text.trim().is_empty() {
                 missing.push(format!("{path} is empty"));
-            } else if needs_fixture && !fixture(text) {
-                missing.push(format!("{path} has no {FIXTURE_PREFIX}* entry"));
             }
         }
-        if self.has_module && self.module_syms.trim().is_empty() {
-            missing.push(format!("{} is empty", ksh_proto::EXPECT_MODULE_SYMS));
+        // The fixture adds entries to all of these (and to the two above).
+        if has_fixture {
+            for (path, text) in [
+                (ksh_proto::EXPECT_KALLSYMS, &self.kallsyms),
+                (ksh_proto::EXPECT_SIZES, &self.sizes),
+                (ksh_proto::EXPECT_ORPHANS, &self.orphans),
+                (ksh_proto::EXPECT_WEAK_KEPT, &self.weak_kept),
+                (ksh_proto::EXPECT_FORMAT_PS, &self.format_ps),
+                (ksh_proto::EXPECT_KPROBES, &self.kprobes),
+            ] {
+                if !has_fixture_entry(text) {
+                    missing.push(format!("{path} has no {FIXTURE_PREFIX}* entry"));
+                }
+            }
         }
         anyhow::ensure!(
             missing.is_empty(),
-            "expectations the fixture guarantees are missing (is patches/6.12/0001 applied?): {}",
+            "expectations the kernel and its fixture guarantee came out empty (a fault of the ground truth): {}",
             missing.join("; ")
         );
         Ok(())
@@ -491,6 +508,30 @@ mod tests {
         assert!(load_cached(dir.path(), "k2").is_none());
         std::fs::write(dir.path().join("files"), "644 99 /x\nshort").unwrap();
         assert!(load_cached(dir.path(), "k1").is_none());
+    }
+
+    #[test]
+    fn guaranteed_lists_must_not_come_out_empty() {
+        let f = |n: &str| format!("ffffffff81000000 T {FIXTURE_PREFIX}{n}\n");
+        let mut e = Expectations {
+            kallsyms: f("anchor"),
+            sizes: f("anchor"),
+            orphans: f("weak_overridden"),
+            weak_kept: f("weak_kept"),
+            format_ps: f("anchor"),
+            kprobes: f("anchor"),
+            module_syms: "ksh_probe_target 10\n".into(),
+            has_module: true,
+            ..Default::default()
+        };
+        e.check_guaranteed(true).unwrap();
+        e.weak_kept.clear();
+        let err = e.check_guaranteed(true).unwrap_err().to_string();
+        assert!(err.contains("weak-kept.txt has no"), "{err}");
+        // A tree without the fixture only owes the kernel's own lists.
+        e.check_guaranteed(false).unwrap();
+        e.module_syms.clear();
+        assert!(e.check_guaranteed(false).is_err());
     }
 
     /// Against a real build dir (`KSH_EXPECT_BUILD_DIR`, else
