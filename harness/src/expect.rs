@@ -131,6 +131,8 @@ pub struct Expectations {
     pub blacklist: String,
     pub nested: String,
     pub unsized_syms: String,
+    /// Whether a probe module was given (then `module_syms` must not be empty).
+    pub has_module: bool,
     /// Human-readable facts (counts, gaps by class) for the report.
     pub notes: Vec<String>,
 }
@@ -199,6 +201,11 @@ impl Expectations {
         ] {
             let _ = writeln!(e.build_info, "{k}={}", if yes(opt) { 1 } else { 0 });
         }
+        // The link-time address of the anchor the probe module reports at
+        // run time: an offset independent of kallsyms (ksh_proto::ANCHOR_SYMBOL).
+        let anchor = symbols::symbol_address_in(&elf_syms, ksh_proto::ANCHOR_SYMBOL)
+            .with_context(|| format!("{} in {}", ksh_proto::ANCHOR_SYMBOL, vmlinux.display()))?;
+        let _ = writeln!(e.build_info, "{}={anchor:x}", ksh_proto::ANCHOR_LINK_KEY);
 
         // Sorted unique addresses of every table entry, for nesting tests.
         let mut starts: Vec<u64> = table
@@ -349,14 +356,19 @@ impl Expectations {
         e.notes
             .push(format!("format-pS samples: {n_fmt} functions"));
 
-        // kprobes.txt: ends of functions followed by a non-padding gap.
+        // kprobes.txt: ends of functions followed by a non-padding gap: the
+        // first 32, and always the fixture's (the gap after its anchor).
         let by_name: HashMap<&str, &KallsymsEntry> =
             table.iter().map(|t| (t.name.as_str(), t)).collect();
-        for g in gaps
+        let non_padding: Vec<_> = gaps
             .iter()
             .filter(|g| g.class != GapClass::Padding)
-            .take(32)
-        {
+            .collect();
+        let fixture_gap = non_padding
+            .iter()
+            .skip(32)
+            .filter(|g| g.after_symbol.starts_with(FIXTURE_PREFIX));
+        for g in non_padding.iter().take(32).chain(fixture_gap) {
             if let Some(t) = by_name.get(g.after_symbol.as_str()) {
                 if t.size.is_some_and(|s| t.addr + s == g.start) {
                     let _ = writeln!(e.kprobes, "{:x} past-end {}", g.start, t.name);
@@ -392,6 +404,7 @@ impl Expectations {
 
         // module-syms.txt: the module's text functions (not init/exit).
         if let Some(ko) = ko {
+            e.has_module = true;
             let syms = symbols::read_elf_symbols(ko)?;
             let mut count: HashMap<String, usize> = HashMap::new();
             for s in &syms {
@@ -414,7 +427,59 @@ impl Expectations {
             }
             e.notes.push(format!("probe module functions: {n_mod}"));
         }
+        // The fixture's object is in the build dir when its patch is in
+        // the tree (always with Debian's source; a --kernel-tree may lack
+        // it, and then the probes' own "0 checked" failures say so).
+        let has_fixture = build_dir.join("kernel/kallsyms_weak_fixture.o").is_file();
+        e.check_guaranteed(has_fixture)?;
         Ok(e)
+    }
+
+    /// Lists every kernel the harness builds is guaranteed to fill (the
+    /// fixture patch when `has_fixture`, the probe module): an empty one
+    /// means the ground truth is broken, and a probe given it would check
+    /// nothing.
+    fn check_guaranteed(&self, has_fixture: bool) -> Result<()> {
+        let has_fixture_entry = |text: &str| {
+            text.lines()
+                .any(|l| l.split(' ').any(|f| f.starts_with(FIXTURE_PREFIX)))
+        };
+        let mut missing = Vec::new();
+        // Every kernel has symbols and sizes; the probe module has functions.
+        for (path, text, guaranteed) in [
+            (ksh_proto::EXPECT_KALLSYMS, &self.kallsyms, true),
+            (ksh_proto::EXPECT_SIZES, &self.sizes, true),
+            (
+                ksh_proto::EXPECT_MODULE_SYMS,
+                &self.module_syms,
+                self.has_module,
+            ),
+        ] {
+            if guaranteed && text.trim().is_empty() {
+                missing.push(format!("{path} is empty"));
+            }
+        }
+        // The fixture adds entries to all of these (and to the two above).
+        if has_fixture {
+            for (path, text) in [
+                (ksh_proto::EXPECT_KALLSYMS, &self.kallsyms),
+                (ksh_proto::EXPECT_SIZES, &self.sizes),
+                (ksh_proto::EXPECT_ORPHANS, &self.orphans),
+                (ksh_proto::EXPECT_WEAK_KEPT, &self.weak_kept),
+                (ksh_proto::EXPECT_FORMAT_PS, &self.format_ps),
+                (ksh_proto::EXPECT_KPROBES, &self.kprobes),
+            ] {
+                if !has_fixture_entry(text) {
+                    missing.push(format!("{path} has no {FIXTURE_PREFIX}* entry"));
+                }
+            }
+        }
+        anyhow::ensure!(
+            missing.is_empty(),
+            "expectations the kernel and its fixture guarantee came out empty (a fault of the ground truth): {}",
+            missing.join("; ")
+        );
+        Ok(())
     }
 
     /// The expectation files for the initramfs.
@@ -479,16 +544,42 @@ mod tests {
         assert!(load_cached(dir.path(), "k1").is_none());
     }
 
-    /// Against a real build dir when one is around (`KSH_EXPECT_BUILD_DIR`,
-    /// else `/tmp/kb/x86_64`); prints the summary.
     #[test]
+    fn guaranteed_lists_must_not_come_out_empty() {
+        let f = |n: &str| format!("ffffffff81000000 T {FIXTURE_PREFIX}{n}\n");
+        let mut e = Expectations {
+            kallsyms: f("anchor"),
+            sizes: f("anchor"),
+            orphans: f("weak_overridden"),
+            weak_kept: f("weak_kept"),
+            format_ps: f("anchor"),
+            kprobes: f("anchor"),
+            module_syms: "ksh_probe_target 10\n".into(),
+            has_module: true,
+            ..Default::default()
+        };
+        e.check_guaranteed(true).unwrap();
+        e.weak_kept.clear();
+        let err = e.check_guaranteed(true).unwrap_err().to_string();
+        assert!(err.contains("weak-kept.txt has no"), "{err}");
+        // A tree without the fixture only owes the kernel's own lists.
+        e.check_guaranteed(false).unwrap();
+        e.module_syms.clear();
+        assert!(e.check_guaranteed(false).is_err());
+    }
+
+    /// Against a real build dir (`KSH_EXPECT_BUILD_DIR`, else
+    /// `/tmp/kb/x86_64`; none is a failure); prints the summary.
+    #[test]
+    #[ignore = "needs a built kernel: set KSH_EXPECT_BUILD_DIR; .ci/run runs it"]
     fn computes_on_a_real_build() {
         let dir = std::env::var("KSH_EXPECT_BUILD_DIR").unwrap_or_else(|_| "/tmp/kb/x86_64".into());
         let dir = Path::new(&dir);
-        if !dir.join("vmlinux").is_file() {
-            println!("skipped: no build dir");
-            return;
-        }
+        assert!(
+            dir.join("vmlinux").is_file(),
+            "{}: no vmlinux; set KSH_EXPECT_BUILD_DIR to a kernel build dir",
+            dir.display()
+        );
         let ko = std::env::var("KSH_EXPECT_KO").ok();
         let t = std::time::Instant::now();
         let e =

@@ -10,13 +10,13 @@ fn build_dirs() -> Vec<PathBuf> {
     match std::env::var("KSH_BUILD_DIRS") {
         Ok(v) if !v.is_empty() => v.split(':').map(PathBuf::from).collect(),
         _ => {
-            eprintln!("skipped: KSH_BUILD_DIRS is not set (CI sets it)");
-            Vec::new()
+            panic!("KSH_BUILD_DIRS is not set: colon-separated kernel build dirs (.ci/run sets it)")
         }
     }
 }
 
 #[test]
+#[ignore = "needs a built kernel: set KSH_BUILD_DIRS; .ci/run runs them"]
 fn tables_of_real_kernels() {
     for dir in build_dirs() {
         let vmlinux = dir.join("vmlinux");

@@ -1,6 +1,7 @@
 //! Gaps and orphaned weak bodies on real kernel build directories (same
 //! directory selection rules as `symbols_real.rs`: `KSH_BUILD_DIRS` must
-//! be complete when set; otherwise `/tmp/kb/{x86_64,arm64}` if present).
+//! be complete when set; otherwise `/tmp/kb/{x86_64,arm64}`, and none is a
+//! failure). `#[ignore]`d; `.ci/run` runs them with `--include-ignored`.
 
 use std::path::PathBuf;
 
@@ -28,13 +29,16 @@ fn build_dirs() -> Vec<PathBuf> {
         .map(PathBuf::from)
         .filter(|d| d.join("vmlinux").is_file() && d.join("vmlinux.a").is_file())
         .collect();
-    if dirs.is_empty() {
-        println!("skipped: no build dir");
-    }
+    assert!(
+        !dirs.is_empty(),
+        "no build dir: set KSH_BUILD_DIRS (colon-separated kernel build dirs; .ci/run sets it) \
+         or build into /tmp/kb/x86_64 or /tmp/kb/arm64"
+    );
     dirs
 }
 
 #[test]
+#[ignore = "needs a built kernel: set KSH_BUILD_DIRS; .ci/run runs them"]
 fn orphans_are_found_verified_and_inside_gaps() {
     for dir in build_dirs() {
         let vmlinux = dir.join("vmlinux");
@@ -115,6 +119,7 @@ fn orphans_are_found_verified_and_inside_gaps() {
 }
 
 #[test]
+#[ignore = "needs a built kernel: set KSH_BUILD_DIRS; .ci/run runs them"]
 fn lookup_attributes_orphans_to_previous_symbol() {
     for dir in build_dirs() {
         let vmlinux = dir.join("vmlinux");

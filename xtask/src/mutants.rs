@@ -8,9 +8,9 @@
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use harness::proc::fmt_duration;
 use harness::mutants::{self, Mutant};
 use harness::prereqs;
+use harness::proc::fmt_duration;
 use harness::report::Status;
 use harness::source::KernelSource;
 use harness::testrun::{self, Cell, RunOptions};

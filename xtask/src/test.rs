@@ -151,6 +151,13 @@ fn run_one(cell: &Cell, opts: &RunOptions) -> CellReport {
             .map(fmt_duration)
             .unwrap_or_else(|| "-".into()),
     );
+    if times.accel.is_some() {
+        eprintln!(
+            "ksh: {}: checked {}",
+            cell.name(),
+            testrun::counts_summary(&times.counts, times.baseline_proof)
+        );
+    }
     cell_report
 }
 

@@ -14,8 +14,9 @@ pub enum Verdict {
     Pass,
     /// Failed, with diagnostic lines.
     Fail(Vec<String>),
-    /// Not applicable to this kernel (a config without the feature), with the reason.
-    #[allow(dead_code)]
+    /// Not applicable to this kernel (a config without the feature), with
+    /// the reason. Only for cases `ksh_proto::APPLICABILITY` declares not
+    /// applicable: use [`CaseWriter::skip_if_not_applicable`].
     Skip(String),
 }
 
@@ -24,11 +25,18 @@ pub struct CaseWriter<W: Write> {
     out: W,
     spec: &'static ProbeSpec,
     next: usize,
+    /// The count line of the case being reported (set by `counted`).
+    count: Option<String>,
 }
 
 impl<W: Write> CaseWriter<W> {
     pub fn new(out: W, spec: &'static ProbeSpec) -> Self {
-        CaseWriter { out, spec, next: 0 }
+        CaseWriter {
+            out,
+            spec,
+            next: 0,
+            count: None,
+        }
     }
 
     /// Reports `case`, which must be the next declared case.
@@ -41,9 +49,16 @@ impl<W: Write> CaseWriter<W> {
         );
         self.next += 1;
         let n = self.next;
+        // The count line goes last, right before the result line, so a
+        // probe that dies before this point leaves no count behind.
+        let count = self
+            .count
+            .take()
+            .map(|c| format!("{c}\n"))
+            .unwrap_or_default();
         let line = match verdict {
-            Verdict::Pass => format!("ok {n} {case}\n"),
-            Verdict::Skip(why) => format!("ok {n} {case} # SKIP {why}\n"),
+            Verdict::Pass => format!("{count}ok {n} {case}\n"),
+            Verdict::Skip(why) => format!("{count}ok {n} {case} # SKIP {why}\n"),
             Verdict::Fail(diag) => {
                 let mut s = String::new();
                 for d in diag {
@@ -51,12 +66,81 @@ impl<W: Write> CaseWriter<W> {
                         s.push_str(&format!("# {l}\n"));
                     }
                 }
+                s.push_str(&count);
                 s.push_str(&format!("not ok {n} {case}\n"));
                 s
             }
         };
         let _ = self.out.write_all(line.as_bytes());
         let _ = self.out.flush();
+    }
+
+    /// Reports a checking case: `checked` items were compared with the
+    /// expectations and `mismatched` of them were wrong (`diag` says which,
+    /// expected vs actual). Fails when nothing was checked (`0 checked:
+    /// why_empty`: the expectation list or the kernel's answer was empty,
+    /// which the fixture rules out) or when anything mismatched; passes
+    /// otherwise. Always writes the count line of [`ksh_proto::CHECKED_PREFIX`]
+    /// right before the result, which the host requires of every counted
+    /// case.
+    pub fn counted(
+        &mut self,
+        case: &str,
+        checked: usize,
+        mismatched: usize,
+        diag: Vec<String>,
+        why_empty: &str,
+    ) {
+        let verdict = if checked == 0 {
+            let mut d = vec![format!("0 checked: {why_empty}")];
+            d.extend(diag);
+            Verdict::Fail(d)
+        } else if mismatched > 0 {
+            let mut d = vec![format!("{mismatched} of {checked} mismatched")];
+            d.extend(diag);
+            Verdict::Fail(d)
+        } else {
+            Verdict::Pass
+        };
+        self.count = Some(ksh_proto::checked_line(
+            self.spec.name,
+            case,
+            mismatched as u64,
+            checked as u64,
+        ));
+        self.case(case, verdict);
+    }
+
+    /// [`Self::counted`] for the common shape: `bad` holds one line per
+    /// mismatched item, summarized (first few inline, then `detail:`
+    /// lines) under `what`.
+    pub fn checked_items(
+        &mut self,
+        case: &str,
+        checked: usize,
+        what: &str,
+        bad: &[String],
+        why_empty: &str,
+    ) {
+        let diag = if bad.is_empty() {
+            Vec::new()
+        } else {
+            crate::probes::summarize_detail(what, bad)
+        };
+        self.counted(case, checked, bad.len(), diag, why_empty);
+    }
+
+    /// Reports `case` as SKIP if the registry declares it not applicable to
+    /// this build (`ksh_proto::APPLICABILITY`); returns whether it did. A
+    /// SKIP for any other reason fails on the host.
+    pub fn skip_if_not_applicable(&mut self, case: &str) -> bool {
+        match crate::probes::not_applicable(self.spec.name, case) {
+            Some(why) => {
+                self.case(case, Verdict::Skip(why.to_string()));
+                true
+            }
+            None => false,
+        }
     }
 
     /// Writes a diagnostic line (`# text`) before the next case: figures a
@@ -70,13 +154,6 @@ impl<W: Write> CaseWriter<W> {
     pub fn fail_rest(&mut self, why: &str) {
         while let Some(case) = self.spec.cases.get(self.next).copied() {
             self.case(case, Verdict::Fail(vec![why.to_string()]));
-        }
-    }
-
-    /// Reports every remaining case as not applicable to this kernel.
-    pub fn skip_rest(&mut self, why: &str) {
-        while let Some(case) = self.spec.cases.get(self.next).copied() {
-            self.case(case, Verdict::Skip(why.to_string()));
         }
     }
 
@@ -114,4 +191,46 @@ pub fn summarize<T: std::fmt::Display>(what: &str, items: &[T]) -> Vec<String> {
         out.push(format!("  ... and {} more", items.len() - MAX_INLINE));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn written(f: impl FnOnce(&mut CaseWriter<&mut Vec<u8>>)) -> String {
+        let spec = ksh_proto::probe("sizes").unwrap();
+        let mut buf = Vec::new();
+        let mut w = CaseWriter::new(&mut buf, spec);
+        f(&mut w);
+        drop(w);
+        String::from_utf8(buf).unwrap()
+    }
+
+    #[test]
+    fn counted_fails_on_zero_checked_and_mismatches_and_always_counts() {
+        let out = written(|w| {
+            w.counted("start-name-offset", 0, 0, Vec::new(), "empty list");
+            w.checked_items(
+                "start-size",
+                10,
+                "wrong sizes",
+                &["a: want 0x10, kernel 0x20".to_string()],
+                "empty list",
+            );
+            w.checked_items("last-byte", 10, "x", &[], "empty list");
+        });
+        assert_eq!(
+            out,
+            "# 0 checked: empty list\n\
+             # ksh-checked: sizes/start-name-offset 0 of 0 mismatched\n\
+             not ok 1 start-name-offset\n\
+             # 1 of 10 mismatched\n\
+             # 1 wrong sizes\n\
+             #   a: want 0x10, kernel 0x20\n\
+             # ksh-checked: sizes/start-size 1 of 10 mismatched\n\
+             not ok 2 start-size\n\
+             # ksh-checked: sizes/last-byte 0 of 10 mismatched\n\
+             ok 3 last-byte\n"
+        );
+    }
 }

@@ -72,8 +72,8 @@ pub const EXPECT_KPROBES: &str = "/ksh/expect/kprobes.txt";
 pub const EXPECT_BLACKLIST: &str = "/ksh/expect/blacklist.txt";
 
 /// Addresses of a sized symbol outside the sized symbols nested in it:
-/// `ADDR OUTER_START OUTER_SIZE OUTER INNER` (hex link-time); a lookup of
-/// ADDR must give OUTER with its size.
+/// `ADDR OUTER_START OUTER_SIZE OUTER INNER INNER_START` (hex link-time); a
+/// lookup of ADDR must give OUTER with its size, one of INNER_START INNER.
 pub const EXPECT_NESTED: &str = "/ksh/expect/nested.txt";
 
 /// Symbols without a size, alone at their address: `ADDR START SIZE NAME`
@@ -146,7 +146,9 @@ pub const PROBES: &[ProbeSpec] = &[
         name: "weak-orphans",
         about: "no address inside an overridden weak function's leftover body resolves to a symbol",
         timeout_secs: 30,
-        cases: &["fixture", "all"],
+        // `preceding-start` passes on every kernel: the baseline proof's
+        // witness that the probe ran and looked things up.
+        cases: &["fixture", "all", "preceding-start"],
         baseline_failures: &["fixture", "all"],
         runs_alone: false,
     },
@@ -196,7 +198,8 @@ pub const PROBES: &[ProbeSpec] = &[
         name: "nested-symbols",
         about: "addresses of a sized symbol outside the sized symbols nested in it resolve to the enclosing symbol",
         timeout_secs: 30,
-        cases: &["enclosing"],
+        // `inner-start` passes on every kernel (the baseline proof's witness).
+        cases: &["enclosing", "inner-start"],
         // Size-blind lookups give the inner symbol for its enclosing
         // function's tail.
         baseline_failures: &["enclosing"],
@@ -251,6 +254,144 @@ pub const PROBES: &[ProbeSpec] = &[
     },
 ];
 
+/// Prefix of the count line every checking case writes right before its
+/// result line: `# ksh-checked: PROBE/CASE N of M mismatched` (M items
+/// checked, N of them wrong). The host requires it: a case that checked
+/// nothing (M = 0) or reports no count is not a pass, and a case that must
+/// fail on the baseline kernel counts as "failed as expected" only with
+/// N > 0 (the probe ran to the end and found size-blind answers).
+/// Write it with [`checked_line`]; read it with [`parse_checked_line`].
+pub const CHECKED_PREFIX: &str = "# ksh-checked:";
+
+/// The count of one case: `mismatched` of `checked` items were wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checked<'a> {
+    pub probe: &'a str,
+    pub case: &'a str,
+    pub mismatched: u64,
+    pub checked: u64,
+}
+
+/// Formats the count line of a case (see [`CHECKED_PREFIX`]).
+pub fn checked_line(probe: &str, case: &str, mismatched: u64, checked: u64) -> String {
+    format!("{CHECKED_PREFIX} {probe}/{case} {mismatched} of {checked} mismatched")
+}
+
+/// Parses a count line, with or without KTAP indentation.
+pub fn parse_checked_line(line: &str) -> Option<Checked<'_>> {
+    let rest = line.trim_start().strip_prefix(CHECKED_PREFIX)?;
+    let mut f = rest.split_whitespace();
+    let (path, n, of, m, word) = (f.next()?, f.next()?, f.next()?, f.next()?, f.next()?);
+    if of != "of" || word != "mismatched" || f.next().is_some() {
+        return None;
+    }
+    let (probe, case) = path.split_once('/')?;
+    Some(Checked {
+        probe,
+        case,
+        mismatched: n.parse().ok()?,
+        checked: m.parse().ok()?,
+    })
+}
+
+/// Cases that report no count line: they check no list of items (a
+/// timing figure). Every other case must report one.
+pub const UNCOUNTED_CASES: &[(&str, &str)] = &[("lookup-bench", "measured")];
+
+/// Whether `probe/case` must report a [`checked_line`].
+pub fn is_counted(probe: &str, case: &str) -> bool {
+    !UNCOUNTED_CASES.contains(&(probe, case))
+}
+
+/// A condition on the build, as data: both the guest (deciding to skip)
+/// and the host (deciding whether a SKIP is allowed) evaluate it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Condition {
+    /// The guest's arch (`x86_64`, `arm64`) is this one.
+    Arch(&'static str),
+    /// `key=value` in [`EXPECT_BUILD_INFO`].
+    BuildInfo(&'static str, &'static str),
+}
+
+impl Condition {
+    /// Evaluates against the arch and a build-info lookup.
+    pub fn holds(&self, arch: &str, info: &dyn Fn(&str) -> Option<String>) -> bool {
+        match *self {
+            Condition::Arch(a) => arch == a,
+            Condition::BuildInfo(k, v) => info(k).as_deref() == Some(v),
+        }
+    }
+}
+
+/// Cases that do not apply to some builds: the case is **not applicable**
+/// unless all of `requires` hold. Only then may it report SKIP; a SKIP
+/// anywhere else fails on the host.
+#[derive(Debug, Clone, Copy)]
+pub struct Applicability {
+    pub probe: &'static str,
+    /// The cases this applies to; empty means every case of the probe.
+    pub cases: &'static [&'static str],
+    /// All must hold for the case to apply.
+    pub requires: &'static [Condition],
+    /// Why it does not apply otherwise (the SKIP reason).
+    pub why_not: &'static str,
+}
+
+/// Every case that may be not applicable, and when. Cases not listed here
+/// apply to every build: they never skip.
+pub const APPLICABILITY: &[Applicability] = &[
+    Applicability {
+        probe: "kallsyms-selftest",
+        cases: &[],
+        requires: &[Condition::BuildInfo("kallsyms_selftest", "1")],
+        why_not: "CONFIG_KALLSYMS_SELFTEST is not set (config variant kprobes has it)",
+    },
+    Applicability {
+        probe: "kprobes",
+        cases: &[],
+        requires: &[Condition::BuildInfo("kprobes", "1")],
+        why_not: "CONFIG_KPROBES is not set in this kernel (the check needs CONFIG_KPROBES=y)",
+    },
+    Applicability {
+        probe: "ftrace",
+        cases: &[],
+        requires: &[
+            Condition::BuildInfo("function_tracer", "1"),
+            Condition::BuildInfo("dynamic_ftrace", "1"),
+        ],
+        why_not: "needs CONFIG_FUNCTION_TRACER and CONFIG_DYNAMIC_FTRACE",
+    },
+];
+
+/// Why `probe/case` does not apply to this build, or None when it applies
+/// (and so must not skip).
+pub fn not_applicable(
+    probe: &str,
+    case: &str,
+    arch: &str,
+    info: &dyn Fn(&str) -> Option<String>,
+) -> Option<&'static str> {
+    APPLICABILITY
+        .iter()
+        .filter(|a| a.probe == probe && (a.cases.is_empty() || a.cases.contains(&case)))
+        .find(|a| !a.requires.iter().all(|c| c.holds(arch, info)))
+        .map(|a| a.why_not)
+}
+
+/// Key in [`EXPECT_BUILD_INFO`]: the link-time (ELF) address of
+/// [`ANCHOR_SYMBOL`] in vmlinux, hex without `0x`.
+pub const ANCHOR_LINK_KEY: &str = "anchor_link";
+
+/// An exported function whose runtime address the probe module prints as
+/// the module loader resolved it (through the export table, not kallsyms):
+/// runtime minus link-time address is the KASLR offset, obtained without
+/// `/proc/kallsyms`.
+pub const ANCHOR_SYMBOL: &str = "_printk";
+
+/// The line of the module's debugfs `features` file that carries it:
+/// `anchor_printk=<hex address of _printk as the module sees it>`.
+pub const ANCHOR_FEATURE_KEY: &str = "anchor_printk";
+
 /// How many random text addresses the `lookup-bench` probe looks up.
 pub const LOOKUP_BENCH_COUNT: u64 = 10_000;
 
@@ -292,5 +433,62 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn every_probe_with_baseline_failures_has_a_counted_witness() {
+        // The strict baseline proof needs, per such probe, a case that must
+        // pass on the baseline kernel after checking something.
+        for p in PROBES.iter().filter(|p| !p.baseline_failures.is_empty()) {
+            assert!(
+                p.cases
+                    .iter()
+                    .any(|c| !p.baseline_failures.contains(c) && is_counted(p.name, c)),
+                "{}: every case is a baseline failure; add one that passes on the baseline",
+                p.name
+            );
+            for c in p.baseline_failures {
+                assert!(is_counted(p.name, c), "{}/{c} must report a count", p.name);
+            }
+        }
+    }
+
+    #[test]
+    fn registry_tables_name_real_cases() {
+        for (p, c) in UNCOUNTED_CASES {
+            assert!(probe(p).is_some_and(|s| s.cases.contains(c)), "{p}/{c}");
+        }
+        for a in APPLICABILITY {
+            let s = probe(a.probe).unwrap_or_else(|| panic!("{}", a.probe));
+            for c in a.cases {
+                assert!(s.cases.contains(c), "{}/{c}", a.probe);
+            }
+            assert!(!a.requires.is_empty());
+        }
+    }
+
+    #[test]
+    fn checked_line_round_trips() {
+        let l = checked_line("sizes", "start-size", 3, 4096);
+        assert_eq!(l, "# ksh-checked: sizes/start-size 3 of 4096 mismatched");
+        let indented = format!("    {l}");
+        let c = parse_checked_line(&indented).unwrap();
+        assert_eq!(
+            (c.probe, c.case, c.mismatched, c.checked),
+            ("sizes", "start-size", 3, 4096)
+        );
+        assert!(parse_checked_line("# ksh-checked: sizes/x 1 of").is_none());
+        assert!(parse_checked_line("# ksh-checked: sizes 1 of 2 mismatched").is_none());
+        assert!(parse_checked_line("# other: sizes/x 1 of 2 mismatched").is_none());
+    }
+
+    #[test]
+    fn applicability_is_evaluated_as_data() {
+        let info = |on: bool| move |k: &str| (k == "kprobes").then(|| (on as u8).to_string());
+        assert!(not_applicable("kprobes", "inside-accepted", "x86_64", &info(false)).is_some());
+        assert!(not_applicable("kprobes", "inside-accepted", "x86_64", &info(true)).is_none());
+        assert!(not_applicable("sizes", "start-size", "x86_64", &info(false)).is_none());
+        let arch_only = Condition::Arch("arm64");
+        assert!(arch_only.holds("arm64", &|_| None) && !arch_only.holds("x86_64", &|_| None));
     }
 }

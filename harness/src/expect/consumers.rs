@@ -184,7 +184,7 @@ pub fn blacklist(img: &ElfImage, lookup: &HostLookup, arch: &str) -> Blacklist {
 }
 
 /// Sized symbols nested in sized symbols, as nested.txt lines
-/// `ADDR OUTER_START OUTER_SIZE OUTER INNER`: ADDR is an address of OUTER
+/// `ADDR OUTER_START OUTER_SIZE OUTER INNER INNER_START`: ADDR is an address of OUTER
 /// outside every symbol nested in it (the first byte after INNER, and
 /// OUTER's last byte) that a lookup must attribute to OUTER.
 pub fn nested(lookup_entries: &[&KallsymsEntry]) -> (String, usize) {
@@ -216,11 +216,12 @@ pub fn nested(lookup_entries: &[&KallsymsEntry]) -> (String, usize) {
                 if p >= iend && p < oend && p < next_start {
                     let _ = writeln!(
                         out,
-                        "{p:x} {:x} {:x} {} {}",
+                        "{p:x} {:x} {:x} {} {} {:x}",
                         o.addr,
                         o.size.unwrap(),
                         o.name,
-                        i.name
+                        i.name,
+                        i.addr
                     );
                 }
             }
@@ -294,6 +295,9 @@ mod tests {
         let refs: Vec<&KallsymsEntry> = t.iter().collect();
         let (text, pairs) = nested(&refs);
         assert_eq!(pairs, 1);
-        assert_eq!(text, "170 140 60 outer inner\n19f 140 60 outer inner\n");
+        assert_eq!(
+            text,
+            "170 140 60 outer inner 160\n19f 140 60 outer inner 160\n"
+        );
     }
 }

@@ -21,7 +21,7 @@
 
 use std::io::{Read, Write};
 
-use super::kernel::{self, hex, summarize_detail};
+use super::kernel::{self, hex};
 use crate::ktap::{CaseWriter, Verdict};
 
 /// Messages of `/dev/kmsg` (the text after `;` of each record).
@@ -124,10 +124,10 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     }
 
     let at_end = frames.iter().position(|f| f.0 == end);
-    out.case(
-        "end-of-function-frame",
-        match at_end {
-            None => Verdict::Fail(vec![format!(
+    match at_end {
+        None => out.case(
+            "end-of-function-frame",
+            Verdict::Fail(vec![format!(
                 "no saved return address is {name}'s end {end:#x}: the fixture did not \
                  produce the frame this probe is about (frames: {})",
                 frames
@@ -136,99 +136,101 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
                     .collect::<Vec<_>>()
                     .join(" ")
             )]),
-            Some(i) => {
-                let (_, pb, pbb) = &frames[i];
-                let bad: Vec<String> = [("%pB", pb), ("%pBb", pbb)]
-                    .iter()
-                    .filter(|(_, s)| !s.starts_with(&want))
-                    .map(|(f, s)| format!("{f} of {end:#x}: want {want}, kernel {s}"))
-                    .collect();
-                verdict_of(2, bad)
-            }
-        },
-    );
+        ),
+        Some(i) => {
+            let (_, pb, pbb) = &frames[i];
+            let bad: Vec<String> = [("%pB", pb), ("%pBb", pbb)]
+                .iter()
+                .filter(|(_, s)| !s.starts_with(&want))
+                .map(|(f, s)| format!("{f} of {end:#x}: want {want}..., kernel {s}"))
+                .collect();
+            out.checked_items("end-of-function-frame", 2, "formats", &bad, "");
+        }
+    }
 
     // stack_trace_print(): one line per entry, in order.
-    out.case(
-        "stack-trace-print",
-        match block(&msgs, "stack_trace_print") {
-            None => Verdict::Fail(vec![
+    match block(&msgs, "stack_trace_print") {
+        None => out.case(
+            "stack-trace-print",
+            Verdict::Fail(vec![
                 "no stack_trace_print block between the markers in /dev/kmsg".into(),
             ]),
-            Some(lines) if lines.len() != frames.len() => Verdict::Fail(vec![format!(
+        ),
+        Some(lines) if lines.len() != frames.len() => out.case(
+            "stack-trace-print",
+            Verdict::Fail(vec![format!(
                 "stack_trace_print printed {} lines for {} entries: {lines:?}",
                 lines.len(),
                 frames.len()
             )]),
-            Some(lines) => {
-                let mut bad = Vec::new();
-                for ((a, _, _), l) in frames.iter().zip(lines) {
-                    let Some((n, off, _)) = parse_sym(l) else {
-                        bad.push(format!("{a:#x}: printed as {:?}", l.trim()));
-                        continue;
-                    };
-                    // A module frame: the function containing the call.
-                    let call = a - 1;
-                    if let Some(f) = fns.iter().find(|f| f.0 <= call && call < f.1) {
-                        let fs = f.0;
-                        if n != f.2 || off != a - fs {
-                            bad.push(format!(
-                                "{a:#x}: want {}+{:#x}/..., kernel {}",
-                                f.2,
-                                a - fs,
-                                l.trim()
-                            ));
-                        }
+        ),
+        Some(lines) => {
+            let mut bad = Vec::new();
+            for ((a, _, _), l) in frames.iter().zip(lines) {
+                let Some((n, off, _)) = parse_sym(l) else {
+                    bad.push(format!("{a:#x}: printed as {:?}", l.trim()));
+                    continue;
+                };
+                // A module frame: the function containing the call.
+                let call = a - 1;
+                if let Some(f) = fns.iter().find(|f| f.0 <= call && call < f.1) {
+                    let fs = f.0;
+                    if n != f.2 || off != a - fs {
+                        bad.push(format!(
+                            "{a:#x}: want {}+{:#x}/..., kernel {}",
+                            f.2,
+                            a - fs,
+                            l.trim()
+                        ));
                     }
                 }
-                verdict_of(frames.len(), bad)
             }
-        },
-    );
+            out.checked_items(
+                "stack-trace-print",
+                frames.len(),
+                "frames",
+                &bad,
+                "stack_trace_save() saved no entry",
+            );
+        }
+    }
 
-    out.case(
-        "dump-stack",
-        match block(&msgs, "dump_stack") {
-            None => Verdict::Fail(vec![
+    match block(&msgs, "dump_stack") {
+        None => out.case(
+            "dump-stack",
+            Verdict::Fail(vec![
                 "no dump_stack block between the markers in /dev/kmsg".into()
             ]),
-            Some(lines) => {
-                let frames: Vec<&String> = lines
-                    .iter()
-                    .filter(|l| {
-                        let t = l.trim().trim_start_matches("? ");
-                        l.starts_with(' ') && (t.contains("+0x") || t.starts_with("0x"))
-                    })
-                    .collect();
-                let mut bad: Vec<String> = frames
-                    .iter()
-                    .filter(|l| parse_sym(l).is_none())
-                    .map(|l| format!("frame printed as a bare address: {:?}", l.trim()))
-                    .collect();
-                if !frames
-                    .iter()
-                    .any(|l| l.trim().trim_start_matches("? ").starts_with(&want))
-                {
-                    bad.push(format!(
-                        "no frame {want} in dump_stack()'s trace: {:?}",
-                        lines.iter().map(|l| l.trim()).collect::<Vec<_>>()
-                    ));
-                }
-                verdict_of(frames.len(), bad)
+        ),
+        Some(lines) => {
+            let frames: Vec<&String> = lines
+                .iter()
+                .filter(|l| {
+                    let t = l.trim().trim_start_matches("? ");
+                    l.starts_with(' ') && (t.contains("+0x") || t.starts_with("0x"))
+                })
+                .collect();
+            let mut bad: Vec<String> = frames
+                .iter()
+                .filter(|l| parse_sym(l).is_none())
+                .map(|l| format!("frame printed as a bare address: {:?}", l.trim()))
+                .collect();
+            if !frames
+                .iter()
+                .any(|l| l.trim().trim_start_matches("? ").starts_with(&want))
+            {
+                bad.push(format!(
+                    "no frame {want} in dump_stack()'s trace: {:?}",
+                    lines.iter().map(|l| l.trim()).collect::<Vec<_>>()
+                ));
             }
-        },
-    );
-}
-
-fn verdict_of(checked: usize, bad: Vec<String>) -> Verdict {
-    println!("# checked {checked}, wrong {}", bad.len());
-    if checked == 0 {
-        Verdict::Fail(vec!["0 checked".into()])
-    } else if bad.is_empty() {
-        Verdict::Pass
-    } else {
-        let mut d = vec![format!("{} of {checked} wrong", bad.len())];
-        d.extend(summarize_detail("frames", &bad));
-        Verdict::Fail(d)
+            out.checked_items(
+                "dump-stack",
+                frames.len(),
+                "frames",
+                &bad,
+                "dump_stack() printed no frame",
+            );
+        }
     }
 }

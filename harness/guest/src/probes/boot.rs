@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use crate::ktap::{CaseWriter, Verdict};
+use crate::ktap::CaseWriter;
 use crate::sys::MOUNTS;
 
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
@@ -13,16 +13,14 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     let cmdline = std::fs::read("/proc/1/cmdline").unwrap_or_default();
     let init =
         String::from_utf8_lossy(cmdline.split(|&b| b == 0).next().unwrap_or_default()).into_owned();
-    out.case(
-        "init-ran",
-        if ppid == 1 && init == "/init" {
-            Verdict::Pass
-        } else {
-            Verdict::Fail(vec![format!(
-                "parent pid {ppid}, PID 1 runs '{init}' (want 1 and /init)"
-            )])
-        },
-    );
+    let bad = if ppid == 1 && init == "/init" {
+        Vec::new()
+    } else {
+        vec![format!(
+            "want parent pid 1 running /init, got parent pid {ppid}, PID 1 runs '{init}'"
+        )]
+    };
+    out.counted("init-ran", 1, bad.len(), bad, "");
 
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
     let missing: Vec<String> = MOUNTS
@@ -35,12 +33,16 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         })
         .map(|(_, target, fstype)| format!("{fstype} on {target}"))
         .collect();
-    out.case(
+    let diag = if missing.is_empty() {
+        Vec::new()
+    } else {
+        vec![format!("want mounted, not mounted: {}", missing.join(", "))]
+    };
+    out.counted(
         "filesystems-mounted",
-        if missing.is_empty() {
-            Verdict::Pass
-        } else {
-            Verdict::Fail(vec![format!("not mounted: {}", missing.join(", "))])
-        },
+        MOUNTS.len(),
+        missing.len(),
+        diag,
+        "the guest mounts nothing",
     );
 }

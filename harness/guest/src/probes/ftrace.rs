@@ -8,19 +8,24 @@
 
 use std::io::Write;
 
-use super::kernel::{self, hex, summarize_detail};
+use super::kernel::{self, hex};
 use crate::ktap::{CaseWriter, Verdict};
 
 const DIR: &str = "/sys/kernel/tracing";
 
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
+    if out.skip_if_not_applicable("no-invalid-entries") {
+        for c in ["no-orphan-sites", "filter-all", "filter-module"] {
+            out.skip_if_not_applicable(c);
+        }
+        return;
+    }
     let list = format!("{DIR}/available_filter_functions");
     let text = match std::fs::read_to_string(&list) {
         Ok(t) => t,
         Err(e) => {
-            let why =
-                format!("{list}: {e} (needs CONFIG_FUNCTION_TRACER and CONFIG_DYNAMIC_FTRACE)");
-            return out.skip_rest(&why);
+            // The build has the tracer (else the registry skipped above).
+            return out.fail_rest(&format!("{list}: {e}"));
         }
     };
     let invalid: Vec<&str> = text
@@ -31,16 +36,16 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         "# {} entries in available_filter_functions",
         text.lines().count()
     );
-    out.case(
+    let invalid: Vec<String> = invalid
+        .iter()
+        .map(|l| format!("{l}: want a function name, kernel lists an invalid entry"))
+        .collect();
+    out.checked_items(
         "no-invalid-entries",
-        if invalid.is_empty() {
-            Verdict::Pass
-        } else {
-            Verdict::Fail(summarize_detail(
-                "__ftrace_invalid_address___ entries",
-                &invalid,
-            ))
-        },
+        text.lines().count(),
+        "__ftrace_invalid_address___ entries",
+        &invalid,
+        "available_filter_functions is empty",
     );
 
     let addrs_path = format!("{DIR}/available_filter_functions_addrs");
@@ -64,34 +69,46 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             return filters(out, &text);
         }
     };
+    if orphans.is_empty() {
+        out.counted(
+            "no-orphan-sites",
+            0,
+            0,
+            Vec::new(),
+            "no orphaned weak body in the expectations (the fixture guarantees one)",
+        );
+        return filters(out, &text);
+    }
     let mut bad = Vec::new();
+    let mut n_sites = 0usize;
     for l in sites.lines() {
         let mut f = l.split_whitespace();
         let (Some(a), Some(name)) = (f.next(), f.next()) else {
             continue;
         };
         let Ok(a) = hex(a) else { continue };
+        n_sites += 1;
         let link = a.wrapping_sub(off);
         // The orphan starting last at or before `link` (bodies do not
         // overlap).
         let i = orphans.partition_point(|o| o.0 <= link);
         if let Some(o) = i.checked_sub(1).map(|i| &orphans[i]).filter(|o| link < o.1) {
             bad.push(format!(
-                "{a:#x} listed as {name}: inside orphaned {} [{:#x},{:#x})",
+                "{a:#x} listed as {name}: want no entry, it is inside orphaned {} [{:#x},{:#x})",
                 o.2, o.0, o.1
             ));
         }
     }
-    out.case(
+    println!(
+        "# {} orphaned weak bodies against {n_sites} call sites",
+        orphans.len()
+    );
+    out.checked_items(
         "no-orphan-sites",
-        if bad.is_empty() {
-            Verdict::Pass
-        } else {
-            Verdict::Fail(summarize_detail(
-                "call sites inside orphaned weak bodies",
-                &bad,
-            ))
-        },
+        n_sites,
+        "call sites inside orphaned weak bodies",
+        &bad,
+        "available_filter_functions_addrs lists no call site",
     );
     filters(out, &text);
 }
@@ -114,50 +131,54 @@ fn filters<W: Write>(out: &mut CaseWriter<W>, available: &str) {
         .lines()
         .filter(|l| !l.starts_with("__ftrace_invalid_address__"))
         .collect();
-    out.case(
-        "filter-all",
-        match filter("*") {
-            Err(e) => Verdict::Fail(vec![e]),
-            Ok(_) if valid.is_empty() => {
-                Verdict::Fail(vec!["0 checked: available_filter_functions is empty".into()])
-            }
-            Ok(set) if set.len() == valid.len() => {
-                println!("# filter *: {} functions", set.len());
-                Verdict::Pass
-            }
-            Ok(set) => Verdict::Fail(vec![format!(
-                "set_ftrace_filter '*' selected {} functions, available_filter_functions lists {}",
-                set.len(),
-                valid.len()
-            )]),
-        },
-    );
+    match filter("*") {
+        Err(e) => out.case("filter-all", Verdict::Fail(vec![e])),
+        Ok(set) => {
+            println!("# filter *: {} functions", set.len());
+            let bad: Vec<String> = if set.len() == valid.len() {
+                Vec::new()
+            } else {
+                vec![format!(
+                    "set_ftrace_filter '*': want the {} functions of available_filter_functions, kernel selected {}",
+                    valid.len(),
+                    set.len()
+                )]
+            };
+            out.checked_items(
+                "filter-all",
+                valid.len(),
+                "filter selections",
+                &bad,
+                "available_filter_functions is empty",
+            );
+        }
+    }
     let m = ksh_proto::MODULE_NAME;
-    let want: Vec<&str> = valid
+    let mut want: Vec<String> = valid
         .iter()
         .filter(|l| l.ends_with(&format!(" [{m}]")))
-        .copied()
+        .map(|s| s.to_string())
         .collect();
-    out.case(
-        "filter-module",
-        match filter(&format!(":mod:{m}")) {
-            Err(e) => Verdict::Fail(vec![e]),
-            Ok(_) if want.is_empty() => Verdict::Fail(vec![format!(
-                "0 checked: available_filter_functions lists no function of [{m}]"
-            )]),
-            Ok(mut set) => {
-                let mut want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
-                set.sort();
-                want.sort();
-                println!("# filter :mod:{m}: {} functions", set.len());
-                if set == want {
-                    Verdict::Pass
-                } else {
-                    Verdict::Fail(vec![format!(
-                        "set_ftrace_filter ':mod:{m}' selected {set:?}, want {want:?}"
-                    )])
-                }
-            }
-        },
-    );
+    match filter(&format!(":mod:{m}")) {
+        Err(e) => out.case("filter-module", Verdict::Fail(vec![e])),
+        Ok(mut set) => {
+            set.sort();
+            want.sort();
+            println!("# filter :mod:{m}: {} functions", set.len());
+            let bad: Vec<String> = if set == want {
+                Vec::new()
+            } else {
+                vec![format!(
+                    "set_ftrace_filter ':mod:{m}': want {want:?}, kernel selected {set:?}"
+                )]
+            };
+            out.checked_items(
+                "filter-module",
+                want.len(),
+                "module filter selections",
+                &bad,
+                "available_filter_functions lists no function of the probe module",
+            );
+        }
+    }
 }

@@ -7,7 +7,6 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use super::kernel;
 use crate::ktap::{CaseWriter, Verdict};
 
 const PREFIX: &str = "kallsyms_selftest: ";
@@ -37,17 +36,7 @@ fn is_failure(line: &str) -> bool {
 }
 
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
-    if kernel::build_info()
-        .get("kallsyms_selftest")
-        .map(String::as_str)
-        != Some("1")
-    {
-        out.case(
-            "verdict",
-            Verdict::Skip(
-                "CONFIG_KALLSYMS_SELFTEST is not set (config variant kprobes has it)".into(),
-            ),
-        );
+    if out.skip_if_not_applicable("verdict") {
         return;
     }
     let limit = Duration::from_secs(
@@ -76,15 +65,15 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             {
                 out.note(&format!("selftest: {}", l.trim()));
             }
-            let verdict = if failures.is_empty() {
-                Verdict::Pass
-            } else {
-                Verdict::Fail(kernel::summarize_detail(
-                    "selftest failure lines",
-                    &failures,
-                ))
-            };
-            out.case("verdict", verdict);
+            // Items: the selftest's own report lines, of which the
+            // failure lines are the mismatches.
+            out.checked_items(
+                "verdict",
+                lines.len(),
+                "selftest failure lines",
+                &failures,
+                "",
+            );
             return;
         }
         if started.elapsed() > limit {

@@ -70,7 +70,63 @@ pub fn kaslr_offset() -> Result<u64, String> {
     };
     let runtime = find("/proc/kallsyms")?;
     let linked = find(ksh_proto::EXPECT_KALLSYMS)?;
-    Ok(runtime.wrapping_sub(linked))
+    let off = runtime.wrapping_sub(linked);
+    check_offset(off)?;
+    Ok(off)
+}
+
+/// Runtime minus link-time address of [`ksh_proto::ANCHOR_SYMBOL`] as the
+/// probe module saw it (the module loader resolved it through the export
+/// table, not kallsyms). None when the module does not print it.
+pub fn anchor_offset() -> Result<Option<u64>, String> {
+    let info = build_info();
+    let link = info.get(ksh_proto::ANCHOR_LINK_KEY).ok_or_else(|| {
+        format!(
+            "{} has no {}= line",
+            ksh_proto::EXPECT_BUILD_INFO,
+            ksh_proto::ANCHOR_LINK_KEY
+        )
+    })?;
+    let link = hex(link)?;
+    let path = format!("{}/features", ksh_proto::MODULE_DEBUGFS);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(None);
+    };
+    let key = format!("{}=", ksh_proto::ANCHOR_FEATURE_KEY);
+    match text.lines().find_map(|l| l.strip_prefix(key.as_str())) {
+        Some(v) => Ok(Some(hex(v.trim())?.wrapping_sub(link))),
+        None => Ok(None),
+    }
+}
+
+/// Checks the offset `/proc/kallsyms` implies (from `_text`) against
+/// sources independent of kallsyms: it must be 0 on a kernel built without
+/// CONFIG_RANDOMIZE_BASE, and equal to [`anchor_offset`] when the module
+/// reports its anchor. A uniform shift of every kallsyms address would
+/// otherwise pass every probe. Returns a note on what was compared.
+pub fn check_offset(off: u64) -> Result<String, String> {
+    let kaslr = build_info().get("randomize_base").map(String::as_str) == Some("1");
+    if !kaslr && off != 0 {
+        return Err(format!(
+            "/proc/kallsyms is shifted by {off:#x} from vmlinux (_text), but the kernel has no CONFIG_RANDOMIZE_BASE: want offset 0"
+        ));
+    }
+    match anchor_offset()? {
+        Some(a) if a != off => Err(format!(
+            "/proc/kallsyms implies offset {off:#x} (_text), but {} as the module loader resolved it implies {a:#x}",
+            ksh_proto::ANCHOR_SYMBOL
+        )),
+        Some(a) => Ok(format!(
+            "offset {off:#x} (_text) equals the {} anchor's {a:#x}{}",
+            ksh_proto::ANCHOR_SYMBOL,
+            if kaslr { "" } else { " (no KASLR: 0)" }
+        )),
+        None if kaslr => Ok(format!(
+            "offset {off:#x} (_text) not cross-checked: the probe module prints no {}= line",
+            ksh_proto::ANCHOR_FEATURE_KEY
+        )),
+        None => Ok("offset 0 (no CONFIG_RANDOMIZE_BASE)".into()),
+    }
 }
 
 /// One `/proc/kallsyms` line: address, type, name, module (without brackets).
@@ -201,6 +257,9 @@ pub fn lookup_no_ps(addrs: &[u64]) -> Result<Vec<Lookup>, String> {
 }
 
 fn lookup_in(file: &str, addrs: &[u64]) -> Result<Vec<Lookup>, String> {
+    if addrs.is_empty() {
+        return Ok(Vec::new());
+    }
     let started = Instant::now();
     // Big batches are split over the guest's CPUs: every open file of the
     // module is its own session, and both the kernel's lookups and the

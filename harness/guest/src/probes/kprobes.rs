@@ -11,16 +11,16 @@
 //! - `blacklisted-refused`: a kprobe on the last function of each
 //!   blacklisted area is refused.
 //!
-//! Needs CONFIG_KPROBES; skipped without.
+//! Needs CONFIG_KPROBES; skipped without (as the registry's
+//! `APPLICABILITY` declares). Every case reports how many items it checked.
 
 use rustc_hash::FxHashMap as HashMap;
 use std::collections::HashSet;
 use std::io::Write;
 
-use super::kernel::{self, hex, summarize_detail};
+use super::kernel::{self, hex};
 use crate::ktap::{CaseWriter, Verdict};
 
-const NEEDS: &str = "CONFIG_KPROBES is not set in this kernel (the check needs CONFIG_KPROBES=y)";
 const BLACKLIST: &str = "/sys/kernel/debug/kprobes/blacklist";
 
 struct Target {
@@ -43,23 +43,17 @@ fn read_blacklist() -> Result<Vec<(u64, u64, String)>, String> {
     Ok(out)
 }
 
-fn verdict(what: &str, total: usize, bad: &[String]) -> Verdict {
-    if total == 0 {
-        return Verdict::Fail(vec![format!("0 checked: no {what} to check")]);
-    }
-    println!("# {what}: {} of {total} wrong", bad.len());
-    if bad.is_empty() {
-        Verdict::Pass
-    } else {
-        let mut d = vec![format!("{} of {total} {what} wrong", bad.len())];
-        d.extend(summarize_detail(what, bad));
-        Verdict::Fail(d)
-    }
-}
-
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
-    if kernel::build_info().get("kprobes").map(String::as_str) != Some("1") {
-        return out.skip_rest(NEEDS);
+    if out.skip_if_not_applicable("past-end-refused") {
+        for c in [
+            "inside-accepted",
+            "blacklist-populated",
+            "blacklist-module",
+            "blacklisted-refused",
+        ] {
+            out.skip_if_not_applicable(c);
+        }
+        return;
     }
     let setup = || -> Result<_, String> {
         let mut targets = Vec::new();
@@ -121,25 +115,22 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         (n, bad)
     };
     let (n, bad) = accepted("past-end");
-    out.case(
+    out.checked_items(
         "past-end-refused",
-        if n == 0 {
-            Verdict::Skip("no function followed by a non-padding gap in this build".into())
-        } else {
-            verdict("past-the-end kprobes", n, &bad)
-        },
+        n,
+        "past-the-end kprobes accepted",
+        &bad,
+        "no past-end target in the expectations (the fixture guarantees kallsyms_fixture_anchor)",
     );
     let rc = *rcs.last().unwrap();
-    out.case(
-        "inside-accepted",
-        if rc == 0 {
-            Verdict::Pass
-        } else {
-            Verdict::Fail(vec![format!(
-                "kprobe at ksh_probe_target+0x0 ({inside:#x}) refused: {rc}"
-            )])
-        },
-    );
+    let bad = if rc == 0 {
+        Vec::new()
+    } else {
+        vec![format!(
+            "ksh_probe_target+0x0 ({inside:#x}): want accepted, kernel refused the kprobe: {rc}"
+        )]
+    };
+    out.checked_items("inside-accepted", 1, "kprobes refused", &bad, "");
 
     // The blacklist as the kernel built it.
     let listed = match read_blacklist() {
@@ -148,9 +139,12 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             out.case("blacklist-populated", Verdict::Fail(vec![e.clone()]));
             out.case("blacklist-module", Verdict::Fail(vec![e]));
             let (n, bad) = accepted("blacklisted");
-            out.case(
+            out.checked_items(
                 "blacklisted-refused",
-                verdict("blacklisted kprobes", n, &bad),
+                n,
+                "kprobes accepted in blacklisted areas",
+                &bad,
+                "no blacklisted target in the expectations",
             );
             return;
         }
@@ -179,13 +173,16 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         Ok((n, bad))
     };
     println!("# {} entries in {BLACKLIST}", listed.len());
-    out.case(
-        "blacklist-populated",
-        match populated() {
-            Ok((n, bad)) => verdict("blacklist entries", n, &bad),
-            Err(e) => Verdict::Fail(vec![e]),
-        },
-    );
+    match populated() {
+        Ok((n, bad)) => out.checked_items(
+            "blacklist-populated",
+            n,
+            "blacklist entries missing or with another extent",
+            &bad,
+            "no blacklist entry in the expectations (every kernel has noinstr functions)",
+        ),
+        Err(e) => out.case("blacklist-populated", Verdict::Fail(vec![e])),
+    }
     let mut n = 0;
     let mut bad = Vec::new();
     for name in ksh_proto::MODULE_KPROBES_FUNCS {
@@ -208,13 +205,19 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             });
         }
     }
-    out.case(
+    out.checked_items(
         "blacklist-module",
-        verdict("module .kprobes.text functions", n, &bad),
+        n,
+        "module .kprobes.text functions missing or with another extent",
+        &bad,
+        "",
     );
     let (n, bad) = accepted("blacklisted");
-    out.case(
+    out.checked_items(
         "blacklisted-refused",
-        verdict("blacklisted kprobes", n, &bad),
+        n,
+        "kprobes accepted in blacklisted areas",
+        &bad,
+        "no blacklisted target in the expectations",
     );
 }

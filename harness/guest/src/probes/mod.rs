@@ -23,6 +23,23 @@ use ksh_proto::ProbeSpec;
 
 use crate::ktap::CaseWriter;
 
+pub use kernel::summarize_detail;
+
+/// The guest's arch as the registry names it.
+pub fn arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "aarch64" => "arm64",
+        a => a,
+    }
+}
+
+/// Why `probe/case` does not apply to this build (registry data evaluated
+/// against the build info), or None.
+pub fn not_applicable(probe: &str, case: &str) -> Option<&'static str> {
+    let info = kernel::build_info();
+    ksh_proto::not_applicable(probe, case, arch(), &|k| info.get(k).cloned())
+}
+
 pub fn run<W: Write>(spec: &'static ProbeSpec, out: &mut CaseWriter<W>) {
     match spec.name {
         "boot" => boot::run(out),

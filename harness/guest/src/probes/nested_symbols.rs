@@ -4,11 +4,13 @@
 //! inner one's end resolve to the enclosing symbol, with its size. The
 //! fixture patch provides one such pair on every arch
 //! (`kallsyms_fixture_nested_outer`/`_inner`); real kernels have more.
+//! `inner-start`: the inner symbols themselves are found at their start
+//! (name and offset 0), on every kernel.
 
 use std::io::Write;
 
-use super::kernel::{self, hex, summarize_detail};
-use crate::ktap::{CaseWriter, Verdict};
+use super::kernel::{self, hex};
+use crate::ktap::CaseWriter;
 
 struct Point {
     addr: u64,
@@ -16,6 +18,7 @@ struct Point {
     outer_size: u64,
     outer: String,
     inner: String,
+    inner_start: u64,
 }
 
 fn read() -> Result<Vec<Point>, String> {
@@ -23,7 +26,7 @@ fn read() -> Result<Vec<Point>, String> {
         .iter()
         .map(|l| {
             let f: Vec<&str> = l.split(' ').collect();
-            if f.len() != 5 {
+            if f.len() != 6 {
                 return Err(format!("{}: malformed: {l}", ksh_proto::EXPECT_NESTED));
             }
             Ok(Point {
@@ -32,6 +35,7 @@ fn read() -> Result<Vec<Point>, String> {
                 outer_size: hex(f[2])?,
                 outer: f[3].into(),
                 inner: f[4].into(),
+                inner_start: hex(f[5])?,
             })
         })
         .collect()
@@ -52,13 +56,21 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             ksh_proto::EXPECT_NESTED
         ));
     }
-    let addrs: Vec<u64> = points.iter().map(|p| p.addr.wrapping_add(off)).collect();
+    let mut inners: Vec<(u64, &str)> = points
+        .iter()
+        .map(|p| (p.inner_start, p.inner.as_str()))
+        .collect();
+    inners.sort();
+    inners.dedup();
+    let mut addrs: Vec<u64> = points.iter().map(|p| p.addr.wrapping_add(off)).collect();
+    addrs.extend(inners.iter().map(|i| i.0.wrapping_add(off)));
     let answers = match kernel::lookup_no_ps(&addrs) {
         Ok(a) => a,
         Err(e) => return out.fail_rest(&e),
     };
     let mut bad = Vec::new();
-    for (p, a) in points.iter().zip(&answers) {
+    let (answers, inner_answers) = answers.split_at(points.len());
+    for (p, a) in points.iter().zip(answers) {
         let want_off = p.addr - p.outer_start;
         if !(a.found && a.name == p.outer && a.offset == want_off && a.size == p.outer_size) {
             bad.push(format!(
@@ -72,23 +84,24 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             ));
         }
     }
-    println!(
-        "# {} addresses of enclosing symbols checked, {} wrong",
-        points.len(),
-        bad.len()
-    );
-    out.case(
+    out.checked_items(
         "enclosing",
-        if bad.is_empty() {
-            Verdict::Pass
-        } else {
-            let mut d = vec![format!(
-                "{} of {} size-blind or cut short",
-                bad.len(),
-                points.len()
-            )];
-            d.extend(summarize_detail("enclosing-symbol addresses", &bad));
-            Verdict::Fail(d)
-        },
+        points.len(),
+        "enclosing-symbol addresses size-blind or cut short",
+        &bad,
+        "no nested pair in the expectations",
+    );
+    let bad: Vec<String> = inners
+        .iter()
+        .zip(inner_answers)
+        .filter(|((_, n), a)| !(a.found && a.name == *n && a.offset == 0))
+        .map(|((s, n), a)| format!("{s:#x}: want {n}+0x0, kernel {}", a.describe()))
+        .collect();
+    out.checked_items(
+        "inner-start",
+        inners.len(),
+        "nested symbols not found at their start",
+        &bad,
+        "no nested pair in the expectations",
     );
 }

@@ -132,13 +132,13 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     if vmlinux_syms.is_empty() {
         diag.push("no vmlinux symbols listed".into());
     }
-    out.case(
+    let n_bad = bad.len() + all_zero as usize;
+    out.counted(
         "format",
-        if diag.is_empty() {
-            Verdict::Pass
-        } else {
-            Verdict::Fail(diag)
-        },
+        text.lines().count(),
+        n_bad,
+        diag,
+        "/proc/kallsyms is empty",
     );
 
     let expected_text = match std::fs::read_to_string(ksh_proto::EXPECT_KALLSYMS) {
@@ -161,19 +161,23 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         v
     };
     let (missing, extra) = (show_nt(missing), show_nt(extra));
-    let verdict = if missing.is_empty() && extra.is_empty() {
-        Verdict::Pass
-    } else {
-        let mut d = vec![format!(
+    let mut d = Vec::new();
+    if !missing.is_empty() || !extra.is_empty() {
+        d.push(format!(
             "expected {} symbols, /proc/kallsyms lists {}",
             expected.len(),
             vmlinux_syms.len()
-        )];
+        ));
         d.extend(summarize("expected but not listed (type name)", &missing));
         d.extend(summarize("listed but not expected (type name)", &extra));
-        Verdict::Fail(d)
-    };
-    out.case("names-and-types", verdict);
+    }
+    out.counted(
+        "names-and-types",
+        expected.len(),
+        missing.len() + extra.len(),
+        d,
+        &format!("{} is empty", ksh_proto::EXPECT_KALLSYMS),
+    );
 
     // KASLR moves the whole image; `_text` tells by how much.
     let find = |v: &[Sym]| v.iter().find(|s| s.name == "_text").map(|s| s.addr);
@@ -202,10 +206,15 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             .map(|s| format!("{:016x} {} {}", s.addr, s.ty, s.name))
             .collect::<Vec<_>>()
     };
-    let verdict = if missing.is_empty() && extra.is_empty() {
-        Verdict::Pass
-    } else {
-        let mut d = vec![format!("KASLR offset {offset:#x} (from _text)")];
+    // The offset itself, against an anchor independent of kallsyms.
+    let anchor = super::kernel::check_offset(offset);
+    let mut d = Vec::new();
+    match &anchor {
+        Ok(note) => println!("# anchor: {note}"),
+        Err(e) => d.push(e.clone()),
+    }
+    if !missing.is_empty() || !extra.is_empty() {
+        d.push(format!("KASLR offset {offset:#x} (from _text)"));
         d.extend(summarize(
             "expected (vmlinux address) but not found",
             &show(&missing),
@@ -214,9 +223,14 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             "listed (minus offset) but not expected",
             &show(&extra),
         ));
-        Verdict::Fail(d)
-    };
-    out.case("addresses", verdict);
+    }
+    out.counted(
+        "addresses",
+        expected.len() + 1,
+        missing.len() + extra.len() + anchor.is_err() as usize,
+        d,
+        "",
+    );
 }
 
 #[cfg(test)]

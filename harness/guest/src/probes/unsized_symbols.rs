@@ -6,8 +6,8 @@
 
 use std::io::Write;
 
-use super::kernel::{self, hex, summarize_detail};
-use crate::ktap::{CaseWriter, Verdict};
+use super::kernel::{self, hex};
+use crate::ktap::CaseWriter;
 
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     let setup = || -> Result<_, String> {
@@ -46,19 +46,11 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             ));
         }
     }
-    println!(
-        "# {} addresses of unsized symbols, {} wrong",
-        pts.len(),
-        bad.len()
-    );
-    out.case(
+    out.checked_items(
         "up-to-next",
-        if bad.is_empty() {
-            Verdict::Pass
-        } else {
-            let mut d = vec![format!("{} of {} wrong", bad.len(), pts.len())];
-            d.extend(summarize_detail("unsized-symbol addresses", &bad));
-            Verdict::Fail(d)
-        },
+        pts.len(),
+        "unsized-symbol addresses",
+        &bad,
+        "no unsized symbol in the expectations",
     );
 }

@@ -4,7 +4,7 @@
 
 use std::io::Write;
 
-use super::kernel::{self, hex, summarize_detail};
+use super::kernel::{self, hex};
 use crate::ktap::{CaseWriter, Verdict};
 
 struct Orphan {
@@ -47,13 +47,9 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             owner.push(i);
         }
     }
-    let answers = if addrs.is_empty() {
-        Vec::new()
-    } else {
-        match kernel::lookup(&addrs) {
-            Ok(a) => a,
-            Err(e) => return out.fail_rest(&e),
-        }
+    let answers = match kernel::lookup(&addrs) {
+        Ok(a) => a,
+        Err(e) => return out.fail_rest(&e),
     };
     let fixture = |o: &Orphan| o.name.starts_with(ksh_proto::FIXTURE_PREFIX);
     println!(
@@ -74,50 +70,99 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             let bare = format!("0x{a:x}");
             if ans.found || ans.ps != bare {
                 bad.push(format!(
-                    "{} [{:#x},{:#x}) at +{:#x} (size-blind: {}): {}",
+                    "{} [{:#x},{:#x}) at +{:#x} (size-blind: {}): want no symbol and %pS {bare}, kernel {} with %pS {}",
                     o.name,
                     o.start,
                     o.end,
                     a.wrapping_sub(off) - o.start,
                     o.preceding,
-                    ans.describe()
+                    if ans.found { ans.describe() } else { "no symbol".into() },
+                    ans.ps
                 ));
             }
         }
         (n, bad)
     };
-    let verdict = |(n, bad): (usize, Vec<String>)| {
-        if bad.is_empty() {
-            Verdict::Pass
-        } else {
-            let mut d = vec![format!(
-                "{} of {n} addresses resolve to a symbol",
-                bad.len()
-            )];
-            d.extend(summarize_detail(
-                "addresses inside orphaned weak bodies with a symbol",
-                &bad,
-            ));
-            Verdict::Fail(d)
-        }
+    const WHAT: &str = "addresses inside orphaned weak bodies with a symbol";
+    let (n, bad) = check(true);
+    out.checked_items(
+        "fixture",
+        n,
+        WHAT,
+        &bad,
+        &format!(
+            "no orphaned {}* body in this build: is the fixture patch applied?",
+            ksh_proto::FIXTURE_PREFIX
+        ),
+    );
+    let (n, bad) = check(false);
+    out.checked_items(
+        "all",
+        n,
+        WHAT,
+        &bad,
+        "the host found no orphaned weak bodies in this build (the fixture guarantees one)",
+    );
+    preceding_start(out, &orphans);
+}
+
+/// `preceding-start`: the function a size-blind kernel blames for each
+/// orphan is itself found at its own start, as `name+0x0`. True on every
+/// kernel, so on the baseline it shows the probe ran and its lookups work
+/// while `fixture` and `all` fail.
+fn preceding_start<W: Write>(out: &mut CaseWriter<W>, orphans: &[Orphan]) {
+    let wanted: Vec<&str> = orphans
+        .iter()
+        .map(|o| o.preceding.as_str())
+        .filter(|p| *p != "-")
+        .collect();
+    let proc = match kernel::proc_kallsyms_where(|n, m| m.is_none() && wanted.contains(&n)) {
+        Ok(p) => p,
+        Err(e) => return out.case("preceding-start", Verdict::Fail(vec![e])),
     };
-    if orphans.iter().any(fixture) {
-        out.case("fixture", verdict(check(true)));
-    } else {
-        out.case(
-            "fixture",
-            Verdict::Fail(vec![format!(
-                "no orphaned {}* body in this build: is the fixture patch applied?",
-                ksh_proto::FIXTURE_PREFIX
-            )]),
-        );
+    // Every address the name is listed at; aliases at that address are
+    // accepted as the answer (which alias wins is the `sizes` probe's).
+    let mut addrs: Vec<(u64, &str)> = Vec::new();
+    for p in &wanted {
+        for s in proc.iter().filter(|s| s.name == *p) {
+            if !addrs.iter().any(|(a, _)| *a == s.addr) {
+                addrs.push((s.addr, p));
+            }
+        }
     }
-    if orphans.is_empty() {
-        out.case(
-            "all",
-            Verdict::Skip("the host found no orphaned weak bodies in this build".into()),
-        );
-    } else {
-        out.case("all", verdict(check(false)));
+    let names_at = |a: u64| -> Vec<String> {
+        kernel::proc_kallsyms_where(|_, m| m.is_none())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| s.addr == a)
+            .map(|s| s.name)
+            .collect()
+    };
+    let mut bad: Vec<String> = wanted
+        .iter()
+        .filter(|p| !proc.iter().any(|s| &s.name == *p))
+        .map(|p| format!("{p}: not in /proc/kallsyms"))
+        .collect();
+    let q: Vec<u64> = addrs.iter().map(|(a, _)| *a).collect();
+    let answers = match kernel::lookup(&q) {
+        Ok(a) => a,
+        Err(e) => return out.case("preceding-start", Verdict::Fail(vec![e])),
+    };
+    for ((a, p), ans) in addrs.iter().zip(&answers) {
+        let ok =
+            ans.found && ans.offset == 0 && (ans.name == *p || names_at(*a).contains(&ans.name));
+        if !ok {
+            bad.push(format!(
+                "{p} ({a:#x}): want {p}+0x0, kernel {}",
+                ans.describe()
+            ));
+        }
     }
+    out.checked_items(
+        "preceding-start",
+        wanted.len(),
+        "functions before orphans not found at their start",
+        &bad,
+        "no orphan with a preceding function in the expectations",
+    );
 }
