@@ -322,7 +322,16 @@ static void ksh_format_kprobe(struct ksh_session *s, unsigned long a)
 {
 	int rc = -EOPNOTSUPP;
 #ifdef CONFIG_KPROBES
-	struct kprobe kp = { .addr = (kprobe_opcode_t *)a };
+	/*
+	 * Disabled: register_kprobe() makes every check that can refuse the
+	 * address before it would arm the probe, and nothing is written into
+	 * kernel text (arming one at a past-the-end address of a size-blind
+	 * kernel is what the refusal is about).
+	 */
+	struct kprobe kp = {
+		.addr = (kprobe_opcode_t *)a,
+		.flags = KPROBE_FLAG_DISABLED,
+	};
 
 	rc = register_kprobe(&kp);
 	if (!rc)
