@@ -294,13 +294,13 @@ fn status_done(req: &BuildRequest, elapsed: Duration) {
 
 /// Runs `cmd`, appending its output to `log`; shows progress; on failure
 /// returns the log tail, its path and the command to reproduce.
-fn run_logged(req: &BuildRequest, mut cmd: Command, log: &Path, phase: &str) -> Result<()> {
+fn run_logged(req: &BuildRequest, cmd: Command, log: &Path, phase: &str) -> Result<()> {
     let line = shell_line(&cmd);
+    // make and everything it starts die with the harness, however it dies.
+    let mut cmd = crate::proc::group_dying_with_parent(&cmd);
     let mut logf = fs::OpenOptions::new().append(true).open(log)?;
     writeln!(logf, "$ {line}")?;
     let started = Instant::now();
-    // make passes SIGTERM on to its jobs and removes half-written targets.
-    crate::proc::die_with_parent(&mut cmd, libc::SIGTERM);
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

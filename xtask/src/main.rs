@@ -30,6 +30,9 @@ fn main() {
         flags::Cmd::Bench(args) => bench::run(args),
         flags::Cmd::Faults(args) => faults::run(args),
     };
+    if harness::proc::interrupted() {
+        harness::proc::wait_for_interrupt_handler();
+    }
     match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
