@@ -64,6 +64,7 @@ const FAULTS: &[&str] = &[
     "frozen-qemu",
     "killed-qemu",
     "killed-harness",
+    "killed-during-make",
     "truncated-vmlinux",
     "truncated-initramfs",
     "concurrent-runs",
@@ -144,6 +145,7 @@ pub fn run(args: FaultsArgs) -> Result<i32> {
             "frozen-qemu" => frozen_or_killed(&ctx, fault, libc::SIGSTOP),
             "killed-qemu" => frozen_or_killed(&ctx, fault, libc::SIGKILL),
             "killed-harness" => killed_harness(&ctx),
+            "killed-during-make" => killed_during_make(&ctx, &source.tree),
             "truncated-vmlinux" => truncated(&ctx, fault, &ctx.vmlinux, Duration::from_secs(600)),
             "truncated-initramfs" => truncated(&ctx, fault, &ctx.initrd, Duration::from_secs(60)),
             "concurrent-runs" => concurrent(&ctx),
@@ -423,6 +425,62 @@ fn killed_harness(ctx: &Ctx) -> Result<Row> {
     })
 }
 
+/// SIGKILL the harness while `make` runs (after touching
+/// `kernel/kallsyms.c` so there is something to build): every process of
+/// the build (sub-makes, compilers) must be gone within 5 s, and the next
+/// run must finish the build and pass.
+fn killed_during_make(ctx: &Ctx, tree: &Path) -> Result<Row> {
+    let file = tree.join("kernel/kallsyms.c");
+    fs::File::options()
+        .write(true)
+        .open(&file)?
+        .set_modified(std::time::SystemTime::now())?;
+    let mut run = ctx.test(&[], &[])?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let group = loop {
+        if let Some(st) = run.child.try_wait()? {
+            bail!("the run ended ({st}) before make started");
+        }
+        if let Some((p, _)) = descendants(run.pid())
+            .into_iter()
+            .find(|(_, c)| c == "make")
+        {
+            break pgrp_of(p).context("reading make's process group")?;
+        }
+        if Instant::now() > deadline {
+            bail!("make did not start within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Let the build fan out (sub-makes, compilers).
+    std::thread::sleep(Duration::from_secs(3));
+    let before = group_members(group).len();
+    let pid = run.pid();
+    run.child.kill()?;
+    let _ = run.child.wait();
+    let t0 = Instant::now();
+    let bound = Duration::from_secs(5);
+    while !group_members(group).is_empty() && t0.elapsed() < bound + Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let took = t0.elapsed();
+    let left: Vec<String> = group_members(group)
+        .into_iter()
+        .map(|(p, c)| format!("process {p} ({c}) still running"))
+        .chain(ctx.leftovers(pid, None))
+        .collect();
+    let (next_ok, next_run) = ctx.next_run();
+    Ok(Row {
+        fault: "killed-during-make",
+        ok: left.is_empty() && took <= bound && next_ok,
+        took,
+        bound,
+        message: format!("{before} build processes; all gone: {}", left.is_empty()),
+        left: describe_left(&left),
+        next_run,
+    })
+}
+
 /// Truncates a cached output to half its size (under the build dir's lock,
 /// so no other harness process is building): the next run must notice the
 /// stamp mismatch, say so in one line, rebuild it and pass.
@@ -588,6 +646,30 @@ fn descendants(pid: u32) -> Vec<(u32, String)> {
             if *pp == parent {
                 out.push((*p, comm.clone()));
                 frontier.push(*p);
+            }
+        }
+    }
+    out
+}
+
+/// The process group of `pid`.
+fn pgrp_of(pid: u32) -> Option<u32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// (pid, comm) of the live processes in process group `pgrp`.
+fn group_members(pgrp: u32) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    if let Ok(rd) = fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            if pgrp_of(p) == Some(pgrp) && !is_zombie(p) {
+                let comm = fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+                out.push((p, comm.trim().to_string()));
             }
         }
     }

@@ -45,7 +45,7 @@ pub enum Cmd {
     /// on a slow machine.
     Bench(BenchArgs),
     /// The fault suite: inject faults (frozen or killed QEMU, killed
-    /// harness, truncated vmlinux/initramfs, concurrent runs of one cell,
+    /// harness, also mid-make, truncated vmlinux/initramfs, concurrent runs of one cell,
     /// an empty filter, a bad --junit path) into real runs of an
     /// already-built cell; each must produce its outcome within its bound
     /// and the next run must pass unaided. Prints a table; exits 1 on a miss.
