@@ -496,7 +496,10 @@ fn truncated(ctx: &Ctx, fault: &'static str, file: &Path, bound: Duration) -> Re
     }
     let mut run = ctx.test(&[], &[])?;
     let f = run.wait_bounded(bound + Duration::from_secs(60))?;
-    let message = line_with(&f.output, "does not match its stamp");
+    let message = line_with(&f.output, "does not match its stamp").map(|m| {
+        m.replace(&format!("{}/", ctx.build_dir.display()), "")
+            .replace(&format!("{}/{}: ", ctx.arch, ctx.config), "")
+    });
     let left = ctx.leftovers(f.pid, None);
     let (next_ok, next_run) = ctx.next_run();
     Ok(Row {
@@ -731,7 +734,7 @@ fn print_table(rows: &[Row]) {
         "fault", "result", "time (bound)", "message", "left on disk"
     );
     for r in rows {
-        let msg: String = r.message.chars().take(110).collect();
+        let msg: String = r.message.chars().take(120).collect();
         println!(
             "{:<20} {:<7} {:>17}  {:<48}  {:<16}  {}",
             r.fault,
