@@ -378,3 +378,41 @@ fn run_logged(req: &BuildRequest, cmd: Command, log: &Path, phase: &str) -> Resu
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_are_verified_against_their_stamp() {
+        let d = tempfile::tempdir().unwrap();
+        let (vmlinux, image) = (d.path().join("vmlinux"), d.path().join("Image"));
+        fs::write(&vmlinux, vec![1u8; 4096]).unwrap();
+        fs::write(&image, vec![2u8; 1024]).unwrap();
+        let outputs = [vmlinux.as_path(), image.as_path()];
+        assert_eq!(
+            verify_outputs(d.path(), &outputs).as_deref(),
+            Some(""),
+            "no stamp yet: unverified"
+        );
+        fs::write(
+            d.path().join(OUTPUTS_STAMP),
+            outputs_stamp(d.path(), &outputs).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(verify_outputs(d.path(), &outputs), None);
+        // Same size, other bytes; and a truncated image.
+        fs::write(&vmlinux, vec![3u8; 4096]).unwrap();
+        fs::write(&image, vec![2u8; 10]).unwrap();
+        let why = verify_outputs(d.path(), &outputs).unwrap();
+        assert!(
+            why.contains("vmlinux is 4096 bytes, stamped 4096 with another digest")
+                && why.contains("Image is 10 bytes, stamped 1024"),
+            "{why}"
+        );
+        assert!(
+            !vmlinux.exists() && !image.exists(),
+            "removed so make remakes them"
+        );
+    }
+}
