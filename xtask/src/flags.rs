@@ -195,8 +195,8 @@ pub struct FaultsArgs {
     pub arch: String,
     #[arg(long, default_value = "minimal")]
     pub config: String,
-    /// The VM silence limit the runs use (seconds); the frozen-QEMU fault
-    /// must fail within it plus 5 s.
+    /// The VM silence limit of the frozen-QEMU run (seconds); it must fail
+    /// within it plus 5 s. Other runs keep the default limit.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub vm_silence: u64,
     /// Only these faults (comma-separated names from the table).
