@@ -116,3 +116,30 @@ pub fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<bool> {
     fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_truncated_archive_is_rewritten_not_trusted() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("ksh-initramfs.cpio.gz");
+        let files = [GuestFile {
+            path: "/ksh/x".into(),
+            mode: 0o644,
+            data: vec![7; 100_000],
+        }];
+        assert!(write(&path, b"init", &files).unwrap(), "first write");
+        let good = fs::read(&path).unwrap();
+        assert!(!write(&path, b"init", &files).unwrap(), "reused");
+        fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(good.len() as u64 / 2)
+            .unwrap();
+        assert!(write(&path, b"init", &files).unwrap(), "rewritten");
+        assert_eq!(fs::read(&path).unwrap(), good);
+    }
+}

@@ -68,8 +68,18 @@ impl BuildRequest<'_> {
 
 const CONFIG_STAMP: &str = ".ksh-config-stamp";
 const BUILD_STAMP: &str = ".ksh-build-stamp";
-/// The source tree the dir was configured for.
-const TREE_STAMP: &str = ".ksh-source-tree";
+
+/// Whether the build dir belongs to `tree`: Kbuild's own `source` link in
+/// an `O=` dir names the tree it was set up from. A dir of another tree (a
+/// moved cache, a reused key) is reconfigured rather than reported up to
+/// date; a dir without the link (never configured) counts as not yet.
+fn configured_for(dir: &Path, tree: &Path) -> bool {
+    let Ok(link) = fs::read_link(dir.join("source")) else {
+        return false;
+    };
+    let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    canon(&dir.join(link)) == canon(tree)
+}
 /// Size and digest of each output (`vmlinux`, the boot image) as `make`
 /// left them: a cached output is verified against it, never trusted.
 const OUTPUTS_STAMP: &str = ".ksh-outputs-stamp";
@@ -135,12 +145,9 @@ pub fn build(req: &BuildRequest) -> Result<Built> {
     let frags = kconfig::fragments(req.arch, req.config)?;
     let (wanted, frag_digest) = kconfig::requested(&frags)?;
     let config_stamp = format!("{frag_digest} {}", req.source.key);
-    // A build dir configured for another source tree (a moved cache, a
-    // reused key) is reconfigured: `O=` dirs point at their tree.
-    let tree_stamp = format!("{}\n", req.source.tree.display());
     let configured = fs::read_to_string(dir.join(CONFIG_STAMP)).ok().as_deref()
         == Some(config_stamp.as_str())
-        && fs::read_to_string(dir.join(TREE_STAMP)).ok().as_deref() == Some(tree_stamp.as_str())
+        && configured_for(&dir, &req.source.tree)
         && dir.join(".config").is_file();
     // Start from a fresh log per build so its tail is about this build.
     let mut logf = fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
@@ -155,7 +162,6 @@ pub fn build(req: &BuildRequest) -> Result<Built> {
     if !configured {
         status(req, "configuring (tinyconfig + fragments)");
         let _ = fs::remove_file(dir.join(CONFIG_STAMP));
-        let _ = fs::remove_file(dir.join(TREE_STAMP));
         let _ = fs::remove_file(dir.join(BUILD_STAMP));
         let mut tiny = req.make(&dir);
         tiny.arg("tinyconfig");
@@ -187,7 +193,6 @@ pub fn build(req: &BuildRequest) -> Result<Built> {
             );
         }
         fs::write(dir.join(CONFIG_STAMP), &config_stamp)?;
-        fs::write(dir.join(TREE_STAMP), &tree_stamp)?;
     }
 
     let image = dir.join(req.arch.image);
@@ -294,13 +299,13 @@ fn status_done(req: &BuildRequest, elapsed: Duration) {
 
 /// Runs `cmd`, appending its output to `log`; shows progress; on failure
 /// returns the log tail, its path and the command to reproduce.
-fn run_logged(req: &BuildRequest, mut cmd: Command, log: &Path, phase: &str) -> Result<()> {
+fn run_logged(req: &BuildRequest, cmd: Command, log: &Path, phase: &str) -> Result<()> {
     let line = shell_line(&cmd);
+    // make and everything it starts die with the harness, however it dies.
+    let mut cmd = crate::proc::group_dying_with_parent(&cmd);
     let mut logf = fs::OpenOptions::new().append(true).open(log)?;
     writeln!(logf, "$ {line}")?;
     let started = Instant::now();
-    // make passes SIGTERM on to its jobs and removes half-written targets.
-    crate::proc::die_with_parent(&mut cmd, libc::SIGTERM);
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -377,4 +382,55 @@ fn run_logged(req: &BuildRequest, mut cmd: Command, log: &Path, phase: &str) -> 
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_build_dir_of_another_tree_is_not_configured() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b, o) = (d.path().join("a"), d.path().join("b"), d.path().join("o"));
+        for x in [&a, &b, &o] {
+            fs::create_dir(x).unwrap();
+        }
+        assert!(!configured_for(&o, &a), "no link yet");
+        std::os::unix::fs::symlink(&a, o.join("source")).unwrap();
+        assert!(configured_for(&o, &a));
+        assert!(!configured_for(&o, &b));
+    }
+
+    #[test]
+    fn outputs_are_verified_against_their_stamp() {
+        let d = tempfile::tempdir().unwrap();
+        let (vmlinux, image) = (d.path().join("vmlinux"), d.path().join("Image"));
+        fs::write(&vmlinux, vec![1u8; 4096]).unwrap();
+        fs::write(&image, vec![2u8; 1024]).unwrap();
+        let outputs = [vmlinux.as_path(), image.as_path()];
+        assert_eq!(
+            verify_outputs(d.path(), &outputs).as_deref(),
+            Some(""),
+            "no stamp yet: unverified"
+        );
+        fs::write(
+            d.path().join(OUTPUTS_STAMP),
+            outputs_stamp(d.path(), &outputs).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(verify_outputs(d.path(), &outputs), None);
+        // Same size, other bytes; and a truncated image.
+        fs::write(&vmlinux, vec![3u8; 4096]).unwrap();
+        fs::write(&image, vec![2u8; 10]).unwrap();
+        let why = verify_outputs(d.path(), &outputs).unwrap();
+        assert!(
+            why.contains("vmlinux is 4096 bytes, stamped 4096 with another digest")
+                && why.contains("Image is 10 bytes, stamped 1024"),
+            "{why}"
+        );
+        assert!(
+            !vmlinux.exists() && !image.exists(),
+            "removed so make remakes them"
+        );
+    }
 }

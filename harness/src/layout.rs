@@ -225,3 +225,35 @@ pub fn file_digest(path: &Path) -> anyhow::Result<(u64, String)> {
         out.iter().take(16).map(|b| format!("{b:02x}")).collect(),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_named_as_such() {
+        let e = anyhow::Error::new(std::io::Error::from_raw_os_error(libc::ENOSPC))
+            .context("writing /x/ksh-initramfs.cpio.gz");
+        let msg = describe_error(&e);
+        assert!(
+            msg.starts_with("no space left on device (") && msg.contains("ksh-initramfs"),
+            "{msg}"
+        );
+        let other = anyhow::anyhow!("ELF parse error");
+        assert_eq!(describe_error(&other), "ELF parse error");
+    }
+
+    #[test]
+    fn run_dirs_are_per_invocation_with_a_latest_link() {
+        let d = tempfile::tempdir().unwrap();
+        let a = new_run_dir(d.path()).unwrap();
+        assert!(a.is_dir());
+        let latest = std::fs::read_link(d.path().join(LATEST_RUN)).unwrap();
+        assert_eq!(d.path().join(latest), a);
+        assert!(a
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .ends_with(&format!("-{}", std::process::id())));
+    }
+}

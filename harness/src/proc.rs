@@ -56,6 +56,34 @@ pub fn die_with_parent(cmd: &mut Command, signal: i32) {
     }
 }
 
+/// `cmd` run in a process group of its own, led by a small `sh` that dies
+/// with the harness (SIGTERM via `PR_SET_PDEATHSIG`) and then sends
+/// SIGTERM to the whole group. For `make`: the kernel's nested makes do
+/// not all pass a signal on, and a SIGKILLed harness otherwise leaves
+/// sub-makes and compilers running. The exit status is `cmd`'s; register
+/// the returned child's PID with SIGTERM to stop the group on Ctrl-C.
+pub fn group_dying_with_parent(cmd: &Command) -> Command {
+    let mut wrapper = Command::new("sh");
+    wrapper
+        .arg("-c")
+        .arg(r#"trap 'trap - TERM; kill -TERM -$$ 2>/dev/null; exit 143' TERM; "$@" & wait $!"#)
+        .arg("ksh-group")
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    if let Some(dir) = cmd.get_current_dir() {
+        wrapper.current_dir(dir);
+    }
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => wrapper.env(k, v),
+            None => wrapper.env_remove(k),
+        };
+    }
+    wrapper.process_group(0);
+    die_with_parent(&mut wrapper, libc::SIGTERM);
+    wrapper
+}
+
 /// Whether a process with this PID exists (ours or anyone's).
 pub fn pid_alive(pid: u32) -> bool {
     if pid == 0 || pid > i32::MAX as u32 {
@@ -130,6 +158,7 @@ impl Drop for CleanupGuard {
 /// registered cleanups and exits 130.
 pub fn install_interrupt_handler() {
     let _ = ctrlc::set_handler(|| {
+        INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
         kill_all_live();
         if let Ok(cleanups) = CLEANUPS.lock() {
             for (_, f) in cleanups.iter() {
@@ -139,6 +168,21 @@ pub fn install_interrupt_handler() {
         eprintln!("\nksh: interrupted; stopped all child processes");
         std::process::exit(130);
     });
+}
+
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether Ctrl-C arrived. The handler is then stopping children, running
+/// cleanups and about to exit 130: an error the main thread sees now (a
+/// child killed by the handler) is a consequence, not the news; callers
+/// wait for [`wait_for_interrupt_handler`] instead of reporting it.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Blocks while the Ctrl-C handler finishes (it exits the process).
+pub fn wait_for_interrupt_handler() {
+    std::thread::sleep(Duration::from_secs(60));
 }
 
 /// Stops every child this process registered and that is still running.

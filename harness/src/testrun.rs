@@ -18,6 +18,10 @@ use crate::qemu::{self, Accel, Exit, Timeouts, VmOutcome, VmSpec};
 use crate::report::{CaseResult, CellReport, Status};
 use crate::source::KernelSource;
 
+/// How the VM case's failure starts when the harness itself failed (not
+/// the kernel): `bisect` aborts on it instead of skipping the commit.
+pub const HARNESS_ERROR: &str = "harness error before or during boot: ";
+
 /// Host-side cases every cell reports besides the guest probes.
 pub const BUILD_CASE: (&str, &str) = ("build", "kernel");
 pub const VM_CASE: (&str, &str) = ("boot", "vm-completed");
@@ -294,10 +298,7 @@ pub fn run_cell(cell: &Cell, opts: &RunOptions) -> Result<(CellReport, CellTimes
         Err(e) => {
             cases.push(CaseResult {
                 name: format!("{prefix}/{}/{}", VM_CASE.0, VM_CASE.1),
-                status: Status::Fail(format!(
-                    "harness error before or during boot: {}",
-                    layout::describe_error(&e)
-                )),
+                status: Status::Fail(format!("{HARNESS_ERROR}{}", layout::describe_error(&e))),
             });
             fail_rest(&mut cases, "the harness could not boot this cell");
             return Ok((

@@ -116,6 +116,10 @@ fn test_commit(
         return Ok(rec);
     }
     if let Some(Status::Fail(msg)) = status_of(VM_CASE) {
+        if msg.starts_with(testrun::HARNESS_ERROR) {
+            // Not the commit's fault: abort rather than skip.
+            anyhow::bail!("{msg}");
+        }
         rec.verdict = SKIP;
         rec.why = format!(
             "does not boot to completion: {}",

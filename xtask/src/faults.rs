@@ -64,6 +64,7 @@ const FAULTS: &[&str] = &[
     "frozen-qemu",
     "killed-qemu",
     "killed-harness",
+    "killed-during-make",
     "truncated-vmlinux",
     "truncated-initramfs",
     "concurrent-runs",
@@ -144,6 +145,7 @@ pub fn run(args: FaultsArgs) -> Result<i32> {
             "frozen-qemu" => frozen_or_killed(&ctx, fault, libc::SIGSTOP),
             "killed-qemu" => frozen_or_killed(&ctx, fault, libc::SIGKILL),
             "killed-harness" => killed_harness(&ctx),
+            "killed-during-make" => killed_during_make(&ctx, &source.tree),
             "truncated-vmlinux" => truncated(&ctx, fault, &ctx.vmlinux, Duration::from_secs(600)),
             "truncated-initramfs" => truncated(&ctx, fault, &ctx.initrd, Duration::from_secs(60)),
             "concurrent-runs" => concurrent(&ctx),
@@ -190,7 +192,7 @@ impl Ctx {
         let log = fs::File::create(&out)?;
         let mut cmd = Command::new(&self.exe);
         cmd.args(["test", "--arch", &self.arch, "--config", &self.config])
-            .args(["--accel", "tcg", "--vm-silence", &self.silence.to_string()])
+            .args(["--accel", "tcg"])
             .arg("--junit")
             .arg(&junit)
             .args(extra);
@@ -339,7 +341,10 @@ impl TestRun {
 /// QEMU) with the limit or the signal named, leave no QEMU and no socket
 /// behind, and still report and write JUnit.
 fn frozen_or_killed(ctx: &Ctx, fault: &'static str, sig: i32) -> Result<Row> {
-    let mut run = ctx.test(&[], &[])?;
+    // The short silence limit only here: under load a healthy guest's
+    // probes can be silent for more than 10 s (seen at load average 6).
+    let silence = ctx.silence.to_string();
+    let mut run = ctx.test(&["--vm-silence", &silence], &[])?;
     let qemu = run.wait_for_console(ctx)?;
     // SAFETY: plain syscall on our own grandchild.
     unsafe { libc::kill(qemu as i32, sig) };
@@ -423,6 +428,62 @@ fn killed_harness(ctx: &Ctx) -> Result<Row> {
     })
 }
 
+/// SIGKILL the harness while `make` runs (after touching
+/// `kernel/kallsyms.c` so there is something to build): every process of
+/// the build (sub-makes, compilers) must be gone within 5 s, and the next
+/// run must finish the build and pass.
+fn killed_during_make(ctx: &Ctx, tree: &Path) -> Result<Row> {
+    let file = tree.join("kernel/kallsyms.c");
+    fs::File::options()
+        .write(true)
+        .open(&file)?
+        .set_modified(std::time::SystemTime::now())?;
+    let mut run = ctx.test(&[], &[])?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let group = loop {
+        if let Some(st) = run.child.try_wait()? {
+            bail!("the run ended ({st}) before make started");
+        }
+        if let Some((p, _)) = descendants(run.pid())
+            .into_iter()
+            .find(|(_, c)| c == "make")
+        {
+            break pgrp_of(p).context("reading make's process group")?;
+        }
+        if Instant::now() > deadline {
+            bail!("make did not start within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Let the build fan out (sub-makes, compilers).
+    std::thread::sleep(Duration::from_secs(3));
+    let before = group_members(group).len();
+    let pid = run.pid();
+    run.child.kill()?;
+    let _ = run.child.wait();
+    let t0 = Instant::now();
+    let bound = Duration::from_secs(5);
+    while !group_members(group).is_empty() && t0.elapsed() < bound + Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let took = t0.elapsed();
+    let left: Vec<String> = group_members(group)
+        .into_iter()
+        .map(|(p, c)| format!("process {p} ({c}) still running"))
+        .chain(ctx.leftovers(pid, None))
+        .collect();
+    let (next_ok, next_run) = ctx.next_run();
+    Ok(Row {
+        fault: "killed-during-make",
+        ok: left.is_empty() && took <= bound && next_ok,
+        took,
+        bound,
+        message: format!("{before} build processes; all gone: {}", left.is_empty()),
+        left: describe_left(&left),
+        next_run,
+    })
+}
+
 /// Truncates a cached output to half its size (under the build dir's lock,
 /// so no other harness process is building): the next run must notice the
 /// stamp mismatch, say so in one line, rebuild it and pass.
@@ -438,7 +499,10 @@ fn truncated(ctx: &Ctx, fault: &'static str, file: &Path, bound: Duration) -> Re
     }
     let mut run = ctx.test(&[], &[])?;
     let f = run.wait_bounded(bound + Duration::from_secs(60))?;
-    let message = line_with(&f.output, "does not match its stamp");
+    let message = line_with(&f.output, "does not match its stamp").map(|m| {
+        m.replace(&format!("{}/", ctx.build_dir.display()), "")
+            .replace(&format!("{}/{}: ", ctx.arch, ctx.config), "")
+    });
     let left = ctx.leftovers(f.pid, None);
     let (next_ok, next_run) = ctx.next_run();
     Ok(Row {
@@ -594,6 +658,30 @@ fn descendants(pid: u32) -> Vec<(u32, String)> {
     out
 }
 
+/// The process group of `pid`.
+fn pgrp_of(pid: u32) -> Option<u32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// (pid, comm) of the live processes in process group `pgrp`.
+fn group_members(pgrp: u32) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    if let Ok(rd) = fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            if pgrp_of(p) == Some(pgrp) && !is_zombie(p) {
+                let comm = fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+                out.push((p, comm.trim().to_string()));
+            }
+        }
+    }
+    out
+}
+
 fn is_zombie(pid: u32) -> bool {
     fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
@@ -649,7 +737,7 @@ fn print_table(rows: &[Row]) {
         "fault", "result", "time (bound)", "message", "left on disk"
     );
     for r in rows {
-        let msg: String = r.message.chars().take(110).collect();
+        let msg: String = r.message.chars().take(120).collect();
         println!(
             "{:<20} {:<7} {:>17}  {:<48}  {:<16}  {}",
             r.fault,

@@ -49,7 +49,7 @@ pub enum Cmd {
     /// mutant is missed (no case fails) or does not build.
     Mutants(MutantsArgs),
     /// The fault suite: inject faults (frozen or killed QEMU, killed
-    /// harness, truncated vmlinux/initramfs, concurrent runs of one cell,
+    /// harness, also mid-make, truncated vmlinux/initramfs, concurrent runs of one cell,
     /// an empty filter, a bad --junit path) into real runs of an
     /// already-built cell; each must produce its outcome within its bound
     /// and the next run must pass unaided. Prints a table; exits 1 on a miss.
@@ -211,8 +211,8 @@ pub struct FaultsArgs {
     pub arch: String,
     #[arg(long, default_value = "minimal")]
     pub config: String,
-    /// The VM silence limit the runs use (seconds); the frozen-QEMU fault
-    /// must fail within it plus 5 s.
+    /// The VM silence limit of the frozen-QEMU run (seconds); it must fail
+    /// within it plus 5 s. Other runs keep the default limit.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub vm_silence: u64,
     /// Only these faults (comma-separated names from the table).

@@ -32,6 +32,9 @@ fn main() {
         flags::Cmd::Mutants(args) => mutants::run(args),
         flags::Cmd::Faults(args) => faults::run(args),
     };
+    if harness::proc::interrupted() {
+        harness::proc::wait_for_interrupt_handler();
+    }
     match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
