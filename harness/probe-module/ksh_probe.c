@@ -129,8 +129,10 @@ static noinline __kprobes __aligned(64) int ksh_probe_kp_aligned(int x)
  * The backtrace fixture. ksh_bt_caller() is a kthread function whose last
  * instruction is the call to the noreturn ksh_bt_capture(), so the return
  * address saved for its frame is exactly its end; the aligned function
- * after it in the same section leaves padding there, where a size-aware
- * lookup finds no symbol. Stack printers must still name ksh_bt_caller.
+ * after it in the same section (emitted in source order, see Kbuild)
+ * leaves padding there, where a size-aware lookup finds no symbol and a
+ * size-blind one still names ksh_bt_caller. Stack printers must name
+ * ksh_bt_caller.
  */
 #define KSH_BT_MAX 32
 static struct {
