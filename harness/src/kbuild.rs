@@ -49,7 +49,27 @@ impl BuildRequest<'_> {
             .join(format!("{}-{}", self.arch.name, self.config))
     }
 
-    /// `make` with the arch's variables and `O=`.
+    /// Where the objects really are. For a harness-owned tree that is a
+    /// direct subdirectory of the tree (`.ksh-build-<arch>-<config>`), so
+    /// Kbuild builds with `srctree := ..` and the compile commands carry no
+    /// tree path: the patched, baseline, mutant and series-prefix trees of
+    /// one arch/config then share compiler results (`ccache`). `build_dir()`
+    /// is a relative link to it. A user's tree is not written to: its
+    /// objects stay in `build_dir()` itself.
+    pub fn object_dir(&self) -> PathBuf {
+        if self.source.objects_in_tree {
+            self.source.tree.join(format!(
+                "{}{}-{}",
+                crate::source::IN_TREE_BUILD_PREFIX,
+                self.arch.name,
+                self.config
+            ))
+        } else {
+            self.build_dir()
+        }
+    }
+
+    /// `make` with the arch's variables, `O=` and the compiler cache.
     fn make(&self, dir: &Path) -> Command {
         let mut cmd = Command::new("make");
         cmd.current_dir(&self.source.tree)
@@ -57,6 +77,13 @@ impl BuildRequest<'_> {
             .arg(format!("ARCH={}", self.arch.kernel_arch));
         if !self.arch.cross_compile.is_empty() {
             cmd.arg(format!("CROSS_COMPILE={}", self.arch.cross_compile));
+        }
+        if let Some(cache) = ccache::dir() {
+            // Every make of a build dir (config steps too) must name the
+            // same CC, or Kconfig sees a new compiler and reconfigures.
+            cmd.arg(format!("CC=ccache {}gcc", self.arch.cross_compile))
+                .env("CCACHE_DIR", cache)
+                .env("CCACHE_STATSLOG", dir.join(ccache::STATS_LOG));
         }
         cmd
     }
@@ -139,6 +166,7 @@ fn verify_outputs(dir: &Path, outputs: &[&Path]) -> Option<String> {
 pub fn build(req: &BuildRequest) -> Result<Built> {
     let started = Instant::now();
     let dir = req.build_dir();
+    link_object_dir(req)?;
     layout::ensure_dir(&dir)?;
     let _lock = layout::lock(&dir.with_extension("lock"))?;
     let log = dir.join("build.log");
@@ -231,9 +259,11 @@ pub fn build(req: &BuildRequest) -> Result<Built> {
     // No stamps while make runs: an interrupted build is never up to date.
     let _ = fs::remove_file(&build_stamp);
     let _ = fs::remove_file(dir.join(OUTPUTS_STAMP));
+    let _ = fs::remove_file(dir.join(ccache::STATS_LOG));
     let mut make = req.make(&dir);
     make.arg(format!("-j{}", req.jobs));
     run_logged(req, make, &log, "make")?;
+    let cache_use = ccache::Use::read(&dir.join(ccache::STATS_LOG));
     for o in &outputs {
         if !o.is_file() {
             bail!(
@@ -248,7 +278,7 @@ pub fn build(req: &BuildRequest) -> Result<Built> {
         .with_context(|| format!("writing {}", dir.join(OUTPUTS_STAMP).display()))?;
     let f = fs::File::create(&build_stamp)?;
     f.set_modified(make_started)?;
-    status_done(req, started.elapsed());
+    status_done(req, started.elapsed(), cache_use);
     Ok(Built {
         dir,
         image,
@@ -259,7 +289,8 @@ pub fn build(req: &BuildRequest) -> Result<Built> {
     })
 }
 
-/// Newest modification time of any file in the tree (`.git` excluded).
+/// Newest modification time of any file in the tree (`.git` and the
+/// in-tree build dirs excluded).
 fn newest_mtime(tree: &Path) -> Result<SystemTime> {
     let mut newest = SystemTime::UNIX_EPOCH;
     let mut stack = vec![tree.to_path_buf()];
@@ -268,7 +299,12 @@ fn newest_mtime(tree: &Path) -> Result<SystemTime> {
             let e = e?;
             let ft = e.file_type()?;
             if ft.is_dir() {
-                if e.file_name() != ".git" {
+                let name = e.file_name();
+                if name != ".git"
+                    && !name
+                        .to_string_lossy()
+                        .starts_with(crate::source::IN_TREE_BUILD_PREFIX)
+                {
                     stack.push(e.path());
                 }
                 continue;
@@ -285,16 +321,160 @@ fn status(req: &BuildRequest, what: &str) {
     eprintln!("ksh: {}: {what}", req.label());
 }
 
-fn status_done(req: &BuildRequest, elapsed: Duration) {
+fn status_done(req: &BuildRequest, elapsed: Duration, cache_use: Option<ccache::Use>) {
     let tty = std::io::stderr().is_terminal();
     if tty {
         eprint!("\r\x1b[K");
     }
+    let cache = cache_use.map(|u| format!(" ({u})")).unwrap_or_default();
     eprintln!(
-        "ksh: {}: kernel built in {}",
+        "ksh: {}: kernel built in {}{cache}",
         req.label(),
         fmt_duration(elapsed)
     );
+}
+
+/// For a harness-owned tree, makes `build_dir()` a relative link to the
+/// in-tree object dir (a relative link keeps working when the checkout and
+/// its cache are moved together). A real dir there (the layout before
+/// in-tree objects) is removed: its objects were built with absolute paths
+/// and would all be recompiled anyway.
+fn link_object_dir(req: &BuildRequest) -> Result<()> {
+    if !req.source.objects_in_tree {
+        return Ok(());
+    }
+    let link = req.build_dir();
+    let objects = req.object_dir();
+    layout::ensure_dir(&objects)?;
+    let parent = link.parent().expect("a build dir has a parent");
+    layout::ensure_dir(parent)?;
+    let target = relative_path(parent, &objects);
+    match fs::symlink_metadata(&link) {
+        Ok(md) if md.file_type().is_symlink() => {
+            if fs::read_link(&link)? == target {
+                return Ok(());
+            }
+            fs::remove_file(&link)?;
+        }
+        Ok(_) => {
+            eprintln!(
+                "ksh: {}: moving the build dir into the source tree ({}); the old one at {} is removed",
+                req.label(),
+                objects.display(),
+                link.display()
+            );
+            fs::remove_dir_all(&link)
+                .with_context(|| format!("removing the old build dir {}", link.display()))?;
+        }
+        Err(_) => {}
+    }
+    std::os::unix::fs::symlink(&target, &link)
+        .with_context(|| format!("linking {} to {}", link.display(), target.display()))
+}
+
+/// `to` as seen from the directory `from` (both absolute).
+fn relative_path(from: &Path, to: &Path) -> PathBuf {
+    let f: Vec<_> = from.components().collect();
+    let t: Vec<_> = to.components().collect();
+    let common = f.iter().zip(&t).take_while(|(a, b)| a == b).count();
+    let mut rel = PathBuf::new();
+    for _ in common..f.len() {
+        rel.push("..");
+    }
+    for c in &t[common..] {
+        rel.push(c);
+    }
+    rel
+}
+
+/// The compiler cache: Debian's `ccache`, its store in the harness cache.
+/// Keying is ccache's own: the compiler binary, the full command line and
+/// the preprocessed source (so `.config` via `autoconf.h`) are hashed, so a
+/// config or compiler change can never reuse a wrong object.
+pub mod ccache {
+    use std::fmt;
+    use std::path::{Path, PathBuf};
+
+    /// Per-build statistics log in the build dir (ccache's `stats_log`).
+    pub const STATS_LOG: &str = "ccache-stats.log";
+
+    /// The cache dir, or `None` when ccache is not installed or
+    /// `KSH_CCACHE=0` turns it off (to time a build without it).
+    pub fn dir() -> Option<PathBuf> {
+        if std::env::var("KSH_CCACHE").as_deref() == Ok("0") {
+            return None;
+        }
+        let on_path = std::env::var_os("PATH").is_some_and(|p| {
+            std::env::split_paths(&p).any(|d| d.join("ccache").is_file())
+        });
+        on_path.then(|| crate::layout::cache_root().join("ccache"))
+    }
+
+    /// Hits and misses of one `make`, from its stats log.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Use {
+        pub hits: u64,
+        pub misses: u64,
+    }
+
+    impl Use {
+        /// `None` when there is no log (ccache off, or nothing compiled).
+        pub fn read(log: &Path) -> Option<Use> {
+            let text = std::fs::read_to_string(log).ok()?;
+            Some(Self::parse(&text))
+        }
+
+        fn parse(text: &str) -> Use {
+            let mut u = Use { hits: 0, misses: 0 };
+            for l in text.lines().map(str::trim) {
+                match l {
+                    "direct_cache_hit" | "preprocessed_cache_hit" => u.hits += 1,
+                    "cache_miss" => u.misses += 1,
+                    _ => {}
+                }
+            }
+            u
+        }
+
+        pub fn hit_rate(&self) -> f64 {
+            let total = self.hits + self.misses;
+            if total == 0 {
+                0.0
+            } else {
+                self.hits as f64 / total as f64
+            }
+        }
+    }
+
+    impl fmt::Display for Use {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(
+                f,
+                "compiler cache: {} of {} objects hit, {:.0}%",
+                self.hits,
+                self.hits + self.misses,
+                100.0 * self.hit_rate()
+            )
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn stats_log_counts_hits_and_misses() {
+            let log = "# ../kernel/a.c\ncache_miss\ndirect_cache_miss\npreprocessed_cache_miss\n\
+                       # ../kernel/b.c\ndirect_cache_hit\nlocal_storage_hit\n\
+                       # ../kernel/c.c\ndirect_cache_miss\npreprocessed_cache_hit\n";
+            let u = Use::parse(log);
+            assert_eq!(u, Use { hits: 2, misses: 1 });
+            assert_eq!(
+                u.to_string(),
+                "compiler cache: 2 of 3 objects hit, 67%"
+            );
+        }
+    }
 }
 
 /// Runs `cmd`, appending its output to `log`; shows progress; on failure

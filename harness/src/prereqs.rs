@@ -65,6 +65,12 @@ const BUILD_TOOLS: &[Requirement] = &[
         probe: Probe::Command("git"),
         package: "git",
     },
+    // Compiler results shared between the patched, baseline, mutant and
+    // series-prefix builds of one arch/config (see `kbuild::ccache`).
+    Requirement {
+        probe: Probe::Command("ccache"),
+        package: "ccache",
+    },
     Requirement {
         probe: Probe::File("/usr/include/gelf.h"),
         package: "libelf-dev",

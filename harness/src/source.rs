@@ -40,7 +40,22 @@ pub struct KernelSource {
     /// Whether the kallsyms patches are in (false for baseline; unknown
     /// trees count as patched).
     pub patched: bool,
+    /// Whether build dirs live inside the tree (`<tree>/.ksh-build-<cell>`,
+    /// see `kbuild::BuildRequest::object_dir`). True for the harness's own
+    /// trees; a user's tree is never written to.
+    pub objects_in_tree: bool,
 }
+
+/// Prefix of the build dirs kept inside a harness-owned tree. Kbuild uses
+/// relative paths (`srctree := ..`) for an `O=` dir that is a direct
+/// subdirectory of the source, so every tree's compile commands are the
+/// same text and the compiler cache serves one tree's objects to another.
+pub const IN_TREE_BUILD_PREFIX: &str = ".ksh-build-";
+
+/// A file that marks a `--kernel-tree` as made by the harness (the bisect
+/// selftest's throwaway history): its build dirs may live inside it, so its
+/// first build reuses the compiler results of the cached Debian trees.
+pub const OWNED_TREE_MARKER: &str = ".ksh-owned-tree";
 
 /// Makes the source for `spec` ready and returns where it is.
 pub fn prepare(spec: &SourceSpec) -> Result<KernelSource> {
@@ -61,9 +76,10 @@ pub fn prepare(spec: &SourceSpec) -> Result<KernelSource> {
             );
             Ok(KernelSource {
                 describe: format!("user tree {}", tree.display()),
-                tree,
                 key,
                 patched: true,
+                objects_in_tree: tree.join(OWNED_TREE_MARKER).is_file(),
+                tree,
             })
         }
         SourceSpec::Debian { variant } => {
@@ -133,6 +149,7 @@ fn prepare_debian(series: &Series, variant: Variant, variant_name: &str) -> Resu
         key,
         describe,
         patched: variant == Variant::Patched,
+        objects_in_tree: true,
     };
     // A mutant left applied (an interrupted `cargo xtask mutants`) is
     // reverted; if that fails the tree is unpacked again.
@@ -196,6 +213,17 @@ fn prepare_debian(series: &Series, variant: Variant, variant_name: &str) -> Resu
         }
     }
     fs::write(staging.join(STAMP), &want_stamp)?;
+    // The build dirs inside the old tree move into the new one: a re-sync
+    // rebuilds what the series changed, not the whole kernel.
+    if let Ok(rd) = fs::read_dir(&tree) {
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with(IN_TREE_BUILD_PREFIX) {
+                fs::rename(e.path(), staging.join(e.file_name())).with_context(|| {
+                    format!("moving build dir {} into the re-synced tree", e.path().display())
+                })?;
+            }
+        }
+    }
     if tree.exists() {
         fs::remove_dir_all(&tree).with_context(|| format!("removing old {}", tree.display()))?;
     }

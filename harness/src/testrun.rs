@@ -656,6 +656,7 @@ mod tests {
             key: "k".into(),
             describe: "d".into(),
             patched: true,
+            objects_in_tree: false,
         }
     }
 

@@ -118,7 +118,7 @@ pub fn run(args: BisectSelftestArgs) -> Result<i32> {
     // stays warm and a rerun only pays for incremental builds.
     let stamp = root.join("series-fingerprint");
     let fingerprint = format!(
-        "v1 {}",
+        "v2 {}",
         series.fingerprint(harness::series::Variant::Patched)?
     );
     let (good, breaking, head_before) =
@@ -198,6 +198,13 @@ fn make_history(root: &Path, tree: &Path, series: &Series) -> Result<(String, St
         bail!("unpacking {} failed", source::DEBIAN_SOURCE_TARBALL);
     }
     git(tree, &["init", "-q", "-b", "demo"])?;
+    // The harness's own tree: build dirs go inside it (compiler results of
+    // the cached Debian trees are reused), and git ignores them and the mark.
+    fs::write(tree.join(source::OWNED_TREE_MARKER), "made by cargo xtask bisect-selftest\n")?;
+    fs::write(
+        tree.join(".git/info/exclude"),
+        format!("/{}\n/{}*\n", source::OWNED_TREE_MARKER, source::IN_TREE_BUILD_PREFIX),
+    )?;
     // Debian's tarball carries a top-level .gitignore of `/*`: force.
     git(tree, &["add", "-A", "-f"])?;
     git(tree, &["commit", "-q", "-m", "Debian linux-source-6.12"])?;
