@@ -17,6 +17,13 @@
  *            read; a write after reading starts a new batch.
  *   lookup-nops  the same without the %pS field ("-"): half the cost, for
  *            the probes that only need name, size and offset.
+ *   check    the batch check: write binary records (struct ksh_check_rec
+ *            below, the layout of ksh_proto::check), each an address and
+ *            the answer expected for it; the first read runs every lookup
+ *            in the kernel and returns only the answers that differ, one
+ *            line each, "ID ADDR FOUND SIZE OFFSET NAME MODULE" (fields as
+ *            in lookup), then "end checked=N mismatched=M ns=T". One round
+ *            trip per batch instead of a line per address.
  *   bench    write "N LO HI" (decimal N, hex LO/HI: a text range, runtime
  *            addresses), read back
  *              n=N lookup_ns=X ps_ns=Y
@@ -409,6 +416,225 @@ static const struct file_operations ksh_kprobe_fops = {
 	.read = ksh_addr_read,
 };
 
+/*
+ * check: the record layout of ksh_proto::check (native endianness, 8-byte
+ * aligned): the fixed part, then names_len bytes of NUL-terminated names
+ * (any of them is accepted; none = any name), padded to 8 bytes.
+ */
+struct ksh_check_rec {
+	u64 addr;
+	u64 want_offset;	/* KSH_CHECK_ANY: any */
+	u64 want_size;		/* KSH_CHECK_ANY: any */
+	u32 id;
+	u16 flags;
+	u16 names_len;
+};
+
+#define KSH_CHECK_ANY		(~0ULL)
+#define KSH_CHECK_FOUND		1	/* want a symbol (else: want none) */
+#define KSH_CHECK_MAX_IN	(256UL << 20)
+
+struct ksh_check_session {
+	struct mutex lock;
+	char *in, *out;
+	size_t in_len, in_cap, out_len, out_cap;
+	bool ran;
+	int err;	/* of the run, returned by every read */
+	char sym[KSYM_SYMBOL_LEN];
+};
+
+static int ksh_check_open(struct inode *inode, struct file *file)
+{
+	struct ksh_check_session *s = kzalloc(sizeof(*s), GFP_KERNEL);
+
+	if (!s)
+		return -ENOMEM;
+	mutex_init(&s->lock);
+	file->private_data = s;
+	return nonseekable_open(inode, file);
+}
+
+static int ksh_check_release(struct inode *inode, struct file *file)
+{
+	struct ksh_check_session *s = file->private_data;
+
+	kvfree(s->in);
+	kvfree(s->out);
+	kfree(s);
+	return 0;
+}
+
+/* Grows *buf (kvmalloc'd, *cap bytes) to hold at least @need bytes. */
+static int ksh_grow(char **buf, size_t *cap, size_t used, size_t need)
+{
+	size_t ncap = *cap ? *cap : 65536;
+	char *nb;
+
+	if (need <= *cap)
+		return 0;
+	while (ncap < need)
+		ncap *= 2;
+	if (ncap > KSH_CHECK_MAX_IN)
+		return -E2BIG;
+	nb = kvmalloc(ncap, GFP_KERNEL);
+	if (!nb)
+		return -ENOMEM;
+	if (used)
+		memcpy(nb, *buf, used);
+	kvfree(*buf);
+	*buf = nb;
+	*cap = ncap;
+	return 0;
+}
+
+static ssize_t ksh_check_write(struct file *file, const char __user *ubuf,
+			       size_t count, loff_t *ppos)
+{
+	struct ksh_check_session *s = file->private_data;
+	int ret;
+
+	mutex_lock(&s->lock);
+	ret = s->ran ? -EBUSY : ksh_grow(&s->in, &s->in_cap, s->in_len,
+					 s->in_len + count);
+	if (!ret && copy_from_user(s->in + s->in_len, ubuf, count))
+		ret = -EFAULT;
+	if (!ret)
+		s->in_len += count;
+	mutex_unlock(&s->lock);
+	return ret ? ret : count;
+}
+
+/*
+ * Splits sprint_symbol()'s "name+0xoff/0xsize [mod buildid]" in place.
+ * Returns whether a symbol was found; *name and *mod point into @sym.
+ */
+static bool ksh_parse_sym(char *sym, char **name, char **mod,
+			  unsigned long *off, unsigned long *size)
+{
+	char *plus, *slash, *sp;
+
+	*name = sym;
+	*mod = "-";
+	*off = *size = 0;
+	sp = strchr(sym, ' ');
+	if (sp) {
+		*sp = 0;
+		*mod = sp + 1;
+		if (**mod == '[')
+			(*mod)++;
+		sp = strchr(*mod, ']');
+		if (sp)
+			*sp = 0;
+		sp = strchr(*mod, ' ');	/* build id, if any */
+		if (sp)
+			*sp = 0;
+	}
+	slash = strrchr(sym, '/');
+	plus = strrchr(sym, '+');
+	if (!slash || !plus || plus > slash)
+		return false;
+	*slash = 0;
+	*plus = 0;
+	return !kstrtoul(plus + 1, 0, off) && !kstrtoul(slash + 1, 0, size);
+}
+
+static bool ksh_name_accepted(const char *name, const char *names, size_t len)
+{
+	size_t i = 0;
+
+	if (!len)
+		return true;
+	while (i < len && names[i]) {
+		if (!strcmp(name, names + i))
+			return true;
+		i += strnlen(names + i, len - i) + 1;
+	}
+	return false;
+}
+
+/* Runs every record; s->out gets the mismatches and the end line. */
+static int ksh_check_run(struct ksh_check_session *s)
+{
+	size_t pos = 0, checked = 0, mismatched = 0;
+	u64 t0 = ktime_get_ns();
+	int ret;
+
+	while (pos < s->in_len) {
+		const struct ksh_check_rec *r = (const void *)(s->in + pos);
+		const char *names = s->in + pos + sizeof(*r);
+		unsigned long off, size;
+		char *name, *mod;
+		bool found, ok;
+
+		if (s->in_len - pos < sizeof(*r) ||
+		    s->in_len - pos - sizeof(*r) < r->names_len)
+			return -EINVAL;
+		pos += ALIGN(sizeof(*r) + r->names_len, 8);
+		sprint_symbol(s->sym, r->addr);
+		found = ksh_parse_sym(s->sym, &name, &mod, &off, &size);
+		if (r->flags & KSH_CHECK_FOUND)
+			ok = found &&
+			     (r->want_offset == KSH_CHECK_ANY || off == r->want_offset) &&
+			     (r->want_size == KSH_CHECK_ANY || size == r->want_size) &&
+			     ksh_name_accepted(name, names, r->names_len);
+		else
+			ok = !found;
+		checked++;
+		if (!ok) {
+			mismatched++;
+			ret = ksh_grow(&s->out, &s->out_cap, s->out_len,
+				       s->out_len + KSYM_SYMBOL_LEN + 96);
+			if (ret)
+				return ret;
+			if (found)
+				s->out_len += scnprintf(s->out + s->out_len,
+					KSYM_SYMBOL_LEN + 96,
+					"%u %llx 1 %lx %lx %s %s\n", r->id,
+					r->addr, size, off, name, mod);
+			else
+				s->out_len += scnprintf(s->out + s->out_len,
+					KSYM_SYMBOL_LEN + 96,
+					"%u %llx 0 - - - -\n", r->id, r->addr);
+		}
+		if (!(checked & 255))
+			cond_resched();
+	}
+	ret = ksh_grow(&s->out, &s->out_cap, s->out_len, s->out_len + 96);
+	if (ret)
+		return ret;
+	s->out_len += scnprintf(s->out + s->out_len, 96,
+				"end checked=%zu mismatched=%zu ns=%llu\n",
+				checked, mismatched, ktime_get_ns() - t0);
+	return 0;
+}
+
+static ssize_t ksh_check_read(struct file *file, char __user *ubuf,
+			      size_t count, loff_t *ppos)
+{
+	struct ksh_check_session *s = file->private_data;
+	ssize_t ret = 0;
+
+	mutex_lock(&s->lock);
+	if (!s->ran) {
+		s->ran = true;
+		s->err = ksh_check_run(s);
+	}
+	ret = s->err;
+	if (!ret)
+		ret = simple_read_from_buffer(ubuf, count, ppos, s->out,
+					      s->out_len);
+	mutex_unlock(&s->lock);
+	return ret;
+}
+
+static const struct file_operations ksh_check_fops = {
+	.owner = THIS_MODULE,
+	.open = ksh_check_open,
+	.release = ksh_check_release,
+	.write = ksh_check_write,
+	.read = ksh_check_read,
+};
+
 /* bench: one result per module instance is enough. */
 static DEFINE_MUTEX(ksh_bench_lock);
 static char ksh_bench_result[128];
@@ -585,6 +811,7 @@ static int __init ksh_probe_init(void)
 	debugfs_create_file("lookup", 0600, ksh_dir, NULL, &ksh_lookup_fops);
 	debugfs_create_file("lookup-nops", 0600, ksh_dir, NULL,
 			    &ksh_lookup_nops_fops);
+	debugfs_create_file("check", 0600, ksh_dir, NULL, &ksh_check_fops);
 	debugfs_create_file("bench", 0600, ksh_dir, NULL, &ksh_bench_fops);
 	debugfs_create_file("features", 0400, ksh_dir, NULL, &ksh_features_fops);
 	debugfs_create_file("backtrace", 0400, ksh_dir, NULL,

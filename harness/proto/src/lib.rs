@@ -9,6 +9,8 @@
 /// console is a different channel: kernel messages never mix with results.
 pub const RESULTS_PORT_NAME: &str = "ksh.results";
 
+pub mod check;
+
 /// Prefix of the completion record, the mandatory last line of the result
 /// stream. A stream without it means the guest crashed or hung.
 pub const COMPLETION_RECORD: &str = "# ksh-complete:";
@@ -399,6 +401,12 @@ pub const LOOKUP_BENCH_COUNT: u64 = 10_000;
 /// `cargo xtask bench` asks `lookup-bench` for N rounds (their median is
 /// reported); a plain test run does one, to keep boot-to-results short.
 pub const BENCH_ROUNDS_PARAM: &str = "ksh.bench_rounds";
+
+/// Kernel command-line word that makes `/init` power off as soon as the
+/// results port is open, after writing an empty report and the completion
+/// record: the "null boot" of `cargo xtask bench`, the bare cost of booting
+/// the same kernel and initramfs, against which boot-to-results is judged.
+pub const NULL_BOOT_PARAM: &str = "ksh.null_boot";
 
 /// Looks a probe up by name.
 pub fn probe(name: &str) -> Option<&'static ProbeSpec> {

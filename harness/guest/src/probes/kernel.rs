@@ -157,7 +157,27 @@ pub fn proc_kallsyms_text() -> Result<String, String> {
     if let Ok(t) = std::fs::read_to_string(PROC_KALLSYMS_SNAPSHOT) {
         return Ok(t);
     }
-    std::fs::read_to_string("/proc/kallsyms").map_err(|e| format!("/proc/kallsyms: {e}"))
+    read_proc_kallsyms()
+}
+
+/// Reads the live `/proc/kallsyms` in 1 MiB reads: seq_file fills as much
+/// of each read as it can, so a large buffer means few round trips into
+/// the kernel (std's reads start small and grow).
+pub fn read_proc_kallsyms() -> Result<String, String> {
+    let mut f =
+        std::fs::File::open("/proc/kallsyms").map_err(|e| format!("/proc/kallsyms: {e}"))?;
+    let mut buf: Vec<u8> = Vec::with_capacity(4 << 20);
+    let mut chunk = vec![0u8; 1 << 20];
+    loop {
+        let n = f
+            .read(&mut chunk)
+            .map_err(|e| format!("reading /proc/kallsyms: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    String::from_utf8(buf).map_err(|e| format!("/proc/kallsyms is not UTF-8: {e}"))
 }
 
 /// The `/proc/kallsyms` entries that `keep(name, module)` accepts. Most
@@ -232,15 +252,20 @@ impl Lookup {
 
 /// Writes `text` to a module file and reads the whole answer back.
 fn transact(file: &str, text: &str) -> Result<String, String> {
+    transact_bytes(file, text.as_bytes())
+}
+
+/// Writes `input` to a module file and reads the whole (text) answer back.
+fn transact_bytes(file: &str, input: &[u8]) -> Result<String, String> {
     let path = module_file(file)?;
     let mut f = OpenOptions::new()
         .read(true)
         .write(true)
         .open(&path)
         .map_err(|e| format!("{path}: {e}"))?;
-    f.write_all(text.as_bytes())
+    f.write_all(input)
         .map_err(|e| format!("writing {path}: {e}"))?;
-    let mut out = String::with_capacity(text.len() * 8);
+    let mut out = String::with_capacity(4096);
     f.read_to_string(&mut out)
         .map_err(|e| format!("reading {path}: {e}"))?;
     Ok(out)
@@ -294,6 +319,97 @@ fn lookup_in(file: &str, addrs: &[u64]) -> Result<Vec<Lookup>, String> {
         started.elapsed().as_millis()
     );
     Ok(out)
+}
+
+/// The kernel's answers where they differ from `records`' expectations
+/// (the module's `check` file: one binary write and one read per CPU lane,
+/// every lookup done in the kernel). Records matching their expectation
+/// are absent from `differing`.
+pub struct CheckOutcome {
+    /// Record id → the kernel's answer (its `ps` is `-`).
+    pub differing: HashMap<u32, Lookup>,
+    /// Records the kernel checked (equals the records given).
+    pub checked: usize,
+}
+
+impl CheckOutcome {
+    pub fn get(&self, id: usize) -> Option<&Lookup> {
+        self.differing.get(&(id as u32))
+    }
+}
+
+pub fn check(records: &[ksh_proto::check::Record]) -> Result<CheckOutcome, String> {
+    let started = Instant::now();
+    let lanes = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = if lanes > 1 && records.len() >= PARALLEL_LOOKUP_MIN {
+        records.len().div_ceil(lanes)
+    } else {
+        records.len().max(1)
+    };
+    let parts: Vec<Result<(ksh_proto::check::Reply, usize), String>> =
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = records
+                .chunks(chunk)
+                .map(|part| scope.spawn(move || check_batch(part).map(|r| (r, part.len()))))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err("check thread panicked".into())))
+                .collect()
+        });
+    let mut out = CheckOutcome {
+        differing: HashMap::default(),
+        checked: 0,
+    };
+    let mut kernel_ns = 0;
+    for p in parts {
+        let (reply, asked) = p?;
+        if reply.checked != asked as u64 {
+            return Err(format!(
+                "the kernel checked {} of {asked} records",
+                reply.checked
+            ));
+        }
+        out.checked += asked;
+        kernel_ns += reply.kernel_ns;
+        for m in reply.mismatches {
+            let l = match m.symbol {
+                Some(a) => Lookup {
+                    found: true,
+                    size: a.size,
+                    offset: a.offset,
+                    name: a.name,
+                    module: a.module,
+                    ps: "-".into(),
+                },
+                None => Lookup {
+                    found: false,
+                    size: 0,
+                    offset: 0,
+                    name: String::new(),
+                    module: None,
+                    ps: "-".into(),
+                },
+            };
+            out.differing.insert(m.id, l);
+        }
+    }
+    println!(
+        "# {} addresses checked in the kernel in {} ms ({} ms of lookups over all lanes); {} differ from the strictest expectation",
+        out.checked,
+        started.elapsed().as_millis(),
+        kernel_ns / 1_000_000,
+        out.differing.len()
+    );
+    Ok(out)
+}
+
+fn check_batch(records: &[ksh_proto::check::Record]) -> Result<ksh_proto::check::Reply, String> {
+    let mut blob = Vec::with_capacity(records.len() * 64);
+    for r in records {
+        r.encode(&mut blob);
+    }
+    ksh_proto::check::parse_reply(&transact_bytes("check", &blob)?)
 }
 
 /// Below this many addresses one session is quicker than starting threads.

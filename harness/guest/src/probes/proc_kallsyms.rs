@@ -107,10 +107,16 @@ fn multiset_diff<K: std::hash::Hash + Eq + Clone>(
 
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     // Always the live file here: this probe is the one that checks it.
-    let text = match std::fs::read_to_string("/proc/kallsyms") {
+    let started = std::time::Instant::now();
+    let text = match super::kernel::read_proc_kallsyms() {
         Ok(t) => t,
         Err(e) => return out.fail_rest(&format!("cannot read /proc/kallsyms: {e}")),
     };
+    println!(
+        "# read /proc/kallsyms ({} bytes) in {} ms",
+        text.len(),
+        started.elapsed().as_millis()
+    );
     super::kernel::save_proc_kallsyms_snapshot(&text);
     let mut bad = Vec::new();
     let mut vmlinux_syms = Vec::new();

@@ -8,6 +8,8 @@
 
 use std::io::Write;
 
+use ksh_proto::check::{Expect, Record};
+
 use super::kernel::{self, Group};
 use crate::ktap::CaseWriter;
 
@@ -18,8 +20,25 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         Ok(x) => x,
         Err(e) => return out.fail_rest(&e),
     };
-    // Starts first, then (group, size) of every last byte to check.
-    let mut addrs: Vec<u64> = groups.iter().map(|g| g.addr.wrapping_add(off)).collect();
+    // Starts first, then (group, size) of every last byte to check. The
+    // kernel checks each address against the strictest answer accepted
+    // (ksh_proto::check) and returns the others, judged below.
+    let mut records: Vec<Record> = groups
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let (want_name, want_size, _) = &g.sized[0];
+            Record {
+                id: i as u32,
+                addr: g.addr.wrapping_add(off),
+                expect: Expect::Symbol {
+                    names: vec![want_name.as_str()],
+                    offset: Some(0),
+                    size: Some(*want_size),
+                },
+            }
+        })
+        .collect();
     let mut lasts: Vec<(usize, u64)> = Vec::new();
     let mut nested = 0usize;
     for (i, g) in groups.iter().enumerate() {
@@ -33,10 +52,18 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         }
         for s in sizes {
             lasts.push((i, s));
-            addrs.push(g.addr.wrapping_add(off) + s - 1);
+            records.push(Record {
+                id: records.len() as u32,
+                addr: g.addr.wrapping_add(off) + s - 1,
+                expect: Expect::Symbol {
+                    names: g.names.iter().map(String::as_str).collect(),
+                    offset: Some(s - 1),
+                    size: None,
+                },
+            });
         }
     }
-    let answers = match kernel::lookup_no_ps(&addrs) {
+    let answers = match kernel::check(&records) {
         Ok(a) => a,
         Err(e) => return out.fail_rest(&e),
     };
@@ -48,10 +75,11 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         lasts.len()
     );
 
-    let starts = &answers[..groups.len()];
     let mut bad_name = Vec::new();
     let mut bad_size = Vec::new();
-    for (g, a) in groups.iter().zip(starts) {
+    for (i, g) in groups.iter().enumerate() {
+        // Absent: the kernel gave exactly the strictest answer.
+        let Some(a) = answers.get(i) else { continue };
         if !a.found || a.offset != 0 || !g.names.contains(&a.name) {
             bad_name.push(format!("{}: {}", g.label(), a.describe()));
         }
@@ -83,7 +111,10 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     );
 
     let mut bad_last = Vec::new();
-    for (&(i, s), a) in lasts.iter().zip(&answers[groups.len()..]) {
+    for (k, &(i, s)) in lasts.iter().enumerate() {
+        let Some(a) = answers.get(groups.len() + k) else {
+            continue;
+        };
         let g: &Group = &groups[i];
         if !a.found || !g.names.contains(&a.name) || a.offset != s - 1 {
             bad_last.push(format!(

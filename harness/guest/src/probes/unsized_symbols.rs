@@ -6,6 +6,8 @@
 
 use std::io::Write;
 
+use ksh_proto::check::{Expect, Record};
+
 use super::kernel::{self, hex};
 use crate::ktap::CaseWriter;
 
@@ -31,13 +33,27 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             ksh_proto::EXPECT_UNSIZED
         ));
     }
-    let addrs: Vec<u64> = pts.iter().map(|p| p.0.wrapping_add(off)).collect();
-    let answers = match kernel::lookup_no_ps(&addrs) {
+    let records: Vec<Record> = pts
+        .iter()
+        .enumerate()
+        .map(|(i, (a, start, size, name))| Record {
+            id: i as u32,
+            addr: a.wrapping_add(off),
+            expect: Expect::Symbol {
+                names: vec![name.as_str()],
+                offset: Some(a - start),
+                size: Some(*size),
+            },
+        })
+        .collect();
+    let answers = match kernel::check(&records) {
         Ok(a) => a,
         Err(e) => return out.fail_rest(&e),
     };
     let mut bad = Vec::new();
-    for ((a, start, size, name), k) in pts.iter().zip(&answers) {
+    for (i, (a, start, size, name)) in pts.iter().enumerate() {
+        // Absent: the kernel answered exactly name+offset/size.
+        let Some(k) = answers.get(i) else { continue };
         let want_off = a - start;
         if !(k.found && &k.name == name && k.offset == want_off && k.size == *size) {
             bad.push(format!(
