@@ -190,6 +190,7 @@ impl Expectations {
             .unwrap_or_default();
         let yes = |k: &str| config_value(&config, k).as_deref() == Some("y");
         let _ = writeln!(e.build_info, "kernel_release={}", release.trim());
+        let _ = writeln!(e.build_info, "{}={}", ksh_proto::SYMBOLS_KEY, table.len());
         for (k, opt) in [
             ("kallsyms_all", "CONFIG_KALLSYMS_ALL"),
             ("kprobes", "CONFIG_KPROBES"),

@@ -172,16 +172,14 @@ fn cpus_for(built: &Built) -> u32 {
     }
 }
 
-/// Overall VM limit: boot allowance plus every probe's own timeout.
-fn timeouts(first_output: Duration, silence: Duration) -> Timeouts {
-    let probes: u64 = ksh_proto::PROBES
-        .iter()
-        .map(|p| u64::from(p.timeout_secs))
-        .sum();
+/// Overall VM limit: boot allowance plus every probe's own timeout for a
+/// kernel of `symbols` symbols.
+fn timeouts(first_output: Duration, silence: Duration, symbols: u64) -> Timeouts {
+    let probes: Duration = ksh_proto::PROBES.iter().map(|p| p.timeout(symbols)).sum();
     Timeouts {
         first_output,
         silence,
-        overall: Duration::from_secs(60 + probes),
+        overall: Duration::from_secs(60) + probes,
     }
 }
 
@@ -193,6 +191,7 @@ fn boot(
     initrd: PathBuf,
     run_dir: PathBuf,
     opts: &RunOptions,
+    symbols: u64,
 ) -> Result<VmOutcome> {
     let candidates = accel::candidates(opts.accel, cell.arch)?;
     let mut last = None;
@@ -211,7 +210,11 @@ fn boot(
             cpus: cpus_for(built),
             run_dir: run_dir.clone(),
             qmp_socket: qemu::qmp_socket_path(&cell.name()),
-            timeouts: timeouts(first_output, opts.silence_limit.unwrap_or(DEFAULT_SILENCE)),
+            timeouts: timeouts(
+                first_output,
+                opts.silence_limit.unwrap_or(DEFAULT_SILENCE),
+                symbols,
+            ),
             guest_params: opts.guest_params.clone(),
         };
         let outcome = qemu::run(&spec)?;
@@ -354,7 +357,8 @@ fn boot_built(cell: &Cell, built: &Built, opts: &RunOptions) -> Result<(VmOutcom
     // would push each other past the probes' timeouts).
     let _run_lock = layout::lock(&cell.runs_dir().with_extension("lock"))?;
     let run_dir = layout::new_run_dir(&cell.runs_dir())?;
-    Ok((boot(cell, built, initrd, run_dir, opts)?, build_info))
+    let symbols = ksh_proto::symbols_in_build_info(&build_info);
+    Ok((boot(cell, built, initrd, run_dir, opts, symbols)?, build_info))
 }
 /// How a run's cases are judged.
 #[derive(Debug, Clone, Copy)]

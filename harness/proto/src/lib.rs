@@ -100,8 +100,10 @@ pub struct ProbeSpec {
     pub name: &'static str,
     /// What the probe checks, for `--help` and the README.
     pub about: &'static str,
-    /// Wall-clock limit inside the guest (TCG); past it the probe is killed
-    /// and its cases are reported as TIMEOUT.
+    /// Wall-clock limit inside the guest (TCG) for a kernel of up to
+    /// [`TIMEOUT_BASE_SYMBOLS`] symbols, scaled with the symbol count above
+    /// that ([`ProbeSpec::timeout`]); past it the probe is killed and its
+    /// cases are reported as TIMEOUT.
     pub timeout_secs: u32,
     /// The cases it reports, in order.
     pub cases: &'static [&'static str],
@@ -408,6 +410,33 @@ pub const BENCH_ROUNDS_PARAM: &str = "ksh.bench_rounds";
 /// the same kernel and initramfs, against which boot-to-results is judged.
 pub const NULL_BOOT_PARAM: &str = "ksh.null_boot";
 
+/// `key=value` of build-info.txt: the number of kallsyms symbols of the
+/// kernel, from which probe timeouts are derived.
+pub const SYMBOLS_KEY: &str = "kallsyms_symbols";
+
+/// Symbol count up to which a probe's `timeout_secs` applies as it is.
+/// The probes' work is per symbol (a lookup, a line), so a larger kernel
+/// gets a proportionally longer limit.
+pub const TIMEOUT_BASE_SYMBOLS: u64 = 40_000;
+
+impl ProbeSpec {
+    /// The probe's limit for a kernel of `symbols` kallsyms symbols (0 when
+    /// unknown: the base limit).
+    pub fn timeout(&self, symbols: u64) -> std::time::Duration {
+        let base = u64::from(self.timeout_secs);
+        let scaled = base * symbols.max(TIMEOUT_BASE_SYMBOLS) / TIMEOUT_BASE_SYMBOLS;
+        std::time::Duration::from_secs(scaled.max(base))
+    }
+}
+
+/// The symbol count in build-info.txt text (0 when absent).
+pub fn symbols_in_build_info(text: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(SYMBOLS_KEY)?.strip_prefix('='))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// Looks a probe up by name.
 pub fn probe(name: &str) -> Option<&'static ProbeSpec> {
     PROBES.iter().find(|p| p.name == name)
@@ -473,6 +502,17 @@ mod tests {
             }
             assert!(!a.requires.is_empty());
         }
+    }
+
+    #[test]
+    fn timeouts_scale_with_the_symbol_count() {
+        let p = probe("sizes").unwrap();
+        let base = std::time::Duration::from_secs(p.timeout_secs.into());
+        assert_eq!(p.timeout(0), base);
+        assert_eq!(p.timeout(30_000), base);
+        assert_eq!(p.timeout(4 * TIMEOUT_BASE_SYMBOLS), base * 4);
+        assert_eq!(symbols_in_build_info("a=1\nkallsyms_symbols=120000\n"), 120_000);
+        assert_eq!(symbols_in_build_info("a=1\n"), 0);
     }
 
     #[test]

@@ -25,6 +25,32 @@ use crate::ktap::CaseWriter;
 
 pub use kernel::summarize_detail;
 
+/// The kernel's kallsyms symbol count as the host computed it (0 when
+/// unknown), for the probes' timeouts.
+pub fn symbols_in_build() -> u64 {
+    let text = std::fs::read_to_string(ksh_proto::EXPECT_BUILD_INFO).unwrap_or_default();
+    ksh_proto::symbols_in_build_info(&text)
+}
+
+/// Reads `/proc/kallsyms` once for the whole boot (after the probe module
+/// is loaded, so its symbols are listed) and leaves it for every probe.
+/// Returns a line for the report.
+pub fn snapshot_proc_kallsyms() -> String {
+    let started = std::time::Instant::now();
+    match kernel::read_proc_kallsyms() {
+        Ok(text) => {
+            kernel::save_proc_kallsyms_snapshot(&text);
+            format!(
+                "# ksh: /proc/kallsyms read once ({} bytes) in {} ms\n",
+                text.len(),
+                started.elapsed().as_millis()
+            )
+        }
+        // Each probe then reads the live file itself and reports any error.
+        Err(e) => format!("# ksh: no /proc/kallsyms snapshot: {e}\n"),
+    }
+}
+
 /// The guest's arch as the registry names it.
 pub fn arch() -> &'static str {
     match std::env::consts::ARCH {
