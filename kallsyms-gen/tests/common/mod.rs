@@ -261,11 +261,23 @@ pub fn maps_dir_files() -> Vec<PathBuf> {
         return Vec::new();
     };
     let mut out = Vec::new();
+    // Build dirs are links into the source trees (`build/KEY/CELL` ->
+    // `src/KEY/.ksh-build-CELL`), and Kbuild's `source` link in each points
+    // back at the tree: follow links, but never into a dir seen before and
+    // never through `source`.
+    let mut seen = std::collections::HashSet::new();
     let mut stack = vec![PathBuf::from(dir)];
     while let Some(d) = stack.pop() {
+        if !seen.insert(fs::canonicalize(&d).unwrap_or_else(|_| d.clone())) {
+            continue;
+        }
         let Ok(rd) = fs::read_dir(&d) else { continue };
         for e in rd.flatten() {
             let p = e.path();
+            let link = e.file_type().is_ok_and(|t| t.is_symlink());
+            if link && e.file_name() == "source" {
+                continue;
+            }
             if p.is_dir() {
                 stack.push(p);
             } else if p.extension().is_some_and(|x| x == "syms") {
