@@ -58,17 +58,55 @@ fn machine() -> Value {
     })
 }
 
+/// Runs every step; on a failure names the step, keeps what was measured
+/// so far (with the error) in the JSON report, and exits 1.
 pub fn run(args: BenchArgs) -> Result<i32> {
+    let mut report = json!({});
+    let mut step = "setup";
+    let result = run_steps(&args, &mut report, &mut step);
+    let path = args.json.clone().unwrap_or_else(|| {
+        layout::cache_root().join(format!(
+            "bench/bench-{}.json",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        ))
+    });
+    if let Err(e) = &result {
+        report["error"] = json!({ "step": step, "message": format!("{e:#}") });
+    }
+    if let Some(dir) = path.parent() {
+        layout::ensure_dir(dir)?;
+    }
+    std::fs::write(&path, serde_json::to_string_pretty(&report)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    match result {
+        Ok(()) => {
+            println!("\nJSON written to {}", path.display());
+            Ok(0)
+        }
+        Err(e) => {
+            eprintln!(
+                "ksh bench: step \"{step}\" failed: {e:#}\nfigures measured before it, and this error, are in {}",
+                path.display()
+            );
+            Ok(1)
+        }
+    }
+}
+
+fn run_steps(args: &BenchArgs, report: &mut Value, step: &mut &'static str) -> Result<()> {
     let arches = selection::arches(&args.kernel)?;
     prereqs::ensure(&prereqs::Needs {
         arches: arches.clone(),
         debian_source: true,
         guest: true,
     })?;
-    let mut report = json!({ "machine": machine(), "method": format!("{} runs per figure, medians with min-max", args.runs) });
+    *report = json!({ "machine": machine(), "method": format!("{} runs per figure, medians with min-max", args.runs) });
     println!("machine: {}", report["machine"]);
 
     // 1. Generator.
+    *step = "1. generator";
     println!("\n== 1. generator: Rust kallsyms-gen vs C scripts/kallsyms ==");
     let out = Command::new("cargo")
         .current_dir(layout::project_root())
@@ -94,6 +132,7 @@ pub fn run(args: BenchArgs) -> Result<i32> {
     }
 
     // 2 + 3 need the patched and the baseline kernels of each arch.
+    *step = "2. kernel memory (building the patched and baseline kernels)";
     let patched = source::prepare(&SourceSpec::Debian {
         variant: Variant::Patched,
     })?;
@@ -151,6 +190,7 @@ pub fn run(args: BenchArgs) -> Result<i32> {
     // in each boot lookup-bench runs LOOKUP_ROUNDS rounds and reports
     // their median (one round of 10,000 lookups is ~25 ms under TCG, too
     // short against the host's noise).
+    *step = "3. lookup cost in the guest";
     println!(
         "\n== 3. lookup cost in the guest ({} x {} lookups per boot, median) ==",
         LOOKUP_ROUNDS,
@@ -217,6 +257,7 @@ pub fn run(args: BenchArgs) -> Result<i32> {
     // 4. The null boot (same kernel and initramfs, `/init` powers off at
     // once) against the full run, booted alternately so both see the same
     // host load; boot-to-results is judged as a multiple of the null boot.
+    *step = "4. null boot vs boot-to-results";
     println!("\n== 4. null boot vs boot-to-results (patched, {config}, booted alternately) ==");
     let null_opts = RunOptions {
         guest_params: vec![ksh_proto::NULL_BOOT_PARAM.to_string()],
@@ -295,6 +336,7 @@ pub fn run(args: BenchArgs) -> Result<i32> {
     }
     report["null_boot"] = json!(null_figures);
 
+    *step = "4a/4b. warm rerun";
     // 4a + 4b. Warm reruns of the main command, nothing changed; each
     // prints every cell's boot-to-results, the default probe set's.
     println!(
@@ -331,6 +373,7 @@ pub fn run(args: BenchArgs) -> Result<i32> {
     }
     report["boot_to_results"] = json!(boots);
 
+    *step = "4c. edit-to-result";
     // 4c. Edit-to-result after touching kernel/kallsyms.c in the patched tree.
     println!(
         "\n== 4c. edit-to-result: touch kernel/kallsyms.c, incremental build + boot + probes =="
@@ -354,12 +397,7 @@ pub fn run(args: BenchArgs) -> Result<i32> {
         edit.push(json!({ "arch": arch.name, "edit_to_result_s": stats(xs) }));
     }
     report["edit_to_result"] = json!(edit);
-
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
-        println!("\nJSON written to {}", path.display());
-    }
-    Ok(0)
+    Ok(())
 }
 
 /// Lookup and `%pS` ns from the `lookup-bench` probe's diagnostics
