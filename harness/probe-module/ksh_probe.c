@@ -17,9 +17,11 @@
  *            read; a write after reading starts a new batch.
  *   lookup-nops  the same without the %pS field ("-"): half the cost, for
  *            the probes that only need name, size and offset.
- *   check    the batch check: write binary records (struct ksh_check_rec
- *            below, the layout of ksh_proto::check), each an address and
- *            the answer expected for it; the first read runs every lookup
+ *   check    the batch check: write a header (the magic "KSHCHK01" and a
+ *            u64 added to every address: the KASLR offset for link-time
+ *            addresses), then binary records (struct ksh_check_rec below,
+ *            the layout of ksh_proto::check), each an address and the
+ *            answer expected for it; the first read runs every lookup
  *            in the kernel and returns only the answers that differ, one
  *            line each, "ID ADDR FOUND SIZE OFFSET NAME MODULE" (fields as
  *            in lookup), then "end checked=N mismatched=M ns=T". One round
@@ -430,6 +432,8 @@ struct ksh_check_rec {
 	u16 names_len;
 };
 
+#define KSH_CHECK_MAGIC		"KSHCHK01"
+#define KSH_CHECK_HEADER	16	/* magic, u64 address offset */
 #define KSH_CHECK_ANY		(~0ULL)
 #define KSH_CHECK_FOUND		1	/* want a symbol (else: want none) */
 #define KSH_CHECK_MAX_IN	(256UL << 20)
@@ -555,22 +559,28 @@ static bool ksh_name_accepted(const char *name, const char *names, size_t len)
 /* Runs every record; s->out gets the mismatches and the end line. */
 static int ksh_check_run(struct ksh_check_session *s)
 {
-	size_t pos = 0, checked = 0, mismatched = 0;
-	u64 t0 = ktime_get_ns();
+	size_t pos = KSH_CHECK_HEADER, checked = 0, mismatched = 0;
+	u64 t0 = ktime_get_ns(), offset;
 	int ret;
 
+	if (s->in_len < KSH_CHECK_HEADER ||
+	    memcmp(s->in, KSH_CHECK_MAGIC, 8))
+		return -EINVAL;
+	memcpy(&offset, s->in + 8, sizeof(offset));
 	while (pos < s->in_len) {
 		const struct ksh_check_rec *r = (const void *)(s->in + pos);
 		const char *names = s->in + pos + sizeof(*r);
 		unsigned long off, size;
 		char *name, *mod;
 		bool found, ok;
+		u64 addr;
 
 		if (s->in_len - pos < sizeof(*r) ||
 		    s->in_len - pos - sizeof(*r) < r->names_len)
 			return -EINVAL;
 		pos += ALIGN(sizeof(*r) + r->names_len, 8);
-		sprint_symbol(s->sym, r->addr);
+		addr = r->addr + offset;
+		sprint_symbol(s->sym, addr);
 		found = ksh_parse_sym(s->sym, &name, &mod, &off, &size);
 		if (r->flags & KSH_CHECK_FOUND)
 			ok = found &&
@@ -590,11 +600,11 @@ static int ksh_check_run(struct ksh_check_session *s)
 				s->out_len += scnprintf(s->out + s->out_len,
 					KSYM_SYMBOL_LEN + 96,
 					"%u %llx 1 %lx %lx %s %s\n", r->id,
-					r->addr, size, off, name, mod);
+					addr, size, off, name, mod);
 			else
 				s->out_len += scnprintf(s->out + s->out_len,
 					KSYM_SYMBOL_LEN + 96,
-					"%u %llx 0 - - - -\n", r->id, r->addr);
+					"%u %llx 0 - - - -\n", r->id, addr);
 		}
 		if (!(checked & 255))
 			cond_resched();

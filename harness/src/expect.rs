@@ -123,6 +123,9 @@ pub struct Expectations {
     pub kallsyms: String,
     pub build_info: String,
     pub sizes: String,
+    /// `sizes.txt` as check records (`ksh_proto::sizes::plan`) and counts.
+    pub sizes_check: Vec<u8>,
+    pub sizes_counts: String,
     pub orphans: String,
     pub weak_kept: String,
     pub format_ps: String,
@@ -250,6 +253,14 @@ impl Expectations {
                 }
             }
         }
+        // The same plan the guest would make from sizes.txt, encoded once
+        // here: on a passing kernel the guest never parses sizes.txt.
+        let size_groups = ksh_proto::sizes::parse(&e.sizes).map_err(anyhow::Error::msg)?;
+        let plan = ksh_proto::sizes::plan(&size_groups);
+        for r in &plan.records {
+            r.encode(&mut e.sizes_check);
+        }
+        e.sizes_counts = ksh_proto::sizes::counts_line(&plan);
         e.notes.push(format!(
             "sizes: {} addresses, {n_sized} sized symbols ({n_nested} with another symbol inside)",
             groups
@@ -494,6 +505,12 @@ impl Expectations {
             f(ksh_proto::EXPECT_KALLSYMS, &self.kallsyms),
             f(ksh_proto::EXPECT_BUILD_INFO, &self.build_info),
             f(ksh_proto::EXPECT_SIZES, &self.sizes),
+            GuestFile {
+                path: ksh_proto::EXPECT_SIZES_CHECK.into(),
+                mode: 0o644,
+                data: self.sizes_check.clone(),
+            },
+            f(ksh_proto::EXPECT_SIZES_COUNTS, &self.sizes_counts),
             f(ksh_proto::EXPECT_ORPHANS, &self.orphans),
             f(ksh_proto::EXPECT_WEAK_KEPT, &self.weak_kept),
             f(ksh_proto::EXPECT_FORMAT_PS, &self.format_ps),

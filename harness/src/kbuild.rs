@@ -404,9 +404,8 @@ pub mod ccache {
         if std::env::var("KSH_CCACHE").as_deref() == Ok("0") {
             return None;
         }
-        let on_path = std::env::var_os("PATH").is_some_and(|p| {
-            std::env::split_paths(&p).any(|d| d.join("ccache").is_file())
-        });
+        let on_path = std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("ccache").is_file()));
         on_path.then(|| crate::layout::cache_root().join("ccache"))
     }
 
@@ -469,10 +468,7 @@ pub mod ccache {
                        # ../kernel/c.c\ndirect_cache_miss\npreprocessed_cache_hit\n";
             let u = Use::parse(log);
             assert_eq!(u, Use { hits: 2, misses: 1 });
-            assert_eq!(
-                u.to_string(),
-                "compiler cache: 2 of 3 objects hit, 67%"
-            );
+            assert_eq!(u.to_string(), "compiler cache: 2 of 3 objects hit, 67%");
         }
     }
 }

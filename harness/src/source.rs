@@ -217,9 +217,15 @@ fn prepare_debian(series: &Series, variant: Variant, variant_name: &str) -> Resu
     // rebuilds what the series changed, not the whole kernel.
     if let Ok(rd) = fs::read_dir(&tree) {
         for e in rd.flatten() {
-            if e.file_name().to_string_lossy().starts_with(IN_TREE_BUILD_PREFIX) {
+            if e.file_name()
+                .to_string_lossy()
+                .starts_with(IN_TREE_BUILD_PREFIX)
+            {
                 fs::rename(e.path(), staging.join(e.file_name())).with_context(|| {
-                    format!("moving build dir {} into the re-synced tree", e.path().display())
+                    format!(
+                        "moving build dir {} into the re-synced tree",
+                        e.path().display()
+                    )
                 })?;
             }
         }

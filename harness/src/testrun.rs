@@ -358,7 +358,10 @@ fn boot_built(cell: &Cell, built: &Built, opts: &RunOptions) -> Result<(VmOutcom
     let _run_lock = layout::lock(&cell.runs_dir().with_extension("lock"))?;
     let run_dir = layout::new_run_dir(&cell.runs_dir())?;
     let symbols = ksh_proto::symbols_in_build_info(&build_info);
-    Ok((boot(cell, built, initrd, run_dir, opts, symbols)?, build_info))
+    Ok((
+        boot(cell, built, initrd, run_dir, opts, symbols)?,
+        build_info,
+    ))
 }
 /// How a run's cases are judged.
 #[derive(Debug, Clone, Copy)]

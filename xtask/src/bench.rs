@@ -161,7 +161,7 @@ fn run_steps(args: &BenchArgs, report: &mut Value, step: &mut &'static str) -> R
             fps.push(kallsyms_footprint(&built.vmlinux)?);
         }
         let (base, pat) = (&fps[0], &fps[1]);
-        symbols.push(pat.num_syms as u64);
+        symbols.push(pat.num_syms);
         let sizes = pat.size_tables();
         let per_sym = sizes as f64 / pat.num_syms as f64;
         let increase = 100.0 * (pat.total() as f64 - base.total() as f64) / base.total() as f64;
@@ -327,7 +327,10 @@ fn run_steps(args: &BenchArgs, report: &mut Value, step: &mut &'static str) -> R
             .iter()
             .map(|(p, v)| (p.clone(), json!(med(v))))
             .collect();
-        println!("        per probe (ms, median): {}", Value::Object(per_probe.clone()));
+        println!(
+            "        per probe (ms, median): {}",
+            Value::Object(per_probe.clone())
+        );
         null_figures.push(json!({
             "arch": arch.name, "null_boot_s": stats(null), "boot_to_results_s": stats(full),
             "ratio_of_medians": f / n, "guest_probes_ms": stats(guest_ms),

@@ -200,10 +200,17 @@ fn make_history(root: &Path, tree: &Path, series: &Series) -> Result<(String, St
     git(tree, &["init", "-q", "-b", "demo"])?;
     // The harness's own tree: build dirs go inside it (compiler results of
     // the cached Debian trees are reused), and git ignores them and the mark.
-    fs::write(tree.join(source::OWNED_TREE_MARKER), "made by cargo xtask bisect-selftest\n")?;
+    fs::write(
+        tree.join(source::OWNED_TREE_MARKER),
+        "made by cargo xtask bisect-selftest\n",
+    )?;
     fs::write(
         tree.join(".git/info/exclude"),
-        format!("/{}\n/{}*\n", source::OWNED_TREE_MARKER, source::IN_TREE_BUILD_PREFIX),
+        format!(
+            "/{}\n/{}*\n",
+            source::OWNED_TREE_MARKER,
+            source::IN_TREE_BUILD_PREFIX
+        ),
     )?;
     // Debian's tarball carries a top-level .gitignore of `/*`: force.
     git(tree, &["add", "-A", "-f"])?;

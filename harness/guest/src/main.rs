@@ -44,7 +44,10 @@ fn init() {
         eprintln!("ksh-init: {e}");
     }
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    if cmdline.split_whitespace().any(|w| w == ksh_proto::NULL_BOOT_PARAM) {
+    if cmdline
+        .split_whitespace()
+        .any(|w| w == ksh_proto::NULL_BOOT_PARAM)
+    {
         null_boot();
     }
     // The probe module answers kallsyms lookups for the probes; a failure
@@ -95,7 +98,11 @@ fn init() {
 fn null_boot() -> ! {
     if let Ok(mut port) = sys::open_results_port(ksh_proto::RESULTS_PORT_NAME) {
         let _ = port.write_all(
-            format!("KTAP version 1\n1..0\n{}\n", ksh_proto::completion_record(0)).as_bytes(),
+            format!(
+                "KTAP version 1\n1..0\n{}\n",
+                ksh_proto::completion_record(0)
+            )
+            .as_bytes(),
         );
         let _ = port.flush();
         let _ = port.sync_all();

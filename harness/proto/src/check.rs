@@ -12,9 +12,59 @@
 //! NUL-terminated names (any of them is accepted; none means any name),
 //! padded to 8 bytes.
 //!
+//! Every write session starts with a [`HEADER_LEN`]-byte header: the
+//! [`MAGIC`] and an offset the kernel adds to every record's address (the
+//! KASLR offset, so a blob of link-time addresses made on the host is sent
+//! as it is; 0 for runtime addresses).
+//!
 //! The kernel is a filter, not a judge: a probe asks for the strictest
 //! answer it would accept and judges the returned mismatches itself, with
 //! the same rules and messages as for a full list of answers.
+
+/// First bytes of every `check` write session.
+pub const MAGIC: [u8; 8] = *b"KSHCHK01";
+/// Bytes of the header: [`MAGIC`], then the address offset (u64).
+pub const HEADER_LEN: usize = 16;
+
+/// The header of a session whose record addresses need `addr_offset`
+/// added (wrapping) to become runtime addresses.
+pub fn header(addr_offset: u64) -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    h[..8].copy_from_slice(&MAGIC);
+    h[8..].copy_from_slice(&addr_offset.to_ne_bytes());
+    h
+}
+
+/// Splits a blob of records (no header) into at most `parts` pieces at
+/// record boundaries, reading only the fixed part of each record.
+pub fn split(blob: &[u8], parts: usize) -> Result<Vec<&[u8]>, String> {
+    let mut bounds = vec![0usize];
+    let mut pos = 0usize;
+    let mut n = 0usize;
+    while pos < blob.len() {
+        if blob.len() - pos < FIXED_LEN {
+            return Err(format!(
+                "record {n} at byte {pos}: {} bytes left, a record needs {FIXED_LEN}",
+                blob.len() - pos
+            ));
+        }
+        let names_len = u16::from_ne_bytes(blob[pos + 30..pos + 32].try_into().unwrap()) as usize;
+        pos += (FIXED_LEN + names_len).next_multiple_of(8);
+        n += 1;
+        bounds.push(pos.min(blob.len()));
+    }
+    if pos != blob.len() {
+        return Err(format!(
+            "the last record runs {} bytes past the blob",
+            pos - blob.len()
+        ));
+    }
+    let per = n.div_ceil(parts.max(1)).max(1);
+    Ok((0..n)
+        .step_by(per)
+        .map(|i| &blob[bounds[i]..bounds[(i + per).min(n)]])
+        .collect())
+}
 
 /// "Any value" for an offset or a size.
 pub const ANY: u64 = u64::MAX;
@@ -67,7 +117,7 @@ impl Record<'_> {
             out.extend_from_slice(n.as_bytes());
             out.push(0);
         }
-        while out.len() % 8 != 0 {
+        while !out.len().is_multiple_of(8) {
             out.push(0);
         }
     }
@@ -78,7 +128,10 @@ impl Record<'_> {
         let mut out = Vec::new();
         while !buf.is_empty() {
             if buf.len() < FIXED_LEN {
-                return Err(format!("{} bytes left, a record needs {FIXED_LEN}", buf.len()));
+                return Err(format!(
+                    "{} bytes left, a record needs {FIXED_LEN}",
+                    buf.len()
+                ));
             }
             let addr = u64_at(buf, 0);
             let offset = u64_at(buf, 8);
@@ -167,7 +220,9 @@ pub fn parse_reply(text: &str) -> Result<Reply, String> {
         let [id, addr, found, size, offset, name, module] = f[..] else {
             return Err(format!("check reply: malformed line {l:?}"));
         };
-        let id = id.parse().map_err(|_| format!("check reply: bad id in {l:?}"))?;
+        let id = id
+            .parse()
+            .map_err(|_| format!("check reply: bad id in {l:?}"))?;
         let symbol = match found {
             "1" => Some(Answer {
                 name: name.to_string(),
@@ -225,6 +280,34 @@ mod tests {
         }
         assert_eq!(Record::decode_all(&blob).unwrap(), recs);
         assert!(Record::decode_all(&blob[..blob.len() - 9]).is_err());
+    }
+
+    #[test]
+    fn blobs_split_at_record_boundaries() {
+        let mut blob = Vec::new();
+        for i in 0..5u32 {
+            Record {
+                id: i,
+                addr: u64::from(i),
+                expect: Expect::Symbol {
+                    names: vec!["x"; i as usize],
+                    offset: None,
+                    size: None,
+                },
+            }
+            .encode(&mut blob);
+        }
+        let parts = split(&blob, 2).unwrap();
+        assert_eq!(parts.len(), 2);
+        let ids: Vec<u32> = parts
+            .iter()
+            .flat_map(|p| Record::decode_all(p).unwrap())
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(ids, [0, 1, 2, 3, 4]);
+        assert_eq!(split(&[], 2).unwrap().len(), 0);
+        assert!(split(&blob[..blob.len() - 8], 2).is_err());
+        assert_eq!(&header(0x10)[..8], b"KSHCHK01");
     }
 
     #[test]

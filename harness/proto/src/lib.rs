@@ -10,6 +10,7 @@
 pub const RESULTS_PORT_NAME: &str = "ksh.results";
 
 pub mod check;
+pub mod sizes;
 
 /// Prefix of the completion record, the mandatory last line of the result
 /// stream. A stream without it means the guest crashed or hung.
@@ -45,6 +46,12 @@ pub const MODULE_NAME: &str = "ksh_probe";
 /// `-` for an unsized alias; NESTED `1` when another symbol starts inside
 /// the symbol, `0` otherwise, `-` when unsized).
 pub const EXPECT_SIZES: &str = "/ksh/expect/sizes.txt";
+/// `sizes.txt` as check records (`sizes::plan`, link-time addresses): the
+/// probe sends it to the kernel as it is, with the KASLR offset in the
+/// header.
+pub const EXPECT_SIZES_CHECK: &str = "/ksh/expect/sizes-check.bin";
+/// The plan's counts (`sizes::counts_line`).
+pub const EXPECT_SIZES_COUNTS: &str = "/ksh/expect/sizes-counts.txt";
 
 /// Orphaned weak bodies: `START END NAME PRECEDING OBJECT` (hex link-time
 /// `[START, END)`; PRECEDING is what a size-blind lookup reports).
@@ -511,7 +518,10 @@ mod tests {
         assert_eq!(p.timeout(0), base);
         assert_eq!(p.timeout(30_000), base);
         assert_eq!(p.timeout(4 * TIMEOUT_BASE_SYMBOLS), base * 4);
-        assert_eq!(symbols_in_build_info("a=1\nkallsyms_symbols=120000\n"), 120_000);
+        assert_eq!(
+            symbols_in_build_info("a=1\nkallsyms_symbols=120000\n"),
+            120_000
+        );
         assert_eq!(symbols_in_build_info("a=1\n"), 0);
     }
 

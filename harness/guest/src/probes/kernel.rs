@@ -339,38 +339,53 @@ impl CheckOutcome {
 }
 
 pub fn check(records: &[ksh_proto::check::Record]) -> Result<CheckOutcome, String> {
+    let mut blob = Vec::with_capacity(records.len() * 64);
+    for r in records {
+        r.encode(&mut blob);
+    }
+    check_blob(&blob, records.len(), 0)
+}
+
+/// [`check`] of encoded records (`records` of them, no header), whose
+/// addresses become runtime addresses with `addr_offset` added (by the
+/// kernel, so a blob made on the host is sent as it is).
+pub fn check_blob(blob: &[u8], records: usize, addr_offset: u64) -> Result<CheckOutcome, String> {
     let started = Instant::now();
     let lanes = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = if lanes > 1 && records.len() >= PARALLEL_LOOKUP_MIN {
-        records.len().div_ceil(lanes)
+    let lanes = if records >= PARALLEL_LOOKUP_MIN {
+        lanes
     } else {
-        records.len().max(1)
+        1
     };
-    let parts: Vec<Result<(ksh_proto::check::Reply, usize), String>> =
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = records
-                .chunks(chunk)
-                .map(|part| scope.spawn(move || check_batch(part).map(|r| (r, part.len()))))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err("check thread panicked".into())))
-                .collect()
-        });
+    let parts = ksh_proto::check::split(blob, lanes)?;
+    let replies: Vec<Result<ksh_proto::check::Reply, String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = parts
+            .iter()
+            .map(|part| {
+                scope.spawn(move || {
+                    let mut input = Vec::with_capacity(part.len() + ksh_proto::check::HEADER_LEN);
+                    input.extend_from_slice(&ksh_proto::check::header(addr_offset));
+                    input.extend_from_slice(part);
+                    ksh_proto::check::parse_reply(&transact_bytes("check", &input)?)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("check thread panicked".into()))
+            })
+            .collect()
+    });
     let mut out = CheckOutcome {
         differing: HashMap::default(),
         checked: 0,
     };
     let mut kernel_ns = 0;
-    for p in parts {
-        let (reply, asked) = p?;
-        if reply.checked != asked as u64 {
-            return Err(format!(
-                "the kernel checked {} of {asked} records",
-                reply.checked
-            ));
-        }
-        out.checked += asked;
+    for reply in replies {
+        let reply = reply?;
+        out.checked += reply.checked as usize;
         kernel_ns += reply.kernel_ns;
         for m in reply.mismatches {
             let l = match m.symbol {
@@ -394,6 +409,12 @@ pub fn check(records: &[ksh_proto::check::Record]) -> Result<CheckOutcome, Strin
             out.differing.insert(m.id, l);
         }
     }
+    if out.checked != records {
+        return Err(format!(
+            "the kernel checked {} of {records} records",
+            out.checked
+        ));
+    }
     println!(
         "# {} addresses checked in the kernel in {} ms ({} ms of lookups over all lanes); {} differ from the strictest expectation",
         out.checked,
@@ -402,14 +423,6 @@ pub fn check(records: &[ksh_proto::check::Record]) -> Result<CheckOutcome, Strin
         out.differing.len()
     );
     Ok(out)
-}
-
-fn check_batch(records: &[ksh_proto::check::Record]) -> Result<ksh_proto::check::Reply, String> {
-    let mut blob = Vec::with_capacity(records.len() * 64);
-    for r in records {
-        r.encode(&mut blob);
-    }
-    ksh_proto::check::parse_reply(&transact_bytes("check", &blob)?)
 }
 
 /// Below this many addresses one session is quicker than starting threads.
@@ -558,10 +571,6 @@ impl Group {
             _ => format!("{} ({:#x})", self.names.join("="), self.addr),
         }
     }
-}
-
-pub fn size_groups() -> Result<Vec<Group>, String> {
-    size_groups_where(|_| true)
 }
 
 /// The groups at the link-time addresses `keep` accepts.

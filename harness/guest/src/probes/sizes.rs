@@ -5,78 +5,113 @@
 //! first in table order); `start-size` wants the first *sized* alias in
 //! table order with its ELF size, the rule of the size-aware lookup
 //! (patches/6.12/0006).
+//!
+//! The host encoded the checks once (`ksh_proto::sizes::plan`, as
+//! `sizes-check.bin`): the probe sends that blob to the kernel as it is and
+//! gets back only the answers that differ from the strictest expectation.
+//! Only then does it read `sizes.txt`, rebuild the same plan, and judge
+//! each differing answer with the rules above.
 
 use std::io::Write;
 
-use ksh_proto::check::{Expect, Record};
+use ksh_proto::sizes;
 
-use super::kernel::{self, Group};
+use super::kernel::{self, Group, Lookup};
 use crate::ktap::CaseWriter;
 
 const EMPTY: &str = "no sized symbol in /ksh/expect/sizes.txt (every kernel has thousands)";
 
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
-    let (groups, off) = match kernel::size_groups().and_then(|g| Ok((g, kernel::kaslr_offset()?))) {
+    let setup = || -> Result<_, String> {
+        let blob = std::fs::read(ksh_proto::EXPECT_SIZES_CHECK)
+            .map_err(|e| format!("{}: {e}", ksh_proto::EXPECT_SIZES_CHECK))?;
+        let counts = std::fs::read_to_string(ksh_proto::EXPECT_SIZES_COUNTS)
+            .map_err(|e| format!("{}: {e}", ksh_proto::EXPECT_SIZES_COUNTS))?;
+        Ok((blob, sizes::parse_counts(&counts)?, kernel::kaslr_offset()?))
+    };
+    let (blob, (starts, n_lasts, n_sym, nested), off) = match setup() {
         Ok(x) => x,
         Err(e) => return out.fail_rest(&e),
     };
-    // Starts first, then (group, size) of every last byte to check. The
-    // kernel checks each address against the strictest answer accepted
-    // (ksh_proto::check) and returns the others, judged below.
-    let mut records: Vec<Record> = groups
-        .iter()
-        .enumerate()
-        .map(|(i, g)| {
-            let (want_name, want_size, _) = &g.sized[0];
-            Record {
-                id: i as u32,
-                addr: g.addr.wrapping_add(off),
-                expect: Expect::Symbol {
-                    names: vec![want_name.as_str()],
-                    offset: Some(0),
-                    size: Some(*want_size),
-                },
-            }
-        })
-        .collect();
-    let mut lasts: Vec<(usize, u64)> = Vec::new();
-    let mut nested = 0usize;
-    for (i, g) in groups.iter().enumerate() {
-        let mut sizes: Vec<u64> = Vec::new();
-        for (_, s, n) in &g.sized {
-            if *n {
-                nested += 1;
-            } else if !sizes.contains(s) {
-                sizes.push(*s);
-            }
-        }
-        for s in sizes {
-            lasts.push((i, s));
-            records.push(Record {
-                id: records.len() as u32,
-                addr: g.addr.wrapping_add(off) + s - 1,
-                expect: Expect::Symbol {
-                    names: g.names.iter().map(String::as_str).collect(),
-                    offset: Some(s - 1),
-                    size: None,
-                },
-            });
-        }
-    }
-    let answers = match kernel::check(&records) {
+    let answers = match kernel::check_blob(&blob, starts + n_lasts, off) {
         Ok(a) => a,
         Err(e) => return out.fail_rest(&e),
     };
-    let n_sym: usize = groups.iter().map(|g| g.sized.len()).sum();
     println!(
-        "# {} sized symbols at {} addresses; {} last bytes ({nested} symbols with another symbol inside are not last-byte checked); KASLR offset {off:#x}",
-        n_sym,
-        groups.len(),
-        lasts.len()
+        "# {n_sym} sized symbols at {starts} addresses; {n_lasts} last bytes ({nested} symbols with another symbol inside are not last-byte checked); KASLR offset {off:#x}"
     );
+    let (mut bad_name, mut bad_size, mut bad_last) = (Vec::new(), Vec::new(), Vec::new());
+    if !answers.differing.is_empty() {
+        if let Err(e) = judge(
+            &answers,
+            starts,
+            n_lasts,
+            &mut bad_name,
+            &mut bad_size,
+            &mut bad_last,
+        ) {
+            return out.fail_rest(&e);
+        }
+    }
+    out.checked_items(
+        "start-name-offset",
+        starts,
+        "starts not looked up as name+0x0",
+        &bad_name,
+        EMPTY,
+    );
+    out.checked_items(
+        "start-size",
+        starts,
+        "starts with a size other than the ELF size",
+        &bad_size,
+        EMPTY,
+    );
+    out.checked_items(
+        "last-byte",
+        n_lasts,
+        "last bytes not attributed to their symbol",
+        &bad_last,
+        EMPTY,
+    );
+}
 
-    let mut bad_name = Vec::new();
-    let mut bad_size = Vec::new();
+/// Explains the differing answers: rebuilds the plan from `sizes.txt`
+/// (it must be the one the host encoded) and applies each case's rule.
+#[allow(clippy::too_many_arguments)]
+fn judge(
+    answers: &kernel::CheckOutcome,
+    starts: usize,
+    n_lasts: usize,
+    bad_name: &mut Vec<String>,
+    bad_size: &mut Vec<String>,
+    bad_last: &mut Vec<String>,
+) -> Result<(), String> {
+    let text = std::fs::read_to_string(ksh_proto::EXPECT_SIZES)
+        .map_err(|e| format!("{}: {e}", ksh_proto::EXPECT_SIZES))?;
+    let parsed = sizes::parse(&text)?;
+    let plan = sizes::plan(&parsed);
+    if plan.starts != starts || plan.lasts.len() != n_lasts {
+        return Err(format!(
+            "{} and {} disagree: {} starts and {} last bytes in the text, {starts} and {n_lasts} encoded",
+            ksh_proto::EXPECT_SIZES,
+            ksh_proto::EXPECT_SIZES_CHECK,
+            plan.starts,
+            plan.lasts.len()
+        ));
+    }
+    let groups: Vec<Group> = parsed
+        .iter()
+        .map(|g| Group {
+            addr: g.addr,
+            names: g.names.iter().map(|n| n.to_string()).collect(),
+            sized: g
+                .sized
+                .iter()
+                .map(|&(n, s, x)| (n.to_string(), s, x))
+                .collect(),
+        })
+        .collect();
     for (i, g) in groups.iter().enumerate() {
         // Absent: the kernel gave exactly the strictest answer.
         let Some(a) = answers.get(i) else { continue };
@@ -95,27 +130,11 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             ));
         }
     }
-    out.checked_items(
-        "start-name-offset",
-        groups.len(),
-        "starts not looked up as name+0x0",
-        &bad_name,
-        EMPTY,
-    );
-    out.checked_items(
-        "start-size",
-        groups.len(),
-        "starts with a size other than the ELF size",
-        &bad_size,
-        EMPTY,
-    );
-
-    let mut bad_last = Vec::new();
-    for (k, &(i, s)) in lasts.iter().enumerate() {
-        let Some(a) = answers.get(groups.len() + k) else {
+    for (k, &(i, s)) in plan.lasts.iter().enumerate() {
+        let Some(a): Option<&Lookup> = answers.get(starts + k) else {
             continue;
         };
-        let g: &Group = &groups[i];
+        let g = &groups[i];
         if !a.found || !g.names.contains(&a.name) || a.offset != s - 1 {
             bad_last.push(format!(
                 "{} last byte +{:#x}: {}",
@@ -125,11 +144,5 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             ));
         }
     }
-    out.checked_items(
-        "last-byte",
-        lasts.len(),
-        "last bytes not attributed to their symbol",
-        &bad_last,
-        EMPTY,
-    );
+    Ok(())
 }
