@@ -45,11 +45,15 @@
  *            function also prints the trace with stack_trace_print() and
  *            dump_stack() between "ksh_probe: <what> begin/end" lines.
  *
+ * Parameter fault=panic|hang (test only: the harness's fault suite) makes
+ * the module panic or never return from its init.
+ *
  * It depends on nothing but exported 6.12 APIs, so it builds against both
  * the baseline and the patched kernel.
  */
 
 #include <linux/debugfs.h>
+#include <linux/delay.h>
 #include <linux/fs.h>
 #include <linux/completion.h>
 #include <linux/kallsyms.h>
@@ -805,6 +809,10 @@ static const struct file_operations ksh_features_fops = {
 
 static struct dentry *ksh_dir;
 
+static char *fault = "";
+module_param(fault, charp, 0444);
+MODULE_PARM_DESC(fault, "test only: panic or hang in init (the harness's fault suite)");
+
 /* Calls @fn through a pointer the compiler cannot see through. */
 static int ksh_call(int (*fn)(int), int x)
 {
@@ -815,6 +823,13 @@ static int ksh_call(int (*fn)(int), int x)
 
 static int __init ksh_probe_init(void)
 {
+	if (!strcmp(fault, "panic"))
+		panic("ksh_probe: fault=panic requested");
+	if (!strcmp(fault, "hang")) {
+		pr_warn("ksh_probe: fault=hang requested: init never returns\n");
+		for (;;)
+			msleep_interruptible(1000);
+	}
 	ksh_dir = debugfs_create_dir("ksh_probe", NULL);
 	if (IS_ERR(ksh_dir))
 		return PTR_ERR(ksh_dir);

@@ -68,6 +68,8 @@ const FAULTS: &[&str] = &[
     "truncated-vmlinux",
     "truncated-initramfs",
     "concurrent-runs",
+    "module-panic",
+    "module-hang",
     "empty-filter",
     "bad-junit-path",
 ];
@@ -149,6 +151,8 @@ pub fn run(args: FaultsArgs) -> Result<i32> {
             "truncated-vmlinux" => truncated(&ctx, fault, &ctx.vmlinux, Duration::from_secs(600)),
             "truncated-initramfs" => truncated(&ctx, fault, &ctx.initrd, Duration::from_secs(60)),
             "concurrent-runs" => concurrent(&ctx),
+            "module-panic" => module_fault(&ctx, "module-panic", "panic"),
+            "module-hang" => module_fault(&ctx, "module-hang", "hang"),
             "empty-filter" => empty_filter(&ctx),
             "bad-junit-path" => bad_junit(&ctx),
             _ => unreachable!(),
@@ -377,6 +381,54 @@ fn frozen_or_killed(ctx: &Ctx, fault: &'static str, sig: i32) -> Result<Row> {
         took,
         bound,
         message: message.unwrap_or_else(|| format!("(no '{want}') {}", first_failure(&f.output))),
+        left: describe_left(&left),
+        next_run,
+    })
+}
+
+/// The guest's probe module panics, or never returns from its init
+/// (`ksh_probe.fault=`, a test-only module parameter): the cell must fail
+/// with the kernel panic, or the silence limit, named together with the
+/// console line the module printed, within its bound, leave nothing
+/// behind, write JUnit, and the next plain run must pass.
+fn module_fault(ctx: &Ctx, fault: &'static str, kind: &str) -> Result<Row> {
+    let silence = ctx.silence.to_string();
+    let param = format!("{}.fault={kind}", ksh_proto::MODULE_NAME);
+    let mut run = ctx.test(&["--vm-silence", &silence, "--guest-param", &param], &[])?;
+    let (bound, want) = if kind == "panic" {
+        (Duration::from_secs(60), "kernel panic")
+    } else {
+        (
+            Duration::from_secs(60 + ctx.silence),
+            "silence limit: no console or results output",
+        )
+    };
+    let f = run.wait_bounded(bound + Duration::from_secs(60))?;
+    let marker = format!("fault={kind} requested");
+    let vm_case_failed = f
+        .junit
+        .as_deref()
+        .is_some_and(|j| j.contains("name=\"vm-completed\"") && j.contains("<failure"));
+    let message = line_with(&f.output, want);
+    let console_quoted = f.output.contains(&marker);
+    let left = ctx.leftovers(f.pid, None);
+    let (next_ok, next_run) = ctx.next_run();
+    Ok(Row {
+        fault,
+        ok: f.status.code() == Some(101)
+            && message.is_some()
+            && console_quoted
+            && vm_case_failed
+            && f.took <= bound
+            && left.is_empty()
+            && next_ok,
+        took: f.took,
+        bound,
+        message: match message {
+            Some(m) if console_quoted => format!("{m} (console: ...{marker})"),
+            Some(m) => format!("{m} (the console line '{marker}' is not quoted)"),
+            None => format!("(no '{want}') {}", first_failure(&f.output)),
+        },
         left: describe_left(&left),
         next_run,
     })

@@ -50,7 +50,7 @@ pub enum Cmd {
     Mutants(MutantsArgs),
     /// The fault suite: inject faults (frozen or killed QEMU, killed
     /// harness, also mid-make, truncated vmlinux/initramfs, concurrent runs of one cell,
-    /// an empty filter, a bad --junit path) into real runs of an
+    /// a probe module that panics or hangs, an empty filter, a bad --junit path) into real runs of an
     /// already-built cell; each must produce its outcome within its bound
     /// and the next run must pass unaided. Prints a table; exits 1 on a miss.
     Faults(FaultsArgs),
@@ -106,6 +106,11 @@ pub struct TestArgs {
     /// this long stops QEMU and fails the cell (default 45).
     #[arg(long, value_name = "SECS")]
     pub vm_silence: Option<u64>,
+    /// Extra kernel command-line word for the guest (repeatable), e.g.
+    /// `ksh_probe.fault=hang` (the fault suite's injected module faults;
+    /// `/init` passes `ksh_probe.*` words to the probe module).
+    #[arg(long, value_name = "WORD")]
+    pub guest_param: Vec<String>,
     /// libtest arguments: filter, --exact, --skip, --list, --format json, ...
     #[arg(last = true)]
     pub libtest: Vec<String>,

@@ -70,7 +70,7 @@ pub fn run(mut args: TestArgs) -> Result<i32> {
                     accel: args.accel,
                     jobs: selection::jobs(&args.kernel),
                     expect_baseline_failures: args.expect_baseline_failures,
-                    guest_params: Vec::new(),
+                    guest_params: args.guest_param.clone(),
                     silence_limit: args.vm_silence.map(Duration::from_secs),
                 };
                 for (arch, config) in &selected_cells {

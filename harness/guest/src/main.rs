@@ -52,7 +52,14 @@ fn init() {
     }
     // The probe module answers kallsyms lookups for the probes; a failure
     // is recorded for them to quote (they fail, the other probes run).
-    let module_status = match sys::load_module(ksh_proto::MODULE_PATH) {
+    // `ksh_probe.NAME=VALUE` words of the command line are the module's
+    // parameters (modprobe's job on other systems; the fault suite uses
+    // them to make the module panic or hang).
+    let module_params: Vec<&str> = cmdline
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix(&format!("{}.", ksh_proto::MODULE_NAME)))
+        .collect();
+    let module_status = match sys::load_module(ksh_proto::MODULE_PATH, &module_params.join(" ")) {
         Ok(()) => "ok".to_string(),
         Err(e) => {
             eprintln!("ksh-init: {e}");

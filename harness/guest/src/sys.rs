@@ -73,11 +73,11 @@ pub fn power_off() -> ! {
 
 /// Loads a kernel module from `path` with `finit_module(2)` (no
 /// parameters). `EEXIST` (already loaded) counts as success.
-pub fn load_module(path: &str) -> Result<(), String> {
+pub fn load_module(path: &str, params: &str) -> Result<(), String> {
     use std::os::fd::AsRawFd;
     let f = fs::File::open(path).map_err(|e| format!("open {path}: {e}"))?;
-    let params = CString::new("").unwrap();
-    // SAFETY: a valid fd and a NUL-terminated (empty) parameter string.
+    let params = CString::new(params).map_err(|e| format!("module parameters: {e}"))?;
+    // SAFETY: a valid fd and a NUL-terminated parameter string.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_finit_module,
