@@ -297,7 +297,7 @@ fn bisect(args: &BisectArgs, tree: &Path, good: &str, bad: &str) -> Result<i32> 
     }
 
     git(tree, &["bisect", "start", bad, good])?;
-    let exe = std::env::current_exe()?;
+    let exe = harness::proc::self_exe()?;
     let mut cmd = Command::new("git");
     cmd.arg("-C")
         .arg(tree)

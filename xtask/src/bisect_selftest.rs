@@ -138,7 +138,7 @@ pub fn run(args: BisectSelftestArgs) -> Result<i32> {
             ids
         };
 
-    let exe = std::env::current_exe()?;
+    let exe = harness::proc::self_exe()?;
     let mut cmd = Command::new(exe);
     cmd.arg("bisect")
         .arg("--kernel-tree")

@@ -113,7 +113,7 @@ pub fn run(args: FaultsArgs) -> Result<i32> {
     let _ = fs::remove_dir_all(&work);
     layout::ensure_dir(&work)?;
     let ctx = Ctx {
-        exe: std::env::current_exe()?,
+        exe: harness::proc::self_exe()?,
         arch: arch.name.to_string(),
         config: config.clone(),
         silence: args.vm_silence,
