@@ -182,17 +182,37 @@ fn verdict_word(v: i32) -> &'static str {
 }
 
 /// Restores the user's tree: ends any bisect and checks out what was there.
+/// `git bisect reset` is repeated while bisect state is left (seen once
+/// after a `git bisect run` that aborted on a failing step: one reset
+/// moved HEAD but kept the state).
 fn restore(tree: &Path, original: &str) {
-    let _ = Command::new("git")
-        .arg("-C")
-        .arg(tree)
-        .args(["bisect", "reset", "--quiet", original])
-        .output();
+    for _ in 0..3 {
+        let _ = Command::new("git")
+            .arg("-C")
+            .arg(tree)
+            .args(["bisect", "reset", "--quiet", original])
+            .output();
+        if !bisecting(tree) {
+            break;
+        }
+    }
     let _ = Command::new("git")
         .arg("-C")
         .arg(tree)
         .args(["checkout", "--quiet", original])
         .output();
+}
+
+/// Whether the tree has bisect state (`BISECT_START` in its git dir).
+fn bisecting(tree: &Path) -> bool {
+    Command::new("git")
+        .arg("-C")
+        .arg(tree)
+        .args(["rev-parse", "--git-path", "BISECT_START"])
+        .output()
+        .ok()
+        .map(|o| tree.join(String::from_utf8_lossy(&o.stdout).trim()).exists())
+        .unwrap_or(false)
 }
 
 pub fn run(args: BisectArgs) -> Result<i32> {
