@@ -181,23 +181,29 @@ pub fn describe_error(e: &anyhow::Error) -> String {
 
 /// Free space of the filesystem holding `p`, for humans.
 pub fn free_space(p: &Path) -> String {
+    match free_bytes(p) {
+        Some(bytes) => format!("{} MiB", bytes / (1024 * 1024)),
+        None => "?".into(),
+    }
+}
+
+/// Bytes available to us on the filesystem holding `p` (or its nearest
+/// existing ancestor).
+pub fn free_bytes(p: &Path) -> Option<u64> {
     use std::os::unix::ffi::OsStrExt;
     let mut probe = p.to_path_buf();
     while !probe.exists() {
         if !probe.pop() {
-            return "?".into();
+            return None;
         }
     }
-    let Ok(c) = std::ffi::CString::new(probe.as_os_str().as_bytes()) else {
-        return "?".into();
-    };
+    let c = std::ffi::CString::new(probe.as_os_str().as_bytes()).ok()?;
     // SAFETY: statvfs fills the struct we pass; the path is NUL-terminated.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return "?".into();
+        return None;
     }
-    let bytes = st.f_bavail as u64 * st.f_frsize as u64;
-    format!("{} MiB", bytes / (1024 * 1024))
+    Some(st.f_bavail as u64 * st.f_frsize as u64)
 }
 
 /// Size and a hex digest of a file's bytes (streamed).

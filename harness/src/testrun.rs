@@ -102,6 +102,10 @@ pub struct RunOptions {
     pub silence_limit: Option<Duration>,
 }
 
+/// Below this much free space the run dir counts as full (a console log
+/// or a results stream no longer fits).
+const RUN_DIR_MIN_FREE: u64 = 256 * 1024;
+
 /// Longest stretch a VM may go without console or results output.
 pub const DEFAULT_SILENCE: Duration = Duration::from_secs(45);
 
@@ -421,9 +425,22 @@ pub fn case_results(cell: &Cell, outcome: &VmOutcome, judgement: &Judgement) -> 
         }
         Exit::Interrupted => problems.push("interrupted".into()),
     }
+    // QEMU writes the console log and the results into the run dir; on a
+    // full filesystem they stop short and the guest only looks silent.
+    let run_dir_full = layout::free_bytes(&outcome.run_dir).is_some_and(|b| b < RUN_DIR_MIN_FREE);
+    if run_dir_full {
+        problems.push(format!(
+            "no space left on device in the run dir {} ({} bytes free): the console log and the results were cut short, so what follows is not the guest's fault",
+            outcome.run_dir.display(),
+            layout::free_bytes(&outcome.run_dir).unwrap_or(0)
+        ));
+    }
     if report.completion.is_none() {
-        problems
-            .push("the result stream has no completion record: the guest crashed or hung".into());
+        problems.push(if run_dir_full {
+            "the result stream has no completion record (the run dir is full)".into()
+        } else {
+            "the result stream has no completion record: the guest crashed or hung".into()
+        });
     }
     for e in &report.errors {
         problems.push(format!(

@@ -211,7 +211,10 @@ fn bisecting(tree: &Path) -> bool {
         .args(["rev-parse", "--git-path", "BISECT_START"])
         .output()
         .ok()
-        .map(|o| tree.join(String::from_utf8_lossy(&o.stdout).trim()).exists())
+        .map(|o| {
+            tree.join(String::from_utf8_lossy(&o.stdout).trim())
+                .exists()
+        })
         .unwrap_or(false)
 }
 

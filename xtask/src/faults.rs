@@ -70,6 +70,9 @@ const FAULTS: &[&str] = &[
     "concurrent-runs",
     "module-panic",
     "module-hang",
+    "full-run-dir",
+    "moved-checkout",
+    "interrupted-unpack",
     "empty-filter",
     "bad-junit-path",
 ];
@@ -153,6 +156,9 @@ pub fn run(args: FaultsArgs) -> Result<i32> {
             "concurrent-runs" => concurrent(&ctx),
             "module-panic" => module_fault(&ctx, "module-panic", "panic"),
             "module-hang" => module_fault(&ctx, "module-hang", "hang"),
+            "full-run-dir" => full_run_dir(&ctx),
+            "moved-checkout" => moved_checkout(&ctx),
+            "interrupted-unpack" => interrupted_unpack(&ctx),
             "empty-filter" => empty_filter(&ctx),
             "bad-junit-path" => bad_junit(&ctx),
             _ => unreachable!(),
@@ -618,6 +624,256 @@ fn concurrent(ctx: &Ctx) -> Result<Row> {
         ),
         left: describe_left(&left),
         next_run,
+    })
+}
+
+/// The cell's runs dir on a 64 KiB tmpfs the suite mounts over it (root
+/// only): the console log fills it, and the cell must fail saying "no
+/// space left on device" within its bound, not "the guest crashed"; after
+/// the unmount the next run passes.
+fn full_run_dir(ctx: &Ctx) -> Result<Row> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("mounting a small tmpfs needs root; run the suite as root");
+    }
+    layout::ensure_dir(&ctx.runs_dir)?;
+    let mount = |args: &[&str]| -> Result<()> {
+        let st = Command::new(args[0]).args(&args[1..]).status()?;
+        if !st.success() {
+            bail!("{} failed ({st})", args.join(" "));
+        }
+        Ok(())
+    };
+    let dir = ctx.runs_dir.display().to_string();
+    mount(&[
+        "mount",
+        "-t",
+        "tmpfs",
+        "-o",
+        "size=64k",
+        "ksh-faults-full",
+        &dir,
+    ])?;
+    let bound = Duration::from_secs(90);
+    let f = ctx.test(&[], &[]).and_then(|t| t.wait());
+    let unmounted = mount(&["umount", &dir]);
+    let f = f?;
+    unmounted?;
+    let message = line_with(&f.output, "No space left on device")
+        .or_else(|| line_with(&f.output, "no space left on device"));
+    let (next_ok, next_run) = ctx.next_run();
+    Ok(Row {
+        fault: "full-run-dir",
+        ok: f.status.code() == Some(101)
+            && message.is_some()
+            && f.junit.is_some()
+            && f.took <= bound
+            && next_ok,
+        took: f.took,
+        bound,
+        message: message
+            .unwrap_or_else(|| format!("(no 'no space left') {}", first_failure(&f.output))),
+        left: "nothing (the tmpfs is unmounted)".into(),
+        next_run,
+    })
+}
+
+/// A copy of the checkout, run with the same (warm) binary as cargo would
+/// run it there (`CARGO_MANIFEST_DIR` of the copy): it must use the copy's
+/// configs. A variant that exists only in the copy is listed there, and
+/// rejected by the original.
+fn moved_checkout(ctx: &Ctx) -> Result<Row> {
+    let bound = Duration::from_secs(30);
+    let t0 = Instant::now();
+    let root = layout::project_root();
+    let copy = ctx.work.join("moved-checkout");
+    let files = Command::new("git")
+        .arg("-C")
+        .arg(&root)
+        .args(["ls-files", "-z"])
+        .output()
+        .context("git ls-files")?;
+    for f in files.stdout.split(|&b| b == 0).filter(|f| !f.is_empty()) {
+        let rel = Path::new(std::str::from_utf8(f)?);
+        let dst = copy.join(rel);
+        layout::ensure_dir(dst.parent().unwrap())?;
+        if let Ok(md) = fs::symlink_metadata(root.join(rel)) {
+            if md.is_file() {
+                fs::copy(root.join(rel), &dst)?;
+            }
+        }
+    }
+    let variant = "ksh-moved-only";
+    fs::write(
+        copy.join(format!("kernel-configs/variants/{variant}.config")),
+        "# exists only in the copy made by the fault suite
+",
+    )?;
+    let list = |manifest: &Path| -> Result<(bool, String)> {
+        let out = Command::new(&ctx.exe)
+            .args([
+                "test", "--arch", &ctx.arch, "--config", variant, "--", "--list",
+            ])
+            .env("CARGO_MANIFEST_DIR", manifest)
+            .env_remove("KSH_CACHE_DIR")
+            .output()?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok((out.status.success(), text))
+    };
+    let (copy_ok, copy_out) = list(&copy.join("xtask"))?;
+    let (orig_ok, orig_out) = list(&root.join("xtask"))?;
+    let took = t0.elapsed();
+    let want = format!("{}/{variant}/boot/", ctx.arch);
+    let listed = copy_ok && copy_out.contains(&want);
+    let _ = fs::remove_dir_all(&copy);
+    Ok(Row {
+        fault: "moved-checkout",
+        ok: listed && !orig_ok && took <= bound,
+        took,
+        bound,
+        message: format!(
+            "the copy lists {variant}: {listed}; the original: {}",
+            if orig_ok {
+                "lists it too (uses the wrong checkout)".to_string()
+            } else {
+                first_failure(&orig_out)
+            }
+        ),
+        left: "nothing".into(),
+        next_run: "-".into(),
+    })
+}
+
+/// The harness interrupted while it unpacks Debian's tarball (into a
+/// scratch cache, `KSH_CACHE_DIR`): Ctrl-C must remove the staging dir at
+/// once; SIGKILL must take `tar` and `xz` with it (they die with their
+/// parent) and leave a staging dir that the next run removes before it
+/// unpacks again. No kernel is built.
+fn interrupted_unpack(ctx: &Ctx) -> Result<Row> {
+    let cache = ctx.work.join("unpack-cache");
+    let src = cache.join("src");
+    let t_all = Instant::now();
+    let start = || -> Result<Child> {
+        let mut cmd = Command::new(&ctx.exe);
+        cmd.args(["build", "--arch", &ctx.arch, "--config", &ctx.config])
+            .env("KSH_CACHE_DIR", &cache)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        harness::proc::die_with_parent(&mut cmd, libc::SIGKILL);
+        Ok(cmd.spawn()?)
+    };
+    let staging_dirs = || -> Vec<PathBuf> {
+        fs::read_dir(&src)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        p.file_name()
+                            .is_some_and(|n| n.to_string_lossy().contains(".staging-"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // Waits until `child` is unpacking (tar running, a staging dir exists).
+    let unpacking = |child: &mut Child| -> Result<Vec<u32>> {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Some(st) = child.try_wait()? {
+                bail!("the build ended ({st}) before it unpacked anything");
+            }
+            let tools: Vec<u32> = descendants(child.id())
+                .into_iter()
+                .filter(|(_, c)| c == "tar" || c == "xz")
+                .map(|(p, _)| p)
+                .collect();
+            if !tools.is_empty() && !staging_dirs().is_empty() {
+                std::thread::sleep(Duration::from_secs(2));
+                return Ok(tools);
+            }
+            if Instant::now() > deadline {
+                bail!("no unpacking within 120 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let wait_exit = |child: &mut Child, bound: Duration| -> Result<Duration> {
+        let t0 = Instant::now();
+        while child.try_wait()?.is_none() {
+            if t0.elapsed() > bound {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("the harness did not exit within {}", fmt_duration(bound));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(t0.elapsed())
+    };
+    let alive = |pids: &[u32]| -> Vec<String> {
+        pids.iter()
+            .filter(|&&p| pid_alive(p) && !is_zombie(p))
+            .map(|p| format!("process {p} still running"))
+            .collect()
+    };
+    let bound = Duration::from_secs(5);
+    let mut problems = Vec::new();
+
+    // 1. Ctrl-C.
+    let mut run = start()?;
+    let tools = unpacking(&mut run)?;
+    // SAFETY: plain syscall on our own child.
+    unsafe { libc::kill(run.id() as i32, libc::SIGINT) };
+    let took = wait_exit(&mut run, bound)?;
+    std::thread::sleep(Duration::from_millis(500));
+    problems.extend(alive(&tools));
+    problems.extend(
+        staging_dirs()
+            .iter()
+            .map(|d| format!("Ctrl-C left {}", short(d))),
+    );
+
+    // 2. SIGKILL: tar and xz die with the harness; the staging dir stays.
+    let mut run = start()?;
+    let tools = unpacking(&mut run)?;
+    run.kill()?;
+    let _ = run.wait();
+    std::thread::sleep(Duration::from_secs(2));
+    problems.extend(alive(&tools));
+    let stale = staging_dirs();
+    if stale.is_empty() {
+        problems.push("SIGKILL left no staging dir to clean (the fault was not injected)".into());
+    }
+
+    // 3. The next run removes it before unpacking again (then is stopped).
+    let mut run = start()?;
+    let _ = unpacking(&mut run)?;
+    let left_stale: Vec<String> = stale
+        .iter()
+        .filter(|d| d.exists())
+        .map(|d| format!("the next run kept {}", short(d)))
+        .collect();
+    problems.extend(left_stale);
+    // SAFETY: plain syscall on our own child.
+    unsafe { libc::kill(run.id() as i32, libc::SIGINT) };
+    let _ = wait_exit(&mut run, bound);
+    let _ = fs::remove_dir_all(&cache);
+    Ok(Row {
+        fault: "interrupted-unpack",
+        ok: problems.is_empty() && took <= bound,
+        took,
+        bound,
+        message: format!(
+            "Ctrl-C: exit in {}; SIGKILL: tar/xz gone, staging removed by the next run ({} in all)",
+            fmt_duration(took),
+            fmt_duration(t_all.elapsed())
+        ),
+        left: describe_left(&problems),
+        next_run: "-".into(),
     })
 }
 

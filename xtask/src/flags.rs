@@ -50,7 +50,8 @@ pub enum Cmd {
     Mutants(MutantsArgs),
     /// The fault suite: inject faults (frozen or killed QEMU, killed
     /// harness, also mid-make, truncated vmlinux/initramfs, concurrent runs of one cell,
-    /// a probe module that panics or hangs, an empty filter, a bad --junit path) into real runs of an
+    /// a probe module that panics or hangs, a full run dir, a copied checkout, an interrupted
+    /// unpack, an empty filter, a bad --junit path) into real runs of an
     /// already-built cell; each must produce its outcome within its bound
     /// and the next run must pass unaided. Prints a table; exits 1 on a miss.
     Faults(FaultsArgs),
