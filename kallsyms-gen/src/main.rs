@@ -158,6 +158,12 @@ fn parse_args(args: &[OsString]) -> Options {
         Some(f) => opts.input = (*f).clone(),
         None => usage(),
     }
+    // The compact encoding is of the sizes: without them there is nothing
+    // to encode, and silently writing no table would hide a Kbuild mistake.
+    if opts.compact_sizes && !opts.symbol_sizes {
+        eprintln!("kallsyms-gen: --compact-sizes needs --symbol-sizes");
+        usage();
+    }
     opts
 }
 
@@ -504,19 +510,28 @@ fn read_map(path: &OsString, opts: &Options) -> Table {
             .unwrap_or_else(|e| read_error(e));
         lineno += 1;
         let line_len = keep_c_line(&mut cbuf, &line);
+        let format_error = |why: &str| -> ! {
+            eprintln!(
+                "kallsyms-gen: {}:{}: line format error{why}: {}",
+                path.to_string_lossy(),
+                lineno,
+                excerpt(&line[..line_len])
+            );
+            exit(1);
+        };
         let parsed = match parse_c_line(&cbuf) {
             Some(l) => l,
+            // `nm -S` lines only with --symbol-sizes: the C tool rejects
+            // them, and so does this one without the option.
             None => match parse_sized_line(&cbuf, line_len) {
-                Some(l) => l,
-                None => {
-                    eprintln!(
-                        "kallsyms-gen: {}:{}: line format error: {}",
-                        path.to_string_lossy(),
-                        lineno,
-                        String::from_utf8_lossy(&line[..line_len])
-                    );
-                    exit(1);
+                Some(l) if opts.symbol_sizes => {
+                    if l.size > u32::MAX as u64 {
+                        format_error(" (size does not fit in kallsyms_sizes)");
+                    }
+                    l
                 }
+                Some(_) => format_error(" (a size column needs --symbol-sizes)"),
+                None => format_error(""),
             },
         };
         add_symbol(
@@ -528,6 +543,21 @@ fn read_map(path: &OsString, opts: &Options) -> Table {
     }
     table.percpu_absolute = vec![false; table.count()];
     table
+}
+
+/// At most 80 bytes of a map line for an error message, with its length
+/// when cut (a corrupt map can hold a single line of megabytes).
+fn excerpt(line: &[u8]) -> String {
+    const MAX: usize = 80;
+    if line.len() <= MAX {
+        String::from_utf8_lossy(line).into_owned()
+    } else {
+        format!(
+            "{}... ({} bytes)",
+            String::from_utf8_lossy(&line[..MAX]),
+            line.len()
+        )
+    }
 }
 
 /// Copies `line` into the C line buffer `cbuf` the way `getline()` leaves it

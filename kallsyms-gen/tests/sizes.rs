@@ -70,7 +70,18 @@ fn sizes_table_follows_offsets_order() {
             "{}",
             String::from_utf8_lossy(&with.stderr)
         );
-        let without = run(&rust_bin(), opts, &p4);
+        // Without the option a size column is a format error, as in C.
+        let rejected = run(&rust_bin(), opts, &p4);
+        assert!(!rejected.status.success() && rejected.stdout.is_empty());
+        let err = String::from_utf8_lossy(&rejected.stderr);
+        assert!(
+            err.contains("sizes4.map:") && err.contains("needs --symbol-sizes"),
+            "{err}"
+        );
+        // The same symbols without sizes, without the option.
+        let p3 = scratch("sizes3.map");
+        fs::write(&p3, synth::render(&syms, false)).unwrap();
+        let without = run(&rust_bin(), opts, &p3);
         assert!(without.status.success());
         let asm = String::from_utf8(with.stdout.clone()).unwrap();
 
@@ -114,15 +125,19 @@ fn sizes_table_follows_offsets_order() {
 }
 
 #[test]
-fn sizes_ignored_without_flag() {
+fn sized_lines_need_the_flag_like_c() {
     let syms = synth::synth_syms(Flavor::X86_64, 5_000, 5);
     let (p4, p3) = (scratch("s4.map"), scratch("s3.map"));
     fs::write(&p4, synth::render(&syms, true)).unwrap();
     fs::write(&p3, synth::render(&syms, false)).unwrap();
     for opts in OPTION_SETS {
-        let c = run(&c_tool(), opts, &p3);
+        // C rejects a size column; so does Rust without --symbol-sizes.
+        let c = run(&c_tool(), opts, &p4);
         let r = run(&rust_bin(), opts, &p4);
-        check_pair(&c, &r, opts, "sizes ignored");
+        assert!(matches!(
+            check_pair(&c, &r, opts, "size column without the flag"),
+            Outcome::BothFailed
+        ));
     }
     // Mixed 3- and 4-column lines are fine; sizes default to 0.
     let mut mixed = Vec::new();
@@ -149,8 +164,31 @@ fn oversized_symbol_is_an_error() {
     fs::write(&p, b"0 T _stext\n10 100000000 T huge\n20 T _etext\n").unwrap();
     let r = run(&rust_bin(), &["--symbol-sizes"], &p);
     assert!(!r.status.success() && r.stdout.is_empty() && !panicked(&r));
-    // Without the flag the size is ignored.
-    assert!(run(&rust_bin(), &[], &p).status.success());
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.contains("huge.map:2:") && err.contains("does not fit"),
+        "{err}"
+    );
+    // Without the flag a size column is a format error, as in C.
+    assert!(!run(&rust_bin(), &[], &p).status.success());
+    let _ = fs::remove_file(&p);
+}
+
+#[test]
+fn compact_sizes_need_symbol_sizes_and_long_lines_are_cut() {
+    let p = scratch("plain.map");
+    fs::write(&p, b"0 T _stext\n20 T _etext\n").unwrap();
+    let r = run(&rust_bin(), &["--compact-sizes"], &p);
+    assert!(!r.status.success() && r.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&r.stderr).contains("--compact-sizes needs --symbol-sizes"));
+    let mut long = b"0 T _stext\nzz ".to_vec();
+    long.extend(std::iter::repeat_n(b'x', 100_000));
+    long.push(b'\n');
+    fs::write(&p, &long).unwrap();
+    let r = run(&rust_bin(), &[], &p);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success() && err.contains("plain.map:2:"), "{err}");
+    assert!(err.len() < 300 && err.contains("(100003 bytes)"), "{err}");
     let _ = fs::remove_file(&p);
 }
 
