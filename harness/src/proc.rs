@@ -214,6 +214,19 @@ impl Drop for LiveGuard {
     }
 }
 
+/// This program's path, for starting itself again (bisect steps, the fault
+/// suite's runs). When the binary was rebuilt while it ran (a `cargo
+/// build` during a long bisect), Linux names it `PATH (deleted)`; the new
+/// binary at PATH is what the user built, so that one is started.
+pub fn self_exe() -> std::io::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let text = exe.as_os_str().to_string_lossy();
+    match text.strip_suffix(" (deleted)") {
+        Some(p) if Path::new(p).is_file() => Ok(PathBuf::from(p)),
+        _ => Ok(exe),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,15 +256,3 @@ mod tests {
     }
 }
 
-/// This program's path, for starting itself again (bisect steps, the fault
-/// suite's runs). When the binary was rebuilt while it ran (a `cargo
-/// build` during a long bisect), Linux names it `PATH (deleted)`; the new
-/// binary at PATH is what the user built, so that one is started.
-pub fn self_exe() -> std::io::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let text = exe.as_os_str().to_string_lossy();
-    match text.strip_suffix(" (deleted)") {
-        Some(p) if Path::new(p).is_file() => Ok(PathBuf::from(p)),
-        _ => Ok(exe),
-    }
-}
