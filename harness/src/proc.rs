@@ -255,4 +255,3 @@ mod tests {
         assert!(pid_alive(me) && !pid_alive(4194304));
     }
 }
-

@@ -40,6 +40,7 @@ struct Ctx {
     build_dir: PathBuf,
     runs_dir: PathBuf,
     vmlinux: PathBuf,
+    image: PathBuf,
     initrd: PathBuf,
     seq: std::cell::Cell<u32>,
 }
@@ -66,6 +67,7 @@ const FAULTS: &[&str] = &[
     "killed-harness",
     "killed-during-make",
     "truncated-vmlinux",
+    "truncated-image",
     "truncated-initramfs",
     "concurrent-runs",
     "module-panic",
@@ -122,6 +124,7 @@ pub fn run(args: FaultsArgs) -> Result<i32> {
         silence: args.vm_silence,
         work: work.clone(),
         vmlinux: build_dir.join("vmlinux"),
+        image: build_dir.join(arch.image),
         initrd: build_dir.join("ksh-initramfs.cpio.gz"),
         build_dir,
         runs_dir: cell.runs_dir(),
@@ -152,6 +155,15 @@ pub fn run(args: FaultsArgs) -> Result<i32> {
             "killed-harness" => killed_harness(&ctx),
             "killed-during-make" => killed_during_make(&ctx, &source.tree),
             "truncated-vmlinux" => truncated(&ctx, fault, &ctx.vmlinux, Duration::from_secs(600)),
+            // x86_64 boots vmlinux itself: the image is the file above.
+            "truncated-image" if ctx.image == ctx.vmlinux => {
+                eprintln!(
+                    "ksh-faults: truncated-image: {} boots vmlinux itself (covered by truncated-vmlinux); `--arch arm64` truncates its Image",
+                    ctx.arch
+                );
+                continue;
+            }
+            "truncated-image" => truncated(&ctx, fault, &ctx.image, Duration::from_secs(600)),
             "truncated-initramfs" => truncated(&ctx, fault, &ctx.initrd, Duration::from_secs(60)),
             "concurrent-runs" => concurrent(&ctx),
             "module-panic" => module_fault(&ctx, "module-panic", "panic"),
