@@ -179,6 +179,9 @@ fn prepare_debian(series: &Series, variant: Variant, variant_name: &str) -> Resu
     let _cleanup = crate::proc::cleanup_while(Box::new(move || {
         let _ = fs::remove_dir_all(&staging_for_cleanup);
     }));
+    // Any error from here on removes it too (a read-only old tree, a
+    // patch that does not apply): 1.7 GB must not stay behind.
+    let mut staging_guard = RemoveOnDrop(Some(staging.clone()));
     let mut tar = Command::new("tar");
     tar.args(["-xJf", DEBIAN_SOURCE_TARBALL, "--strip-components=1", "-C"])
         .arg(&staging);
@@ -215,6 +218,7 @@ fn prepare_debian(series: &Series, variant: Variant, variant_name: &str) -> Resu
     fs::write(staging.join(STAMP), &want_stamp)?;
     // The build dirs inside the old tree move into the new one: a re-sync
     // rebuilds what the series changed, not the whole kernel.
+    let mut moved = Vec::new();
     if let Ok(rd) = fs::read_dir(&tree) {
         for e in rd.flatten() {
             if e.file_name()
@@ -227,15 +231,37 @@ fn prepare_debian(series: &Series, variant: Variant, variant_name: &str) -> Resu
                         e.path().display()
                     )
                 })?;
+                moved.push(e.file_name());
             }
         }
     }
     if tree.exists() {
-        fs::remove_dir_all(&tree).with_context(|| format!("removing old {}", tree.display()))?;
+        if let Err(e) = fs::remove_dir_all(&tree) {
+            // Put the build dirs back before the staging dir goes.
+            for name in &moved {
+                let _ = fs::rename(staging.join(name), tree.join(name));
+            }
+            return Err(anyhow::Error::new(e).context(format!(
+                "removing the old source tree {} to replace it (is it read-only?); the new one was not kept",
+                tree.display()
+            )));
+        }
     }
     fs::rename(&staging, &tree)
         .with_context(|| format!("moving {} into place", staging.display()))?;
+    staging_guard.0 = None;
     Ok(source)
+}
+
+/// Removes a directory when dropped, unless disarmed (`.0 = None`).
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = fs::remove_dir_all(p);
+        }
+    }
 }
 
 /// Removes staging dirs (`.KEY.staging-PID`) left by harness processes that
