@@ -289,6 +289,15 @@ impl Ctx {
     }
 }
 
+impl Finished {
+    /// Whether the JUnit file says `boot/vm-completed` failed.
+    fn vm_case_failed(&self) -> bool {
+        self.junit
+            .as_deref()
+            .is_some_and(|j| j.contains("name=\"vm-completed\"") && j.contains("<failure"))
+    }
+}
+
 impl TestRun {
     fn pid(&self) -> u32 {
         self.child.id()
@@ -381,10 +390,7 @@ fn frozen_or_killed(ctx: &Ctx, fault: &'static str, sig: i32) -> Result<Row> {
     };
     let f = run.wait_bounded(bound + Duration::from_secs(60))?;
     let took = t0.elapsed();
-    let vm_case_failed = f
-        .junit
-        .as_deref()
-        .is_some_and(|j| j.contains("name=\"vm-completed\"") && j.contains("<failure"));
+    let vm_case_failed = f.vm_case_failed();
     let message = line_with(&f.output, want);
     let left = ctx.leftovers(f.pid, Some(qemu));
     let (next_ok, next_run) = ctx.next_run();
@@ -423,10 +429,7 @@ fn module_fault(ctx: &Ctx, fault: &'static str, kind: &str) -> Result<Row> {
     };
     let f = run.wait_bounded(bound + Duration::from_secs(60))?;
     let marker = format!("fault={kind} requested");
-    let vm_case_failed = f
-        .junit
-        .as_deref()
-        .is_some_and(|j| j.contains("name=\"vm-completed\"") && j.contains("<failure"));
+    let vm_case_failed = f.vm_case_failed();
     let message = line_with(&f.output, want);
     let console_quoted = f.output.contains(&marker);
     let left = ctx.leftovers(f.pid, None);

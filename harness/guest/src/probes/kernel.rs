@@ -573,35 +573,30 @@ impl Group {
     }
 }
 
-/// The groups at the link-time addresses `keep` accepts.
-pub fn size_groups_where(keep: impl Fn(u64) -> bool) -> Result<Vec<Group>, String> {
-    let mut out: Vec<Group> = Vec::new();
-    let text = std::fs::read_to_string(ksh_proto::EXPECT_SIZES)
-        .map_err(|e| format!("{}: {e}", ksh_proto::EXPECT_SIZES))?;
-    for l in text.lines() {
-        let mut f = l.splitn(4, ' ');
-        let (Some(a), Some(s), Some(n), Some(name)) = (f.next(), f.next(), f.next(), f.next())
-        else {
-            return Err(format!("{}: malformed: {l}", ksh_proto::EXPECT_SIZES));
-        };
-        let addr = hex(a)?;
-        if !keep(addr) {
-            continue;
-        }
-        if out.last().is_none_or(|g| g.addr != addr) {
-            out.push(Group {
-                addr,
-                names: Vec::new(),
-                sized: Vec::new(),
-            });
-        }
-        let g = out.last_mut().unwrap();
-        g.names.push(name.to_string());
-        if s != "-" {
-            g.sized.push((name.to_string(), hex(s)?, n == "1"));
+impl From<&ksh_proto::sizes::SizeGroup<'_>> for Group {
+    fn from(g: &ksh_proto::sizes::SizeGroup<'_>) -> Group {
+        Group {
+            addr: g.addr,
+            names: g.names.iter().map(|n| n.to_string()).collect(),
+            sized: g
+                .sized
+                .iter()
+                .map(|&(n, s, x)| (n.to_string(), s, x))
+                .collect(),
         }
     }
-    Ok(out)
+}
+
+/// The groups of `sizes.txt` at the link-time addresses `keep` accepts
+/// (parsed by the contract's own parser, `ksh_proto::sizes::parse`).
+pub fn size_groups_where(keep: impl Fn(u64) -> bool) -> Result<Vec<Group>, String> {
+    let text = std::fs::read_to_string(ksh_proto::EXPECT_SIZES)
+        .map_err(|e| format!("{}: {e}", ksh_proto::EXPECT_SIZES))?;
+    Ok(ksh_proto::sizes::parse(&text)?
+        .iter()
+        .filter(|g| keep(g.addr))
+        .map(Group::from)
+        .collect())
 }
 
 #[cfg(test)]

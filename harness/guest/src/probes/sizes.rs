@@ -100,18 +100,7 @@ fn judge(
             plan.lasts.len()
         ));
     }
-    let groups: Vec<Group> = parsed
-        .iter()
-        .map(|g| Group {
-            addr: g.addr,
-            names: g.names.iter().map(|n| n.to_string()).collect(),
-            sized: g
-                .sized
-                .iter()
-                .map(|&(n, s, x)| (n.to_string(), s, x))
-                .collect(),
-        })
-        .collect();
+    let groups: Vec<Group> = parsed.iter().map(Group::from).collect();
     for (i, g) in groups.iter().enumerate() {
         // Absent: the kernel gave exactly the strictest answer.
         let Some(a) = answers.get(i) else { continue };
