@@ -26,6 +26,11 @@
  *            line each, "ID ADDR FOUND SIZE OFFSET NAME MODULE" (fields as
  *            in lookup), then "end checked=N mismatched=M ns=T". One round
  *            trip per batch instead of a line per address.
+ *            With the magic "KSHTIM01" and a third u64, the number of
+ *            rounds, the records' addresses are looked up that many times
+ *            instead (sprint_symbol, nothing compared) and the reply is
+ *            "end checked=N mismatched=0 ns=T round_ns=R1,R2,...": the
+ *            bench's cost of looking up every sized symbol.
  *   bench    write "N LO HI" (decimal N, hex LO/HI: a text range, runtime
  *            addresses), read back
  *              n=N lookup_ns=X ps_ns=Y
@@ -438,6 +443,9 @@ struct ksh_check_rec {
 
 #define KSH_CHECK_MAGIC		"KSHCHK01"
 #define KSH_CHECK_HEADER	16	/* magic, u64 address offset */
+#define KSH_TIME_MAGIC		"KSHTIM01"
+#define KSH_TIME_HEADER		24	/* magic, u64 offset, u64 rounds */
+#define KSH_TIME_MAX_ROUNDS	64
 #define KSH_CHECK_ANY		(~0ULL)
 #define KSH_CHECK_FOUND		1	/* want a symbol (else: want none) */
 #define KSH_CHECK_MAX_IN	(256UL << 20)
@@ -560,6 +568,48 @@ static bool ksh_name_accepted(const char *name, const char *names, size_t len)
 	return false;
 }
 
+/* Times @rounds lookups of every record's address (KSHTIM01 sessions). */
+static int ksh_time_run(struct ksh_check_session *s)
+{
+	size_t pos, n = 0, len;
+	u64 offset, rounds, r, t0, total = 0;
+	int ret;
+
+	if (s->in_len < KSH_TIME_HEADER)
+		return -EINVAL;
+	memcpy(&offset, s->in + 8, sizeof(offset));
+	memcpy(&rounds, s->in + 16, sizeof(rounds));
+	if (!rounds || rounds > KSH_TIME_MAX_ROUNDS)
+		return -EINVAL;
+	ret = ksh_grow(&s->out, &s->out_cap, 0, 128 + rounds * 24);
+	if (ret)
+		return ret;
+	len = scnprintf(s->out, s->out_cap, "round_ns=");
+	for (r = 0; r < rounds; r++) {
+		t0 = ktime_get_ns();
+		n = 0;
+		for (pos = KSH_TIME_HEADER; pos < s->in_len;) {
+			const struct ksh_check_rec *rec = (const void *)(s->in + pos);
+
+			if (s->in_len - pos < sizeof(*rec) ||
+			    s->in_len - pos - sizeof(*rec) < rec->names_len)
+				return -EINVAL;
+			pos += ALIGN(sizeof(*rec) + rec->names_len, 8);
+			sprint_symbol(s->sym, rec->addr + offset);
+			if (!(++n & 255))
+				cond_resched();
+		}
+		t0 = ktime_get_ns() - t0;
+		total += t0;
+		len += scnprintf(s->out + len, s->out_cap - len, "%s%llu",
+				 r ? "," : "", t0);
+	}
+	s->out_len = len + scnprintf(s->out + len, s->out_cap - len,
+				     "\nend checked=%zu mismatched=0 ns=%llu\n",
+				     n, total);
+	return 0;
+}
+
 /* Runs every record; s->out gets the mismatches and the end line. */
 static int ksh_check_run(struct ksh_check_session *s)
 {
@@ -567,6 +617,8 @@ static int ksh_check_run(struct ksh_check_session *s)
 	u64 t0 = ktime_get_ns(), offset;
 	int ret;
 
+	if (s->in_len >= 8 && !memcmp(s->in, KSH_TIME_MAGIC, 8))
+		return ksh_time_run(s);
 	if (s->in_len < KSH_CHECK_HEADER ||
 	    memcmp(s->in, KSH_CHECK_MAGIC, 8))
 		return -EINVAL;

@@ -207,6 +207,9 @@ fn run_steps(args: &BenchArgs, report: &mut Value, step: &mut &'static str) -> R
     for &arch in &arches {
         // Per kernel (baseline, patched): (ns per lookup, ns per %pS) per boot.
         let mut samples: [Vec<(f64, f64)>; 2] = [Vec::new(), Vec::new()];
+        // ns per lookup of every sized symbol's start and last byte, one
+        // in-kernel loop repeated LOOKUP_ROUNDS times per boot (median).
+        let mut sized: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
         let mut accel = "";
         for _ in 0..args.runs {
             for (i, src) in [&baseline, &patched].into_iter().enumerate() {
@@ -219,6 +222,9 @@ fn run_steps(args: &BenchArgs, report: &mut Value, step: &mut &'static str) -> R
                 accel = times.accel.unwrap_or("");
                 if let Some(l) = lookup_figures(&cell) {
                     samples[i].push(l);
+                }
+                if let Some(x) = sized_figure(&cell) {
+                    sized[i].push(x);
                 }
             }
         }
@@ -244,8 +250,26 @@ fn run_steps(args: &BenchArgs, report: &mut Value, step: &mut &'static str) -> R
             pl / bl,
             pf / bf
         );
+        let spread = |v: &[f64]| {
+            let m = med(v.to_vec());
+            let (lo, hi) = (
+                min(v.to_vec()),
+                v.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
+            );
+            (hi - lo) / m
+        };
+        let (sb, sp) = (med(sized[0].clone()), med(sized[1].clone()));
+        println!(
+            "{:<7} every sized symbol, in-kernel loop: baseline {sb:.1} ns, patched {sp:.1} ns per lookup, ratio {:.3} (goal <= 1.05); spread over boots: baseline {:.1}%, patched {:.1}%",
+            arch.name,
+            sp / sb,
+            100.0 * spread(&sized[0]),
+            100.0 * spread(&sized[1])
+        );
         lookups.push(json!({
             "arch": arch.name, "accel": accel,
+            "sized_lookup_ns": { "baseline": stats(sized[0].clone()), "patched": stats(sized[1].clone()) },
+            "sized_lookup_ratio": sp / sb,
             "lookup_ns": { "baseline": stats(column(0, 0)), "patched": stats(column(1, 0)) },
             "format_ns": { "baseline": stats(column(0, 1)), "patched": stats(column(1, 1)) },
             "lookup_ratio": pl / bl, "format_ratio": pf / bf,
@@ -433,6 +457,19 @@ fn probe_times(results: &str) -> Vec<(String, f64)> {
             (!name.contains(' ')).then(|| (name.to_string(), ms))
         })
         .collect()
+}
+
+/// ns per lookup of every sized symbol from the `lookup-bench` probe's
+/// diagnostics (`# sized_lookup_ns=N ...`).
+fn sized_figure(cell: &Cell) -> Option<f64> {
+    let results = std::fs::read_to_string(cell.run_dir().join(harness::qemu::RESULTS_FILE)).ok()?;
+    results
+        .lines()
+        .find_map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("sized_lookup_ns="))
+        })
+        .and_then(|v| v.parse().ok())
 }
 
 /// Runs `cargo xtask ARGS` and returns its wall time and stderr. Through

@@ -35,6 +35,48 @@ pub fn header(addr_offset: u64) -> [u8; HEADER_LEN] {
     h
 }
 
+/// First bytes of a timing session: the records' addresses are looked up
+/// `rounds` times and nothing is compared (the bench's lookup cost).
+pub const TIME_MAGIC: [u8; 8] = *b"KSHTIM01";
+
+/// The header of a timing session (magic, address offset, rounds).
+pub fn time_header(addr_offset: u64, rounds: u64) -> [u8; 24] {
+    let mut h = [0u8; 24];
+    h[..8].copy_from_slice(&TIME_MAGIC);
+    h[8..16].copy_from_slice(&addr_offset.to_ne_bytes());
+    h[16..].copy_from_slice(&rounds.to_ne_bytes());
+    h
+}
+
+/// Nanoseconds of each round from a timing session's reply
+/// (`round_ns=A,B,...`), checked against its end line.
+pub fn parse_time_reply(text: &str, records: usize) -> Result<Vec<u64>, String> {
+    let rounds: Vec<u64> = text
+        .lines()
+        .find_map(|l| l.strip_prefix("round_ns="))
+        .ok_or_else(|| format!("timing reply has no round_ns= line: {text:?}"))?
+        .split(',')
+        .map(|v| {
+            v.parse()
+                .map_err(|_| format!("timing reply: bad round {v:?}"))
+        })
+        .collect::<Result<_, _>>()?;
+    let reply = parse_reply(
+        text.lines()
+            .filter(|l| !l.starts_with("round_ns="))
+            .collect::<Vec<_>>()
+            .join("\n")
+            .as_str(),
+    )?;
+    if reply.checked != records as u64 {
+        return Err(format!(
+            "the kernel timed {} of {records} addresses",
+            reply.checked
+        ));
+    }
+    Ok(rounds)
+}
+
 /// Splits a blob of records (no header) into at most `parts` pieces at
 /// record boundaries, reading only the fixed part of each record.
 pub fn split(blob: &[u8], parts: usize) -> Result<Vec<&[u8]>, String> {
@@ -308,6 +350,15 @@ mod tests {
         assert_eq!(split(&[], 2).unwrap().len(), 0);
         assert!(split(&blob[..blob.len() - 8], 2).is_err());
         assert_eq!(&header(0x10)[..8], b"KSHCHK01");
+    }
+
+    #[test]
+    fn timing_reply_gives_every_round() {
+        let t = "round_ns=100,120,90\nend checked=5 mismatched=0 ns=310\n";
+        assert_eq!(parse_time_reply(t, 5).unwrap(), [100, 120, 90]);
+        assert!(parse_time_reply(t, 6).is_err());
+        assert!(parse_time_reply("end checked=5 mismatched=0 ns=1\n", 5).is_err());
+        assert_eq!(&time_header(0, 3)[..8], b"KSHTIM01");
     }
 
     #[test]

@@ -425,6 +425,21 @@ pub fn check_blob(blob: &[u8], records: usize, addr_offset: u64) -> Result<Check
     Ok(out)
 }
 
+/// ns of each of `rounds` rounds of lookups of the addresses of `blob`
+/// (encoded check records, `records` of them), in one kernel session on
+/// one CPU: the bench's cost of looking up every sized symbol.
+pub fn time_blob(
+    blob: &[u8],
+    records: usize,
+    addr_offset: u64,
+    rounds: u64,
+) -> Result<Vec<u64>, String> {
+    let mut input = Vec::with_capacity(blob.len() + 24);
+    input.extend_from_slice(&ksh_proto::check::time_header(addr_offset, rounds));
+    input.extend_from_slice(blob);
+    ksh_proto::check::parse_time_reply(&transact_bytes("check", &input)?, records)
+}
+
 /// Below this many addresses one session is quicker than starting threads.
 const PARALLEL_LOOKUP_MIN: usize = 4096;
 

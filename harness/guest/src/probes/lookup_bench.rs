@@ -7,6 +7,13 @@
 //! One round by default; `ksh.bench_rounds=N` on the kernel command line
 //! (`cargo xtask bench` sets it) runs N and reports their medians, each
 //! round on a line of its own.
+//!
+//! Then the cost that resolves small differences: the lookups of every
+//! address of the `sizes` plan (each sized symbol's start and last byte),
+//! in one in-kernel loop, repeated N times
+//! (`# sized_lookup_ns=MEDIAN min=.. max=.. n=.. rounds=N`, ns per lookup).
+//! A plain test run times only the first 1000 addresses once, to keep the
+//! path checked without costing a second.
 
 use std::io::Write;
 
@@ -34,6 +41,38 @@ fn measure(lo: u64, hi: u64) -> Result<(u64, u64), String> {
             .ok_or_else(|| format!("no {k} in the module's answer {line:?}"))
     };
     Ok((field("lookup_ns=")?, field("ps_ns=")?))
+}
+
+/// Times the lookups of the `sizes` plan's addresses (see the module doc).
+fn sized<W: Write>(out: &mut CaseWriter<W>, rounds: usize) -> Result<(), String> {
+    const TEST_RUN_ADDRESSES: usize = 1000;
+    let blob = std::fs::read(ksh_proto::EXPECT_SIZES_CHECK)
+        .map_err(|e| format!("{}: {e}", ksh_proto::EXPECT_SIZES_CHECK))?;
+    let off = kernel::kaslr_offset()?;
+    let parts = if rounds > 1 {
+        vec![&blob[..]]
+    } else {
+        let records = blob_records(&blob)?;
+        ksh_proto::check::split(&blob, records.div_ceil(TEST_RUN_ADDRESSES))?
+    };
+    let part = parts.first().ok_or("the sizes plan is empty")?;
+    let n = blob_records(part)?;
+    let ns = kernel::time_blob(part, n, off, rounds as u64)?;
+    let per: Vec<f64> = ns.iter().map(|&t| t as f64 / n as f64).collect();
+    let mut sorted = per.clone();
+    sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    out.note(&format!(
+        "sized_lookup_ns={:.1} min={:.1} max={:.1} n={n} rounds={rounds}",
+        sorted[sorted.len() / 2],
+        sorted[0],
+        sorted[sorted.len() - 1]
+    ));
+    Ok(())
+}
+
+/// Records in an encoded blob.
+fn blob_records(blob: &[u8]) -> Result<usize, String> {
+    Ok(ksh_proto::check::split(blob, usize::MAX)?.len())
 }
 
 fn median(mut xs: Vec<u64>) -> u64 {
@@ -67,6 +106,9 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             }
             Err(e) => return out.case("measured", Verdict::Fail(vec![e])),
         }
+    }
+    if let Err(e) = sized(out, n) {
+        return out.case("measured", Verdict::Fail(vec![e]));
     }
     let lookup = median(samples.iter().map(|s| s.0).collect());
     let format = median(samples.iter().map(|s| s.1).collect());
