@@ -332,6 +332,10 @@ pub fn run(spec: &VmSpec) -> Result<VmOutcome> {
     let mut last_activity = Instant::now();
     let mut shutdown_reason: Option<String> = None;
     let mut completed_at: Option<Duration> = None;
+    // When the kernel printed its power-down line after the completion
+    // record, and whether the harness had to stop QEMU after it.
+    let mut power_down_at: Option<Duration> = None;
+    let mut stopped_after_power_down = false;
     let mut timeout: Option<String> = None;
     let exit_status = loop {
         // Read the outputs before looking at the process, so a guest that
@@ -355,11 +359,36 @@ pub fn run(spec: &VmSpec) -> Result<VmOutcome> {
                     completed_at = Some(started.elapsed());
                 }
             }
+            if completed_at.is_some() && power_down_at.is_none() {
+                let text = fs::read(&console_path).unwrap_or_default();
+                if text
+                    .windows(POWER_DOWN_LINE.len())
+                    .any(|w| w == POWER_DOWN_LINE.as_bytes())
+                {
+                    power_down_at = Some(started.elapsed());
+                }
+            }
         }
         if let Some(st) = exited {
             break Some(st);
         }
         let elapsed = started.elapsed();
+        if let Some(down) = power_down_at {
+            // The kernel reached its power-down path with every result
+            // written; the emulated power-off has been seen not to come
+            // (x86_64 ACPI under TCG, now and then). Stop QEMU: the run is
+            // complete, and waiting longer proves nothing about kallsyms.
+            if elapsed > down + POWER_DOWN_TO_EXIT {
+                let how = stop_vm(&mut child, &mut qmp);
+                eprintln!(
+                    "ksh: {}: the guest powered down ({POWER_DOWN_LINE:?} on its console) but QEMU did not exit within {} s; {how}",
+                    spec.run_dir.display(),
+                    POWER_DOWN_TO_EXIT.as_secs()
+                );
+                stopped_after_power_down = true;
+                break None;
+            }
+        }
         if let Some(done) = completed_at {
             // The guest said it is done; give it a moment to power off.
             if elapsed > done + POWER_OFF_GRACE {
@@ -423,6 +452,8 @@ pub fn run(spec: &VmSpec) -> Result<VmOutcome> {
     };
     let exit = if let Some(excerpt) = panic_excerpt(&console) {
         Exit::Panic { excerpt }
+    } else if stopped_after_power_down && completed {
+        Exit::PoweredOff
     } else if let Some(what) = timeout {
         Exit::Timeout {
             what: format!("{what}\n{}", console_tail()),
@@ -493,6 +524,16 @@ pub fn remove_stale_sockets() {
 /// (ACPI power-off after "reboot: Power down") sometimes more than 15 s.
 /// Waiting costs nothing when the guest powers off in time.
 const POWER_OFF_GRACE: Duration = Duration::from_secs(40);
+
+/// The kernel's last console line on the way to power-off
+/// (`kernel_power_off()`).
+const POWER_DOWN_LINE: &str = "reboot: Power down";
+
+/// How long QEMU may take to exit once the kernel printed
+/// [`POWER_DOWN_LINE`] after the completion record: a guest that got
+/// there is done; seen once on a quiet host, the x86_64 ACPI power-off
+/// never came and the cell failed after [`POWER_OFF_GRACE`].
+const POWER_DOWN_TO_EXIT: Duration = Duration::from_secs(10);
 
 /// A QMP socket path unique to this process and VM, short enough for
 /// `sun_path`.
@@ -657,6 +698,30 @@ mod tests {
             matches!(&out.exit, Exit::Timeout { what } if what.contains("overall limit")),
             "{:?}",
             out.exit
+        );
+    }
+
+    #[test]
+    fn a_guest_that_powered_down_is_stopped_and_counts_as_powered_off() {
+        let d = tempfile::tempdir().unwrap();
+        // Writes the completion record and the kernel's power-down line,
+        // then never exits (the x86_64 ACPI power-off that did not come).
+        let script = format!(
+            "{CONSOLE_OF_ARGS}\n\
+             for a in \"$@\"; do case \"$a\" in file,id=results,path=*) r=\"${{a#file,id=results,path=}}\";; esac; done\n\
+             echo '{}' > \"$r\"\n\
+             echo '[    8.5] {POWER_DOWN_LINE}' > \"$c\"\n\
+             while :; do sleep 1; done",
+            ksh_proto::completion_record(14)
+        );
+        let arch = fake_qemu(d.path(), &script);
+        let started = Instant::now();
+        let out = run(&fake_spec(arch, d.path(), 60)).unwrap();
+        let took = started.elapsed();
+        assert!(matches!(out.exit, Exit::PoweredOff), "{:?}", out.exit);
+        assert!(
+            took >= POWER_DOWN_TO_EXIT && took < POWER_DOWN_TO_EXIT + Duration::from_secs(5),
+            "took {took:?}"
         );
     }
 
