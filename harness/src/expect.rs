@@ -391,7 +391,7 @@ impl Expectations {
         // The kernel's users of lookups: the kprobes blacklist (entries and
         // refusal targets) and nested sized symbols.
         let in_range: Vec<&KallsymsEntry> = table.iter().filter(|t| eligible(t)).collect();
-        let lookup = consumers::HostLookup::new(in_range.iter().copied());
+        let lookup = consumers::host_lookup(in_range.iter().copied());
         let img = symbols::ElfImage::open(vmlinux)?;
         let arch = if img.machine == 183 {
             "arm64"

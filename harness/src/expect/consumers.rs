@@ -8,78 +8,13 @@ use std::fmt::Write as _;
 
 use crate::symbols::{ElfImage, KallsymsEntry};
 
-/// How far back the kernel looks for an enclosing sized symbol
-/// (`KALLSYMS_NEST_SCAN` in patches/6.12/0006).
-pub const NEST_SCAN: usize = 32;
+/// The kallsyms table as the kernel's lookups see it, with the size-aware
+/// rule ([`ksh_proto::lookup`]).
+pub type HostLookup<'a> = ksh_proto::lookup::Table<'a>;
 
-/// The kallsyms table as the kernel's lookups see it: distinct addresses in
-/// order, each with its aliases (name, size) in table order.
-pub struct HostLookup<'a> {
-    addrs: Vec<u64>,
-    groups: Vec<Vec<&'a KallsymsEntry>>,
-}
-
-/// What a lookup of one address gives: the symbol's start, its extent
-/// (size, or distance to the next symbol when unsized) and name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Found {
-    pub start: u64,
-    pub size: u64,
-    pub name: String,
-}
-
-impl<'a> HostLookup<'a> {
-    /// `entries` in kallsyms order, already limited to the lookup range.
-    pub fn new(entries: impl IntoIterator<Item = &'a KallsymsEntry>) -> Self {
-        let mut addrs = Vec::new();
-        let mut groups: Vec<Vec<&KallsymsEntry>> = Vec::new();
-        for e in entries {
-            if addrs.last() != Some(&e.addr) {
-                addrs.push(e.addr);
-                groups.push(Vec::new());
-            }
-            groups.last_mut().unwrap().push(e);
-        }
-        HostLookup { addrs, groups }
-    }
-
-    /// The size-aware rule (patches/6.12/0006, `get_symbol_pos()`).
-    pub fn find(&self, addr: u64) -> Option<Found> {
-        let i = self.addrs.partition_point(|&a| a <= addr).checked_sub(1)?;
-        let start = self.addrs[i];
-        let group = &self.groups[i];
-        let containing = |g: &[&KallsymsEntry], s: u64| {
-            g.iter()
-                .find(|e| e.size.is_some_and(|z| addr - s < z))
-                .map(|e| Found {
-                    start: s,
-                    size: e.size.unwrap(),
-                    name: e.name.clone(),
-                })
-        };
-        if group.iter().any(|e| e.size.is_some()) {
-            if let Some(f) = containing(group, start) {
-                return Some(f);
-            }
-            // An enclosing sized symbol among the NEST_SCAN before.
-            let mut j = i;
-            let mut seen = 0;
-            while j > 0 && seen < NEST_SCAN {
-                j -= 1;
-                seen += self.groups[j].len();
-                if let Some(f) = containing(&self.groups[j], self.addrs[j]) {
-                    return Some(f);
-                }
-            }
-            return None;
-        }
-        let end = self.addrs.get(i + 1).copied()?;
-        Some(Found {
-            start,
-            size: end - start,
-            name: group[0].name.clone(),
-        })
-    }
+/// A [`HostLookup`] of `entries` (kallsyms order, limited to the lookup range).
+pub fn host_lookup<'a>(entries: impl IntoIterator<Item = &'a KallsymsEntry>) -> HostLookup<'a> {
+    HostLookup::new(entries.into_iter().map(|e| (e.addr, e.name.as_str(), e.size)))
 }
 
 /// Link-time address of a symbol of the image, if it has one.
@@ -142,7 +77,7 @@ pub fn blacklist(img: &ElfImage, lookup: &HostLookup, arch: &str) -> Blacklist {
                     let _ = writeln!(out.entries, "{entry:x} {:x} {}", entry + f.size, f.name);
                     n += 1;
                     if f.start == entry && f.size > 0 {
-                        last_sized = Some((entry, f.name.clone()));
+                        last_sized = Some((entry, f.name.to_string()));
                     }
                     entry += f.size.max(1);
                 }
@@ -283,12 +218,12 @@ mod tests {
             e(0x200, None, "asm"),
             e(0x240, Some(0x8), "b"),
         ];
-        let l = HostLookup::new(&t);
+        let l = host_lookup(&t);
         assert_eq!(l.find(0x110).unwrap().name, "a");
         assert!(l.find(0x120).is_none(), "padding after a");
         assert_eq!(l.find(0x165).unwrap().name, "inner");
         let f = l.find(0x170).unwrap();
-        assert_eq!((f.name.as_str(), f.start, f.size), ("outer", 0x140, 0x60));
+        assert_eq!((f.name, f.start, f.size), ("outer", 0x140, 0x60));
         assert!(l.find(0x1a0).is_none(), "past outer");
         assert_eq!(l.find(0x230).unwrap().size, 0x40, "unsized: up to next");
         assert_eq!(unsized_symbols(&l), "200 200 40 asm\n23f 200 40 asm\n");
