@@ -118,6 +118,22 @@ pub fn candidates(choice: AccelChoice, arch: &ArchProfile) -> Result<Vec<Accel>>
     })
 }
 
+/// The one accelerator of an interactive VM (no silent-KVM fallback
+/// there): KVM under `auto` only where it has been seen to boot a guest.
+pub fn for_interactive(choice: AccelChoice, arch: &ArchProfile) -> Result<Accel> {
+    Ok(match choice {
+        AccelChoice::Auto => {
+            let boots = load().get(&host_key(arch)).map(String::as_str) == Some("boots");
+            if arch.qemu.kvm_possible && kvm_usable() && boots {
+                Accel::Kvm
+            } else {
+                Accel::Tcg
+            }
+        }
+        c => candidates(c, arch)?[0],
+    })
+}
+
 /// Where verdicts are kept, for messages.
 pub fn verdict_path() -> PathBuf {
     verdict_file()

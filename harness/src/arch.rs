@@ -48,6 +48,12 @@ pub struct ArchProfile {
     pub rust_target: &'static str,
     /// The Kconfig fragment under `kernel-configs/`.
     pub config_fragment: &'static str,
+    /// Debian's name for the arch (`dpkg --print-architecture`): the
+    /// guest's busybox for `cargo xtask run` is Debian's `busybox-static`
+    /// of this arch.
+    pub debian_arch: &'static str,
+    /// ELF `e_machine` of the arch's binaries.
+    pub elf_machine: u16,
     /// Host commands this arch needs beyond the common build tools, each
     /// with the Debian package that provides it.
     pub host_tools: &'static [(&'static str, &'static str)],
@@ -62,6 +68,8 @@ pub const X86_64: ArchProfile = ArchProfile {
     image: "vmlinux",
     rust_target: "x86_64-unknown-linux-musl",
     config_fragment: "x86_64.config",
+    debian_arch: "amd64",
+    elf_machine: 62,
     host_tools: &[("qemu-system-x86_64", "qemu-system-x86")],
     qemu: QemuProfile {
         binary: "qemu-system-x86_64",
@@ -86,6 +94,8 @@ pub const ARM64: ArchProfile = ArchProfile {
     image: "arch/arm64/boot/Image",
     rust_target: "aarch64-unknown-linux-musl",
     config_fragment: "arm64.config",
+    debian_arch: "arm64",
+    elf_machine: 183,
     host_tools: &[
         ("qemu-system-aarch64", "qemu-system-arm"),
         ("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu"),

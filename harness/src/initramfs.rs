@@ -28,6 +28,7 @@ pub fn build(init: &[u8], files: &[GuestFile]) -> Result<Vec<u8>> {
         "/sys",
         "/ksh",
         ksh_proto::EXPECT_DIR,
+        "/bin",
         "/tmp",
     ] {
         cpio.add_dir(dir, 0o755)?;

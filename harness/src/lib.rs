@@ -7,8 +7,10 @@
 pub mod accel;
 pub mod arch;
 pub mod bootlog;
+pub mod busybox;
 pub mod cpio;
 pub mod expect;
+pub mod explore;
 pub mod footprint;
 pub mod guestbin;
 pub mod initramfs;

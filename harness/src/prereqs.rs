@@ -86,7 +86,7 @@ const KERNEL_SOURCE: Requirement = Requirement {
     package: "linux-source-6.12",
 };
 
-fn on_path(cmd: &str) -> bool {
+pub fn on_path(cmd: &str) -> bool {
     let Some(path) = std::env::var_os("PATH") else {
         return false;
     };
@@ -103,7 +103,7 @@ fn present(r: &Requirement) -> bool {
     }
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }

@@ -17,15 +17,19 @@ pub fn shell_line(cmd: &Command) -> String {
     }
     s.push_str(&cmd.get_program().to_string_lossy());
     for a in cmd.get_args() {
-        let a = a.to_string_lossy();
-        if a.contains([' ', '"', '\'', '$']) {
-            s.push_str(&format!(" '{}'", a.replace('\'', "'\\''")));
-        } else {
-            s.push(' ');
-            s.push_str(&a);
-        }
+        s.push(' ');
+        s.push_str(&shell_word(&a.to_string_lossy()));
     }
     s
+}
+
+/// `word` quoted for a shell where it needs quotes.
+pub fn shell_word(word: &str) -> String {
+    if word.contains([' ', '"', '\'', '$']) {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    } else {
+        word.to_string()
+    }
 }
 
 /// `1m23s` / `4.2s`.

@@ -64,6 +64,26 @@ pub struct VmSpec<'a> {
     /// Extra kernel command-line words for the guest's own use
     /// (`ksh.*` parameters that `/init` reads from /proc/cmdline).
     pub guest_params: Vec<String>,
+    /// Where the serial console goes.
+    pub console: Console,
+    /// QEMU's gdbstub on this TCP port of 127.0.0.1, the guest halted at
+    /// the first instruction until gdb continues it (`--gdb`).
+    pub gdb_port: Option<u16>,
+}
+
+/// Where the guest's serial console goes. It is always also saved in the
+/// run dir's [`CONSOLE_LOG`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Console {
+    /// Only the log file (a test run).
+    Log,
+    /// The log file, and each new piece copied to stderr as it arrives
+    /// (`cargo xtask test --console`).
+    Stream,
+    /// The user's terminal, both ways, multiplexed with QEMU's monitor
+    /// (Ctrl-a c; Ctrl-a x quits); Ctrl-C goes to the guest
+    /// (`cargo xtask run`).
+    Interactive,
 }
 
 /// File names inside a run dir.
@@ -126,28 +146,44 @@ pub fn command(spec: &VmSpec) -> Command {
     .arg(&spec.kernel)
     .arg("-initrd")
     .arg(&spec.initrd)
-    .args(["-append", &append_line(spec)])
-    .args([
-        "-chardev",
-        &format!("file,id=console,path={}", rd.join(CONSOLE_LOG).display()),
-    ])
-    .args(["-serial", "chardev:console"])
-    .args(["-device", &format!("{},id=vser0", q.virtio_serial_device)])
-    .args([
-        "-chardev",
-        &format!("file,id=results,path={}", rd.join(RESULTS_FILE).display()),
-    ])
-    .args([
-        "-device",
-        &format!(
-            "virtserialport,bus=vser0.0,chardev=results,name={}",
-            ksh_proto::RESULTS_PORT_NAME
-        ),
-    ])
-    .args([
-        "-qmp",
-        &format!("unix:{},server=on,wait=off", spec.qmp_socket.display()),
-    ]);
+    .args(["-append", &append_line(spec)]);
+    match spec.console {
+        Console::Log | Console::Stream => cmd.args([
+            "-chardev",
+            &format!("file,id=console,path={}", rd.join(CONSOLE_LOG).display()),
+        ]),
+        // mux: the monitor shares the terminal (Ctrl-a c); signal=off: a
+        // Ctrl-C is the guest's, not a signal that kills QEMU.
+        Console::Interactive => cmd
+            .args([
+                "-chardev",
+                &format!(
+                    "stdio,id=console,mux=on,signal=off,logfile={}",
+                    rd.join(CONSOLE_LOG).display()
+                ),
+            ])
+            .args(["-mon", "chardev=console,mode=readline"]),
+    };
+    if let Some(port) = spec.gdb_port {
+        cmd.args(["-gdb", &format!("tcp:127.0.0.1:{port}"), "-S"]);
+    }
+    cmd.args(["-serial", "chardev:console"])
+        .args(["-device", &format!("{},id=vser0", q.virtio_serial_device)])
+        .args([
+            "-chardev",
+            &format!("file,id=results,path={}", rd.join(RESULTS_FILE).display()),
+        ])
+        .args([
+            "-device",
+            &format!(
+                "virtserialport,bus=vser0.0,chardev=results,name={}",
+                ksh_proto::RESULTS_PORT_NAME
+            ),
+        ])
+        .args([
+            "-qmp",
+            &format!("unix:{},server=on,wait=off", spec.qmp_socket.display()),
+        ]);
     cmd
 }
 
@@ -337,6 +373,8 @@ pub fn run(spec: &VmSpec) -> Result<VmOutcome> {
     let mut power_down_at: Option<Duration> = None;
     let mut stopped_after_power_down = false;
     let mut timeout: Option<String> = None;
+    // Bytes of the console log already copied to stderr (Console::Stream).
+    let mut streamed = 0u64;
     let exit_status = loop {
         // Read the outputs before looking at the process, so a guest that
         // completes and powers off between two polls is seen completing.
@@ -347,6 +385,9 @@ pub fn run(spec: &VmSpec) -> Result<VmOutcome> {
         }
         poll_qmp(&mut qmp, &mut shutdown_reason);
         let sizes = (file_len(&console_path), file_len(&results_path));
+        if spec.console == Console::Stream {
+            streamed = stream_from(&console_path, streamed);
+        }
         if sizes != last_sizes {
             last_sizes = sizes;
             last_activity = Instant::now();
@@ -424,6 +465,9 @@ pub fn run(spec: &VmSpec) -> Result<VmOutcome> {
         }
         std::thread::sleep(Duration::from_millis(25));
     };
+    if spec.console == Console::Stream {
+        stream_from(&console_path, streamed);
+    }
     // Collect a SHUTDOWN event that arrived just before QEMU exited.
     poll_qmp(&mut qmp, &mut shutdown_reason);
     drop(qmp);
@@ -504,6 +548,82 @@ pub fn run(spec: &VmSpec) -> Result<VmOutcome> {
     })
 }
 
+/// Copies `path` from byte `from` to its end onto stderr; returns the new
+/// end.
+fn stream_from(path: &Path, from: u64) -> u64 {
+    use std::io::{Seek, SeekFrom, Write};
+    let Ok(mut f) = fs::File::open(path) else {
+        return from;
+    };
+    if f.seek(SeekFrom::Start(from)).is_err() {
+        return from;
+    }
+    let mut buf = Vec::new();
+    let _ = f.read_to_end(&mut buf);
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(&buf);
+    let _ = err.flush();
+    from + buf.len() as u64
+}
+
+/// The terminal settings of stdin, put back when dropped (and by the Ctrl-C
+/// handler): QEMU sets the terminal raw for an interactive console and
+/// cannot restore it when it is killed.
+struct TerminalGuard {
+    saved: Option<libc::termios>,
+    _cleanup: Option<crate::proc::CleanupGuard>,
+}
+
+impl TerminalGuard {
+    fn save() -> TerminalGuard {
+        // SAFETY: tcgetattr on fd 0 into a zeroed termios.
+        let saved = unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            (libc::tcgetattr(0, &mut t) == 0).then_some(t)
+        };
+        let _cleanup = saved.map(|t| {
+            crate::proc::cleanup_while(Box::new(move || {
+                // SAFETY: restores settings read from the same fd.
+                unsafe { libc::tcsetattr(0, libc::TCSANOW, &t) };
+            }))
+        });
+        TerminalGuard { saved, _cleanup }
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        if let Some(t) = &self.saved {
+            // SAFETY: restores settings read from the same fd.
+            unsafe { libc::tcsetattr(0, libc::TCSANOW, t) };
+        }
+    }
+}
+
+/// Runs `spec` ([`Console::Interactive`]) on the user's terminal until QEMU
+/// exits (the guest powers off when its shell ends; Ctrl-a x quits QEMU).
+/// No limits apply: the user is at the keyboard. The terminal settings are
+/// restored however QEMU ends, and QEMU dies with the harness.
+pub fn run_interactive(spec: &VmSpec) -> Result<std::process::ExitStatus> {
+    let rd = &spec.run_dir;
+    fs::create_dir_all(rd).with_context(|| format!("creating {}", rd.display()))?;
+    remove_stale_sockets();
+    let _ = fs::remove_file(&spec.qmp_socket);
+    let mut cmd = command(spec);
+    let cmdline = crate::proc::shell_line(&cmd);
+    fs::write(rd.join(CMDLINE_FILE), format!("{cmdline}\n"))
+        .with_context(|| format!("writing {}", rd.join(CMDLINE_FILE).display()))?;
+    crate::proc::die_with_parent(&mut cmd, libc::SIGKILL);
+    let _terminal = TerminalGuard::save();
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("starting {}", spec.arch.qemu.binary))?;
+    let _live = crate::proc::register_live(child.id(), libc::SIGKILL);
+    let status = child.wait()?;
+    let _ = fs::remove_file(&spec.qmp_socket);
+    Ok(status)
+}
+
 /// Console lines shown with a timeout or a QEMU failure.
 const CONSOLE_TAIL_LINES: usize = 15;
 
@@ -565,6 +685,8 @@ mod tests {
                 overall: Duration::from_secs(120),
             },
             guest_params: Vec::new(),
+            console: Console::Log,
+            gdb_port: None,
         }
     }
 

@@ -46,6 +46,9 @@ pub struct KernelSource {
     pub objects_in_tree: bool,
 }
 
+/// Prefix of the source key of a `--kernel-tree`.
+pub const USER_TREE_KEY_PREFIX: &str = "tree-";
+
 /// Prefix of the build dirs kept inside a harness-owned tree. Kbuild uses
 /// relative paths (`srctree := ..`) for an `O=` dir that is a direct
 /// subdirectory of the source, so every tree's compile commands are the
@@ -71,7 +74,7 @@ pub fn prepare(spec: &SourceSpec) -> Result<KernelSource> {
                 );
             }
             let key = format!(
-                "tree-{}",
+                "{USER_TREE_KEY_PREFIX}{}",
                 layout::digest(&[tree.as_os_str().as_encoded_bytes()])
             );
             Ok(KernelSource {

@@ -81,6 +81,28 @@ impl Cell<'_> {
             .join(format!("{}-{}", self.arch.name, self.config))
     }
 
+    /// The command that boots this cell's kernel with a shell (`cargo
+    /// xtask run`), for failure messages.
+    pub fn explore_command(&self) -> String {
+        let mut s = format!(
+            "cargo xtask run --arch {} --config {}",
+            self.arch.name, self.config
+        );
+        if self
+            .source
+            .key
+            .starts_with(crate::source::USER_TREE_KEY_PREFIX)
+        {
+            s.push_str(&format!(
+                " --kernel-tree {}",
+                crate::proc::shell_word(&self.source.tree.to_string_lossy())
+            ));
+        } else if !self.source.patched {
+            s.push_str(" --baseline");
+        }
+        s
+    }
+
     /// The latest run's files (console log, results, command line): the
     /// `latest` link in [`Cell::runs_dir`].
     pub fn run_dir(&self) -> PathBuf {
@@ -100,6 +122,11 @@ pub struct RunOptions {
     pub guest_params: Vec<String>,
     /// The VM's silence limit (default [`DEFAULT_SILENCE`]).
     pub silence_limit: Option<Duration>,
+    /// Copy the guest console to stderr as it arrives (`--console`).
+    pub stream_console: bool,
+    /// QEMU's gdbstub on this port; the guest waits for gdb and no VM
+    /// limit applies (`--gdb`).
+    pub gdb_port: Option<u16>,
 }
 
 /// Below this much free space the run dir counts as full (a console log
@@ -167,7 +194,7 @@ pub fn build_kernel(cell: &Cell, jobs: usize) -> Result<Built> {
     kbuild::build(&cell.build_request(jobs))
 }
 
-fn cpus_for(built: &Built) -> u32 {
+pub fn cpus_for(built: &Built) -> u32 {
     let config = fs::read_to_string(built.dir.join(".config")).unwrap_or_default();
     if config.lines().any(|l| l == "CONFIG_SMP=y") {
         2
@@ -206,7 +233,7 @@ fn boot(
         } else {
             Duration::from_secs(60)
         };
-        let spec = VmSpec {
+        let mut spec = VmSpec {
             arch: cell.arch,
             accel: *acc,
             kernel: built.image.clone(),
@@ -220,7 +247,16 @@ fn boot(
                 symbols,
             ),
             guest_params: opts.guest_params.clone(),
+            console: if opts.stream_console {
+                qemu::Console::Stream
+            } else {
+                qemu::Console::Log
+            },
+            gdb_port: None,
         };
+        if let Some(port) = opts.gdb_port {
+            debug_session(&mut spec, built, port);
+        }
         let outcome = qemu::run(&spec)?;
         if *acc == Accel::Kvm && opts.accel == AccelChoice::Auto {
             accel::remember(cell.arch, outcome.console_spoke);
@@ -250,6 +286,69 @@ fn boot(
         return Ok(outcome);
     }
     Ok(last.expect("at least one accelerator candidate"))
+}
+
+/// Sets `spec` up for gdb: the stub on `port`, the guest halted until gdb
+/// continues it, no KASLR (gdb's symbols are link-time addresses), the
+/// console on stderr (the module's load address is printed there), no VM
+/// limit (the user decides how long it takes); prints the gdb command.
+pub fn debug_session(spec: &mut VmSpec, built: &Built, port: u16) {
+    spec.gdb_port = Some(port);
+    spec.guest_params.push("nokaslr".into());
+    if spec.console == qemu::Console::Log {
+        spec.console = qemu::Console::Stream;
+    }
+    let day = Duration::from_secs(24 * 3600);
+    spec.timeouts = Timeouts {
+        first_output: day,
+        silence: day,
+        overall: day,
+    };
+    eprintln!("{}", gdb_instructions(spec.arch, built, port));
+}
+
+/// The gdb command line for a guest halted on `port`, and how to add the
+/// probe module's symbols.
+pub fn gdb_instructions(arch: &ArchProfile, built: &Built, port: u16) -> String {
+    let gdb = if arch.qemu.kvm_possible && crate::prereqs::on_path("gdb") {
+        "gdb"
+    } else {
+        "gdb-multiarch"
+    };
+    let mut cmd = format!(
+        "{gdb} -q {} -ex 'target remote 127.0.0.1:{port}'",
+        crate::proc::shell_word(&built.vmlinux.to_string_lossy())
+    );
+    let scripts = built.dir.join("vmlinux-gdb.py");
+    let scripts_note = if scripts.is_file() {
+        cmd.push_str(&format!(
+            " -ex 'add-auto-load-safe-path {}' -ex 'source {}'",
+            built.dir.display(),
+            scripts.display()
+        ));
+        "lx-symbols loads the probe module's symbols once it is loaded".to_string()
+    } else {
+        format!(
+            "this config has no CONFIG_GDB_SCRIPTS (no {}), so no lx-* commands",
+            scripts.display()
+        )
+    };
+    let ko = built.dir.join("ksh-probe-module").join("ksh_probe.ko");
+    let install = if crate::prereqs::on_path(gdb) {
+        String::new()
+    } else {
+        format!(
+            " (not installed: apt-get install {})",
+            if gdb == "gdb" { "gdb" } else { "gdb-multiarch" }
+        )
+    };
+    format!(
+        "ksh: the guest waits for gdb on 127.0.0.1:{port}; in another terminal{install}:\n  {cmd}\n\
+         ksh: then `continue`; {scripts_note}; the module's code address is printed on the console as\n\
+         ksh:   {}<ADDR>  ->  in gdb: add-symbol-file {} 0x<ADDR>",
+        ksh_proto::MODULE_TEXT_LINE,
+        ko.display()
+    )
 }
 
 /// Runs one cell end to end. Faults of the system under test (build
@@ -345,17 +444,7 @@ pub fn run_cell(cell: &Cell, opts: &RunOptions) -> Result<(CellReport, CellTimes
 /// Expectations, initramfs and the VM run of a built cell; also the
 /// build's `key=value` facts (for the registry's applicability rules).
 fn boot_built(cell: &Cell, built: &Built, opts: &RunOptions) -> Result<(VmOutcome, String)> {
-    let init = crate::guestbin::build_init(cell.arch)?;
-    let init_bytes = fs::read(&init).with_context(|| format!("reading {}", init.display()))?;
-    let files = crate::expect::guest_files(cell.arch, built)?;
-    let build_info = files
-        .iter()
-        .find(|f| f.path == ksh_proto::EXPECT_BUILD_INFO)
-        .map(|f| String::from_utf8_lossy(&f.data).into_owned())
-        .unwrap_or_default();
-    let initrd = built.dir.join("ksh-initramfs.cpio.gz");
-    crate::initramfs::write(&initrd, &init_bytes, &files)?;
-
+    let (initrd, build_info) = prepare_guest(cell, built, &[], INITRAMFS)?;
     // Each invocation has its own run dir; same-cell runs from two
     // processes still take turns on the VM (two TCG guests on a small host
     // would push each other past the probes' timeouts).
@@ -367,6 +456,33 @@ fn boot_built(cell: &Cell, built: &Built, opts: &RunOptions) -> Result<(VmOutcom
         build_info,
     ))
 }
+
+/// The test run's initramfs, in the build dir.
+pub const INITRAMFS: &str = "ksh-initramfs.cpio.gz";
+
+/// Builds `/init`, computes the expectations (and the probe module) and
+/// writes the initramfs `name` in the build dir with `extra` files too.
+/// Returns its path and the build's `key=value` facts.
+pub fn prepare_guest(
+    cell: &Cell,
+    built: &Built,
+    extra: &[crate::initramfs::GuestFile],
+    name: &str,
+) -> Result<(PathBuf, String)> {
+    let init = crate::guestbin::build_init(cell.arch)?;
+    let init_bytes = fs::read(&init).with_context(|| format!("reading {}", init.display()))?;
+    let mut files = crate::expect::guest_files(cell.arch, built)?;
+    let build_info = files
+        .iter()
+        .find(|f| f.path == ksh_proto::EXPECT_BUILD_INFO)
+        .map(|f| String::from_utf8_lossy(&f.data).into_owned())
+        .unwrap_or_default();
+    files.extend(extra.iter().cloned());
+    let initrd = built.dir.join(name);
+    crate::initramfs::write(&initrd, &init_bytes, &files)?;
+    Ok((initrd, build_info))
+}
+
 /// How a run's cases are judged.
 #[derive(Debug, Clone, Copy)]
 pub struct Judgement<'a> {
@@ -404,7 +520,11 @@ fn count_of(r: &ktap::TestResult, probe: &'static str, case: &'static str) -> Op
 pub fn case_results(cell: &Cell, outcome: &VmOutcome, judgement: &Judgement) -> Judged {
     let prefix = cell.name();
     let report = ktap::parse(&outcome.results, ksh_proto::COMPLETION_RECORD);
-    let where_to_look = outcome.where_to_look();
+    let where_to_look = format!(
+        "{}\nto explore: {}",
+        outcome.where_to_look(),
+        cell.explore_command()
+    );
     let mut out = Vec::new();
     let mut counts = Vec::new();
     let info: std::collections::HashMap<&str, &str> = judgement

@@ -202,6 +202,8 @@ fn run_steps(args: &BenchArgs, report: &mut Value, step: &mut &'static str) -> R
         expect_baseline_failures: false,
         guest_params: vec![format!("{}={LOOKUP_ROUNDS}", ksh_proto::BENCH_ROUNDS_PARAM)],
         silence_limit: None,
+        stream_console: false,
+        gdb_port: None,
     };
     let mut lookups = Vec::new();
     for &arch in &arches {

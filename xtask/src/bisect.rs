@@ -89,6 +89,8 @@ fn test_commit(
         expect_baseline_failures: false,
         guest_params: Vec::new(),
         silence_limit: None,
+        stream_console: false,
+        gdb_port: None,
     };
     eprintln!("ksh-bisect: testing {} {subject}", &commit[..12]);
     let (cell_report, times) = testrun::run_cell(&cell, &opts)?;

@@ -24,6 +24,12 @@ pub enum Cmd {
     /// --format json); kernels whose tests are all filtered out are not
     /// built. Example: `cargo xtask test -- arm64/` builds and boots arm64 only.
     Test(TestArgs),
+    /// Boot a cell's kernel (built if needed) with a shell on this
+    /// terminal: the probe module loaded, the expectations in /ksh/expect,
+    /// `ksh-probe NAME` reruns one probe, `ksh-lookup ADDR|NAME` compares
+    /// the kernel's answer with the host's. `exit`/`poweroff` ends it,
+    /// Ctrl-a x quits QEMU. Every failing case names the command for its kernel.
+    Run(RunArgs),
     /// Build a kernel only; prints the build dir as the last line of stdout.
     Build(BuildArgs),
     /// Check the patch series: checkpatch per patch, a build of every prefix
@@ -112,9 +118,52 @@ pub struct TestArgs {
     /// `/init` passes `ksh_probe.*` words to the probe module).
     #[arg(long, value_name = "WORD")]
     pub guest_param: Vec<String>,
+    /// Copy the guest console to stderr as it arrives (it is saved in the
+    /// run dir either way).
+    #[arg(long)]
+    pub console: bool,
+    /// Start QEMU's gdbstub and halt the guest until gdb continues it;
+    /// prints the gdb command line. Turns off the VM's time limits and
+    /// KASLR, and implies --console. One cell at a time makes sense.
+    #[arg(long)]
+    pub gdb: bool,
+    /// The gdbstub's TCP port on 127.0.0.1 (with --gdb).
+    #[arg(long, default_value_t = 1234, value_name = "PORT")]
+    pub gdb_port: u16,
     /// libtest arguments: filter, --exact, --skip, --list, --format json, ...
     #[arg(last = true)]
     pub libtest: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Architecture (one; default x86_64).
+    #[arg(long, default_value = "x86_64")]
+    pub arch: String,
+    /// Config variant (one, from kernel-configs/variants/).
+    #[arg(long, default_value = "minimal")]
+    pub config: String,
+    /// The baseline kernel (without the kallsyms patches).
+    #[arg(long)]
+    pub baseline: bool,
+    /// Use this kernel tree instead of Debian's linux-source-6.12.
+    #[arg(long, value_name = "PATH")]
+    pub kernel_tree: Option<PathBuf>,
+    /// Parallel make jobs (default: CPUs + 1).
+    #[arg(long, short = 'j')]
+    pub jobs: Option<usize>,
+    #[arg(long, default_value = "auto")]
+    pub accel: AccelChoice,
+    /// Start QEMU's gdbstub and halt the guest until gdb continues it;
+    /// prints the gdb command line (KASLR off).
+    #[arg(long)]
+    pub gdb: bool,
+    /// The gdbstub's TCP port on 127.0.0.1 (with --gdb).
+    #[arg(long, default_value_t = 1234, value_name = "PORT")]
+    pub gdb_port: u16,
+    /// Extra kernel command-line word (repeatable).
+    #[arg(long, value_name = "WORD")]
+    pub guest_param: Vec<String>,
 }
 
 #[derive(Args, Debug)]

@@ -10,6 +10,7 @@ mod faults;
 mod flags;
 mod matrix;
 mod mutants;
+mod run;
 mod selection;
 mod sync_series;
 mod test;
@@ -21,6 +22,7 @@ fn main() {
     harness::proc::install_interrupt_handler();
     let result = match cli.command {
         flags::Cmd::Test(args) => test::run(args),
+        flags::Cmd::Run(args) => run::run(args),
         flags::Cmd::Build(args) => build::run(args),
         flags::Cmd::CheckSeries(args) => check_series::run(args),
         flags::Cmd::SyncSeries => sync_series::run(),

@@ -72,6 +72,8 @@ pub fn run(args: MutantsArgs) -> Result<i32> {
         expect_baseline_failures: false,
         guest_params: Vec::new(),
         silence_limit: None,
+        stream_console: false,
+        gdb_port: None,
     };
     let started = Instant::now();
     let mut rows = Vec::new();

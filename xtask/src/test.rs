@@ -72,6 +72,8 @@ pub fn run(mut args: TestArgs) -> Result<i32> {
                     expect_baseline_failures: args.expect_baseline_failures,
                     guest_params: args.guest_param.clone(),
                     silence_limit: args.vm_silence.map(Duration::from_secs),
+                    stream_console: args.console,
+                    gdb_port: args.gdb.then_some(args.gdb_port),
                 };
                 for (arch, config) in &selected_cells {
                     let cell = Cell {

@@ -8,6 +8,7 @@
 //! own cases, not the run.
 
 mod alloc;
+mod explore;
 mod ktap;
 mod probes;
 mod sys;
@@ -33,6 +34,13 @@ fn main() {
         probes::run(spec, &mut out);
         out.finish();
         return;
+    }
+    // The interactive tools of `cargo xtask run` (shell scripts on PATH call
+    // them).
+    match args.get(1).map(String::as_str) {
+        Some("--list-probes") => return explore::list_probes(),
+        Some("--lookup") => std::process::exit(explore::lookup(&args[2..])),
+        _ => {}
     }
     init();
 }
@@ -68,6 +76,16 @@ fn init() {
     };
     if let Err(e) = std::fs::write(ksh_proto::MODULE_LOAD_STATUS, format!("{module_status}\n")) {
         eprintln!("ksh-init: writing {}: {e}", ksh_proto::MODULE_LOAD_STATUS);
+    }
+    // For gdb's add-symbol-file (`--gdb`): where the module's code landed.
+    if let Some(a) = sys::module_text_address(ksh_proto::MODULE_NAME) {
+        println!("{}{a:x}", ksh_proto::MODULE_TEXT_LINE);
+    }
+    if cmdline
+        .split_whitespace()
+        .any(|w| w == ksh_proto::SHELL_PARAM)
+    {
+        explore::shell_session(&cmdline, &module_status);
     }
     let mut port = match sys::open_results_port(ksh_proto::RESULTS_PORT_NAME) {
         Ok(p) => p,

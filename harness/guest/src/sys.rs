@@ -94,3 +94,56 @@ pub fn load_module(path: &str, params: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Sets the size of the console's tty (`/sys/class/tty/console/active`,
+/// e.g. ttyS0), which a serial line cannot learn by itself.
+pub fn set_console_size(cols: u16, rows: u16) {
+    let active = fs::read_to_string("/sys/class/tty/console/active").unwrap_or_default();
+    let Some(name) = active.split_whitespace().last() else {
+        return;
+    };
+    let Ok(tty) = fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/{name}"))
+    else {
+        return;
+    };
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    use std::os::fd::AsRawFd;
+    // SAFETY: TIOCSWINSZ with a valid winsize on an open tty.
+    unsafe { libc::ioctl(tty.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+}
+
+/// The load address of a module's `.text` (its sysfs section attribute).
+pub fn module_text_address(module: &str) -> Option<u64> {
+    let text = fs::read_to_string(format!("/sys/module/{module}/sections/.text")).ok()?;
+    u64::from_str_radix(text.trim().trim_start_matches("0x"), 16).ok()
+}
+
+/// Makes busybox's `poweroff`, `halt` and `reboot` work with this `/init`:
+/// they signal PID 1 (SIGUSR2, SIGUSR1, SIGTERM) as they would busybox's
+/// init, and PID 1 ignores signals it has no handler for.
+pub fn power_off_on_init_signals() {
+    extern "C" fn handler(_: libc::c_int) {
+        // SAFETY: sync and reboot are async-signal-safe system calls.
+        unsafe {
+            libc::sync();
+            libc::reboot(libc::RB_POWER_OFF);
+            libc::reboot(libc::RB_AUTOBOOT);
+        }
+    }
+    for sig in [libc::SIGUSR1, libc::SIGUSR2, libc::SIGTERM] {
+        // SAFETY: installs a handler that only makes system calls.
+        unsafe {
+            libc::signal(
+                sig,
+                handler as extern "C" fn(libc::c_int) as libc::sighandler_t,
+            )
+        };
+    }
+}

@@ -418,6 +418,29 @@ pub const BENCH_ROUNDS_PARAM: &str = "ksh.bench_rounds";
 /// the same kernel and initramfs, against which boot-to-results is judged.
 pub const NULL_BOOT_PARAM: &str = "ksh.null_boot";
 
+/// Kernel command-line word of `cargo xtask run`: `/init` sets up as for a
+/// test run (mounts, probe module), then gives the console to an
+/// interactive shell (busybox, [`SHELL_BUSYBOX`]) instead of running the
+/// probes, and powers off when the shell exits.
+pub const SHELL_PARAM: &str = "ksh.shell";
+/// `ksh.cols=N` / `ksh.rows=N`: the host terminal's size, set on the
+/// guest's console tty so the shell's line editing wraps where the user's
+/// terminal does (a serial line has no size of its own).
+pub const SHELL_COLS_PARAM: &str = "ksh.cols";
+pub const SHELL_ROWS_PARAM: &str = "ksh.rows";
+/// Where the interactive initramfs carries busybox (applet links are made
+/// by `/init` at boot).
+pub const SHELL_BUSYBOX: &str = "/bin/busybox";
+/// The commands `cargo xtask run` puts on the guest's PATH: rerun one
+/// probe by name (KTAP on stdout), and look up an address or a name in the
+/// kernel (through the probe module) next to the host's ground truth.
+pub const SHELL_PROBE_CMD: &str = "/bin/ksh-probe";
+pub const SHELL_LOOKUP_CMD: &str = "/bin/ksh-lookup";
+/// `/init` prints this on the console, followed by the probe module's
+/// `.text` address (hex), once the module is loaded: for `gdb`'s
+/// `add-symbol-file` (`--gdb`).
+pub const MODULE_TEXT_LINE: &str = "ksh-init: ksh_probe .text at 0x";
+
 /// `key=value` of build-info.txt: the number of kallsyms symbols of the
 /// kernel, from which probe timeouts are derived.
 pub const SYMBOLS_KEY: &str = "kallsyms_symbols";

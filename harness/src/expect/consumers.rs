@@ -14,7 +14,11 @@ pub type HostLookup<'a> = ksh_proto::lookup::Table<'a>;
 
 /// A [`HostLookup`] of `entries` (kallsyms order, limited to the lookup range).
 pub fn host_lookup<'a>(entries: impl IntoIterator<Item = &'a KallsymsEntry>) -> HostLookup<'a> {
-    HostLookup::new(entries.into_iter().map(|e| (e.addr, e.name.as_str(), e.size)))
+    HostLookup::new(
+        entries
+            .into_iter()
+            .map(|e| (e.addr, e.name.as_str(), e.size)),
+    )
 }
 
 /// Link-time address of a symbol of the image, if it has one.

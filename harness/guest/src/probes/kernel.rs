@@ -443,6 +443,13 @@ pub fn time_blob(
 /// Below this many addresses one session is quicker than starting threads.
 const PARALLEL_LOOKUP_MIN: usize = 4096;
 
+/// The kernel's answer for one runtime address (no timing line).
+pub fn lookup_one(addr: u64) -> Result<Lookup, String> {
+    lookup_batch("lookup", &[addr])?
+        .pop()
+        .ok_or_else(|| format!("the module gave no answer for {addr:#x}"))
+}
+
 /// One module session: write the batch, read and parse the answers.
 fn lookup_batch(file: &str, addrs: &[u64]) -> Result<Vec<Lookup>, String> {
     use std::fmt::Write as _;

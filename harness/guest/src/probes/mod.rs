@@ -6,7 +6,7 @@ mod boot;
 mod format_ps;
 mod ftrace;
 mod kallsyms_selftest;
-mod kernel;
+pub mod kernel;
 mod kprobes;
 mod lookup_bench;
 mod module_symbols;

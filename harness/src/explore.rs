@@ -1,0 +1,120 @@
+//! `cargo xtask run`: the exact kernel, probe module and expectations of a
+//! cell, booted with an interactive shell on the user's terminal instead
+//! of the probes (busybox from Debian, see [`crate::busybox`]). In the
+//! guest, `ksh-probe NAME` reruns one probe and `ksh-lookup ADDR|NAME`
+//! puts the kernel's answer next to the host's ground truth; `exit` or
+//! `poweroff` ends the VM, Ctrl-a x quits QEMU.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::accel::{self, AccelChoice};
+use crate::initramfs::GuestFile;
+use crate::layout;
+use crate::qemu::{self, Console, Timeouts, VmSpec};
+use crate::testrun::{self, Cell};
+
+/// Knobs of `cargo xtask run`.
+#[derive(Debug, Clone)]
+pub struct ExploreOptions {
+    pub accel: AccelChoice,
+    pub jobs: usize,
+    /// QEMU's gdbstub on this port (the guest waits for gdb).
+    pub gdb_port: Option<u16>,
+    /// Extra kernel command-line words.
+    pub guest_params: Vec<String>,
+}
+
+/// The shell's initramfs, in the build dir beside the test run's.
+pub const SHELL_INITRAMFS: &str = "ksh-initramfs-shell.cpio.gz";
+
+/// The guest commands: shell scripts that call `/init`'s tool modes.
+fn tool_scripts() -> Vec<GuestFile> {
+    let script = |path: &str, body: &str| GuestFile {
+        path: path.to_string(),
+        mode: 0o755,
+        data: format!("#!/bin/sh\n{body}\n").into_bytes(),
+    };
+    vec![
+        script(
+            ksh_proto::SHELL_PROBE_CMD,
+            "# Reruns one probe of the test run (KTAP on stdout); alone, lists them.\n\
+             [ $# -eq 0 ] && exec /init --list-probes\nexec /init --probe \"$1\"",
+        ),
+        script(
+            ksh_proto::SHELL_LOOKUP_CMD,
+            "# What the kernel and the host's ground truth say about addresses or names.\n\
+             exec /init --lookup \"$@\"",
+        ),
+    ]
+}
+
+/// The host terminal's size (columns, rows), if stdout is a terminal.
+fn terminal_size() -> Option<(u16, u16)> {
+    // SAFETY: TIOCGWINSZ into a zeroed winsize.
+    let ws = unsafe {
+        let mut ws: libc::winsize = std::mem::zeroed();
+        (libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) == 0).then_some(ws)
+    }?;
+    (ws.ws_col > 0 && ws.ws_row > 0).then_some((ws.ws_col, ws.ws_row))
+}
+
+/// Builds (if needed) and boots `cell` with a shell on this terminal;
+/// returns QEMU's exit code once the VM is gone.
+pub fn run(cell: &Cell, opts: &ExploreOptions) -> Result<i32> {
+    let built = testrun::build_kernel(cell, opts.jobs)?;
+    let busybox = crate::busybox::ensure(cell.arch)?;
+    let mut extra = vec![GuestFile {
+        path: ksh_proto::SHELL_BUSYBOX.to_string(),
+        mode: 0o755,
+        data: std::fs::read(&busybox).with_context(|| format!("reading {}", busybox.display()))?,
+    }];
+    extra.extend(tool_scripts());
+    let (initrd, _info) = testrun::prepare_guest(cell, &built, &extra, SHELL_INITRAMFS)?;
+    let runs = PathBuf::from(format!("{}-shell", cell.runs_dir().display()));
+    let run_dir = layout::new_run_dir(&runs)?;
+    let mut guest_params = vec![ksh_proto::SHELL_PARAM.to_string()];
+    if let Some((c, r)) = terminal_size() {
+        guest_params.push(format!("{}={c}", ksh_proto::SHELL_COLS_PARAM));
+        guest_params.push(format!("{}={r}", ksh_proto::SHELL_ROWS_PARAM));
+    }
+    guest_params.extend(opts.guest_params.iter().cloned());
+    let unlimited = Duration::from_secs(24 * 3600);
+    let mut spec = VmSpec {
+        arch: cell.arch,
+        accel: accel::for_interactive(opts.accel, cell.arch)?,
+        kernel: built.image.clone(),
+        initrd,
+        cpus: testrun::cpus_for(&built),
+        run_dir: run_dir.clone(),
+        qmp_socket: qemu::qmp_socket_path(&format!("{}-shell", cell.name())),
+        timeouts: Timeouts {
+            first_output: unlimited,
+            silence: unlimited,
+            overall: unlimited,
+        },
+        guest_params,
+        console: Console::Interactive,
+        gdb_port: None,
+    };
+    if let Some(port) = opts.gdb_port {
+        testrun::debug_session(&mut spec, &built, port);
+        spec.console = Console::Interactive;
+    }
+    eprintln!(
+        "ksh: {}: booting {} with a shell on {} (Ctrl-a x quits QEMU, Ctrl-a c its monitor); console log {}",
+        cell.name(),
+        built.image.display(),
+        spec.accel.name(),
+        run_dir.join(qemu::CONSOLE_LOG).display()
+    );
+    let status = qemu::run_interactive(&spec)?;
+    eprintln!(
+        "ksh: {}: the VM exited ({status}); its command line is in {}",
+        cell.name(),
+        run_dir.join(qemu::CMDLINE_FILE).display()
+    );
+    Ok(status.code().unwrap_or(1))
+}
