@@ -262,7 +262,18 @@ pub fn build(req: &BuildRequest) -> Result<Built> {
     let _ = fs::remove_file(dir.join(ccache::STATS_LOG));
     let mut make = req.make(&dir);
     make.arg(format!("-j{}", req.jobs));
-    run_logged(req, make, &log, "make")?;
+    // A build without vmlinux compiles (about) everything: show how far
+    // it is against the expected total.
+    let cold = !vmlinux.is_file();
+    let expected = if cold {
+        expected_objects(req, &dir)
+    } else {
+        None
+    };
+    let compiled = run_counted(req, make, &log, "make", true, expected)?;
+    if cold && compiled > 0 {
+        let _ = fs::write(dir.join(OBJECTS_RECORD), format!("{compiled}\n"));
+    }
     let cache_use = ccache::Use::read(&dir.join(ccache::STATS_LOG));
     for o in &outputs {
         if !o.is_file() {
@@ -476,6 +487,20 @@ pub mod ccache {
 /// Runs `cmd`, appending its output to `log`; shows progress; on failure
 /// returns the log tail, its path and the command to reproduce.
 fn run_logged(req: &BuildRequest, cmd: Command, log: &Path, phase: &str) -> Result<()> {
+    run_counted(req, cmd, log, phase, false, None).map(|_| ())
+}
+
+/// [`run_logged`] for `make`: counts the objects compiled (Kbuild's
+/// `CC`/`AS` lines) and, with `expected` (a cold build's total), shows
+/// done/total and an ETA. Returns the count.
+fn run_counted(
+    req: &BuildRequest,
+    cmd: Command,
+    log: &Path,
+    phase: &str,
+    counting: bool,
+    expected: Option<Expected>,
+) -> Result<u64> {
     let line = shell_line(&cmd);
     // make and everything it starts die with the harness, however it dies.
     let mut cmd = crate::proc::group_dying_with_parent(&cmd);
@@ -500,28 +525,29 @@ fn run_logged(req: &BuildRequest, cmd: Command, log: &Path, phase: &str) -> Resu
     });
     let tty = std::io::stderr().is_terminal();
     let mut last_report = Instant::now();
+    let mut compiled = 0u64;
     for l in BufReader::new(child.stdout.take().unwrap())
         .split(b'\n')
         .map_while(Result::ok)
     {
         logf.write_all(&l)?;
         logf.write_all(b"\n")?;
+        if is_compile_line(&l) {
+            compiled += 1;
+        }
         let elapsed = started.elapsed();
+        let progress = if counting {
+            progress_text(compiled, expected, elapsed)
+        } else {
+            format!("running for {}", fmt_duration(elapsed))
+        };
         if tty && last_report.elapsed() > Duration::from_millis(200) {
             let text = String::from_utf8_lossy(&l);
-            let text: String = text.trim().chars().take(60).collect();
-            eprint!(
-                "\r\x1b[Kksh: {}: {phase} {} {text}",
-                req.label(),
-                fmt_duration(elapsed)
-            );
+            let text: String = text.trim().chars().take(40).collect();
+            eprint!("\r\x1b[Kksh: {}: {phase} {progress}  {text}", req.label(),);
             last_report = Instant::now();
-        } else if !tty && last_report.elapsed() > Duration::from_secs(30) {
-            eprintln!(
-                "ksh: {}: {phase} running for {}",
-                req.label(),
-                fmt_duration(elapsed)
-            );
+        } else if !tty && last_report.elapsed() > PROGRESS_EVERY {
+            eprintln!("ksh: {}: {phase} {progress}", req.label());
             last_report = Instant::now();
         }
     }
@@ -557,7 +583,81 @@ fn run_logged(req: &BuildRequest, cmd: Command, log: &Path, phase: &str) -> Resu
             tail.join("\n")
         );
     }
-    Ok(())
+    Ok(compiled)
+}
+
+/// How often a build without a terminal (CI logs) reports its progress.
+const PROGRESS_EVERY: Duration = Duration::from_secs(30);
+
+/// The objects a cold build compiles, and where the figure comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expected {
+    pub objects: u64,
+    /// Recorded by an earlier cold build (false: the variant file's estimate).
+    pub recorded: bool,
+}
+
+/// Kbuild's quiet line for one compiled object: `  CC      path.o`,
+/// `  AS      path.o`, `  CC [M]  path.o`.
+fn is_compile_line(l: &[u8]) -> bool {
+    let t = l.trim_ascii_start();
+    (t.starts_with(b"CC ") || t.starts_with(b"AS ")) && t.ends_with(b".o") && l.starts_with(b" ")
+}
+
+/// `412/1203 objects (34%), 3m10s, ETA 6m05s`; without a total (an
+/// incremental build), `5 objects compiled, 12.0s`.
+pub fn progress_text(done: u64, expected: Option<Expected>, elapsed: Duration) -> String {
+    let Some(e) = expected else {
+        return format!("{done} objects compiled, {}", fmt_duration(elapsed));
+    };
+    let total = e.objects.max(1);
+    let approx = if e.recorded { "" } else { "~" };
+    let pct = (done * 100 / total).min(99);
+    // An ETA once a twentieth is done: before that the rate is mostly
+    // configuration and header generation.
+    let eta = if done >= total {
+        "linking".to_string()
+    } else if done * 20 >= total {
+        let left = elapsed.mul_f64((total - done) as f64 / done as f64);
+        format!("ETA {}", fmt_duration(left))
+    } else {
+        "ETA -".to_string()
+    };
+    format!(
+        "{done}/{approx}{total} objects ({pct}%), {}, {eta}",
+        fmt_duration(elapsed)
+    )
+}
+
+/// Where a cold build records how many objects it compiled.
+const OBJECTS_RECORD: &str = ".ksh-objects-compiled";
+
+/// What a cold build of this cell will compile: its own last cold build's
+/// count, else one of the same arch/config from another source in the
+/// cache, else the variant file's `# objects: ARCH=N` estimate.
+fn expected_objects(req: &BuildRequest, dir: &Path) -> Option<Expected> {
+    let read = |p: &Path| -> Option<u64> { fs::read_to_string(p).ok()?.trim().parse().ok() };
+    if let Some(n) = read(&dir.join(OBJECTS_RECORD)) {
+        return Some(Expected {
+            objects: n,
+            recorded: true,
+        });
+    }
+    let cell = format!("{}-{}", req.arch.name, req.config);
+    if let Ok(sources) = fs::read_dir(layout::cache_root().join("build")) {
+        for s in sources.flatten() {
+            if let Some(n) = read(&s.path().join(&cell).join(OBJECTS_RECORD)) {
+                return Some(Expected {
+                    objects: n,
+                    recorded: true,
+                });
+            }
+        }
+    }
+    kconfig::objects_estimate(req.arch, req.config).map(|n| Expected {
+        objects: n,
+        recorded: false,
+    })
 }
 
 #[cfg(test)]
@@ -608,5 +708,42 @@ mod tests {
             !vmlinux.exists() && !image.exists(),
             "removed so make remakes them"
         );
+    }
+}
+
+#[cfg(test)]
+mod progress_tests {
+    use super::*;
+
+    #[test]
+    fn compile_lines_and_progress() {
+        assert!(is_compile_line(b"  CC      kernel/fork.o"));
+        assert!(is_compile_line(b"  AS      arch/x86/entry/entry_64.o"));
+        assert!(is_compile_line(b"  CC [M]  /x/ksh_probe.o"));
+        assert!(!is_compile_line(b"  CC      kernel/bounds.s"));
+        assert!(!is_compile_line(b"  HOSTCC  scripts/kallsyms.o"));
+        assert!(!is_compile_line(b"  LD      vmlinux.o"));
+        let e = Some(Expected {
+            objects: 1000,
+            recorded: true,
+        });
+        let s = |d| progress_text(d, e, Duration::from_secs(100));
+        assert_eq!(s(10), "10/1000 objects (1%), 1m40s, ETA -");
+        assert_eq!(s(500), "500/1000 objects (50%), 1m40s, ETA 1m40s");
+        assert_eq!(s(1200), "1200/1000 objects (99%), 1m40s, linking");
+        let est = Some(Expected {
+            objects: 1000,
+            recorded: false,
+        });
+        assert!(progress_text(1, est, Duration::from_secs(1)).starts_with("1/~1000 objects"));
+        assert_eq!(
+            progress_text(5, None, Duration::from_secs(12)),
+            "5 objects compiled, 12.0s"
+        );
+        assert_eq!(objects_estimate_for_test(), Some(1085));
+    }
+
+    fn objects_estimate_for_test() -> Option<u64> {
+        kconfig::objects_estimate(&crate::arch::X86_64, "no-such-variant")
     }
 }

@@ -267,3 +267,21 @@ mod tests {
         assert!(err.contains("valid: ") && err.contains("minimal"), "{err}");
     }
 }
+
+/// How many objects a cold build of `variant` compiles on `arch`, from
+/// `kernel-configs/objects-estimate.txt` (`minimal`'s figure for a variant
+/// it does not list): the first build's progress estimate. Kept out of the
+/// fragments, whose bytes key the build dir's configuration.
+pub fn objects_estimate(arch: &ArchProfile, variant: &str) -> Option<u64> {
+    let path = layout::project_root().join("kernel-configs/objects-estimate.txt");
+    let text = std::fs::read_to_string(path).ok()?;
+    let find = |v: &str| {
+        text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+            match l.split_whitespace().collect::<Vec<_>>()[..] {
+                [c, a, n] if c == v && a == arch.name => n.parse().ok(),
+                _ => None,
+            }
+        })
+    };
+    find(variant).or_else(|| find("minimal"))
+}

@@ -149,6 +149,16 @@ pub struct CellTimes {
     pub counts: Vec<CaseCount>,
     /// Whether the run was judged as the baseline proof.
     pub baseline_proof: bool,
+    /// The probes' time inside the guest (its `# ksh: probes took N ms`).
+    pub guest_probes: Option<Duration>,
+}
+
+/// The guest's own figure for its probes, from the result stream.
+pub fn guest_probes_time(results: &str) -> Option<Duration> {
+    results.lines().find_map(|l| {
+        let ms = l.strip_prefix("# ksh: probes took ")?.split(' ').next()?;
+        ms.parse().ok().map(Duration::from_millis)
+    })
 }
 
 /// What one case reported checking (its `ksh_proto::CHECKED_PREFIX` line).
@@ -419,6 +429,7 @@ pub fn run_cell(cell: &Cell, opts: &RunOptions) -> Result<(CellReport, CellTimes
     };
     times.boot_to_results = outcome.boot_to_results;
     times.vm_total = outcome.elapsed;
+    times.guest_probes = guest_probes_time(&outcome.results);
     times.accel = Some(outcome.accel.name());
     let judged = case_results(
         cell,

@@ -5,16 +5,19 @@
 //! ELF, its boot) fails that cell's cases while the other cells still run;
 //! the report is printed and the JUnit file written whatever happened.
 
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use harness::arch::ArchProfile;
 use harness::prereqs;
 use harness::proc::fmt_duration;
 use harness::report::{self, CaseResult, CellReport, Status};
-use harness::testrun::{self, Cell, RunOptions};
-use libtest_mimic::Arguments;
+use harness::source::KernelSource;
+use harness::testrun::{self, Cell, CellTimes, RunOptions};
+use libtest_mimic::{Arguments, Completion, Trial};
 
-use crate::flags::TestArgs;
+use crate::flags::{KernelSelection, TestArgs};
 use crate::selection;
 
 pub fn run(mut args: TestArgs) -> Result<i32> {
@@ -51,72 +54,199 @@ pub fn run(mut args: TestArgs) -> Result<i32> {
         );
     }
 
-    let mut results: Vec<CellReport> = Vec::new();
-    if !lt.list && !selected_cells.is_empty() {
-        let started = Instant::now();
-        let prepared = (|| -> Result<_> {
-            let needed: Vec<_> = selected_cells.iter().map(|(a, _)| *a).collect();
-            prereqs::ensure(&prereqs::Needs {
-                arches: needed,
-                debian_source: args.kernel.kernel_tree.is_none(),
-                guest: true,
-            })?;
-            selection::prepare_source(&args.kernel)
-        })();
-        match prepared {
-            Ok(source) => {
-                eprintln!("ksh: kernel source: {}", source.describe);
-                let opts = RunOptions {
-                    accel: args.accel,
-                    jobs: selection::jobs(&args.kernel),
-                    expect_baseline_failures: args.expect_baseline_failures,
-                    guest_params: args.guest_param.clone(),
-                    silence_limit: args.vm_silence.map(Duration::from_secs),
-                    stream_console: args.console,
-                    gdb_port: args.gdb.then_some(args.gdb_port),
-                };
-                for (arch, config) in &selected_cells {
+    // The cells run inside libtest, each when the first of its selected
+    // tests is reached (tests are in cell order, one at a time): results
+    // stream per cell, and libtest's "finished in" is the real wall time.
+    let runner = Arc::new(Runner {
+        kernel: args.kernel.clone(),
+        opts: RunOptions {
+            accel: args.accel,
+            jobs: selection::jobs(&args.kernel),
+            expect_baseline_failures: args.expect_baseline_failures,
+            guest_params: args.guest_param.clone(),
+            silence_limit: args.vm_silence.map(Duration::from_secs),
+            stream_console: args.console || args.gdb,
+            gdb_port: args.gdb.then_some(args.gdb_port),
+        },
+        cells: selected_cells.clone(),
+        source: OnceLock::new(),
+        results: selected_cells.iter().map(|_| OnceLock::new()).collect(),
+    });
+    let trials = names
+        .iter()
+        .map(|name| {
+            let cell = selected_cells
+                .iter()
+                .position(|(a, c)| name.starts_with(&format!("{}/{c}/", a.name)));
+            let Some(i) = cell else {
+                // A cell without a selected test: libtest filters it out too.
+                return Trial::test(name.clone(), || Ok(()));
+            };
+            let (runner, name2) = (runner.clone(), name.clone());
+            Trial::ignorable_test(name.clone(), move || {
+                let (report, _) = runner.cell(i);
+                match report
+                    .cases
+                    .iter()
+                    .find(|c| c.name == name2)
+                    .map(|c| &c.status)
+                {
+                    Some(Status::Pass) => Ok(Completion::Completed),
+                    Some(Status::Skip(why)) => Ok(Completion::ignored_with(why)),
+                    Some(Status::Fail(msg)) => Err(msg.as_str().into()),
+                    None => Err("not run: its kernel was not built or booted".into()),
+                }
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    let conclusion = libtest_mimic::run(&lt, trials);
+    let done: Vec<&(CellReport, Option<CellTimes>)> =
+        runner.results.iter().filter_map(|r| r.get()).collect();
+    if !done.is_empty() {
+        eprint!("{}", summary_table(&done, started.elapsed()));
+    }
+    if let Some(path) = args.junit.as_ref().filter(|_| !lt.list) {
+        let reports: Vec<CellReport> = done.iter().map(|(r, _)| r.clone()).collect();
+        report::write_junit(path, &reports)?;
+        eprintln!("ksh: JUnit XML written to {}", path.display());
+    }
+    Ok(if conclusion.has_failed() { 101 } else { 0 })
+}
+
+/// The selected cells and their results, computed on first use.
+struct Runner {
+    kernel: KernelSelection,
+    opts: RunOptions,
+    cells: Vec<(&'static ArchProfile, String)>,
+    /// Prerequisites and the kernel source: once, for every cell.
+    source: OnceLock<Result<KernelSource, String>>,
+    results: Vec<OnceLock<(CellReport, Option<CellTimes>)>>,
+}
+
+impl Runner {
+    fn cell(&self, i: usize) -> &(CellReport, Option<CellTimes>) {
+        self.results[i].get_or_init(|| {
+            // libtest printed "test NAME ... " already: start on a new line.
+            eprintln!();
+            let (arch, config) = &self.cells[i];
+            let prefix = format!("{}/{config}", arch.name);
+            match self.source.get_or_init(|| self.prepare()) {
+                Ok(source) => {
                     let cell = Cell {
                         arch,
                         config: config.clone(),
-                        source: &source,
+                        source,
                     };
-                    results.push(run_one(&cell, &opts));
+                    let (r, t) = run_one(&cell, &self.opts);
+                    (r, t)
                 }
+                // Nothing could be built: every selected cell fails with why.
+                Err(why) => (
+                    failed_cell(
+                        &testrun::test_names(arch, config),
+                        &prefix,
+                        why,
+                        Duration::ZERO,
+                    ),
+                    None,
+                ),
             }
-            // Nothing could be built: every selected cell fails with why.
+        })
+    }
+
+    fn prepare(&self) -> Result<KernelSource, String> {
+        let r = (|| -> Result<_> {
+            let needed: Vec<_> = self.cells.iter().map(|(a, _)| *a).collect();
+            prereqs::ensure(&prereqs::Needs {
+                arches: needed,
+                debian_source: self.kernel.kernel_tree.is_none(),
+                guest: true,
+            })?;
+            selection::prepare_source(&self.kernel)
+        })();
+        match r {
+            Ok(source) => {
+                eprintln!("ksh: kernel source: {}", source.describe);
+                Ok(source)
+            }
             Err(e) => {
                 let why = harness::layout::describe_error(&e);
                 eprintln!("ksh: error: {why}");
-                for (arch, config) in &selected_cells {
-                    results.push(failed_cell(
-                        &testrun::test_names(arch, config),
-                        &format!("{}/{config}", arch.name),
-                        &why,
-                        started.elapsed(),
-                    ));
-                }
+                Err(why)
             }
         }
-        if let Some(path) = &args.junit {
-            report::write_junit(path, &results)?;
-            eprintln!("ksh: JUnit XML written to {}", path.display());
-        }
     }
-    let conclusion = libtest_mimic::run(&lt, report::trials(&names, &results));
-    Ok(if conclusion.has_failed() { 101 } else { 0 })
+}
+
+/// The table that closes a run: per cell, build, boot-to-results, the
+/// guest's probe time, and its cases.
+fn summary_table(done: &[&(CellReport, Option<CellTimes>)], wall: Duration) -> String {
+    let mut rows = vec![[
+        "cell".to_string(),
+        "build".to_string(),
+        "boot-to-results".to_string(),
+        "probes".to_string(),
+        "cases".to_string(),
+    ]];
+    for (report, times) in done {
+        let (pass, fail, skip) =
+            report
+                .cases
+                .iter()
+                .fold((0, 0, 0), |(p, f, s), c| match c.status {
+                    Status::Pass => (p + 1, f, s),
+                    Status::Fail(_) => (p, f + 1, s),
+                    Status::Skip(_) => (p, f, s + 1),
+                });
+        let dash = || "-".to_string();
+        let (build, boot, probes) = match times {
+            Some(t) => (
+                format!(
+                    "{}{}",
+                    fmt_duration(t.build),
+                    if t.ran_make { "" } else { " (up to date)" }
+                ),
+                t.boot_to_results.map(fmt_duration).unwrap_or_else(dash),
+                t.guest_probes.map(fmt_duration).unwrap_or_else(dash),
+            ),
+            None => (dash(), dash(), dash()),
+        };
+        let mut cases = format!("{pass} passed, {fail} failed");
+        if skip > 0 {
+            cases.push_str(&format!(", {skip} skipped"));
+        }
+        rows.push([report.cell.clone(), build, boot, probes, cases]);
+    }
+    let widths: Vec<usize> = (0..5)
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in &rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(v, w)| format!("{v:<w$}"))
+            .collect();
+        out.push_str(&format!("ksh: {}\n", line.join("  ").trim_end()));
+    }
+    out.push_str(&format!("ksh: wall time {}\n", fmt_duration(wall)));
+    out
 }
 
 /// Runs one cell and prints its summary line; a harness error becomes the
 /// cell's failed cases.
-fn run_one(cell: &Cell, opts: &RunOptions) -> CellReport {
+fn run_one(cell: &Cell, opts: &RunOptions) -> (CellReport, Option<CellTimes>) {
     let started = Instant::now();
     let (cell_report, times) = match testrun::run_cell(cell, opts) {
         Ok(r) => r,
         Err(e) => {
             let why = harness::layout::describe_error(&e);
             eprintln!("ksh: {}: error: {why}", cell.name());
-            return failed_cell(&cell.test_names(), &cell.name(), &why, started.elapsed());
+            return (
+                failed_cell(&cell.test_names(), &cell.name(), &why, started.elapsed()),
+                None,
+            );
         }
     };
     let build_case = format!(
@@ -160,7 +290,7 @@ fn run_one(cell: &Cell, opts: &RunOptions) -> CellReport {
             testrun::counts_summary(&times.counts, times.baseline_proof)
         );
     }
-    cell_report
+    (cell_report, Some(times))
 }
 
 /// A cell whose every case failed with `why`.
