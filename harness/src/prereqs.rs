@@ -71,6 +71,12 @@ const BUILD_TOOLS: &[Requirement] = &[
         probe: Probe::Command("ccache"),
         package: "ccache",
     },
+    // `--gdb` prints a gdb command line (x86_64 guests; arm64 ones need
+    // gdb-multiarch, which the message names); the gdb-session test runs it.
+    Requirement {
+        probe: Probe::Command("gdb"),
+        package: "gdb",
+    },
     Requirement {
         probe: Probe::File("/usr/include/gelf.h"),
         package: "libelf-dev",
