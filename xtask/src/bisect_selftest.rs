@@ -14,36 +14,23 @@ use harness::{layout, prereqs, source};
 
 use crate::flags::BisectSelftestArgs;
 
+/// git with a fixed identity and no background maintenance competing
+/// with the kernel builds.
 fn git(tree: &Path, args: &[&str]) -> Result<String> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(tree)
-        .args([
-            "-c",
-            "user.name=ksh",
-            "-c",
-            "user.email=ksh@example.org",
-            "-c",
-            "commit.gpgsign=false",
-            // No background gc competing with the kernel builds.
-            "-c",
-            "gc.auto=0",
-            "-c",
-            "maintenance.auto=false",
-        ])
-        .args(args)
-        .output()
-        .context("running git")?;
-    if !out.status.success() {
-        bail!(
-            "git {} failed in {}: {} {}",
-            args.join(" "),
-            tree.display(),
-            String::from_utf8_lossy(&out.stderr).trim(),
-            String::from_utf8_lossy(&out.stdout).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    let mut all = vec![
+        "-c",
+        "user.name=ksh",
+        "-c",
+        "user.email=ksh@example.org",
+        "-c",
+        "commit.gpgsign=false",
+        "-c",
+        "gc.auto=0",
+        "-c",
+        "maintenance.auto=false",
+    ];
+    all.extend_from_slice(args);
+    harness::proc::git(tree, &all)
 }
 
 /// A documentation-only commit: changes the history, not the kernel.

@@ -611,7 +611,7 @@ fn concurrent(ctx: &Ctx) -> Result<Row> {
     let complete = |pid: u32| {
         ctx.run_dir_of(pid)
             .and_then(|d| fs::read_to_string(d.join(harness::qemu::RESULTS_FILE)).ok())
-            .is_some_and(|r| r.contains(ksh_proto::COMPLETION_RECORD))
+            .is_some_and(|r| harness::qemu::has_completion_record(&r))
     };
     let (da, db) = (ctx.run_dir_of(fa.pid), ctx.run_dir_of(fb.pid));
     let separate = da.is_some() && db.is_some() && da != db;

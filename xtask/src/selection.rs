@@ -79,9 +79,5 @@ pub fn prepare_source(sel: &KernelSelection) -> Result<KernelSource> {
 }
 
 pub fn jobs(sel: &KernelSelection) -> usize {
-    sel.jobs.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get() + 1)
-            .unwrap_or(3)
-    })
+    sel.jobs.unwrap_or_else(harness::proc::default_jobs)
 }

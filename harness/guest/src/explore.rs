@@ -8,7 +8,7 @@ use std::process::Command;
 
 use ksh_proto::lookup::Table;
 
-use crate::probes::kernel;
+use crate::support;
 use crate::sys;
 
 /// Console words `ksh.NAME=VALUE` of the kernel command line.
@@ -39,7 +39,7 @@ pub fn shell_session(cmdline: &str, module_status: &str) -> ! {
     ) {
         sys::set_console_size(c, r);
     }
-    let build = kernel::build_info();
+    let build = support::build_info();
     println!();
     println!(
         "ksh: {} kernel {}, {} kallsyms symbols; probe module: {module_status}",
@@ -135,7 +135,7 @@ pub fn lookup(args: &[String]) -> i32 {
             return 2;
         }
     };
-    let offset = match kernel::kaslr_offset() {
+    let offset = match support::kaslr_offset() {
         Ok(o) => o,
         Err(e) => {
             eprintln!("ksh-lookup: KASLR offset: {e}");
@@ -145,7 +145,7 @@ pub fn lookup(args: &[String]) -> i32 {
     let table = truth.table();
     let mut code = 0;
     for arg in args {
-        let addrs: Vec<u64> = match kernel::hex(arg) {
+        let addrs: Vec<u64> = match support::hex(arg) {
             Ok(a) if arg.len() >= 8 || arg.starts_with("0x") => vec![a],
             _ => {
                 let found: Vec<u64> = truth
@@ -172,7 +172,7 @@ pub fn lookup(args: &[String]) -> i32 {
                 Some(f) => format!("{}+{:#x}/{:#x}", f.name, link - f.start, f.size),
                 None => "no symbol".to_string(),
             };
-            let (kernel_text, ps) = match kernel::lookup_one(runtime) {
+            let (kernel_text, ps) = match support::lookup_one(runtime) {
                 Ok(l) => {
                     let k = if l.found {
                         let m = l

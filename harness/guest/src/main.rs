@@ -11,6 +11,7 @@ mod alloc;
 mod explore;
 mod ktap;
 mod probes;
+mod support;
 mod sys;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -21,8 +21,8 @@
 
 use std::io::{Read, Write};
 
-use super::kernel::{self, hex};
 use crate::ktap::{CaseWriter, Verdict};
+use crate::support::{self, hex};
 
 /// Messages of `/dev/kmsg` (the text after `;` of each record).
 fn kmsg() -> Result<Vec<String>, String> {
@@ -76,7 +76,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         let name = ksh_proto::MODULE_BT_CALLER;
         let mut size = None;
         let mut module_syms = Vec::new();
-        for l in kernel::read_lines(ksh_proto::EXPECT_MODULE_SYMS)? {
+        for l in support::read_lines(ksh_proto::EXPECT_MODULE_SYMS)? {
             if let Some((n, s)) = l.split_once(' ') {
                 if n == name {
                     size = Some(hex(s)?);
@@ -88,7 +88,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             "{name} is not in {}",
             ksh_proto::EXPECT_MODULE_SYMS
         ))?;
-        let proc = kernel::proc_kallsyms_where(|_, m| m == Some(ksh_proto::MODULE_NAME))?;
+        let proc = support::proc_kallsyms_where(|_, m| m == Some(ksh_proto::MODULE_NAME))?;
         let addr_of = |n: &str| proc.iter().find(|s| s.name == n).map(|s| s.addr);
         let start = addr_of(name).ok_or(format!("{name} is not in /proc/kallsyms"))?;
         // Module functions with their runtime extents.
@@ -97,7 +97,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             .filter_map(|(n, s)| addr_of(n).map(|a| (a, a + s, n.clone())))
             .collect();
         fns.sort();
-        let path = kernel::module_file("backtrace")?;
+        let path = support::module_file("backtrace")?;
         let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
         let mut frames = Vec::new();
         for l in text.lines() {

@@ -4,20 +4,20 @@
 
 use std::io::Write;
 
-use super::kernel::{self, hex};
 use crate::ktap::CaseWriter;
+use crate::support::{self, hex};
 
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     let setup = || -> Result<_, String> {
         let mut samples = Vec::new();
-        for l in kernel::read_lines(ksh_proto::EXPECT_FORMAT_PS)? {
+        for l in support::read_lines(ksh_proto::EXPECT_FORMAT_PS)? {
             let f: Vec<&str> = l.splitn(3, ' ').collect();
             let [a, o, e] = f[..] else {
                 return Err(format!("{}: malformed: {l}", ksh_proto::EXPECT_FORMAT_PS));
             };
             samples.push((hex(a)?, hex(o)?, e.to_string()));
         }
-        Ok((samples, kernel::kaslr_offset()?))
+        Ok((samples, support::kaslr_offset()?))
     };
     let (samples, off) = match setup() {
         Ok(x) => x,
@@ -27,7 +27,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         .iter()
         .map(|(a, o, _)| a.wrapping_add(off) + o)
         .collect();
-    let answers = match kernel::lookup(&addrs) {
+    let answers = match support::lookup(&addrs) {
         Ok(a) => a,
         Err(e) => return out.fail_rest(&e),
     };

@@ -8,8 +8,8 @@
 
 use std::io::Write;
 
-use super::kernel::{self, hex};
 use crate::ktap::{CaseWriter, Verdict};
+use crate::support::{self, hex};
 
 const DIR: &str = "/sys/kernel/tracing";
 
@@ -52,7 +52,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     let setup = || -> Result<_, String> {
         let t = std::fs::read_to_string(&addrs_path).map_err(|e| format!("{addrs_path}: {e}"))?;
         let mut orphans = Vec::new();
-        for l in kernel::read_lines(ksh_proto::EXPECT_ORPHANS)? {
+        for l in support::read_lines(ksh_proto::EXPECT_ORPHANS)? {
             let f: Vec<&str> = l.split(' ').collect();
             if f.len() >= 3 {
                 orphans.push((hex(f[0])?, hex(f[1])?, f[2].to_string()));
@@ -60,7 +60,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         }
         // Sorted by start, for a binary search per call site.
         orphans.sort_by_key(|o: &(u64, u64, String)| o.0);
-        Ok((t, orphans, kernel::kaslr_offset()?))
+        Ok((t, orphans, support::kaslr_offset()?))
     };
     let (sites, orphans, off) = match setup() {
         Ok(x) => x,

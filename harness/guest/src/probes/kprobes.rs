@@ -18,8 +18,8 @@ use rustc_hash::FxHashMap as HashMap;
 use std::collections::HashSet;
 use std::io::Write;
 
-use super::kernel::{self, hex};
 use crate::ktap::{CaseWriter, Verdict};
+use crate::support::{self, hex};
 
 const BLACKLIST: &str = "/sys/kernel/debug/kprobes/blacklist";
 
@@ -57,7 +57,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     }
     let setup = || -> Result<_, String> {
         let mut targets = Vec::new();
-        for l in kernel::read_lines(ksh_proto::EXPECT_KPROBES)? {
+        for l in support::read_lines(ksh_proto::EXPECT_KPROBES)? {
             let f: Vec<&str> = l.splitn(3, ' ').collect();
             if f.len() != 3 {
                 return Err(format!("{}: malformed: {l}", ksh_proto::EXPECT_KPROBES));
@@ -68,14 +68,14 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
                 name: f[2].to_string(),
             });
         }
-        let proc = kernel::proc_kallsyms_where(|_, m| m == Some(ksh_proto::MODULE_NAME))?;
+        let proc = support::proc_kallsyms_where(|_, m| m == Some(ksh_proto::MODULE_NAME))?;
         let mut module_syms = HashMap::default();
-        for l in kernel::read_lines(ksh_proto::EXPECT_MODULE_SYMS)? {
+        for l in support::read_lines(ksh_proto::EXPECT_MODULE_SYMS)? {
             if let Some((n, s)) = l.split_once(' ') {
                 module_syms.insert(n.to_string(), hex(s)?);
             }
         }
-        Ok((targets, kernel::kaslr_offset()?, proc, module_syms))
+        Ok((targets, support::kaslr_offset()?, proc, module_syms))
     };
     let (targets, off, proc, module_syms) = match setup() {
         Ok(x) => x,
@@ -93,7 +93,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     // register_kprobe() on every target, in one module session.
     let mut addrs: Vec<u64> = targets.iter().map(|t| t.addr.wrapping_add(off)).collect();
     addrs.push(inside);
-    let rcs = match kernel::kprobe(&addrs) {
+    let rcs = match support::kprobe(&addrs) {
         Ok(r) => r,
         Err(e) => return out.fail_rest(&e),
     };
@@ -146,7 +146,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     let populated = || -> Result<(usize, Vec<String>), String> {
         let mut n = 0;
         let mut bad = Vec::new();
-        for l in kernel::read_lines(ksh_proto::EXPECT_BLACKLIST)? {
+        for l in support::read_lines(ksh_proto::EXPECT_BLACKLIST)? {
             let f: Vec<&str> = l.splitn(3, ' ').collect();
             if f.len() != 3 {
                 return Err(format!("{}: malformed: {l}", ksh_proto::EXPECT_BLACKLIST));

@@ -17,8 +17,8 @@
 
 use std::io::Write;
 
-use super::kernel;
 use crate::ktap::{CaseWriter, Verdict};
+use crate::support;
 
 /// Rounds asked for on the kernel command line, else 1.
 fn rounds() -> usize {
@@ -33,7 +33,7 @@ fn rounds() -> usize {
 }
 
 fn measure(lo: u64, hi: u64) -> Result<(u64, u64), String> {
-    let line = kernel::bench(ksh_proto::LOOKUP_BENCH_COUNT, lo, hi)?;
+    let line = support::bench(ksh_proto::LOOKUP_BENCH_COUNT, lo, hi)?;
     let field = |k: &str| -> Result<u64, String> {
         line.split_whitespace()
             .find_map(|w| w.strip_prefix(k))
@@ -48,7 +48,7 @@ fn sized<W: Write>(out: &mut CaseWriter<W>, rounds: usize) -> Result<(), String>
     const TEST_RUN_ADDRESSES: usize = 1000;
     let blob = std::fs::read(ksh_proto::EXPECT_SIZES_CHECK)
         .map_err(|e| format!("{}: {e}", ksh_proto::EXPECT_SIZES_CHECK))?;
-    let off = kernel::kaslr_offset()?;
+    let off = support::kaslr_offset()?;
     let parts = if rounds > 1 {
         vec![&blob[..]]
     } else {
@@ -57,7 +57,7 @@ fn sized<W: Write>(out: &mut CaseWriter<W>, rounds: usize) -> Result<(), String>
     };
     let part = parts.first().ok_or("the sizes plan is empty")?;
     let n = blob_records(part)?;
-    let ns = kernel::time_blob(part, n, off, rounds as u64)?;
+    let ns = support::time_blob(part, n, off, rounds as u64)?;
     let per: Vec<f64> = ns.iter().map(|&t| t as f64 / n as f64).collect();
     let mut sorted = per.clone();
     sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -81,8 +81,8 @@ fn median(mut xs: Vec<u64>) -> u64 {
 }
 
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
-    let range = kernel::kaslr_offset().and_then(|off| {
-        let r = kernel::expected_addresses(&["_stext", "_etext"])?;
+    let range = support::kaslr_offset().and_then(|off| {
+        let r = support::expected_addresses(&["_stext", "_etext"])?;
         Ok((r[0].wrapping_add(off), r[1].wrapping_add(off)))
     });
     let (lo, hi) = match range {

@@ -6,7 +6,6 @@ mod boot;
 mod format_ps;
 mod ftrace;
 mod kallsyms_selftest;
-pub mod kernel;
 mod kprobes;
 mod lookup_bench;
 mod module_symbols;
@@ -23,7 +22,7 @@ use ksh_proto::ProbeSpec;
 
 use crate::ktap::CaseWriter;
 
-pub use kernel::summarize_detail;
+pub use crate::support::summarize_detail;
 
 /// The kernel's kallsyms symbol count as the host computed it (0 when
 /// unknown), for the probes' timeouts.
@@ -37,9 +36,9 @@ pub fn symbols_in_build() -> u64 {
 /// Returns a line for the report.
 pub fn snapshot_proc_kallsyms() -> String {
     let started = std::time::Instant::now();
-    match kernel::read_proc_kallsyms() {
+    match crate::support::read_proc_kallsyms() {
         Ok(text) => {
-            kernel::save_proc_kallsyms_snapshot(&text);
+            crate::support::save_proc_kallsyms_snapshot(&text);
             format!(
                 "# ksh: /proc/kallsyms read once ({} bytes) in {} ms\n",
                 text.len(),
@@ -62,7 +61,7 @@ pub fn arch() -> &'static str {
 /// Why `probe/case` does not apply to this build (registry data evaluated
 /// against the build info), or None.
 pub fn not_applicable(probe: &str, case: &str) -> Option<&'static str> {
-    let info = kernel::build_info();
+    let info = crate::support::build_info();
     ksh_proto::not_applicable(probe, case, arch(), &|k| info.get(k).cloned())
 }
 

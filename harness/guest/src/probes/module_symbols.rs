@@ -5,21 +5,21 @@
 use rustc_hash::FxHashMap as HashMap;
 use std::io::Write;
 
-use super::kernel::{self, hex};
 use crate::ktap::CaseWriter;
+use crate::support::{self, hex};
 
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     let setup = || -> Result<_, String> {
         let mut fns = Vec::new();
-        for l in kernel::read_lines(ksh_proto::EXPECT_MODULE_SYMS)? {
+        for l in support::read_lines(ksh_proto::EXPECT_MODULE_SYMS)? {
             let Some((n, s)) = l.split_once(' ') else {
                 return Err(format!("{}: malformed: {l}", ksh_proto::EXPECT_MODULE_SYMS));
             };
             fns.push((n.to_string(), hex(s)?));
         }
-        kernel::module_file("lookup")?;
+        support::module_file("lookup")?;
         let ours = |_: &str, m: Option<&str>| m == Some(ksh_proto::MODULE_NAME);
-        Ok((fns, kernel::proc_kallsyms_where(ours)?))
+        Ok((fns, support::proc_kallsyms_where(ours)?))
     };
     let (fns, proc) = match setup() {
         Ok(x) => x,
@@ -40,7 +40,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         }
     }
     let addrs: Vec<u64> = present.iter().map(|p| p.2).collect();
-    let answers = match kernel::lookup(&addrs) {
+    let answers = match support::lookup(&addrs) {
         Ok(a) => a,
         Err(e) => return out.fail_rest(&e),
     };

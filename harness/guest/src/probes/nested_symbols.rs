@@ -9,8 +9,8 @@
 
 use std::io::Write;
 
-use super::kernel::{self, hex};
 use crate::ktap::CaseWriter;
+use crate::support::{self, hex};
 
 struct Point {
     addr: u64,
@@ -22,7 +22,7 @@ struct Point {
 }
 
 fn read() -> Result<Vec<Point>, String> {
-    kernel::read_lines(ksh_proto::EXPECT_NESTED)?
+    support::read_lines(ksh_proto::EXPECT_NESTED)?
         .iter()
         .map(|l| {
             let f: Vec<&str> = l.split(' ').collect();
@@ -42,7 +42,7 @@ fn read() -> Result<Vec<Point>, String> {
 }
 
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
-    let (points, off) = match read().and_then(|p| Ok((p, kernel::kaslr_offset()?))) {
+    let (points, off) = match read().and_then(|p| Ok((p, support::kaslr_offset()?))) {
         Ok(x) => x,
         Err(e) => return out.fail_rest(&e),
     };
@@ -64,7 +64,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     inners.dedup();
     let mut addrs: Vec<u64> = points.iter().map(|p| p.addr.wrapping_add(off)).collect();
     addrs.extend(inners.iter().map(|i| i.0.wrapping_add(off)));
-    let answers = match kernel::lookup_no_ps(&addrs) {
+    let answers = match support::lookup_no_ps(&addrs) {
         Ok(a) => a,
         Err(e) => return out.fail_rest(&e),
     };

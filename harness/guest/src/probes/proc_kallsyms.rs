@@ -15,46 +15,18 @@ struct Sym<'a> {
     name: &'a str,
 }
 
-/// Parses one `/proc/kallsyms` line: `ADDR TYPE NAME` or
-/// `ADDR TYPE NAME\t[MODULE]`. Returns the symbol and whether it belongs to
-/// a module (or another `[...]` owner such as ftrace trampolines).
+/// One `/proc/kallsyms` line (the guest's one parser,
+/// [`crate::support::parse_proc_line`]) and whether it belongs to a module
+/// (or another `[...]` owner such as ftrace trampolines).
 fn parse_proc_line(line: &str) -> Result<(Sym<'_>, bool), String> {
-    let mut parts = line.splitn(3, ' ');
-    let (Some(addr), Some(ty), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
-        return Err("fewer than three fields".into());
-    };
-    if addr.len() != 16
-        || !addr
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
-        return Err("address is not 16 lowercase hex digits".into());
-    }
-    // nm's letter, as kallsyms stored it; `?` is nm's "unknown" (symbols of
-    // sections without flags, such as __nosave_begin on x86_64).
-    if ty.len() != 1 || !(ty.as_bytes()[0].is_ascii_alphabetic() || ty == "?") {
-        return Err("type is not one letter or '?'".into());
-    }
-    let (name, module) = match rest.split_once('\t') {
-        Some((n, m)) => {
-            if !(m.starts_with('[') && m.ends_with(']') && m.len() > 2) {
-                return Err("text after the tab is not [module]".into());
-            }
-            (n, true)
-        }
-        None => (rest, false),
-    };
-    if name.is_empty() || name.contains(' ') {
-        return Err("empty name or name with a space".into());
-    }
-    let addr = u64::from_str_radix(addr, 16).map_err(|e| e.to_string())?;
+    let p = crate::support::parse_proc_line(line)?;
     Ok((
         Sym {
-            addr,
-            ty: ty.chars().next().unwrap(),
-            name,
+            addr: p.addr,
+            ty: p.ty,
+            name: p.name,
         },
-        module,
+        p.module.is_some(),
     ))
 }
 
@@ -115,7 +87,7 @@ fn multiset_diff<K: std::hash::Hash + Eq + Clone>(
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     // The text /init read once for the whole boot (one reader's view of
     // the file, as any tool sees it); the live file if there is none.
-    let text = match super::kernel::proc_kallsyms_text() {
+    let text = match crate::support::proc_kallsyms_text() {
         Ok(t) => t,
         Err(e) => return out.fail_rest(&format!("cannot read /proc/kallsyms: {e}")),
     };
@@ -214,7 +186,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             .collect::<Vec<_>>()
     };
     // The offset itself, against an anchor independent of kallsyms.
-    let anchor = super::kernel::check_offset(offset);
+    let anchor = crate::support::check_offset(offset);
     let mut d = Vec::new();
     match &anchor {
         Ok(note) => println!("# anchor: {note}"),

@@ -16,8 +16,8 @@ use std::io::Write;
 
 use ksh_proto::sizes;
 
-use super::kernel::{self, Group, Lookup};
 use crate::ktap::CaseWriter;
+use crate::support::{self, Group, Lookup};
 
 const EMPTY: &str = "no sized symbol in /ksh/expect/sizes.txt (every kernel has thousands)";
 
@@ -27,13 +27,17 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             .map_err(|e| format!("{}: {e}", ksh_proto::EXPECT_SIZES_CHECK))?;
         let counts = std::fs::read_to_string(ksh_proto::EXPECT_SIZES_COUNTS)
             .map_err(|e| format!("{}: {e}", ksh_proto::EXPECT_SIZES_COUNTS))?;
-        Ok((blob, sizes::parse_counts(&counts)?, kernel::kaslr_offset()?))
+        Ok((
+            blob,
+            sizes::parse_counts(&counts)?,
+            support::kaslr_offset()?,
+        ))
     };
     let (blob, (starts, n_lasts, n_sym, nested), off) = match setup() {
         Ok(x) => x,
         Err(e) => return out.fail_rest(&e),
     };
-    let answers = match kernel::check_blob(&blob, starts + n_lasts, off) {
+    let answers = match support::check_blob(&blob, starts + n_lasts, off) {
         Ok(a) => a,
         Err(e) => return out.fail_rest(&e),
     };
@@ -80,7 +84,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
 /// (it must be the one the host encoded) and applies each case's rule.
 #[allow(clippy::too_many_arguments)]
 fn judge(
-    answers: &kernel::CheckOutcome,
+    answers: &support::CheckOutcome,
     starts: usize,
     n_lasts: usize,
     bad_name: &mut Vec<String>,

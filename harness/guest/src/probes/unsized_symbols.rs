@@ -8,20 +8,20 @@ use std::io::Write;
 
 use ksh_proto::check::{Expect, Record};
 
-use super::kernel::{self, hex};
 use crate::ktap::CaseWriter;
+use crate::support::{self, hex};
 
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     let setup = || -> Result<_, String> {
         let mut pts = Vec::new();
-        for l in kernel::read_lines(ksh_proto::EXPECT_UNSIZED)? {
+        for l in support::read_lines(ksh_proto::EXPECT_UNSIZED)? {
             let f: Vec<&str> = l.splitn(4, ' ').collect();
             if f.len() != 4 {
                 return Err(format!("{}: malformed: {l}", ksh_proto::EXPECT_UNSIZED));
             }
             pts.push((hex(f[0])?, hex(f[1])?, hex(f[2])?, f[3].to_string()));
         }
-        Ok((pts, kernel::kaslr_offset()?))
+        Ok((pts, support::kaslr_offset()?))
     };
     let (pts, off) = match setup() {
         Ok(x) => x,
@@ -46,7 +46,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             },
         })
         .collect();
-    let answers = match kernel::check(&records) {
+    let answers = match support::check(&records) {
         Ok(a) => a,
         Err(e) => return out.fail_rest(&e),
     };

@@ -5,8 +5,8 @@
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::io::Write;
 
-use super::kernel::{self, hex};
 use crate::ktap::CaseWriter;
+use crate::support::{self, hex};
 
 struct Kept {
     addr: u64,
@@ -16,7 +16,7 @@ struct Kept {
 }
 
 fn read() -> Result<Vec<Kept>, String> {
-    kernel::read_lines(ksh_proto::EXPECT_WEAK_KEPT)?
+    support::read_lines(ksh_proto::EXPECT_WEAK_KEPT)?
         .iter()
         .map(|l| {
             let f: Vec<&str> = l.splitn(4, ' ').collect();
@@ -39,11 +39,11 @@ const EMPTY: &str =
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     let setup = || -> Result<_, String> {
         let kept = read()?;
-        let off = kernel::kaslr_offset()?;
+        let off = support::kaslr_offset()?;
         let addrs: HashSet<u64> = kept.iter().map(|k| k.addr).collect();
         let names: HashSet<&str> = kept.iter().map(|k| k.name.as_str()).collect();
-        let groups = kernel::size_groups_where(|a| addrs.contains(&a))?;
-        let proc = kernel::proc_kallsyms_where(|n, m| m.is_none() && names.contains(n))?;
+        let groups = support::size_groups_where(|a| addrs.contains(&a))?;
+        let proc = support::proc_kallsyms_where(|n, m| m.is_none() && names.contains(n))?;
         Ok((kept, off, groups, proc))
     };
     let (kept, off, groups, proc) = match setup() {
@@ -85,11 +85,11 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     );
 
     let addrs: Vec<u64> = kept.iter().map(|k| k.addr.wrapping_add(off)).collect();
-    let answers = match kernel::lookup(&addrs) {
+    let answers = match support::lookup(&addrs) {
         Ok(a) => a,
         Err(e) => return out.fail_rest(&e),
     };
-    let group_of: HashMap<u64, &kernel::Group> = groups.iter().map(|g| (g.addr, g)).collect();
+    let group_of: HashMap<u64, &support::Group> = groups.iter().map(|g| (g.addr, g)).collect();
     let (mut bad_addr, mut bad_size) = (Vec::new(), Vec::new());
     for (k, a) in kept.iter().zip(&answers) {
         let names: Vec<String> = group_of

@@ -4,8 +4,8 @@
 
 use std::io::Write;
 
-use super::kernel::{self, hex};
 use crate::ktap::{CaseWriter, Verdict};
+use crate::support::{self, hex};
 
 struct Orphan {
     start: u64,
@@ -15,7 +15,7 @@ struct Orphan {
 }
 
 fn read() -> Result<Vec<Orphan>, String> {
-    kernel::read_lines(ksh_proto::EXPECT_ORPHANS)?
+    support::read_lines(ksh_proto::EXPECT_ORPHANS)?
         .iter()
         .map(|l| {
             let f: Vec<&str> = l.split(' ').collect();
@@ -33,7 +33,7 @@ fn read() -> Result<Vec<Orphan>, String> {
 }
 
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
-    let (orphans, off) = match read().and_then(|o| Ok((o, kernel::kaslr_offset()?))) {
+    let (orphans, off) = match read().and_then(|o| Ok((o, support::kaslr_offset()?))) {
         Ok(x) => x,
         Err(e) => return out.fail_rest(&e),
     };
@@ -47,7 +47,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             owner.push(i);
         }
     }
-    let answers = match kernel::lookup(&addrs) {
+    let answers = match support::lookup(&addrs) {
         Ok(a) => a,
         Err(e) => return out.fail_rest(&e),
     };
@@ -116,7 +116,7 @@ fn preceding_start<W: Write>(out: &mut CaseWriter<W>, orphans: &[Orphan]) {
         .map(|o| o.preceding.as_str())
         .filter(|p| *p != "-")
         .collect();
-    let proc = match kernel::proc_kallsyms_where(|n, m| m.is_none() && wanted.contains(&n)) {
+    let proc = match support::proc_kallsyms_where(|n, m| m.is_none() && wanted.contains(&n)) {
         Ok(p) => p,
         Err(e) => return out.case("preceding-start", Verdict::Fail(vec![e])),
     };
@@ -131,7 +131,7 @@ fn preceding_start<W: Write>(out: &mut CaseWriter<W>, orphans: &[Orphan]) {
         }
     }
     let names_at = |a: u64| -> Vec<String> {
-        kernel::proc_kallsyms_where(|_, m| m.is_none())
+        support::proc_kallsyms_where(|_, m| m.is_none())
             .unwrap_or_default()
             .into_iter()
             .filter(|s| s.addr == a)
@@ -144,7 +144,7 @@ fn preceding_start<W: Write>(out: &mut CaseWriter<W>, orphans: &[Orphan]) {
         .map(|p| format!("{p}: not in /proc/kallsyms"))
         .collect();
     let q: Vec<u64> = addrs.iter().map(|(a, _)| *a).collect();
-    let answers = match kernel::lookup(&q) {
+    let answers = match support::lookup(&q) {
         Ok(a) => a,
         Err(e) => return out.case("preceding-start", Verdict::Fail(vec![e])),
     };

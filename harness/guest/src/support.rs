@@ -1,4 +1,4 @@
-//! Shared by the kallsyms probes: the expectation files, the KASLR offset,
+//! Support code shared by the probes (not a probe itself): the expectation files, the KASLR offset,
 //! `/proc/kallsyms`, and batched lookups through the probe module's
 //! debugfs `lookup` file (one write, one read: a few thousand syscalls for
 //! tens of thousands of addresses).
@@ -180,31 +180,87 @@ pub fn read_proc_kallsyms() -> Result<String, String> {
     String::from_utf8(buf).map_err(|e| format!("/proc/kallsyms is not UTF-8: {e}"))
 }
 
+/// One `/proc/kallsyms` line, borrowed from the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcLine<'a> {
+    pub addr: u64,
+    pub ty: char,
+    pub name: &'a str,
+    /// The owner after the tab, without brackets (a module, or `bpf`,
+    /// `__builtin__ftrace` and the like).
+    pub module: Option<&'a str>,
+}
+
+/// Parses one `/proc/kallsyms` line in its documented format, strictly:
+/// `ADDR TYPE NAME` or `ADDR TYPE NAME\t[MODULE]`, ADDR 16 lowercase hex
+/// digits, TYPE one letter or `?` (nm's "unknown", e.g. `__nosave_begin`
+/// on x86_64), NAME non-empty without spaces. The one parser of the guest:
+/// `proc-kallsyms` reports what it rejects, the other probes skip it.
+pub fn parse_proc_line(line: &str) -> Result<ProcLine<'_>, String> {
+    let mut parts = line.splitn(3, ' ');
+    let (Some(addr), Some(ty), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err("fewer than three fields".into());
+    };
+    let (name, module) = split_owner(rest)?;
+    if addr.len() != 16
+        || !addr
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err("address is not 16 lowercase hex digits".into());
+    }
+    if ty.len() != 1 || !(ty.as_bytes()[0].is_ascii_alphabetic() || ty == "?") {
+        return Err("type is not one letter or '?'".into());
+    }
+    if name.is_empty() || name.contains(' ') {
+        return Err("empty name or name with a space".into());
+    }
+    Ok(ProcLine {
+        addr: u64::from_str_radix(addr, 16).map_err(|e| e.to_string())?,
+        ty: ty.chars().next().unwrap(),
+        name,
+        module,
+    })
+}
+
+/// `NAME` or `NAME\t[MODULE]`.
+fn split_owner(rest: &str) -> Result<(&str, Option<&str>), String> {
+    match rest.split_once('\t') {
+        Some((n, m)) => match m.strip_prefix('[').and_then(|m| m.strip_suffix(']')) {
+            Some(m) if !m.is_empty() => Ok((n, Some(m))),
+            _ => Err("text after the tab is not [module]".into()),
+        },
+        None => Ok((rest, None)),
+    }
+}
+
 /// The `/proc/kallsyms` entries that `keep(name, module)` accepts. Most
-/// probes want a few symbols out of tens of thousands; the others' lines
-/// are skipped before anything is allocated or parsed further.
+/// probes want a few symbols out of tens of thousands: the name and owner
+/// are looked at first, the rest of the line only for the kept ones.
+/// Malformed lines are skipped (the `proc-kallsyms` probe reports them).
 pub fn proc_kallsyms_where(
     keep: impl Fn(&str, Option<&str>) -> bool,
 ) -> Result<Vec<ProcSym>, String> {
     let text = proc_kallsyms_text()?;
     let mut out = Vec::new();
     for l in text.lines() {
-        let mut p = l.splitn(3, ' ');
-        let (Some(a), Some(t), Some(rest)) = (p.next(), p.next(), p.next()) else {
+        let Some(rest) = l.splitn(3, ' ').nth(2) else {
             continue;
         };
-        let (name, module) = match rest.split_once('\t') {
-            Some((n, m)) => (n, Some(m.trim_start_matches('[').trim_end_matches(']'))),
-            None => (rest, None),
+        let Ok((name, module)) = split_owner(rest) else {
+            continue;
         };
         if !keep(name, module) {
             continue;
         }
+        let Ok(p) = parse_proc_line(l) else {
+            continue;
+        };
         out.push(ProcSym {
-            addr: hex(a)?,
-            ty: t.chars().next().unwrap_or('?'),
-            name: name.to_string(),
-            module: module.map(str::to_string),
+            addr: p.addr,
+            ty: p.ty,
+            name: p.name.to_string(),
+            module: p.module.map(str::to_string),
         });
     }
     Ok(out)
