@@ -7,7 +7,6 @@
 //! KASLR offset it reads from `/proc/kallsyms`).
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -16,6 +15,10 @@ use crate::arch::ArchProfile;
 use crate::initramfs::GuestFile;
 use crate::kbuild::Built;
 use crate::symbols::{self, Binding, GapClass, KallsymsEntry, SymKind};
+use ksh_proto::files::{
+    self, BuildInfoLine, FormatPsLine, KallsymsLine, KprobeKind, KprobeLine, ModuleSymLine,
+    OrphanLine, SizesLine, WeakKeptLine,
+};
 
 mod consumers;
 
@@ -171,11 +174,21 @@ fn config_value(config: &str, key: &str) -> Option<String> {
         .map(|v| v.trim_matches('"').to_string())
 }
 
-impl Expectations {
-    /// Computes all expectations of a build dir (`vmlinux` inside it) and,
-    /// if given, of the built probe module.
-    pub fn compute(build_dir: &Path, vmlinux: &Path, ko: Option<&Path>) -> Result<Self> {
-        let mut e = Expectations::default();
+/// What every expectation file is derived from: one build's table, ELF
+/// symbols and configuration.
+struct Inputs<'a> {
+    build_dir: &'a Path,
+    vmlinux: &'a Path,
+    config: String,
+    table: Vec<KallsymsEntry>,
+    elf_syms: Vec<symbols::ElfSymbol>,
+    range: KsymRange,
+    /// Sorted unique addresses of every table entry, for nesting tests.
+    starts: Vec<u64>,
+}
+
+impl<'a> Inputs<'a> {
+    fn read(build_dir: &'a Path, vmlinux: &'a Path) -> Result<Self> {
         let config_path = build_dir.join(".config");
         let config = std::fs::read_to_string(&config_path)
             .with_context(|| format!("reading {}", config_path.display()))?;
@@ -184,16 +197,101 @@ impl Expectations {
             .with_context(|| format!("deriving the kallsyms table from {}", vmlinux.display()))?;
         let elf_syms = symbols::read_elf_symbols(vmlinux)?;
         let range = KsymRange::new(&elf_syms, opts.all_symbols)?;
-        for t in &table {
-            let _ = writeln!(e.kallsyms, "{:x} {} {}", t.addr, t.ty as char, t.name);
-        }
+        let mut starts: Vec<u64> = table
+            .iter()
+            .filter(|t| !t.percpu_absolute)
+            .map(|t| t.addr)
+            .collect();
+        starts.sort_unstable();
+        starts.dedup();
+        Ok(Inputs {
+            build_dir,
+            vmlinux,
+            config,
+            table,
+            elf_syms,
+            range,
+            starts,
+        })
+    }
 
-        // build-info.txt
-        let release = std::fs::read_to_string(build_dir.join("include/config/kernel.release"))
+    /// Whether another symbol starts inside `[t.addr, t.addr + size)`.
+    fn nested(&self, t: &KallsymsEntry, size: u64) -> bool {
+        let i = self.starts.partition_point(|&a| a <= t.addr);
+        self.starts.get(i).is_some_and(|&a| a < t.addr + size)
+    }
+
+    /// Whether the kernel looks `t` up (in `is_ksym_addr()`'s range).
+    fn eligible(&self, t: &KallsymsEntry) -> bool {
+        !t.percpu_absolute
+            && self.range.contains(t.addr)
+            && t.size.is_none_or(|s| self.range.contains(t.addr + s - 1))
+    }
+
+    /// The eligible entries by address.
+    fn groups(&self) -> BTreeMap<u64, Vec<&KallsymsEntry>> {
+        let mut groups: BTreeMap<u64, Vec<&KallsymsEntry>> = BTreeMap::new();
+        for t in self.table.iter().filter(|t| self.eligible(t)) {
+            groups.entry(t.addr).or_default().push(t);
+        }
+        groups
+    }
+}
+
+impl Expectations {
+    /// Computes all expectations of a build dir (`vmlinux` inside it) and,
+    /// if given, of the built probe module: one function per file, each
+    /// writing the records of `ksh_proto::files`.
+    pub fn compute(build_dir: &Path, vmlinux: &Path, ko: Option<&Path>) -> Result<Self> {
+        let mut e = Expectations::default();
+        let inp = Inputs::read(build_dir, vmlinux)?;
+        e.kallsyms_file(&inp);
+        e.build_info_file(&inp)?;
+        e.sizes_files(&inp)?;
+        e.orphans_file(&inp)?;
+        let gaps = symbols::text_gaps(vmlinux)?;
+        e.note_gaps(&gaps);
+        e.weak_kept_file(&inp);
+        e.format_ps_file(&inp, &gaps);
+        e.kprobes_file(&inp, &gaps);
+        e.consumer_files(&inp)?;
+        if let Some(ko) = ko {
+            e.module_syms_file(ko)?;
+        }
+        // The fixture's object is in the build dir when its patch is in
+        // the tree (always with Debian's source; a --kernel-tree may lack
+        // it, and then the probes' own "0 checked" failures say so).
+        let has_fixture = build_dir.join("kernel/kallsyms_weak_fixture.o").is_file();
+        e.check_guaranteed(has_fixture)?;
+        Ok(e)
+    }
+
+    /// kallsyms.txt: the whole expected table.
+    fn kallsyms_file(&mut self, inp: &Inputs) {
+        for t in &inp.table {
+            files::push(
+                &mut self.kallsyms,
+                &KallsymsLine {
+                    addr: t.addr,
+                    ty: t.ty as char,
+                    name: &t.name,
+                },
+            );
+        }
+    }
+
+    /// build-info.txt: release, symbol count, options, the anchor's address.
+    fn build_info_file(&mut self, inp: &Inputs) -> Result<()> {
+        let release = std::fs::read_to_string(inp.build_dir.join("include/config/kernel.release"))
             .unwrap_or_default();
-        let yes = |k: &str| config_value(&config, k).as_deref() == Some("y");
-        let _ = writeln!(e.build_info, "kernel_release={}", release.trim());
-        let _ = writeln!(e.build_info, "{}={}", ksh_proto::SYMBOLS_KEY, table.len());
+        let yes = |k: &str| config_value(&inp.config, k).as_deref() == Some("y");
+        let mut facts = vec![
+            ("kernel_release".to_string(), release.trim().to_string()),
+            (
+                ksh_proto::SYMBOLS_KEY.to_string(),
+                inp.table.len().to_string(),
+            ),
+        ];
         for (k, opt) in [
             ("kallsyms_all", "CONFIG_KALLSYMS_ALL"),
             ("kprobes", "CONFIG_KPROBES"),
@@ -203,106 +301,103 @@ impl Expectations {
             ("randomize_base", "CONFIG_RANDOMIZE_BASE"),
             ("kallsyms_selftest", "CONFIG_KALLSYMS_SELFTEST"),
         ] {
-            let _ = writeln!(e.build_info, "{k}={}", if yes(opt) { 1 } else { 0 });
+            facts.push((k.to_string(), if yes(opt) { "1" } else { "0" }.to_string()));
         }
         // The link-time address of the anchor the probe module reports at
         // run time: an offset independent of kallsyms (ksh_proto::ANCHOR_SYMBOL).
-        let anchor = symbols::symbol_address_in(&elf_syms, ksh_proto::ANCHOR_SYMBOL)
-            .with_context(|| format!("{} in {}", ksh_proto::ANCHOR_SYMBOL, vmlinux.display()))?;
-        let _ = writeln!(e.build_info, "{}={anchor:x}", ksh_proto::ANCHOR_LINK_KEY);
-
-        // Sorted unique addresses of every table entry, for nesting tests.
-        let mut starts: Vec<u64> = table
-            .iter()
-            .filter(|t| !t.percpu_absolute)
-            .map(|t| t.addr)
-            .collect();
-        starts.sort_unstable();
-        starts.dedup();
-        let nested = |t: &KallsymsEntry, size: u64| {
-            let i = starts.partition_point(|&a| a <= t.addr);
-            starts.get(i).is_some_and(|&a| a < t.addr + size)
-        };
-        let eligible = |t: &KallsymsEntry| {
-            !t.percpu_absolute
-                && range.contains(t.addr)
-                && t.size.is_none_or(|s| range.contains(t.addr + s - 1))
-        };
-
-        // sizes.txt: groups (by address) with at least one sized symbol.
-        let mut groups: BTreeMap<u64, Vec<&KallsymsEntry>> = BTreeMap::new();
-        for t in table.iter().filter(|t| eligible(t)) {
-            groups.entry(t.addr).or_default().push(t);
+        let anchor = symbols::symbol_address_in(&inp.elf_syms, ksh_proto::ANCHOR_SYMBOL)
+            .with_context(|| {
+                format!("{} in {}", ksh_proto::ANCHOR_SYMBOL, inp.vmlinux.display())
+            })?;
+        facts.push((
+            ksh_proto::ANCHOR_LINK_KEY.to_string(),
+            format!("{anchor:x}"),
+        ));
+        for (key, value) in &facts {
+            files::push(&mut self.build_info, &BuildInfoLine { key, value });
         }
-        let (mut n_sized, mut n_nested) = (0usize, 0usize);
-        for (addr, g) in &groups {
+        Ok(())
+    }
+
+    /// sizes.txt (groups with at least one sized symbol), and the same plan
+    /// the guest would make from it, encoded once here (sizes-check.bin,
+    /// sizes-counts.txt): on a passing kernel the guest never parses
+    /// sizes.txt.
+    fn sizes_files(&mut self, inp: &Inputs) -> Result<()> {
+        let groups = inp.groups();
+        let (mut n_sized, mut n_nested, mut n_addrs) = (0usize, 0usize, 0usize);
+        for (&addr, g) in &groups {
             if !g.iter().any(|t| t.size.is_some()) {
                 continue;
             }
+            n_addrs += 1;
             for t in g {
-                match t.size {
-                    Some(s) => {
-                        let n = nested(t, s);
-                        n_sized += 1;
-                        n_nested += n as usize;
-                        let _ = writeln!(e.sizes, "{addr:x} {s:x} {} {}", n as u8, t.name);
-                    }
-                    None => {
-                        let _ = writeln!(e.sizes, "{addr:x} - - {}", t.name);
-                    }
+                let sized = t.size.map(|s| (s, inp.nested(t, s)));
+                if let Some((_, n)) = sized {
+                    n_sized += 1;
+                    n_nested += n as usize;
                 }
+                files::push(
+                    &mut self.sizes,
+                    &SizesLine {
+                        addr,
+                        sized,
+                        name: &t.name,
+                    },
+                );
             }
         }
-        // The same plan the guest would make from sizes.txt, encoded once
-        // here: on a passing kernel the guest never parses sizes.txt.
-        let size_groups = ksh_proto::sizes::parse(&e.sizes).map_err(anyhow::Error::msg)?;
+        let size_groups = ksh_proto::sizes::parse(&self.sizes).map_err(anyhow::Error::msg)?;
         let plan = ksh_proto::sizes::plan(&size_groups);
         for r in &plan.records {
-            r.encode(&mut e.sizes_check);
+            r.encode(&mut self.sizes_check);
         }
-        e.sizes_counts = ksh_proto::sizes::counts_line(&plan);
-        e.notes.push(format!(
-            "sizes: {} addresses, {n_sized} sized symbols ({n_nested} with another symbol inside)",
-            groups
-                .values()
-                .filter(|g| g.iter().any(|t| t.size.is_some()))
-                .count()
+        self.sizes_counts = ksh_proto::sizes::counts_line(&plan);
+        self.notes.push(format!(
+            "sizes: {n_addrs} addresses, {n_sized} sized symbols ({n_nested} with another symbol inside)"
         ));
+        Ok(())
+    }
 
-        // orphans.txt and gaps.
+    /// orphans.txt: the orphaned weak bodies of the objects.
+    fn orphans_file(&mut self, inp: &Inputs) -> Result<()> {
+        let build_dir = inp.build_dir;
         let search = symbols::orphan_search(build_dir).with_context(|| {
             format!("searching orphaned weak bodies in {}", build_dir.display())
         })?;
         let orphans = &search.orphans;
         for o in orphans {
             let obj = o.object.strip_prefix(build_dir).unwrap_or(&o.object);
-            let _ = writeln!(
-                e.orphans,
-                "{:x} {:x} {} {} {}",
-                o.start,
-                o.end,
-                o.name,
-                if o.preceding_symbol.is_empty() {
-                    "-"
-                } else {
-                    &o.preceding_symbol
+            let object = obj.display().to_string();
+            files::push(
+                &mut self.orphans,
+                &OrphanLine {
+                    start: o.start,
+                    end: o.end,
+                    name: &o.name,
+                    preceding: (!o.preceding_symbol.is_empty())
+                        .then_some(o.preceding_symbol.as_str()),
+                    object: &object,
                 },
-                obj.display()
             );
         }
         let n_fixture = orphans
             .iter()
             .filter(|o| o.name.starts_with(FIXTURE_PREFIX))
             .count();
-        e.notes.push(format!(
+        self.notes.push(format!(
             "orphaned weak bodies: {} ({n_fixture} fixture, {} real); {} overridden weak functions not located",
             orphans.len(),
             orphans.len() - n_fixture,
             search.unlocated.len()
         ));
-        let gaps = symbols::text_gaps(vmlinux)?;
+        Ok(())
+    }
+
+    /// A note on the text gaps by class.
+    fn note_gaps(&mut self, gaps: &[symbols::Gap]) {
         let mut by_class: BTreeMap<String, (usize, u64)> = BTreeMap::new();
-        for g in &gaps {
+        for g in gaps {
             // The variant name (the colleague's classes may grow).
             let c = format!("{:?}", g.class);
             let c = c.split([' ', '{', '(']).next().unwrap_or("").to_string();
@@ -310,7 +405,7 @@ impl Expectations {
             x.0 += 1;
             x.1 += g.len();
         }
-        e.notes.push(format!(
+        self.notes.push(format!(
             "text gaps: {} ({})",
             gaps.len(),
             by_class
@@ -319,26 +414,34 @@ impl Expectations {
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
+    }
 
-        // weak-kept.txt: weak functions still named in vmlinux.
+    /// weak-kept.txt: weak functions still named in vmlinux.
+    fn weak_kept_file(&mut self, inp: &Inputs) {
         let mut n_kept = 0;
-        for t in table.iter().filter(|t| eligible(t)) {
+        for t in inp.table.iter().filter(|t| inp.eligible(t)) {
             if t.binding == Binding::Weak && t.kind == SymKind::Func {
-                if let Some(s) = t.size {
+                if let Some(size) = t.size {
                     n_kept += 1;
-                    let _ = writeln!(
-                        e.weak_kept,
-                        "{:x} {s:x} {} {}",
-                        t.addr, t.ty as char, t.name
+                    files::push(
+                        &mut self.weak_kept,
+                        &WeakKeptLine {
+                            addr: t.addr,
+                            size,
+                            ty: t.ty as char,
+                            name: &t.name,
+                        },
                     );
                 }
             }
         }
-        e.notes.push(format!("weak functions kept: {n_kept}"));
+        self.notes.push(format!("weak functions kept: {n_kept}"));
+    }
 
-        // format-ps.txt: text functions alone at their address, with nothing
-        // nested: every FORMAT_SAMPLE_EVERY-th, plus every function that
-        // ends before a gap that is not mere padding.
+    /// format-ps.txt: text functions alone at their address, with nothing
+    /// nested: every FORMAT_SAMPLE_EVERY-th, plus every function that
+    /// ends before a gap that is not mere padding.
+    fn format_ps_file(&mut self, inp: &Inputs, gaps: &[symbols::Gap]) {
         let before_gap: std::collections::HashSet<&str> = gaps
             .iter()
             .filter(|g| g.class != GapClass::Padding)
@@ -346,10 +449,10 @@ impl Expectations {
             .collect();
         let mut k = 0usize;
         let mut n_fmt = 0usize;
-        for (addr, g) in &groups {
+        for (addr, g) in &inp.groups() {
             let [t] = g.as_slice() else { continue };
             let Some(size) = t.size else { continue };
-            if t.kind != SymKind::Func || nested(t, size) {
+            if t.kind != SymKind::Func || inp.nested(t, size) {
                 continue;
             }
             k += 1;
@@ -357,21 +460,29 @@ impl Expectations {
                 continue;
             }
             n_fmt += 1;
-            for off in [0, size / 2] {
-                let _ = writeln!(
-                    e.format_ps,
-                    "{addr:x} {off:x} {}+{off:#x}/{size:#x}",
-                    t.name
+            for offset in [0, size / 2] {
+                let expected = format!("{}+{offset:#x}/{size:#x}", t.name);
+                files::push(
+                    &mut self.format_ps,
+                    &FormatPsLine {
+                        addr: *addr,
+                        offset,
+                        expected: &expected,
+                    },
                 );
             }
         }
-        e.notes
+        self.notes
             .push(format!("format-pS samples: {n_fmt} functions"));
+    }
 
-        // kprobes.txt: ends of functions followed by a non-padding gap: the
-        // first 32, and always the fixture's (the gap after its anchor).
+    /// kprobes.txt, first part: ends of functions followed by a
+    /// non-padding gap: the first 32, and always the fixture's (the gap
+    /// after its anchor). The blacklisted targets follow
+    /// ([`Self::consumer_files`]).
+    fn kprobes_file(&mut self, inp: &Inputs, gaps: &[symbols::Gap]) {
         let by_name: HashMap<&str, &KallsymsEntry> =
-            table.iter().map(|t| (t.name.as_str(), t)).collect();
+            inp.table.iter().map(|t| (t.name.as_str(), t)).collect();
         let non_padding: Vec<_> = gaps
             .iter()
             .filter(|g| g.class != GapClass::Padding)
@@ -383,68 +494,79 @@ impl Expectations {
         for g in non_padding.iter().take(32).chain(fixture_gap) {
             if let Some(t) = by_name.get(g.after_symbol.as_str()) {
                 if t.size.is_some_and(|s| t.addr + s == g.start) {
-                    let _ = writeln!(e.kprobes, "{:x} past-end {}", g.start, t.name);
+                    files::push(
+                        &mut self.kprobes,
+                        &KprobeLine {
+                            addr: g.start,
+                            kind: KprobeKind::PastEnd,
+                            name: &t.name,
+                        },
+                    );
                 }
             }
         }
+    }
 
-        // The kernel's users of lookups: the kprobes blacklist (entries and
-        // refusal targets) and nested sized symbols.
-        let in_range: Vec<&KallsymsEntry> = table.iter().filter(|t| eligible(t)).collect();
+    /// The kernel's users of lookups: blacklist.txt and the blacklisted
+    /// kprobe targets, unsized.txt, nested.txt (`consumers`).
+    fn consumer_files(&mut self, inp: &Inputs) -> Result<()> {
+        let in_range: Vec<&KallsymsEntry> = inp.table.iter().filter(|t| inp.eligible(t)).collect();
         let lookup = consumers::host_lookup(in_range.iter().copied());
-        let img = symbols::ElfImage::open(vmlinux)?;
+        let img = symbols::ElfImage::open(inp.vmlinux)?;
         let arch = if img.machine == 183 {
             "arm64"
         } else {
             "x86_64"
         };
         let bl = consumers::blacklist(&img, &lookup, arch);
-        e.blacklist = bl.entries;
-        e.kprobes.push_str(&bl.targets);
-        e.notes.push(bl.note);
-        e.unsized_syms = consumers::unsized_symbols(&lookup);
-        e.notes.push(format!(
+        self.blacklist = bl.entries;
+        self.kprobes.push_str(&bl.targets);
+        self.notes.push(bl.note);
+        self.unsized_syms = consumers::unsized_symbols(&lookup);
+        self.notes.push(format!(
             "unsized symbols alone at their address: {}",
-            e.unsized_syms.lines().count() / 2
+            self.unsized_syms.lines().count() / 2
         ));
         let (nested_text, pairs) = consumers::nested(&in_range);
-        e.nested = nested_text;
-        e.notes.push(format!(
+        self.nested = nested_text;
+        self.notes.push(format!(
             "nested sized symbols: {pairs} ({} addresses to check)",
-            e.nested.lines().count()
+            self.nested.lines().count()
         ));
+        Ok(())
+    }
 
-        // module-syms.txt: the module's text functions (not init/exit).
-        if let Some(ko) = ko {
-            e.has_module = true;
-            let syms = symbols::read_elf_symbols(ko)?;
-            let mut count: HashMap<String, usize> = HashMap::new();
-            for s in &syms {
-                *count.entry(s.name_str().into_owned()).or_default() += 1;
-            }
-            let mut n_mod = 0;
-            for s in &syms {
-                let name = s.name_str();
-                let sec = s.section_name.as_deref().unwrap_or("");
-                if s.kind == SymKind::Func
-                    && s.size > 0
-                    && (sec.starts_with(".text") || sec == ".kprobes.text")
-                    && !name.starts_with("__pfx_")
-                    && !name.starts_with("__cfi_")
-                    && count.get(name.as_ref()) == Some(&1)
-                {
-                    n_mod += 1;
-                    let _ = writeln!(e.module_syms, "{name} {:x}", s.size);
-                }
-            }
-            e.notes.push(format!("probe module functions: {n_mod}"));
+    /// module-syms.txt: the probe module's text functions (not init/exit).
+    fn module_syms_file(&mut self, ko: &Path) -> Result<()> {
+        self.has_module = true;
+        let syms = symbols::read_elf_symbols(ko)?;
+        let mut count: HashMap<String, usize> = HashMap::new();
+        for s in &syms {
+            *count.entry(s.name_str().into_owned()).or_default() += 1;
         }
-        // The fixture's object is in the build dir when its patch is in
-        // the tree (always with Debian's source; a --kernel-tree may lack
-        // it, and then the probes' own "0 checked" failures say so).
-        let has_fixture = build_dir.join("kernel/kallsyms_weak_fixture.o").is_file();
-        e.check_guaranteed(has_fixture)?;
-        Ok(e)
+        let mut n_mod = 0;
+        for s in &syms {
+            let name = s.name_str();
+            let sec = s.section_name.as_deref().unwrap_or("");
+            if s.kind == SymKind::Func
+                && s.size > 0
+                && (sec.starts_with(".text") || sec == ".kprobes.text")
+                && !name.starts_with("__pfx_")
+                && !name.starts_with("__cfi_")
+                && count.get(name.as_ref()) == Some(&1)
+            {
+                n_mod += 1;
+                files::push(
+                    &mut self.module_syms,
+                    &ModuleSymLine {
+                        name: &name,
+                        size: s.size,
+                    },
+                );
+            }
+        }
+        self.notes.push(format!("probe module functions: {n_mod}"));
+        Ok(())
     }
 
     /// Lists every kernel the harness builds is guaranteed to fill (the

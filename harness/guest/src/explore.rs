@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::process::Command;
 
+use ksh_proto::files::{KallsymsLine, Line as _};
 use ksh_proto::lookup::Table;
 
 use crate::support;
@@ -104,12 +105,10 @@ impl GroundTruth {
 
     /// (address, name) of every expected symbol, in table order.
     fn entries(&self) -> impl Iterator<Item = (u64, &str)> {
-        self.kallsyms.lines().filter_map(|l| {
-            let mut f = l.split(' ');
-            let a = u64::from_str_radix(f.next()?, 16).ok()?;
-            let _ty = f.next()?;
-            Some((a, f.next()?))
-        })
+        self.kallsyms
+            .lines()
+            .filter_map(|l| KallsymsLine::parse(l).ok())
+            .map(|k| (k.addr, k.name))
     }
 
     fn table(&self) -> Table<'_> {

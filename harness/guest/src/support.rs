@@ -8,6 +8,8 @@ use std::fs::OpenOptions;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::time::Instant;
 
+use ksh_proto::files::Line as _;
+
 use crate::ktap::summarize;
 
 /// How many offending items a case prints as `detail:` lines (beyond the
@@ -33,10 +35,20 @@ pub fn summarize_detail<T: std::fmt::Display>(what: &str, items: &[T]) -> Vec<St
     out
 }
 
-/// Lines of an expectation file.
-pub fn read_lines(path: &str) -> Result<Vec<String>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
-    Ok(text.lines().map(str::to_string).collect())
+/// The text of an expectation file (decode it with `ksh_proto::files`).
+pub fn expect_text(path: &str) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))
+}
+
+/// `module-syms.txt`: (name, ELF size) of the probe module's functions.
+pub fn module_syms() -> Result<Vec<(String, u64)>, String> {
+    let text = expect_text(ksh_proto::EXPECT_MODULE_SYMS)?;
+    Ok(
+        ksh_proto::files::decode::<ksh_proto::files::ModuleSymLine>(&text)?
+            .into_iter()
+            .map(|m| (m.name.to_string(), m.size))
+            .collect(),
+    )
 }
 
 pub fn hex(s: &str) -> Result<u64, String> {
@@ -45,31 +57,34 @@ pub fn hex(s: &str) -> Result<u64, String> {
 
 /// `key=value` facts of the build.
 pub fn build_info() -> HashMap<String, String> {
-    read_lines(ksh_proto::EXPECT_BUILD_INFO)
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|l| {
-            l.split_once('=')
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-        })
+    let text = expect_text(ksh_proto::EXPECT_BUILD_INFO).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| ksh_proto::files::BuildInfoLine::parse(l).ok())
+        .map(|b| (b.key.to_string(), b.value.to_string()))
         .collect()
 }
 
 /// Runtime minus link-time address, from `_text` in `/proc/kallsyms` and in
 /// the expected table.
 pub fn kaslr_offset() -> Result<u64, String> {
-    let find = |path: &str| -> Result<u64, String> {
-        let f = std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
-        for l in BufReader::new(f).lines().map_while(Result::ok) {
-            let mut p = l.split(' ');
-            if let (Some(a), Some(_), Some("_text")) = (p.next(), p.next(), p.next()) {
-                return hex(a);
-            }
-        }
-        Err(format!("{path} has no _text"))
+    // The first `_text` line of each: the live file (stops reading there)
+    // and the expected table.
+    let proc_text = || -> Result<u64, String> {
+        let f =
+            std::fs::File::open("/proc/kallsyms").map_err(|e| format!("/proc/kallsyms: {e}"))?;
+        BufReader::new(f)
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|l| {
+                parse_proc_line(&l)
+                    .ok()
+                    .filter(|p| p.name == "_text")
+                    .map(|p| p.addr)
+            })
+            .ok_or_else(|| "/proc/kallsyms has no _text".to_string())
     };
-    let runtime = find("/proc/kallsyms")?;
-    let linked = find(ksh_proto::EXPECT_KALLSYMS)?;
+    let runtime = proc_text()?;
+    let linked = expected_addresses(&["_text"])?[0];
     let off = runtime.wrapping_sub(linked);
     check_offset(off)?;
     Ok(off)
@@ -582,11 +597,19 @@ pub fn bench(n: u64, lo: u64, hi: u64) -> Result<String, String> {
 /// Link-time addresses of `names` in the expected kallsyms table (one pass).
 pub fn expected_addresses(names: &[&str]) -> Result<Vec<u64>, String> {
     let mut found: Vec<Option<u64>> = vec![None; names.len()];
-    for l in read_lines(ksh_proto::EXPECT_KALLSYMS)? {
-        let mut p = l.splitn(3, ' ');
-        if let (Some(a), Some(_), Some(n)) = (p.next(), p.next(), p.next()) {
-            if let Some(i) = names.iter().position(|&x| x == n) {
-                found[i].get_or_insert(hex(a)?);
+    let text = expect_text(ksh_proto::EXPECT_KALLSYMS)?;
+    // Stops at the last name found: `_text` is near the top.
+    let mut left = names.len();
+    for (n, l) in text.lines().enumerate() {
+        let k = ksh_proto::files::KallsymsLine::parse(l)
+            .map_err(|e| format!("{}:{}: {e}: {l:?}", ksh_proto::EXPECT_KALLSYMS, n + 1))?;
+        if let Some(i) = names.iter().position(|&x| x == k.name) {
+            if found[i].is_none() {
+                found[i] = Some(k.addr);
+                left -= 1;
+                if left == 0 {
+                    break;
+                }
             }
         }
     }

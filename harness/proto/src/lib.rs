@@ -10,6 +10,7 @@
 pub const RESULTS_PORT_NAME: &str = "ksh.results";
 
 pub mod check;
+pub mod files;
 pub mod lookup;
 pub mod sizes;
 

@@ -19,26 +19,19 @@ pub struct SizeGroup<'a> {
 /// Parses `sizes.txt` (`ADDR SIZE|- NESTED|- NAME` per line, grouped by
 /// address, every group with at least one sized symbol).
 pub fn parse(text: &str) -> Result<Vec<SizeGroup<'_>>, String> {
-    let hex = |s: &str| u64::from_str_radix(s, 16).map_err(|e| format!("bad hex {s:?}: {e}"));
     let mut out: Vec<SizeGroup> = Vec::new();
-    for l in text.lines() {
-        let mut f = l.splitn(4, ' ');
-        let (Some(a), Some(s), Some(n), Some(name)) = (f.next(), f.next(), f.next(), f.next())
-        else {
-            return Err(format!("{}: malformed: {l}", crate::EXPECT_SIZES));
-        };
-        let addr = hex(a)?;
-        if out.last().is_none_or(|g| g.addr != addr) {
+    for l in crate::files::decode::<crate::files::SizesLine>(text)? {
+        if out.last().is_none_or(|g| g.addr != l.addr) {
             out.push(SizeGroup {
-                addr,
+                addr: l.addr,
                 names: Vec::new(),
                 sized: Vec::new(),
             });
         }
         let g = out.last_mut().unwrap();
-        g.names.push(name);
-        if s != "-" {
-            g.sized.push((name, hex(s)?, n == "1"));
+        g.names.push(l.name);
+        if let Some((size, nested)) = l.sized {
+            g.sized.push((l.name, size, nested));
         }
     }
     if let Some(g) = out.iter().find(|g| g.sized.is_empty()) {

@@ -4,7 +4,7 @@
 //! with the size-aware lookup rule written out here, independently of the
 //! kernel's code.
 
-use std::fmt::Write as _;
+use ksh_proto::files::{self, BlacklistLine, KprobeKind, KprobeLine, NestedLine, UnsizedLine};
 
 use crate::symbols::{ElfImage, KallsymsEntry};
 
@@ -78,7 +78,14 @@ pub fn blacklist(img: &ElfImage, lookup: &HostLookup, arch: &str) -> Blacklist {
             match lookup.find(entry) {
                 Some(f) => {
                     // kprobe_add_ksym_blacklist(): [entry, entry + size).
-                    let _ = writeln!(out.entries, "{entry:x} {:x} {}", entry + f.size, f.name);
+                    files::push(
+                        &mut out.entries,
+                        &BlacklistLine {
+                            start: entry,
+                            end: entry + f.size,
+                            name: f.name,
+                        },
+                    );
                     n += 1;
                     if f.start == entry && f.size > 0 {
                         last_sized = Some((entry, f.name.to_string()));
@@ -89,7 +96,14 @@ pub fn blacklist(img: &ElfImage, lookup: &HostLookup, arch: &str) -> Blacklist {
             }
         }
         if let Some((a, name)) = last_sized {
-            let _ = writeln!(out.targets, "{a:x} blacklisted {name}");
+            files::push(
+                &mut out.targets,
+                &KprobeLine {
+                    addr: a,
+                    kind: KprobeKind::Blacklisted,
+                    name: &name,
+                },
+            );
         }
         n_entries += n;
         areas.push(format!(
@@ -107,7 +121,14 @@ pub fn blacklist(img: &ElfImage, lookup: &HostLookup, arch: &str) -> Blacklist {
         while a + 8 <= hi {
             if let Some(v) = img.read_uint_at(a, 8) {
                 if let Some(f) = lookup.find(v) {
-                    let _ = writeln!(out.entries, "{v:x} {:x} {}", v + f.size, f.name);
+                    files::push(
+                        &mut out.entries,
+                        &BlacklistLine {
+                            start: v,
+                            end: v + f.size,
+                            name: f.name,
+                        },
+                    );
                     n_list += 1;
                 }
             }
@@ -153,14 +174,16 @@ pub fn nested(lookup_entries: &[&KallsymsEntry]) -> (String, usize) {
                 .unwrap_or(u64::MAX);
             for p in [iend, oend - 1] {
                 if p >= iend && p < oend && p < next_start {
-                    let _ = writeln!(
-                        out,
-                        "{p:x} {:x} {:x} {} {} {:x}",
-                        o.addr,
-                        o.size.unwrap(),
-                        o.name,
-                        i.name,
-                        i.addr
+                    files::push(
+                        &mut out,
+                        &NestedLine {
+                            addr: p,
+                            outer_start: o.addr,
+                            outer_size: o.size.unwrap(),
+                            outer: &o.name,
+                            inner: &i.name,
+                            inner_start: i.addr,
+                        },
                     );
                 }
             }
@@ -187,7 +210,15 @@ pub fn unsized_symbols(lookup: &HostLookup) -> String {
             continue;
         }
         for a in [start, start + f.size - 1] {
-            let _ = writeln!(out, "{a:x} {start:x} {:x} {}", f.size, f.name);
+            files::push(
+                &mut out,
+                &UnsizedLine {
+                    addr: a,
+                    start,
+                    size: f.size,
+                    name: f.name,
+                },
+            );
         }
     }
     out

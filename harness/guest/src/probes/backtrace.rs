@@ -74,16 +74,8 @@ fn parse_sym(s: &str) -> Option<(&str, u64, u64)> {
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     let setup = || -> Result<_, String> {
         let name = ksh_proto::MODULE_BT_CALLER;
-        let mut size = None;
-        let mut module_syms = Vec::new();
-        for l in support::read_lines(ksh_proto::EXPECT_MODULE_SYMS)? {
-            if let Some((n, s)) = l.split_once(' ') {
-                if n == name {
-                    size = Some(hex(s)?);
-                }
-                module_syms.push((n.to_string(), hex(s)?));
-            }
-        }
+        let module_syms = support::module_syms()?;
+        let size = module_syms.iter().find(|(n, _)| n == name).map(|(_, s)| *s);
         let size = size.ok_or(format!(
             "{name} is not in {}",
             ksh_proto::EXPECT_MODULE_SYMS

@@ -5,18 +5,17 @@
 use std::io::Write;
 
 use crate::ktap::CaseWriter;
-use crate::support::{self, hex};
+use ksh_proto::files::{self, FormatPsLine};
+
+use crate::support;
 
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     let setup = || -> Result<_, String> {
-        let mut samples = Vec::new();
-        for l in support::read_lines(ksh_proto::EXPECT_FORMAT_PS)? {
-            let f: Vec<&str> = l.splitn(3, ' ').collect();
-            let [a, o, e] = f[..] else {
-                return Err(format!("{}: malformed: {l}", ksh_proto::EXPECT_FORMAT_PS));
-            };
-            samples.push((hex(a)?, hex(o)?, e.to_string()));
-        }
+        let text = support::expect_text(ksh_proto::EXPECT_FORMAT_PS)?;
+        let samples: Vec<(u64, u64, String)> = files::decode::<FormatPsLine>(&text)?
+            .into_iter()
+            .map(|s| (s.addr, s.offset, s.expected.to_string()))
+            .collect();
         Ok((samples, support::kaslr_offset()?))
     };
     let (samples, off) = match setup() {

@@ -51,13 +51,12 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     let addrs_path = format!("{DIR}/available_filter_functions_addrs");
     let setup = || -> Result<_, String> {
         let t = std::fs::read_to_string(&addrs_path).map_err(|e| format!("{addrs_path}: {e}"))?;
-        let mut orphans = Vec::new();
-        for l in support::read_lines(ksh_proto::EXPECT_ORPHANS)? {
-            let f: Vec<&str> = l.split(' ').collect();
-            if f.len() >= 3 {
-                orphans.push((hex(f[0])?, hex(f[1])?, f[2].to_string()));
-            }
-        }
+        let orphans_text = support::expect_text(ksh_proto::EXPECT_ORPHANS)?;
+        let mut orphans: Vec<(u64, u64, String)> =
+            ksh_proto::files::decode::<ksh_proto::files::OrphanLine>(&orphans_text)?
+                .into_iter()
+                .map(|o| (o.start, o.end, o.name.to_string()))
+                .collect();
         // Sorted by start, for a binary search per call site.
         orphans.sort_by_key(|o: &(u64, u64, String)| o.0);
         Ok((t, orphans, support::kaslr_offset()?))

@@ -18,6 +18,8 @@ use rustc_hash::FxHashMap as HashMap;
 use std::collections::HashSet;
 use std::io::Write;
 
+use ksh_proto::files::{self, BlacklistLine, KprobeLine};
+
 use crate::ktap::{CaseWriter, Verdict};
 use crate::support::{self, hex};
 
@@ -56,25 +58,17 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         return;
     }
     let setup = || -> Result<_, String> {
-        let mut targets = Vec::new();
-        for l in support::read_lines(ksh_proto::EXPECT_KPROBES)? {
-            let f: Vec<&str> = l.splitn(3, ' ').collect();
-            if f.len() != 3 {
-                return Err(format!("{}: malformed: {l}", ksh_proto::EXPECT_KPROBES));
-            }
-            targets.push(Target {
-                addr: hex(f[0])?,
-                kind: f[1].to_string(),
-                name: f[2].to_string(),
-            });
-        }
+        let text = support::expect_text(ksh_proto::EXPECT_KPROBES)?;
+        let targets: Vec<Target> = files::decode::<KprobeLine>(&text)?
+            .into_iter()
+            .map(|t| Target {
+                addr: t.addr,
+                kind: t.kind.name().to_string(),
+                name: t.name.to_string(),
+            })
+            .collect();
         let proc = support::proc_kallsyms_where(|_, m| m == Some(ksh_proto::MODULE_NAME))?;
-        let mut module_syms = HashMap::default();
-        for l in support::read_lines(ksh_proto::EXPECT_MODULE_SYMS)? {
-            if let Some((n, s)) = l.split_once(' ') {
-                module_syms.insert(n.to_string(), hex(s)?);
-            }
-        }
+        let module_syms: HashMap<String, u64> = support::module_syms()?.into_iter().collect();
         Ok((targets, support::kaslr_offset()?, proc, module_syms))
     };
     let (targets, off, proc, module_syms) = match setup() {
@@ -146,19 +140,17 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     let populated = || -> Result<(usize, Vec<String>), String> {
         let mut n = 0;
         let mut bad = Vec::new();
-        for l in support::read_lines(ksh_proto::EXPECT_BLACKLIST)? {
-            let f: Vec<&str> = l.splitn(3, ' ').collect();
-            if f.len() != 3 {
-                return Err(format!("{}: malformed: {l}", ksh_proto::EXPECT_BLACKLIST));
-            }
-            let (s, e) = (hex(f[0])?.wrapping_add(off), hex(f[1])?.wrapping_add(off));
+        let text = support::expect_text(ksh_proto::EXPECT_BLACKLIST)?;
+        for b in files::decode::<BlacklistLine>(&text)? {
+            let (s, e) = (b.start.wrapping_add(off), b.end.wrapping_add(off));
             n += 1;
             if !have.contains(&(s, e)) {
                 bad.push(match by_start.get(&s) {
-                    Some(&got) => {
-                        format!("{} [{s:#x},{e:#x}): blacklisted as [{s:#x},{got:#x})", f[2])
-                    }
-                    None => format!("{} [{s:#x},{e:#x}): not blacklisted", f[2]),
+                    Some(&got) => format!(
+                        "{} [{s:#x},{e:#x}): blacklisted as [{s:#x},{got:#x})",
+                        b.name
+                    ),
+                    None => format!("{} [{s:#x},{e:#x}): not blacklisted", b.name),
                 });
             }
         }

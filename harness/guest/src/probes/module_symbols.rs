@@ -6,17 +6,11 @@ use rustc_hash::FxHashMap as HashMap;
 use std::io::Write;
 
 use crate::ktap::CaseWriter;
-use crate::support::{self, hex};
+use crate::support;
 
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     let setup = || -> Result<_, String> {
-        let mut fns = Vec::new();
-        for l in support::read_lines(ksh_proto::EXPECT_MODULE_SYMS)? {
-            let Some((n, s)) = l.split_once(' ') else {
-                return Err(format!("{}: malformed: {l}", ksh_proto::EXPECT_MODULE_SYMS));
-            };
-            fns.push((n.to_string(), hex(s)?));
-        }
+        let fns = support::module_syms()?;
         support::module_file("lookup")?;
         let ours = |_: &str, m: Option<&str>| m == Some(ksh_proto::MODULE_NAME);
         Ok((fns, support::proc_kallsyms_where(ours)?))

@@ -10,7 +10,9 @@
 use std::io::Write;
 
 use crate::ktap::CaseWriter;
-use crate::support::{self, hex};
+use ksh_proto::files::{self, NestedLine};
+
+use crate::support;
 
 struct Point {
     addr: u64,
@@ -22,23 +24,18 @@ struct Point {
 }
 
 fn read() -> Result<Vec<Point>, String> {
-    support::read_lines(ksh_proto::EXPECT_NESTED)?
-        .iter()
-        .map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            if f.len() != 6 {
-                return Err(format!("{}: malformed: {l}", ksh_proto::EXPECT_NESTED));
-            }
-            Ok(Point {
-                addr: hex(f[0])?,
-                outer_start: hex(f[1])?,
-                outer_size: hex(f[2])?,
-                outer: f[3].into(),
-                inner: f[4].into(),
-                inner_start: hex(f[5])?,
-            })
+    let text = support::expect_text(ksh_proto::EXPECT_NESTED)?;
+    Ok(files::decode::<NestedLine>(&text)?
+        .into_iter()
+        .map(|n| Point {
+            addr: n.addr,
+            outer_start: n.outer_start,
+            outer_size: n.outer_size,
+            outer: n.outer.into(),
+            inner: n.inner.into(),
+            inner_start: n.inner_start,
         })
-        .collect()
+        .collect())
 }
 
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {

@@ -31,24 +31,16 @@ fn parse_proc_line(line: &str) -> Result<(Sym<'_>, bool), String> {
 }
 
 fn read_expected(text: &str) -> Result<Vec<Sym<'_>>, String> {
-    text.lines()
-        .enumerate()
-        .map(|(i, l)| {
-            let mut f = l.splitn(3, ' ');
-            let (Some(a), Some(t), Some(n)) = (f.next(), f.next(), f.next()) else {
-                return Err(format!(
-                    "{}:{}: malformed: {l}",
-                    ksh_proto::EXPECT_KALLSYMS,
-                    i + 1
-                ));
-            };
-            Ok(Sym {
-                addr: u64::from_str_radix(a, 16).map_err(|e| format!("line {}: {e}", i + 1))?,
-                ty: t.chars().next().unwrap_or('?'),
-                name: n,
+    Ok(
+        ksh_proto::files::decode::<ksh_proto::files::KallsymsLine>(text)?
+            .into_iter()
+            .map(|k| Sym {
+                addr: k.addr,
+                ty: k.ty,
+                name: k.name,
             })
-        })
-        .collect()
+            .collect(),
+    )
 }
 
 /// `expected` minus `actual` and `actual` minus `expected`, as multisets.

@@ -9,18 +9,17 @@ use std::io::Write;
 use ksh_proto::check::{Expect, Record};
 
 use crate::ktap::CaseWriter;
-use crate::support::{self, hex};
+use ksh_proto::files::{self, UnsizedLine};
+
+use crate::support;
 
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     let setup = || -> Result<_, String> {
-        let mut pts = Vec::new();
-        for l in support::read_lines(ksh_proto::EXPECT_UNSIZED)? {
-            let f: Vec<&str> = l.splitn(4, ' ').collect();
-            if f.len() != 4 {
-                return Err(format!("{}: malformed: {l}", ksh_proto::EXPECT_UNSIZED));
-            }
-            pts.push((hex(f[0])?, hex(f[1])?, hex(f[2])?, f[3].to_string()));
-        }
+        let text = support::expect_text(ksh_proto::EXPECT_UNSIZED)?;
+        let pts: Vec<(u64, u64, u64, String)> = files::decode::<UnsizedLine>(&text)?
+            .into_iter()
+            .map(|u| (u.addr, u.start, u.size, u.name.to_string()))
+            .collect();
         Ok((pts, support::kaslr_offset()?))
     };
     let (pts, off) = match setup() {

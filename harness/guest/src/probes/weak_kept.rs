@@ -6,7 +6,9 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::io::Write;
 
 use crate::ktap::CaseWriter;
-use crate::support::{self, hex};
+use ksh_proto::files::{self, WeakKeptLine};
+
+use crate::support;
 
 struct Kept {
     addr: u64,
@@ -16,21 +18,16 @@ struct Kept {
 }
 
 fn read() -> Result<Vec<Kept>, String> {
-    support::read_lines(ksh_proto::EXPECT_WEAK_KEPT)?
-        .iter()
-        .map(|l| {
-            let f: Vec<&str> = l.splitn(4, ' ').collect();
-            let [a, s, t, n] = f[..] else {
-                return Err(format!("{}: malformed: {l}", ksh_proto::EXPECT_WEAK_KEPT));
-            };
-            Ok(Kept {
-                addr: hex(a)?,
-                size: hex(s)?,
-                ty: t.chars().next().unwrap_or('?'),
-                name: n.into(),
-            })
+    let text = support::expect_text(ksh_proto::EXPECT_WEAK_KEPT)?;
+    Ok(files::decode::<WeakKeptLine>(&text)?
+        .into_iter()
+        .map(|k| Kept {
+            addr: k.addr,
+            size: k.size,
+            ty: k.ty,
+            name: k.name.into(),
         })
-        .collect()
+        .collect())
 }
 
 const EMPTY: &str =

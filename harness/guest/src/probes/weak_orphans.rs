@@ -5,7 +5,9 @@
 use std::io::Write;
 
 use crate::ktap::{CaseWriter, Verdict};
-use crate::support::{self, hex};
+use ksh_proto::files::{self, OrphanLine};
+
+use crate::support;
 
 struct Orphan {
     start: u64,
@@ -15,21 +17,16 @@ struct Orphan {
 }
 
 fn read() -> Result<Vec<Orphan>, String> {
-    support::read_lines(ksh_proto::EXPECT_ORPHANS)?
-        .iter()
-        .map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            if f.len() < 4 {
-                return Err(format!("{}: malformed: {l}", ksh_proto::EXPECT_ORPHANS));
-            }
-            Ok(Orphan {
-                start: hex(f[0])?,
-                end: hex(f[1])?,
-                name: f[2].into(),
-                preceding: f[3].into(),
-            })
+    let text = support::expect_text(ksh_proto::EXPECT_ORPHANS)?;
+    Ok(files::decode::<OrphanLine>(&text)?
+        .into_iter()
+        .map(|o| Orphan {
+            start: o.start,
+            end: o.end,
+            name: o.name.into(),
+            preceding: o.preceding.unwrap_or("-").into(),
         })
-        .collect()
+        .collect())
 }
 
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
