@@ -10,6 +10,57 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use libtest_mimic::{Arguments, Failed, Trial};
 
+/// A test case's name, `ARCH/CONFIG/PROBE/CASE` (the host's own cases
+/// use the probes `build` and `boot`): built and taken apart only here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TestName<'a> {
+    pub arch: &'a str,
+    pub config: &'a str,
+    pub probe: &'a str,
+    pub case: &'a str,
+}
+
+impl<'a> TestName<'a> {
+    /// Splits a name; None unless it has exactly four non-empty parts.
+    pub fn parse(name: &'a str) -> Option<TestName<'a>> {
+        let mut p = name.split('/');
+        let (Some(arch), Some(config), Some(probe), Some(case), None) =
+            (p.next(), p.next(), p.next(), p.next(), p.next())
+        else {
+            return None;
+        };
+        [arch, config, probe, case]
+            .iter()
+            .all(|s| !s.is_empty())
+            .then_some(TestName {
+                arch,
+                config,
+                probe,
+                case,
+            })
+    }
+
+    /// `ARCH/CONFIG`: the cell, and the JUnit suite.
+    pub fn cell(&self) -> String {
+        format!("{}/{}", self.arch, self.config)
+    }
+
+    /// `ARCH/CONFIG/PROBE`: the JUnit class.
+    pub fn class(&self) -> String {
+        format!("{}/{}/{}", self.arch, self.config, self.probe)
+    }
+}
+
+impl std::fmt::Display for TestName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{}/{}/{}",
+            self.arch, self.config, self.probe, self.case
+        )
+    }
+}
+
 /// Outcome of one case.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Status {
@@ -120,12 +171,15 @@ pub fn junit_xml(cells: &[CellReport]) -> String {
             cell.elapsed.as_secs_f64()
         );
         for case in &cell.cases {
-            let (class, name) = case.name.rsplit_once('/').unwrap_or(("", &case.name));
+            let (class, name) = match TestName::parse(&case.name) {
+                Some(t) => (t.class(), t.case.to_string()),
+                None => (String::new(), case.name.clone()),
+            };
             let _ = write!(
                 x,
                 "    <testcase classname=\"{}\" name=\"{}\"",
-                xml_escape(class),
-                xml_escape(name)
+                xml_escape(&class),
+                xml_escape(&name)
             );
             match &case.status {
                 Status::Pass => x.push_str("/>\n"),
@@ -191,6 +245,23 @@ mod tests {
             &args(&["--skip", "boot"]),
             "arm64/minimal/boot/init-ran"
         ));
+    }
+
+    #[test]
+    fn test_names_round_trip() {
+        let t = TestName::parse("x86_64/minimal/sizes/start-size").unwrap();
+        assert_eq!(
+            (t.arch, t.config, t.probe, t.case),
+            ("x86_64", "minimal", "sizes", "start-size")
+        );
+        assert_eq!(t.to_string(), "x86_64/minimal/sizes/start-size");
+        assert_eq!(
+            (t.cell(), t.class()),
+            ("x86_64/minimal".into(), "x86_64/minimal/sizes".into())
+        );
+        assert!(TestName::parse("x86_64/minimal/sizes").is_none());
+        assert!(TestName::parse("a/b/c/d/e").is_none());
+        assert!(TestName::parse("a//c/d").is_none());
     }
 
     #[test]

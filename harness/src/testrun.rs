@@ -15,7 +15,7 @@ use crate::kbuild::{self, BuildRequest, Built};
 use crate::ktap;
 use crate::layout;
 use crate::qemu::{self, Accel, Exit, Timeouts, VmOutcome, VmSpec};
-use crate::report::{CaseResult, CellReport, Status};
+use crate::report::{CaseResult, CellReport, Status, TestName};
 use crate::source::KernelSource;
 
 /// How the VM case's failure starts when the harness itself failed (not
@@ -31,18 +31,27 @@ pub const WARNINGS_CASE: (&str, &str) = ("boot", "no-kernel-warnings");
 /// Every test name of an arch/config cell, in report order. Known without
 /// building anything, so `--list` and filters need no kernel.
 pub fn test_names(arch: &ArchProfile, config: &str) -> Vec<String> {
-    let p = format!("{}/{config}", arch.name);
-    let mut names = vec![
-        format!("{p}/{}/{}", BUILD_CASE.0, BUILD_CASE.1),
-        format!("{p}/{}/{}", VM_CASE.0, VM_CASE.1),
-        format!("{p}/{}/{}", WARNINGS_CASE.0, WARNINGS_CASE.1),
-    ];
+    let mut names = Vec::new();
+    for (probe, case) in [BUILD_CASE, VM_CASE, WARNINGS_CASE] {
+        names.push(case_name(arch, config, probe, case));
+    }
     for probe in ksh_proto::PROBES {
         for case in probe.cases {
-            names.push(format!("{p}/{}/{case}", probe.name));
+            names.push(case_name(arch, config, probe.name, case));
         }
     }
     names
+}
+
+/// The name of one case of a cell (see [`TestName`]).
+pub fn case_name(arch: &ArchProfile, config: &str, probe: &str, case: &str) -> String {
+    TestName {
+        arch: arch.name,
+        config,
+        probe,
+        case,
+    }
+    .to_string()
 }
 
 /// One arch × config on one source.
@@ -62,6 +71,11 @@ impl Cell<'_> {
     /// Every test name of the cell, in report order.
     pub fn test_names(&self) -> Vec<String> {
         test_names(self.arch, &self.config)
+    }
+
+    /// The name of the cell's case `probe/case`.
+    pub fn case_name(&self, (probe, case): (&str, &str)) -> String {
+        case_name(self.arch, &self.config, probe, case)
     }
 
     fn build_request(&self, jobs: usize) -> BuildRequest<'_> {
@@ -380,7 +394,7 @@ pub fn run_cell(cell: &Cell, opts: &RunOptions) -> Result<(CellReport, CellTimes
             }
         }
     };
-    let build_name = format!("{prefix}/{}/{}", BUILD_CASE.0, BUILD_CASE.1);
+    let build_name = cell.case_name(BUILD_CASE);
     let built = match build_kernel(cell, opts.jobs) {
         Ok(b) => b,
         Err(e) => {
@@ -413,7 +427,7 @@ pub fn run_cell(cell: &Cell, opts: &RunOptions) -> Result<(CellReport, CellTimes
         Ok(o) => o,
         Err(e) => {
             cases.push(CaseResult {
-                name: format!("{prefix}/{}/{}", VM_CASE.0, VM_CASE.1),
+                name: cell.case_name(VM_CASE),
                 status: Status::Fail(format!("{HARNESS_ERROR}{}", layout::describe_error(&e))),
             });
             fail_rest(&mut cases, "the harness could not boot this cell");
@@ -529,7 +543,6 @@ fn count_of(r: &ktap::TestResult, probe: &'static str, case: &'static str) -> Op
 
 /// Maps the VM's outcome and KTAP stream onto the cell's cases.
 pub fn case_results(cell: &Cell, outcome: &VmOutcome, judgement: &Judgement) -> Judged {
-    let prefix = cell.name();
     let report = ktap::parse(&outcome.results, ksh_proto::COMPLETION_RECORD);
     let where_to_look = format!(
         "{}\nto explore: {}",
@@ -579,7 +592,7 @@ pub fn case_results(cell: &Cell, outcome: &VmOutcome, judgement: &Judgement) -> 
             e.line_no, e.message, e.line
         ));
     }
-    let vm_name = format!("{prefix}/{}/{}", VM_CASE.0, VM_CASE.1);
+    let vm_name = cell.case_name(VM_CASE);
     let vm_status = if problems.is_empty() {
         Status::Pass
     } else {
@@ -595,13 +608,13 @@ pub fn case_results(cell: &Cell, outcome: &VmOutcome, judgement: &Judgement) -> 
         status: vm_status,
     });
     out.push(CaseResult {
-        name: format!("{prefix}/{}/{}", WARNINGS_CASE.0, WARNINGS_CASE.1),
+        name: cell.case_name(WARNINGS_CASE),
         status: warnings_status(outcome, &where_to_look),
     });
 
     for probe in ksh_proto::PROBES {
         for case in probe.cases {
-            let name = format!("{prefix}/{}/{case}", probe.name);
+            let name = cell.case_name((probe.name, case));
             let result = report.find(&[probe.name, case]);
             let count = result.and_then(|r| count_of(r, probe.name, case));
             if let Some(c) = &count {

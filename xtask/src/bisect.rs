@@ -78,7 +78,7 @@ fn test_commit(
     let (cell_report, times) = testrun::run_cell(&cell, &opts)?;
     let lt = libtest_args(filter);
     let status_of = |suffix: (&str, &str)| {
-        let name = format!("{}/{}/{}", cell.name(), suffix.0, suffix.1);
+        let name = cell.case_name(suffix);
         cell_report
             .cases
             .iter()
