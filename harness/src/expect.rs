@@ -2,9 +2,10 @@
 //! computed on the host from the build (vmlinux, objects, .config) and
 //! shipped in the initramfs under `ksh_proto::EXPECT_DIR`, together with the
 //! probe module. The guest side stays simple: it reads these files and
-//! compares. Every file is a plain line format documented next to its path
-//! constant in `ksh_proto`; addresses are link-time (the guest adds the
-//! KASLR offset it reads from `/proc/kallsyms`).
+//! compares. Every file is written with its record type of
+//! `ksh_proto::files` (the guest reads it with the same type); addresses
+//! are link-time (the guest adds the KASLR offset it reads from
+//! `/proc/kallsyms`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
