@@ -2,6 +2,13 @@
 //! applying it to a kernel tree, and keeping the Rust kallsyms generator
 //! that one of its patches adds in sync with the `kallsyms-gen` crate.
 //!
+//! The series is written by git, never edited as text: [`regenerate`]
+//! applies it with `git am` in a scratch repository made from the pristine
+//! files it touches, puts the crate's sources into the generator patch's
+//! commit (`git commit --amend`), applies the later patches on top and
+//! writes every patch again with `git format-patch`. [`generator_drift`]
+//! is the quick check that the generator inside the series is the crate.
+//!
 //! # The `series` file
 //!
 //! One patch file name per line, applied in that order. `#` starts a
@@ -16,7 +23,7 @@
 //! 0002-kallsyms-build-the-rust-generator.patch
 //! ```
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -29,9 +36,19 @@ use sha2::{Digest, Sha256};
 /// The name of the file listing the patches, inside the series directory.
 pub const SERIES_FILE: &str = "series";
 
-/// The path (inside the kernel tree) of the Rust kallsyms generator that
-/// the series adds; its content is `kallsyms-gen/src/main.rs` verbatim.
-pub const GENERATOR_PATH: &str = "scripts/kallsyms.rs";
+/// The directory (inside the kernel tree) of the Rust kallsyms generator
+/// that the series adds: a Kbuild Rust host program whose `*.rs` files are
+/// the `kallsyms-gen` crate's `src/*.rs` verbatim (see [`GENERATOR_ROOT`]).
+pub const GENERATOR_DIR: &str = "scripts/kallsyms-rs";
+
+/// The crate root inside [`GENERATOR_DIR`] (Kbuild names a host program's
+/// crate root after the program); it is the crate's `src/main.rs`. Every
+/// other module file keeps its name.
+pub const GENERATOR_ROOT: &str = "kallsyms-rs.rs";
+
+/// How the series' patches are written (`git format-patch` options besides
+/// the range): zeroed `From` hashes, no signature, 9-digit blob ids.
+pub const FORMAT_PATCH_ARGS: [&str; 3] = ["--zero-commit", "--no-signature", "--abbrev=9"];
 
 /// Which kernel a build is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -167,32 +184,48 @@ impl Series {
         Ok(())
     }
 
-    /// The entry of the patch that adds [`GENERATOR_PATH`].
+    /// The entry of the one patch that adds (and changes) the generator's
+    /// sources, the `*.rs` files under [`GENERATOR_DIR`]. No other patch
+    /// may touch them: the crate is their only source, and
+    /// [`regenerate`] puts it into this patch.
     pub fn generator_patch(&self) -> Result<&Entry> {
-        let mut found = None;
+        let mut found: Option<&Entry> = None;
         for e in &self.entries {
             let text = read_patch(e)?;
-            if parse_patch_files(&text)
-                .iter()
-                .any(|f| f.new_file && f.new_path.as_deref() == Some(GENERATOR_PATH))
-            {
-                if let Some(prev) = found.replace(e) {
-                    bail!(
-                        "both {} and {} add {GENERATOR_PATH} (series file {})",
-                        prev.file,
-                        e.file,
-                        self.series_file().display()
-                    );
-                }
+            let touches = parse_patch_files(&text).iter().any(|f| {
+                [&f.old_path, &f.new_path]
+                    .into_iter()
+                    .flatten()
+                    .any(|p| is_generator_source(p))
+            });
+            if !touches {
+                continue;
+            }
+            if let Some(prev) = found.replace(e) {
+                bail!(
+                    "both {} and {} change {GENERATOR_DIR}/*.rs (series file {}): only the \
+                     patch that adds the generator may, with the kallsyms-gen crate's sources \
+                     (`cargo xtask sync-series` puts them there)",
+                    prev.file,
+                    e.file,
+                    self.series_file().display()
+                );
             }
         }
         found.ok_or_else(|| {
             anyhow!(
-                "no patch in {} adds {GENERATOR_PATH}",
+                "no patch in {} adds {GENERATOR_DIR}/{GENERATOR_ROOT}",
                 self.series_file().display()
             )
         })
     }
+}
+
+/// A generator source inside the kernel tree: `GENERATOR_DIR/*.rs`.
+fn is_generator_source(path: &str) -> bool {
+    path.strip_prefix(GENERATOR_DIR)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .is_some_and(|name| name.ends_with(".rs"))
 }
 
 fn read_patch(e: &Entry) -> Result<String> {
@@ -431,369 +464,437 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Where the new-file content of [`GENERATOR_PATH`] lies in a patch text.
-struct GeneratorHunk {
-    /// Byte range of the `@@` header line (including its newline).
-    header: std::ops::Range<usize>,
-    /// Byte range of the body: the `+` lines and an optional
-    /// `\ No newline at end of file` line.
-    body: std::ops::Range<usize>,
-    /// The file content the body describes.
-    content: String,
-}
-
-fn find_generator_hunk(text: &str) -> Result<GeneratorHunk> {
-    let mut pos = 0;
-    let mut in_section = false;
-    let mut header = None;
-    for l in text.split_inclusive('\n') {
-        let start = pos;
-        pos += l.len();
-        let bare = l.trim_end_matches('\n');
-        if header.is_some() {
-            if bare.starts_with('+') || bare.starts_with('\\') {
-                continue;
-            }
-            // end of the hunk
-            pos = start;
-            break;
-        }
-        if let Some(rest) = bare.strip_prefix("diff --git ") {
-            in_section = rest.ends_with(&format!(" b/{GENERATOR_PATH}"));
+/// The generator's sources in the crate (`crate_src`, its `src/` dir): the
+/// file name each has in [`GENERATOR_DIR`] (`main.rs` is [`GENERATOR_ROOT`])
+/// and its path. Modules must be flat files next to `main.rs`.
+pub fn generator_files(crate_src: &Path) -> Result<BTreeMap<String, PathBuf>> {
+    let mut out = BTreeMap::new();
+    let dir = std::fs::read_dir(crate_src)
+        .with_context(|| format!("reading the generator crate's {}", crate_src.display()))?;
+    for e in dir {
+        let path = e?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
             continue;
-        }
-        if !in_section {
-            continue;
-        }
-        if bare.starts_with("@@ ") {
-            if !bare.starts_with("@@ -0,0 +1") {
-                bail!("{GENERATOR_PATH} is not added as a new file (hunk `{bare}`)");
-            }
-            header = Some(start..pos);
-        }
-    }
-    let Some(header) = header else {
-        bail!("no hunk adding {GENERATOR_PATH}");
-    };
-    let body = header.end..pos.min(text.len());
-    let mut content = String::new();
-    for l in text[body.clone()].split_inclusive('\n') {
-        if l.starts_with('\\') {
-            // "\ No newline at end of file": drop the previous newline
-            if content.ends_with('\n') {
-                content.pop();
-            }
-        } else {
-            content.push_str(&l[1..]);
-        }
-    }
-    Ok(GeneratorHunk {
-        header,
-        body,
-        content,
-    })
-}
-
-/// Checks that the `scripts/kallsyms.rs` the series adds is exactly
-/// `crate_main_rs` (the `kallsyms-gen` crate's `src/main.rs`).
-pub fn generator_drift(series_dir: &Path, crate_main_rs: &Path) -> Result<()> {
-    let series = Series::load(series_dir)?;
-    let entry = series.generator_patch()?;
-    let text = read_patch(entry)?;
-    let hunk =
-        find_generator_hunk(&text).with_context(|| format!("in {}", entry.path.display()))?;
-    let krate = std::fs::read_to_string(crate_main_rs)
-        .with_context(|| format!("reading {}", crate_main_rs.display()))?;
-    if hunk.content == krate {
-        return Ok(());
-    }
-    let a: Vec<&str> = hunk.content.split_inclusive('\n').collect();
-    let b: Vec<&str> = krate.split_inclusive('\n').collect();
-    // The differing region: what is left after the common first and last
-    // lines (a change, insertion or deletion anywhere shows as one block).
-    let prefix = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
-    let suffix = a[prefix..]
-        .iter()
-        .rev()
-        .zip(b[prefix..].iter().rev())
-        .take_while(|(x, y)| x == y)
-        .count();
-    let (a_diff, b_diff) = (&a[prefix..a.len() - suffix], &b[prefix..b.len() - suffix]);
-    let range = |n: usize| match n {
-        0 => format!("no lines (insertion before line {})", prefix + 1),
-        1 => format!("line {}", prefix + 1),
-        n => format!("lines {}-{}", prefix + 1, prefix + n),
-    };
-    let mut msg = format!(
-        "{GENERATOR_PATH} in {} ({} lines) differs from {} ({} lines): \
-         patch {} vs crate {}",
-        entry.path.display(),
-        a.len(),
-        crate_main_rs.display(),
-        b.len(),
-        range(a_diff.len()),
-        range(b_diff.len()),
-    );
-    let show = |msg: &mut String, side: &str, lines: &[&str]| {
-        for (i, l) in lines.iter().take(3).enumerate() {
-            let _ = write!(
-                msg,
-                "\n  {side} line {}: {:?}",
-                prefix + i + 1,
-                l.trim_end_matches('\n')
+        };
+        if path.is_dir() {
+            bail!(
+                "{} is a directory: the generator ships as the flat {GENERATOR_DIR}/*.rs, \
+                 so its modules must be files next to main.rs",
+                path.display()
             );
         }
-        if lines.len() > 3 {
-            let _ = write!(msg, "\n  {side} ... {} more line(s)", lines.len() - 3);
+        if !name.ends_with(".rs") {
+            continue;
         }
-    };
-    show(&mut msg, "patch", a_diff);
-    show(&mut msg, "crate", b_diff);
-    let _ = write!(
-        msg,
-        "\nresync the patch from the crate with `cargo xtask sync-series` \
-         (harness::series::sync_generator), then review and commit it"
-    );
-    bail!(msg)
+        let shipped = if name == "main.rs" {
+            GENERATOR_ROOT
+        } else if name == GENERATOR_ROOT {
+            bail!(
+                "{} would be shipped as {GENERATOR_DIR}/{GENERATOR_ROOT}, the crate root \
+                 (which is main.rs); rename it",
+                path.display()
+            );
+        } else {
+            name
+        };
+        out.insert(shipped.to_string(), path);
+    }
+    if !out.contains_key(GENERATOR_ROOT) {
+        bail!("no main.rs in {}", crate_src.display());
+    }
+    Ok(out)
 }
 
-/// Rewrites the patch that adds `scripts/kallsyms.rs` so that the file it
-/// adds is `crate_main_rs` verbatim: the hunk body, the `@@ -0,0 +1,N @@`
-/// header, the blob id on the `index` line (via `git hash-object`, same
-/// abbreviation length) and the diffstat (per-file counts and bars, and
-/// the summary line). Returns whether the patch changed.
-pub fn sync_generator(series_dir: &Path, crate_main_rs: &Path) -> Result<bool> {
+/// The generator's sources as `patch` adds them: file name in
+/// [`GENERATOR_DIR`] → content. `git apply --include` writes just those
+/// files into an empty directory, so no kernel tree is needed.
+fn shipped_generator(patch: &Entry) -> Result<BTreeMap<String, Vec<u8>>> {
+    let scratch = tempfile::Builder::new()
+        .prefix("ksh-generator-")
+        .tempdir()
+        .context("creating a temporary directory")?;
+    let text =
+        std::fs::read(&patch.path).with_context(|| format!("reading {}", patch.path.display()))?;
+    let include = format!("--include={GENERATOR_DIR}/*.rs");
+    let out = git_apply(scratch.path(), &[include.as_str()], &text)?;
+    if !out.status.success() {
+        bail!(
+            "git apply {include} of {} into an empty directory failed (does it add the \
+             generator as new files?):\n{}",
+            patch.path.display(),
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        );
+    }
+    let mut files = BTreeMap::new();
+    let dir = scratch.path().join(GENERATOR_DIR);
+    if dir.is_dir() {
+        for e in std::fs::read_dir(&dir)? {
+            let path = e?.path();
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            if !path.is_file() {
+                bail!(
+                    "{} adds {GENERATOR_DIR}/{name}/, but the generator's modules are flat files",
+                    patch.path.display()
+                );
+            }
+            files.insert(name.into_owned(), std::fs::read(&path)?);
+        }
+    }
+    Ok(files)
+}
+
+/// Where two versions of a file first differ, for a drift message.
+fn first_difference(patch: &[u8], krate: &[u8]) -> String {
+    let a: Vec<&[u8]> = patch.split_inclusive(|&b| b == b'\n').collect();
+    let b: Vec<&[u8]> = krate.split_inclusive(|&b| b == b'\n').collect();
+    let same = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let show = |l: Option<&&[u8]>| match l {
+        Some(l) => format!("{:?}", String::from_utf8_lossy(l).trim_end_matches('\n')),
+        None => "end of file".to_string(),
+    };
+    format!(
+        "first difference at line {} (patch {} lines, crate {}):\n      patch: {}\n      crate: {}",
+        same + 1,
+        a.len(),
+        b.len(),
+        show(a.get(same)),
+        show(b.get(same))
+    )
+}
+
+/// Checks that the generator sources the series adds (`GENERATOR_DIR/*.rs`
+/// in its generator patch) are exactly the crate's (`crate_src`: the
+/// `kallsyms-gen/src` dir; see [`generator_files`]). The error names every
+/// file that differs, is missing or is extra, and the command that fixes
+/// it. Needs no kernel source.
+pub fn generator_drift(series_dir: &Path, crate_src: &Path) -> Result<()> {
     let series = Series::load(series_dir)?;
     let entry = series.generator_patch()?;
-    let text = read_patch(entry)?;
-    let krate = std::fs::read_to_string(crate_main_rs)
-        .with_context(|| format!("reading {}", crate_main_rs.display()))?;
-    let new = resync_patch_text(&text, &krate)
-        .with_context(|| format!("resyncing {}", entry.path.display()))?;
-    if new == text {
-        return Ok(false);
+    let shipped = shipped_generator(entry)?;
+    let krate = generator_files(crate_src)?;
+    let mut problems = Vec::new();
+    for (name, path) in &krate {
+        let content = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        match shipped.get(name) {
+            None => problems.push(format!(
+                "{} is not in the patch (as {GENERATOR_DIR}/{name})",
+                path.display()
+            )),
+            Some(c) if *c != content => problems.push(format!(
+                "{GENERATOR_DIR}/{name} differs from {}: {}",
+                path.display(),
+                first_difference(c, &content)
+            )),
+            Some(_) => {}
+        }
     }
-    std::fs::write(&entry.path, &new)
-        .with_context(|| format!("writing {}", entry.path.display()))?;
-    Ok(true)
+    for name in shipped.keys().filter(|n| !krate.contains_key(*n)) {
+        problems.push(format!(
+            "{GENERATOR_DIR}/{name} is in the patch, but {} has no such file",
+            crate_src.display()
+        ));
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "the generator in {} has drifted from the crate ({}):\n  - {}\n\
+         regenerate the series from the crate with `cargo xtask sync-series`, \
+         then review (git diff patches/) and commit it",
+        entry.path.display(),
+        crate_src.display(),
+        problems.join("\n  - ")
+    )
 }
 
-fn git_blob_id(content: &str) -> Result<String> {
-    let mut child = Command::new("git")
-        .args(["hash-object", "--stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("running git hash-object")?;
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(content.as_bytes())?;
-    let out = child.wait_with_output()?;
+/// Where [`regenerate`] gets the unpatched versions of the files the series
+/// changes.
+#[derive(Debug, Clone, Copy)]
+pub enum Pristine<'a> {
+    /// A kernel source tarball (`linux-source-6.12.tar.xz`) whose members
+    /// sit in one top directory.
+    Tarball(&'a Path),
+    /// An unpacked, unpatched kernel tree.
+    Tree(&'a Path),
+}
+
+impl Pristine<'_> {
+    /// Puts the pristine version of every path in `paths` into `to`.
+    fn extract(&self, paths: &BTreeSet<String>, to: &Path) -> Result<()> {
+        match *self {
+            Pristine::Tree(tree) => {
+                for p in paths {
+                    let from = tree.join(p);
+                    let dest = to.join(p);
+                    std::fs::create_dir_all(dest.parent().unwrap_or(to))?;
+                    std::fs::copy(&from, &dest).with_context(|| {
+                        format!("copying {} (the series changes it)", from.display())
+                    })?;
+                }
+                Ok(())
+            }
+            Pristine::Tarball(tarball) => {
+                if paths.is_empty() {
+                    return Ok(());
+                }
+                std::fs::create_dir_all(to)?;
+                let out = Command::new("tar")
+                    .arg("-xJf")
+                    .arg(tarball)
+                    .args(["--strip-components=1", "-C"])
+                    .arg(to)
+                    // Members are under one top directory (linux-source-6.12/).
+                    .args(["--wildcards", "--no-wildcards-match-slash"])
+                    .args(paths.iter().map(|p| format!("*/{p}")))
+                    .output()
+                    .context("running tar")?;
+                if !out.status.success() {
+                    bail!(
+                        "extracting the {} file(s) the series changes from {} failed ({}):\n{}",
+                        paths.len(),
+                        tarball.display(),
+                        out.status,
+                        String::from_utf8_lossy(&out.stderr).trim_end()
+                    );
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Runs git in the scratch repository `repo` of [`regenerate`], isolated
+/// from the user's and the system's git configuration (which could change
+/// what `format-patch` writes) and from any repository around it.
+fn scratch_git(repo: &Path, args: &[&str]) -> Result<String> {
+    let mut cmd = Command::new("git");
+    cmd.args(args)
+        .current_dir(repo)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CEILING_DIRECTORIES", repo.parent().unwrap_or(repo))
+        .env("GIT_AUTHOR_NAME", "ksh")
+        .env("GIT_AUTHOR_EMAIL", "ksh@localhost")
+        .env("GIT_COMMITTER_NAME", "ksh")
+        .env("GIT_COMMITTER_EMAIL", "ksh@localhost")
+        .env("LC_ALL", "C");
+    for var in [
+        "GIT_DIR",
+        "GIT_WORK_TREE",
+        "GIT_INDEX_FILE",
+        "GIT_OBJECT_DIRECTORY",
+    ] {
+        cmd.env_remove(var);
+    }
+    let out = cmd
+        .output()
+        .with_context(|| format!("running git {} (is git installed?)", args.join(" ")))?;
     if !out.status.success() {
-        bail!("git hash-object failed");
+        bail!(
+            "git {} failed in {} ({}):\n{}{}",
+            args.join(" "),
+            repo.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        );
     }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn resync_patch_text(text: &str, krate: &str) -> Result<String> {
-    let hunk = find_generator_hunk(text)?;
-    let mut body = String::new();
-    for l in krate.split_inclusive('\n') {
-        body.push('+');
-        body.push_str(l);
-    }
-    if !krate.is_empty() && !krate.ends_with('\n') {
-        body.push_str("\n\\ No newline at end of file\n");
-    }
-    let n = krate.split_inclusive('\n').count();
-    let old_header = &text[hunk.header.clone()];
-    // keep any function context after the closing @@
-    let tail = old_header
-        .trim_end_matches('\n')
-        .split_once(" @@")
-        .map_or("", |(_, t)| t);
-    let header = if n == 1 {
-        format!("@@ -0,0 +1 @@{tail}\n")
-    } else {
-        format!("@@ -0,0 +1,{n} @@{tail}\n")
-    };
-    let mut out = String::with_capacity(text.len());
-    out.push_str(&text[..hunk.header.start]);
-    out.push_str(&header);
-    out.push_str(&body);
-    out.push_str(&text[hunk.body.end..]);
-
-    // index line of the generator's section
-    let section = Regex::new(&format!(
-        r"(?m)^diff --git a/{p} b/{p}\nnew file mode \d+\nindex 0+\.\.([0-9a-f]+)$",
-        p = regex::escape(GENERATOR_PATH)
-    ))
-    .unwrap();
-    if let Some(c) = section.captures(&out) {
-        let m = c.get(1).unwrap();
-        let id = git_blob_id(krate)?;
-        let short = &id[..m.as_str().len().min(id.len())];
-        out.replace_range(m.range(), short);
-    }
-    Ok(fix_diffstat(&out))
+/// One patch of the series as [`regenerate`] writes it.
+#[derive(Debug, Clone)]
+pub struct RegeneratedPatch {
+    /// The series entry (its file name and path are kept).
+    pub entry: Entry,
+    /// The patch text `git format-patch` wrote.
+    pub text: Vec<u8>,
 }
 
-/// Recomputes the diffstat block (between the `---` line and the first
-/// `diff --git`) from the hunks of the patch, the way `git format-patch`
-/// lays it out (72 columns, git's `show_stats()` widths and scaling), so
-/// that a resynced patch looks like one git made. A stat it cannot redo
-/// (binary files, renames) is left as it is.
-fn fix_diffstat(text: &str) -> String {
-    const WIDTH: usize = 72; // format-patch's MAIL_DEFAULT_WRAP
-    let Some(sep) = text.find("\n---\n") else {
-        return text.to_string();
-    };
-    let stat_start = sep + 5;
-    let Some(diff_off) = text[stat_start..].find("\ndiff --git ") else {
-        return text.to_string();
-    };
-    let stat_end = stat_start + diff_off + 1;
-    let stat = &text[stat_start..stat_end];
+impl RegeneratedPatch {
+    /// Whether the patch file on disk differs from the regenerated text.
+    pub fn changed(&self) -> Result<bool> {
+        let old = std::fs::read(&self.entry.path)
+            .with_context(|| format!("reading {}", self.entry.path.display()))?;
+        Ok(old != self.text)
+    }
+}
 
-    // Lines added and deleted per file, from the hunks.
-    let mut counts: Vec<(String, usize, usize)> = Vec::new();
-    let mut in_hunk = false;
-    for l in text[stat_end..].lines() {
-        if let Some(rest) = l.strip_prefix("diff --git ") {
-            let Some((a, b)) = rest.split_once(" b/") else {
-                return text.to_string();
-            };
-            if a.strip_prefix("a/") != Some(b) {
-                return text.to_string(); // rename or copy
+/// The series as git writes it with the crate's generator sources in the
+/// generator patch: in a scratch repository holding the `pristine` version
+/// of every file the series changes, each patch is applied with `git am`
+/// (which keeps its author, date and message), the generator patch's
+/// commit gets `crate_src`'s files as `GENERATOR_DIR/*.rs`
+/// (`git commit --amend`), the patches after it are applied on top, and
+/// `git format-patch` with [`FORMAT_PATCH_ARGS`] writes them all again.
+/// Nothing in `series_dir` is written. For an unchanged crate the result
+/// is the committed series byte for byte.
+pub fn regenerate(
+    series_dir: &Path,
+    crate_src: &Path,
+    pristine: Pristine<'_>,
+) -> Result<Vec<RegeneratedPatch>> {
+    let series = Series::load(series_dir)?;
+    let generator = series.generator_patch()?.file.clone();
+    let krate = generator_files(crate_src)?;
+
+    // The files the series changes that it does not create itself.
+    let mut created = BTreeSet::new();
+    let mut needed = BTreeSet::new();
+    for e in &series.entries {
+        for f in parse_patch_files(&read_patch(e)?) {
+            if let Some(p) = f.old_path {
+                if !f.new_file && !created.contains(&p) {
+                    needed.insert(p);
+                }
             }
-            counts.push((b.to_string(), 0, 0));
-            in_hunk = false;
-        } else if l.starts_with("@@ ") {
-            in_hunk = true;
-        } else if l == "-- " {
-            break;
-        } else if in_hunk {
-            let c = counts.last_mut().expect("hunk after a diff header");
-            if l.starts_with('+') {
-                c.1 += 1;
-            } else if l.starts_with('-') {
-                c.2 += 1;
+            if f.new_file {
+                created.extend(f.new_path);
             }
         }
     }
-    let is_file_line = |l: &str| l.starts_with(' ') && l.contains(" | ");
-    let file_lines = stat.lines().filter(|l| is_file_line(l)).count();
-    if file_lines != counts.len() || stat.contains(" | Bin") {
-        return text.to_string();
+
+    let scratch = tempfile::Builder::new()
+        .prefix("ksh-sync-series-")
+        .tempdir()
+        .context("creating a temporary directory")?;
+    match rebuild_in(
+        scratch.path(),
+        &series,
+        &generator,
+        &krate,
+        &needed,
+        pristine,
+    ) {
+        Ok(patches) => Ok(patches),
+        Err(e) => {
+            let kept = scratch.keep();
+            Err(e.context(format!(
+                "regenerating the series in a scratch git repository (kept for a look: {})",
+                kept.join("linux").display()
+            )))
+        }
+    }
+}
+
+/// [`regenerate`] in the scratch directory `scratch`.
+fn rebuild_in(
+    scratch: &Path,
+    series: &Series,
+    generator: &str,
+    krate: &BTreeMap<String, PathBuf>,
+    needed: &BTreeSet<String>,
+    pristine: Pristine<'_>,
+) -> Result<Vec<RegeneratedPatch>> {
+    let repo = scratch.join("linux");
+    pristine.extract(needed, &repo)?;
+    scratch_git(&repo, &["init", "-q"])?;
+    scratch_git(&repo, &["add", "-A"])?;
+    scratch_git(&repo, &["commit", "-q", "--allow-empty", "-m", "pristine"])?;
+    let base = scratch_git(&repo, &["rev-parse", "HEAD"])?
+        .trim()
+        .to_string();
+
+    for e in &series.entries {
+        let patch = e.path.canonicalize().unwrap_or_else(|_| e.path.clone());
+        scratch_git(&repo, &["am", "-q", &patch.to_string_lossy()])
+            .with_context(|| format!("applying {} with git am", e.file))?;
+        if e.file != generator {
+            continue;
+        }
+        let dir = repo.join(GENERATOR_DIR);
+        if dir.is_dir() {
+            for old in std::fs::read_dir(&dir)? {
+                let path = old?.path();
+                if path.is_file() && path.extension().is_some_and(|x| x == "rs") {
+                    std::fs::remove_file(&path)?;
+                }
+            }
+        }
+        std::fs::create_dir_all(&dir)?;
+        for (name, from) in krate {
+            std::fs::copy(from, dir.join(name))
+                .with_context(|| format!("copying {}", from.display()))?;
+        }
+        scratch_git(&repo, &["add", "-A", "--", GENERATOR_DIR])?;
+        scratch_git(
+            &repo,
+            &["commit", "-q", "--amend", "--no-edit", "--allow-empty"],
+        )?;
     }
 
-    let max_len = counts
+    let out_dir = scratch.join("patches");
+    let out_arg = out_dir.to_string_lossy().into_owned();
+    let range = format!("{base}..HEAD");
+    let mut args = vec!["format-patch", "-q", "-o", out_arg.as_str()];
+    args.extend(FORMAT_PATCH_ARGS);
+    args.push(range.as_str());
+    scratch_git(&repo, &args)?;
+    let mut written: Vec<PathBuf> = std::fs::read_dir(&out_dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()?;
+    written.sort();
+    if written.len() != series.entries.len() {
+        bail!(
+            "git format-patch wrote {} patches for the {} of {}",
+            written.len(),
+            series.entries.len(),
+            series.series_file().display()
+        );
+    }
+    series
+        .entries
         .iter()
-        .map(|c| c.0.chars().count())
-        .max()
-        .unwrap_or(0);
-    let max_change = counts.iter().map(|c| c.1 + c.2).max().unwrap_or(0);
-    let number_width = max_change.to_string().len();
-    let width = WIDTH.max(16 + 6 + number_width);
-    let mut graph_width = max_change;
-    let mut name_width = max_len;
-    if name_width + number_width + 6 + graph_width > width {
-        if graph_width > (width * 3 / 8).saturating_sub(number_width + 6) {
-            graph_width = (width * 3 / 8).saturating_sub(number_width + 6).max(6);
-        }
-        if name_width > width - number_width - 6 - graph_width {
-            name_width = width - number_width - 6 - graph_width;
-        } else {
-            graph_width = width - number_width - 6 - name_width;
-        }
-    }
-    let scale = |it: usize| {
-        if it == 0 {
-            0
-        } else {
-            1 + it * (graph_width - 1) / max_change
-        }
-    };
+        .zip(written)
+        .map(|(e, path)| {
+            Ok(RegeneratedPatch {
+                entry: e.clone(),
+                text: std::fs::read(&path)?,
+            })
+        })
+        .collect()
+}
 
-    let mut file_stats = String::new();
-    let (mut ins, mut del) = (0, 0);
-    for (name, a, d) in &counts {
-        ins += a;
-        del += d;
-        let (mut pa, mut pd) = (*a, *d);
-        if graph_width <= max_change {
-            let mut total = scale(a + d);
-            if total < 2 && *a > 0 && *d > 0 {
-                total = 2;
-            }
-            if a < d {
-                pa = scale(*a);
-                pd = total - pa;
-            } else {
-                pd = scale(*d);
-                pa = total - pd;
-            }
+/// `cargo xtask sync-series`: rewrites the patch files of the series that
+/// [`regenerate`] writes differently. Returns the file names it rewrote.
+pub fn sync_series(
+    series_dir: &Path,
+    crate_src: &Path,
+    pristine: Pristine<'_>,
+) -> Result<Vec<String>> {
+    let mut changed = Vec::new();
+    for p in regenerate(series_dir, crate_src, pristine)? {
+        if p.changed()? {
+            std::fs::write(&p.entry.path, &p.text)
+                .with_context(|| format!("writing {}", p.entry.path.display()))?;
+            changed.push(p.entry.file.clone());
         }
-        let mut shown: String = name.clone();
-        let mut prefix = "";
-        if name.chars().count() > name_width {
-            prefix = "...";
-            let keep = name_width.saturating_sub(3);
-            let tail: String = name.chars().skip(name.chars().count() - keep).collect();
-            shown = match tail.find('/') {
-                Some(i) => tail[i..].to_string(),
-                None => tail,
-            };
-        }
-        let pad = name_width.saturating_sub(prefix.len() + shown.chars().count());
-        let _ = writeln!(
-            file_stats,
-            " {prefix}{shown}{:pad$} | {:>number_width$}{}{}{}",
-            "",
-            a + d,
-            if a + d > 0 { " " } else { "" },
-            "+".repeat(pa),
-            "-".repeat(pd)
-        );
     }
-    let n = counts.len();
-    let mut summary = format!(" {n} file{} changed", if n == 1 { "" } else { "s" });
-    if ins > 0 || del == 0 {
-        let _ = write!(
-            summary,
-            ", {ins} insertion{}(+)",
-            if ins == 1 { "" } else { "s" }
-        );
-    }
-    if del > 0 || ins == 0 {
-        let _ = write!(
-            summary,
-            ", {del} deletion{}(-)",
-            if del == 1 { "" } else { "s" }
-        );
-    }
+    Ok(changed)
+}
 
-    let mut out = String::new();
-    let (mut files_done, mut summary_done) = (false, false);
-    for l in stat.split_inclusive('\n') {
-        if is_file_line(l) {
-            if !files_done {
-                out.push_str(&file_stats);
-                files_done = true;
-            }
-        } else if files_done && !summary_done && l.starts_with(' ') && l.contains(" changed") {
-            out.push_str(&summary);
-            out.push('\n');
-            summary_done = true;
-        } else {
-            out.push_str(l);
+/// Checks that every patch file of the series is what [`regenerate`]
+/// writes: git-made, and with the crate's generator. The error names the
+/// patches that differ and the command that rewrites them.
+pub fn series_is_regenerated(
+    series_dir: &Path,
+    crate_src: &Path,
+    pristine: Pristine<'_>,
+) -> Result<()> {
+    let mut differ = Vec::new();
+    for p in regenerate(series_dir, crate_src, pristine)? {
+        if p.changed()? {
+            differ.push(p.entry.path.display().to_string());
         }
     }
-    let mut res = String::with_capacity(text.len());
-    res.push_str(&text[..stat_start]);
-    res.push_str(&out);
-    res.push_str(&text[stat_end..]);
-    res
+    if differ.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "{} patch file(s) differ from what git writes for the series with the crate's \
+         generator:\n  - {}\nrewrite them with `cargo xtask sync-series`, then review \
+         (git diff patches/) and commit",
+        differ.len(),
+        differ.join("\n  - ")
+    )
 }

@@ -7,13 +7,22 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use harness::series::{generator_drift, sync_generator, Series, Variant};
+use harness::series::{
+    generator_drift, series_is_regenerated, sync_series, Pristine, Series, Variant,
+    FORMAT_PATCH_ARGS,
+};
 
 fn git(dir: &Path, args: &[&str]) -> String {
+    // A fixed date and no user configuration, so that two series made
+    // from the same commits are the same bytes.
     let out = Command::new("git")
         .args(["-c", "user.name=T", "-c", "user.email=t@example.org"])
         .args(args)
         .current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_DATE", "2026-11-26T02:58:31Z")
+        .env("GIT_COMMITTER_DATE", "2026-11-26T02:58:31Z")
         .output()
         .unwrap();
     assert!(
@@ -222,43 +231,69 @@ fn applies_at_the_tree_root_inside_another_repository() {
     assert!(!outer.path().join("kernel").exists());
 }
 
-const GEN_V1: &str = "fn main() {\n    println!(\"one\");\n}\n";
+const GEN_ROOT: &str = "mod a;\nfn main() {\n    a::f();\n}\n";
+const GEN_A: &str = "pub(crate) fn f() {\n    println!(\"one\");\n}\n";
 
-/// A series whose patch 2 adds `scripts/kallsyms.rs` (content `gen`) and
-/// touches `scripts/Makefile`.
-fn make_generator_series(series_dir: &Path, gen: &str) {
+/// The pristine tree of the generator series: `scripts/Makefile`.
+fn generator_pristine(root: &Path) {
+    write(root, "scripts/Makefile", "a\nb\n");
+}
+
+/// A series of three patches made by git: 1 changes `scripts/Makefile`,
+/// 2 adds the generator `scripts/kallsyms-rs/` (its `*.rs` files from
+/// `gen`: name, content) and a Makefile there and changes
+/// `scripts/Makefile`, 3 changes `scripts/Makefile` once more (a patch to
+/// carry over after the generator's commit is amended).
+fn make_generator_series(series_dir: &Path, gen: &[(&str, &str)]) {
     let repo = tempfile::tempdir().unwrap();
     let r = repo.path();
     git(r, &["init", "-q"]);
-    write(r, "scripts/Makefile", "a\nb\n");
+    generator_pristine(r);
     git(r, &["add", "."]);
     git(r, &["commit", "-qm", "pristine"]);
     write(r, "scripts/Makefile", "a\nb\nc\n");
     git(r, &["commit", "-qam", "one"]);
-    write(r, "scripts/kallsyms.rs", gen);
-    write(r, "scripts/Makefile", "a\nb\nc\nkallsyms-rs\n");
+    for (name, text) in gen {
+        write(r, &format!("scripts/kallsyms-rs/{name}"), text);
+    }
+    write(
+        r,
+        "scripts/kallsyms-rs/Makefile",
+        "hostprogs-always-y += kallsyms-rs\nkallsyms-rs-rust := y\n",
+    );
+    write(r, "scripts/Makefile", "a\nb\nc\nsubdir-y += kallsyms-rs\n");
     git(r, &["add", "."]);
     git(r, &["commit", "-qm", "add the generator"]);
-    git(
+    write(
         r,
-        &[
-            "format-patch",
-            "-q",
-            "-o",
-            series_dir.to_str().unwrap(),
-            "HEAD~2",
-        ],
+        "scripts/Makefile",
+        "a\nb\nc\nsubdir-y += kallsyms-rs\nd\n",
     );
+    git(r, &["commit", "-qam", "three"]);
+    let mut args = vec!["format-patch", "-q", "-o", series_dir.to_str().unwrap()];
+    args.extend(FORMAT_PATCH_ARGS);
+    args.push("HEAD~3");
+    git(r, &args);
     fs::write(
         series_dir.join("series"),
-        "0001-one.patch\n0002-add-the-generator.patch\n",
+        "0001-one.patch\n0002-add-the-generator.patch\n0003-three.patch\n",
     )
     .unwrap();
 }
 
+/// The crate's `src/`: `main.rs` and the modules in `files`.
+fn write_crate(dir: &Path, files: &[(&str, &str)]) {
+    for e in fs::read_dir(dir).unwrap() {
+        fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    for (name, text) in files {
+        write(dir, name, text);
+    }
+}
+
 fn apply_to_fresh(series_dir: &Path) -> tempfile::TempDir {
     let tree = tempfile::tempdir().unwrap();
-    write(tree.path(), "scripts/Makefile", "a\nb\n");
+    generator_pristine(tree.path());
     Series::load(series_dir)
         .unwrap()
         .apply(tree.path(), Variant::Patched)
@@ -269,91 +304,150 @@ fn apply_to_fresh(series_dir: &Path) -> tempfile::TempDir {
 #[test]
 fn generator_drift_and_sync() {
     let sd = tempfile::tempdir().unwrap();
-    make_generator_series(sd.path(), GEN_V1);
+    make_generator_series(sd.path(), &[("kallsyms-rs.rs", GEN_ROOT), ("a.rs", GEN_A)]);
+    let pristine_tree = tempfile::tempdir().unwrap();
+    generator_pristine(pristine_tree.path());
+    let pristine = Pristine::Tree(pristine_tree.path());
     let krate = tempfile::tempdir().unwrap();
-    let main_rs = krate.path().join("main.rs");
+    let src = krate.path();
 
-    fs::write(&main_rs, GEN_V1).unwrap();
-    generator_drift(sd.path(), &main_rs).unwrap();
-    assert!(
-        !sync_generator(sd.path(), &main_rs).unwrap(),
-        "no change needed"
-    );
-
-    // The crate moved on: two lines changed, three added.
-    let v2 = "fn main() {\n    println!(\"two\");\n    let x = 1;\n    let y = 2;\n    let z = x + y;\n    drop(z);\n}\n";
-    fs::write(&main_rs, v2).unwrap();
-    let e = format!("{:#}", generator_drift(sd.path(), &main_rs).unwrap_err());
-    assert!(e.contains("0002-add-the-generator.patch"), "{e}");
-    assert!(e.contains("line 2:"), "{e}");
-    assert!(e.contains("cargo xtask sync-series"), "{e}");
-
-    assert!(sync_generator(sd.path(), &main_rs).unwrap());
-    generator_drift(sd.path(), &main_rs).unwrap();
-    let patch = fs::read_to_string(sd.path().join("0002-add-the-generator.patch")).unwrap();
-    assert!(patch.contains("@@ -0,0 +1,7 @@"), "{patch}");
-    assert!(
-        patch.contains(" 2 files changed, 8 insertions(+)"),
-        "{patch}"
-    );
-    assert!(
-        patch.contains(" scripts/kallsyms.rs | 7 +++++++"),
-        "{patch}"
-    );
-    let blob = {
-        let mut c = Command::new("git")
-            .args(["hash-object", "--stdin"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        c.stdin.take().unwrap().write_all(v2.as_bytes()).unwrap();
-        String::from_utf8(c.wait_with_output().unwrap().stdout).unwrap()
-    };
-    assert!(
-        patch.contains(&format!("index 0000000..{}", &blob[..7])),
-        "{patch}"
-    );
-    let tree = apply_to_fresh(sd.path());
+    // In sync: regenerating changes no byte of any patch.
+    write_crate(src, &[("main.rs", GEN_ROOT), ("a.rs", GEN_A)]);
+    generator_drift(sd.path(), src).unwrap();
+    series_is_regenerated(sd.path(), src, pristine).unwrap();
     assert_eq!(
-        fs::read_to_string(tree.path().join("scripts/kallsyms.rs")).unwrap(),
-        v2
+        sync_series(sd.path(), src, pristine).unwrap(),
+        Vec::<String>::new()
+    );
+
+    // The crate moved on: a module changed, one added.
+    let a2 = "pub(crate) fn f() {\n    println!(\"two\");\n}\n";
+    write_crate(
+        src,
+        &[("main.rs", GEN_ROOT), ("a.rs", a2), ("b.rs", "// b\n")],
+    );
+    let e = format!("{:#}", generator_drift(sd.path(), src).unwrap_err());
+    assert!(e.contains("0002-add-the-generator.patch"), "{e}");
+    assert!(e.contains("scripts/kallsyms-rs/a.rs differs"), "{e}");
+    assert!(e.contains("first difference at line 2"), "{e}");
+    assert!(e.contains("b.rs is not in the patch"), "{e}");
+    assert!(e.contains("cargo xtask sync-series"), "{e}");
+    let e = format!(
+        "{:#}",
+        series_is_regenerated(sd.path(), src, pristine).unwrap_err()
+    );
+    assert!(e.contains("0002-add-the-generator.patch"), "{e}");
+    assert!(!e.contains("0003"), "{e}");
+
+    assert_eq!(
+        sync_series(sd.path(), src, pristine).unwrap(),
+        vec!["0002-add-the-generator.patch".to_string()]
+    );
+    generator_drift(sd.path(), src).unwrap();
+    assert!(sync_series(sd.path(), src, pristine).unwrap().is_empty());
+    let tree = apply_to_fresh(sd.path());
+    let gen_dir = tree.path().join("scripts/kallsyms-rs");
+    assert_eq!(
+        fs::read_to_string(gen_dir.join("kallsyms-rs.rs")).unwrap(),
+        GEN_ROOT
+    );
+    assert_eq!(fs::read_to_string(gen_dir.join("a.rs")).unwrap(), a2);
+    assert_eq!(fs::read_to_string(gen_dir.join("b.rs")).unwrap(), "// b\n");
+    assert!(
+        gen_dir.join("Makefile").is_file(),
+        "the patch's other files stay"
     );
     assert_eq!(
         fs::read_to_string(tree.path().join("scripts/Makefile")).unwrap(),
-        "a\nb\nc\nkallsyms-rs\n"
+        "a\nb\nc\nsubdir-y += kallsyms-rs\nd\n"
     );
 
-    // No newline at the end, and down to one line.
-    let v3 = "fn main() {}";
-    fs::write(&main_rs, v3).unwrap();
-    assert!(sync_generator(sd.path(), &main_rs).unwrap());
-    generator_drift(sd.path(), &main_rs).unwrap();
+    // The synced patch is exactly what git makes for that content.
+    let theirs = tempfile::tempdir().unwrap();
+    make_generator_series(
+        theirs.path(),
+        &[
+            ("kallsyms-rs.rs", GEN_ROOT),
+            ("a.rs", a2),
+            ("b.rs", "// b\n"),
+        ],
+    );
+    for f in [
+        "0001-one.patch",
+        "0002-add-the-generator.patch",
+        "0003-three.patch",
+    ] {
+        assert_eq!(
+            fs::read_to_string(sd.path().join(f)).unwrap(),
+            fs::read_to_string(theirs.path().join(f)).unwrap(),
+            "{f}"
+        );
+    }
+
+    // A module removed from the crate leaves the patch.
+    write_crate(src, &[("main.rs", GEN_ROOT), ("a.rs", a2)]);
+    let e = format!("{:#}", generator_drift(sd.path(), src).unwrap_err());
+    assert!(
+        e.contains("scripts/kallsyms-rs/b.rs is in the patch"),
+        "{e}"
+    );
+    sync_series(sd.path(), src, pristine).unwrap();
+    generator_drift(sd.path(), src).unwrap();
     let tree = apply_to_fresh(sd.path());
-    assert_eq!(
-        fs::read_to_string(tree.path().join("scripts/kallsyms.rs")).unwrap(),
-        v3
+    assert!(!tree.path().join("scripts/kallsyms-rs/b.rs").exists());
+}
+
+#[test]
+fn only_the_generator_patch_may_touch_the_generator() {
+    let sd = tempfile::tempdir().unwrap();
+    make_generator_series(sd.path(), &[("kallsyms-rs.rs", GEN_ROOT), ("a.rs", GEN_A)]);
+    // Patch 3 edits a module too (made by hand from patch 2's section).
+    let p2 = fs::read_to_string(sd.path().join("0002-add-the-generator.patch")).unwrap();
+    let p3_path = sd.path().join("0003-three.patch");
+    let p3 = fs::read_to_string(&p3_path).unwrap();
+    let section = &p2[p2.find("diff --git a/scripts/kallsyms-rs/a.rs").unwrap()..];
+    let section = &section[..section.find("\ndiff --git").unwrap() + 1];
+    fs::write(&p3_path, format!("{p3}{section}")).unwrap();
+    let krate = tempfile::tempdir().unwrap();
+    write_crate(krate.path(), &[("main.rs", GEN_ROOT), ("a.rs", GEN_A)]);
+    let e = format!(
+        "{:#}",
+        generator_drift(sd.path(), krate.path()).unwrap_err()
+    );
+    assert!(
+        e.contains("both 0002-add-the-generator.patch and 0003-three.patch change scripts/kallsyms-rs/*.rs"),
+        "{e}"
     );
 }
 
 #[test]
-fn sync_matches_git_format_patch() {
-    // Resyncing to content X gives the same diff as git itself makes for
-    // X, apart from the header lines that name commits.
-    let v2: String = (0..120).map(|i| format!("// line {i}\n")).collect();
-    let ours = tempfile::tempdir().unwrap();
-    make_generator_series(ours.path(), GEN_V1);
+fn a_hand_edited_patch_is_not_what_git_writes() {
+    let sd = tempfile::tempdir().unwrap();
+    make_generator_series(sd.path(), &[("kallsyms-rs.rs", GEN_ROOT), ("a.rs", GEN_A)]);
+    let p1 = sd.path().join("0001-one.patch");
+    let text = fs::read_to_string(&p1).unwrap();
+    // A stale diffstat: git apply does not mind, git writes it right.
+    let edited = text.replace(
+        " 1 file changed, 1 insertion(+)",
+        " 1 file changed, 2 insertions(+)",
+    );
+    assert_ne!(edited, text);
+    fs::write(&p1, &edited).unwrap();
+    let pristine_tree = tempfile::tempdir().unwrap();
+    generator_pristine(pristine_tree.path());
+    let pristine = Pristine::Tree(pristine_tree.path());
     let krate = tempfile::tempdir().unwrap();
-    let main_rs = krate.path().join("main.rs");
-    fs::write(&main_rs, &v2).unwrap();
-    sync_generator(ours.path(), &main_rs).unwrap();
-    let theirs = tempfile::tempdir().unwrap();
-    make_generator_series(theirs.path(), &v2);
-    let body = |d: &Path| {
-        let t = fs::read_to_string(d.join("0002-add-the-generator.patch")).unwrap();
-        let start = t.find("\n---\n").unwrap();
-        t[start..].to_string()
-    };
-    assert_eq!(body(ours.path()), body(theirs.path()));
+    write_crate(krate.path(), &[("main.rs", GEN_ROOT), ("a.rs", GEN_A)]);
+    generator_drift(sd.path(), krate.path()).unwrap();
+    let e = format!(
+        "{:#}",
+        series_is_regenerated(sd.path(), krate.path(), pristine).unwrap_err()
+    );
+    assert!(e.contains("0001-one.patch"), "{e}");
+    assert!(e.contains("cargo xtask sync-series"), "{e}");
+    assert_eq!(
+        sync_series(sd.path(), krate.path(), pristine).unwrap(),
+        vec!["0001-one.patch".to_string()]
+    );
+    assert_eq!(fs::read_to_string(&p1).unwrap(), text);
 }

@@ -1,5 +1,6 @@
 //! The real series in `patches/6.12`: it applies to the pristine Debian
-//! source, and the generator it adds is `kallsyms-gen/src/main.rs`.
+//! source, the generator it adds is `kallsyms-gen/src/*.rs`, and every
+//! patch is what `cargo xtask sync-series` (git) writes.
 //!
 //! The pristine files come from `KSH_KERNEL_SRC` (an unpacked, unpatched
 //! tree) when set, else from Debian's tarball (`KSH_KERNEL_TARBALL`,
@@ -12,7 +13,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use harness::series::{generator_drift, sync_generator, Series, Variant, GENERATOR_PATH};
+use harness::series::{
+    generator_drift, generator_files, series_is_regenerated, Pristine, Series, Variant,
+    GENERATOR_DIR,
+};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -25,8 +29,8 @@ fn series_dir() -> PathBuf {
     root().join("patches/6.12")
 }
 
-fn crate_main_rs() -> PathBuf {
-    root().join("kallsyms-gen/src/main.rs")
+fn crate_src() -> PathBuf {
+    root().join("kallsyms-gen/src")
 }
 
 /// A temporary tree holding the pristine versions of every file the series
@@ -135,41 +139,48 @@ fn real_series_applies_to_pristine_source() {
         let tree = pristine_sparse_tree(&s);
         s.apply(tree.path(), variant)
             .unwrap_or_else(|e| panic!("{variant:?}: {e:#}"));
-        let has_generator = tree.path().join(GENERATOR_PATH).is_file();
-        assert_eq!(has_generator, variant == Variant::Patched);
+        for (name, path) in generator_files(&crate_src()).unwrap() {
+            let shipped = tree.path().join(GENERATOR_DIR).join(&name);
+            if variant == Variant::Patched {
+                assert_eq!(
+                    fs::read(&shipped).unwrap(),
+                    fs::read(&path).unwrap(),
+                    "{name}"
+                );
+            } else {
+                assert!(!shipped.exists(), "{name} in the baseline");
+            }
+        }
         assert!(tree.path().join("kernel/kallsyms_weak_fixture.c").is_file());
     }
 }
 
 #[test]
 fn real_series_generator_matches_the_crate() {
-    if let Err(e) = generator_drift(&series_dir(), &crate_main_rs()) {
+    if let Err(e) = generator_drift(&series_dir(), &crate_src()) {
         panic!("{e:#}");
     }
 }
 
 #[test]
 #[ignore = "needs Debian's linux-source-6.12 tarball or KSH_KERNEL_SRC; .ci/run runs them"]
-fn real_series_resynced_from_the_crate_still_applies() {
-    // Work on a copy: the real series is only changed by `cargo xtask sync-series`.
-    let copy = tempfile::tempdir().unwrap();
-    for e in fs::read_dir(series_dir()).unwrap() {
-        let p = e.unwrap().path();
-        // Files only: mutants/ is not part of the series.
-        if p.is_file() {
-            fs::copy(&p, copy.path().join(p.file_name().unwrap())).unwrap();
+fn real_series_is_what_sync_series_writes() {
+    let tarball = std::env::var_os("KSH_KERNEL_TARBALL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/src/linux-source-6.12.tar.xz"));
+    let src = std::env::var_os("KSH_KERNEL_SRC").map(PathBuf::from);
+    let pristine = match &src {
+        Some(tree) => Pristine::Tree(tree),
+        None => {
+            assert!(
+                tarball.is_file(),
+                "no KSH_KERNEL_SRC and no {}",
+                tarball.display()
+            );
+            Pristine::Tarball(&tarball)
         }
+    };
+    if let Err(e) = series_is_regenerated(&series_dir(), &crate_src(), pristine) {
+        panic!("{e:#}");
     }
-    // A snapshot of the crate's file, in case it is being edited meanwhile.
-    let main_rs = copy.path().join("main.rs.snapshot");
-    fs::copy(crate_main_rs(), &main_rs).unwrap();
-    sync_generator(copy.path(), &main_rs).unwrap();
-    generator_drift(copy.path(), &main_rs).unwrap();
-    let s = Series::load(copy.path()).unwrap();
-    let tree = pristine_sparse_tree(&s);
-    s.apply(tree.path(), Variant::Patched).unwrap();
-    assert_eq!(
-        fs::read(tree.path().join(GENERATOR_PATH)).unwrap(),
-        fs::read(&main_rs).unwrap()
-    );
 }

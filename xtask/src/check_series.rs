@@ -1,8 +1,10 @@
 //! `cargo xtask check-series`: the patch series is upstream-shaped and
 //! bisectable. For every patch: `scripts/checkpatch.pl` of the tree itself;
 //! for every prefix of the series: a kernel build per architecture. Also
-//! checks that the generator source in the series matches `kallsyms-gen`.
+//! checks that the generator sources in the series are `kallsyms-gen`'s
+//! and that every patch is what `cargo xtask sync-series` writes.
 
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
@@ -26,16 +28,25 @@ pub fn run(args: CheckSeriesArgs) -> Result<i32> {
     let series = Series::load(&series_dir)?;
     let mut failures = Vec::new();
 
-    let crate_main = layout::project_root().join("kallsyms-gen/src/main.rs");
-    match series::generator_drift(&series_dir, &crate_main) {
+    let crate_src = layout::project_root().join("kallsyms-gen/src");
+    match series::generator_drift(&series_dir, &crate_src) {
         Ok(()) => println!(
-            "generator: {} matches {}",
-            series::GENERATOR_PATH,
-            crate_main.display()
+            "generator: {}/*.rs match {}",
+            series::GENERATOR_DIR,
+            crate_src.display()
         ),
         Err(e) => {
             println!("generator: DRIFT: {e:#}");
             failures.push("generator drift".to_string());
+        }
+    }
+    let tarball = Path::new(source::DEBIAN_SOURCE_TARBALL);
+    match series::series_is_regenerated(&series_dir, &crate_src, series::Pristine::Tarball(tarball))
+    {
+        Ok(()) => println!("series: every patch is what `cargo xtask sync-series` writes"),
+        Err(e) => {
+            println!("series: NOT REGENERATED: {e:#}");
+            failures.push("series not regenerated".to_string());
         }
     }
 

@@ -35,7 +35,7 @@ pub enum Cmd {
     /// Check the patch series: checkpatch per patch, a build of every prefix
     /// per arch, and no drift between the generator crate and its patch.
     CheckSeries(CheckSeriesArgs),
-    /// Copy kallsyms-gen/src/main.rs into the series' generator patch.
+    /// Regenerate patches/6.12 with git, with kallsyms-gen/src/*.rs in the generator patch.
     SyncSeries,
     /// Print the CI matrix (arch × config × kernel) as JSON.
     Matrix(MatrixArgs),

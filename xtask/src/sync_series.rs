@@ -1,20 +1,41 @@
-//! `cargo xtask sync-series`: copy `kallsyms-gen/src/main.rs` into the patch
-//! that adds `scripts/kallsyms.rs`, so the crate stays the one source of truth.
+//! `cargo xtask sync-series`: regenerate `patches/6.12` with git so that
+//! the generator patch carries the `kallsyms-gen` crate's sources
+//! (`kallsyms-gen/src/*.rs` as `scripts/kallsyms-rs/*.rs`): the crate stays
+//! the one source of truth. See `harness::series::regenerate`.
+
+use std::path::Path;
+use std::time::Instant;
 
 use anyhow::Result;
-use harness::{layout, series, source};
+use harness::proc::fmt_duration;
+use harness::{layout, prereqs, series, source};
 
 pub fn run() -> Result<i32> {
+    prereqs::ensure(&prereqs::Needs {
+        arches: Vec::new(),
+        debian_source: true,
+        guest: false,
+    })?;
     let dir = layout::patches_dir(source::BASE_VERSION);
-    let main_rs = layout::project_root().join("kallsyms-gen/src/main.rs");
-    if series::sync_generator(&dir, &main_rs)? {
+    let crate_src = layout::project_root().join("kallsyms-gen/src");
+    let started = Instant::now();
+    let tarball = Path::new(source::DEBIAN_SOURCE_TARBALL);
+    let changed = series::sync_series(&dir, &crate_src, series::Pristine::Tarball(tarball))?;
+    let took = fmt_duration(started.elapsed());
+    if changed.is_empty() {
         println!(
-            "updated the generator patch in {} from {}",
+            "the series in {} is already what git writes with {} ({took})",
             dir.display(),
-            main_rs.display()
+            crate_src.display()
         );
     } else {
-        println!("the generator patch already matches {}", main_rs.display());
+        println!(
+            "rewrote {} patch(es) in {} with git ({took}): {}\nreview with `git diff {}`",
+            changed.len(),
+            dir.display(),
+            changed.join(", "),
+            dir.display()
+        );
     }
     Ok(0)
 }
