@@ -1,6 +1,6 @@
 //! `cargo xtask run`: the exact kernel, probe module and expectations of a
 //! cell, booted with an interactive shell on the user's terminal instead
-//! of the probes (busybox from Debian, see [`crate::busybox`]). In the
+//! of the probes (busybox from Debian, see [`crate::payload::busybox`]). In the
 //! guest, `ksh-probe NAME` reruns one probe and `ksh-lookup ADDR|NAME`
 //! puts the kernel's answer next to the host's ground truth; `exit` or
 //! `poweroff` ends the VM, Ctrl-a x quits QEMU.
@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::accel::{self, AccelChoice};
-use crate::initramfs::GuestFile;
 use crate::layout;
-use crate::qemu::{self, Console, Timeouts, VmSpec};
+use crate::payload::initramfs::GuestFile;
 use crate::testrun::{self, Cell};
+use crate::vm::accel::{self, AccelChoice};
+use crate::vm::qemu::{self, Console, Timeouts, VmSpec};
 
 /// Knobs of `cargo xtask run`.
 #[derive(Debug, Clone)]
@@ -65,7 +65,7 @@ fn terminal_size() -> Option<(u16, u16)> {
 /// returns QEMU's exit code once the VM is gone.
 pub fn run(cell: &Cell, opts: &ExploreOptions) -> Result<i32> {
     let built = testrun::build_kernel(cell, opts.jobs)?;
-    let busybox = crate::busybox::ensure(cell.arch)?;
+    let busybox = crate::payload::busybox::ensure(cell.arch)?;
     let mut extra = vec![GuestFile {
         path: ksh_proto::SHELL_BUSYBOX.to_string(),
         mode: 0o755,

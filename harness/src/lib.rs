@@ -1,30 +1,18 @@
-//! Host side of the kallsyms test harness. See ARCHITECTURE.md for the map;
-//! in data-flow order:
-//! `prereqs` → `source` (+ `series`) → `kconfig` → `kbuild` → `symbols`
-//! (expectations) → `guestbin` + `initramfs` (+ `cpio`) → `accel` + `qemu`
-//! → `ktap` → `report`, orchestrated per cell by `testrun`.
+//! Host side of the kallsyms test harness. See ARCHITECTURE.md for the map.
+//! The folders are the stages, in data-flow order:
+//! [`kernel`] (prereqs → source + series → kconfig → kbuild) → [`symbols`]
+//! (ground truth from the ELF) → [`payload`] (expectations, `/init`, probe
+//! module, initramfs) → [`vm`] (arch profiles, accelerator, QEMU) →
+//! [`results`] (KTAP, boot log, report). [`testrun`] runs them for one cell
+//! of `cargo xtask test`, [`explore`] for `cargo xtask run`; [`layout`]
+//! (the cache) and [`proc`] (child processes, Ctrl-C) serve every stage.
 
-pub mod accel;
-pub mod arch;
-pub mod bootlog;
-pub mod busybox;
-pub mod cpio;
-pub mod expect;
 pub mod explore;
-pub mod footprint;
-pub mod guestbin;
-pub mod initramfs;
-pub mod kbuild;
-pub mod kconfig;
-pub mod ktap;
+pub mod kernel;
 pub mod layout;
-pub mod mutants;
-pub mod prereqs;
-pub mod probemod;
+pub mod payload;
 pub mod proc;
-pub mod qemu;
-pub mod report;
-pub mod series;
-pub mod source;
+pub mod results;
 pub mod symbols;
 pub mod testrun;
+pub mod vm;

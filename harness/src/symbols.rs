@@ -19,6 +19,7 @@
 
 pub mod decode;
 pub mod elf;
+pub mod footprint;
 pub mod gaps;
 pub mod kallsyms;
 pub mod nm;

@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::accel::{self, AccelChoice};
-use crate::arch::ArchProfile;
-use crate::kbuild::{self, BuildRequest, Built};
-use crate::ktap;
+use crate::kernel::kbuild::{self, BuildRequest, Built};
+use crate::kernel::source::KernelSource;
 use crate::layout;
-use crate::qemu::{self, Accel, Exit, Timeouts, VmOutcome, VmSpec};
-use crate::report::{CaseResult, CellReport, Status, TestName};
-use crate::source::KernelSource;
+use crate::results::ktap;
+use crate::results::report::{CaseResult, CellReport, Status, TestName};
+use crate::vm::accel::{self, AccelChoice};
+use crate::vm::arch::ArchProfile;
+use crate::vm::qemu::{self, Accel, Exit, Timeouts, VmOutcome, VmSpec};
 
 /// How the VM case's failure starts when the harness itself failed (not
 /// the kernel): `bisect` aborts on it instead of skipping the commit.
@@ -105,7 +105,7 @@ impl Cell<'_> {
         if self
             .source
             .key
-            .starts_with(crate::source::USER_TREE_KEY_PREFIX)
+            .starts_with(crate::kernel::source::USER_TREE_KEY_PREFIX)
         {
             s.push_str(&format!(
                 " --kernel-tree {}",
@@ -334,7 +334,7 @@ pub fn debug_session(spec: &mut VmSpec, built: &Built, port: u16) {
 /// The gdb command line for a guest halted on `port`, and how to add the
 /// probe module's symbols.
 pub fn gdb_instructions(arch: &ArchProfile, built: &Built, port: u16) -> String {
-    let gdb = if arch.qemu.kvm_possible && crate::prereqs::on_path("gdb") {
+    let gdb = if arch.qemu.kvm_possible && crate::kernel::prereqs::on_path("gdb") {
         "gdb"
     } else {
         "gdb-multiarch"
@@ -358,7 +358,7 @@ pub fn gdb_instructions(arch: &ArchProfile, built: &Built, port: u16) -> String 
         )
     };
     let ko = built.dir.join("ksh-probe-module").join("ksh_probe.ko");
-    let install = if crate::prereqs::on_path(gdb) {
+    let install = if crate::kernel::prereqs::on_path(gdb) {
         String::new()
     } else {
         format!(
@@ -491,12 +491,12 @@ pub const INITRAMFS: &str = "ksh-initramfs.cpio.gz";
 pub fn prepare_guest(
     cell: &Cell,
     built: &Built,
-    extra: &[crate::initramfs::GuestFile],
+    extra: &[crate::payload::initramfs::GuestFile],
     name: &str,
 ) -> Result<(PathBuf, String)> {
-    let init = crate::guestbin::build_init(cell.arch)?;
+    let init = crate::payload::guestbin::build_init(cell.arch)?;
     let init_bytes = fs::read(&init).with_context(|| format!("reading {}", init.display()))?;
-    let mut files = crate::expect::guest_files(cell.arch, built)?;
+    let mut files = crate::payload::expect::guest_files(cell.arch, built)?;
     let build_info = files
         .iter()
         .find(|f| f.path == ksh_proto::EXPECT_BUILD_INFO)
@@ -504,7 +504,7 @@ pub fn prepare_guest(
         .unwrap_or_default();
     files.extend(extra.iter().cloned());
     let initrd = built.dir.join(name);
-    crate::initramfs::write(&initrd, &init_bytes, &files)?;
+    crate::payload::initramfs::write(&initrd, &init_bytes, &files)?;
     Ok((initrd, build_info))
 }
 
@@ -664,18 +664,18 @@ fn warnings_status(outcome: &VmOutcome, where_to_look: &str) -> Status {
     if console.trim().is_empty() {
         return Status::Fail(format!("the console log is empty\n{where_to_look}"));
     }
-    let allow = match crate::bootlog::allow_list(&layout::project_root()) {
+    let allow = match crate::results::bootlog::allow_list(&layout::project_root()) {
         Ok(a) => a,
         Err(e) => return Status::Fail(format!("{e:#}")),
     };
-    let (bad, allowed) = crate::bootlog::unexplained(&console, &allow);
+    let (bad, allowed) = crate::results::bootlog::unexplained(&console, &allow);
     if bad.is_empty() {
         return Status::Pass;
     }
     Status::Fail(format!(
         "{} kernel warning line(s) not explained by {} ({allowed} allowed):\n{}\n{where_to_look}",
         bad.len(),
-        crate::bootlog::ALLOW_FILE,
+        crate::results::bootlog::ALLOW_FILE,
         bad.iter()
             .take(20)
             .map(|l| format!("  {l}"))
@@ -808,7 +808,7 @@ fn judge_baseline_case(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::arch::X86_64;
+    use crate::vm::arch::X86_64;
 
     fn cell(source: &KernelSource) -> Cell<'_> {
         Cell {

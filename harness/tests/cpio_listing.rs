@@ -1,4 +1,4 @@
-//! Checks `harness::cpio` against the real GNU `cpio` tool: the archive we
+//! Checks `harness::payload::cpio` against the real GNU `cpio` tool: the archive we
 //! hand the kernel must be readable by an independent implementation, not
 //! just by our own unit-test reader. Listing (`cpio -itv`) checks names,
 //! types, modes, owners and the device numbers; extraction (`cpio -idm`)
@@ -10,7 +10,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use harness::cpio::{gzip, CpioBuilder};
+use harness::payload::cpio::{gzip, CpioBuilder};
 
 /// Runs `prog args` with `stdin` piped in, in `dir`, with a fixed time
 /// zone and locale so the listing's date and layout are predictable.

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use harness::footprint::kallsyms_footprint;
+use harness::symbols::footprint::kallsyms_footprint;
 
 fn build_dirs() -> Vec<PathBuf> {
     match std::env::var("KSH_BUILD_DIRS") {

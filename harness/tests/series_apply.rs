@@ -1,4 +1,4 @@
-//! `harness::series`: applying a series to a tree, and keeping the
+//! `harness::kernel::series`: applying a series to a tree, and keeping the
 //! generator patch in sync with the crate, on small synthetic series made
 //! with `git format-patch`.
 
@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use harness::series::{
+use harness::kernel::series::{
     generator_drift, series_is_regenerated, sync_series, Pristine, Series, Variant,
     FORMAT_PATCH_ARGS,
 };

@@ -1,9 +1,9 @@
-//! `harness::series`: parsing the series file and fingerprints.
+//! `harness::kernel::series`: parsing the series file and fingerprints.
 
 use std::fs;
 use std::path::Path;
 
-use harness::series::{Series, Variant};
+use harness::kernel::series::{Series, Variant};
 
 fn write(dir: &Path, name: &str, text: &str) {
     fs::write(dir.join(name), text).unwrap();

@@ -13,7 +13,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use harness::series::{
+use harness::kernel::series::{
     generator_drift, generator_files, series_is_regenerated, Pristine, Series, Variant,
     GENERATOR_DIR,
 };

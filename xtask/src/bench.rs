@@ -12,12 +12,13 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use harness::footprint::{kallsyms_footprint, Footprint};
+use harness::kernel::prereqs;
+use harness::kernel::series::Variant;
+use harness::kernel::source::{self, SourceSpec};
+use harness::layout;
 use harness::proc::fmt_duration;
-use harness::series::Variant;
-use harness::source::{self, SourceSpec};
+use harness::symbols::footprint::{kallsyms_footprint, Footprint};
 use harness::testrun::{self, Cell, RunOptions};
-use harness::{layout, prereqs};
 use serde_json::{json, Value};
 
 use crate::flags::BenchArgs;
@@ -315,7 +316,7 @@ fn run_steps(args: &BenchArgs, report: &mut Value, step: &mut &'static str) -> R
             if let Some(bad) = report
                 .cases
                 .iter()
-                .find(|c| matches!(c.status, harness::report::Status::Fail(_)))
+                .find(|c| matches!(c.status, harness::results::report::Status::Fail(_)))
             {
                 bail!(
                     "{}: a case failed in the timed run ({}); the figure would not be of a passing run",
@@ -329,7 +330,7 @@ fn run_steps(args: &BenchArgs, report: &mut Value, step: &mut &'static str) -> R
                     .as_secs_f64(),
             );
             let results =
-                std::fs::read_to_string(cell.run_dir().join(harness::qemu::RESULTS_FILE))?;
+                std::fs::read_to_string(cell.run_dir().join(harness::vm::qemu::RESULTS_FILE))?;
             for (name, ms) in probe_times(&results) {
                 if name == "ksh" {
                     guest_ms.push(ms);
@@ -432,7 +433,8 @@ fn run_steps(args: &BenchArgs, report: &mut Value, step: &mut &'static str) -> R
 /// Lookup and `%pS` ns from the `lookup-bench` probe's diagnostics
 /// (`# lookup_ns=N format_ns=M`), if the kernel ran it.
 fn lookup_figures(cell: &Cell) -> Option<(f64, f64)> {
-    let results = std::fs::read_to_string(cell.run_dir().join(harness::qemu::RESULTS_FILE)).ok()?;
+    let results =
+        std::fs::read_to_string(cell.run_dir().join(harness::vm::qemu::RESULTS_FILE)).ok()?;
     let line = results
         .lines()
         .find(|l| l.contains("lookup_ns=") && l.contains("format_ns="))?;
@@ -464,7 +466,8 @@ fn probe_times(results: &str) -> Vec<(String, f64)> {
 /// ns per lookup of every sized symbol from the `lookup-bench` probe's
 /// diagnostics (`# sized_lookup_ns=N ...`).
 fn sized_figure(cell: &Cell) -> Option<f64> {
-    let results = std::fs::read_to_string(cell.run_dir().join(harness::qemu::RESULTS_FILE)).ok()?;
+    let results =
+        std::fs::read_to_string(cell.run_dir().join(harness::vm::qemu::RESULTS_FILE)).ok()?;
     results
         .lines()
         .find_map(|l| {

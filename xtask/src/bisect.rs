@@ -12,11 +12,12 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+use harness::kernel::prereqs;
+use harness::kernel::source::{self, SourceSpec};
 use harness::proc::{fmt_duration, git};
-use harness::report::{self, Status};
-use harness::source::{self, SourceSpec};
+use harness::results::report::{self, Status};
 use harness::testrun::{self, Cell, RunOptions, BUILD_CASE, VM_CASE};
-use harness::{arch, prereqs};
+use harness::vm::arch;
 use libtest_mimic::Arguments;
 use serde::{Deserialize, Serialize};
 
@@ -66,7 +67,7 @@ fn test_commit(
         source: &source,
     };
     let opts = RunOptions {
-        accel: harness::accel::AccelChoice::Auto,
+        accel: harness::vm::accel::AccelChoice::Auto,
         jobs: harness::proc::default_jobs(),
         expect_baseline_failures: false,
         guest_params: Vec::new(),
@@ -204,7 +205,7 @@ pub fn run(args: BisectArgs) -> Result<i32> {
     let arch = arch::by_name(&args.arch)?;
     // Unknown config, or one that does not apply to this arch: fail now,
     // before any commit is checked out.
-    harness::kconfig::fragments(arch, &args.config)?;
+    harness::kernel::kconfig::fragments(arch, &args.config)?;
     git(&tree, &["rev-parse", "--git-dir"]).context("--kernel-tree must be a git checkout")?;
     if !git(&tree, &["status", "--porcelain", "--untracked-files=no"])?.is_empty() {
         bail!("{} has uncommitted changes; commit or stash them first (bisect checks out other commits)", tree.display());

@@ -9,8 +9,9 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
-use harness::series::Series;
-use harness::{layout, prereqs, source};
+use harness::kernel::series::Series;
+use harness::kernel::{prereqs, source};
+use harness::layout;
 
 use crate::flags::BisectSelftestArgs;
 
@@ -91,7 +92,7 @@ fn breaking_commit(tree: &Path) -> Result<String> {
 
 pub fn run(args: BisectSelftestArgs) -> Result<i32> {
     prereqs::ensure(&prereqs::Needs {
-        arches: vec![&harness::arch::X86_64],
+        arches: vec![&harness::vm::arch::X86_64],
         debian_source: true,
         guest: true,
     })?;
@@ -106,7 +107,7 @@ pub fn run(args: BisectSelftestArgs) -> Result<i32> {
     let stamp = root.join("series-fingerprint");
     let fingerprint = format!(
         "v2 {}",
-        series.fingerprint(harness::series::Variant::Patched)?
+        series.fingerprint(harness::kernel::series::Variant::Patched)?
     );
     let (good, breaking, head_before) =
         if fs::read_to_string(&stamp).ok().as_deref() == Some(fingerprint.as_str()) {

@@ -1,7 +1,7 @@
 //! `cargo xtask build`: build kernels only.
 
 use anyhow::Result;
-use harness::prereqs;
+use harness::kernel::prereqs;
 use harness::testrun::{self, Cell};
 
 use crate::flags::BuildArgs;

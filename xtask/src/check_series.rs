@@ -9,10 +9,11 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use harness::kernel::series::{self, Series};
+use harness::kernel::{prereqs, source};
+use harness::layout;
 use harness::proc::fmt_duration;
-use harness::series::{self, Series};
 use harness::testrun::{self, Cell};
-use harness::{layout, prereqs, source};
 
 use crate::flags::CheckSeriesArgs;
 use crate::selection;

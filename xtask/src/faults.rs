@@ -11,7 +11,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use harness::kbuild::BuildRequest;
+use harness::kernel::kbuild::BuildRequest;
 use harness::layout;
 use harness::proc::{fmt_duration, pid_alive};
 use harness::testrun::Cell;
@@ -355,7 +355,7 @@ impl TestRun {
                 .find(|(_, comm)| comm.starts_with("qemu-system"));
             let console = ctx
                 .run_dir_of(self.pid())
-                .map(|d| d.join(harness::qemu::CONSOLE_LOG));
+                .map(|d| d.join(harness::vm::qemu::CONSOLE_LOG));
             if let (Some((q, _)), Some(c)) = (qemu, console) {
                 if fs::metadata(&c).map(|m| m.len()).unwrap_or(0) > 0 {
                     return Ok(q);
@@ -610,8 +610,8 @@ fn concurrent(ctx: &Ctx) -> Result<Row> {
     let took = t0.elapsed();
     let complete = |pid: u32| {
         ctx.run_dir_of(pid)
-            .and_then(|d| fs::read_to_string(d.join(harness::qemu::RESULTS_FILE)).ok())
-            .is_some_and(|r| harness::qemu::has_completion_record(&r))
+            .and_then(|d| fs::read_to_string(d.join(harness::vm::qemu::RESULTS_FILE)).ok())
+            .is_some_and(|r| harness::vm::qemu::has_completion_record(&r))
     };
     let (da, db) = (ctx.run_dir_of(fa.pid), ctx.run_dir_of(fb.pid));
     let separate = da.is_some() && db.is_some() && da != db;
@@ -1037,7 +1037,7 @@ fn first_failure(output: &str) -> String {
 }
 
 fn tail(text: &str, n: usize) -> String {
-    harness::qemu::tail(text, n)
+    harness::vm::qemu::tail(text, n)
 }
 
 fn short(p: &Path) -> String {

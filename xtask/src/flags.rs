@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use harness::accel::AccelChoice;
+use harness::vm::accel::AccelChoice;
 
 /// Test harness for kallsyms symbol sizes: builds patched Linux kernels,
 /// boots them in QEMU (x86_64, arm64) and checks kallsyms lookups and sizes

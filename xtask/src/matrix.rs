@@ -15,7 +15,7 @@ const KERNEL_SOURCES: &[&str] = &["debian-6.12"];
 pub fn run(args: MatrixArgs) -> Result<i32> {
     let arches = selection::arches(&args.kernel)?;
     let configs = if args.all_configs {
-        harness::kconfig::variant_names()?
+        harness::kernel::kconfig::variant_names()?
     } else {
         selection::configs(&args.kernel)?
     };

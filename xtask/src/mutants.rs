@@ -8,11 +8,11 @@
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use harness::mutants::{self, Mutant};
-use harness::prereqs;
+use harness::kernel::mutants::{self, Mutant};
+use harness::kernel::prereqs;
+use harness::kernel::source::KernelSource;
 use harness::proc::fmt_duration;
-use harness::report::Status;
-use harness::source::KernelSource;
+use harness::results::report::Status;
 use harness::testrun::{self, Cell, RunOptions};
 
 use crate::flags::MutantsArgs;

@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use harness::explore::{self, ExploreOptions};
-use harness::prereqs;
+use harness::kernel::prereqs;
 use harness::testrun::Cell;
 
 use crate::flags::{KernelSelection, RunArgs};

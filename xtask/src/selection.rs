@@ -1,9 +1,9 @@
 //! Turning `--arch/--config/--baseline/--kernel-tree` into cells to run.
 
 use anyhow::{bail, Result};
-use harness::arch::{self, ArchProfile};
-use harness::series::Variant;
-use harness::source::{self, KernelSource, SourceSpec};
+use harness::kernel::series::Variant;
+use harness::kernel::source::{self, KernelSource, SourceSpec};
+use harness::vm::arch::{self, ArchProfile};
 
 use crate::flags::KernelSelection;
 
@@ -17,7 +17,7 @@ pub fn arches(sel: &KernelSelection) -> Result<Vec<&'static ArchProfile>> {
 
 /// The selected config variants, validated.
 pub fn configs(sel: &KernelSelection) -> Result<Vec<String>> {
-    let valid = harness::kconfig::variant_names()?;
+    let valid = harness::kernel::kconfig::variant_names()?;
     for c in &sel.configs {
         if !valid.contains(c) {
             bail!("unknown config '{c}'; valid: {}", valid.join(", "));
@@ -43,11 +43,11 @@ pub fn cells_of(
     let mut out = Vec::new();
     for &arch in arches {
         for config in configs {
-            if harness::kconfig::variant_applies(config, arch)? {
+            if harness::kernel::kconfig::variant_applies(config, arch)? {
                 out.push((arch, config.clone()));
             } else if strict {
                 // Names the arches the config is for.
-                harness::kconfig::fragments(arch, config)?;
+                harness::kernel::kconfig::fragments(arch, config)?;
             }
         }
     }

@@ -1,14 +1,15 @@
 //! `cargo xtask sync-series`: regenerate `patches/6.12` with git so that
 //! the generator patch carries the `kallsyms-gen` crate's sources
 //! (`kallsyms-gen/src/*.rs` as `scripts/kallsyms-rs/*.rs`): the crate stays
-//! the one source of truth. See `harness::series::regenerate`.
+//! the one source of truth. See `harness::kernel::series::regenerate`.
 
 use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Result;
+use harness::kernel::{prereqs, series, source};
+use harness::layout;
 use harness::proc::fmt_duration;
-use harness::{layout, prereqs, series, source};
 
 pub fn run() -> Result<i32> {
     prereqs::ensure(&prereqs::Needs {

@@ -9,12 +9,12 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use harness::arch::ArchProfile;
-use harness::prereqs;
+use harness::kernel::prereqs;
+use harness::kernel::source::KernelSource;
 use harness::proc::fmt_duration;
-use harness::report::{self, CaseResult, CellReport, Status};
-use harness::source::KernelSource;
+use harness::results::report::{self, CaseResult, CellReport, Status};
 use harness::testrun::{self, Cell, CellTimes, RunOptions};
+use harness::vm::arch::ArchProfile;
 use libtest_mimic::{Arguments, Completion, Trial};
 
 use crate::flags::{KernelSelection, TestArgs};

@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
-use crate::arch::ArchProfile;
 use crate::layout;
-use crate::qemu::Accel;
+use crate::vm::arch::ArchProfile;
+use crate::vm::qemu::Accel;
 
 /// What the user asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

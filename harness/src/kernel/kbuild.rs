@@ -11,11 +11,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
 
-use crate::arch::ArchProfile;
-use crate::kconfig;
+use crate::kernel::kconfig;
+use crate::kernel::source::KernelSource;
 use crate::layout;
 use crate::proc::{fmt_duration, shell_line};
-use crate::source::KernelSource;
+use crate::vm::arch::ArchProfile;
 
 /// What to build.
 #[derive(Debug, Clone)]
@@ -60,7 +60,7 @@ impl BuildRequest<'_> {
         if self.source.objects_in_tree {
             self.source.tree.join(format!(
                 "{}{}-{}",
-                crate::source::IN_TREE_BUILD_PREFIX,
+                crate::kernel::source::IN_TREE_BUILD_PREFIX,
                 self.arch.name,
                 self.config
             ))
@@ -314,7 +314,7 @@ fn newest_mtime(tree: &Path) -> Result<SystemTime> {
                 if name != ".git"
                     && !name
                         .to_string_lossy()
-                        .starts_with(crate::source::IN_TREE_BUILD_PREFIX)
+                        .starts_with(crate::kernel::source::IN_TREE_BUILD_PREFIX)
                 {
                     stack.push(e.path());
                 }
@@ -747,6 +747,6 @@ mod progress_tests {
     }
 
     fn objects_estimate_for_test() -> Option<u64> {
-        kconfig::objects_estimate(&crate::arch::X86_64, "no-such-variant")
+        kconfig::objects_estimate(&crate::vm::arch::X86_64, "no-such-variant")
     }
 }

@@ -12,8 +12,8 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+use crate::kernel::series::{Series, Variant};
 use crate::layout;
-use crate::series::{Series, Variant};
 
 /// Debian's kernel source package installs this tarball.
 pub const DEBIAN_SOURCE_TARBALL: &str = "/usr/src/linux-source-6.12.tar.xz";
@@ -157,7 +157,7 @@ fn prepare_debian(series: &Series, variant: Variant, variant_name: &str) -> Resu
     // A mutant left applied (an interrupted `cargo xtask mutants`) is
     // reverted; if that fails the tree is unpacked again.
     let mut old_stamp = fs::read_to_string(&stamp_path).ok();
-    match crate::mutants::revert(&tree) {
+    match crate::kernel::mutants::revert(&tree) {
         Ok(true) => eprintln!("ksh: reverted a mutant left applied in {}", tree.display()),
         Ok(false) => {}
         Err(e) => {

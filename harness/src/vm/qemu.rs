@@ -1,6 +1,6 @@
 //! Booting a kernel in QEMU and watching it until the guest is done.
 //!
-//! The command line is built from the arch profile ([`crate::arch`]) by a pure
+//! The command line is built from the arch profile ([`crate::vm::arch`]) by a pure
 //! function ([`command`]) so it can be unit-tested. The runner starts QEMU
 //! with the console and the results port written to files, drives QMP (the
 //! `qapi` crate) to learn why the VM stopped and to stop it on a timeout, and
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::arch::ArchProfile;
+use crate::vm::arch::ArchProfile;
 
 /// The accelerator QEMU runs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -664,7 +664,7 @@ pub fn qmp_socket_path(label: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::arch::{ARM64, X86_64};
+    use crate::vm::arch::{ARM64, X86_64};
 
     fn spec(arch: &ArchProfile, accel: Accel) -> VmSpec<'_> {
         VmSpec {

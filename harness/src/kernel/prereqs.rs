@@ -9,8 +9,8 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::arch::ArchProfile;
-use crate::source::DEBIAN_SOURCE_TARBALL;
+use crate::kernel::source::DEBIAN_SOURCE_TARBALL;
+use crate::vm::arch::ArchProfile;
 
 /// How a requirement is detected on the host.
 #[derive(Debug, Clone, Copy)]

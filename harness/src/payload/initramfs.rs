@@ -1,6 +1,6 @@
 //! The guest's initramfs: `/init`, the host-computed expectations and the
 //! few nodes the kernel needs before devtmpfs is mounted. Written with our
-//! own deterministic cpio writer ([`crate::cpio`]): same inputs, same bytes,
+//! own deterministic cpio writer ([`crate::payload::cpio`]): same inputs, same bytes,
 //! and the file is only rewritten when its bytes change.
 
 use std::fs;
@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::cpio::CpioBuilder;
+use crate::payload::cpio::CpioBuilder;
 
 /// A file to place in the initramfs.
 #[derive(Debug, Clone)]
@@ -40,7 +40,7 @@ pub fn build(init: &[u8], files: &[GuestFile]) -> Result<Vec<u8>> {
     for f in files {
         cpio.add_file(&f.path, f.mode, f.data.clone())?;
     }
-    Ok(crate::cpio::gzip(&cpio.finish()?))
+    Ok(crate::payload::cpio::gzip(&cpio.finish()?))
 }
 
 /// Writes the archive for `init` plus `files` to `path`, unless the one

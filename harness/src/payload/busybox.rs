@@ -10,8 +10,8 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::arch::ArchProfile;
 use crate::layout;
+use crate::vm::arch::ArchProfile;
 
 /// The Debian package.
 pub const PACKAGE: &str = "busybox-static";
@@ -49,7 +49,7 @@ pub fn ensure(arch: &ArchProfile) -> Result<PathBuf> {
         ]);
         commands.push(vec!["apt-get".into(), "update".into()]);
     }
-    if !crate::prereqs::is_root() {
+    if !crate::kernel::prereqs::is_root() {
         let mut all: Vec<String> = commands.iter().map(|c| c.join(" ")).collect();
         all.push(format!("apt-get download {pkg}"));
         bail!(

@@ -12,10 +12,10 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::arch::ArchProfile;
-use crate::initramfs::GuestFile;
-use crate::kbuild::Built;
+use crate::kernel::kbuild::Built;
+use crate::payload::initramfs::GuestFile;
 use crate::symbols::{self, Binding, GapClass, KallsymsEntry, SymKind};
+use crate::vm::arch::ArchProfile;
 use ksh_proto::files::{
     self, BuildInfoLine, FormatPsLine, KallsymsLine, KprobeKind, KprobeLine, ModuleSymLine,
     OrphanLine, SizesLine, WeakKeptLine,
@@ -32,7 +32,7 @@ pub const FORMAT_SAMPLE_EVERY: usize = 97;
 /// Every file the guest needs besides `/init`, for the build `built`:
 /// expectation files plus the probe module.
 pub fn guest_files(arch: &ArchProfile, built: &Built) -> Result<Vec<GuestFile>> {
-    let ko = crate::probemod::build(arch, built)?;
+    let ko = crate::payload::probemod::build(arch, built)?;
     let cache = built.dir.join("ksh-expect-cache");
     let key = cache_key(built, &ko);
     if let Some(files) = key.as_deref().and_then(|k| load_cached(&cache, k)) {

@@ -72,7 +72,7 @@ pub fn apply(tree: &Path, m: &Mutant) -> Result<()> {
     // The marker first: an interruption between the two leaves a marker
     // whose revert fails, and the tree is then re-unpacked.
     fs::write(&marker, &patch)?;
-    let out = crate::series::git_apply(tree, &[], &patch)?;
+    let out = crate::kernel::series::git_apply(tree, &[], &patch)?;
     if !out.status.success() {
         let _ = fs::remove_file(&marker);
         bail!(
@@ -93,7 +93,7 @@ pub fn revert(tree: &Path) -> Result<bool> {
     let Ok(patch) = fs::read(&marker) else {
         return Ok(false);
     };
-    let out = crate::series::git_apply(tree, &["-R"], &patch)?;
+    let out = crate::kernel::series::git_apply(tree, &["-R"], &patch)?;
     if !out.status.success() {
         bail!(
             "cannot revert the mutant recorded in {}:\n{}",

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::arch::ArchProfile;
 use crate::layout;
+use crate::vm::arch::ArchProfile;
 
 /// The value a fragment asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,6 +183,24 @@ pub fn verify(requested: &Options, actual: &Options) -> Vec<Mismatch> {
     out
 }
 
+/// How many objects a cold build of `variant` compiles on `arch`, from
+/// `kernel-configs/objects-estimate.txt` (`minimal`'s figure for a variant
+/// it does not list): the first build's progress estimate. Kept out of the
+/// fragments, whose bytes key the build dir's configuration.
+pub fn objects_estimate(arch: &ArchProfile, variant: &str) -> Option<u64> {
+    let path = layout::project_root().join("kernel-configs/objects-estimate.txt");
+    let text = std::fs::read_to_string(path).ok()?;
+    let find = |v: &str| {
+        text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+            match l.split_whitespace().collect::<Vec<_>>()[..] {
+                [c, a, n] if c == v && a == arch.name => n.parse().ok(),
+                _ => None,
+            }
+        })
+    };
+    find(variant).or_else(|| find("minimal"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,13 +255,13 @@ mod tests {
 
     #[test]
     fn arch_restricted_variants() {
-        assert!(variant_applies("minimal", &crate::arch::ARM64).unwrap());
+        assert!(variant_applies("minimal", &crate::vm::arch::ARM64).unwrap());
         assert_eq!(
             variant_arches("up").unwrap(),
             Some(vec!["x86_64".to_string()])
         );
-        assert!(!variant_applies("up", &crate::arch::ARM64).unwrap());
-        let err = fragments(&crate::arch::ARM64, "up")
+        assert!(!variant_applies("up", &crate::vm::arch::ARM64).unwrap());
+        let err = fragments(&crate::vm::arch::ARM64, "up")
             .unwrap_err()
             .to_string();
         assert!(err.contains("applies to x86_64 only"), "{err}");
@@ -251,7 +269,7 @@ mod tests {
 
     #[test]
     fn real_fragments_parse_for_every_arch_and_variant() {
-        for arch in crate::arch::ALL {
+        for arch in crate::vm::arch::ALL {
             for v in variant_names().unwrap() {
                 if !variant_applies(&v, arch).unwrap() {
                     continue;
@@ -261,27 +279,9 @@ mod tests {
                 assert_eq!(merged.get("KALLSYMS"), Some(&Value::Set("y".into())));
             }
         }
-        let err = fragments(&crate::arch::X86_64, "nope")
+        let err = fragments(&crate::vm::arch::X86_64, "nope")
             .unwrap_err()
             .to_string();
         assert!(err.contains("valid: ") && err.contains("minimal"), "{err}");
     }
-}
-
-/// How many objects a cold build of `variant` compiles on `arch`, from
-/// `kernel-configs/objects-estimate.txt` (`minimal`'s figure for a variant
-/// it does not list): the first build's progress estimate. Kept out of the
-/// fragments, whose bytes key the build dir's configuration.
-pub fn objects_estimate(arch: &ArchProfile, variant: &str) -> Option<u64> {
-    let path = layout::project_root().join("kernel-configs/objects-estimate.txt");
-    let text = std::fs::read_to_string(path).ok()?;
-    let find = |v: &str| {
-        text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
-            match l.split_whitespace().collect::<Vec<_>>()[..] {
-                [c, a, n] if c == v && a == arch.name => n.parse().ok(),
-                _ => None,
-            }
-        })
-    };
-    find(variant).or_else(|| find("minimal"))
 }

@@ -9,9 +9,9 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
-use crate::arch::ArchProfile;
-use crate::kbuild::Built;
+use crate::kernel::kbuild::Built;
 use crate::proc::shell_line;
+use crate::vm::arch::ArchProfile;
 
 /// Name of the module (and of its `.ko` file without the extension).
 pub const MODULE_NAME: &str = "ksh_probe";
@@ -128,7 +128,7 @@ mod tests {
             elapsed: Duration::ZERO,
         };
         let dir = build_dir(&built);
-        let line = shell_line(&make_command(&crate::arch::ARM64, &built, &dir));
+        let line = shell_line(&make_command(&crate::vm::arch::ARM64, &built, &dir));
         assert_eq!(
             line,
             "make -C /b/arm64-minimal M=/b/arm64-minimal/ksh-probe-module ARCH=arm64 \

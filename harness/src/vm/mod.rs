@@ -1,0 +1,6 @@
+//! Stage 3, the VM: per-arch profiles as data, the accelerator choice, and
+//! QEMU (its command line, the bounded runner, the interactive console).
+
+pub mod accel;
+pub mod arch;
+pub mod qemu;
