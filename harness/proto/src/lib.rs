@@ -463,9 +463,11 @@ impl ProbeSpec {
 
 /// The symbol count in build-info.txt text (0 when absent).
 pub fn symbols_in_build_info(text: &str) -> u64 {
+    use files::Line as _;
     text.lines()
-        .find_map(|l| l.strip_prefix(SYMBOLS_KEY)?.strip_prefix('='))
-        .and_then(|v| v.trim().parse().ok())
+        .filter_map(|l| files::BuildInfoLine::parse(l).ok())
+        .find(|b| b.key == SYMBOLS_KEY)
+        .and_then(|b| b.value.trim().parse().ok())
         .unwrap_or(0)
 }
 

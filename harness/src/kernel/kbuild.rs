@@ -255,6 +255,7 @@ pub fn build(req: &BuildRequest) -> Result<Built> {
             });
         }
     }
+    remove_stale_outputs(&dir);
     let make_started = SystemTime::now();
     // No stamps while make runs: an interrupted build is never up to date.
     let _ = fs::remove_file(&build_stamp);
@@ -298,6 +299,28 @@ pub fn build(req: &BuildRequest) -> Result<Built> {
         ran_make: true,
         elapsed: started.elapsed(),
     })
+}
+
+/// Outputs of earlier layouts of the series that are in the way of the
+/// current one: Kbuild cannot turn a file into a directory. Before the
+/// generator became a module directory (`scripts/kallsyms-rs/`), patch
+/// 0002 built it as the file `scripts/kallsyms-rs`; a build dir made then
+/// fails with "mkdir: cannot create directory 'scripts/kallsyms-rs': File
+/// exists".
+const STALE_FILES: &[&str] = &["scripts/kallsyms-rs", "scripts/.kallsyms-rs.cmd"];
+
+/// Removes [`STALE_FILES`] that are regular files (a directory of that
+/// name is the current layout and stays).
+fn remove_stale_outputs(dir: &Path) {
+    for rel in STALE_FILES {
+        let p = dir.join(rel);
+        if fs::symlink_metadata(&p).is_ok_and(|m| m.is_file()) && fs::remove_file(&p).is_ok() {
+            eprintln!(
+                "ksh: removed {} (an output of an earlier layout of the series, in the way of the current one)",
+                p.display()
+            );
+        }
+    }
 }
 
 /// Newest modification time of any file in the tree (`.git` and the
