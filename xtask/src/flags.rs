@@ -29,6 +29,7 @@ pub enum Cmd {
     /// `ksh-probe NAME` reruns one probe, `ksh-lookup ADDR|NAME` compares
     /// the kernel's answer with the host's. `exit`/`poweroff` ends it,
     /// Ctrl-a x quits QEMU. Every failing case names the command for its kernel.
+    /// One --arch (here the default is x86_64) and one --config.
     Run(RunArgs),
     /// Build a kernel only; prints the build dir as the last line of stdout.
     Build(BuildArgs),
@@ -122,45 +123,42 @@ pub struct TestArgs {
     /// run dir either way).
     #[arg(long)]
     pub console: bool,
-    /// Start QEMU's gdbstub and halt the guest until gdb continues it;
-    /// prints the gdb command line. Turns off the VM's time limits and
-    /// KASLR, and implies --console. One cell at a time makes sense.
-    #[arg(long)]
-    pub gdb: bool,
-    /// The gdbstub's TCP port on 127.0.0.1 (with --gdb).
-    #[arg(long, default_value_t = 1234, value_name = "PORT")]
-    pub gdb_port: u16,
+    #[command(flatten)]
+    pub gdb: GdbArgs,
     /// libtest arguments: filter, --exact, --skip, --list, --format json, ...
     #[arg(last = true)]
     pub libtest: Vec<String>,
 }
 
-#[derive(Args, Debug)]
-pub struct RunArgs {
-    /// Architecture (one; default x86_64).
-    #[arg(long, default_value = "x86_64")]
-    pub arch: String,
-    /// Config variant (one, from kernel-configs/variants/).
-    #[arg(long, default_value = "minimal")]
-    pub config: String,
-    /// The baseline kernel (without the kallsyms patches).
-    #[arg(long)]
-    pub baseline: bool,
-    /// Use this kernel tree instead of Debian's linux-source-6.12.
-    #[arg(long, value_name = "PATH")]
-    pub kernel_tree: Option<PathBuf>,
-    /// Parallel make jobs (default: CPUs + 1).
-    #[arg(long, short = 'j')]
-    pub jobs: Option<usize>,
-    #[arg(long, default_value = "auto")]
-    pub accel: AccelChoice,
+/// QEMU's gdbstub, for `test` and `run`.
+#[derive(Args, Debug, Clone)]
+pub struct GdbArgs {
     /// Start QEMU's gdbstub and halt the guest until gdb continues it;
-    /// prints the gdb command line (KASLR off).
+    /// prints the gdb command line. Turns off KASLR and the VM's time
+    /// limits, and streams the console. One cell at a time makes sense.
     #[arg(long)]
     pub gdb: bool,
     /// The gdbstub's TCP port on 127.0.0.1 (with --gdb).
     #[arg(long, default_value_t = 1234, value_name = "PORT")]
     pub gdb_port: u16,
+}
+
+impl GdbArgs {
+    /// The port, when --gdb is given.
+    pub fn port(&self) -> Option<u16> {
+        self.gdb.then_some(self.gdb_port)
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// One --arch (default here: x86_64) and one --config.
+    #[command(flatten)]
+    pub kernel: KernelSelection,
+    #[arg(long, default_value = "auto")]
+    pub accel: AccelChoice,
+    #[command(flatten)]
+    pub gdb: GdbArgs,
     /// Extra kernel command-line word (repeatable).
     #[arg(long, value_name = "WORD")]
     pub guest_param: Vec<String>,

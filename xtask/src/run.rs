@@ -1,33 +1,35 @@
 //! `cargo xtask run`: a shell in the kernel of one cell (see
 //! `harness::explore`).
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use harness::explore::{self, ExploreOptions};
 use harness::kernel::prereqs;
 use harness::testrun::Cell;
 
-use crate::flags::{KernelSelection, RunArgs};
+use crate::flags::RunArgs;
 use crate::selection;
 
 pub fn run(args: RunArgs) -> Result<i32> {
-    let sel = KernelSelection {
-        arches: vec![args.arch.clone()],
-        configs: vec![args.config.clone()],
-        baseline: args.baseline,
-        kernel_tree: args.kernel_tree.clone(),
-        jobs: args.jobs,
-    };
+    let mut sel = args.kernel.clone();
+    if sel.arches.is_empty() {
+        sel.arches = vec!["x86_64".into()];
+    }
     let cells = selection::cells(&sel)?;
+    let [(arch, config)] = cells.as_slice() else {
+        bail!(
+            "run boots one kernel, and --arch/--config select {}: give one --arch and one --config",
+            cells.len()
+        );
+    };
     prereqs::ensure(&prereqs::Needs {
-        arches: selection::arches_of(&cells),
+        arches: vec![*arch],
         debian_source: sel.kernel_tree.is_none(),
         guest: true,
     })?;
     let source = selection::prepare_source(&sel)?;
-    let (arch, config) = cells.into_iter().next().expect("one arch and one config");
     let cell = Cell {
         arch,
-        config,
+        config: config.clone(),
         source: &source,
     };
     explore::run(
@@ -35,7 +37,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         &ExploreOptions {
             accel: args.accel,
             jobs: selection::jobs(&sel),
-            gdb_port: args.gdb.then_some(args.gdb_port),
+            gdb_port: args.gdb.port(),
             guest_params: args.guest_param,
         },
     )
