@@ -59,6 +59,16 @@ pub struct Blacklist {
     pub note: String,
 }
 
+/// The entry `kprobe_add_ksym_blacklist()` makes for an address whose
+/// lookup found `f`: `[start, start + size)`.
+fn blacklist_entry<'a>(start: u64, f: &ksh_proto::lookup::Found<'a>) -> BlacklistLine<'a> {
+    BlacklistLine {
+        start,
+        end: start + f.size,
+        name: f.name,
+    }
+}
+
 pub fn blacklist(img: &ElfImage, lookup: &HostLookup, arch: &str) -> Blacklist {
     let mut out = Blacklist {
         entries: String::new(),
@@ -77,15 +87,7 @@ pub fn blacklist(img: &ElfImage, lookup: &HostLookup, arch: &str) -> Blacklist {
         while entry < hi {
             match lookup.find(entry) {
                 Some(f) => {
-                    // kprobe_add_ksym_blacklist(): [entry, entry + size).
-                    files::push(
-                        &mut out.entries,
-                        &BlacklistLine {
-                            start: entry,
-                            end: entry + f.size,
-                            name: f.name,
-                        },
-                    );
+                    files::push(&mut out.entries, &blacklist_entry(entry, &f));
                     n += 1;
                     if f.start == entry && f.size > 0 {
                         last_sized = Some((entry, f.name.to_string()));
@@ -121,14 +123,7 @@ pub fn blacklist(img: &ElfImage, lookup: &HostLookup, arch: &str) -> Blacklist {
         while a + 8 <= hi {
             if let Some(v) = img.read_uint_at(a, 8) {
                 if let Some(f) = lookup.find(v) {
-                    files::push(
-                        &mut out.entries,
-                        &BlacklistLine {
-                            start: v,
-                            end: v + f.size,
-                            name: f.name,
-                        },
-                    );
+                    files::push(&mut out.entries, &blacklist_entry(v, &f));
                     n_list += 1;
                 }
             }
