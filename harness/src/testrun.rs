@@ -334,11 +334,7 @@ pub fn debug_session(spec: &mut VmSpec, built: &Built, port: u16) {
 /// The gdb command line for a guest halted on `port`, and how to add the
 /// probe module's symbols.
 pub fn gdb_instructions(arch: &ArchProfile, built: &Built, port: u16) -> String {
-    let gdb = if arch.qemu.kvm_possible && crate::kernel::prereqs::on_path("gdb") {
-        "gdb"
-    } else {
-        "gdb-multiarch"
-    };
+    let (gdb, gdb_package) = arch.gdb;
     let mut cmd = format!(
         "{gdb} -q {} -ex 'target remote 127.0.0.1:{port}'",
         crate::proc::shell_word(&built.vmlinux.to_string_lossy())
@@ -361,10 +357,7 @@ pub fn gdb_instructions(arch: &ArchProfile, built: &Built, port: u16) -> String 
     let install = if crate::kernel::prereqs::on_path(gdb) {
         String::new()
     } else {
-        format!(
-            " (not installed: apt-get install {})",
-            if gdb == "gdb" { "gdb" } else { "gdb-multiarch" }
-        )
+        format!(" (not installed: apt-get install {gdb_package})")
     };
     format!(
         "ksh: the guest waits for gdb on 127.0.0.1:{port}; in another terminal{install}:\n  {cmd}\n\

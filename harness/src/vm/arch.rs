@@ -54,6 +54,9 @@ pub struct ArchProfile {
     pub debian_arch: &'static str,
     /// ELF `e_machine` of the arch's binaries.
     pub elf_machine: u16,
+    /// The gdb that debugs this arch's guest from an x86_64 host (with the
+    /// Debian package that provides it), for `--gdb`.
+    pub gdb: (&'static str, &'static str),
     /// Host commands this arch needs beyond the common build tools, each
     /// with the Debian package that provides it.
     pub host_tools: &'static [(&'static str, &'static str)],
@@ -69,6 +72,7 @@ pub const X86_64: ArchProfile = ArchProfile {
     rust_target: "x86_64-unknown-linux-musl",
     config_fragment: "x86_64.config",
     debian_arch: "amd64",
+    gdb: ("gdb", "gdb"),
     elf_machine: 62,
     host_tools: &[("qemu-system-x86_64", "qemu-system-x86")],
     qemu: QemuProfile {
@@ -95,6 +99,7 @@ pub const ARM64: ArchProfile = ArchProfile {
     rust_target: "aarch64-unknown-linux-musl",
     config_fragment: "arm64.config",
     debian_arch: "arm64",
+    gdb: ("gdb-multiarch", "gdb-multiarch"),
     elf_machine: 183,
     host_tools: &[
         ("qemu-system-aarch64", "qemu-system-arm"),
