@@ -84,6 +84,9 @@ impl BuildRequest<'_> {
             cmd.arg(format!("CC=ccache {}gcc", self.arch.cross_compile))
                 .env("CCACHE_DIR", cache)
                 .env("CCACHE_STATSLOG", dir.join(ccache::STATS_LOG));
+            for (k, v) in ccache::MODE {
+                cmd.env(k, v);
+            }
         }
         cmd
     }
@@ -422,12 +425,22 @@ fn relative_path(from: &Path, to: &Path) -> PathBuf {
 }
 
 /// The compiler cache: Debian's `ccache`, its store in the harness cache.
-/// Keying is ccache's own: the compiler binary, the full command line and
-/// the preprocessed source (so `.config` via `autoconf.h`) are hashed, so a
-/// config or compiler change can never reuse a wrong object.
+/// Keying is ccache's own: the compiler binary, the full command line, the
+/// source and every header it included, by content (so `.config` via
+/// `autoconf.h`), are hashed, so a config or compiler change can never
+/// reuse a wrong object.
 pub mod ccache {
     use std::fmt;
     use std::path::{Path, PathBuf};
+
+    /// ccache's depend mode: the headers of an object come from the
+    /// dependency file Kbuild already asks gcc for (`-Wp,-MMD`), instead of
+    /// a separate preprocessor run per compile. In the default mode a miss
+    /// runs `cpp` and then the compiler: on this 2-core machine 59 kernel
+    /// objects took 52-55 s on an empty cache against 33-40 s without
+    /// ccache; in depend mode 37 s, and 3.9 s when warm. Hits across trees
+    /// (patched and baseline) still work: the command lines are relative.
+    pub const MODE: [(&str, &str); 2] = [("CCACHE_DEPEND", "1"), ("CCACHE_DIRECT", "1")];
 
     /// Per-build statistics log in the build dir (ccache's `stats_log`).
     pub const STATS_LOG: &str = "ccache-stats.log";
