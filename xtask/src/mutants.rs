@@ -1,7 +1,8 @@
 //! `cargo xtask mutants`: the harness proves its own sensitivity. Each
 //! known-bad kernel (`patches/6.12/mutants/`) is built incrementally in the
 //! patched build dir and tested with every probe; a mutant is *caught* when
-//! at least one case fails, *missed* otherwise. Any miss (or a mutant that
+//! at least one case fails and so does every case its `must-fail:` line
+//! names, *missed* otherwise. Any miss (or a mutant that
 //! does not build) fails the command. The tree is put back to the series
 //! when it ends, also on error.
 
@@ -22,6 +23,8 @@ use crate::selection;
 enum Verdict {
     Caught(Vec<String>),
     Missed,
+    /// Some case failed, but not every case the mutant is about.
+    MissedCases { failed: Vec<String>, passed: Vec<String> },
     Broken(String),
 }
 
@@ -109,9 +112,19 @@ pub fn run(args: MutantsArgs) -> Result<i32> {
                         .to_string()
                 })
                 .collect();
+            let not_failed: Vec<String> = m
+                .must_fail
+                .iter()
+                .filter(|c| !failed.contains(c))
+                .cloned()
+                .collect();
             let verdict = match build_failed {
                 Some(msg) => Verdict::Broken(msg.lines().next().unwrap_or("").to_string()),
                 None if failed.is_empty() => Verdict::Missed,
+                None if !not_failed.is_empty() => Verdict::MissedCases {
+                    failed,
+                    passed: not_failed,
+                },
                 None => Verdict::Caught(failed),
             };
             // Keep this mutant's logs beside the cell's run dir.
@@ -126,6 +139,8 @@ pub fn run(args: MutantsArgs) -> Result<i32> {
                 match &verdict {
                     Verdict::Caught(c) => format!("caught by {}", c.join(", ")),
                     Verdict::Missed => "MISSED".into(),
+                    Verdict::MissedCases { passed, .. } =>
+                        format!("MISSED: {} did not fail", passed.join(", ")),
                     Verdict::Broken(e) => format!("did not build: {e}"),
                 },
                 fmt_duration(times.build),
@@ -150,6 +165,14 @@ pub fn run(args: MutantsArgs) -> Result<i32> {
             Verdict::Missed => {
                 bad += 1;
                 "MISSED   no case failed: strengthen a probe".into()
+            }
+            Verdict::MissedCases { failed, passed } => {
+                bad += 1;
+                format!(
+                    "MISSED   {} passed although the mutant is about them (failed: {})",
+                    passed.join(", "),
+                    failed.join(", ")
+                )
             }
             Verdict::Broken(e) => {
                 bad += 1;

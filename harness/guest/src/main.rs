@@ -53,6 +53,7 @@ fn init() {
         eprintln!("ksh-init: {e}");
     }
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    sys::configure_end(&cmdline);
     if cmdline
         .split_whitespace()
         .any(|w| w == ksh_proto::NULL_BOOT_PARAM)

@@ -56,15 +56,37 @@ pub fn open_results_port(name: &str) -> std::io::Result<fs::File> {
     fs::OpenOptions::new().write(true).open(&dev)
 }
 
-/// Powers the machine off. Where power-off is refused, a reboot ends QEMU
-/// just as well (it runs with -no-reboot); the host tells the two apart.
-pub fn power_off() -> ! {
+/// Whether the run ends with a reset rather than a power-off (the host's
+/// [`ksh_proto::RESET_TO_END_PARAM`]). Set once at start; read by
+/// [`power_off`], also from a signal handler.
+static RESET_TO_END: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Reads [`ksh_proto::RESET_TO_END_PARAM`] from the kernel command line.
+pub fn configure_end(cmdline: &str) {
+    let reset = cmdline
+        .split_whitespace()
+        .any(|w| w == ksh_proto::RESET_TO_END_PARAM);
+    RESET_TO_END.store(reset, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Ends the machine: power-off, or a reset where the host said the machine
+/// has no power-off device (QEMU runs with -no-reboot, so either ends
+/// it). Async-signal-safe: an atomic load and system calls.
+fn end_machine() {
     // SAFETY: plain syscalls; PID 1 is allowed to reboot.
     unsafe {
         libc::sync();
-        libc::reboot(libc::RB_POWER_OFF);
+        if !RESET_TO_END.load(std::sync::atomic::Ordering::Relaxed) {
+            libc::reboot(libc::RB_POWER_OFF);
+        }
         libc::reboot(libc::RB_AUTOBOOT);
     }
+}
+
+/// Powers the machine off (or resets it, see [`end_machine`]); the host
+/// tells the two apart.
+pub fn power_off() -> ! {
+    end_machine();
     // Both refused: nothing left but to wait for the host's timeout.
     loop {
         std::thread::sleep(std::time::Duration::from_secs(3600));
@@ -130,12 +152,7 @@ pub fn module_text_address(module: &str) -> Option<u64> {
 /// init, and PID 1 ignores signals it has no handler for.
 pub fn power_off_on_init_signals() {
     extern "C" fn handler(_: libc::c_int) {
-        // SAFETY: sync and reboot are async-signal-safe system calls.
-        unsafe {
-            libc::sync();
-            libc::reboot(libc::RB_POWER_OFF);
-            libc::reboot(libc::RB_AUTOBOOT);
-        }
+        end_machine();
     }
     for sig in [libc::SIGUSR1, libc::SIGUSR2, libc::SIGTERM] {
         // SAFETY: installs a handler that only makes system calls.

@@ -419,6 +419,13 @@ pub const BENCH_ROUNDS_PARAM: &str = "ksh.bench_rounds";
 /// the same kernel and initramfs, against which boot-to-results is judged.
 pub const NULL_BOOT_PARAM: &str = "ksh.null_boot";
 
+/// Kernel command-line word for a machine without a power-off device (the
+/// x86_64 `microvm`): `/init` ends the run with a reset instead, which
+/// QEMU's `-no-reboot` turns into its exit. There, a power-off request
+/// would only halt the CPUs and leave QEMU running (the kernel turns
+/// `RB_POWER_OFF` into a halt when nothing can power off).
+pub const RESET_TO_END_PARAM: &str = "ksh.reset_to_end";
+
 /// Kernel command-line word of `cargo xtask run`: `/init` sets up as for a
 /// test run (mounts, probe module), then gives the console to an
 /// interactive shell (busybox, [`SHELL_BUSYBOX`]) instead of running the

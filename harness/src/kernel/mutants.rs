@@ -17,13 +17,22 @@ use anyhow::{bail, Context, Result};
 /// The record, in the tree, of the mutant applied to it.
 pub const APPLIED_MARKER: &str = ".ksh-mutant.patch";
 
-/// One mutant: `NAME.patch`, whose first line is `mutant: what it breaks`.
+/// One mutant: `NAME.patch`, whose first line is `mutant: what it breaks`
+/// and whose optional second line, `must-fail: PROBE/CASE ...`, names the
+/// cases the mutant is about: each of them has to fail on it, not just
+/// some case. That is how a case shows, in CI, that it fails on a kernel
+/// with its bug.
 #[derive(Debug, Clone)]
 pub struct Mutant {
     pub name: String,
     pub description: String,
+    /// Cases (`probe/case`, without the cell) that must fail.
+    pub must_fail: Vec<String>,
     pub path: PathBuf,
 }
+
+/// The header line listing the cases a mutant must fail.
+const MUST_FAIL: &str = "must-fail: ";
 
 /// Every mutant in `dir`, by name.
 pub fn load(dir: &Path) -> Result<Vec<Mutant>> {
@@ -41,6 +50,18 @@ pub fn load(dir: &Path) -> Result<Vec<Mutant>> {
                 path.display()
             );
         };
+        let must_fail: Vec<String> = text
+            .lines()
+            .nth(1)
+            .and_then(|l| l.strip_prefix(MUST_FAIL))
+            .map(|l| l.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default();
+        if let Some(bad) = must_fail.iter().find(|c| c.split('/').count() != 2) {
+            bail!(
+                "{}: `{MUST_FAIL}` takes PROBE/CASE names, not {bad:?}",
+                path.display()
+            );
+        }
         if !text.contains("\ndiff --git ") {
             bail!("{}: no `diff --git` section", path.display());
         }
@@ -51,6 +72,7 @@ pub fn load(dir: &Path) -> Result<Vec<Mutant>> {
                 .to_string_lossy()
                 .into_owned(),
             description: description.to_string(),
+            must_fail,
             path,
         });
     }
@@ -114,6 +136,10 @@ mod tests {
         let ms = load(&crate::layout::patches_dir("6.12").join("mutants")).unwrap();
         assert!(ms.len() >= 10, "{} mutants", ms.len());
         assert!(ms.iter().all(|m| !m.description.is_empty()));
+        let bt = ms.iter().find(|m| m.name == "backtrace-pB-offset").unwrap();
+        assert!(bt
+            .must_fail
+            .contains(&"backtrace/end-of-function-frame".to_string()));
     }
 
     #[test]

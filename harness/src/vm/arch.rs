@@ -31,6 +31,10 @@ pub struct QemuProfile {
     pub virtio_serial_device: &'static str,
     /// Whether KVM can apply at all (host and guest share the ISA).
     pub kvm_possible: bool,
+    /// Whether the machine has a power-off device. Without one the guest
+    /// ends each run with a reset (`ksh_proto::RESET_TO_END_PARAM` on the
+    /// command line), which `-no-reboot` turns into QEMU's exit.
+    pub has_power_off: bool,
 }
 
 /// Everything the harness needs to know about one architecture.
@@ -77,17 +81,28 @@ pub const X86_64: ArchProfile = ArchProfile {
     host_tools: &[("qemu-system-x86_64", "qemu-system-x86")],
     qemu: QemuProfile {
         binary: "qemu-system-x86_64",
-        machine: "q35",
+        // microvm: no PCI, no ACPI, no firmware tables to parse, virtio
+        // over MMIO (QEMU adds the `virtio_mmio.device=` words to the
+        // command line), the ISA serial port as console. The kernel then
+        // needs neither ACPI nor PCI: about 300 fewer objects to compile
+        // than on q35, and a shorter boot under TCG (null boot, median of
+        // 5 side by side: 2.6 s against 3.1 s). Keep the RTC: without it
+        // the kernel's boot-time CMOS read waits a second before giving up.
+        machine: "microvm,acpi=off,rtc=on,isa-serial=on,x-option-roms=off",
         cpu_tcg: "max",
         cpu_kvm: "host",
         tcg_opts: ",thread=multi",
         memory_mib: 256,
         console: "ttyS0",
-        // No ACPI tables are needed to boot, but ACPI is what powers the
-        // machine off; the tiny config has no i8042 and no PCI hotplug.
-        cmdline_extra: "i8042.noaux i8042.nokbd",
-        virtio_serial_device: "virtio-serial-pci",
+        // reboot=t: without ACPI or a keyboard controller, a triple fault
+        // is the reset that works; say so rather than let the kernel try
+        // the others first. tsc=reliable: under TCG the clocksource
+        // watchdog finds the TSC "skewed" against jiffies mid-run and
+        // switches clocksource, with a screenful of console lines.
+        cmdline_extra: "reboot=t tsc=reliable",
+        virtio_serial_device: "virtio-serial-device",
         kvm_possible: true,
+        has_power_off: false,
     },
 };
 
@@ -118,6 +133,7 @@ pub const ARM64: ArchProfile = ArchProfile {
         cmdline_extra: "",
         virtio_serial_device: "virtio-serial-device",
         kvm_possible: false,
+        has_power_off: true,
     },
 };
 
