@@ -113,7 +113,8 @@ fn preceding_start<W: Write>(out: &mut CaseWriter<W>, orphans: &[Orphan]) {
         .map(|o| o.preceding.as_str())
         .filter(|p| *p != "-")
         .collect();
-    let proc = match support::proc_kallsyms_where(|n, m| m.is_none() && wanted.contains(&n)) {
+    let wanted_set: rustc_hash::FxHashSet<&str> = wanted.iter().copied().collect();
+    let proc = match support::proc_kallsyms_where(|n, m| m.is_none() && wanted_set.contains(n)) {
         Ok(p) => p,
         Err(e) => return out.case("preceding-start", Verdict::Fail(vec![e])),
     };
