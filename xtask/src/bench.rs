@@ -19,9 +19,10 @@ use harness::layout;
 use harness::proc::fmt_duration;
 use harness::symbols::footprint::{kallsyms_footprint, Footprint};
 use harness::testrun::{self, Cell, RunOptions};
+use harness::vm::accel::AccelChoice;
 use serde_json::{json, Value};
 
-use crate::flags::BenchArgs;
+use crate::flags::{BenchArgs, BenchSection};
 use crate::selection;
 
 /// Rounds of `lookup-bench` per boot in the benchmark.
@@ -103,35 +104,37 @@ fn run_steps(args: &BenchArgs, report: &mut Value, step: &mut &'static str) -> R
         debian_source: true,
         guest: true,
     })?;
+    let want = |s: BenchSection| args.only.is_empty() || args.only.contains(&s);
     *report = json!({ "machine": machine(), "method": format!("{} runs per figure, medians with min-max", args.runs) });
     println!("machine: {}", report["machine"]);
 
     // 1. Generator.
-    *step = "1. generator";
-    println!("\n== 1. generator: Rust kallsyms-gen vs C scripts/kallsyms ==");
-    let out = Command::new("cargo")
-        .current_dir(layout::project_root())
-        .args(["bench", "--quiet", "-p", "kallsyms-gen", "--bench", "vs_c"])
-        .env("KSH_BENCH_RUNS", args.runs.to_string())
-        .env("KSH_MAPS_DIR", layout::cache_root().join("build"))
-        .output()
-        .context("running cargo bench -p kallsyms-gen")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    for l in text.lines().filter(|l| !l.starts_with("BENCH-JSON: ")) {
-        println!("{l}");
-    }
-    match text.lines().find_map(|l| l.strip_prefix("BENCH-JSON: ")) {
-        Some(j) => {
-            report["generator"] =
-                serde_json::from_str(j).context("parsing the generator bench JSON")?
+    if want(BenchSection::Generator) {
+        *step = "1. generator";
+        println!("\n== 1. generator: Rust kallsyms-gen vs C scripts/kallsyms ==");
+        let out = Command::new("cargo")
+            .current_dir(layout::project_root())
+            .args(["bench", "--quiet", "-p", "kallsyms-gen", "--bench", "vs_c"])
+            .env("KSH_BENCH_RUNS", args.runs.to_string())
+            .env("KSH_MAPS_DIR", layout::cache_root().join("build"))
+            .output()
+            .context("running cargo bench -p kallsyms-gen")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        for l in text.lines().filter(|l| !l.starts_with("BENCH-JSON: ")) {
+            println!("{l}");
         }
-        None => {
-            eprint!("{}", String::from_utf8_lossy(&out.stderr));
-            report["generator"] =
-                json!({ "error": format!("the generator bench failed ({})", out.status) });
+        match text.lines().find_map(|l| l.strip_prefix("BENCH-JSON: ")) {
+            Some(j) => {
+                report["generator"] =
+                    serde_json::from_str(j).context("parsing the generator bench JSON")?
+            }
+            None => {
+                eprint!("{}", String::from_utf8_lossy(&out.stderr));
+                report["generator"] =
+                    json!({ "error": format!("the generator bench failed ({})", out.status) });
+            }
         }
     }
-
     // 2 + 3 need the patched and the baseline kernels of each arch.
     *step = "2. kernel memory (building the patched and baseline kernels)";
     let patched = source::prepare(&SourceSpec::Debian {
@@ -147,26 +150,28 @@ fn run_steps(args: &BenchArgs, report: &mut Value, step: &mut &'static str) -> R
         .first()
         .cloned()
         .unwrap_or_else(|| "minimal".into());
-    println!("\n== 2. kernel memory: kallsyms tables ({config}) ==");
-    let mut memory = Vec::new();
+    // Symbols per arch (patched), for the per-10k-symbols figures.
     let mut symbols: Vec<u64> = Vec::new();
-    for &arch in &arches {
-        let mut fps: Vec<Footprint> = Vec::new();
-        for src in [&baseline, &patched] {
-            let cell = Cell {
-                arch,
-                config: config.clone(),
-                source: src,
-            };
-            let built = testrun::build_kernel(&cell, jobs)?;
-            fps.push(kallsyms_footprint(&built.vmlinux)?);
-        }
-        let (base, pat) = (&fps[0], &fps[1]);
-        symbols.push(pat.num_syms);
-        let sizes = pat.size_tables();
-        let per_sym = sizes as f64 / pat.num_syms as f64;
-        let increase = 100.0 * (pat.total() as f64 - base.total() as f64) / base.total() as f64;
-        println!(
+    if want(BenchSection::Memory) {
+        println!("\n== 2. kernel memory: kallsyms tables ({config}) ==");
+        let mut memory = Vec::new();
+        for &arch in &arches {
+            let mut fps: Vec<Footprint> = Vec::new();
+            for src in [&baseline, &patched] {
+                let cell = Cell {
+                    arch,
+                    config: config.clone(),
+                    source: src,
+                };
+                let built = testrun::build_kernel(&cell, jobs)?;
+                fps.push(kallsyms_footprint(&built.vmlinux)?);
+            }
+            let (base, pat) = (&fps[0], &fps[1]);
+            symbols.push(pat.num_syms);
+            let sizes = pat.size_tables();
+            let per_sym = sizes as f64 / pat.num_syms as f64;
+            let increase = 100.0 * (pat.total() as f64 - base.total() as f64) / base.total() as f64;
+            println!(
             "{:<7} {} symbols: baseline {} B, patched {} B (+{:.1}%), kallsyms_sizes {} B = {:.2} B/symbol",
             arch.name,
             pat.num_syms,
@@ -176,26 +181,36 @@ fn run_steps(args: &BenchArgs, report: &mut Value, step: &mut &'static str) -> R
             sizes,
             per_sym
         );
-        for (t, b) in &pat.tables {
-            println!("        {t:<26} {b:>9} B");
-        }
-        memory.push(json!({
+            for (t, b) in &pat.tables {
+                println!("        {t:<26} {b:>9} B");
+            }
+            memory.push(json!({
             "arch": arch.name, "symbols": pat.num_syms, "baseline_bytes": base.total(), "patched_bytes": pat.total(),
             "increase_percent": increase, "sizes_bytes": sizes, "sizes_bytes_per_symbol": per_sym,
             "patched_tables": pat.tables, "baseline_tables": base.tables,
         }));
+        }
+        report["kernel_memory"] = json!(memory);
     }
-    report["kernel_memory"] = json!(memory);
 
     // 3. Boot each kernel `runs` times, alternating patched and baseline;
     // in each boot lookup-bench runs LOOKUP_ROUNDS rounds and reports
-    // their median (one round of 10,000 lookups is ~25 ms under TCG, too
-    // short against the host's noise).
+    // their median. Under TCG, wall-clock time in the guest varied 20-70%
+    // between and within boots on this host, which no number of rounds
+    // resolves to 5%. So these boots run on QEMU's instruction clock: the
+    // guest's nanoseconds are instructions executed, and the figure is a
+    // count (the same kernel gives the same count whatever the host does).
     *step = "3. lookup cost in the guest";
+    let instruction_clock = matches!(args.accel, AccelChoice::Tcg | AccelChoice::Auto);
     println!(
-        "\n== 3. lookup cost in the guest ({} x {} lookups per boot, median) ==",
+        "\n== 3. lookup cost in the guest ({} x {} lookups per boot, median{}) ==",
         LOOKUP_ROUNDS,
-        ksh_proto::LOOKUP_BENCH_COUNT
+        ksh_proto::LOOKUP_BENCH_COUNT,
+        if instruction_clock {
+            "; QEMU instruction clock: 1 ns = 1 guest instruction"
+        } else {
+            ""
+        }
     );
     let opts = RunOptions {
         accel: args.accel,
@@ -205,72 +220,75 @@ fn run_steps(args: &BenchArgs, report: &mut Value, step: &mut &'static str) -> R
         silence_limit: None,
         stream_console: false,
         gdb_port: None,
+        instruction_clock,
     };
-    let mut lookups = Vec::new();
-    for &arch in &arches {
-        // Per kernel (baseline, patched): (ns per lookup, ns per %pS) per boot.
-        let mut samples: [Vec<(f64, f64)>; 2] = [Vec::new(), Vec::new()];
-        // ns per lookup of every sized symbol's start and last byte, one
-        // in-kernel loop repeated LOOKUP_ROUNDS times per boot (median).
-        let mut sized: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
-        let mut accel = "";
-        for _ in 0..args.runs {
-            for (i, src) in [&baseline, &patched].into_iter().enumerate() {
-                let cell = Cell {
-                    arch,
-                    config: config.clone(),
-                    source: src,
-                };
-                let (_, times) = testrun::run_cell(&cell, &opts)?;
-                accel = times.accel.unwrap_or("");
-                if let Some(l) = lookup_figures(&cell) {
-                    samples[i].push(l);
-                }
-                if let Some(x) = sized_figure(&cell) {
-                    sized[i].push(x);
+    if want(BenchSection::Lookups) {
+        let mut lookups = Vec::new();
+        for &arch in &arches {
+            // Per kernel (baseline, patched): (ns per lookup, ns per %pS) per boot.
+            let mut samples: [Vec<(f64, f64)>; 2] = [Vec::new(), Vec::new()];
+            // ns per lookup of every sized symbol's start and last byte, one
+            // in-kernel loop repeated LOOKUP_ROUNDS times per boot (median).
+            let mut sized: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+            let mut accel = "";
+            for _ in 0..args.runs {
+                for (i, src) in [&baseline, &patched].into_iter().enumerate() {
+                    let cell = Cell {
+                        arch,
+                        config: config.clone(),
+                        source: src,
+                    };
+                    let (_, times) = testrun::run_cell(&cell, &opts)?;
+                    accel = times.accel.unwrap_or("");
+                    if let Some(l) = lookup_figures(&cell) {
+                        samples[i].push(l);
+                    }
+                    if let Some(x) = sized_figure(&cell) {
+                        sized[i].push(x);
+                    }
                 }
             }
-        }
-        let column = |i: usize, j: usize| -> Vec<f64> {
-            samples[i]
-                .iter()
-                .map(|l| if j == 0 { l.0 } else { l.1 })
-                .collect()
-        };
-        let med = |v: Vec<f64>| stats(v)["median"].as_f64().unwrap_or(f64::NAN);
-        // Under TCG a whole boot can run 30% slow when the host is busy;
-        // the fastest boot of each kernel is the least disturbed, so the
-        // ratio of minimums is printed next to the ratio of medians.
-        let min = |v: Vec<f64>| v.into_iter().fold(f64::INFINITY, f64::min);
-        let (bl, pl) = (med(column(0, 0)), med(column(1, 0)));
-        let (bf, pf) = (med(column(0, 1)), med(column(1, 1)));
-        let lookup_min_ratio = min(column(1, 0)) / min(column(0, 0));
-        let format_min_ratio = min(column(1, 1)) / min(column(0, 1));
-        println!(
+            let column = |i: usize, j: usize| -> Vec<f64> {
+                samples[i]
+                    .iter()
+                    .map(|l| if j == 0 { l.0 } else { l.1 })
+                    .collect()
+            };
+            let med = |v: Vec<f64>| stats(v)["median"].as_f64().unwrap_or(f64::NAN);
+            // Under TCG a whole boot can run 30% slow when the host is busy;
+            // the fastest boot of each kernel is the least disturbed, so the
+            // ratio of minimums is printed next to the ratio of medians.
+            let min = |v: Vec<f64>| v.into_iter().fold(f64::INFINITY, f64::min);
+            let (bl, pl) = (med(column(0, 0)), med(column(1, 0)));
+            let (bf, pf) = (med(column(0, 1)), med(column(1, 1)));
+            let lookup_min_ratio = min(column(1, 0)) / min(column(0, 0));
+            let format_min_ratio = min(column(1, 1)) / min(column(0, 1));
+            println!(
             "{:<7} lookup: baseline {bl:.0} ns, patched {pl:.0} ns, ratio {:.3} (of minimums {lookup_min_ratio:.3}); \
              %pS: baseline {bf:.0} ns, patched {pf:.0} ns, ratio {:.3} (of minimums {format_min_ratio:.3})",
             arch.name,
             pl / bl,
             pf / bf
         );
-        let spread = |v: &[f64]| {
-            let m = med(v.to_vec());
-            let (lo, hi) = (
-                min(v.to_vec()),
-                v.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
-            );
-            (hi - lo) / m
-        };
-        let (sb, sp) = (med(sized[0].clone()), med(sized[1].clone()));
-        println!(
+            let spread = |v: &[f64]| {
+                let m = med(v.to_vec());
+                let (lo, hi) = (
+                    min(v.to_vec()),
+                    v.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
+                );
+                (hi - lo) / m
+            };
+            let (sb, sp) = (med(sized[0].clone()), med(sized[1].clone()));
+            println!(
             "{:<7} every sized symbol, in-kernel loop: baseline {sb:.1} ns, patched {sp:.1} ns per lookup, ratio {:.3} (goal <= 1.05); spread over boots: baseline {:.1}%, patched {:.1}%",
             arch.name,
             sp / sb,
             100.0 * spread(&sized[0]),
             100.0 * spread(&sized[1])
         );
-        lookups.push(json!({
+            lookups.push(json!({
             "arch": arch.name, "accel": accel,
+            "clock": if instruction_clock && accel.starts_with("tcg") { "icount (1 ns = 1 instruction)" } else { "real time" },
             "sized_lookup_ns": { "baseline": stats(sized[0].clone()), "patched": stats(sized[1].clone()) },
             "sized_lookup_ratio": sp / sb,
             "lookup_ns": { "baseline": stats(column(0, 0)), "patched": stats(column(1, 0)) },
@@ -278,155 +296,169 @@ fn run_steps(args: &BenchArgs, report: &mut Value, step: &mut &'static str) -> R
             "lookup_ratio": pl / bl, "format_ratio": pf / bf,
             "lookup_ratio_of_minimums": lookup_min_ratio, "format_ratio_of_minimums": format_min_ratio,
         }));
+        }
+        report["guest_lookup"] = json!(lookups);
     }
-    report["guest_lookup"] = json!(lookups);
 
     // 4. The null boot (same kernel and initramfs, `/init` powers off at
     // once) against the full run, booted alternately so both see the same
     // host load; boot-to-results is judged as a multiple of the null boot.
-    *step = "4. null boot vs boot-to-results";
-    println!("\n== 4. null boot vs boot-to-results (patched, {config}, booted alternately) ==");
-    let null_opts = RunOptions {
-        guest_params: vec![ksh_proto::NULL_BOOT_PARAM.to_string()],
-        ..opts.clone()
-    };
-    let full_opts = RunOptions {
-        guest_params: Vec::new(),
-        ..opts.clone()
-    };
-    let mut null_figures = Vec::new();
     let mut null_sum = 0.0;
-    for (k, &arch) in arches.iter().enumerate() {
-        let cell = Cell {
-            arch,
-            config: config.clone(),
-            source: &patched,
+    if want(BenchSection::Boot) || want(BenchSection::Rerun) {
+        *step = "4. null boot vs boot-to-results";
+        println!("\n== 4. null boot vs boot-to-results (patched, {config}, booted alternately) ==");
+        // Real time from here on: these figures are about waiting.
+        let null_opts = RunOptions {
+            guest_params: vec![ksh_proto::NULL_BOOT_PARAM.to_string()],
+            instruction_clock: false,
+            ..opts.clone()
         };
-        let (mut null, mut full) = (Vec::new(), Vec::new());
-        let mut probe_ms: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
-        let mut guest_ms = Vec::new();
-        for _ in 0..args.runs {
-            let (_, t) = testrun::run_cell(&cell, &null_opts)?;
-            null.push(
-                t.boot_to_results
-                    .context("the null boot wrote no completion record")?
-                    .as_secs_f64(),
-            );
-            let (report, t) = testrun::run_cell(&cell, &full_opts)?;
-            if let Some(bad) = report
-                .cases
-                .iter()
-                .find(|c| matches!(c.status, harness::results::report::Status::Fail(_)))
-            {
-                bail!(
+        let full_opts = RunOptions {
+            guest_params: Vec::new(),
+            instruction_clock: false,
+            ..opts.clone()
+        };
+        let mut null_figures = Vec::new();
+        for (k, &arch) in arches.iter().enumerate() {
+            let cell = Cell {
+                arch,
+                config: config.clone(),
+                source: &patched,
+            };
+            let (mut null, mut full) = (Vec::new(), Vec::new());
+            let mut probe_ms: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+            let mut guest_ms = Vec::new();
+            for _ in 0..args.runs {
+                let (_, t) = testrun::run_cell(&cell, &null_opts)?;
+                null.push(
+                    t.boot_to_results
+                        .context("the null boot wrote no completion record")?
+                        .as_secs_f64(),
+                );
+                let (report, t) = testrun::run_cell(&cell, &full_opts)?;
+                if let Some(bad) = report
+                    .cases
+                    .iter()
+                    .find(|c| matches!(c.status, harness::results::report::Status::Fail(_)))
+                {
+                    bail!(
                     "{}: a case failed in the timed run ({}); the figure would not be of a passing run",
                     cell.name(),
                     bad.name
                 );
-            }
-            full.push(
-                t.boot_to_results
-                    .context("the full run wrote no completion record")?
-                    .as_secs_f64(),
-            );
-            let results =
-                std::fs::read_to_string(cell.run_dir().join(harness::vm::qemu::RESULTS_FILE))?;
-            for (name, ms) in probe_times(&results) {
-                if name == "ksh" {
-                    guest_ms.push(ms);
-                } else {
-                    probe_ms.entry(name).or_default().push(ms);
+                }
+                full.push(
+                    t.boot_to_results
+                        .context("the full run wrote no completion record")?
+                        .as_secs_f64(),
+                );
+                let results =
+                    std::fs::read_to_string(cell.run_dir().join(harness::vm::qemu::RESULTS_FILE))?;
+                for (name, ms) in probe_times(&results) {
+                    if name == "ksh" {
+                        guest_ms.push(ms);
+                    } else {
+                        probe_ms.entry(name).or_default().push(ms);
+                    }
                 }
             }
-        }
-        let med = |v: &[f64]| stats(v.to_vec())["median"].as_f64().unwrap_or(f64::NAN);
-        let (n, f) = (med(&null), med(&full));
-        null_sum += n;
-        let per_10k = med(&guest_ms) / (symbols[k] as f64 / 10_000.0);
-        println!(
+            let med = |v: &[f64]| stats(v.to_vec())["median"].as_f64().unwrap_or(f64::NAN);
+            let (n, f) = (med(&null), med(&full));
+            null_sum += n;
+            let syms = match symbols.get(k) {
+                Some(&n) => n,
+                None => kallsyms_footprint(&testrun::build_kernel(&cell, jobs)?.vmlinux)?.num_syms,
+            };
+            let per_10k = med(&guest_ms) / (syms as f64 / 10_000.0);
+            println!(
             "{:<7} null boot {n:.2} s, boot-to-results {f:.2} s, ratio {:.2} (goal <= 1.5); probes {:.0} ms in the guest = {per_10k:.0} ms per 10k symbols ({} symbols)",
             arch.name,
             f / n,
             med(&guest_ms),
-            symbols[k]
+            syms
         );
-        let per_probe: serde_json::Map<String, Value> = probe_ms
-            .iter()
-            .map(|(p, v)| (p.clone(), json!(med(v))))
-            .collect();
-        println!(
-            "        per probe (ms, median): {}",
-            Value::Object(per_probe.clone())
-        );
-        null_figures.push(json!({
-            "arch": arch.name, "null_boot_s": stats(null), "boot_to_results_s": stats(full),
-            "ratio_of_medians": f / n, "guest_probes_ms": stats(guest_ms),
-            "guest_ms_per_10k_symbols": per_10k, "probe_ms_median": per_probe,
-        }));
+            let per_probe: serde_json::Map<String, Value> = probe_ms
+                .iter()
+                .map(|(p, v)| (p.clone(), json!(med(v))))
+                .collect();
+            println!(
+                "        per probe (ms, median): {}",
+                Value::Object(per_probe.clone())
+            );
+            null_figures.push(json!({
+                "arch": arch.name, "null_boot_s": stats(null), "boot_to_results_s": stats(full),
+                "ratio_of_medians": f / n, "guest_probes_ms": stats(guest_ms),
+                "guest_ms_per_10k_symbols": per_10k, "probe_ms_median": per_probe,
+            }));
+        }
+        report["null_boot"] = json!(null_figures);
     }
-    report["null_boot"] = json!(null_figures);
 
-    *step = "4a/4b. warm rerun";
-    // 4a + 4b. Warm reruns of the main command, nothing changed; each
-    // prints every cell's boot-to-results, the default probe set's.
-    println!(
-        "\n== 4a/4b. warm rerun of `cargo xtask test` (nothing changed) and boot-to-results =="
-    );
-    let arch_list: Vec<&str> = arches.iter().map(|a| a.name).collect();
-    let mut warm = Vec::new();
-    let mut boot: Vec<Vec<f64>> = vec![Vec::new(); arches.len()];
-    for _ in 0..args.runs {
-        let (took, stderr) = time_command(&["test", "--arch", &arch_list.join(",")])?;
-        warm.push(took.as_secs_f64());
-        for (k, arch) in arches.iter().enumerate() {
-            if let Some(b) = boot_to_results(&stderr, &format!("{}/{config}", arch.name)) {
-                boot[k].push(b);
+    if want(BenchSection::Rerun) {
+        *step = "4a/4b. warm rerun";
+        // 4a + 4b. Warm reruns of the main command, nothing changed; each
+        // prints every cell's boot-to-results, the default probe set's.
+        println!(
+            "\n== 4a/4b. warm rerun of `cargo xtask test` (nothing changed) and boot-to-results =="
+        );
+        let arch_list: Vec<&str> = arches.iter().map(|a| a.name).collect();
+        let mut warm = Vec::new();
+        let mut boot: Vec<Vec<f64>> = vec![Vec::new(); arches.len()];
+        for _ in 0..args.runs {
+            let (took, stderr) = time_command(&["test", "--arch", &arch_list.join(",")])?;
+            warm.push(took.as_secs_f64());
+            for (k, arch) in arches.iter().enumerate() {
+                if let Some(b) = boot_to_results(&stderr, &format!("{}/{config}", arch.name)) {
+                    boot[k].push(b);
+                }
             }
         }
-    }
-    let warm_med = stats(warm.clone())["median"].as_f64().unwrap_or(f64::NAN);
-    println!(
-        "warm rerun: {} = {:.2} x (sum of null boots {null_sum:.2} s + 2 s) (goal <= 2)",
-        stats(warm.clone()),
-        warm_med / (null_sum + 2.0)
-    );
-    report["warm_rerun_s"] = stats(warm);
-    report["warm_rerun_vs_null_boots_plus_2s"] = json!(warm_med / (null_sum + 2.0));
-    let mut boots = Vec::new();
-    for (k, arch) in arches.iter().enumerate() {
+        let warm_med = stats(warm.clone())["median"].as_f64().unwrap_or(f64::NAN);
         println!(
-            "{:<7} boot-to-results: {}",
-            arch.name,
-            stats(boot[k].clone())
+            "warm rerun: {} = {:.2} x (sum of null boots {null_sum:.2} s + 2 s) (goal <= 2)",
+            stats(warm.clone()),
+            warm_med / (null_sum + 2.0)
         );
-        boots.push(json!({ "arch": arch.name, "boot_to_results_s": stats(boot[k].clone()) }));
+        report["warm_rerun_s"] = stats(warm);
+        report["warm_rerun_vs_null_boots_plus_2s"] = json!(warm_med / (null_sum + 2.0));
+        let mut boots = Vec::new();
+        for (k, arch) in arches.iter().enumerate() {
+            println!(
+                "{:<7} boot-to-results: {}",
+                arch.name,
+                stats(boot[k].clone())
+            );
+            boots.push(json!({ "arch": arch.name, "boot_to_results_s": stats(boot[k].clone()) }));
+        }
+        report["boot_to_results"] = json!(boots);
     }
-    report["boot_to_results"] = json!(boots);
 
-    *step = "4c. edit-to-result";
-    // 4c. Edit-to-result after touching kernel/kallsyms.c in the patched tree.
-    println!(
+    if want(BenchSection::Edit) {
+        *step = "4c. edit-to-result";
+        // 4c. Edit-to-result after touching kernel/kallsyms.c in the patched tree.
+        println!(
         "\n== 4c. edit-to-result: touch kernel/kallsyms.c, incremental build + boot + probes =="
     );
-    let mut edit = Vec::new();
-    for &arch in &arches {
-        let mut xs = Vec::new();
-        for _ in 0..args.runs {
-            let f = std::fs::File::options()
-                .write(true)
-                .open(patched.tree.join("kernel/kallsyms.c"))?;
-            f.set_modified(std::time::SystemTime::now())?;
-            drop(f);
-            xs.push(
-                time_command(&["test", "--arch", arch.name])?
-                    .0
-                    .as_secs_f64(),
-            );
+        let mut edit = Vec::new();
+        for &arch in &arches {
+            let mut xs = Vec::new();
+            for _ in 0..args.runs {
+                let f = std::fs::File::options()
+                    .write(true)
+                    .open(patched.tree.join("kernel/kallsyms.c"))?;
+                f.set_modified(std::time::SystemTime::now())?;
+                drop(f);
+                xs.push(
+                    time_command(&["test", "--arch", arch.name])?
+                        .0
+                        .as_secs_f64(),
+                );
+            }
+            println!("{:<7} edit-to-result: {}", arch.name, stats(xs.clone()));
+            edit.push(json!({ "arch": arch.name, "edit_to_result_s": stats(xs) }));
         }
-        println!("{:<7} edit-to-result: {}", arch.name, stats(xs.clone()));
-        edit.push(json!({ "arch": arch.name, "edit_to_result_s": stats(xs) }));
+        report["edit_to_result"] = json!(edit);
     }
-    report["edit_to_result"] = json!(edit);
     Ok(())
 }
 

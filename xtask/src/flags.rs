@@ -255,6 +255,27 @@ pub struct BenchArgs {
     /// Also write the figures as JSON here.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Only these sections (comma-separated; default all). `rerun` also
+    /// runs `boot`, whose null boots it is judged against.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub only: Vec<BenchSection>,
+}
+
+/// The sections of `cargo xtask bench`, in the order they run.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BenchSection {
+    /// 1. Rust generator vs C `scripts/kallsyms`.
+    Generator,
+    /// 2. The kallsyms tables' bytes, patched vs baseline.
+    Memory,
+    /// 3. Lookup cost in the guest (instruction clock under TCG).
+    Lookups,
+    /// 4. Null boot vs boot-to-results.
+    Boot,
+    /// 4a/4b. Warm rerun of `cargo xtask test`.
+    Rerun,
+    /// 4c. Edit-to-result.
+    Edit,
 }
 
 #[derive(Args, Debug)]

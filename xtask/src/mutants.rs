@@ -24,7 +24,10 @@ enum Verdict {
     Caught(Vec<String>),
     Missed,
     /// Some case failed, but not every case the mutant is about.
-    MissedCases { failed: Vec<String>, passed: Vec<String> },
+    MissedCases {
+        failed: Vec<String>,
+        passed: Vec<String>,
+    },
     Broken(String),
 }
 
@@ -77,6 +80,7 @@ pub fn run(args: MutantsArgs) -> Result<i32> {
         silence_limit: None,
         stream_console: false,
         gdb_port: None,
+        instruction_clock: false,
     };
     let started = Instant::now();
     let mut rows = Vec::new();

@@ -69,6 +69,11 @@ pub struct VmSpec<'a> {
     /// QEMU's gdbstub on this TCP port of 127.0.0.1, the guest halted at
     /// the first instruction until gdb continues it (`--gdb`).
     pub gdb_port: Option<u16>,
+    /// QEMU's instruction clock (`-icount shift=0`, TCG only): the guest's
+    /// clock advances one nanosecond per instruction executed, so what the
+    /// guest times is an instruction count, free of the host's load. The
+    /// bench's lookup cost uses it; the vCPUs then share one host thread.
+    pub instruction_clock: bool,
 }
 
 /// Where the guest's serial console goes. It is always also saved in the
@@ -132,6 +137,8 @@ pub fn command(spec: &VmSpec) -> Command {
     let mut cmd = Command::new(q.binary);
     let (accel, cpu) = match spec.accel {
         Accel::Kvm => ("kvm".to_string(), q.cpu_kvm),
+        // icount needs single-threaded TCG.
+        Accel::Tcg if spec.instruction_clock => ("tcg".to_string(), q.cpu_tcg),
         Accel::Tcg => (format!("tcg{}", q.tcg_opts), q.cpu_tcg),
     };
     cmd.args([
@@ -170,6 +177,11 @@ pub fn command(spec: &VmSpec) -> Command {
     };
     if let Some(port) = spec.gdb_port {
         cmd.args(["-gdb", &format!("tcp:127.0.0.1:{port}"), "-S"]);
+    }
+    if spec.instruction_clock && spec.accel == Accel::Tcg {
+        // sleep=off: an idle guest's clock jumps to the next timer instead
+        // of waiting in real time; align=off: no pacing against the host.
+        cmd.args(["-icount", "shift=0,sleep=off,align=off"]);
     }
     cmd.args(["-serial", "chardev:console"])
         .args(["-device", &format!("{},id=vser0", q.virtio_serial_device)])
@@ -404,9 +416,10 @@ pub fn run(spec: &VmSpec) -> Result<VmOutcome> {
             }
             if completed_at.is_some() && power_down_at.is_none() {
                 let text = fs::read(&console_path).unwrap_or_default();
-                if POWER_DOWN_LINES.iter().any(|line| {
-                    text.windows(line.len()).any(|w| w == line.as_bytes())
-                }) {
+                if POWER_DOWN_LINES
+                    .iter()
+                    .any(|line| text.windows(line.len()).any(|w| w == line.as_bytes()))
+                {
                     power_down_at = Some(started.elapsed());
                 }
             }
@@ -692,6 +705,7 @@ mod tests {
             guest_params: Vec::new(),
             console: Console::Log,
             gdb_port: None,
+            instruction_clock: false,
         }
     }
 
@@ -732,6 +746,18 @@ mod tests {
     }
 
     #[test]
+    fn the_instruction_clock_is_single_threaded_tcg() {
+        let mut sp = spec(&X86_64, Accel::Tcg);
+        sp.instruction_clock = true;
+        let a = args(&command(&sp));
+        assert_eq!(value_after(&a, "-accel"), ["tcg"]);
+        assert_eq!(value_after(&a, "-icount"), ["shift=0,sleep=off,align=off"]);
+        let mut sp = spec(&X86_64, Accel::Kvm);
+        sp.instruction_clock = true;
+        assert!(value_after(&args(&command(&sp)), "-icount").is_empty());
+    }
+
+    #[test]
     fn x86_64_kvm_and_tcg_commands() {
         let a = args(&command(&spec(&X86_64, Accel::Kvm)));
         assert_eq!(value_after(&a, "-accel"), ["kvm"]);
@@ -740,7 +766,10 @@ mod tests {
         assert_eq!(value_after(&a, "-accel"), ["tcg,thread=multi"]);
         assert_eq!(value_after(&a, "-cpu"), ["max"]);
         assert!(value_after(&a, "-append")[0].contains("console=ttyS0"));
-        assert_eq!(value_after(&a, "-device")[0], "virtio-serial-device,id=vser0");
+        assert_eq!(
+            value_after(&a, "-device")[0],
+            "virtio-serial-device,id=vser0"
+        );
         assert_eq!(value_after(&a, "-serial"), ["chardev:console"]);
     }
 
@@ -858,7 +887,11 @@ mod tests {
         let started = Instant::now();
         let out = run(&fake_spec(arch, d.path(), 60)).unwrap();
         let took = started.elapsed();
-        assert!(matches!(out.exit, Exit::PoweredOff), "{line}: {:?}", out.exit);
+        assert!(
+            matches!(out.exit, Exit::PoweredOff),
+            "{line}: {:?}",
+            out.exit
+        );
         assert!(
             took >= POWER_DOWN_TO_EXIT && took < POWER_DOWN_TO_EXIT + Duration::from_secs(5),
             "{line}: took {took:?}"
