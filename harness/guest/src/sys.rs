@@ -56,27 +56,55 @@ pub fn open_results_port(name: &str) -> std::io::Result<fs::File> {
     fs::OpenOptions::new().write(true).open(&dev)
 }
 
-/// Whether the run ends with a reset rather than a power-off (the host's
-/// [`ksh_proto::RESET_TO_END_PARAM`]). Set once at start; read by
-/// [`power_off`], also from a signal handler.
-static RESET_TO_END: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// The `isa-debug-exit` port that ends the run (the host's
+/// [`ksh_proto::EXIT_PORT_PARAM`]), 0 for none: the machine powers off.
+/// Set once at start; read by [`power_off`], also from a signal handler.
+static EXIT_PORT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
-/// Reads [`ksh_proto::RESET_TO_END_PARAM`] from the kernel command line.
+/// Reads [`ksh_proto::EXIT_PORT_PARAM`] from the kernel command line.
 pub fn configure_end(cmdline: &str) {
-    let reset = cmdline
+    let key = format!("{}=", ksh_proto::EXIT_PORT_PARAM);
+    let port = cmdline
         .split_whitespace()
-        .any(|w| w == ksh_proto::RESET_TO_END_PARAM);
-    RESET_TO_END.store(reset, std::sync::atomic::Ordering::Relaxed);
+        .find_map(|w| w.strip_prefix(key.as_str()))
+        .and_then(|v| u16::from_str_radix(v.trim_start_matches("0x"), 16).ok())
+        .unwrap_or(0);
+    EXIT_PORT.store(port.into(), std::sync::atomic::Ordering::Relaxed);
 }
 
-/// Ends the machine: power-off, or a reset where the host said the machine
-/// has no power-off device (QEMU runs with -no-reboot, so either ends
-/// it). Async-signal-safe: an atomic load and system calls.
+/// Writes the exit value to QEMU's `isa-debug-exit` port, which ends QEMU
+/// at once. Returns if the port cannot be reached (no such device, or the
+/// kernel lacks ioperm(2)).
+#[cfg(target_arch = "x86_64")]
+fn debug_exit(port: u16) {
+    // SAFETY: ioperm grants this process the one port; the `out` then
+    // writes one byte to it, which only QEMU's device sees.
+    unsafe {
+        if libc::syscall(libc::SYS_ioperm, libc::c_ulong::from(port), 1 as libc::c_ulong, 1) == 0 {
+            std::arch::asm!(
+                "out dx, al",
+                in("dx") port,
+                in("al") ksh_proto::DEBUG_EXIT_VALUE,
+                options(nomem, nostack, preserves_flags)
+            );
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn debug_exit(_port: u16) {}
+
+/// Ends the machine: through the exit port where the host named one, else
+/// power-off; a reset if neither ended it (QEMU runs with -no-reboot).
+/// Async-signal-safe: an atomic load and system calls.
 fn end_machine() {
+    let port = EXIT_PORT.load(std::sync::atomic::Ordering::Relaxed) as u16;
     // SAFETY: plain syscalls; PID 1 is allowed to reboot.
     unsafe {
         libc::sync();
-        if !RESET_TO_END.load(std::sync::atomic::Ordering::Relaxed) {
+        if port != 0 {
+            debug_exit(port);
+        } else {
             libc::reboot(libc::RB_POWER_OFF);
         }
         libc::reboot(libc::RB_AUTOBOOT);

@@ -31,10 +31,11 @@ pub struct QemuProfile {
     pub virtio_serial_device: &'static str,
     /// Whether KVM can apply at all (host and guest share the ISA).
     pub kvm_possible: bool,
-    /// Whether the machine has a power-off device. Without one the guest
-    /// ends each run with a reset (`ksh_proto::RESET_TO_END_PARAM` on the
-    /// command line), which `-no-reboot` turns into QEMU's exit.
-    pub has_power_off: bool,
+    /// For a machine without a power-off device: the I/O port of the
+    /// `isa-debug-exit` device the harness adds, through which the guest
+    /// ends each run (`ksh_proto::EXIT_PORT_PARAM` on the command line).
+    /// `None`: the guest powers the machine off.
+    pub debug_exit_port: Option<u16>,
 }
 
 /// Everything the harness needs to know about one architecture.
@@ -95,14 +96,15 @@ pub const X86_64: ArchProfile = ArchProfile {
         memory_mib: 256,
         console: "ttyS0",
         // reboot=t: without ACPI or a keyboard controller, a triple fault
-        // is the reset that works; say so rather than let the kernel try
-        // the others first. tsc=reliable: under TCG the clocksource
+        // is the reset that works (the fallback should the debug-exit port
+        // fail); say so rather than let the kernel try the others first.
+        // tsc=reliable: under TCG the clocksource
         // watchdog finds the TSC "skewed" against jiffies mid-run and
         // switches clocksource, with a screenful of console lines.
         cmdline_extra: "reboot=t tsc=reliable",
         virtio_serial_device: "virtio-serial-device",
         kvm_possible: true,
-        has_power_off: false,
+        debug_exit_port: Some(0xf4),
     },
 };
 
@@ -133,7 +135,7 @@ pub const ARM64: ArchProfile = ArchProfile {
         cmdline_extra: "",
         virtio_serial_device: "virtio-serial-device",
         kvm_possible: false,
-        has_power_off: true,
+        debug_exit_port: None,
     },
 };
 

@@ -123,9 +123,8 @@ pub fn kernel_cmdline(arch: &ArchProfile) -> String {
         s.push(' ');
         s.push_str(arch.qemu.cmdline_extra);
     }
-    if !arch.qemu.has_power_off {
-        s.push(' ');
-        s.push_str(ksh_proto::RESET_TO_END_PARAM);
+    if let Some(port) = arch.qemu.debug_exit_port {
+        s.push_str(&format!(" {}={port:#x}", ksh_proto::EXIT_PORT_PARAM));
     }
     s
 }
@@ -200,6 +199,12 @@ pub fn command(spec: &VmSpec) -> Command {
             "-qmp",
             &format!("unix:{},server=on,wait=off", spec.qmp_socket.display()),
         ]);
+    if let Some(port) = q.debug_exit_port {
+        cmd.args([
+            "-device",
+            &format!("isa-debug-exit,iobase={port:#x},iosize=0x1"),
+        ]);
+    }
     cmd
 }
 
@@ -529,6 +534,13 @@ pub fn run(spec: &VmSpec) -> Result<VmOutcome> {
             Some("guest_panic") => Exit::Panic {
                 excerpt: "QEMU reported a guest panic".into(),
             },
+            // The guest ended the run through the debug-exit port.
+            _ if spec.arch.qemu.debug_exit_port.is_some()
+                && exit_status.and_then(|s| s.code())
+                    == Some(ksh_proto::debug_exit_status(ksh_proto::DEBUG_EXIT_VALUE)) =>
+            {
+                Exit::PoweredOff
+            }
             _ => {
                 let status = exit_status
                     .map(|s| s.to_string())
@@ -771,6 +783,8 @@ mod tests {
             "virtio-serial-device,id=vser0"
         );
         assert_eq!(value_after(&a, "-serial"), ["chardev:console"]);
+        assert_eq!(value_after(&a, "-device")[2], "isa-debug-exit,iobase=0xf4,iosize=0x1");
+        assert!(value_after(&a, "-append")[0].contains("ksh.exit_port=0xf4"));
     }
 
     /// A fake emulator: a shell script run with QEMU's arguments.
