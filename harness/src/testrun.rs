@@ -141,8 +141,6 @@ pub struct RunOptions {
     /// QEMU's gdbstub on this port; the guest waits for gdb and no VM
     /// limit applies (`--gdb`).
     pub gdb_port: Option<u16>,
-    /// Boot with QEMU's instruction clock (see `VmSpec::instruction_clock`).
-    pub instruction_clock: bool,
 }
 
 /// Below this much free space the run dir counts as full (a console log
@@ -279,7 +277,6 @@ fn boot(
                 qemu::Console::Log
             },
             gdb_port: None,
-            instruction_clock: opts.instruction_clock,
         };
         if let Some(port) = opts.gdb_port {
             debug_session(&mut spec, built, port);

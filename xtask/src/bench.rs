@@ -19,7 +19,6 @@ use harness::layout;
 use harness::proc::fmt_duration;
 use harness::symbols::footprint::{kallsyms_footprint, Footprint};
 use harness::testrun::{self, Cell, RunOptions};
-use harness::vm::accel::AccelChoice;
 use serde_json::{json, Value};
 
 use crate::flags::{BenchArgs, BenchSection};
@@ -195,22 +194,13 @@ fn run_steps(args: &BenchArgs, report: &mut Value, step: &mut &'static str) -> R
 
     // 3. Boot each kernel `runs` times, alternating patched and baseline;
     // in each boot lookup-bench runs LOOKUP_ROUNDS rounds and reports
-    // their median. Under TCG, wall-clock time in the guest varied 20-70%
-    // between and within boots on this host, which no number of rounds
-    // resolves to 5%. So these boots run on QEMU's instruction clock: the
-    // guest's nanoseconds are instructions executed, and the figure is a
-    // count (the same kernel gives the same count whatever the host does).
+    // their median (one round of 10,000 lookups is ~25 ms under TCG, too
+    // short against the host's noise).
     *step = "3. lookup cost in the guest";
-    let instruction_clock = matches!(args.accel, AccelChoice::Tcg | AccelChoice::Auto);
     println!(
-        "\n== 3. lookup cost in the guest ({} x {} lookups per boot, median{}) ==",
+        "\n== 3. lookup cost in the guest ({} x {} lookups per boot, median) ==",
         LOOKUP_ROUNDS,
-        ksh_proto::LOOKUP_BENCH_COUNT,
-        if instruction_clock {
-            "; QEMU instruction clock: 1 ns = 1 guest instruction"
-        } else {
-            ""
-        }
+        ksh_proto::LOOKUP_BENCH_COUNT
     );
     let opts = RunOptions {
         accel: args.accel,
@@ -220,7 +210,6 @@ fn run_steps(args: &BenchArgs, report: &mut Value, step: &mut &'static str) -> R
         silence_limit: None,
         stream_console: false,
         gdb_port: None,
-        instruction_clock,
     };
     if want(BenchSection::Lookups) {
         let mut lookups = Vec::new();
@@ -288,7 +277,6 @@ fn run_steps(args: &BenchArgs, report: &mut Value, step: &mut &'static str) -> R
         );
             lookups.push(json!({
             "arch": arch.name, "accel": accel,
-            "clock": if instruction_clock && accel.starts_with("tcg") { "icount (1 ns = 1 instruction)" } else { "real time" },
             "sized_lookup_ns": { "baseline": stats(sized[0].clone()), "patched": stats(sized[1].clone()) },
             "sized_lookup_ratio": sp / sb,
             "lookup_ns": { "baseline": stats(column(0, 0)), "patched": stats(column(1, 0)) },
@@ -307,15 +295,12 @@ fn run_steps(args: &BenchArgs, report: &mut Value, step: &mut &'static str) -> R
     if want(BenchSection::Boot) || want(BenchSection::Rerun) {
         *step = "4. null boot vs boot-to-results";
         println!("\n== 4. null boot vs boot-to-results (patched, {config}, booted alternately) ==");
-        // Real time from here on: these figures are about waiting.
         let null_opts = RunOptions {
             guest_params: vec![ksh_proto::NULL_BOOT_PARAM.to_string()],
-            instruction_clock: false,
             ..opts.clone()
         };
         let full_opts = RunOptions {
             guest_params: Vec::new(),
-            instruction_clock: false,
             ..opts.clone()
         };
         let mut null_figures = Vec::new();

@@ -80,7 +80,13 @@ fn debug_exit(port: u16) {
     // SAFETY: ioperm grants this process the one port; the `out` then
     // writes one byte to it, which only QEMU's device sees.
     unsafe {
-        if libc::syscall(libc::SYS_ioperm, libc::c_ulong::from(port), 1 as libc::c_ulong, 1) == 0 {
+        if libc::syscall(
+            libc::SYS_ioperm,
+            libc::c_ulong::from(port),
+            1 as libc::c_ulong,
+            1,
+        ) == 0
+        {
             std::arch::asm!(
                 "out dx, al",
                 in("dx") port,

@@ -69,11 +69,6 @@ pub struct VmSpec<'a> {
     /// QEMU's gdbstub on this TCP port of 127.0.0.1, the guest halted at
     /// the first instruction until gdb continues it (`--gdb`).
     pub gdb_port: Option<u16>,
-    /// QEMU's instruction clock (`-icount shift=0`, TCG only): the guest's
-    /// clock advances one nanosecond per instruction executed, so what the
-    /// guest times is an instruction count, free of the host's load. The
-    /// bench's lookup cost uses it; the vCPUs then share one host thread.
-    pub instruction_clock: bool,
 }
 
 /// Where the guest's serial console goes. It is always also saved in the
@@ -136,8 +131,6 @@ pub fn command(spec: &VmSpec) -> Command {
     let mut cmd = Command::new(q.binary);
     let (accel, cpu) = match spec.accel {
         Accel::Kvm => ("kvm".to_string(), q.cpu_kvm),
-        // icount needs single-threaded TCG.
-        Accel::Tcg if spec.instruction_clock => ("tcg".to_string(), q.cpu_tcg),
         Accel::Tcg => (format!("tcg{}", q.tcg_opts), q.cpu_tcg),
     };
     cmd.args([
@@ -176,11 +169,6 @@ pub fn command(spec: &VmSpec) -> Command {
     };
     if let Some(port) = spec.gdb_port {
         cmd.args(["-gdb", &format!("tcp:127.0.0.1:{port}"), "-S"]);
-    }
-    if spec.instruction_clock && spec.accel == Accel::Tcg {
-        // sleep=off: an idle guest's clock jumps to the next timer instead
-        // of waiting in real time; align=off: no pacing against the host.
-        cmd.args(["-icount", "shift=0,sleep=off,align=off"]);
     }
     cmd.args(["-serial", "chardev:console"])
         .args(["-device", &format!("{},id=vser0", q.virtio_serial_device)])
@@ -717,7 +705,6 @@ mod tests {
             guest_params: Vec::new(),
             console: Console::Log,
             gdb_port: None,
-            instruction_clock: false,
         }
     }
 
@@ -758,18 +745,6 @@ mod tests {
     }
 
     #[test]
-    fn the_instruction_clock_is_single_threaded_tcg() {
-        let mut sp = spec(&X86_64, Accel::Tcg);
-        sp.instruction_clock = true;
-        let a = args(&command(&sp));
-        assert_eq!(value_after(&a, "-accel"), ["tcg"]);
-        assert_eq!(value_after(&a, "-icount"), ["shift=0,sleep=off,align=off"]);
-        let mut sp = spec(&X86_64, Accel::Kvm);
-        sp.instruction_clock = true;
-        assert!(value_after(&args(&command(&sp)), "-icount").is_empty());
-    }
-
-    #[test]
     fn x86_64_kvm_and_tcg_commands() {
         let a = args(&command(&spec(&X86_64, Accel::Kvm)));
         assert_eq!(value_after(&a, "-accel"), ["kvm"]);
@@ -783,7 +758,10 @@ mod tests {
             "virtio-serial-device,id=vser0"
         );
         assert_eq!(value_after(&a, "-serial"), ["chardev:console"]);
-        assert_eq!(value_after(&a, "-device")[2], "isa-debug-exit,iobase=0xf4,iosize=0x1");
+        assert_eq!(
+            value_after(&a, "-device")[2],
+            "isa-debug-exit,iobase=0xf4,iosize=0x1"
+        );
         assert!(value_after(&a, "-append")[0].contains("ksh.exit_port=0xf4"));
     }
 
