@@ -196,12 +196,6 @@ fn run_steps(args: &BenchArgs, report: &mut Value, step: &mut &'static str) -> R
     // in each boot lookup-bench runs LOOKUP_ROUNDS rounds and reports
     // their median (one round of 10,000 lookups is ~25 ms under TCG, too
     // short against the host's noise).
-    *step = "3. lookup cost in the guest";
-    println!(
-        "\n== 3. lookup cost in the guest ({} x {} lookups per boot, median) ==",
-        LOOKUP_ROUNDS,
-        ksh_proto::LOOKUP_BENCH_COUNT
-    );
     let opts = RunOptions {
         accel: args.accel,
         jobs,
@@ -212,6 +206,12 @@ fn run_steps(args: &BenchArgs, report: &mut Value, step: &mut &'static str) -> R
         gdb_port: None,
     };
     if want(BenchSection::Lookups) {
+        *step = "3. lookup cost in the guest";
+        println!(
+            "\n== 3. lookup cost in the guest ({} x {} lookups per boot, median) ==",
+            LOOKUP_ROUNDS,
+            ksh_proto::LOOKUP_BENCH_COUNT
+        );
         let mut lookups = Vec::new();
         for &arch in &arches {
             // Per kernel (baseline, patched): (ns per lookup, ns per %pS) per boot.
