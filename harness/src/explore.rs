@@ -111,10 +111,22 @@ pub fn run(cell: &Cell, opts: &ExploreOptions) -> Result<i32> {
         run_dir.join(qemu::CONSOLE_LOG).display()
     );
     let status = qemu::run_interactive(&spec)?;
+    // The guest's own end (power-off, or the exit port on x86_64) is a
+    // success; anything else is QEMU's status.
+    let code = if qemu::ended_through_exit_port(cell.arch, &status) {
+        0
+    } else {
+        status.code().unwrap_or(1)
+    };
     eprintln!(
-        "ksh: {}: the VM exited ({status}); its command line is in {}",
+        "ksh: {}: the VM exited ({}); its command line is in {}",
         cell.name(),
+        if code == 0 && !status.success() {
+            "the guest ended it".to_string()
+        } else {
+            status.to_string()
+        },
         run_dir.join(qemu::CMDLINE_FILE).display()
     );
-    Ok(status.code().unwrap_or(1))
+    Ok(code)
 }

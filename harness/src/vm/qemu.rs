@@ -522,11 +522,7 @@ pub fn run(spec: &VmSpec) -> Result<VmOutcome> {
             Some("guest_panic") => Exit::Panic {
                 excerpt: "QEMU reported a guest panic".into(),
             },
-            // The guest ended the run through the debug-exit port.
-            _ if spec.arch.qemu.debug_exit_port.is_some()
-                && exit_status.and_then(|s| s.code())
-                    == Some(ksh_proto::debug_exit_status(ksh_proto::DEBUG_EXIT_VALUE)) =>
-            {
+            _ if exit_status.is_some_and(|s| ended_through_exit_port(spec.arch, &s)) => {
                 Exit::PoweredOff
             }
             _ => {
@@ -610,6 +606,13 @@ impl Drop for TerminalGuard {
             unsafe { libc::tcsetattr(0, libc::TCSANOW, t) };
         }
     }
+}
+
+/// Whether QEMU's exit `status` is the guest ending the machine through
+/// the arch's `isa-debug-exit` port (its power-off, on x86_64's microvm).
+pub fn ended_through_exit_port(arch: &ArchProfile, status: &std::process::ExitStatus) -> bool {
+    arch.qemu.debug_exit_port.is_some()
+        && status.code() == Some(ksh_proto::debug_exit_status(ksh_proto::DEBUG_EXIT_VALUE))
 }
 
 /// Runs `spec` ([`Console::Interactive`]) on the user's terminal until QEMU
