@@ -211,7 +211,16 @@ pub fn build(req: &BuildRequest) -> Result<Built> {
         run_logged(req, olddef, &log, "olddefconfig")?;
         let actual_text = fs::read_to_string(dir.join(".config"))?;
         let actual = kconfig::parse(&actual_text, &dir.join(".config"))?;
-        let mismatches = kconfig::verify(&wanted, &actual);
+        let mut mismatches = kconfig::verify(&wanted, &actual);
+        let excused = kconfig::excuse_undeclared(&mut mismatches, &req.source.tree)?;
+        if !excused.is_empty() {
+            let mut logf = fs::OpenOptions::new().append(true).open(&log)?;
+            writeln!(
+                logf,
+                "# ksh: this tree does not declare {} (options of the kallsyms series): built without them",
+                excused.join(", ")
+            )?;
+        }
         if !mismatches.is_empty() {
             let list: Vec<String> = mismatches.iter().map(|m| format!("  {m}")).collect();
             bail!(
@@ -308,8 +317,8 @@ pub fn build(req: &BuildRequest) -> Result<Built> {
 
 /// Outputs of earlier layouts of the series that are in the way of the
 /// current one: Kbuild cannot turn a file into a directory. Before the
-/// generator became a module directory (`scripts/kallsyms-rs/`), patch
-/// 0002 built it as the file `scripts/kallsyms-rs`; a build dir made then
+/// generator became a module directory (`scripts/kallsyms-rs/`), the
+/// series built it as the file `scripts/kallsyms-rs`; a build dir made then
 /// fails with "mkdir: cannot create directory 'scripts/kallsyms-rs': File
 /// exists".
 const STALE_FILES: &[&str] = &["scripts/kallsyms-rs", "scripts/.kallsyms-rs.cmd"];

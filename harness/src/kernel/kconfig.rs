@@ -2,7 +2,8 @@
 //! `tinyconfig` with the kernel's own `merge_config.sh`, and checking that
 //! every requested option landed with the requested value.
 //!
-//! Fragments live in `kernel-configs/`: `common.config`, one per arch
+//! Fragments live in `kernel-configs/`: `common.config`, `series.config`
+//! (the options the series adds, excused where a tree lacks them), one per arch
 //! (`x86_64.config`, `arm64.config`) and named variants under `variants/`
 //! (`--config NAME` picks `variants/NAME.config`). Later fragments win.
 
@@ -118,6 +119,7 @@ pub fn fragments(arch: &ArchProfile, variant: &str) -> Result<Vec<PathBuf>> {
     }
     Ok(vec![
         dir.join("common.config"),
+        dir.join(SERIES_FRAGMENT),
         dir.join(arch.config_fragment),
         variant_path,
     ])
@@ -181,6 +183,70 @@ pub fn verify(requested: &Options, actual: &Options) -> Vec<Mismatch> {
         }
     }
     out
+}
+
+/// The fragment of the options the kallsyms series adds (see
+/// [`excuse_undeclared`]).
+pub const SERIES_FRAGMENT: &str = "series.config";
+
+/// Drops from `mismatches` the options of [`SERIES_FRAGMENT`] that no
+/// Kconfig file of `tree` declares (a tree without the series cannot have
+/// them); every other mismatch stays, so a misspelled option in any
+/// fragment is still an error. Returns the names it excused.
+pub fn excuse_undeclared(mismatches: &mut Vec<Mismatch>, tree: &Path) -> Result<Vec<String>> {
+    let path = layout::kernel_configs_dir().join(SERIES_FRAGMENT);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let series = parse(&text, &path)?;
+    let candidates: Vec<String> = mismatches
+        .iter()
+        .filter(|m| series.contains_key(&m.name))
+        .map(|m| m.name.clone())
+        .collect();
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let declared = declared_options(tree, &candidates)?;
+    let excused: Vec<String> = candidates
+        .into_iter()
+        .filter(|n| !declared.contains(n))
+        .collect();
+    mismatches.retain(|m| !excused.contains(&m.name));
+    Ok(excused)
+}
+
+/// Which of `names` some `Kconfig*` file under `tree` declares
+/// (`config NAME` or `menuconfig NAME` at the start of a line).
+fn declared_options(tree: &Path, names: &[String]) -> Result<Vec<String>> {
+    let mut found = Vec::new();
+    let mut stack = vec![tree.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(_) => continue,
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_dir() && !name.starts_with('.') {
+                stack.push(e.path());
+            } else if ft.is_file() && name.starts_with("Kconfig") {
+                let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                for line in text.lines() {
+                    let decl = line
+                        .strip_prefix("config ")
+                        .or_else(|| line.strip_prefix("menuconfig "));
+                    if let Some(n) = decl.map(str::trim) {
+                        if names.iter().any(|w| w == n) && !found.iter().any(|f: &String| f == n) {
+                            found.push(n.to_string());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// How many objects a cold build of `variant` compiles on `arch`, from
