@@ -24,6 +24,9 @@ pub const HARNESS_ERROR: &str = "harness error before or during boot: ";
 
 /// Host-side cases every cell reports besides the guest probes.
 pub const BUILD_CASE: (&str, &str) = ("build", "kernel");
+/// Both kallsyms generators wrote the same tables in every link pass
+/// (see `kernel::generators`).
+pub const GENERATORS_CASE: (&str, &str) = ("build", "generators-agree");
 pub const VM_CASE: (&str, &str) = ("boot", "vm-completed");
 /// The console log has no unexplained kernel warning (see `bootlog`).
 pub const WARNINGS_CASE: (&str, &str) = ("boot", "no-kernel-warnings");
@@ -32,7 +35,7 @@ pub const WARNINGS_CASE: (&str, &str) = ("boot", "no-kernel-warnings");
 /// building anything, so `--list` and filters need no kernel.
 pub fn test_names(arch: &ArchProfile, config: &str) -> Vec<String> {
     let mut names = Vec::new();
-    for (probe, case) in [BUILD_CASE, VM_CASE, WARNINGS_CASE] {
+    for (probe, case) in [BUILD_CASE, GENERATORS_CASE, VM_CASE, WARNINGS_CASE] {
         names.push(case_name(arch, config, probe, case));
     }
     for probe in ksh_proto::PROBES {
@@ -395,6 +398,13 @@ pub fn run_cell(cell: &Cell, opts: &RunOptions) -> Result<(CellReport, CellTimes
                 name: build_name,
                 status: Status::Fail(layout::describe_error(&e)),
             });
+            let log = cell.build_request(opts.jobs).build_dir().join("build.log");
+            if let Some(status) = crate::kernel::generators::judge_failed_build(&log) {
+                cases.push(CaseResult {
+                    name: cell.case_name(GENERATORS_CASE),
+                    status,
+                });
+            }
             fail_rest(&mut cases, "the kernel build failed");
             return Ok((
                 CellReport {
@@ -411,6 +421,10 @@ pub fn run_cell(cell: &Cell, opts: &RunOptions) -> Result<(CellReport, CellTimes
     cases.push(CaseResult {
         name: build_name,
         status: Status::Pass,
+    });
+    cases.push(CaseResult {
+        name: cell.case_name(GENERATORS_CASE),
+        status: crate::kernel::generators::judge_built(&built.dir),
     });
 
     // A fault of the harness from here on (an unreadable vmlinux, a full

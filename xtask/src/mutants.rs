@@ -121,7 +121,16 @@ pub fn run(args: MutantsArgs) -> Result<i32> {
                 .filter(|c| !failed.contains(c))
                 .cloned()
                 .collect();
+            // A build that fails is a broken mutant, unless the mutant is
+            // about a check that runs inside the build (`build/...` cases
+            // other than build/kernel, such as build/generators-agree) and
+            // each of those failed with its own verdict.
+            let caught_in_build = !m.must_fail.is_empty()
+                && m.must_fail
+                    .iter()
+                    .all(|c| c.starts_with("build/") && c != "build/kernel" && failed.contains(c));
             let verdict = match build_failed {
+                Some(_) if caught_in_build => Verdict::Caught(m.must_fail.clone()),
                 Some(msg) => Verdict::Broken(msg.lines().next().unwrap_or("").to_string()),
                 None if failed.is_empty() => Verdict::Missed,
                 None if !not_failed.is_empty() => Verdict::MissedCases {

@@ -358,6 +358,14 @@ pub struct Applicability {
 /// apply to every build: they never skip.
 pub const APPLICABILITY: &[Applicability] = &[
     Applicability {
+        // A host-side case (harness/src/kernel/generators.rs): the link
+        // compares the generators only where the Rust one is selected.
+        probe: "build",
+        cases: &["generators-agree"],
+        requires: &[Condition::BuildInfo("kallsyms_rust_generator_check", "1")],
+        why_not: "CONFIG_KALLSYMS_RUST_GENERATOR_CHECK is not set: the kernel has no Rust generator to compare (the baseline has no series)",
+    },
+    Applicability {
         probe: "kallsyms-selftest",
         cases: &[],
         requires: &[Condition::BuildInfo("kallsyms_selftest", "1")],

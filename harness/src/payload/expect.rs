@@ -301,6 +301,10 @@ impl Expectations {
             ("modules", "CONFIG_MODULES"),
             ("randomize_base", "CONFIG_RANDOMIZE_BASE"),
             ("kallsyms_selftest", "CONFIG_KALLSYMS_SELFTEST"),
+            (
+                "kallsyms_rust_generator_check",
+                "CONFIG_KALLSYMS_RUST_GENERATOR_CHECK",
+            ),
         ] {
             facts.push((k.to_string(), if yes(opt) { "1" } else { "0" }.to_string()));
         }
