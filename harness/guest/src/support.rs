@@ -212,11 +212,9 @@ pub struct ProcLine<'a> {
 /// on x86_64), NAME non-empty without spaces. The one parser of the guest:
 /// `proc-kallsyms` reports what it rejects, the other probes skip it.
 pub fn parse_proc_line(line: &str) -> Result<ProcLine<'_>, String> {
-    let mut parts = line.splitn(3, ' ');
-    let (Some(addr), Some(ty), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
+    let Some((addr, rest)) = line.split_once(' ') else {
         return Err("fewer than three fields".into());
     };
-    let (name, module) = split_owner(rest)?;
     if addr.len() != 16
         || !addr
             .bytes()
@@ -224,6 +222,18 @@ pub fn parse_proc_line(line: &str) -> Result<ProcLine<'_>, String> {
     {
         return Err("address is not 16 lowercase hex digits".into());
     }
+    let mut p = parse_proc_line_rest(rest)?;
+    p.addr = u64::from_str_radix(addr, 16).map_err(|e| e.to_string())?;
+    Ok(p)
+}
+
+/// [`parse_proc_line`] after the address: `TYPE NAME[\t[MODULE]]`, with
+/// `addr` 0 (`/proc/kallsyms_sizes` has a size field in between).
+pub fn parse_proc_line_rest(rest: &str) -> Result<ProcLine<'_>, String> {
+    let Some((ty, rest)) = rest.split_once(' ') else {
+        return Err("fewer than three fields".into());
+    };
+    let (name, module) = split_owner(rest)?;
     if ty.len() != 1 || !(ty.as_bytes()[0].is_ascii_alphabetic() || ty == "?") {
         return Err("type is not one letter or '?'".into());
     }
@@ -231,7 +241,7 @@ pub fn parse_proc_line(line: &str) -> Result<ProcLine<'_>, String> {
         return Err("empty name or name with a space".into());
     }
     Ok(ProcLine {
-        addr: u64::from_str_radix(addr, 16).map_err(|e| e.to_string())?,
+        addr: 0,
         ty: ty.chars().next().unwrap(),
         name,
         module,

@@ -198,3 +198,93 @@ pub fn power_off_on_init_signals() {
         };
     }
 }
+
+/// The user and group of an unprivileged reader (`nobody`, no capabilities).
+pub const NOBODY: u32 = 65534;
+
+/// Reads `path` as user and group [`NOBODY`]: a child process drops to them
+/// (clearing the capabilities root had), opens and reads the file, and
+/// sends the bytes back through a pipe. Files such as `/proc/kallsyms`
+/// decide at open() what the opener may see, so the open must happen in
+/// the child. Must be called from a single-threaded process (a probe).
+pub fn read_unprivileged(path: &str) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    use std::os::fd::FromRawFd;
+    let cpath = CString::new(path).map_err(|e| format!("{path}: {e}"))?;
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: fds has room for the two descriptors.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        return Err(format!("pipe: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: the probe process has one thread; the child calls only
+    // async-signal-safe functions and leaves with _exit.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(format!("fork: {}", std::io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        // SAFETY: plain system calls on owned descriptors and a C string.
+        unsafe {
+            libc::close(fds[0]);
+            let w = fds[1];
+            // Tells the parent which step failed: the last byte it reads.
+            unsafe fn fail_at(w: libc::c_int, step: u8) -> ! {
+                let _ = libc::write(w, [0xffu8, step].as_ptr().cast(), 2);
+                libc::_exit(1)
+            }
+            let fail = |step: u8| fail_at(w, step);
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setresgid(NOBODY, NOBODY, NOBODY) != 0
+                || libc::setresuid(NOBODY, NOBODY, NOBODY) != 0
+            {
+                fail(1);
+            }
+            let fd = libc::open(cpath.as_ptr(), libc::O_RDONLY);
+            if fd < 0 {
+                fail(2);
+            }
+            let mut buf = [0u8; 65536];
+            loop {
+                let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+                if n < 0 {
+                    fail(3);
+                }
+                if n == 0 {
+                    libc::_exit(0);
+                }
+                let mut off = 0usize;
+                while off < n as usize {
+                    let m = libc::write(w, buf[off..].as_ptr().cast(), n as usize - off);
+                    if m <= 0 {
+                        libc::_exit(1);
+                    }
+                    off += m as usize;
+                }
+            }
+        }
+    }
+    // SAFETY: fds[0] is ours; fds[1] belongs to the child now.
+    let mut reader = unsafe {
+        libc::close(fds[1]);
+        fs::File::from_raw_fd(fds[0])
+    };
+    let mut out = Vec::new();
+    let read = reader.read_to_end(&mut out);
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    read.map_err(|e| format!("reading {path} from the child: {e}"))?;
+    let exited_ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    if !exited_ok {
+        let step = match out.last() {
+            Some(1) => "dropping to uid/gid 65534",
+            Some(2) => "open",
+            Some(3) => "read",
+            _ => "writing to the pipe",
+        };
+        return Err(format!(
+            "reading {path} as uid {NOBODY} failed at {step} (wait status {status:#x})"
+        ));
+    }
+    Ok(out)
+}

@@ -25,6 +25,10 @@ pub const EXPECT_DIR: &str = "/ksh/expect";
 /// (address in lowercase hex, no `0x`), in kallsyms order.
 pub const EXPECT_KALLSYMS: &str = "/ksh/expect/kallsyms.txt";
 
+/// The file of symbol sizes for tools (patch 0011): the lines of
+/// `/proc/kallsyms` with the size after the address, `ADDR SIZE TYPE NAME`.
+pub const PROC_KALLSYMS_SIZES: &str = "/proc/kallsyms_sizes";
+
 /// Facts about the build (`key=value` lines): arch, config, kernel release,
 /// whether the kallsyms patches are applied.
 pub const EXPECT_BUILD_INFO: &str = "/ksh/expect/build-info.txt";
@@ -170,6 +174,24 @@ pub const PROBES: &[ProbeSpec] = &[
         timeout_secs: 30,
         cases: &["format", "names-and-types", "addresses"],
         baseline_failures: &[],
+        runs_alone: false,
+    },
+    ProbeSpec {
+        name: "kallsyms-sizes-file",
+        about: "/proc/kallsyms_sizes lists the lines of /proc/kallsyms with each symbol's size (vmlinux and module symbols with their ELF sizes); an unprivileged reader gets the sizes and no addresses",
+        timeout_secs: 30,
+        cases: &["lines", "vmlinux-sizes", "module-sizes", "unprivileged"],
+        // The unpatched kernel has no such file: every item is missing.
+        baseline_failures: &["lines", "vmlinux-sizes", "module-sizes", "unprivileged"],
+        runs_alone: false,
+    },
+    ProbeSpec {
+        name: "vmcoreinfo",
+        about: "VMCOREINFO, as /proc/kcore's notes give it to drgn, names the size tables at their addresses and the size format the kernel decodes",
+        timeout_secs: 10,
+        cases: &["size-tables"],
+        // The unpatched kernel exports no size tables.
+        baseline_failures: &["size-tables"],
         runs_alone: false,
     },
     ProbeSpec {

@@ -6,6 +6,7 @@ mod boot;
 mod format_ps;
 mod ftrace;
 mod kallsyms_selftest;
+mod kallsyms_sizes_file;
 mod kprobes;
 mod lookup_bench;
 mod module_symbols;
@@ -13,6 +14,7 @@ mod nested_symbols;
 mod proc_kallsyms;
 mod sizes;
 mod unsized_symbols;
+mod vmcoreinfo;
 mod weak_kept;
 mod weak_orphans;
 
@@ -69,6 +71,8 @@ pub fn run<W: Write>(spec: &'static ProbeSpec, out: &mut CaseWriter<W>) {
     match spec.name {
         "boot" => boot::run(out),
         "proc-kallsyms" => proc_kallsyms::run(out),
+        "kallsyms-sizes-file" => kallsyms_sizes_file::run(out),
+        "vmcoreinfo" => vmcoreinfo::run(out),
         "sizes" => sizes::run(out),
         "weak-orphans" => weak_orphans::run(out),
         "weak-kept" => weak_kept::run(out),
