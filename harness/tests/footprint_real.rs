@@ -45,6 +45,23 @@ fn tables_of_real_kernels() {
             fp.num_syms
         );
         assert!(fp.num_syms > 10_000, "{}", fp.num_syms);
+        // The build dirs are patched kernels: the compact size tables are
+        // there and cost at most a byte per symbol (0.5-0.6 measured).
+        // Only generator tables are counted (a C object named kallsyms_*
+        // once was, at 264 KB).
+        let sizes = fp.size_tables();
+        assert!(
+            sizes > 0 && sizes <= fp.num_syms,
+            "{}: size tables {sizes} B for {} symbols: {:?}",
+            dir.display(),
+            fp.num_syms,
+            fp.tables
+        );
+        assert!(
+            fp.tables.iter().all(|(t, _)| !t.ends_with("_ops")),
+            "{:?}",
+            fp.tables
+        );
         eprintln!(
             "{}: {} symbols, {} bytes: {:?}",
             dir.display(),

@@ -27,18 +27,29 @@ impl Footprint {
         self.tables.iter().map(|(_, b)| b).sum()
     }
 
-    /// Bytes of the size tables (`kallsyms_sizes*`), 0 on a baseline kernel.
+    /// Bytes of the size tables ([`SIZE_TABLES`]), 0 on a baseline kernel.
     pub fn size_tables(&self) -> u64 {
         self.tables
             .iter()
-            .filter(|(n, _)| n.starts_with("kallsyms_size"))
+            .filter(|(n, _)| SIZE_TABLES.contains(&n.as_str()))
             .map(|(_, b)| b)
             .sum()
     }
 }
 
-/// Labels the generator emits (the compact size encoding may add more
-/// `kallsyms_size*` tables).
+/// The size tables: `kallsyms_sizes` (plain) or the compact encoding's.
+const SIZE_TABLES: &[&str] = &[
+    "kallsyms_sizes",
+    "kallsyms_size_codes",
+    "kallsyms_size_gaps",
+    "kallsyms_size_rank",
+    "kallsyms_size_exc",
+];
+
+/// Labels the generator emits. Only these names: C objects of the kernel
+/// also start with `kallsyms_` (`kallsyms_sizes_proc_ops` of
+/// /proc/kallsyms_sizes), and a prefix rule once counted one of them,
+/// with the distance to the next label, as a 264 KB table.
 fn is_table_label(name: &str) -> bool {
     matches!(
         name,
@@ -50,7 +61,7 @@ fn is_table_label(name: &str) -> bool {
             | "kallsyms_offsets"
             | "kallsyms_relative_base"
             | "kallsyms_seqs_of_names"
-    ) || name.starts_with("kallsyms_size")
+    ) || SIZE_TABLES.contains(&name)
 }
 
 /// Reads the table sizes of `vmlinux`.
@@ -62,7 +73,9 @@ pub fn kallsyms_footprint(vmlinux: &Path) -> Result<Footprint> {
             continue;
         };
         let name = String::from_utf8_lossy(&s.name);
-        if is_table_label(&name) && !img.sections[sec].is_exec() {
+        // The generated assembly has no `.size`: a sized symbol of that
+        // name is an object of C, not a table.
+        if is_table_label(&name) && s.size == 0 && !img.sections[sec].is_exec() {
             labels.push((s.value, name.into_owned(), sec));
         }
     }
