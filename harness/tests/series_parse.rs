@@ -133,3 +133,46 @@ fn fingerprint_is_stable_and_content_sensitive() {
     assert_ne!(s4.fingerprint(Variant::Patched).unwrap(), p1);
     assert_eq!(s4.fingerprint(Variant::Baseline).unwrap(), b1);
 }
+
+/// The committed cover letter lists the committed series; one that lacks
+/// a patch, is numbered for another count or keeps a placeholder fails.
+#[test]
+fn cover_letter_matches_the_series() {
+    use harness::kernel::series::{cover_letter_is_current, COVER_LETTER};
+    let real = Path::new(env!("CARGO_MANIFEST_DIR")).join("../patches/6.12");
+    let series = Series::load(&real).unwrap();
+    cover_letter_is_current(&series).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    for (f, subject) in [
+        ("a.patch", "one thing"),
+        ("b.patch", "another"),
+        ("c.patch", "a third"),
+    ] {
+        write(
+            dir.path(),
+            f,
+            &format!("From 0\nSubject: [PATCH 1/3] {subject}\n\nbody\n"),
+        );
+    }
+    write(dir.path(), "series", "a.patch\nb.patch\nc.patch\n");
+    let small = Series::load(dir.path()).unwrap();
+    let e = format!("{:#}", cover_letter_is_current(&small).unwrap_err());
+    assert!(e.contains(COVER_LETTER), "{e}");
+    let letter = fs::read_to_string(real.join(COVER_LETTER)).unwrap();
+    write(
+        dir.path(),
+        COVER_LETTER,
+        &letter.replace("Subject: [PATCH 00/12]", "Subject: [PATCH 00/03]"),
+    );
+    let e = format!("{:#}", cover_letter_is_current(&small).unwrap_err());
+    assert!(e.contains("shortlog lacks a.patch: one thing"), "{e}");
+    assert!(!e.contains("numbered"), "{e}");
+    write(
+        dir.path(),
+        COVER_LETTER,
+        "Subject: [PATCH 00/03] *** SUBJECT HERE ***\n",
+    );
+    let e = format!("{:#}", cover_letter_is_current(&small).unwrap_err());
+    assert!(e.contains("placeholder"), "{e}");
+}

@@ -1,8 +1,9 @@
 //! `cargo xtask check-series`: the patch series is upstream-shaped and
 //! bisectable. For every patch: `scripts/checkpatch.pl` of the tree itself;
 //! for every prefix of the series: a kernel build per architecture. Also
-//! checks that the generator sources in the series are `kallsyms-gen`'s
-//! and that every patch is what `cargo xtask sync-series` writes.
+//! checks that the generator sources in the series are `kallsyms-gen`'s,
+//! that every patch is what `cargo xtask sync-series` writes, and that the
+//! cover letter (`0000-cover-letter.patch`) lists the series as it is.
 
 use std::path::Path;
 use std::process::Command;
@@ -48,6 +49,18 @@ pub fn run(args: CheckSeriesArgs) -> Result<i32> {
         Err(e) => {
             println!("series: NOT REGENERATED: {e:#}");
             failures.push("series not regenerated".to_string());
+        }
+    }
+
+    match series::cover_letter_is_current(&series) {
+        Ok(()) => println!(
+            "cover letter: {} lists the {} patches",
+            series::COVER_LETTER,
+            series.entries.len()
+        ),
+        Err(e) => {
+            println!("cover letter: OUT OF DATE: {e:#}");
+            failures.push("cover letter".to_string());
         }
     }
 

@@ -898,3 +898,98 @@ pub fn series_is_regenerated(
         differ.join("\n  - ")
     )
 }
+
+/// The cover letter beside the patches: what `git format-patch
+/// --cover-letter` writes, with its subject and blurb filled in. Not an
+/// entry of `series` (it changes no file).
+pub const COVER_LETTER: &str = "0000-cover-letter.patch";
+
+/// What `git format-patch --cover-letter` leaves for a human to replace,
+/// and the placeholders of our own draft.
+const COVER_PLACEHOLDERS: &[&str] = &[
+    "*** SUBJECT HERE ***",
+    "*** BLURB HERE ***",
+    "{FIGURES}",
+    "{MACHINE}",
+];
+
+/// The subject of a patch file without its `[PATCH n/m]` prefix, with a
+/// folded header line unfolded.
+pub fn patch_subject(text: &str) -> Option<String> {
+    let mut lines = text.lines().skip_while(|l| !l.starts_with("Subject: "));
+    let first = lines.next()?.strip_prefix("Subject: ")?;
+    let mut subject = first.to_string();
+    for l in lines.take_while(|l| l.starts_with(' ') || l.starts_with('\t')) {
+        subject.push(' ');
+        subject.push_str(l.trim());
+    }
+    let subject = match subject.strip_prefix('[') {
+        Some(rest) => rest.split_once("] ").map_or(subject.as_str(), |(_, s)| s),
+        None => subject.as_str(),
+    };
+    Some(subject.trim().to_string())
+}
+
+/// Checks that `dir/0000-cover-letter.patch` belongs to the series in
+/// `dir` as it is now: numbered `[PATCH 00/N]` for its N patches, no
+/// placeholder left, and every patch's subject in its shortlog (compared
+/// with whitespace collapsed, since the shortlog wraps long subjects). A
+/// patch added, dropped or renamed since the letter was written fails.
+pub fn cover_letter_is_current(series: &Series) -> Result<()> {
+    let path = series.dir.join(COVER_LETTER);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "reading the cover letter {} (write it with `git format-patch --cover-letter` from a tree with the series applied)",
+            path.display()
+        )
+    })?;
+    let mut problems = Vec::new();
+    let want = format!("[PATCH 00/{:02}]", series.entries.len());
+    if !text
+        .lines()
+        .any(|l| l.starts_with("Subject: ") && l.contains(&want))
+    {
+        problems.push(format!("its subject is not numbered {want}"));
+    }
+    for p in COVER_PLACEHOLDERS {
+        if text.contains(p) {
+            problems.push(format!("it still has the placeholder {p}"));
+        }
+    }
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    for e in &series.entries {
+        let patch = read_patch(e)?;
+        let Some(subject) = patch_subject(&patch) else {
+            problems.push(format!("{} has no Subject: line", e.file));
+            continue;
+        };
+        let subject = subject.split_whitespace().collect::<Vec<_>>().join(" ");
+        if !flat.contains(&subject) {
+            problems.push(format!("its shortlog lacks {}: {subject}", e.file));
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "the cover letter {} does not match the series:\n  - {}",
+        path.display(),
+        problems.join("\n  - ")
+    )
+}
+
+#[cfg(test)]
+mod cover_letter_tests {
+    use super::patch_subject;
+
+    #[test]
+    fn subject_unfolded_without_prefix() {
+        let text = "From 0 Mon Sep 17 00:00:00 2001\nSubject: [PATCH 03/12] kallsyms: feed symbol sizes to scripts/kallsyms and\n link kallsyms_sizes\n\nbody\n";
+        assert_eq!(
+            patch_subject(text).as_deref(),
+            Some("kallsyms: feed symbol sizes to scripts/kallsyms and link kallsyms_sizes")
+        );
+        assert_eq!(patch_subject("Subject: plain\n").as_deref(), Some("plain"));
+        assert_eq!(patch_subject("no header\n"), None);
+    }
+}
