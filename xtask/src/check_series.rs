@@ -95,7 +95,13 @@ pub fn run(args: CheckSeriesArgs) -> Result<i32> {
     }
 
     let jobs = selection::jobs(&args.kernel);
-    for count in 1..=series.entries.len() {
+    let prefixes = if args.no_build {
+        println!("prefix builds: skipped (--no-build)");
+        0
+    } else {
+        series.entries.len()
+    };
+    for count in 1..=prefixes {
         let src = source::prepare_series_prefix(count)?;
         let last = &series.entries[count - 1].file;
         for (arch, config) in &cells {

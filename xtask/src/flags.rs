@@ -174,6 +174,11 @@ pub struct BuildArgs {
 pub struct CheckSeriesArgs {
     #[command(flatten)]
     pub kernel: KernelSelection,
+    /// Only the checks that build nothing (generator drift, regeneration,
+    /// cover letter, checkpatch): about a minute, for CI; the prefix
+    /// builds take about a minute per patch and arch with a warm cache.
+    #[arg(long)]
+    pub no_build: bool,
 }
 
 #[derive(Args, Debug)]
