@@ -102,6 +102,7 @@ fn run_steps(args: &BenchArgs, report: &mut Value, step: &mut &'static str) -> R
         arches: arches.clone(),
         debian_source: true,
         guest: true,
+        llvm: selection::needs_llvm(&args.kernel),
     })?;
     let want = |s: BenchSection| args.only.is_empty() || args.only.contains(&s);
     *report = json!({ "machine": machine(), "method": format!("{} runs per figure, medians with min-max", args.runs) });
@@ -143,9 +144,7 @@ fn run_steps(args: &BenchArgs, report: &mut Value, step: &mut &'static str) -> R
         variant: Variant::Baseline,
     })?;
     let jobs = selection::jobs(&args.kernel);
-    let config = args
-        .kernel
-        .configs
+    let config = selection::configs(&args.kernel)?
         .first()
         .cloned()
         .unwrap_or_else(|| "minimal".into());

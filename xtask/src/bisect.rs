@@ -242,6 +242,7 @@ pub fn run(args: BisectArgs) -> Result<i32> {
         arches: vec![arch],
         debian_source: false,
         guest: true,
+        llvm: false,
     })?;
 
     let original = git(&tree, &["symbolic-ref", "-q", "--short", "HEAD"])

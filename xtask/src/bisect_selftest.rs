@@ -95,6 +95,7 @@ pub fn run(args: BisectSelftestArgs) -> Result<i32> {
         arches: vec![&harness::vm::arch::X86_64],
         debian_source: true,
         guest: true,
+        llvm: false,
     })?;
     let series = Series::load(&layout::patches_dir(source::BASE_VERSION))?;
     if series.entries.is_empty() {

@@ -13,6 +13,7 @@ pub fn run(args: BuildArgs) -> Result<i32> {
         arches: selection::arches_of(&cells),
         debian_source: args.kernel.kernel_tree.is_none(),
         guest: false,
+        llvm: selection::needs_llvm(&args.kernel),
     })?;
     let source = selection::prepare_source(&args.kernel)?;
     let mut last = None;

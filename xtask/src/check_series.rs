@@ -25,6 +25,7 @@ pub fn run(args: CheckSeriesArgs) -> Result<i32> {
         arches: selection::arches_of(&cells),
         debian_source: true,
         guest: false,
+        llvm: selection::needs_llvm(&args.kernel),
     })?;
     let series_dir = layout::patches_dir(source::BASE_VERSION);
     let series = Series::load(&series_dir)?;

@@ -89,6 +89,7 @@ pub fn run(args: FaultsArgs) -> Result<i32> {
     let sel = KernelSelection {
         arches: vec![args.arch.clone()],
         configs: vec![args.config.clone()],
+        toolchains: Vec::new(),
         baseline: false,
         kernel_tree: None,
         jobs: None,

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use harness::kernel::toolchain::Toolchain;
 use harness::vm::accel::AccelChoice;
 
 /// Test harness for kallsyms symbol sizes: builds patched Linux kernels,
@@ -77,6 +78,11 @@ pub struct KernelSelection {
     /// Config variant(s) from kernel-configs/variants/ (default: minimal).
     #[arg(long = "config", value_delimiter = ',', default_value = "minimal")]
     pub configs: Vec<String>,
+    /// Toolchain(s): gcc (with the arch's cross binutils), llvm (LLVM=1:
+    /// clang, ld.lld, llvm-nm). Repeat or comma-separate; default: gcc.
+    /// An LLVM cell's config is named CONFIG-llvm (`x86_64/minimal-llvm/...`).
+    #[arg(long = "toolchain", value_delimiter = ',')]
+    pub toolchains: Vec<Toolchain>,
     /// Build without the kallsyms patches (test-only fixtures still apply),
     /// to compare and to prove the probes can fail.
     #[arg(long)]

@@ -1,8 +1,10 @@
-//! `cargo xtask matrix`: the CI matrix (arch × config × kernel source) as
+//! `cargo xtask matrix`: the CI matrix (arch × config × toolchain × kernel
+//! source) as
 //! JSON a CI system's matrix strategy consumes directly
 //! (GitHub Actions: `strategy.matrix: ${{ fromJSON(needs.plan.outputs.matrix) }}`).
 
 use anyhow::Result;
+use harness::kernel::toolchain::Toolchain;
 use serde_json::json;
 
 use crate::flags::MatrixArgs;
@@ -15,7 +17,7 @@ const KERNEL_SOURCES: &[&str] = &["debian-6.12"];
 pub fn run(args: MatrixArgs) -> Result<i32> {
     let arches = selection::arches(&args.kernel)?;
     let configs = if args.all_configs {
-        harness::kernel::kconfig::variant_names()?
+        selection::configs_with(&args.kernel, &harness::kernel::kconfig::variant_names()?)?
     } else {
         selection::configs(&args.kernel)?
     };
@@ -23,12 +25,17 @@ pub fn run(args: MatrixArgs) -> Result<i32> {
     for kernel in KERNEL_SOURCES {
         for (arch, config) in selection::cells_of(&arches, &configs, false)? {
             let junit = format!("junit-{}-{config}-{kernel}.xml", arch.name);
+            let (variant, toolchain) = Toolchain::of_label(&config);
             include.push(json!({
                 "arch": arch.name,
-                "config": config,
+                "config": variant,
+                "toolchain": toolchain.name(),
                 "kernel": kernel,
                 "junit": junit,
-                "command": format!("cargo xtask test --arch {} --config {config} --junit {junit}", arch.name),
+                "command": format!(
+                    "cargo xtask test --arch {} --config {variant} --toolchain {toolchain} --junit {junit}",
+                    arch.name
+                ),
             }));
         }
     }

@@ -70,6 +70,7 @@ pub fn run(args: MutantsArgs) -> Result<i32> {
         arches: selection::arches_of(&cells),
         debian_source: true,
         guest: true,
+        llvm: selection::needs_llvm(&sel),
     })?;
     let source = selection::prepare_source(&sel)?;
     let opts = RunOptions {

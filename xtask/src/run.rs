@@ -25,6 +25,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         arches: vec![*arch],
         debian_source: sel.kernel_tree.is_none(),
         guest: true,
+        llvm: selection::needs_llvm(&sel),
     })?;
     let source = selection::prepare_source(&sel)?;
     let cell = Cell {

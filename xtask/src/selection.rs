@@ -3,6 +3,7 @@
 use anyhow::{bail, Result};
 use harness::kernel::series::Variant;
 use harness::kernel::source::{self, KernelSource, SourceSpec};
+use harness::kernel::toolchain::Toolchain;
 use harness::vm::arch::{self, ArchProfile};
 
 use crate::flags::KernelSelection;
@@ -15,15 +16,54 @@ pub fn arches(sel: &KernelSelection) -> Result<Vec<&'static ArchProfile>> {
     sel.arches.iter().map(|a| arch::by_name(a)).collect()
 }
 
-/// The selected config variants, validated.
+/// The selected config labels, validated: each variant of `--config`
+/// with each toolchain of `--toolchain` (`minimal`, `minimal-llvm`; see
+/// [`Toolchain`]).
 pub fn configs(sel: &KernelSelection) -> Result<Vec<String>> {
+    configs_with(sel, &sel.configs)
+}
+
+/// [`configs`] for the variants `variants` instead of `--config`'s.
+pub fn configs_with(sel: &KernelSelection, variants: &[String]) -> Result<Vec<String>> {
     let valid = harness::kernel::kconfig::variant_names()?;
-    for c in &sel.configs {
+    let mut out = Vec::new();
+    for c in variants {
         if !valid.contains(c) {
+            // A label names its toolchain itself (`minimal-llvm`, as test
+            // names and reproduction commands print it).
+            let (variant, toolchain) = Toolchain::of_label(c);
+            if toolchain != Toolchain::Gcc && valid.iter().any(|v| v == variant) {
+                out.push(c.clone());
+                continue;
+            }
             bail!("unknown config '{c}'; valid: {}", valid.join(", "));
         }
+        for t in toolchains(sel) {
+            out.push(t.label(c));
+        }
     }
-    Ok(sel.configs.clone())
+    Ok(out)
+}
+
+/// The selected toolchains (default: gcc), each once.
+pub fn toolchains(sel: &KernelSelection) -> Vec<Toolchain> {
+    let mut t = sel.toolchains.clone();
+    if t.is_empty() {
+        t.push(Toolchain::Gcc);
+    }
+    t.sort();
+    t.dedup();
+    t
+}
+
+/// Whether any selected kernel is built with LLVM (its tools are then
+/// prerequisites).
+pub fn needs_llvm(sel: &KernelSelection) -> bool {
+    configs(sel).is_ok_and(|labels| {
+        labels
+            .iter()
+            .any(|l| Toolchain::of_label(l).1 == Toolchain::Llvm)
+    })
 }
 
 /// The (arch, config) cells selected. A config that applies to some arches
@@ -80,4 +120,38 @@ pub fn prepare_source(sel: &KernelSelection) -> Result<KernelSource> {
 
 pub fn jobs(sel: &KernelSelection) -> usize {
     sel.jobs.unwrap_or_else(harness::proc::default_jobs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sel(configs: &[&str], toolchains: &[Toolchain]) -> KernelSelection {
+        KernelSelection {
+            arches: Vec::new(),
+            configs: configs.iter().map(|c| c.to_string()).collect(),
+            toolchains: toolchains.to_vec(),
+            baseline: false,
+            kernel_tree: None,
+            jobs: None,
+        }
+    }
+
+    #[test]
+    fn config_labels_cross_variants_with_toolchains() {
+        let s = sel(&["minimal", "kaslr"], &[Toolchain::Llvm, Toolchain::Gcc]);
+        assert_eq!(
+            configs(&s).unwrap(),
+            ["minimal", "minimal-llvm", "kaslr", "kaslr-llvm"]
+        );
+        assert!(needs_llvm(&s));
+        let s = sel(&["minimal"], &[]);
+        assert_eq!(configs(&s).unwrap(), ["minimal"]);
+        assert!(!needs_llvm(&s));
+        // A label as test names print it is accepted as it is.
+        let s = sel(&["minimal-llvm"], &[]);
+        assert_eq!(configs(&s).unwrap(), ["minimal-llvm"]);
+        assert!(needs_llvm(&s));
+        assert!(configs(&sel(&["nope-llvm"], &[])).is_err());
+    }
 }

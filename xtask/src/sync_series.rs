@@ -16,6 +16,7 @@ pub fn run() -> Result<i32> {
         arches: Vec::new(),
         debian_source: true,
         guest: false,
+        llvm: false,
     })?;
     let dir = layout::patches_dir(source::BASE_VERSION);
     let crate_src = layout::project_root().join("kallsyms-gen/src");

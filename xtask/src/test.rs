@@ -162,6 +162,7 @@ impl Runner {
                 arches: needed,
                 debian_source: self.kernel.kernel_tree.is_none(),
                 guest: true,
+                llvm: selection::needs_llvm(&self.kernel),
             })?;
             selection::prepare_source(&self.kernel)
         })();

@@ -13,6 +13,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::kernel::kconfig;
 use crate::kernel::source::KernelSource;
+use crate::kernel::toolchain::Toolchain;
 use crate::layout;
 use crate::proc::{fmt_duration, shell_line};
 use crate::vm::arch::ArchProfile;
@@ -21,7 +22,8 @@ use crate::vm::arch::ArchProfile;
 #[derive(Debug, Clone)]
 pub struct BuildRequest<'a> {
     pub arch: &'a ArchProfile,
-    /// Config variant name (`minimal`, ...).
+    /// Config label: a variant name (`minimal`, ...), with `-llvm` when
+    /// built with LLVM (see [`Toolchain`]).
     pub config: &'a str,
     pub source: &'a KernelSource,
     /// `make -j` value.
@@ -35,6 +37,8 @@ pub struct Built {
     pub image: PathBuf,
     pub vmlinux: PathBuf,
     pub log: PathBuf,
+    /// What compiled it: an external module must be built with the same.
+    pub toolchain: Toolchain,
     /// False when nothing had changed and `make` was not run.
     pub ran_make: bool,
     pub elapsed: Duration,
@@ -72,16 +76,15 @@ impl BuildRequest<'_> {
     /// `make` with the arch's variables, `O=` and the compiler cache.
     fn make(&self, dir: &Path) -> Command {
         let mut cmd = Command::new("make");
+        let toolchain = self.toolchain();
         cmd.current_dir(&self.source.tree)
             .arg(format!("O={}", dir.display()))
-            .arg(format!("ARCH={}", self.arch.kernel_arch));
-        if !self.arch.cross_compile.is_empty() {
-            cmd.arg(format!("CROSS_COMPILE={}", self.arch.cross_compile));
-        }
+            .arg(format!("ARCH={}", self.arch.kernel_arch))
+            .args(toolchain.make_vars(self.arch));
         if let Some(cache) = ccache::dir() {
             // Every make of a build dir (config steps too) must name the
             // same CC, or Kconfig sees a new compiler and reconfigures.
-            cmd.arg(format!("CC=ccache {}gcc", self.arch.cross_compile))
+            cmd.arg(format!("CC=ccache {}", toolchain.cc(self.arch)))
                 .env("CCACHE_DIR", cache)
                 .env("CCACHE_STATSLOG", dir.join(ccache::STATS_LOG));
             for (k, v) in ccache::MODE {
@@ -93,6 +96,11 @@ impl BuildRequest<'_> {
 
     fn label(&self) -> String {
         format!("{}/{}", self.arch.name, self.config)
+    }
+
+    /// The toolchain the config label names (see [`Toolchain`]).
+    pub fn toolchain(&self) -> Toolchain {
+        Toolchain::of_label(self.config).1
     }
 }
 
@@ -191,12 +199,15 @@ pub fn build(req: &BuildRequest) -> Result<Built> {
     drop(logf);
 
     if !configured {
-        status(req, "configuring (tinyconfig + fragments)");
+        let base = kconfig::base_targets(req.config)?;
+        status(req, &format!("configuring ({} + fragments)", base.join(" + ")));
         let _ = fs::remove_file(dir.join(CONFIG_STAMP));
         let _ = fs::remove_file(dir.join(BUILD_STAMP));
-        let mut tiny = req.make(&dir);
-        tiny.arg("tinyconfig");
-        run_logged(req, tiny, &log, "tinyconfig")?;
+        for target in &base {
+            let mut start = req.make(&dir);
+            start.arg(target);
+            run_logged(req, start, &log, target)?;
+        }
         let mut merge = Command::new(req.source.tree.join("scripts/kconfig/merge_config.sh"));
         merge
             .current_dir(&req.source.tree)
@@ -262,6 +273,7 @@ pub fn build(req: &BuildRequest) -> Result<Built> {
                 image,
                 vmlinux,
                 log,
+                toolchain: req.toolchain(),
                 ran_make: false,
                 elapsed: started.elapsed(),
             });
@@ -310,6 +322,7 @@ pub fn build(req: &BuildRequest) -> Result<Built> {
         image,
         vmlinux,
         log,
+        toolchain: req.toolchain(),
         ran_make: true,
         elapsed: started.elapsed(),
     })

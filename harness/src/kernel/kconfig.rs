@@ -1,5 +1,5 @@
 //! Kconfig fragments: which ones make up a configuration, merging them over
-//! `tinyconfig` with the kernel's own `merge_config.sh`, and checking that
+//! `tinyconfig` (or the base a variant names) with the kernel's own `merge_config.sh`, and checking that
 //! every requested option landed with the requested value.
 //!
 //! Fragments live in `kernel-configs/`: `common.config`, `series.config`
@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+use crate::kernel::toolchain::Toolchain;
 use crate::layout;
 use crate::vm::arch::ArchProfile;
 
@@ -91,7 +92,33 @@ pub fn variant_applies(variant: &str, arch: &ArchProfile) -> Result<bool> {
     Ok(variant_arches(variant)?.is_none_or(|list| list.iter().any(|a| a == arch.name)))
 }
 
+/// The `make` targets the variant starts from, in order, before the
+/// fragments are merged: `tinyconfig` unless its fragment names others in
+/// a `# base:` line (`defconfig mod2noconfig`: the arch's defconfig with
+/// its modules left out, for a real-size kernel).
+pub fn base_targets(variant: &str) -> Result<Vec<String>> {
+    let path = variant_path(variant)?;
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let targets: Vec<String> = match text.lines().find_map(|l| l.strip_prefix("# base:")) {
+        None => vec!["tinyconfig".to_string()],
+        Some(list) => list.split_whitespace().map(str::to_string).collect(),
+    };
+    const KNOWN: &[&str] = &["tinyconfig", "allnoconfig", "defconfig", "mod2noconfig"];
+    if targets.is_empty() || targets.iter().any(|t| !KNOWN.contains(&t.as_str())) {
+        bail!(
+            "{}: '# base: {}': not a list of config targets ({})",
+            path.display(),
+            targets.join(" "),
+            KNOWN.join(", ")
+        );
+    }
+    Ok(targets)
+}
+
+/// The fragment of a variant, given the variant's name or a config label
+/// (`minimal-llvm`: the toolchain does not change the fragments).
 fn variant_path(variant: &str) -> Result<PathBuf> {
+    let variant = Toolchain::of_label(variant).0;
     let path = layout::kernel_configs_dir()
         .join("variants")
         .join(format!("{variant}.config"));
@@ -254,6 +281,7 @@ fn declared_options(tree: &Path, names: &[String]) -> Result<Vec<String>> {
 /// it does not list): the first build's progress estimate. Kept out of the
 /// fragments, whose bytes key the build dir's configuration.
 pub fn objects_estimate(arch: &ArchProfile, variant: &str) -> Option<u64> {
+    let variant = Toolchain::of_label(variant).0;
     let path = layout::project_root().join("kernel-configs/objects-estimate.txt");
     let text = std::fs::read_to_string(path).ok()?;
     let find = |v: &str| {
@@ -349,5 +377,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("valid: ") && err.contains("minimal"), "{err}");
+    }
+
+    #[test]
+    fn base_targets_of_the_variants_and_labels() {
+        for v in variant_names().unwrap() {
+            assert!(!base_targets(&v).unwrap().is_empty(), "{v}");
+        }
+        assert_eq!(base_targets("minimal").unwrap(), ["tinyconfig"]);
+        assert_eq!(
+            base_targets("defconfig-llvm").unwrap(),
+            ["defconfig", "mod2noconfig"]
+        );
+        // The toolchain picks no other fragment.
+        assert_eq!(
+            fragments(&crate::vm::arch::ARM64, "minimal-llvm").unwrap(),
+            fragments(&crate::vm::arch::ARM64, "minimal").unwrap()
+        );
     }
 }

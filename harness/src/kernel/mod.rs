@@ -9,3 +9,4 @@ pub mod mutants;
 pub mod prereqs;
 pub mod series;
 pub mod source;
+pub mod toolchain;

@@ -87,6 +87,23 @@ const BUILD_TOOLS: &[Requirement] = &[
     },
 ];
 
+/// What `LLVM=1` builds call (`--toolchain llvm`): clang (for the arm64
+/// cross build too), ld.lld, and llvm-nm, llvm-ar, llvm-objcopy & co.
+const LLVM_TOOLS: &[Requirement] = &[
+    Requirement {
+        probe: Probe::Command("clang"),
+        package: "clang",
+    },
+    Requirement {
+        probe: Probe::Command("ld.lld"),
+        package: "lld",
+    },
+    Requirement {
+        probe: Probe::Command("llvm-nm"),
+        package: "llvm",
+    },
+];
+
 const KERNEL_SOURCE: Requirement = Requirement {
     probe: Probe::File(DEBIAN_SOURCE_TARBALL),
     package: "linux-source-6.12",
@@ -122,6 +139,8 @@ pub struct Needs<'a> {
     pub debian_source: bool,
     /// Whether guest programs are built (not for `cargo xtask build`).
     pub guest: bool,
+    /// Whether a kernel is built with LLVM (`--toolchain llvm`).
+    pub llvm: bool,
 }
 
 /// Checks every prerequisite for `needs`, installing what is missing when
@@ -136,6 +155,9 @@ pub fn ensure(needs: &Needs) -> Result<()> {
     BUILD_TOOLS.iter().for_each(&mut add);
     if needs.debian_source {
         add(&KERNEL_SOURCE);
+    }
+    if needs.llvm {
+        LLVM_TOOLS.iter().for_each(&mut add);
     }
     for arch in &needs.arches {
         for &(command, package) in arch.host_tools {

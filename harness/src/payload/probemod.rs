@@ -50,10 +50,8 @@ pub fn make_command(arch: &ArchProfile, built: &Built, dir: &Path) -> Command {
     cmd.arg("-C")
         .arg(&built.dir)
         .arg(format!("M={}", dir.display()))
-        .arg(format!("ARCH={}", arch.kernel_arch));
-    if !arch.cross_compile.is_empty() {
-        cmd.arg(format!("CROSS_COMPILE={}", arch.cross_compile));
-    }
+        .arg(format!("ARCH={}", arch.kernel_arch))
+        .args(built.toolchain.make_vars(arch));
     cmd.arg("modules");
     cmd
 }
@@ -115,6 +113,7 @@ fn is_up_to_date(ko: &Path, dir: &Path, built: &Built) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernel::toolchain::Toolchain;
     use std::time::Duration;
 
     #[test]
@@ -124,6 +123,7 @@ mod tests {
             image: "/b/Image".into(),
             vmlinux: "/b/vmlinux".into(),
             log: "/b/build.log".into(),
+            toolchain: Toolchain::Gcc,
             ran_make: false,
             elapsed: Duration::ZERO,
         };
@@ -134,6 +134,13 @@ mod tests {
             "make -C /b/arm64-minimal M=/b/arm64-minimal/ksh-probe-module ARCH=arm64 \
              CROSS_COMPILE=aarch64-linux-gnu- modules"
         );
+        // A kernel built with LLVM gets its module built with LLVM.
+        let llvm = Built {
+            toolchain: Toolchain::Llvm,
+            ..built
+        };
+        let line = shell_line(&make_command(&crate::vm::arch::ARM64, &llvm, &dir));
+        assert!(line.ends_with("ARCH=arm64 LLVM=1 modules"), "{line}");
         assert!(source_dir().join("ksh_probe.c").is_file());
         assert!(source_dir().join("Kbuild").is_file());
     }

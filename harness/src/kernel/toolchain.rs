@@ -1,0 +1,127 @@
+//! The compiler a kernel is built with: GCC (the default, with the
+//! arch's `CROSS_COMPILE` binutils) or LLVM (`LLVM=1`: clang, ld.lld and
+//! llvm-nm from Debian; an arm64 cross build is clang's `--target`, which
+//! Kbuild derives from `ARCH`).
+//!
+//! The toolchain is part of a cell's config *label*: `minimal` is the
+//! `minimal` variant built with GCC, `minimal-llvm` the same variant built
+//! with LLVM. The label names the build dir (`x86_64-minimal-llvm`), the
+//! tests (`x86_64/minimal-llvm/sizes/...`) and the JUnit suites, so cells of
+//! the two toolchains never share a build dir or a name; the variant part
+//! alone picks the Kconfig fragments.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::vm::arch::ArchProfile;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Toolchain {
+    Gcc,
+    Llvm,
+}
+
+impl Toolchain {
+    pub const ALL: [Toolchain; 2] = [Toolchain::Gcc, Toolchain::Llvm];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Toolchain::Gcc => "gcc",
+            Toolchain::Llvm => "llvm",
+        }
+    }
+
+    /// What the toolchain adds to a variant's name in a config label.
+    fn suffix(self) -> &'static str {
+        match self {
+            Toolchain::Gcc => "",
+            Toolchain::Llvm => "-llvm",
+        }
+    }
+
+    /// The config label of `variant` built with this toolchain.
+    pub fn label(self, variant: &str) -> String {
+        format!("{variant}{}", self.suffix())
+    }
+
+    /// Splits a config label into its variant and toolchain.
+    pub fn of_label(label: &str) -> (&str, Toolchain) {
+        match label.strip_suffix(Toolchain::Llvm.suffix()) {
+            Some(variant) if !variant.is_empty() => (variant, Toolchain::Llvm),
+            _ => (label, Toolchain::Gcc),
+        }
+    }
+
+    /// The `make` variables that select the toolchain for `arch` (every
+    /// make of a build dir, the external module's too, passes the same).
+    pub fn make_vars(self, arch: &ArchProfile) -> Vec<String> {
+        match self {
+            Toolchain::Gcc if arch.cross_compile.is_empty() => Vec::new(),
+            Toolchain::Gcc => vec![format!("CROSS_COMPILE={}", arch.cross_compile)],
+            Toolchain::Llvm => vec!["LLVM=1".to_string()],
+        }
+    }
+
+    /// The `nm` the link uses (`NM`), which writes the maps kallsyms is
+    /// generated from.
+    pub fn nm(self, arch: &ArchProfile) -> String {
+        match self {
+            Toolchain::Gcc => format!("{}nm", arch.cross_compile),
+            Toolchain::Llvm => "llvm-nm".to_string(),
+        }
+    }
+
+    /// The C compiler's command name for `arch` (what `CC=ccache ...` wraps).
+    pub fn cc(self, arch: &ArchProfile) -> String {
+        match self {
+            Toolchain::Gcc => format!("{}gcc", arch.cross_compile),
+            Toolchain::Llvm => "clang".to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Toolchain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Toolchain {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Toolchain::ALL
+            .into_iter()
+            .find(|t| t.name() == s)
+            .ok_or_else(|| format!("unknown toolchain '{s}'; valid: gcc, llvm"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_round_trip() {
+        for t in Toolchain::ALL {
+            for v in ["minimal", "kprobes", "defconfig"] {
+                assert_eq!(Toolchain::of_label(&t.label(v)), (v, t));
+            }
+        }
+        assert_eq!(Toolchain::of_label("-llvm"), ("-llvm", Toolchain::Gcc));
+        assert_eq!("llvm".parse::<Toolchain>(), Ok(Toolchain::Llvm));
+        assert!("clang".parse::<Toolchain>().unwrap_err().contains("gcc, llvm"));
+    }
+
+    #[test]
+    fn make_vars() {
+        use crate::vm::arch::{ARM64, X86_64};
+        assert!(Toolchain::Gcc.make_vars(&X86_64).is_empty());
+        assert_eq!(
+            Toolchain::Gcc.make_vars(&ARM64),
+            vec![format!("CROSS_COMPILE={}", ARM64.cross_compile)]
+        );
+        assert_eq!(Toolchain::Llvm.make_vars(&ARM64), vec!["LLVM=1"]);
+        assert_eq!(Toolchain::Llvm.cc(&ARM64), "clang");
+    }
+}
