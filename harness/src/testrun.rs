@@ -27,6 +27,12 @@ pub const BUILD_CASE: (&str, &str) = ("build", "kernel");
 /// Both kallsyms generators wrote the same tables in every link pass
 /// (see `kernel::generators`).
 pub const GENERATORS_CASE: (&str, &str) = ("build", "generators-agree");
+/// The tables linked into vmlinux are those its own symbols give (see
+/// `kernel::linkstable`).
+pub const LINK_STABLE_CASE: (&str, &str) = ("build", "link-stable");
+/// The cases a build decides (judged on the host, not from the guest's
+/// stream).
+pub const BUILD_CASES: [(&str, &str); 3] = [BUILD_CASE, GENERATORS_CASE, LINK_STABLE_CASE];
 pub const VM_CASE: (&str, &str) = ("boot", "vm-completed");
 /// The console log has no unexplained kernel warning (see `bootlog`).
 pub const WARNINGS_CASE: (&str, &str) = ("boot", "no-kernel-warnings");
@@ -35,7 +41,7 @@ pub const WARNINGS_CASE: (&str, &str) = ("boot", "no-kernel-warnings");
 /// building anything, so `--list` and filters need no kernel.
 pub fn test_names(arch: &ArchProfile, config: &str) -> Vec<String> {
     let mut names = Vec::new();
-    for (probe, case) in [BUILD_CASE, GENERATORS_CASE, VM_CASE, WARNINGS_CASE] {
+    for (probe, case) in BUILD_CASES.into_iter().chain([VM_CASE, WARNINGS_CASE]) {
         names.push(case_name(arch, config, probe, case));
     }
     for probe in ksh_proto::PROBES {
@@ -425,6 +431,10 @@ pub fn run_cell(cell: &Cell, opts: &RunOptions) -> Result<(CellReport, CellTimes
     cases.push(CaseResult {
         name: cell.case_name(GENERATORS_CASE),
         status: crate::kernel::generators::judge_built(&built.dir),
+    });
+    cases.push(CaseResult {
+        name: cell.case_name(LINK_STABLE_CASE),
+        status: crate::kernel::linkstable::judge_built(&built.dir, cell.arch, built.toolchain),
     });
 
     // A fault of the harness from here on (an unreadable vmlinux, a full
@@ -940,7 +950,7 @@ mod tests {
         let cases = judge(&src, &stream(&[]), Exit::PoweredOff, false);
         assert_eq!(
             cases.len(),
-            test_names(&X86_64, "minimal").len() - 2,
+            test_names(&X86_64, "minimal").len() - BUILD_CASES.len(),
             "all but the build cases (judged by the build, not the stream)"
         );
         assert!(

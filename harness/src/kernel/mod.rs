@@ -5,6 +5,7 @@
 pub mod generators;
 pub mod kbuild;
 pub mod kconfig;
+pub mod linkstable;
 pub mod mutants;
 pub mod prereqs;
 pub mod series;
