@@ -39,9 +39,15 @@ pub fn guest_files(arch: &ArchProfile, built: &Built) -> Result<Vec<GuestFile>> 
         return Ok(files);
     }
     let ko_bytes = std::fs::read(&ko).with_context(|| format!("reading {}", ko.display()))?;
+    let started = std::time::Instant::now();
     let exp = Expectations::compute(&built.dir, &built.vmlinux, Some(&ko))?;
+    // The host's cost at this kernel's size (a figure for real-size cells).
+    let took = format!(
+        "computed on the host in {} ms\n",
+        started.elapsed().as_millis()
+    );
     let summary_path = built.dir.join("ksh-expect-summary.txt");
-    std::fs::write(&summary_path, exp.summary())
+    std::fs::write(&summary_path, exp.summary() + &took)
         .with_context(|| format!("writing {}", summary_path.display()))?;
     let mut files = exp.files();
     files.push(GuestFile {
