@@ -72,7 +72,8 @@ pub fn run(cell: &Cell, opts: &ExploreOptions) -> Result<i32> {
         data: std::fs::read(&busybox).with_context(|| format!("reading {}", busybox.display()))?,
     }];
     extra.extend(tool_scripts());
-    let (initrd, _info) = testrun::prepare_guest(cell, &built, &extra, SHELL_INITRAMFS)?;
+    let (initrd, info) = testrun::prepare_guest(cell, &built, &extra, SHELL_INITRAMFS)?;
+    let memory_mib = qemu::memory_mib(cell.arch, ksh_proto::symbols_in_build_info(&info), &initrd);
     let runs = PathBuf::from(format!("{}-shell", cell.runs_dir().display()));
     let run_dir = layout::new_run_dir(&runs)?;
     let mut guest_params = vec![ksh_proto::SHELL_PARAM.to_string()];
@@ -88,6 +89,7 @@ pub fn run(cell: &Cell, opts: &ExploreOptions) -> Result<i32> {
         kernel: built.image.clone(),
         initrd,
         cpus: testrun::cpus_for(&built),
+        memory_mib,
         run_dir: run_dir.clone(),
         qmp_socket: qemu::qmp_socket_path(&format!("{}-shell", cell.name())),
         timeouts: Timeouts {

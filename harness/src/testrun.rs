@@ -272,6 +272,7 @@ fn boot(
             kernel: built.image.clone(),
             initrd: initrd.clone(),
             cpus: cpus_for(built),
+            memory_mib: qemu::memory_mib(cell.arch, symbols, &initrd),
             run_dir: run_dir.clone(),
             qmp_socket: qemu::qmp_socket_path(&cell.name()),
             timeouts: timeouts(

@@ -55,6 +55,8 @@ pub struct VmSpec<'a> {
     pub kernel: PathBuf,
     pub initrd: PathBuf,
     pub cpus: u32,
+    /// Guest memory (see [`memory_mib`]).
+    pub memory_mib: u32,
     /// Directory for this run's files (console, results, command line).
     pub run_dir: PathBuf,
     /// The QMP socket. Kept out of the run dir: a Unix socket path must be
@@ -69,6 +71,20 @@ pub struct VmSpec<'a> {
     /// QEMU's gdbstub on this TCP port of 127.0.0.1, the guest halted at
     /// the first instruction until gdb continues it (`--gdb`).
     pub gdb_port: Option<u16>,
+}
+
+/// Guest memory for a kernel of `symbols` kallsyms symbols booted with
+/// the initramfs `initrd`: the arch profile's (enough for the tiny
+/// kernels), or more for a larger kernel. The initramfs is unpacked into
+/// RAM next to its compressed image, and two probes at a time hold
+/// `/proc/kallsyms`-sized texts and their expectations: at 177k symbols
+/// (x86_64 defconfig) `kallsyms-sizes-file` alone reached 117 MB and the
+/// guest ran out of 256 MB. So 4 KiB per symbol and four times the
+/// initramfs on top of 128 MiB.
+pub fn memory_mib(arch: &ArchProfile, symbols: u64, initrd: &std::path::Path) -> u32 {
+    let initrd_mib = std::fs::metadata(initrd).map_or(0, |m| m.len() >> 20);
+    let need = 128 + symbols * 4 / 1024 + 4 * initrd_mib;
+    u32::try_from(need).unwrap_or(u32::MAX).max(arch.qemu.memory_mib)
 }
 
 /// Where the guest's serial console goes. It is always also saved in the
@@ -144,7 +160,7 @@ pub fn command(spec: &VmSpec) -> Command {
     .args(["-accel", &accel])
     .args(["-cpu", cpu])
     .args(["-smp", &spec.cpus.to_string()])
-    .args(["-m", &q.memory_mib.to_string()])
+    .args(["-m", &spec.memory_mib.to_string()])
     .arg("-kernel")
     .arg(&spec.kernel)
     .arg("-initrd")
@@ -691,6 +707,13 @@ mod tests {
     use super::*;
     use crate::vm::arch::{ARM64, X86_64};
 
+    #[test]
+    fn memory_grows_with_the_kernel() {
+        let none = Path::new("/nonexistent/initrd");
+        assert_eq!(memory_mib(&X86_64, 30_000, none), X86_64.qemu.memory_mib);
+        assert!(memory_mib(&X86_64, 177_000, none) >= 128 + 690);
+    }
+
     fn spec(arch: &ArchProfile, accel: Accel) -> VmSpec<'_> {
         VmSpec {
             arch,
@@ -698,6 +721,7 @@ mod tests {
             kernel: PathBuf::from("/b/Image"),
             initrd: PathBuf::from("/b/initrd.gz"),
             cpus: 1,
+            memory_mib: 256,
             run_dir: PathBuf::from("/r"),
             qmp_socket: PathBuf::from("/tmp/q.sock"),
             timeouts: Timeouts {
