@@ -150,7 +150,8 @@ static noinline __kprobes __aligned(64) int ksh_probe_kp_aligned(int x)
  * after it in the same section (emitted in source order, see Kbuild)
  * leaves padding there, where a size-aware lookup finds no symbol and a
  * size-blind one still names ksh_bt_caller. Stack printers must name
- * ksh_bt_caller.
+ * ksh_bt_caller, and name ksh_bt_after for a pointer to it found on the
+ * stack (the byte before it is padding).
  */
 #define KSH_BT_MAX 32
 static struct {
@@ -160,8 +161,18 @@ static struct {
 } ksh_bt;
 static DEFINE_MUTEX(ksh_bt_lock);
 
+static int ksh_bt_after(int x);
+
 static noinline __noreturn void ksh_bt_capture(void)
 {
+	/*
+	 * A function pointer on the stack, as kthread() leaves its thread
+	 * function there: x86's dump_stack() prints it as an unreliable
+	 * "? " entry with %pBb. ksh_bt_after() follows padding, so the byte
+	 * before it has no symbol; the entry must still name ksh_bt_after.
+	 */
+	void *volatile fn_on_stack = ksh_bt_after;
+
 	ksh_bt.nr = stack_trace_save(ksh_bt.entries, KSH_BT_MAX, 0);
 	pr_warn("ksh_probe: stack_trace_print begin\n");
 	stack_trace_print(ksh_bt.entries, ksh_bt.nr, 0);
@@ -169,6 +180,8 @@ static noinline __noreturn void ksh_bt_capture(void)
 	pr_warn("ksh_probe: dump_stack begin\n");
 	dump_stack();
 	pr_warn("ksh_probe: dump_stack end\n");
+	/* Keeps the slot (and its value) until the traces are printed. */
+	(void)fn_on_stack;
 	kthread_complete_and_exit(&ksh_bt.done, 0);
 }
 

@@ -105,6 +105,11 @@ pub const MODULE_KPROBES_FUNCS: &[&str] = &["ksh_probe_kp_small", "ksh_probe_kp_
 /// noreturn function): its saved return address is exactly its end.
 pub const MODULE_BT_CALLER: &str = "ksh_bt_caller";
 
+/// The aligned function after it (padding before it): the backtrace
+/// fixture leaves a pointer to it on the stack, which x86's `dump_stack()`
+/// prints as an unreliable entry that must name it.
+pub const MODULE_BT_AFTER: &str = "ksh_bt_after";
+
 /// One probe: a program run inside the guest, in its own process, that
 /// reports one KTAP subtest whose cases are listed here.
 #[derive(Debug, Clone, Copy)]

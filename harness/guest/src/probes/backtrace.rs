@@ -14,7 +14,12 @@
 //!   `name+off/size`, the one for that entry names `ksh_bt_caller`, and
 //!   the frames in the module name the module function containing the call;
 //! - `dump-stack`: `dump_stack()`'s trace has a `ksh_bt_caller+SIZE/...`
-//!   frame and no frame printed as a bare address.
+//!   frame and no frame printed as a bare address; on x86_64, whose
+//!   `dump_stack()` also prints text addresses found on the stack as
+//!   unreliable `? ` entries, the fixture's pointer to `ksh_bt_after()`
+//!   (a function after padding) is printed named: `? ksh_bt_after+0x0/...`
+//!   (a size-blind kernel names the function before the padding, as `%pB`
+//!   always has), never as a bare address.
 //!
 //! Names and offsets are checked, not the `/size` part: sizes are the
 //! `sizes` and `format-pS` probes' business.
@@ -215,6 +220,34 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
                     "no frame {want} in dump_stack()'s trace: {:?}",
                     lines.iter().map(|l| l.trim()).collect::<Vec<_>>()
                 ));
+            }
+            // x86 prints every text address found on the stack as a "? "
+            // entry; the fixture leaves a pointer to a function that
+            // follows padding there (arm64 walks frame records only).
+            // A size-aware kernel names the function pointed to (or its
+            // `__pfx_` padding symbol, which covers the byte before); a
+            // size-blind one (the baseline) names the function before the
+            // padding, as %pB always has; a bare address is the failure.
+            if cfg!(target_arch = "x86_64") {
+                let after = fns.iter().find(|f| f.2 == ksh_proto::MODULE_BT_AFTER);
+                let named = |l: &&String| {
+                    let t = l.trim();
+                    after.is_some_and(|a| {
+                        t.starts_with(&format!("? {}+0x0/", a.2))
+                            || t.starts_with(&format!("? {name}+{:#x}/", a.0 - start))
+                            // Where functions have padding symbols
+                            // (CONFIG_CALL_PADDING: `__pfx_` before every
+                            // function), one covers the byte before.
+                            || t.starts_with(&format!("? __pfx_{}+", a.2))
+                    })
+                };
+                if !frames.iter().any(named) {
+                    bad.push(format!(
+                        "no entry ? {}+0x0/... for the pointer to it on the stack (the byte before it is padding, where a size-aware %pB lookup finds no symbol): {:?}",
+                        ksh_proto::MODULE_BT_AFTER,
+                        lines.iter().map(|l| l.trim()).collect::<Vec<_>>()
+                    ));
+                }
             }
             out.checked_items(
                 "dump-stack",
