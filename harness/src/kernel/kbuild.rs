@@ -80,7 +80,9 @@ impl BuildRequest<'_> {
         cmd.current_dir(&self.source.tree)
             .arg(format!("O={}", dir.display()))
             .arg(format!("ARCH={}", self.arch.kernel_arch))
-            .args(toolchain.make_vars(self.arch));
+            .args(toolchain.make_vars(self.arch))
+            // A variant that cannot exist was rejected when configuring.
+            .args(kconfig::make_vars(self.config).unwrap_or_default());
         if let Some(cache) = ccache::dir() {
             // Every make of a build dir (config steps too) must name the
             // same CC, or Kconfig sees a new compiler and reconfigures.

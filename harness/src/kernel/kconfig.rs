@@ -115,6 +115,26 @@ pub fn base_targets(variant: &str) -> Result<Vec<String>> {
     Ok(targets)
 }
 
+/// Extra `make` variables of the variant (`# make: KALLSYMS_EXTRA_PASS=1`:
+/// what Kconfig cannot express), passed to every make of its build dir.
+pub fn make_vars(variant: &str) -> Result<Vec<String>> {
+    let path = variant_path(variant)?;
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut vars = Vec::new();
+    for list in text.lines().filter_map(|l| l.strip_prefix("# make:")) {
+        for v in list.split_whitespace() {
+            let ok = v.split_once('=').is_some_and(|(k, _)| {
+                !k.is_empty() && k.bytes().all(|c| c.is_ascii_uppercase() || c == b'_' || c.is_ascii_digit())
+            });
+            if !ok {
+                bail!("{}: '# make: {v}': not a make variable assignment (NAME=VALUE)", path.display());
+            }
+            vars.push(v.to_string());
+        }
+    }
+    Ok(vars)
+}
+
 /// The fragment of a variant, given the variant's name or a config label
 /// (`minimal-llvm`: the toolchain does not change the fragments).
 fn variant_path(variant: &str) -> Result<PathBuf> {
@@ -385,6 +405,11 @@ mod tests {
             assert!(!base_targets(&v).unwrap().is_empty(), "{v}");
         }
         assert_eq!(base_targets("minimal").unwrap(), ["tinyconfig"]);
+        assert!(make_vars("minimal").unwrap().is_empty());
+        assert_eq!(
+            make_vars("defconfig-extra-pass").unwrap(),
+            ["KALLSYMS_EXTRA_PASS=1"]
+        );
         assert_eq!(
             base_targets("defconfig-llvm").unwrap(),
             ["defconfig", "mod2noconfig"]
