@@ -946,6 +946,13 @@ mod tests {
     }
 
     #[test]
+    fn build_cases_are_the_registry_s() {
+        let names: Vec<&str> = BUILD_CASES.iter().map(|c| c.1).collect();
+        assert!(BUILD_CASES.iter().all(|c| c.0 == "build"));
+        assert_eq!(names, ksh_proto::BUILD_STEP_CASES);
+    }
+
+    #[test]
     fn clean_run_passes_every_case() {
         let src = source();
         let cases = judge(&src, &stream(&[]), Exit::PoweredOff, false);

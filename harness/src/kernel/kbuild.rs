@@ -202,7 +202,10 @@ pub fn build(req: &BuildRequest) -> Result<Built> {
 
     if !configured {
         let base = kconfig::base_targets(req.config)?;
-        status(req, &format!("configuring ({} + fragments)", base.join(" + ")));
+        status(
+            req,
+            &format!("configuring ({} + fragments)", base.join(" + ")),
+        );
         let _ = fs::remove_file(dir.join(CONFIG_STAMP));
         let _ = fs::remove_file(dir.join(BUILD_STAMP));
         for target in &base {

@@ -124,10 +124,15 @@ pub fn make_vars(variant: &str) -> Result<Vec<String>> {
     for list in text.lines().filter_map(|l| l.strip_prefix("# make:")) {
         for v in list.split_whitespace() {
             let ok = v.split_once('=').is_some_and(|(k, _)| {
-                !k.is_empty() && k.bytes().all(|c| c.is_ascii_uppercase() || c == b'_' || c.is_ascii_digit())
+                !k.is_empty()
+                    && k.bytes()
+                        .all(|c| c.is_ascii_uppercase() || c == b'_' || c.is_ascii_digit())
             });
             if !ok {
-                bail!("{}: '# make: {v}': not a make variable assignment (NAME=VALUE)", path.display());
+                bail!(
+                    "{}: '# make: {v}': not a make variable assignment (NAME=VALUE)",
+                    path.display()
+                );
             }
             vars.push(v.to_string());
         }

@@ -134,7 +134,10 @@ fn check(dir: &Path, arch: &ArchProfile, toolchain: Toolchain) -> Result<String,
         nm_cmd.arg("-S");
     }
     nm_cmd.arg("vmlinux");
-    let listing = output(nm_cmd, &format!("{nm} -n{} vmlinux", if sized { " -S" } else { "" }))?;
+    let listing = output(
+        nm_cmd,
+        &format!("{nm} -n{} vmlinux", if sized { " -S" } else { "" }),
+    )?;
     let mut sed = Command::new("sed");
     sed.arg("-f").arg(srctree.join("scripts/mksysmap"));
     let final_map = filter(sed, &listing)?;
@@ -152,7 +155,11 @@ fn check(dir: &Path, arch: &ArchProfile, toolchain: Toolchain) -> Result<String,
     }
     // The tables the last pass wrote, regenerated from the final map.
     let rust = dir.join("scripts/kallsyms-rs/kallsyms-rs");
-    let generator = if sized && config.lines().any(|l| l == "CONFIG_KALLSYMS_RUST_GENERATOR=y") {
+    let generator = if sized
+        && config
+            .lines()
+            .any(|l| l == "CONFIG_KALLSYMS_RUST_GENERATOR=y")
+    {
         rust
     } else {
         dir.join("scripts/kallsyms")
@@ -196,9 +203,7 @@ fn filter(mut cmd: Command, input: &[u8]) -> Result<Vec<u8>, String> {
     let mut stdin = child.stdin.take().expect("piped");
     let input = input.to_vec();
     let writer = std::thread::spawn(move || stdin.write_all(&input));
-    let out = child
-        .wait_with_output()
-        .map_err(|e| format!("sed: {e}"))?;
+    let out = child.wait_with_output().map_err(|e| format!("sed: {e}"))?;
     let _ = writer.join();
     if !out.status.success() {
         return Err(format!(
@@ -262,7 +267,12 @@ mod tests {
         let c = "CONFIG_KALLSYMS_ALL=y\nCONFIG_KALLSYMS_ABSOLUTE_PERCPU=y\n";
         assert_eq!(
             generator_options(c, true),
-            ["--all-symbols", "--absolute-percpu", "--symbol-sizes", "--compact-sizes"]
+            [
+                "--all-symbols",
+                "--absolute-percpu",
+                "--symbol-sizes",
+                "--compact-sizes"
+            ]
         );
         assert!(generator_options("", false).is_empty());
     }
@@ -273,12 +283,18 @@ mod tests {
         fs::write(d.path().join(".config"), "CONFIG_KALLSYMS=y\n").unwrap();
         fs::write(d.path().join("vmlinux"), "").unwrap();
         let s = judge_built(d.path(), &crate::vm::arch::X86_64, Toolchain::Gcc);
-        assert!(matches!(&s, Status::Fail(m) if m.contains("nothing to compare")), "{s:?}");
+        assert!(
+            matches!(&s, Status::Fail(m) if m.contains("nothing to compare")),
+            "{s:?}"
+        );
     }
 
     #[test]
     fn difference_names_the_line() {
         let m = first_difference(b"a 1\nb 2\n", b"a 1\nb 3\n");
-        assert!(m.contains("line 2") && m.contains("`b 2`") && m.contains("`b 3`"), "{m}");
+        assert!(
+            m.contains("line 2") && m.contains("`b 2`") && m.contains("`b 3`"),
+            "{m}"
+        );
     }
 }

@@ -110,7 +110,10 @@ mod tests {
         }
         assert_eq!(Toolchain::of_label("-llvm"), ("-llvm", Toolchain::Gcc));
         assert_eq!("llvm".parse::<Toolchain>(), Ok(Toolchain::Llvm));
-        assert!("clang".parse::<Toolchain>().unwrap_err().contains("gcc, llvm"));
+        assert!("clang"
+            .parse::<Toolchain>()
+            .unwrap_err()
+            .contains("gcc, llvm"));
     }
 
     #[test]

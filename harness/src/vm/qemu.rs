@@ -84,7 +84,9 @@ pub struct VmSpec<'a> {
 pub fn memory_mib(arch: &ArchProfile, symbols: u64, initrd: &std::path::Path) -> u32 {
     let initrd_mib = std::fs::metadata(initrd).map_or(0, |m| m.len() >> 20);
     let need = 128 + symbols * 4 / 1024 + 4 * initrd_mib;
-    u32::try_from(need).unwrap_or(u32::MAX).max(arch.qemu.memory_mib)
+    u32::try_from(need)
+        .unwrap_or(u32::MAX)
+        .max(arch.qemu.memory_mib)
 }
 
 /// Where the guest's serial console goes. It is always also saved in the
