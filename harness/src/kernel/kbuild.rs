@@ -81,7 +81,7 @@ impl BuildRequest<'_> {
             .arg(format!("O={}", dir.display()))
             .arg(format!("ARCH={}", self.arch.kernel_arch))
             .args(toolchain.make_vars(self.arch))
-            // A variant that cannot exist was rejected when configuring.
+            // Checked at the start of `build()`.
             .args(kconfig::make_vars(self.config).unwrap_or_default());
         if let Some(cache) = ccache::dir() {
             // Every make of a build dir (config steps too) must name the
@@ -184,6 +184,8 @@ pub fn build(req: &BuildRequest) -> Result<Built> {
     let _lock = layout::lock(&dir.with_extension("lock"))?;
     let log = dir.join("build.log");
     let frags = kconfig::fragments(req.arch, req.config)?;
+    // A malformed `# make:` line stops here, not silently in `req.make()`.
+    kconfig::make_vars(req.config)?;
     let (wanted, frag_digest) = kconfig::requested(&frags)?;
     let config_stamp = format!("{frag_digest} {}", req.source.key);
     let configured = fs::read_to_string(dir.join(CONFIG_STAMP)).ok().as_deref()
