@@ -193,18 +193,8 @@ fn check(dir: &Path, arch: &ArchProfile, toolchain: Toolchain) -> Result<String,
 
 /// Pipes `input` through `cmd`.
 fn filter(mut cmd: Command, input: &[u8]) -> Result<Vec<u8>, String> {
-    use std::io::Write;
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+    let out = crate::proc::output_with_input(&mut cmd, input)
         .map_err(|e| format!("sed: cannot run: {e}"))?;
-    let mut stdin = child.stdin.take().expect("piped");
-    let input = input.to_vec();
-    let writer = std::thread::spawn(move || stdin.write_all(&input));
-    let out = child.wait_with_output().map_err(|e| format!("sed: {e}"))?;
-    let _ = writer.join();
     if !out.status.success() {
         return Err(format!(
             "sed -f scripts/mksysmap: {}: {}",

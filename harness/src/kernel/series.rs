@@ -25,9 +25,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use anyhow::{anyhow, bail, Context, Result};
 use regex::Regex;
@@ -289,20 +288,7 @@ pub(crate) fn git_apply(tree: &Path, args: &[&str], input: &[u8]) -> Result<std:
     if let Some(parent) = tree.parent() {
         cmd.env("GIT_CEILING_DIRECTORIES", parent);
     }
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .context("running git apply (is git installed?)")?;
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    let data = input.to_vec();
-    let writer = std::thread::spawn(move || stdin.write_all(&data));
-    let out = child.wait_with_output().context("waiting for git apply")?;
-    // A broken pipe only means git stopped reading early; its exit status
-    // and stderr say why.
-    let _ = writer.join();
-    Ok(out)
+    crate::proc::output_with_input(&mut cmd, input).context("running git apply (is git installed?)")
 }
 
 fn shell_quote(s: &str) -> String {
