@@ -28,7 +28,7 @@ pub struct ExploreOptions {
 }
 
 /// The shell's initramfs, in the build dir beside the test run's.
-pub const SHELL_INITRAMFS: &str = "ksh-initramfs-shell.cpio.gz";
+pub const SHELL_INITRAMFS: &str = "ksh-initramfs-shell.cpio";
 
 /// The guest commands: shell scripts that call `/init`'s tool modes.
 fn tool_scripts() -> Vec<GuestFile> {

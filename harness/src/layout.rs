@@ -239,7 +239,7 @@ mod tests {
     #[test]
     fn a_full_disk_is_named_as_such() {
         let e = anyhow::Error::new(std::io::Error::from_raw_os_error(libc::ENOSPC))
-            .context("writing /x/ksh-initramfs.cpio.gz");
+            .context("writing /x/ksh-initramfs.cpio");
         let msg = describe_error(&e);
         assert!(
             msg.starts_with("no space left on device (") && msg.contains("ksh-initramfs"),

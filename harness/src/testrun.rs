@@ -501,7 +501,7 @@ fn boot_built(cell: &Cell, built: &Built, opts: &RunOptions) -> Result<(VmOutcom
 }
 
 /// The test run's initramfs, in the build dir.
-pub const INITRAMFS: &str = "ksh-initramfs.cpio.gz";
+pub const INITRAMFS: &str = "ksh-initramfs.cpio";
 
 /// Builds `/init`, computes the expectations (and the probe module) and
 /// writes the initramfs `name` in the build dir with `extra` files too.

@@ -126,7 +126,7 @@ pub fn run(args: FaultsArgs) -> Result<i32> {
         work: work.clone(),
         vmlinux: build_dir.join("vmlinux"),
         image: build_dir.join(arch.image),
-        initrd: build_dir.join("ksh-initramfs.cpio.gz"),
+        initrd: build_dir.join(harness::testrun::INITRAMFS),
         build_dir,
         runs_dir: cell.runs_dir(),
         seq: std::cell::Cell::new(0),

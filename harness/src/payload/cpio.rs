@@ -1,5 +1,5 @@
 //! A deterministic writer for "newc" cpio archives (the format the kernel
-//! unpacks as an initramfs), plus a deterministic gzip wrapper.
+//! unpacks as an initramfs).
 //!
 //! Why our own writer instead of `cpio -o` or `gen_init_cpio`: the harness
 //! rebuilds the initramfs for every cell and only rewrites it (and so only
@@ -19,7 +19,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::Write;
 
 /// File-type bits of `st_mode` (from `<sys/stat.h>`), spelled out so the
 /// archive does not depend on the host's libc.
@@ -392,19 +391,6 @@ fn pad4(out: &mut Vec<u8>) {
     out.resize(out.len().next_multiple_of(4), 0);
 }
 
-/// Compresses `data` as a gzip stream with a fixed level and a header
-/// without file name or mtime (mtime field 0, OS "unknown"), so the output
-/// depends only on `data` (and the flate2 backend version).
-pub fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut enc = flate2::GzBuilder::new()
-        .mtime(0)
-        .operating_system(255)
-        .write(Vec::new(), flate2::Compression::new(9));
-    // Writing into a Vec cannot fail.
-    enc.write_all(data).expect("gzip into memory");
-    enc.finish().expect("gzip into memory")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -523,7 +509,6 @@ mod tests {
             .unwrap();
         c.add_char_dev("dev/console", 0o600, 5, 1).unwrap();
         assert_eq!(a, c.finish().unwrap());
-        assert_eq!(gzip(&a), gzip(&a));
     }
 
     #[test]
@@ -612,19 +597,5 @@ mod tests {
             .map(|e| e.name)
             .collect();
         assert_eq!(names, ["d", "f", "p", "p/q", TRAILER]);
-    }
-
-    #[test]
-    fn gzip_round_trips_with_fixed_header() {
-        use std::io::Read;
-        let data = sample().finish().unwrap();
-        let gz = gzip(&data);
-        assert_eq!(&gz[..4], &[0x1f, 0x8b, 8, 0], "no FNAME/FEXTRA flags");
-        assert_eq!(&gz[4..8], &[0, 0, 0, 0], "mtime 0");
-        let mut back = Vec::new();
-        flate2::read::GzDecoder::new(&gz[..])
-            .read_to_end(&mut back)
-            .unwrap();
-        assert_eq!(back, data);
     }
 }

@@ -19,7 +19,10 @@ pub struct GuestFile {
     pub data: Vec<u8>,
 }
 
-/// Builds the gzip-compressed newc archive for `init` plus `files`.
+/// Builds the newc archive for `init` plus `files`, uncompressed: the
+/// kernel unpacks it without inflating (about 0.1 s of a 1.2 s x86_64
+/// boot under TCG went to inflating the 7 MB of expectations), and the
+/// host writes it without deflating.
 pub fn build(init: &[u8], files: &[GuestFile]) -> Result<Vec<u8>> {
     let mut cpio = CpioBuilder::new();
     for dir in [
@@ -40,12 +43,12 @@ pub fn build(init: &[u8], files: &[GuestFile]) -> Result<Vec<u8>> {
     for f in files {
         cpio.add_file(&f.path, f.mode, f.data.clone())?;
     }
-    Ok(crate::payload::cpio::gzip(&cpio.finish()?))
+    Ok(cpio.finish()?)
 }
 
 /// Writes the archive for `init` plus `files` to `path`, unless the one
-/// there was built from the same inputs by this harness binary (gzip of a
-/// few MiB was most of a warm run's host work per cell) and still has the
+/// there was built from the same inputs by this harness binary (reading
+/// and hashing the inputs is cheaper than writing a few MiB again) and still has the
 /// size and digest recorded when it was written: a truncated or altered
 /// archive is rewritten, with a notice. Returns whether it wrote.
 pub fn write(path: &Path, init: &[u8], files: &[GuestFile]) -> Result<bool> {
@@ -125,7 +128,7 @@ mod tests {
     #[test]
     fn a_truncated_archive_is_rewritten_not_trusted() {
         let d = tempfile::tempdir().unwrap();
-        let path = d.path().join("ksh-initramfs.cpio.gz");
+        let path = d.path().join("ksh-initramfs.cpio");
         let files = [GuestFile {
             path: "/ksh/x".into(),
             mode: 0o644,

@@ -75,15 +75,15 @@ pub struct VmSpec<'a> {
 
 /// Guest memory for a kernel of `symbols` kallsyms symbols booted with
 /// the initramfs `initrd`: the arch profile's (enough for the tiny
-/// kernels), or more for a larger kernel. The initramfs is unpacked into
-/// RAM next to its compressed image, and two probes at a time hold
+/// kernels), or more for a larger kernel. The initramfs (uncompressed) is
+/// unpacked into RAM next to its image, and two probes at a time hold
 /// `/proc/kallsyms`-sized texts and their expectations: at 177k symbols
 /// (x86_64 defconfig) `kallsyms-sizes-file` alone reached 117 MB and the
-/// guest ran out of 256 MB. So 4 KiB per symbol and four times the
-/// initramfs on top of 128 MiB.
+/// guest ran out of 256 MB. So 4 KiB per symbol and twice the initramfs
+/// on top of 128 MiB.
 pub fn memory_mib(arch: &ArchProfile, symbols: u64, initrd: &std::path::Path) -> u32 {
     let initrd_mib = std::fs::metadata(initrd).map_or(0, |m| m.len() >> 20);
-    let need = 128 + symbols * 4 / 1024 + 4 * initrd_mib;
+    let need = 128 + symbols * 4 / 1024 + 2 * initrd_mib;
     u32::try_from(need)
         .unwrap_or(u32::MAX)
         .max(arch.qemu.memory_mib)
