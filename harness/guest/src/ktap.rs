@@ -27,6 +27,9 @@ pub struct CaseWriter<W: Write> {
     next: usize,
     /// The count line of the case being reported (set by `counted`).
     count: Option<String>,
+    /// When the previous case was reported (or the writer made), for the
+    /// per-case time lines; `None` leaves them out (unit tests).
+    case_started: Option<std::time::Instant>,
 }
 
 impl<W: Write> CaseWriter<W> {
@@ -36,7 +39,16 @@ impl<W: Write> CaseWriter<W> {
             spec,
             next: 0,
             count: None,
+            case_started: None,
         }
+    }
+
+    /// Also writes `# case-time: CASE N ms` before each case's result: the
+    /// time since the previous case, so a slow probe says which part of it
+    /// is slow.
+    pub fn with_case_times(mut self) -> Self {
+        self.case_started = Some(std::time::Instant::now());
+        self
     }
 
     /// Reports `case`, which must be the next declared case.
@@ -51,11 +63,18 @@ impl<W: Write> CaseWriter<W> {
         let n = self.next;
         // The count line goes last, right before the result line, so a
         // probe that dies before this point leaves no count behind.
-        let count = self
+        let mut count = self
             .count
             .take()
             .map(|c| format!("{c}\n"))
             .unwrap_or_default();
+        if let Some(t) = self.case_started.as_mut() {
+            count = format!(
+                "# case-time: {case} {} ms\n{count}",
+                t.elapsed().as_millis()
+            );
+            *t = std::time::Instant::now();
+        }
         let line = match verdict {
             Verdict::Pass => format!("{count}ok {n} {case}\n"),
             Verdict::Skip(why) => format!("{count}ok {n} {case} # SKIP {why}\n"),
@@ -232,5 +251,26 @@ mod tests {
              # ksh-checked: sizes/last-byte 0 of 10 mismatched\n\
              ok 3 last-byte\n"
         );
+    }
+
+    #[test]
+    fn case_times_come_before_the_count_line() {
+        let spec = ksh_proto::probe("sizes").unwrap();
+        let mut buf = Vec::new();
+        let mut w = CaseWriter::new(&mut buf, spec).with_case_times();
+        w.checked_items("start-name-offset", 3, "x", &[], "empty list");
+        drop(w);
+        let out = String::from_utf8(buf).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 3, "{out}");
+        assert!(
+            lines[0].starts_with("# case-time: start-name-offset ") && lines[0].ends_with(" ms"),
+            "{out}"
+        );
+        assert_eq!(
+            lines[1],
+            "# ksh-checked: sizes/start-name-offset 0 of 3 mismatched"
+        );
+        assert_eq!(lines[2], "ok 1 start-name-offset");
     }
 }

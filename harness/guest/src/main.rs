@@ -31,7 +31,7 @@ fn main() {
             eprintln!("ksh-init: unknown probe {}", args[2]);
             std::process::exit(2);
         };
-        let mut out = ktap::CaseWriter::new(std::io::stdout().lock(), spec);
+        let mut out = ktap::CaseWriter::new(std::io::stdout().lock(), spec).with_case_times();
         probes::run(spec, &mut out);
         out.finish();
         return;
