@@ -102,7 +102,9 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             // Every item of every case is missing: counted, so that a kernel
             // without the file fails as a kernel without sizes should.
             let why = format!("{PATH}: {e}");
-            let vmlinux = sized_vmlinux_symbols().map(|v| v.len()).unwrap_or(1);
+            let vmlinux = support::expect_text(ksh_proto::EXPECT_SIZES)
+                .and_then(|t| sized_vmlinux_symbols(&t).map(|v| v.len()))
+                .unwrap_or(1);
             let module = support::module_syms().map(|v| v.len()).unwrap_or(1);
             for (case, n) in [
                 ("lines", reference.len()),
@@ -162,7 +164,8 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
 
     // vmlinux-sizes: every sized symbol with its ELF size.
     let check_vmlinux = || -> Result<(usize, Vec<String>), String> {
-        let expected = sized_vmlinux_symbols()?;
+        let sizes_text = support::expect_text(ksh_proto::EXPECT_SIZES)?;
+        let expected = sized_vmlinux_symbols(&sizes_text)?;
         let offset = support::kaslr_offset()?;
         let listed: HashMap<(u64, &str), u64> = parsed
             .iter()
@@ -171,7 +174,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             .collect();
         let mut bad = Vec::new();
         for (addr, name, size) in &expected {
-            match listed.get(&(*addr, name.as_str())) {
+            match listed.get(&(*addr, *name)) {
                 Some(s) if s == size => {}
                 Some(s) => bad.push(format!(
                     "{name} ({addr:#x}): size {s:#x}, ELF size {size:#x}"
@@ -274,19 +277,19 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
 }
 
 /// (link-time address, name, ELF size) of every sized vmlinux symbol the
-/// host expects in kallsyms: the sized lines of `sizes.txt`, each read
-/// with the contract's own line parser (grouping the whole file, as the
-/// lookup probes do, costs several hundred ms under TCG and is not needed
-/// here).
-fn sized_vmlinux_symbols() -> Result<Vec<(u64, String, u64)>, String> {
+/// host expects in kallsyms: the sized lines of `sizes.txt` (its `text`),
+/// each read with the contract's own line parser (grouping the whole file,
+/// as the lookup probes do, costs several hundred ms under TCG and is not
+/// needed here). Names are borrowed from `text`: one allocation per
+/// symbol showed under TCG.
+fn sized_vmlinux_symbols(text: &str) -> Result<Vec<(u64, &str, u64)>, String> {
     use ksh_proto::files::{Line, SizesLine};
-    let text = support::expect_text(ksh_proto::EXPECT_SIZES)?;
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(text.len() / 40);
     for (i, l) in text.lines().enumerate() {
         let s = SizesLine::parse(l)
             .map_err(|e| format!("{} line {}: {e}", ksh_proto::EXPECT_SIZES, i + 1))?;
         if let Some((size, _)) = s.sized {
-            out.push((s.addr, s.name.to_string(), size));
+            out.push((s.addr, s.name, size));
         }
     }
     Ok(out)
