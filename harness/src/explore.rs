@@ -100,6 +100,7 @@ pub fn run(cell: &Cell, opts: &ExploreOptions) -> Result<i32> {
         guest_params,
         console: Console::Interactive,
         gdb_port: None,
+        instruction_clock: false,
     };
     if let Some(port) = opts.gdb_port {
         testrun::debug_session(&mut spec, &built, port);

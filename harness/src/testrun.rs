@@ -150,6 +150,9 @@ pub struct RunOptions {
     /// QEMU's gdbstub on this port; the guest waits for gdb and no VM
     /// limit applies (`--gdb`).
     pub gdb_port: Option<u16>,
+    /// Boot with an instruction clock (`qemu::INSTRUCTION_CLOCK`): the
+    /// bench's lookup cost in instructions. Needs TCG.
+    pub instruction_clock: bool,
 }
 
 /// Below this much free space the run dir counts as full (a console log
@@ -238,13 +241,21 @@ pub fn cpus_for(built: &Built) -> u32 {
 
 /// Overall VM limit: boot allowance plus every probe's own timeout for a
 /// kernel of `symbols` symbols.
-fn timeouts(first_output: Duration, silence: Duration, symbols: u64) -> Timeouts {
+fn timeouts(first_output: Duration, silence: Duration, symbols: u64, scale: u32) -> Timeouts {
     let probes: Duration = ksh_proto::PROBES.iter().map(|p| p.timeout(symbols)).sum();
     Timeouts {
         first_output,
         silence,
-        overall: Duration::from_secs(60) + probes,
+        overall: Duration::from_secs(60) + probes * scale,
     }
+}
+
+/// The guest's probe timeouts are multiplied by `ksh.timeout_scale=N`
+/// (the bench's instruction clock): so is the VM's overall limit.
+fn timeout_scale(guest_params: &[String]) -> u32 {
+    ksh_proto::cmdline_number(&guest_params.join(" "), ksh_proto::TIMEOUT_SCALE_PARAM)
+        .unwrap_or(1)
+        .clamp(1, 100) as u32
 }
 
 /// Boots with the chosen accelerator, falling back from a silent KVM to TCG
@@ -258,6 +269,9 @@ fn boot(
     symbols: u64,
 ) -> Result<VmOutcome> {
     let candidates = accel::candidates(opts.accel, cell.arch)?;
+    if opts.instruction_clock && candidates.contains(&Accel::Kvm) {
+        anyhow::bail!("an instruction clock (QEMU's -icount) needs TCG: run with --accel tcg");
+    }
     let mut last = None;
     for (i, acc) in candidates.iter().enumerate() {
         let fallback_possible = i + 1 < candidates.len();
@@ -271,7 +285,15 @@ fn boot(
             accel: *acc,
             kernel: built.image.clone(),
             initrd: initrd.clone(),
-            cpus: cpus_for(built),
+            // The instruction clock counts every vCPU's instructions: with
+            // two, a lookup loop's time doubled whenever the other vCPU was
+            // not halted (x86_64/minimal: 54k or 100k ns per lookup, boot by
+            // boot).
+            cpus: if opts.instruction_clock {
+                1
+            } else {
+                cpus_for(built)
+            },
             memory_mib: qemu::memory_mib(cell.arch, symbols, &initrd),
             run_dir: run_dir.clone(),
             qmp_socket: qemu::qmp_socket_path(&cell.name()),
@@ -279,6 +301,7 @@ fn boot(
                 first_output,
                 opts.silence_limit.unwrap_or(DEFAULT_SILENCE),
                 symbols,
+                timeout_scale(&opts.guest_params),
             ),
             guest_params: opts.guest_params.clone(),
             console: if opts.stream_console {
@@ -287,6 +310,7 @@ fn boot(
                 qemu::Console::Log
             },
             gdb_port: None,
+            instruction_clock: opts.instruction_clock,
         };
         if let Some(port) = opts.gdb_port {
             debug_session(&mut spec, built, port);

@@ -26,6 +26,10 @@ use crate::selection;
 
 /// Rounds of `lookup-bench` per boot in the benchmark.
 const LOOKUP_ROUNDS: u32 = 9;
+/// How much longer a probe may take under the instruction clock (one
+/// vCPU at a time, icount's bookkeeping): x86_64/minimal's lookup-bench
+/// ran about 7 times as long as under multi-threaded TCG.
+const INSTRUCTION_CLOCK_SLOWDOWN: u32 = 10;
 
 /// Median and spread of a sample.
 fn stats(mut xs: Vec<f64>) -> Value {
@@ -203,86 +207,108 @@ fn run_steps(args: &BenchArgs, report: &mut Value, step: &mut &'static str) -> R
         silence_limit: None,
         stream_console: false,
         gdb_port: None,
+        instruction_clock: false,
     };
     if want(BenchSection::Lookups) {
         *step = "3. lookup cost in the guest";
         println!(
-            "\n== 3. lookup cost in the guest ({} x {} lookups per boot, median) ==",
+            "\n== 3. lookup cost in the guest ({} x {} lookups per boot, median; \
+             wall clock, then an instruction clock) ==",
             LOOKUP_ROUNDS,
             ksh_proto::LOOKUP_BENCH_COUNT
         );
         let mut lookups = Vec::new();
         for &arch in &arches {
-            // Per kernel (baseline, patched): (ns per lookup, ns per %pS) per boot.
-            let mut samples: [Vec<(f64, f64)>; 2] = [Vec::new(), Vec::new()];
-            // ns per lookup of every sized symbol's start and last byte, one
-            // in-kernel loop repeated LOOKUP_ROUNDS times per boot (median).
-            let mut sized: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
-            let mut accel = "";
-            for _ in 0..args.runs {
-                for (i, src) in [&baseline, &patched].into_iter().enumerate() {
-                    let cell = Cell {
-                        arch,
-                        config: config.clone(),
-                        source: src,
-                    };
-                    let (_, times) = testrun::run_cell(&cell, &opts)?;
-                    accel = times.accel.unwrap_or("");
-                    if let Some(l) = lookup_figures(&cell) {
-                        samples[i].push(l);
-                    }
-                    if let Some(x) = sized_figure(&cell) {
-                        sized[i].push(x);
-                    }
-                }
-            }
-            let column = |i: usize, j: usize| -> Vec<f64> {
-                samples[i]
-                    .iter()
-                    .map(|l| if j == 0 { l.0 } else { l.1 })
-                    .collect()
+            let wall = lookup_boots(arch, &config, [&baseline, &patched], &opts, args.runs)?;
+            // The same boots with QEMU counting instructions: the guest's
+            // clock is then its instruction count, so the figure does not
+            // move with the host's load (the wall clock here is noise-bound
+            // at several percent).
+            let icount_opts = RunOptions {
+                accel: harness::vm::accel::AccelChoice::Tcg,
+                instruction_clock: true,
+                // Boots under -icount run several times slower: only the
+                // timing probe runs there.
+                // One round: rounds do not differ under an instruction clock.
+                guest_params: vec![
+                    format!("{}=1", ksh_proto::BENCH_ROUNDS_PARAM),
+                    format!("{}=lookup-bench", ksh_proto::ONLY_PROBES_PARAM),
+                    format!(
+                        "{}={INSTRUCTION_CLOCK_SLOWDOWN}",
+                        ksh_proto::TIMEOUT_SCALE_PARAM
+                    ),
+                ],
+                // lookup-bench reports once, at its end.
+                silence_limit: Some(testrun::DEFAULT_SILENCE * INSTRUCTION_CLOCK_SLOWDOWN),
+                ..opts.clone()
             };
-            let med = |v: Vec<f64>| stats(v)["median"].as_f64().unwrap_or(f64::NAN);
-            // Under TCG a whole boot can run 30% slow when the host is busy;
-            // the fastest boot of each kernel is the least disturbed, so the
-            // ratio of minimums is printed next to the ratio of medians.
-            let min = |v: Vec<f64>| v.into_iter().fold(f64::INFINITY, f64::min);
-            let (bl, pl) = (med(column(0, 0)), med(column(1, 0)));
-            let (bf, pf) = (med(column(0, 1)), med(column(1, 1)));
-            let lookup_min_ratio = min(column(1, 0)) / min(column(0, 0));
-            let format_min_ratio = min(column(1, 1)) / min(column(0, 1));
+            let counted = lookup_boots(
+                arch,
+                &config,
+                [&baseline, &patched],
+                &icount_opts,
+                args.runs,
+            )?;
+            let (bl, pl) = (median(&wall.lookup[0]), median(&wall.lookup[1]));
+            let (bf, pf) = (median(&wall.format[0]), median(&wall.format[1]));
+            let lookup_min_ratio = minimum(&wall.lookup[1]) / minimum(&wall.lookup[0]);
+            let format_min_ratio = minimum(&wall.format[1]) / minimum(&wall.format[0]);
             println!(
-            "{:<7} lookup: baseline {bl:.0} ns, patched {pl:.0} ns, ratio {:.3} (of minimums {lookup_min_ratio:.3}); \
-             %pS: baseline {bf:.0} ns, patched {pf:.0} ns, ratio {:.3} (of minimums {format_min_ratio:.3})",
-            arch.name,
-            pl / bl,
-            pf / bf
-        );
-            let spread = |v: &[f64]| {
-                let m = med(v.to_vec());
-                let (lo, hi) = (
-                    min(v.to_vec()),
-                    v.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
-                );
-                (hi - lo) / m
-            };
-            let (sb, sp) = (med(sized[0].clone()), med(sized[1].clone()));
+                "{:<7} lookup: baseline {bl:.0} ns, patched {pl:.0} ns, ratio {:.3} (of minimums {lookup_min_ratio:.3}); \
+                 %pS: baseline {bf:.0} ns, patched {pf:.0} ns, ratio {:.3} (of minimums {format_min_ratio:.3})",
+                arch.name,
+                pl / bl,
+                pf / bf
+            );
+            let (sb, sp) = (median(&wall.sized[0]), median(&wall.sized[1]));
             println!(
-            "{:<7} every sized symbol, in-kernel loop: baseline {sb:.1} ns, patched {sp:.1} ns per lookup, ratio {:.3} (goal <= 1.05); spread over boots: baseline {:.1}%, patched {:.1}%",
-            arch.name,
-            sp / sb,
-            100.0 * spread(&sized[0]),
-            100.0 * spread(&sized[1])
-        );
+                "{:<7} every sized symbol, in-kernel loop, wall clock: baseline {sb:.1} ns, patched {sp:.1} ns per lookup, ratio {:.3}; spread over boots: baseline {:.1}%, patched {:.1}%",
+                arch.name,
+                sp / sb,
+                100.0 * spread(&wall.sized[0]),
+                100.0 * spread(&wall.sized[1])
+            );
+            let per_insn = harness::vm::qemu::INSTRUCTION_CLOCK_NS;
+            let (ib, ip) = (
+                median(&counted.sized[0]) / per_insn,
+                median(&counted.sized[1]) / per_insn,
+            );
+            println!(
+                "{:<7} every sized symbol, in-kernel loop, instruction clock: baseline {ib:.1}, patched {ip:.1} instructions per lookup, ratio {:.3} (goal <= 1.05); spread over boots: baseline {:.2}%, patched {:.2}%",
+                arch.name,
+                ip / ib,
+                100.0 * spread(&counted.sized[0]),
+                100.0 * spread(&counted.sized[1])
+            );
+            // The random addresses differ from boot to boot, so these move
+            // a little even under the instruction clock.
+            let (icl, icf) = (
+                median(&counted.lookup[1]) / median(&counted.lookup[0]),
+                median(&counted.format[1]) / median(&counted.format[0]),
+            );
+            println!(
+                "{:<7} random addresses, instruction clock: lookup ratio {icl:.3}, %pS ratio {icf:.3}; spread over boots: lookup {:.2}%/{:.2}%, %pS {:.2}%/{:.2}% (baseline/patched)",
+                arch.name,
+                100.0 * spread(&counted.lookup[0]),
+                100.0 * spread(&counted.lookup[1]),
+                100.0 * spread(&counted.format[0]),
+                100.0 * spread(&counted.format[1])
+            );
             lookups.push(json!({
-            "arch": arch.name, "accel": accel,
-            "sized_lookup_ns": { "baseline": stats(sized[0].clone()), "patched": stats(sized[1].clone()) },
-            "sized_lookup_ratio": sp / sb,
-            "lookup_ns": { "baseline": stats(column(0, 0)), "patched": stats(column(1, 0)) },
-            "format_ns": { "baseline": stats(column(0, 1)), "patched": stats(column(1, 1)) },
-            "lookup_ratio": pl / bl, "format_ratio": pf / bf,
-            "lookup_ratio_of_minimums": lookup_min_ratio, "format_ratio_of_minimums": format_min_ratio,
-        }));
+                "arch": arch.name, "accel": wall.accel,
+                "sized_lookup_ns": { "baseline": stats(wall.sized[0].clone()), "patched": stats(wall.sized[1].clone()) },
+                "sized_lookup_ratio": sp / sb,
+                "sized_lookup_instructions": {
+                    "baseline": stats(counted.sized[0].iter().map(|x| x / per_insn).collect()),
+                    "patched": stats(counted.sized[1].iter().map(|x| x / per_insn).collect()),
+                },
+                "sized_lookup_instruction_ratio": ip / ib,
+                "instruction_clock_lookup_ratio": icl, "instruction_clock_format_ratio": icf,
+                "lookup_ns": { "baseline": stats(wall.lookup[0].clone()), "patched": stats(wall.lookup[1].clone()) },
+                "format_ns": { "baseline": stats(wall.format[0].clone()), "patched": stats(wall.format[1].clone()) },
+                "lookup_ratio": pl / bl, "format_ratio": pf / bf,
+                "lookup_ratio_of_minimums": lookup_min_ratio, "format_ratio_of_minimums": format_min_ratio,
+            }));
         }
         report["guest_lookup"] = json!(lookups);
     }
@@ -444,6 +470,77 @@ fn run_steps(args: &BenchArgs, report: &mut Value, step: &mut &'static str) -> R
         report["edit_to_result"] = json!(edit);
     }
     Ok(())
+}
+
+/// The `lookup-bench` figures of `runs` boots of each kernel (baseline,
+/// patched), booted alternately so both see the same host load.
+struct LookupBoots {
+    accel: &'static str,
+    /// ns (or instructions) per lookup of 10,000 addresses, per boot.
+    lookup: [Vec<f64>; 2],
+    /// ns per `%pS` of the same addresses, per boot.
+    format: [Vec<f64>; 2],
+    /// ns per lookup of every sized symbol's start and last byte, one
+    /// in-kernel loop repeated LOOKUP_ROUNDS times per boot (median).
+    sized: [Vec<f64>; 2],
+}
+
+fn lookup_boots(
+    arch: &'static harness::vm::arch::ArchProfile,
+    config: &str,
+    sources: [&source::KernelSource; 2],
+    opts: &RunOptions,
+    runs: usize,
+) -> Result<LookupBoots> {
+    let mut out = LookupBoots {
+        accel: "",
+        lookup: Default::default(),
+        format: Default::default(),
+        sized: Default::default(),
+    };
+    for _ in 0..runs {
+        for (i, src) in sources.into_iter().enumerate() {
+            let cell = Cell {
+                arch,
+                config: config.to_string(),
+                source: src,
+            };
+            let (_, times) = testrun::run_cell(&cell, opts)?;
+            out.accel = times.accel.unwrap_or("");
+            if let Some((l, f)) = lookup_figures(&cell) {
+                out.lookup[i].push(l);
+                out.format[i].push(f);
+            }
+            match sized_figure(&cell) {
+                Some(x) => out.sized[i].push(x),
+                None => bail!(
+                    "{}: lookup-bench reported no sized_lookup_ns= figure (see {})",
+                    cell.name(),
+                    cell.run_dir()
+                        .join(harness::vm::qemu::RESULTS_FILE)
+                        .display()
+                ),
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn median(v: &[f64]) -> f64 {
+    stats(v.to_vec())["median"].as_f64().unwrap_or(f64::NAN)
+}
+
+/// Under TCG a whole boot can run 30% slow when the host is busy; the
+/// fastest boot of each kernel is the least disturbed, so the ratio of
+/// minimums is printed next to the ratio of medians.
+fn minimum(v: &[f64]) -> f64 {
+    v.iter().cloned().fold(f64::INFINITY, f64::min)
+}
+
+/// (max - min) / median.
+fn spread(v: &[f64]) -> f64 {
+    let hi = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    (hi - minimum(v)) / median(v)
 }
 
 /// Lookup and `%pS` ns from the `lookup-bench` probe's diagnostics

@@ -74,6 +74,7 @@ fn test_commit(
         silence_limit: None,
         stream_console: false,
         gdb_port: None,
+        instruction_clock: false,
     };
     eprintln!("ksh-bisect: testing {} {subject}", &commit[..12]);
     let (cell_report, times) = testrun::run_cell(&cell, &opts)?;

@@ -279,7 +279,7 @@ pub enum BenchSection {
     Generator,
     /// 2. The kallsyms tables' bytes, patched vs baseline.
     Memory,
-    /// 3. Lookup cost in the guest (instruction clock under TCG).
+    /// 3. Lookup cost in the guest (wall clock, and an instruction clock: QEMU's -icount).
     Lookups,
     /// 4. Null boot vs boot-to-results.
     Boot,

@@ -81,6 +81,7 @@ pub fn run(args: MutantsArgs) -> Result<i32> {
         silence_limit: None,
         stream_console: false,
         gdb_port: None,
+        instruction_clock: false,
     };
     let started = Instant::now();
     let mut rows = Vec::new();

@@ -67,6 +67,7 @@ pub fn run(mut args: TestArgs) -> Result<i32> {
             silence_limit: args.vm_silence.map(Duration::from_secs),
             stream_console: args.console || args.gdb.gdb,
             gdb_port: args.gdb.port(),
+            instruction_clock: false,
         },
         cells: selected_cells.clone(),
         source: OnceLock::new(),

@@ -104,7 +104,12 @@ fn init() {
     report.push_str(&format!("1..{}\n", PROBES.len()));
     report.push_str(&probes::snapshot_proc_kallsyms());
     let _ = port.write_all(report.as_bytes());
-    run_all_probes(|block| {
+    let only: Option<Vec<&str>> = cmdline.split_whitespace().find_map(|w| {
+        w.strip_prefix(ksh_proto::ONLY_PROBES_PARAM)
+            .and_then(|v| v.strip_prefix('='))
+            .map(|v| v.split(',').collect())
+    });
+    run_all_probes(only.as_deref(), |block| {
         let _ = port.write_all(block.as_bytes());
         let _ = port.flush();
     });
@@ -141,8 +146,9 @@ fn null_boot() -> ! {
 /// its own process, so they share nothing but the kernel), and hands their
 /// KTAP blocks to `emit` in registry order as soon as each is complete.
 /// They start longest first ([`start_order`]); probes marked `runs_alone`
-/// wait for the others and run by themselves.
-fn run_all_probes(mut emit: impl FnMut(&str)) {
+/// wait for the others and run by themselves. With `only` (the bench's
+/// `ksh.only=`), the other probes are reported as not run.
+fn run_all_probes(only: Option<&[&str]>, mut emit: impl FnMut(&str)) {
     let lanes = std::thread::available_parallelism().map_or(1, |n| n.get());
     let order = start_order();
     let (done_tx, done_rx) = std::sync::mpsc::channel::<(usize, String)>();
@@ -155,6 +161,13 @@ fn run_all_probes(mut emit: impl FnMut(&str)) {
             let spec = &PROBES[i];
             if spec.runs_alone && running > 0 {
                 break;
+            }
+            if only.is_some_and(|o| !o.contains(&spec.name)) {
+                let why = format!("not run: not named by {}=", ksh_proto::ONLY_PROBES_PARAM);
+                let _ = done_tx.send((i, not_run_block(i + 1, spec, &why)));
+                running += 1;
+                next_start += 1;
+                continue;
             }
             let tx = done_tx.clone();
             std::thread::spawn(move || {
@@ -262,7 +275,12 @@ fn run_probe_child(number: usize, spec: &ProbeSpec) -> String {
         let _ = BufReader::new(stderr).take(8192).read_to_string(&mut s);
         s
     });
-    let limit = spec.timeout(probes::symbols_in_build());
+    let scale = std::fs::read_to_string("/proc/cmdline")
+        .ok()
+        .and_then(|c| ksh_proto::cmdline_number(&c, ksh_proto::TIMEOUT_SCALE_PARAM))
+        .unwrap_or(1)
+        .clamp(1, 100);
+    let limit = spec.timeout(probes::symbols_in_build()) * scale as u32;
     let mut timed_out = false;
     let status = loop {
         match child.try_wait() {

@@ -478,6 +478,26 @@ pub const BENCH_ROUNDS_PARAM: &str = "ksh.bench_rounds";
 /// the same kernel and initramfs, against which boot-to-results is judged.
 pub const NULL_BOOT_PARAM: &str = "ksh.null_boot";
 
+/// Kernel command-line parameter (`ksh.only=PROBE[,PROBE...]`) with which
+/// `cargo xtask bench` runs only the probes it reads figures from: its
+/// instruction-clock boots run several times slower than a test run, and
+/// only `lookup-bench` is timed there. Every other probe is reported as
+/// not run (failed), so a test run never passes with it.
+pub const ONLY_PROBES_PARAM: &str = "ksh.only";
+
+/// Kernel command-line parameter (`ksh.timeout_scale=N`) that multiplies
+/// every probe's timeout by N: the bench's instruction-clock boots run
+/// one vCPU at a time, several times slower than a test run.
+pub const TIMEOUT_SCALE_PARAM: &str = "ksh.timeout_scale";
+
+/// The `N` of a `PARAM=N` word of a kernel command line.
+pub fn cmdline_number(cmdline: &str, param: &str) -> Option<u64> {
+    cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(param)?.strip_prefix('='))
+        .and_then(|v| v.parse().ok())
+}
+
 /// Kernel command-line word for a machine without a power-off device (the
 /// x86_64 `microvm`): `ksh.exit_port=0xPORT` names the I/O port of QEMU's
 /// `isa-debug-exit` device, and `/init` ends the run by writing
@@ -562,6 +582,18 @@ pub fn completion_record(probes: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_of_the_command_line() {
+        let c = "console=ttyS0 ksh.bench_rounds=9 ksh.timeout_scale=10 ksh.bench_roundsx=3";
+        assert_eq!(cmdline_number(c, BENCH_ROUNDS_PARAM), Some(9));
+        assert_eq!(cmdline_number(c, TIMEOUT_SCALE_PARAM), Some(10));
+        assert_eq!(
+            cmdline_number("ksh.timeout_scale=x", TIMEOUT_SCALE_PARAM),
+            None
+        );
+        assert_eq!(cmdline_number("", TIMEOUT_SCALE_PARAM), None);
+    }
 
     #[test]
     fn probe_and_case_names_are_unique_and_path_safe() {

@@ -71,7 +71,23 @@ pub struct VmSpec<'a> {
     /// QEMU's gdbstub on this TCP port of 127.0.0.1, the guest halted at
     /// the first instruction until gdb continues it (`--gdb`).
     pub gdb_port: Option<u16>,
+    /// The guest's clocks count instructions ([`INSTRUCTION_CLOCK`]), for
+    /// the bench's lookup cost: TCG only.
+    pub instruction_clock: bool,
 }
+
+/// QEMU's `-icount` setting for an instruction clock: every guest
+/// instruction advances the virtual clock by 2^4 ns
+/// ([`INSTRUCTION_CLOCK_NS`]), so a time the guest measures is its
+/// instruction count times 16, the same on every host and under any load
+/// (`sleep=off`: an idle guest's clock jumps to its next timer instead of
+/// following the host's). With 1 ns per instruction (`shift=0`) the
+/// x86_64 null boot took 19 s instead of 2.5 s: the kernel's delays are
+/// in time, and cost 16 times the instructions. icount runs one vCPU at a
+/// time (`thread=single`), so it is for the bench, not for test runs.
+pub const INSTRUCTION_CLOCK: &str = "shift=4,sleep=off";
+/// Guest nanoseconds per instruction under [`INSTRUCTION_CLOCK`].
+pub const INSTRUCTION_CLOCK_NS: f64 = 16.0;
 
 /// Guest memory for a kernel of `symbols` kallsyms symbols booted with
 /// the initramfs `initrd`: the arch profile's (enough for the tiny
@@ -149,6 +165,8 @@ pub fn command(spec: &VmSpec) -> Command {
     let mut cmd = Command::new(q.binary);
     let (accel, cpu) = match spec.accel {
         Accel::Kvm => ("kvm".to_string(), q.cpu_kvm),
+        // icount and multi-threaded TCG exclude each other.
+        Accel::Tcg if spec.instruction_clock => ("tcg,thread=single".to_string(), q.cpu_tcg),
         Accel::Tcg => (format!("tcg{}", q.tcg_opts), q.cpu_tcg),
     };
     cmd.args([
@@ -187,6 +205,9 @@ pub fn command(spec: &VmSpec) -> Command {
     };
     if let Some(port) = spec.gdb_port {
         cmd.args(["-gdb", &format!("tcp:127.0.0.1:{port}"), "-S"]);
+    }
+    if spec.instruction_clock {
+        cmd.args(["-icount", INSTRUCTION_CLOCK]);
     }
     cmd.args(["-serial", "chardev:console"])
         .args(["-device", &format!("{},id=vser0", q.virtio_serial_device)])
@@ -734,6 +755,7 @@ mod tests {
             guest_params: Vec::new(),
             console: Console::Log,
             gdb_port: None,
+            instruction_clock: false,
         }
     }
 
@@ -771,6 +793,20 @@ mod tests {
             value_after(&a, "-qmp"),
             ["unix:/tmp/q.sock,server=on,wait=off"]
         );
+    }
+
+    #[test]
+    fn instruction_clock_is_single_threaded_icount() {
+        for arch in [&X86_64, &ARM64] {
+            let a = args(&command(&VmSpec {
+                instruction_clock: true,
+                ..spec(arch, Accel::Tcg)
+            }));
+            assert_eq!(value_after(&a, "-accel"), ["tcg,thread=single"]);
+            assert_eq!(value_after(&a, "-icount"), [INSTRUCTION_CLOCK]);
+            let plain = args(&command(&spec(arch, Accel::Tcg)));
+            assert!(value_after(&plain, "-icount").is_empty());
+        }
     }
 
     #[test]

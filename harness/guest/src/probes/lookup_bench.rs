@@ -4,9 +4,10 @@
 //! (`# lookup_ns=N format_ns=M`) that `cargo xtask bench` reads; the case
 //! only fails when the kernel could not be measured.
 //!
-//! One round by default; `ksh.bench_rounds=N` on the kernel command line
-//! (`cargo xtask bench` sets it) runs N and reports their medians, each
-//! round on a line of its own.
+//! A plain test run does one short round; `ksh.bench_rounds=N` on the
+//! kernel command line (`cargo xtask bench` sets it) runs N full rounds
+//! and reports their medians, each round on a line of its own (N = 1
+//! under the bench's instruction clock, where rounds do not differ).
 //!
 //! Then the cost that resolves small differences: the lookups of every
 //! address of the `sizes` plan (each sized symbol's start and last byte),
@@ -20,23 +21,18 @@ use std::io::Write;
 use crate::ktap::{CaseWriter, Verdict};
 use crate::support;
 
-/// Rounds asked for on the kernel command line, else 1.
-fn rounds() -> usize {
+/// Rounds the bench asked for on the kernel command line; `None` in a
+/// plain test run.
+fn bench_rounds() -> Option<usize> {
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    let key = format!("{}=", ksh_proto::BENCH_ROUNDS_PARAM);
-    cmdline
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix(&key))
-        .and_then(|v| v.parse().ok())
-        .filter(|&n| n >= 1)
-        .unwrap_or(1)
+    ksh_proto::cmdline_number(&cmdline, ksh_proto::BENCH_ROUNDS_PARAM).map(|n| (n as usize).max(1))
 }
 
 /// Random lookups (and `%pS` formats) per round: the bench's full count,
 /// or a tenth in a plain test run, which only has to show the path works
 /// (the full count cost 0.4 s of every x86_64 test run under TCG).
-fn lookups_per_round(rounds: usize) -> u64 {
-    if rounds > 1 {
+fn lookups_per_round(bench: bool) -> u64 {
+    if bench {
         ksh_proto::LOOKUP_BENCH_COUNT
     } else {
         ksh_proto::LOOKUP_BENCH_COUNT / 10
@@ -55,12 +51,12 @@ fn measure(lo: u64, hi: u64, count: u64) -> Result<(u64, u64), String> {
 }
 
 /// Times the lookups of the `sizes` plan's addresses (see the module doc).
-fn sized<W: Write>(out: &mut CaseWriter<W>, rounds: usize) -> Result<(), String> {
+fn sized<W: Write>(out: &mut CaseWriter<W>, rounds: usize, bench: bool) -> Result<(), String> {
     const TEST_RUN_ADDRESSES: usize = 1000;
     let blob = std::fs::read(ksh_proto::EXPECT_SIZES_CHECK)
         .map_err(|e| format!("{}: {e}", ksh_proto::EXPECT_SIZES_CHECK))?;
     let off = support::kaslr_offset()?;
-    let parts = if rounds > 1 {
+    let parts = if bench {
         vec![&blob[..]]
     } else {
         let records = blob_records(&blob)?;
@@ -100,13 +96,14 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         Ok(r) => r,
         Err(e) => return out.case("measured", Verdict::Fail(vec![e])),
     };
-    let n = rounds();
-    let count = lookups_per_round(n);
+    let bench = bench_rounds();
+    let n = bench.unwrap_or(1);
+    let count = lookups_per_round(bench.is_some());
     let mut samples = Vec::with_capacity(n);
     for i in 0..n {
         match measure(lo, hi, count) {
             Ok(s) => {
-                if n > 1 {
+                if bench.is_some() {
                     out.note(&format!(
                         "round {} lookup_ns {} format_ns {}",
                         i + 1,
@@ -119,7 +116,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             Err(e) => return out.case("measured", Verdict::Fail(vec![e])),
         }
     }
-    if let Err(e) = sized(out, n) {
+    if let Err(e) = sized(out, n, bench.is_some()) {
         return out.case("measured", Verdict::Fail(vec![e]));
     }
     let lookup = median(samples.iter().map(|s| s.0).collect());
