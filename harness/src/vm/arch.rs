@@ -36,6 +36,11 @@ pub struct QemuProfile {
     /// ends each run (`ksh_proto::EXIT_PORT_PARAM` on the command line).
     /// `None`: the guest powers the machine off.
     pub debug_exit_port: Option<u16>,
+    /// The kernel parameter that gives the guest its timestamp counter's
+    /// rate in kHz instead of calibrating it (x86's `tsc_early_khz`), set
+    /// under TCG from the host's (`qemu::guest_tsc_khz`). `None`: the arch
+    /// has a counter whose rate the machine declares (arm64's CNTFRQ).
+    pub tsc_khz_param: Option<&'static str>,
 }
 
 /// Everything the harness needs to know about one architecture.
@@ -105,6 +110,12 @@ pub const X86_64: ArchProfile = ArchProfile {
         virtio_serial_device: "virtio-serial-device",
         kvm_possible: true,
         debug_exit_port: Some(0xf4),
+        // microvm has no HPET or ACPI PM timer, so the kernel calibrates the
+        // TSC against the PIT alone; on a busy host that fails ("tsc: Unable
+        // to calibrate against PIT") and the guest's clock becomes jiffies,
+        // 4 ms steps: the probes' and lookup-bench's times were then steps
+        // of 4 ms (lookup_ns=4000, sized_lookup_ns=0.0).
+        tsc_khz_param: Some("tsc_early_khz"),
     },
 };
 
@@ -136,6 +147,7 @@ pub const ARM64: ArchProfile = ArchProfile {
         virtio_serial_device: "virtio-serial-device",
         kvm_possible: false,
         debug_exit_port: None,
+        tsc_khz_param: None,
     },
 };
 

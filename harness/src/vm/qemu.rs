@@ -130,11 +130,54 @@ pub const QEMU_STDERR: &str = "qemu-stderr.log";
 /// parameters.
 fn append_line(spec: &VmSpec) -> String {
     let mut s = kernel_cmdline(spec.arch);
+    if let (Some(param), Some(khz)) = (spec.arch.qemu.tsc_khz_param, guest_tsc_khz(spec)) {
+        s.push_str(&format!(" {param}={khz}"));
+    }
     for p in &spec.guest_params {
         s.push(' ');
         s.push_str(p);
     }
     s
+}
+
+/// The rate of the guest's TSC in kHz, where the harness knows it: under
+/// an instruction clock the TSC counts virtual nanoseconds (1 GHz); under
+/// plain TCG on an x86_64 host it is the host's TSC, measured once
+/// ([`host_tsc_khz`]). KVM guests have kvmclock; elsewhere the kernel
+/// calibrates as before.
+fn guest_tsc_khz(spec: &VmSpec) -> Option<u64> {
+    match spec.accel {
+        Accel::Kvm => None,
+        Accel::Tcg if spec.instruction_clock => Some(1_000_000),
+        Accel::Tcg => host_tsc_khz(),
+    }
+}
+
+/// The host's TSC rate in kHz (x86_64 hosts), from the TSC against the
+/// monotonic clock over 50 ms, rounded to 100 kHz so that runs agree on
+/// the command line. QEMU's TCG reads the host TSC for the guest's
+/// `rdtsc`.
+pub fn host_tsc_khz() -> Option<u64> {
+    static KHZ: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *KHZ.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            // SAFETY: rdtsc has no preconditions on x86_64.
+            let tsc = || unsafe { core::arch::x86_64::_rdtsc() };
+            let (t0, c0) = (std::time::Instant::now(), tsc());
+            std::thread::sleep(Duration::from_millis(50));
+            let (ns, cycles) = (t0.elapsed().as_nanos() as u64, tsc() - c0);
+            let khz = u128::from(cycles) * 1_000_000 / u128::from(ns.max(1));
+            let khz = (khz as u64 + 50) / 100 * 100;
+            // A TSC that does not tick at a plausible rate is not one to
+            // hand the guest.
+            (100_000..10_000_000).contains(&khz).then_some(khz)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            None
+        }
+    })
 }
 
 /// The kernel command line for `arch`.
@@ -806,7 +849,28 @@ mod tests {
             assert_eq!(value_after(&a, "-icount"), [INSTRUCTION_CLOCK]);
             let plain = args(&command(&spec(arch, Accel::Tcg)));
             assert!(value_after(&plain, "-icount").is_empty());
+            // The guest's TSC counts virtual ns under icount: 1 GHz.
+            let append = &value_after(&a, "-append")[0];
+            assert_eq!(
+                append.contains("tsc_early_khz=1000000"),
+                arch.name == "x86_64",
+                "{append}"
+            );
         }
+    }
+
+    #[test]
+    fn x86_64_guests_get_the_host_tsc_rate_under_tcg() {
+        let khz = host_tsc_khz();
+        if cfg!(target_arch = "x86_64") {
+            let khz = khz.expect("an x86_64 host has a TSC");
+            let tcg = args(&command(&spec(&X86_64, Accel::Tcg)));
+            assert!(value_after(&tcg, "-append")[0].contains(&format!(" tsc_early_khz={khz}")));
+        }
+        let kvm = args(&command(&spec(&X86_64, Accel::Kvm)));
+        assert!(!value_after(&kvm, "-append")[0].contains("tsc_early_khz"));
+        let arm = args(&command(&spec(&ARM64, Accel::Tcg)));
+        assert!(!value_after(&arm, "-append")[0].contains("tsc_early_khz"));
     }
 
     #[test]
