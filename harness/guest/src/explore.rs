@@ -12,13 +12,6 @@ use ksh_proto::lookup::Table;
 use crate::support;
 use crate::sys;
 
-/// Console words `ksh.NAME=VALUE` of the kernel command line.
-fn param<'a>(cmdline: &'a str, key: &str) -> Option<&'a str> {
-    cmdline
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
-}
-
 /// PID 1 of `cargo xtask run`: busybox applets, the terminal size, a
 /// banner, then a login shell on the console's tty; power-off when it ends.
 pub fn shell_session(cmdline: &str, module_status: &str) -> ! {
@@ -35,8 +28,8 @@ pub fn shell_session(cmdline: &str, module_status: &str) -> ! {
     let _ = std::fs::create_dir_all("/root");
     let _ = std::fs::create_dir_all("/tmp");
     if let (Some(c), Some(r)) = (
-        param(cmdline, ksh_proto::SHELL_COLS_PARAM).and_then(|v| v.parse().ok()),
-        param(cmdline, ksh_proto::SHELL_ROWS_PARAM).and_then(|v| v.parse().ok()),
+        ksh_proto::cmdline_value(cmdline, ksh_proto::SHELL_COLS_PARAM).and_then(|v| v.parse().ok()),
+        ksh_proto::cmdline_value(cmdline, ksh_proto::SHELL_ROWS_PARAM).and_then(|v| v.parse().ok()),
     ) {
         sys::set_console_size(c, r);
     }

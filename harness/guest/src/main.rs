@@ -104,11 +104,8 @@ fn init() {
     report.push_str(&format!("1..{}\n", PROBES.len()));
     report.push_str(&probes::snapshot_proc_kallsyms());
     let _ = port.write_all(report.as_bytes());
-    let only: Option<Vec<&str>> = cmdline.split_whitespace().find_map(|w| {
-        w.strip_prefix(ksh_proto::ONLY_PROBES_PARAM)
-            .and_then(|v| v.strip_prefix('='))
-            .map(|v| v.split(',').collect())
-    });
+    let only: Option<Vec<&str>> = ksh_proto::cmdline_value(&cmdline, ksh_proto::ONLY_PROBES_PARAM)
+        .map(|v| v.split(',').collect());
     run_all_probes(only.as_deref(), |block| {
         let _ = port.write_all(block.as_bytes());
         let _ = port.flush();

@@ -63,10 +63,7 @@ static EXIT_PORT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::n
 
 /// Reads [`ksh_proto::EXIT_PORT_PARAM`] from the kernel command line.
 pub fn configure_end(cmdline: &str) {
-    let key = format!("{}=", ksh_proto::EXIT_PORT_PARAM);
-    let port = cmdline
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix(key.as_str()))
+    let port = ksh_proto::cmdline_value(cmdline, ksh_proto::EXIT_PORT_PARAM)
         .and_then(|v| u16::from_str_radix(v.trim_start_matches("0x"), 16).ok())
         .unwrap_or(0);
     EXIT_PORT.store(port.into(), std::sync::atomic::Ordering::Relaxed);

@@ -490,12 +490,16 @@ pub const ONLY_PROBES_PARAM: &str = "ksh.only";
 /// one vCPU at a time, several times slower than a test run.
 pub const TIMEOUT_SCALE_PARAM: &str = "ksh.timeout_scale";
 
-/// The `N` of a `PARAM=N` word of a kernel command line.
-pub fn cmdline_number(cmdline: &str, param: &str) -> Option<u64> {
+/// The `VALUE` of the first `PARAM=VALUE` word of a kernel command line.
+pub fn cmdline_value<'a>(cmdline: &'a str, param: &str) -> Option<&'a str> {
     cmdline
         .split_whitespace()
         .find_map(|w| w.strip_prefix(param)?.strip_prefix('='))
-        .and_then(|v| v.parse().ok())
+}
+
+/// The `N` of a `PARAM=N` word of a kernel command line.
+pub fn cmdline_number(cmdline: &str, param: &str) -> Option<u64> {
+    cmdline_value(cmdline, param).and_then(|v| v.parse().ok())
 }
 
 /// Kernel command-line word for a machine without a power-off device (the
