@@ -106,7 +106,10 @@ fn init() {
     let _ = port.write_all(report.as_bytes());
     let only: Option<Vec<&str>> = ksh_proto::cmdline_value(&cmdline, ksh_proto::ONLY_PROBES_PARAM)
         .map(|v| v.split(',').collect());
-    run_all_probes(only.as_deref(), |block| {
+    // A timing probe runs alone only when its figures are used: a plain
+    // test run just checks its path (see `ProbeSpec::runs_alone`).
+    let timed = ksh_proto::cmdline_value(&cmdline, ksh_proto::BENCH_ROUNDS_PARAM).is_some();
+    run_all_probes(only.as_deref(), timed, |block| {
         let _ = port.write_all(block.as_bytes());
         let _ = port.flush();
     });
@@ -142,10 +145,12 @@ fn null_boot() -> ! {
 /// Runs every probe, as many at once as the guest has CPUs (each probe is
 /// its own process, so they share nothing but the kernel), and hands their
 /// KTAP blocks to `emit` in registry order as soon as each is complete.
-/// They start longest first ([`start_order`]); probes marked `runs_alone`
-/// wait for the others and run by themselves. With `only` (the bench's
-/// `ksh.only=`), the other probes are reported as not run.
-fn run_all_probes(only: Option<&[&str]>, mut emit: impl FnMut(&str)) {
+/// They start longest first ([`start_order`]); with `timed` (the bench),
+/// probes marked `runs_alone` wait for the others and run by themselves,
+/// else they start last and share the guest's CPUs like the rest. With
+/// `only` (the bench's `ksh.only=`), the other probes are reported as not
+/// run.
+fn run_all_probes(only: Option<&[&str]>, timed: bool, mut emit: impl FnMut(&str)) {
     let lanes = std::thread::available_parallelism().map_or(1, |n| n.get());
     let order = start_order();
     let (done_tx, done_rx) = std::sync::mpsc::channel::<(usize, String)>();
@@ -156,7 +161,8 @@ fn run_all_probes(only: Option<&[&str]>, mut emit: impl FnMut(&str)) {
         while next_start < PROBES.len() && running < lanes && !alone_running {
             let i = order[next_start];
             let spec = &PROBES[i];
-            if spec.runs_alone && running > 0 {
+            let alone = spec.runs_alone && timed;
+            if alone && running > 0 {
                 break;
             }
             if only.is_some_and(|o| !o.contains(&spec.name)) {
@@ -175,7 +181,7 @@ fn run_all_probes(only: Option<&[&str]>, mut emit: impl FnMut(&str)) {
                     });
                 let _ = tx.send((i, block));
             });
-            alone_running = spec.runs_alone;
+            alone_running = alone;
             running += 1;
             next_start += 1;
         }
@@ -186,7 +192,7 @@ fn run_all_probes(only: Option<&[&str]>, mut emit: impl FnMut(&str)) {
             break;
         };
         running -= 1;
-        alone_running &= !PROBES[i].runs_alone;
+        alone_running &= !(PROBES[i].runs_alone && timed);
         blocks[i] = Some(block);
         while let Some(Some(b)) = blocks.get(next_emit) {
             emit(b);

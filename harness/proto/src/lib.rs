@@ -130,8 +130,11 @@ pub struct ProbeSpec {
     /// failure there into a pass, so a probe that stops checking anything
     /// turns CI red.
     pub baseline_failures: &'static [&'static str],
-    /// Run with no other probe alongside: `/init` runs probes on every
-    /// guest CPU at once, which would disturb a timing probe.
+    /// Run with no other probe alongside when the bench times it
+    /// (`BENCH_ROUNDS_PARAM` on the command line): `/init` runs probes on
+    /// every guest CPU at once, which would disturb a timing probe. A plain
+    /// test run only checks that its path works, and starts it last with
+    /// the others, so no CPU idles while it runs.
     pub runs_alone: bool,
 }
 
