@@ -108,12 +108,46 @@ fn ksz4_tables(addrs: &[u64], sizes: &[u64]) -> (Vec<u8>, [u32; 14], Vec<u32>, V
     (codes, gaps, rank, exc)
 }
 
+/// Entries of the previous link pass's `kallsyms_size_exc` as the map lays
+/// it out: 4-byte entries from it up to `kallsyms_seqs_of_names` (written
+/// after it), or 0 when the map has no tables yet. `name(i)` is symbol
+/// `i`'s name without its type. C: `previous_exc_entries()`.
+pub(crate) fn previous_exc_entries<'a>(addrs: &[u64], name: impl Fn(usize) -> &'a [u8]) -> usize {
+    let (mut exc, mut after) = (0u64, 0u64);
+    for (i, &a) in addrs.iter().enumerate() {
+        match name(i) {
+            b"kallsyms_size_exc" => exc = a,
+            b"kallsyms_seqs_of_names" => after = a,
+            _ => {}
+        }
+    }
+    if exc != 0 && after > exc {
+        ((after - exc) / 4) as usize
+    } else {
+        0
+    }
+}
+
 /// Writes the KSZ4 tables (`kallsyms_size_codes`, `_gaps`, `_rank`, `_exc`)
 /// in place of `kallsyms_sizes`; the format is specified in the kernel
 /// series (`patches/6.12/SIZES-FORMAT.md`) and read by
 /// `kallsyms_sym_size()`. About half a byte per symbol instead of four.
-pub(crate) fn write_compact_sizes_tables(out: &mut Out, addrs: &[u64], sizes: &[u64]) {
-    let (codes, gaps, rank, exc) = ksz4_tables(addrs, sizes);
+///
+/// `kallsyms_size_exc` is never shorter than `previous_exc` entries (the
+/// previous link pass's, [`previous_exc_entries`]; the rest are 0): which
+/// sizes escape depends on the gaps, the gaps of the symbols after the
+/// tables move with the tables' length, and a length alternating between
+/// passes must settle so that the link converges.
+pub(crate) fn write_compact_sizes_tables(
+    out: &mut Out,
+    addrs: &[u64],
+    sizes: &[u64],
+    previous_exc: usize,
+) {
+    let (codes, gaps, rank, mut exc) = ksz4_tables(addrs, sizes);
+    if exc.len() < previous_exc {
+        exc.resize(previous_exc, 0);
+    }
     out.label("kallsyms_size_codes");
     for b in &codes {
         out.s(b"\t.byte\t");

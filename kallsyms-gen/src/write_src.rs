@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use std::process::exit;
 
 use crate::compress::{expand_tokens, TokenTable};
-use crate::sizes::{write_compact_sizes_tables, write_sizes_table};
+use crate::sizes::{previous_exc_entries, write_compact_sizes_tables, write_sizes_table};
 use crate::table::Table;
 use crate::{fatal, io_error_text, prefetch, Options};
 
@@ -395,7 +395,12 @@ pub(crate) fn write_src(t: &mut Table, tt: &TokenTable, opts: &Options) {
     out.s(b"\n\n");
 
     if opts.symbol_sizes && opts.compact_sizes {
-        write_compact_sizes_tables(&mut out, &t.addr, &t.size);
+        let previous_exc = previous_exc_entries(&t.addr, |i| {
+            let (start, len) = name(i);
+            // The text is the type, then the name.
+            names.get(start + 1..start + len).unwrap_or(&[])
+        });
+        write_compact_sizes_tables(&mut out, &t.addr, &t.size, previous_exc);
     } else if opts.symbol_sizes {
         write_sizes_table(&mut out, &t.size, &names, name_start, &name_len);
     }

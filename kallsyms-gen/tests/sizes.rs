@@ -288,3 +288,61 @@ fn compact_sizes_decode_to_the_plain_sizes() {
     let per_symbol = bytes as f64 / sizes.len() as f64;
     assert!(per_symbol < 1.0, "{per_symbol:.3} bytes per symbol");
 }
+
+/// `kallsyms_size_exc` is never shorter than the previous link pass's,
+/// which the map shows as the distance from it to `kallsyms_seqs_of_names`
+/// (SIZES-FORMAT.md, writer rule 3): padded with zeros up to that many entries,
+/// and left as it is when it is longer. Without this, a length that
+/// alternated between link passes failed an arm64 clang build with
+/// "Inconsistent kallsyms data".
+#[test]
+fn exc_table_never_shrinks_below_the_previous_pass() {
+    // Three functions whose sizes escape (each runs past the next symbol's
+    // start, so no gap code fits), then the previous pass's tables.
+    let map = |exc_entries: u64| {
+        let exc = 0xffffffff81200000u64;
+        let mut m = String::new();
+        for (i, (addr, size)) in [
+            (0xffffffff81000000u64, 0x41u64),
+            (0xffffffff81000040, 0x43),
+            (0xffffffff81000080, 0x47),
+            (0xffffffff810000c0, 0x10),
+        ]
+        .iter()
+        .enumerate()
+        {
+            m.push_str(&format!("{addr:016x} {size:016x} T f{i}\n"));
+        }
+        m.push_str("ffffffff81100000 T _etext\n");
+        m.push_str(&format!("{exc:016x} D kallsyms_size_exc\n"));
+        m.push_str(&format!(
+            "{:016x} D kallsyms_seqs_of_names\n",
+            exc + 4 * exc_entries
+        ));
+        m
+    };
+    let exc_of = |previous: u64| -> Vec<u64> {
+        let path = scratch(&format!("exc-previous-{previous}.map"));
+        fs::write(&path, map(previous)).unwrap();
+        let r = run(
+            &rust_bin(),
+            &["--all-symbols", "--symbol-sizes", "--compact-sizes"],
+            &path,
+        );
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        values(&table(
+            &String::from_utf8(r.stdout).unwrap(),
+            "kallsyms_size_exc",
+        ))
+    };
+    // No previous tables (the first pass lays them out empty): the escapes.
+    let natural = exc_of(0);
+    assert!(!natural.is_empty() && natural.iter().all(|&v| v != 0));
+    // A longer previous table: the same entries, then zeros up to its length.
+    let padded = exc_of(natural.len() as u64 + 5);
+    assert_eq!(padded.len(), natural.len() + 5);
+    assert_eq!(&padded[..natural.len()], &natural[..]);
+    assert!(padded[natural.len()..].iter().all(|&v| v == 0));
+    // A shorter one changes nothing.
+    assert_eq!(exc_of(1), natural);
+}
