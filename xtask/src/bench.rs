@@ -505,7 +505,18 @@ fn lookup_boots(
                 config: config.to_string(),
                 source: src,
             };
-            let (_, times) = testrun::run_cell(&cell, opts)?;
+            let (report, times) = testrun::run_cell(&cell, opts)?;
+            // A kernel that did not build has no figures: say so, with the
+            // build case's own diagnostics, not that a figure is missing.
+            let build_case = cell.case_name(testrun::BUILD_CASE);
+            if let Some(harness::results::report::Status::Fail(why)) = report
+                .cases
+                .iter()
+                .find(|c| c.name == build_case)
+                .map(|c| &c.status)
+            {
+                bail!("{}: the kernel did not build: {why}", cell.name());
+            }
             out.accel = times.accel.unwrap_or("");
             if let Some((l, f)) = lookup_figures(&cell) {
                 out.lookup[i].push(l);
