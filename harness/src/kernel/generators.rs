@@ -10,9 +10,18 @@
 //! it fails with the link's own message when the build stopped there, and
 //! after a build reads every pass's pair of outputs again, so a build that
 //! compared nothing (the check not configured, no pass found) cannot pass.
+//!
+//! A kernel's own link passes only reach the paths its symbols need: the
+//! gcc minimal kernels never pad `kallsyms_size_exc` to the previous pass's
+//! length (SIZES-FORMAT.md, writer rule 3), so a generator that dropped the
+//! rule would agree with the other there and fail a clang arm64 link
+//! later. The case also runs the build's two generators on the maps in
+//! `generator-fixtures/`, each made to take such a path, and requires equal
+//! output that shows the path was taken.
 
 use std::fs;
 use std::path::Path;
+use std::process::Command;
 
 use crate::results::report::Status;
 
@@ -93,11 +102,107 @@ pub fn judge_built(dir: &Path) -> Status {
             (Err(e), _) => problems.push(format!("{rust}: {e}")),
         }
     }
+    problems.extend(fixture_problems(dir));
     if problems.is_empty() {
         Status::Pass
     } else {
         Status::Fail(format!("in {}: {}", dir.display(), problems.join("; ")))
     }
+}
+
+/// A map that takes a generator path no minimal kernel's link reaches,
+/// and how to tell from the output that it was taken.
+struct Fixture {
+    name: &'static str,
+    map: &'static str,
+    /// `Some(reason)` when the (agreed) output does not show the path.
+    took_path: fn(&str) -> Option<String>,
+}
+
+/// The options `link-vmlinux.sh` passes on a `KALLSYMS_ALL` kernel.
+const FIXTURE_OPTIONS: [&str; 3] = ["--all-symbols", "--symbol-sizes", "--compact-sizes"];
+
+const FIXTURES: [Fixture; 1] = [Fixture {
+    name: "exc-longer-previous.map",
+    map: include_str!("generator-fixtures/exc-longer-previous.map"),
+    took_path: exc_padded_to_previous,
+}];
+
+/// `exc-longer-previous.map`: three sizes escape the 4-bit codes, and the
+/// previous pass's `kallsyms_size_exc` was 8 entries long (0x20 bytes up to
+/// `kallsyms_seqs_of_names`), so the table is those three and 5 zeros.
+fn exc_padded_to_previous(asm: &str) -> Option<String> {
+    let values: Vec<&str> = asm
+        .lines()
+        .skip_while(|l| *l != "kallsyms_size_exc:")
+        .skip(1)
+        .take_while(|l| l.starts_with("\t.long"))
+        .map(|l| l.trim_start_matches("\t.long").trim())
+        .collect();
+    let want = ["0x41", "0x43", "0x47", "0", "0", "0", "0", "0"];
+    (values != want).then(|| {
+        format!(
+            "kallsyms_size_exc is [{}], not the 3 escaped sizes padded to the previous pass's 8 entries (writer rule 3)",
+            values.join(", ")
+        )
+    })
+}
+
+/// Runs one generator of the build in `dir` on `map`, bounded in time.
+fn run_generator(dir: &Path, generator: &str, map: &Path) -> Result<String, String> {
+    let bin = dir.join(generator);
+    let mut cmd = Command::new("timeout");
+    cmd.args(["--kill-after=5", "60"])
+        .arg(&bin)
+        .args(FIXTURE_OPTIONS)
+        .arg(map);
+    let line = crate::proc::shell_line(&cmd);
+    let out = cmd.output().map_err(|e| format!("`{line}`: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`{line}` failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    String::from_utf8(out.stdout).map_err(|_| format!("`{line}`: output is not UTF-8"))
+}
+
+/// Both generators of the build in `dir` on every fixture: a problem for
+/// each fixture whose outputs differ or do not show the path it is about.
+fn fixture_problems(dir: &Path) -> Vec<String> {
+    let scratch = dir.join(".ksh-generator-fixtures");
+    if let Err(e) = fs::create_dir_all(&scratch) {
+        return vec![format!("{}: {e}", scratch.display())];
+    }
+    let mut problems = Vec::new();
+    for f in &FIXTURES {
+        let map = scratch.join(f.name);
+        if let Err(e) = fs::write(&map, f.map) {
+            problems.push(format!("{}: {e}", map.display()));
+            continue;
+        }
+        let c = run_generator(dir, "scripts/kallsyms", &map);
+        let rust = run_generator(dir, "scripts/kallsyms-rs/kallsyms-rs", &map);
+        match (c, rust) {
+            (Ok(c), Ok(rust)) if c == rust => {
+                if let Some(why) = (f.took_path)(&rust) {
+                    problems.push(format!("fixture {}: {why}", map.display()));
+                }
+            }
+            (Ok(c), Ok(rust)) => problems.push(format!(
+                "fixture {}: the C and Rust generators wrote different tables (first difference at line {})",
+                map.display(),
+                c.lines()
+                    .zip(rust.lines())
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(c.lines().count().min(rust.lines().count()))
+                    + 1
+            )),
+            (c, rust) => problems.extend(c.err().into_iter().chain(rust.err())),
+        }
+    }
+    problems
 }
 
 #[cfg(test)]
@@ -114,16 +219,72 @@ mod tests {
 
     const CHECKED: &str = "CONFIG_KALLSYMS_RUST_GENERATOR_CHECK=y\n";
 
-    #[test]
-    fn equal_pairs_pass() {
-        let d = dir_with(&[
+    /// Stands in for the build's two generators: each prints its file.
+    fn generators(d: &Path, c: &str, rust: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        fs::create_dir_all(d.join("scripts/kallsyms-rs")).unwrap();
+        for (bin, out) in [
+            ("scripts/kallsyms", c),
+            ("scripts/kallsyms-rs/kallsyms-rs", rust),
+        ] {
+            let text = d.join(format!("{bin}.out"));
+            fs::write(&text, out).unwrap();
+            let script = d.join(bin);
+            fs::write(&script, format!("#!/bin/sh\ncat '{}'\n", text.display())).unwrap();
+            fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+    }
+
+    const PADDED: &str = "kallsyms_size_exc:\n\t.long\t0x41\n\t.long\t0x43\n\t.long\t0x47\n\t.long\t0\n\t.long\t0\n\t.long\t0\n\t.long\t0\n\t.long\t0\n\n";
+
+    fn equal_pairs() -> tempfile::TempDir {
+        dir_with(&[
             (".config", CHECKED),
             (".tmp_vmlinux1.kallsyms.S", "a"),
             (".tmp_vmlinux1.kallsyms.c.S", "a"),
             (".tmp_vmlinux2.kallsyms.S", "b"),
             (".tmp_vmlinux2.kallsyms.c.S", "b"),
-        ]);
+        ])
+    }
+
+    #[test]
+    fn equal_pairs_pass() {
+        let d = equal_pairs();
+        generators(d.path(), PADDED, PADDED);
         assert_eq!(judge_built(d.path()), Status::Pass);
+    }
+
+    #[test]
+    fn fixtures_must_agree_and_take_their_path() {
+        // Agreeing generators that both dropped writer rule 3.
+        let unpadded = PADDED.replace("\t.long\t0\n", "");
+        let d = equal_pairs();
+        generators(d.path(), &unpadded, &unpadded);
+        let Status::Fail(m) = judge_built(d.path()) else {
+            panic!()
+        };
+        assert!(
+            m.contains("[0x41, 0x43, 0x47], not the 3 escaped sizes padded"),
+            "{m}"
+        );
+        // One generator dropped it.
+        generators(d.path(), &unpadded, PADDED);
+        let Status::Fail(m) = judge_built(d.path()) else {
+            panic!()
+        };
+        assert!(
+            m.contains("different tables (first difference at line 5)"),
+            "{m}"
+        );
+        // A generator that fails names its command line.
+        fs::remove_file(d.path().join("scripts/kallsyms")).unwrap();
+        let Status::Fail(m) = judge_built(d.path()) else {
+            panic!()
+        };
+        assert!(
+            m.contains("scripts/kallsyms --all-symbols --symbol-sizes --compact-sizes"),
+            "{m}"
+        );
     }
 
     #[test]
