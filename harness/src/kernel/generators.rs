@@ -190,15 +190,31 @@ fn fixture_problems(dir: &Path) -> Vec<String> {
                     problems.push(format!("fixture {}: {why}", map.display()));
                 }
             }
-            (Ok(c), Ok(rust)) => problems.push(format!(
-                "fixture {}: the C and Rust generators wrote different tables (first difference at line {})",
-                map.display(),
-                c.lines()
+            (Ok(c), Ok(rust)) => {
+                let at = c
+                    .lines()
                     .zip(rust.lines())
                     .position(|(a, b)| a != b)
-                    .unwrap_or(c.lines().count().min(rust.lines().count()))
-                    + 1
-            )),
+                    .unwrap_or(c.lines().count().min(rust.lines().count()));
+                let line = |t: &str| {
+                    t.lines()
+                        .nth(at)
+                        .unwrap_or("(end of output)")
+                        .trim()
+                        .to_string()
+                };
+                problems.push(format!(
+                    "fixture {}: the C and Rust generators wrote different tables (first difference at line {}: C `{}`, Rust `{}`; rerun: `{} {opts} {map}` and `{} {opts} {map}`)",
+                    map.display(),
+                    at + 1,
+                    line(&c),
+                    line(&rust),
+                    dir.join("scripts/kallsyms").display(),
+                    dir.join("scripts/kallsyms-rs/kallsyms-rs").display(),
+                    opts = FIXTURE_OPTIONS.join(" "),
+                    map = map.display(),
+                ));
+            }
             (c, rust) => problems.extend(c.err().into_iter().chain(rust.err())),
         }
     }
@@ -273,7 +289,9 @@ mod tests {
             panic!()
         };
         assert!(
-            m.contains("different tables (first difference at line 5)"),
+            m.contains(
+                "different tables (first difference at line 5: C ``, Rust `.long\t0`; rerun: `"
+            ),
             "{m}"
         );
         // A generator that fails names its command line.
