@@ -297,7 +297,8 @@ impl ElfImage {
     }
 
     /// Relocations applying to section `target` (from `.rela*`/`.rel*`
-    /// sections whose `sh_info` names it), sorted by offset.
+    /// sections whose `sh_info` names it), sorted by offset. Empty for a
+    /// section that is not allocated: those are not decoded.
     pub fn relocations_for(&self, target: usize) -> Vec<Reloc> {
         let mut out: Vec<Reloc> = self
             .relocs
@@ -309,8 +310,8 @@ impl ElfImage {
         out
     }
 
-    /// All relocations with the section index they apply to (`sh_info`,
-    /// 0 for dynamic relocations such as `.rela.dyn`).
+    /// All relocations of allocated sections with the section index they
+    /// apply to (`sh_info`, 0 for dynamic relocations such as `.rela.dyn`).
     pub fn all_relocations(&self) -> impl Iterator<Item = (usize, &Reloc)> {
         self.relocs
             .iter()
@@ -395,9 +396,16 @@ fn parse_generic<Elf: FileHeader<Endian = Endianness>>(
         });
     }
 
+    // Only relocations of allocated sections are kept (and those with no
+    // target section, such as `.rela.dyn`): what patches the loaded image.
+    // Relocations of `.debug_*` sections are most of an object built with
+    // debug info (arm64's defconfig) and nothing here reads them.
     let mut relocs = Vec::new();
-    for (i, sh) in table.iter().enumerate() {
+    for sh in table.iter() {
         let target = sh.sh_info(endian) as usize;
+        if target != 0 && sections.get(target).is_some_and(|t| !t.is_alloc()) {
+            continue;
+        }
         if let Some((rels, _)) = sh.rela(endian, d)? {
             let is_mips64el = false;
             let v = rels
@@ -422,7 +430,6 @@ fn parse_generic<Elf: FileHeader<Endian = Endianness>>(
                 .collect();
             relocs.push((target, v));
         }
-        let _ = i;
     }
 
     Ok(ElfImage {
@@ -436,4 +443,53 @@ fn parse_generic<Elf: FileHeader<Endian = Endianness>>(
         relocs,
         data,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An object built with debug info: its `.text` relocations are kept,
+    /// those of `.debug_*` (most of such an object's relocations, and what
+    /// made arm64's defconfig slow to read) are not decoded.
+    #[test]
+    fn relocations_of_debug_sections_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("t.c");
+        let obj = dir.path().join("t.o");
+        std::fs::write(
+            &src,
+            "extern int g(int);\nint f(int x) { return g(x) + 1; }\n",
+        )
+        .unwrap();
+        let st = std::process::Command::new("cc")
+            .args(["-g", "-O1", "-c", "-o"])
+            .arg(&obj)
+            .arg(&src)
+            .status()
+            .expect("cc (gcc, which the kernel builds need) runs");
+        assert!(st.success(), "cc -g -c failed");
+        let img = ElfImage::open(&obj).unwrap();
+        let rela_debug = img
+            .sections
+            .iter()
+            .filter(|s| s.name.starts_with(".rela.debug_") || s.name.starts_with(".rel.debug_"))
+            .count();
+        assert!(
+            rela_debug > 0,
+            "the object has no debug relocations: the test checks nothing"
+        );
+        let text = img.section_by_name(".text").unwrap().index;
+        assert!(
+            !img.relocations_for(text).is_empty(),
+            "the call to g() in .text has a relocation"
+        );
+        for (target, _) in img.all_relocations() {
+            assert!(
+                target == 0 || img.sections[target].is_alloc(),
+                "relocation of non-allocated {} decoded",
+                img.sections[target].name
+            );
+        }
+    }
 }

@@ -152,13 +152,25 @@ impl<'a> VmIndex<'a> {
 /// vmlinux symbol, weighted 1/k for a name with k homonyms (static
 /// functions share names across files); the heaviest delta wins if it is
 /// unambiguous. Only consistent deltas accumulate weight.
-fn place_sections(obj: &ElfImage, vm: &VmIndex<'_>) -> HashMap<usize, (u64, usize)> {
+///
+/// Only sections for which `wanted` holds are placed: both callers want
+/// code, and the symbols of data sections (most of an object's with
+/// `KALLSYMS_ALL`) would otherwise cost a vote each.
+fn place_sections(
+    obj: &ElfImage,
+    vm: &VmIndex<'_>,
+    wanted: impl Fn(&super::elf::ElfSection) -> bool,
+) -> HashMap<usize, (u64, usize)> {
+    let wanted: Vec<bool> = obj.sections.iter().map(&wanted).collect();
     // Per section: delta -> (weight, number of symbols voting).
     let mut votes: HashMap<usize, HashMap<u64, (f64, usize)>> = HashMap::new();
     for s in &obj.symbols {
         let Some(idx) = s.section_index() else {
             continue;
         };
+        if !wanted.get(idx).copied().unwrap_or(false) {
+            continue;
+        }
         if s.name.is_empty() || !super::nm::nm_visible(s, obj.machine) {
             continue; // section/file symbols, `$x`/`$d` mapping symbols
         }
@@ -258,9 +270,9 @@ pub fn placed_text_sections(build_dir: &Path) -> Result<Vec<PlacedSection>> {
             continue;
         };
         let asm = is_assembly_object(&path, Some(&obj));
-        for (sec, (delta, votes)) in place_sections(&obj, &idx) {
+        for (sec, (delta, votes)) in place_sections(&obj, &idx, |s| s.is_exec()) {
             let s = &obj.sections[sec];
-            if !s.is_exec() || s.size == 0 {
+            if s.size == 0 {
                 continue;
             }
             let start = delta;
@@ -336,7 +348,14 @@ pub fn orphan_search(build_dir: &Path) -> Result<OrphanSearch> {
         }) {
             continue;
         }
-        let placed = place_sections(&obj, &idx);
+        // Only the sections holding a weak function need a placement.
+        let weak_sections: std::collections::HashSet<usize> = obj
+            .symbols
+            .iter()
+            .filter(|s| s.binding == Binding::Weak && s.kind == SymKind::Func)
+            .filter_map(|s| s.section_index())
+            .collect();
+        let placed = place_sections(&obj, &idx, |s| weak_sections.contains(&s.index));
         for w in &obj.symbols {
             let Some(sec) = w.section_index() else {
                 continue;
