@@ -343,11 +343,6 @@ pub fn orphan_search(build_dir: &Path) -> Result<OrphanSearch> {
         let Ok(obj) = ElfImage::open(&path) else {
             continue;
         };
-        if !obj.symbols.iter().any(|s| {
-            s.binding == Binding::Weak && s.kind == SymKind::Func && s.section_index().is_some()
-        }) {
-            continue;
-        }
         // Only the sections holding a weak function need a placement.
         let weak_sections: std::collections::HashSet<usize> = obj
             .symbols
@@ -355,6 +350,9 @@ pub fn orphan_search(build_dir: &Path) -> Result<OrphanSearch> {
             .filter(|s| s.binding == Binding::Weak && s.kind == SymKind::Func)
             .filter_map(|s| s.section_index())
             .collect();
+        if weak_sections.is_empty() {
+            continue;
+        }
         let placed = place_sections(&obj, &idx, |s| weak_sections.contains(&s.index));
         for w in &obj.symbols {
             let Some(sec) = w.section_index() else {
