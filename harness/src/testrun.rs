@@ -297,6 +297,7 @@ fn boot(
             memory_mib: qemu::memory_mib(cell.arch, symbols, &initrd),
             run_dir: run_dir.clone(),
             qmp_socket: qemu::qmp_socket_path(&cell.name()),
+            qmp: crate::vm::qmp::QmpLimits::default(),
             timeouts: timeouts(
                 first_output,
                 opts.silence_limit.unwrap_or(DEFAULT_SILENCE),

@@ -3,4 +3,6 @@
 
 pub mod accel;
 pub mod arch;
+pub mod interactive;
 pub mod qemu;
+pub mod qmp;

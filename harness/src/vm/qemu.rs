@@ -2,16 +2,15 @@
 //!
 //! The command line is built from the arch profile ([`crate::vm::arch`]) by a pure
 //! function ([`command`]) so it can be unit-tested. The runner starts QEMU
-//! with the console and the results port written to files, drives QMP (the
-//! `qapi` crate) to learn why the VM stopped and to stop it on a timeout, and
-//! never waits forever: every QMP read and write has a timeout (a QMP that
-//! does not answer is dropped), and the first-output, silence and overall
-//! limits are checked on the clock and end in `quit` and, failing that or
-//! without QMP, SIGKILL after a short grace.
+//! with the console and the results port written to files, talks QMP
+//! ([`crate::vm::qmp`]: non-blocking, every step with its own limit) to
+//! learn why the VM stopped, to see that QEMU still answers, and to stop it,
+//! and never waits forever: a QMP step past its limit kills QEMU at once,
+//! and the first-output, silence and overall limits are checked on the
+//! clock and end in `quit` and, failing that, SIGKILL after a short grace.
 
 use std::fs;
 use std::io::Read;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,6 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use crate::vm::arch::ArchProfile;
+use crate::vm::qmp::{QmpLimits, QmpWatch};
 
 /// The accelerator QEMU runs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +63,9 @@ pub struct VmSpec<'a> {
     /// shorter than 108 bytes, which a deep checkout would exceed.
     pub qmp_socket: PathBuf,
     pub timeouts: Timeouts,
+    /// The limits of each QMP step (a QEMU that stops answering is
+    /// killed at once).
+    pub qmp: QmpLimits,
     /// Extra kernel command-line words for the guest's own use
     /// (`ksh.*` parameters that `/init` reads from /proc/cmdline).
     pub guest_params: Vec<String>,
@@ -338,77 +341,61 @@ fn file_len(p: &Path) -> u64 {
     fs::metadata(p).map(|m| m.len()).unwrap_or(0)
 }
 
-/// How long one QMP read or write may block. QEMU answers within
-/// milliseconds while its main loop runs; a QEMU that does not is frozen or
-/// wedged, and the runner carries on without QMP.
-const QMP_IO_TIMEOUT: Duration = Duration::from_secs(1);
-
 /// How long QEMU gets to exit after `quit` before SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(2);
 
-/// Stops QEMU: `quit` over QMP when QMP still answers, SIGKILL when QEMU is
-/// still there after [`KILL_GRACE`] (at once when QMP is gone: a frozen
-/// QEMU handles no signal but SIGKILL). Never blocks longer than the QMP
-/// timeout plus the grace. Returns how it ended, for the failure message.
-fn stop_vm(child: &mut Child, qmp: &mut Option<Qmp>) -> &'static str {
-    if let Some(q) = qmp.as_mut() {
-        if q.execute(&qapi::qmp::quit {}).is_ok() {
-            let deadline = Instant::now() + KILL_GRACE;
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return "stopped with QMP quit";
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+/// How long a SIGKILLed QEMU may take to be reaped. The kernel ends a
+/// killed process at once unless it sleeps uninterruptibly (a wedged
+/// device or filesystem): then nothing the harness does helps, and it says
+/// so instead of waiting.
+const REAP_LIMIT: Duration = Duration::from_secs(5);
+
+/// Waits for `child` to exit until `deadline`; whether it did.
+fn exited_by(child: &mut Child, deadline: Instant) -> bool {
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            return true;
         }
-        *qmp = None;
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Stops QEMU: `quit` over QMP when QMP answers, SIGKILL when QEMU is
+/// still there after [`KILL_GRACE`] (at once when QMP does not answer: a
+/// frozen QEMU handles no signal but SIGKILL). Never blocks longer than
+/// the grace plus [`REAP_LIMIT`]. Returns how it ended, for the failure
+/// message.
+pub(crate) fn stop_vm(child: &mut Child, qmp: &mut QmpWatch) -> String {
+    if qmp.answering() && qmp.quit() && exited_by(child, Instant::now() + KILL_GRACE) {
+        return "stopped with QMP quit".into();
+    }
+    kill_vm(child)
+}
+
+/// SIGKILL, then reap within [`REAP_LIMIT`].
+pub(crate) fn kill_vm(child: &mut Child) -> String {
     if let Ok(Some(_)) = child.try_wait() {
-        return "QEMU exited";
+        return "QEMU exited".into();
     }
     let _ = child.kill();
-    let _ = child.wait();
-    "killed with SIGKILL"
+    if exited_by(child, Instant::now() + REAP_LIMIT) {
+        "killed with SIGKILL".into()
+    } else {
+        format!(
+            "sent SIGKILL, but QEMU (pid {}) was still there {} s later (uninterruptible sleep in the host kernel?)",
+            child.id(),
+            REAP_LIMIT.as_secs()
+        )
+    }
 }
-
-type Qmp = qapi::Qmp<qapi::Stream<std::io::BufReader<UnixStream>, UnixStream>>;
-
-/// Connects to QEMU's QMP socket and negotiates capabilities: one attempt,
-/// `None` while the socket is not there yet or when QEMU does not answer.
-/// Every read and write on the socket is bounded by [`QMP_IO_TIMEOUT`].
-fn connect_qmp(path: &Path) -> Option<Qmp> {
-    let stream = UnixStream::connect(path).ok()?;
-    stream.set_read_timeout(Some(QMP_IO_TIMEOUT)).ok()?;
-    stream.set_write_timeout(Some(QMP_IO_TIMEOUT)).ok()?;
-    let reader = stream.try_clone().ok()?;
-    let mut qmp = qapi::Qmp::new(qapi::Stream::new(std::io::BufReader::new(reader), stream));
-    qmp.handshake().ok()?;
-    Some(qmp)
-}
-
-/// How long QEMU has to open its QMP socket; the runner watches the limits
-/// meanwhile and goes on without QMP after it.
-const QMP_CONNECT_WINDOW: Duration = Duration::from_secs(5);
 
 /// The last `n` lines of `text`.
 pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-/// Polls QMP once: collects the SHUTDOWN reason. A QMP that errs or does
-/// not answer within the timeout is dropped (QEMU exited, or is wedged).
-fn poll_qmp(qmp: &mut Option<Qmp>, shutdown_reason: &mut Option<String>) {
-    let Some(q) = qmp.as_mut() else { return };
-    let ok = q.nop().is_ok();
-    for ev in q.events() {
-        if let qapi::qmp::Event::SHUTDOWN { data, .. } = ev {
-            *shutdown_reason = Some(format!("{:?}", data.reason));
-        }
-    }
-    if !ok {
-        *qmp = None;
-    }
 }
 
 /// The console lines around the first panic or oops message.
@@ -451,14 +438,12 @@ pub fn run(spec: &VmSpec) -> Result<VmOutcome> {
         .spawn()
         .with_context(|| format!("starting {}", spec.arch.qemu.binary))?;
     let _live = crate::proc::register_live(child.id(), libc::SIGKILL);
-    let mut qmp: Option<Qmp> = None;
-    let mut qmp_pending = true;
+    let mut qmp = QmpWatch::new(&spec.qmp_socket, spec.qmp);
 
     let console_path = rd.join(CONSOLE_LOG);
     let results_path = rd.join(RESULTS_FILE);
     let mut last_sizes = (0u64, 0u64);
     let mut last_activity = Instant::now();
-    let mut shutdown_reason: Option<String> = None;
     let mut completed_at: Option<Duration> = None;
     // When the kernel printed its power-down line after the completion
     // record, and whether the harness had to stop QEMU after it.
@@ -471,11 +456,13 @@ pub fn run(spec: &VmSpec) -> Result<VmOutcome> {
         // Read the outputs before looking at the process, so a guest that
         // completes and powers off between two polls is seen completing.
         let exited = child.try_wait()?;
-        if qmp_pending && exited.is_none() {
-            qmp = connect_qmp(&spec.qmp_socket);
-            qmp_pending = qmp.is_none() && started.elapsed() < QMP_CONNECT_WINDOW;
-        }
-        poll_qmp(&mut qmp, &mut shutdown_reason);
+        // A QMP step past its limit: QEMU is frozen or wedged, and no
+        // later limit would be reached by waiting for it.
+        let qmp_fault = if exited.is_none() {
+            qmp.poll().err()
+        } else {
+            None
+        };
         let sizes = (file_len(&console_path), file_len(&results_path));
         if spec.console == Console::Stream {
             streamed = stream_from(&console_path, streamed);
@@ -501,6 +488,11 @@ pub fn run(spec: &VmSpec) -> Result<VmOutcome> {
         }
         if let Some(st) = exited {
             break Some(st);
+        }
+        if let Some(fault) = qmp_fault {
+            let how = kill_vm(&mut child);
+            timeout = Some(format!("{fault}; {how}"));
+            break None;
         }
         let elapsed = started.elapsed();
         if let Some(down) = power_down_at {
@@ -543,7 +535,7 @@ pub fn run(spec: &VmSpec) -> Result<VmOutcome> {
             ));
         }
         if let Some(what) = timeout.as_mut() {
-            let qmp_state = if qmp.is_some() {
+            let qmp_state = if qmp.answering() {
                 "QMP answering"
             } else {
                 "QMP not answering"
@@ -558,7 +550,8 @@ pub fn run(spec: &VmSpec) -> Result<VmOutcome> {
         stream_from(&console_path, streamed);
     }
     // Collect a SHUTDOWN event that arrived just before QEMU exited.
-    poll_qmp(&mut qmp, &mut shutdown_reason);
+    qmp.drain();
+    let shutdown_reason = qmp.shutdown_reason().map(str::to_string);
     drop(qmp);
     let _ = fs::remove_file(&spec.qmp_socket);
     let elapsed = started.elapsed();
@@ -656,69 +649,11 @@ fn stream_from(path: &Path, from: u64) -> u64 {
     from + buf.len() as u64
 }
 
-/// The terminal settings of stdin, put back when dropped (and by the Ctrl-C
-/// handler): QEMU sets the terminal raw for an interactive console and
-/// cannot restore it when it is killed.
-struct TerminalGuard {
-    saved: Option<libc::termios>,
-    _cleanup: Option<crate::proc::CleanupGuard>,
-}
-
-impl TerminalGuard {
-    fn save() -> TerminalGuard {
-        // SAFETY: tcgetattr on fd 0 into a zeroed termios.
-        let saved = unsafe {
-            let mut t: libc::termios = std::mem::zeroed();
-            (libc::tcgetattr(0, &mut t) == 0).then_some(t)
-        };
-        let _cleanup = saved.map(|t| {
-            crate::proc::cleanup_while(Box::new(move || {
-                // SAFETY: restores settings read from the same fd.
-                unsafe { libc::tcsetattr(0, libc::TCSANOW, &t) };
-            }))
-        });
-        TerminalGuard { saved, _cleanup }
-    }
-}
-
-impl Drop for TerminalGuard {
-    fn drop(&mut self) {
-        if let Some(t) = &self.saved {
-            // SAFETY: restores settings read from the same fd.
-            unsafe { libc::tcsetattr(0, libc::TCSANOW, t) };
-        }
-    }
-}
-
 /// Whether QEMU's exit `status` is the guest ending the machine through
 /// the arch's `isa-debug-exit` port (its power-off, on x86_64's microvm).
 pub fn ended_through_exit_port(arch: &ArchProfile, status: &std::process::ExitStatus) -> bool {
     arch.qemu.debug_exit_port.is_some()
         && status.code() == Some(ksh_proto::debug_exit_status(ksh_proto::DEBUG_EXIT_VALUE))
-}
-
-/// Runs `spec` ([`Console::Interactive`]) on the user's terminal until QEMU
-/// exits (the guest powers off when its shell ends; Ctrl-a x quits QEMU).
-/// No limits apply: the user is at the keyboard. The terminal settings are
-/// restored however QEMU ends, and QEMU dies with the harness.
-pub fn run_interactive(spec: &VmSpec) -> Result<std::process::ExitStatus> {
-    let rd = &spec.run_dir;
-    fs::create_dir_all(rd).with_context(|| format!("creating {}", rd.display()))?;
-    remove_stale_sockets();
-    let _ = fs::remove_file(&spec.qmp_socket);
-    let mut cmd = command(spec);
-    let cmdline = crate::proc::shell_line(&cmd);
-    fs::write(rd.join(CMDLINE_FILE), format!("{cmdline}\n"))
-        .with_context(|| format!("writing {}", rd.join(CMDLINE_FILE).display()))?;
-    crate::proc::die_with_parent(&mut cmd, libc::SIGKILL);
-    let _terminal = TerminalGuard::save();
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("starting {}", spec.arch.qemu.binary))?;
-    let _live = crate::proc::register_live(child.id(), libc::SIGKILL);
-    let status = child.wait()?;
-    let _ = fs::remove_file(&spec.qmp_socket);
-    Ok(status)
 }
 
 /// Console lines shown with a timeout or a QEMU failure.
@@ -790,6 +725,7 @@ mod tests {
             memory_mib: 256,
             run_dir: PathBuf::from("/r"),
             qmp_socket: PathBuf::from("/tmp/q.sock"),
+            qmp: crate::vm::qmp::QmpLimits::default(),
             timeouts: Timeouts {
                 first_output: Duration::from_secs(5),
                 silence: Duration::from_secs(30),
@@ -914,6 +850,9 @@ mod tests {
             silence: Duration::from_secs(silence),
             overall: Duration::from_secs(120),
         };
+        // The fakes open no QMP socket: other limits fire first, unless a
+        // test is about QMP.
+        s.qmp.connect = Duration::from_secs(60);
         s
     }
 
@@ -939,6 +878,26 @@ mod tests {
             what.contains("silence limit")
                 && what.contains("SIGKILL")
                 && what.contains("Linux version 6.12"),
+            "{what}"
+        );
+    }
+
+    #[test]
+    fn emulator_frozen_before_its_qmp_socket_is_killed_at_the_connect_limit() {
+        let d = tempfile::tempdir().unwrap();
+        // Stops itself at once, as a QEMU frozen right after its start.
+        let arch = fake_qemu(d.path(), "kill -STOP $$");
+        let mut spec = fake_spec(arch, d.path(), 60);
+        spec.qmp.connect = Duration::from_secs(2);
+        let started = Instant::now();
+        let out = run(&spec).unwrap();
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(2 + 5), "took {took:?}");
+        let Exit::Timeout { what } = &out.exit else {
+            panic!("{:?}", out.exit)
+        };
+        assert!(
+            what.contains("QMP connect limit") && what.contains("killed with SIGKILL"),
             "{what}"
         );
     }
