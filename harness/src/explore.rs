@@ -2,8 +2,10 @@
 //! cell, booted with an interactive shell on the user's terminal instead
 //! of the probes (busybox from Debian, see [`crate::payload::busybox`]). In the
 //! guest, `ksh-probe NAME` reruns one probe and `ksh-lookup ADDR|NAME`
-//! puts the kernel's answer next to the host's ground truth; `exit` or
-//! `poweroff` ends the VM, Ctrl-a x quits QEMU.
+//! puts the kernel's answer next to the host's ground truth. Every way the
+//! guest stops ends the session (`exit`, `poweroff`, `halt`, `reboot`, their
+//! `-f` forms, SysRq, a panic: see [`crate::vm::interactive`]); Ctrl-a x
+//! quits QEMU.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -74,6 +76,10 @@ pub fn run(cell: &Cell, opts: &ExploreOptions) -> Result<i32> {
     extra.extend(tool_scripts());
     let (initrd, info) = testrun::prepare_guest(cell, &built, &extra, SHELL_INITRAMFS)?;
     let memory_mib = qemu::memory_mib(cell.arch, ksh_proto::symbols_in_build_info(&info), &initrd);
+    // The same lock as the test run of this cell: the two take turns on
+    // the VM (a shell session open beside a test run would push the test's
+    // TCG guest past its probes' timeouts on a small host).
+    let _run_lock = layout::lock(&cell.runs_dir().with_extension("lock"))?;
     let runs = PathBuf::from(format!("{}-shell", cell.runs_dir().display()));
     let run_dir = layout::new_run_dir(&runs)?;
     let mut guest_params = vec![ksh_proto::SHELL_PARAM.to_string()];
@@ -92,6 +98,7 @@ pub fn run(cell: &Cell, opts: &ExploreOptions) -> Result<i32> {
         memory_mib,
         run_dir: run_dir.clone(),
         qmp_socket: qemu::qmp_socket_path(&format!("{}-shell", cell.name())),
+        qmp: crate::vm::qmp::QmpLimits::default(),
         timeouts: Timeouts {
             first_output: unlimited,
             silence: unlimited,
@@ -113,22 +120,13 @@ pub fn run(cell: &Cell, opts: &ExploreOptions) -> Result<i32> {
         spec.accel.name(),
         run_dir.join(qemu::CONSOLE_LOG).display()
     );
-    let status = qemu::run_interactive(&spec)?;
-    // The guest's own end (power-off, or the exit port on x86_64) is a
-    // success; anything else is QEMU's status.
-    let code = if qemu::ended_through_exit_port(cell.arch, &status) {
-        0
-    } else {
-        status.code().unwrap_or(1)
-    };
+    let end = crate::vm::interactive::run(&spec)?;
+    let code = end.exit_code();
     eprintln!(
-        "ksh: {}: the VM exited ({}); its command line is in {}",
+        "ksh: {}: {}; exit status {code}; console log {}, QEMU command line {}",
         cell.name(),
-        if code == 0 && !status.success() {
-            "the guest ended it".to_string()
-        } else {
-            status.to_string()
-        },
+        end.describe(),
+        run_dir.join(qemu::CONSOLE_LOG).display(),
         run_dir.join(qemu::CMDLINE_FILE).display()
     );
     Ok(code)

@@ -17,7 +17,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let cells = selection::cells(&sel)?;
     let [(arch, config)] = cells.as_slice() else {
         bail!(
-            "run boots one kernel, and --arch/--config select {}: give one --arch and one --config",
+            "run boots one kernel, and --arch/--config/--toolchain select {}: give one of each",
             cells.len()
         );
     };
