@@ -50,8 +50,10 @@
  *            function also prints the trace with stack_trace_print() and
  *            dump_stack() between "ksh_probe: <what> begin/end" lines.
  *
- * Parameter fault=panic|hang (test only: the harness's fault suite) makes
- * the module panic or never return from its init.
+ * Parameter fault= (test only: the harness's fault suite): panic or hang
+ * make the module panic or never return from its init; warn makes its init
+ * WARN(), warn-in-window makes the backtrace kthread WARN() inside its
+ * dump_stack window (both must fail boot/no-kernel-warnings).
  *
  * It depends on nothing but exported 6.12 APIs, so it builds against both
  * the baseline and the patched kernel.
@@ -161,6 +163,16 @@ static struct {
 } ksh_bt;
 static DEFINE_MUTEX(ksh_bt_lock);
 
+static char *fault = "";
+module_param(fault, charp, 0444);
+MODULE_PARM_DESC(fault,
+		 "test only (the harness's fault suite): panic or hang in init, warn in init, warn-in-window in the dump_stack window");
+
+static bool ksh_fault_is(const char *what)
+{
+	return !strcmp(fault, what);
+}
+
 static int ksh_bt_after(int x);
 
 static noinline __noreturn void ksh_bt_capture(void)
@@ -179,6 +191,8 @@ static noinline __noreturn void ksh_bt_capture(void)
 	pr_warn("ksh_probe: stack_trace_print end\n");
 	pr_warn("ksh_probe: dump_stack begin\n");
 	dump_stack();
+	/* The fault suite: a warning inside the window must still count. */
+	WARN(ksh_fault_is("warn-in-window"), "ksh_probe: fault=warn-in-window requested\n");
 	pr_warn("ksh_probe: dump_stack end\n");
 	/* Keeps the slot (and its value) until the traces are printed. */
 	(void)fn_on_stack;
@@ -874,9 +888,6 @@ static const struct file_operations ksh_features_fops = {
 
 static struct dentry *ksh_dir;
 
-static char *fault = "";
-module_param(fault, charp, 0444);
-MODULE_PARM_DESC(fault, "test only: panic or hang in init (the harness's fault suite)");
 
 /* Calls @fn through a pointer the compiler cannot see through. */
 static int ksh_call(int (*fn)(int), int x)
@@ -888,9 +899,10 @@ static int ksh_call(int (*fn)(int), int x)
 
 static int __init ksh_probe_init(void)
 {
-	if (!strcmp(fault, "panic"))
+	if (ksh_fault_is("panic"))
 		panic("ksh_probe: fault=panic requested");
-	if (!strcmp(fault, "hang")) {
+	WARN(ksh_fault_is("warn"), "ksh_probe: fault=warn requested\n");
+	if (ksh_fault_is("hang")) {
 		pr_warn("ksh_probe: fault=hang requested: init never returns\n");
 		for (;;)
 			msleep_interruptible(1000);

@@ -187,11 +187,13 @@ pub fn host_tsc_khz() -> Option<u64> {
 pub fn kernel_cmdline(arch: &ArchProfile) -> String {
     // panic=-1: reboot at once on panic; with -no-reboot QEMU then exits,
     // so a panicking kernel cannot keep the run waiting.
+    // loglevel=7: KERN_INFO lines reach the console too (`segfault at`,
+    // hung-task and lockup reports' details), for boot/no-kernel-warnings.
     // rcupdate.rcu_expedited=1: boot waits for RCU grace periods (before
     // mark_rodata_ro(), in module loading); expedited ones saved ~0.35 s
     // of the x86_64 boot under TCG. Lookups do not depend on it.
     let mut s = format!(
-        "console={} panic=-1 oops=panic rdinit=/init loglevel=6 rcupdate.rcu_expedited=1",
+        "console={} panic=-1 oops=panic rdinit=/init loglevel=7 rcupdate.rcu_expedited=1",
         arch.qemu.console
     );
     if !arch.qemu.cmdline_extra.is_empty() {
