@@ -606,6 +606,15 @@ pub fn bench(n: u64, lo: u64, hi: u64) -> Result<String, String> {
 
 /// Link-time addresses of `names` in the expected kallsyms table (one pass).
 pub fn expected_addresses(names: &[&str]) -> Result<Vec<u64>, String> {
+    names
+        .iter()
+        .zip(expected_addresses_if_any(names)?)
+        .map(|(n, a)| a.ok_or_else(|| format!("{n} is not in {}", ksh_proto::EXPECT_KALLSYMS)))
+        .collect()
+}
+
+/// Like [`expected_addresses`], `None` for a name the table does not have.
+pub fn expected_addresses_if_any(names: &[&str]) -> Result<Vec<Option<u64>>, String> {
     let mut found: Vec<Option<u64>> = vec![None; names.len()];
     let text = expect_text(ksh_proto::EXPECT_KALLSYMS)?;
     // Stops at the last name found: `_text` is near the top.
@@ -623,11 +632,7 @@ pub fn expected_addresses(names: &[&str]) -> Result<Vec<u64>, String> {
             }
         }
     }
-    names
-        .iter()
-        .zip(found)
-        .map(|(n, a)| a.ok_or_else(|| format!("{n} is not in {}", ksh_proto::EXPECT_KALLSYMS)))
-        .collect()
+    Ok(found)
 }
 
 /// `register_kprobe()` results for runtime addresses (0 = accepted).
@@ -637,15 +642,17 @@ pub fn kprobe(addrs: &[u64]) -> Result<Vec<i64>, String> {
         req.push_str(&format!("{a:x}\n"));
     }
     let text = transact("kprobe", &req)?;
-    let rcs: Vec<i64> = text
+    let rcs = text
         .lines()
         .map(|l| {
             l.split(' ')
                 .nth(1)
                 .and_then(|r| r.parse().ok())
-                .unwrap_or(i64::MIN)
+                .ok_or_else(|| {
+                    format!("the module's kprobe answer {l:?} does not parse (want \"ADDR RC\")")
+                })
         })
-        .collect();
+        .collect::<Result<Vec<i64>, String>>()?;
     if rcs.len() != addrs.len() {
         return Err(format!(
             "asked {} kprobes, got {} answers",

@@ -204,20 +204,32 @@ pub const NOBODY: u32 = 65534;
 /// sends the bytes back through a pipe. Files such as `/proc/kallsyms`
 /// decide at open() what the opener may see, so the open must happen in
 /// the child. Must be called from a single-threaded process (a probe).
-pub fn read_unprivileged(path: &str) -> Result<Vec<u8>, String> {
+/// Why [`read_unprivileged`] got no bytes.
+#[derive(Debug)]
+pub enum UnprivilegedReadError {
+    /// The harness's side failed (pipe, fork, dropping privileges): says
+    /// nothing about the kernel under test.
+    Setup(String),
+    /// The kernel refused the unprivileged reader (open or read failed):
+    /// what the file allows is what the probes check.
+    Refused(String),
+}
+
+pub fn read_unprivileged(path: &str) -> Result<Vec<u8>, UnprivilegedReadError> {
     use std::io::Read;
     use std::os::fd::FromRawFd;
-    let cpath = CString::new(path).map_err(|e| format!("{path}: {e}"))?;
+    use UnprivilegedReadError::{Refused, Setup};
+    let cpath = CString::new(path).map_err(|e| Setup(format!("{path}: {e}")))?;
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: fds has room for the two descriptors.
     if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
-        return Err(format!("pipe: {}", std::io::Error::last_os_error()));
+        return Err(Setup(format!("pipe: {}", std::io::Error::last_os_error())));
     }
     // SAFETY: the probe process has one thread; the child calls only
     // async-signal-safe functions and leaves with _exit.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
-        return Err(format!("fork: {}", std::io::Error::last_os_error()));
+        return Err(Setup(format!("fork: {}", std::io::Error::last_os_error())));
     }
     if pid == 0 {
         // SAFETY: plain system calls on owned descriptors and a C string.
@@ -270,18 +282,18 @@ pub fn read_unprivileged(path: &str) -> Result<Vec<u8>, String> {
     let mut status = 0;
     // SAFETY: waits for our own child.
     unsafe { libc::waitpid(pid, &mut status, 0) };
-    read.map_err(|e| format!("reading {path} from the child: {e}"))?;
+    read.map_err(|e| Setup(format!("reading {path} from the child: {e}")))?;
     let exited_ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
     if !exited_ok {
-        let step = match out.last() {
-            Some(1) => "dropping to uid/gid 65534",
-            Some(2) => "open",
-            Some(3) => "read",
-            _ => "writing to the pipe",
+        let (step, kernel) = match out.last() {
+            Some(1) => ("dropping to uid/gid 65534", false),
+            Some(2) => ("open", true),
+            Some(3) => ("read", true),
+            _ => ("writing to the pipe", false),
         };
-        return Err(format!(
-            "reading {path} as uid {NOBODY} failed at {step} (wait status {status:#x})"
-        ));
+        let why =
+            format!("reading {path} as uid {NOBODY} failed at {step} (wait status {status:#x})");
+        return Err(if kernel { Refused(why) } else { Setup(why) });
     }
     Ok(out)
 }

@@ -8,8 +8,10 @@
 //! `/proc/kallsyms` in the same order, every sized vmlinux symbol with its
 //! ELF size, the probe module's functions with theirs, and an unprivileged
 //! reader sees the sizes but no addresses (the `kallsyms_show_value()`
-//! rule of `/proc/kallsyms`). A kernel without the file fails every case
-//! with every item counted as missing.
+//! rule of `/proc/kallsyms`). A kernel without the file (ENOENT) fails
+//! every case with every item counted as missing; a setup error (the
+//! expectations, the KASLR offset, dropping privileges) or another read
+//! error fails without a count, so it can never pass for a mismatch.
 
 use rustc_hash::FxHashMap as HashMap;
 use std::io::Write;
@@ -95,27 +97,43 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         .filter(|l| !is_volatile(owner_of(l)))
         .collect();
 
+    // Setup (the expectations, the KASLR offset, dropping privileges)
+    // fails a case without a count: only what the kernel shows is counted,
+    // so a broken setup can never pass for the baseline's mismatches.
+    let sizes_text = match support::expect_text(ksh_proto::EXPECT_SIZES) {
+        Ok(t) => t,
+        Err(e) => return out.fail_rest(&format!("setup: {e}")),
+    };
+    let setup = || -> Result<_, String> {
+        Ok((
+            sized_vmlinux_symbols(&sizes_text)?,
+            support::module_syms()?,
+            support::kaslr_offset()?,
+        ))
+    };
+    let (expected, module_fns, offset) = match setup() {
+        Ok(x) => x,
+        Err(e) => return out.fail_rest(&format!("setup: {e}")),
+    };
+
     let started = Instant::now();
     let text = match std::fs::read(PATH) {
         Ok(b) => String::from_utf8_lossy(&b).into_owned(),
-        Err(e) => {
-            // Every item of every case is missing: counted, so that a kernel
-            // without the file fails as a kernel without sizes should.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // A kernel without the file: every item of every case is
+            // missing, counted, as a kernel without sizes should fail.
             let why = format!("{PATH}: {e}");
-            let vmlinux = support::expect_text(ksh_proto::EXPECT_SIZES)
-                .and_then(|t| sized_vmlinux_symbols(&t).map(|v| v.len()))
-                .unwrap_or(1);
-            let module = support::module_syms().map(|v| v.len()).unwrap_or(1);
             for (case, n) in [
                 ("lines", reference.len()),
-                ("vmlinux-sizes", vmlinux),
-                ("module-sizes", module),
+                ("vmlinux-sizes", expected.len()),
+                ("module-sizes", module_fns.len()),
                 ("unprivileged", reference.len()),
             ] {
                 out.counted(case, n.max(1), n.max(1), vec![why.clone()], "");
             }
             return;
         }
+        Err(e) => return out.fail_rest(&format!("reading {PATH} as root: {e}")),
     };
     let read_ms = started.elapsed().as_millis();
     let mut malformed = Vec::new();
@@ -163,67 +181,53 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         .collect();
 
     // vmlinux-sizes: every sized symbol with its ELF size.
-    let check_vmlinux = || -> Result<(usize, Vec<String>), String> {
-        let sizes_text = support::expect_text(ksh_proto::EXPECT_SIZES)?;
-        let expected = sized_vmlinux_symbols(&sizes_text)?;
-        let offset = support::kaslr_offset()?;
-        let listed: HashMap<(u64, &str), u64> = parsed
-            .iter()
-            .filter(|(_, p)| p.module.is_none())
-            .map(|(s, p)| ((p.addr.wrapping_sub(offset), p.name), *s))
-            .collect();
-        let mut bad = Vec::new();
-        for (addr, name, size) in &expected {
-            match listed.get(&(*addr, *name)) {
-                Some(s) if s == size => {}
-                Some(s) => bad.push(format!(
-                    "{name} ({addr:#x}): size {s:#x}, ELF size {size:#x}"
-                )),
-                None => bad.push(format!("{name} ({addr:#x}): not listed")),
-            }
+    let listed: HashMap<(u64, &str), u64> = parsed
+        .iter()
+        .filter(|(_, p)| p.module.is_none())
+        .map(|(s, p)| ((p.addr.wrapping_sub(offset), p.name), *s))
+        .collect();
+    let mut bad = Vec::new();
+    for (addr, name, size) in &expected {
+        match listed.get(&(*addr, *name)) {
+            Some(s) if s == size => {}
+            Some(s) => bad.push(format!(
+                "{name} ({addr:#x}): size {s:#x}, ELF size {size:#x}"
+            )),
+            None => bad.push(format!("{name} ({addr:#x}): not listed")),
         }
-        Ok((expected.len(), bad))
-    };
-    match check_vmlinux() {
-        Ok((n, bad)) => out.checked_items(
-            "vmlinux-sizes",
-            n,
-            "sized vmlinux symbols without their ELF size",
-            &bad,
-            &format!("{} lists no sized symbol", ksh_proto::EXPECT_SIZES),
-        ),
-        Err(e) => out.counted("vmlinux-sizes", 1, 1, vec![e], ""),
     }
+    out.checked_items(
+        "vmlinux-sizes",
+        expected.len(),
+        "sized vmlinux symbols without their ELF size",
+        &bad,
+        &format!("{} lists no sized symbol", ksh_proto::EXPECT_SIZES),
+    );
 
     // module-sizes: the probe module's functions with their ELF sizes.
-    match support::module_syms() {
-        Ok(fns) => {
-            let listed: HashMap<&str, u64> = parsed
-                .iter()
-                .filter(|(_, p)| p.module == Some(ksh_proto::MODULE_NAME))
-                .map(|(s, p)| (p.name, *s))
-                .collect();
-            let bad: Vec<String> = fns
-                .iter()
-                .filter_map(|(name, size)| match listed.get(name.as_str()) {
-                    Some(s) if s == size => None,
-                    Some(s) => Some(format!("{name}: size {s:#x}, ELF size {size:#x}")),
-                    None => Some(format!(
-                        "{name}: not listed as [{}]",
-                        ksh_proto::MODULE_NAME
-                    )),
-                })
-                .collect();
-            out.checked_items(
-                "module-sizes",
-                fns.len(),
-                "module functions without their ELF size",
-                &bad,
-                &format!("{} is empty", ksh_proto::EXPECT_MODULE_SYMS),
-            );
-        }
-        Err(e) => out.counted("module-sizes", 1, 1, vec![e], ""),
-    }
+    let listed: HashMap<&str, u64> = parsed
+        .iter()
+        .filter(|(_, p)| p.module == Some(ksh_proto::MODULE_NAME))
+        .map(|(s, p)| (p.name, *s))
+        .collect();
+    let bad: Vec<String> = module_fns
+        .iter()
+        .filter_map(|(name, size)| match listed.get(name.as_str()) {
+            Some(s) if s == size => None,
+            Some(s) => Some(format!("{name}: size {s:#x}, ELF size {size:#x}")),
+            None => Some(format!(
+                "{name}: not listed as [{}]",
+                ksh_proto::MODULE_NAME
+            )),
+        })
+        .collect();
+    out.checked_items(
+        "module-sizes",
+        module_fns.len(),
+        "module functions without their ELF size",
+        &bad,
+        &format!("{} is empty", ksh_proto::EXPECT_MODULE_SYMS),
+    );
 
     // unprivileged: the same lines with every address zero, sizes kept.
     let started = Instant::now();
@@ -272,7 +276,18 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
                 &format!("{PATH} is empty"),
             );
         }
-        Err(e) => out.counted("unprivileged", 1, 1, vec![e], ""),
+        // The kernel refused the reader: every line is unseen, counted.
+        Err(crate::sys::UnprivilegedReadError::Refused(e)) => out.counted(
+            "unprivileged",
+            lines.len().max(1),
+            lines.len().max(1),
+            vec![e],
+            "",
+        ),
+        Err(crate::sys::UnprivilegedReadError::Setup(e)) => out.case(
+            "unprivileged",
+            crate::ktap::Verdict::Fail(vec![format!("setup: {e}")]),
+        ),
     }
 }
 

@@ -2,14 +2,17 @@
 //! walk over the blacklisted areas steps by each symbol's size), and
 //! `register_kprobe()`'s own checks:
 //! - `past-end-refused`: a kprobe at `function+size` (the first byte past
-//!   a function followed by a gap, not by another symbol) is refused;
+//!   a function followed by a gap, not by another symbol) is refused with
+//!   -ENOENT (the address has no symbol);
 //! - `inside-accepted`: one at the start of a module function is accepted;
 //! - `blacklist-populated`: `/sys/kernel/debug/kprobes/blacklist` has every
 //!   entry the host derived from the ELF, with its exact extent;
 //! - `blacklist-module`: the probe module's `.kprobes.text` functions, on
 //!   both sides of an alignment gap, are blacklisted with their sizes;
 //! - `blacklisted-refused`: a kprobe on the last function of each
-//!   blacklisted area is refused.
+//!   blacklisted area is refused with -EINVAL.
+//!
+//! A `kprobe` answer line that does not parse fails every case.
 //!
 //! Needs CONFIG_KPROBES; skipped without (as the registry's
 //! `APPLICABILITY` declares). Every case reports how many items it checked.
@@ -91,7 +94,11 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         Ok(r) => r,
         Err(e) => return out.fail_rest(&e),
     };
-    let accepted = |kind: &str| -> (usize, Vec<String>) {
+    // Each refusal must be the one register_kprobe() gives for its reason
+    // (kernel/kprobes.c), not any error: past a function's end the address
+    // has no symbol, so _kprobe_addr()'s lookup fails with -ENOENT; in a
+    // blacklisted function check_kprobe_address_safe() says -EINVAL.
+    let refused = |kind: &str, want: i64| -> (usize, Vec<String>) {
         let mut n = 0;
         let mut bad = Vec::new();
         for (t, &rc) in targets.iter().zip(&rcs) {
@@ -99,20 +106,23 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
                 continue;
             }
             n += 1;
-            if rc == 0 {
+            if rc != want {
                 bad.push(format!(
-                    "{} ({:#x}, {kind}): kprobe accepted",
-                    t.name, t.addr
+                    "{} ({:#x}, {kind}): register_kprobe() returned {}, want {}",
+                    t.name,
+                    t.addr,
+                    errno_name(rc),
+                    errno_name(want)
                 ));
             }
         }
         (n, bad)
     };
-    let (n, bad) = accepted("past-end");
+    let (n, bad) = refused("past-end", -libc::ENOENT as i64);
     out.checked_items(
         "past-end-refused",
         n,
-        "past-the-end kprobes accepted",
+        "past-the-end kprobes not refused with -ENOENT",
         &bad,
         "no past-end target in the expectations (the fixture guarantees kallsyms_fixture_anchor)",
     );
@@ -132,7 +142,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         Err(e) => {
             out.case("blacklist-populated", Verdict::Fail(vec![e.clone()]));
             out.case("blacklist-module", Verdict::Fail(vec![e]));
-            return refused_in_blacklist(out, accepted("blacklisted"));
+            return refused_in_blacklist(out, refused("blacklisted", -libc::EINVAL as i64));
         }
     };
     let have: HashSet<(u64, u64)> = listed.iter().map(|e| (e.0, e.1)).collect();
@@ -196,16 +206,31 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         &bad,
         "",
     );
-    refused_in_blacklist(out, accepted("blacklisted"));
+    refused_in_blacklist(out, refused("blacklisted", -libc::EINVAL as i64));
+}
+
+/// `-22 (EINVAL)` for a negative errno, `0 (accepted)` for 0.
+fn errno_name(rc: i64) -> String {
+    let name = match -rc {
+        0 => "accepted",
+        e if e == libc::ENOENT as i64 => "ENOENT",
+        e if e == libc::EINVAL as i64 => "EINVAL",
+        e if e == libc::EILSEQ as i64 => "EILSEQ",
+        e if e == libc::EBUSY as i64 => "EBUSY",
+        e if e == libc::EEXIST as i64 => "EEXIST",
+        e if e == libc::ENOMEM as i64 => "ENOMEM",
+        _ => "?",
+    };
+    format!("{rc} ({name})")
 }
 
 /// `blacklisted-refused`: of `n` kprobes on blacklisted functions, `bad`
-/// were accepted.
+/// were not refused with -EINVAL.
 fn refused_in_blacklist<W: Write>(out: &mut CaseWriter<W>, (n, bad): (usize, Vec<String>)) {
     out.checked_items(
         "blacklisted-refused",
         n,
-        "kprobes accepted in blacklisted areas",
+        "kprobes in blacklisted areas not refused with -EINVAL",
         &bad,
         "no blacklisted target in the expectations",
     );

@@ -4,7 +4,9 @@
 //! `SYMBOL(kallsyms_size_*)=ADDR` against the symbol's vmlinux address
 //! (plus the KASLR offset) and `NUMBER(KALLSYMS_SIZE_FORMAT)=1`.
 //! `SYMBOL(kallsyms_names)`, in VMCOREINFO on every kernel, is checked the
-//! same way: the witness that the note was found and read.
+//! same way first: the witness that the note was found and read. Without
+//! it, or without `/proc/kcore` or the expectations, the case fails as a
+//! setup error (no count line), never as "N of M mismatched".
 
 use std::fs::File;
 use std::io::Write;
@@ -101,44 +103,57 @@ fn value<'a>(info: &'a str, key: &str) -> Option<&'a str> {
 }
 
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
-    let info = match File::open("/proc/kcore")
-        .map_err(|e| format!("/proc/kcore: {e}"))
-        .and_then(|f| read_vmcoreinfo(&f).map_err(|e| format!("/proc/kcore: {e}")))
-    {
-        Ok(i) => i,
-        Err(e) => {
-            return out.counted(
-                "size-tables",
-                SIZE_TABLES.len() + 2,
-                SIZE_TABLES.len() + 2,
-                vec![e],
-                "",
-            )
+    // Everything that is not a VMCOREINFO entry of the size tables (the
+    // note, the expectations, the KASLR offset, the witness) is setup: a
+    // failure there fails the case without a count, so it can never pass
+    // for the baseline's "N of M mismatched".
+    let setup = || -> Result<(String, Vec<Option<u64>>), String> {
+        let info = File::open("/proc/kcore")
+            .map_err(|e| format!("/proc/kcore: {e}"))
+            .and_then(|f| read_vmcoreinfo(&f).map_err(|e| format!("/proc/kcore: {e}")))?;
+        let offset = support::kaslr_offset()?;
+        let names: Vec<&str> = std::iter::once(WITNESS)
+            .chain(SIZE_TABLES.iter().copied())
+            .collect();
+        // One pass over the expected table for all names (the tables sit
+        // near its end: a pass per name cost 5 full parses).
+        // The tables are absent from an unpatched kernel's expectations
+        // (its VMCOREINFO must then lack them: counted, not setup).
+        let want: Vec<Option<u64>> = support::expected_addresses_if_any(&names)?
+            .into_iter()
+            .map(|a| a.map(|a| a.wrapping_add(offset)))
+            .collect();
+        let key = format!("SYMBOL({WITNESS})");
+        let witness =
+            want[0].ok_or_else(|| format!("{WITNESS} is not in {}", ksh_proto::EXPECT_KALLSYMS))?;
+        match value(&info, &key).map(support::hex) {
+            Some(Ok(got)) if got == witness => Ok((info, want[1..].to_vec())),
+            Some(Ok(got)) => Err(format!(
+                "the witness {key}={got:x}, the symbol is at {witness:x}: the note was not read right"
+            )),
+            Some(Err(e)) => Err(format!("the witness {key}: {e}")),
+            None => Err(format!(
+                "no witness {key}= line: the VMCOREINFO note was not found or not read right"
+            )),
         }
     };
+    let (info, want) = match setup() {
+        Ok(x) => x,
+        Err(e) => return out.fail_rest(&format!("setup: {e}")),
+    };
     out.note(&format!("VMCOREINFO: {} lines", info.lines().count()));
-    let offset = support::kaslr_offset();
     let mut bad = Vec::new();
-    let names: Vec<&str> = std::iter::once(WITNESS)
-        .chain(SIZE_TABLES.iter().copied())
-        .collect();
-    // One pass over the expected table for all names (the tables sit
-    // near its end: a pass per name cost 5 full parses).
-    let expected = support::expected_addresses(&names);
-    for (i, name) in names.iter().enumerate() {
+    for (name, want) in SIZE_TABLES.iter().zip(want) {
         let key = format!("SYMBOL({name})");
         let Some(got) = value(&info, &key) else {
             bad.push(format!("no {key}= line"));
             continue;
         };
-        let want = expected
-            .clone()
-            .and_then(|a| Ok(a[i].wrapping_add(offset.clone()?)));
         match (support::hex(got), want) {
-            (Ok(g), Ok(w)) if g == w => {}
-            (Ok(g), Ok(w)) => bad.push(format!("{key}={g:x}, the symbol is at {w:x}")),
+            (Ok(g), Some(w)) if g == w => {}
+            (Ok(g), Some(w)) => bad.push(format!("{key}={g:x}, the symbol is at {w:x}")),
+            (Ok(g), None) => bad.push(format!("{key}={g:x}, but the kernel has no {name} symbol")),
             (Err(e), _) => bad.push(format!("{key}: {e}")),
-            (_, Err(e)) => bad.push(format!("{key}={got}: {e}")),
         }
     }
     match value(&info, FORMAT_KEY) {
@@ -150,7 +165,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     }
     out.checked_items(
         "size-tables",
-        names.len() + 1,
+        SIZE_TABLES.len() + 1,
         "VMCOREINFO entries missing or wrong",
         &bad,
         "",
