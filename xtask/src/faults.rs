@@ -62,6 +62,8 @@ struct Finished {
 }
 
 const FAULTS: &[&str] = &[
+    "frozen-qemu-at-start",
+    "frozen-qemu-before-console",
     "frozen-qemu",
     "killed-qemu",
     "killed-harness",
@@ -72,6 +74,8 @@ const FAULTS: &[&str] = &[
     "concurrent-runs",
     "module-panic",
     "module-hang",
+    "module-warn",
+    "module-warn-in-window",
     "full-run-dir",
     "moved-checkout",
     "interrupted-unpack",
@@ -151,6 +155,8 @@ pub fn run(args: FaultsArgs) -> Result<i32> {
         }
         eprintln!("ksh-faults: {fault}");
         let row = match fault {
+            "frozen-qemu-at-start" => frozen_early(&ctx, fault, Moment::AtStart),
+            "frozen-qemu-before-console" => frozen_early(&ctx, fault, Moment::BeforeConsole),
             "frozen-qemu" => frozen_or_killed(&ctx, fault, libc::SIGSTOP),
             "killed-qemu" => frozen_or_killed(&ctx, fault, libc::SIGKILL),
             "killed-harness" => killed_harness(&ctx),
@@ -169,6 +175,8 @@ pub fn run(args: FaultsArgs) -> Result<i32> {
             "concurrent-runs" => concurrent(&ctx),
             "module-panic" => module_fault(&ctx, "module-panic", "panic"),
             "module-hang" => module_fault(&ctx, "module-hang", "hang"),
+            "module-warn" => module_warning(&ctx, fault, "warn"),
+            "module-warn-in-window" => module_warning(&ctx, fault, "warn-in-window"),
             "full-run-dir" => full_run_dir(&ctx),
             "moved-checkout" => moved_checkout(&ctx),
             "interrupted-unpack" => interrupted_unpack(&ctx),
@@ -368,31 +376,120 @@ impl TestRun {
     }
 }
 
-/// SIGSTOP (a wedged emulator) or SIGKILL QEMU once the guest is booting:
-/// the cell must fail within the silence limit + 5 s (at once for a killed
-/// QEMU) with the limit or the signal named, leave no QEMU and no socket
+/// The QMP limits of a test run's VM (`harness::vm::qmp::QmpLimits`): a
+/// frozen QEMU is killed when the current QMP step passes its limit.
+fn qmp_limits() -> harness::vm::qmp::QmpLimits {
+    harness::vm::qmp::QmpLimits::default()
+}
+
+/// SIGSTOP (a wedged emulator) or SIGKILL QEMU once the guest is booting
+/// (its console spoke): the cell must fail within the QMP reply limit
+/// (plus one heartbeat) + 5 s for a frozen QEMU, at once for a killed one,
+/// with the QMP step or the signal named, leave no QEMU and no socket
 /// behind, and still report and write JUnit.
 fn frozen_or_killed(ctx: &Ctx, fault: &'static str, sig: i32) -> Result<Row> {
-    // The short silence limit only here: under load a healthy guest's
-    // probes can be silent for more than 10 s (seen at load average 6).
-    let silence = ctx.silence.to_string();
-    let mut run = ctx.test(&["--vm-silence", &silence], &[])?;
+    let mut run = ctx.test(&[], &[])?;
     let qemu = run.wait_for_console(ctx)?;
     // SAFETY: plain syscall on our own grandchild.
     unsafe { libc::kill(qemu as i32, sig) };
     let t0 = Instant::now();
+    let q = qmp_limits();
     let (bound, want) = if sig == libc::SIGSTOP {
         (
-            Duration::from_secs(ctx.silence + 5),
-            "silence limit: no console or results output",
+            q.reply + q.heartbeat + Duration::from_secs(5),
+            "QMP reply to query-status limit",
         )
     } else {
         (Duration::from_secs(5), "QEMU failed (signal: 9")
     };
+    finish_vm_fault(ctx, fault, run, qemu, t0, bound, &[want])
+}
+
+/// The moments before a booting guest at which [`frozen_early`] stops QEMU.
+#[derive(Clone, Copy, PartialEq)]
+enum Moment {
+    /// As soon as the QEMU process exists (before its QMP greeting).
+    AtStart,
+    /// Its QMP socket is up, its console has not spoken.
+    BeforeConsole,
+}
+
+/// SIGSTOP QEMU before the guest speaks: right after QEMU's start (no QMP
+/// greeting yet), or once its QMP socket is up but before the first
+/// console byte. A blocking QMP client waits forever on either; the cell
+/// must fail within the QMP step's limit + 5 s naming the step.
+fn frozen_early(ctx: &Ctx, fault: &'static str, moment: Moment) -> Result<Row> {
+    let mut run = ctx.test(&[], &[])?;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let socket_prefix = format!("ksh-{}-", run.pid());
+    let (qemu, spoke) = loop {
+        if let Some(st) = run.child.try_wait()? {
+            bail!("the run ended ({st}) before its QEMU started");
+        }
+        if Instant::now() > deadline {
+            bail!("no QEMU within 300 s");
+        }
+        let qemu = descendants(run.pid())
+            .into_iter()
+            .find(|(_, comm)| comm.starts_with("qemu-system"));
+        if let Some((q, _)) = qemu {
+            let socket_up = moment == Moment::AtStart
+                || fs::read_dir(std::env::temp_dir())?
+                    .flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with(&socket_prefix));
+            if socket_up {
+                if moment == Moment::BeforeConsole {
+                    // Time for the harness to connect and be greeted
+                    // (it polls every 25 ms).
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                // SAFETY: plain syscall on our own grandchild.
+                unsafe { libc::kill(q as i32, libc::SIGSTOP) };
+                let console = ctx
+                    .run_dir_of(run.pid())
+                    .map(|d| d.join(harness::vm::qemu::CONSOLE_LOG));
+                let spoke = console.is_some_and(|c| fs::metadata(c).is_ok_and(|m| m.len() > 0));
+                break (q, spoke);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    let t0 = Instant::now();
+    let q = qmp_limits();
+    let (bound, wants): (Duration, &[&str]) = match moment {
+        Moment::AtStart => (
+            q.connect.max(q.greeting) + Duration::from_secs(5),
+            &["QMP connect limit", "QMP greeting limit"],
+        ),
+        Moment::BeforeConsole => (
+            q.greeting.max(q.reply) + q.heartbeat + Duration::from_secs(5),
+            &["QMP greeting limit", "QMP reply to query-status limit"],
+        ),
+    };
+    let mut row = finish_vm_fault(ctx, fault, run, qemu, t0, bound, wants)?;
+    if spoke {
+        row.ok = false;
+        row.message = format!("moment missed: the console had spoken; {}", row.message);
+    }
+    Ok(row)
+}
+
+/// Waits for a run whose QEMU got a fault at `t0` and judges it: exit 101,
+/// one of `wants` in the output, `boot/vm-completed` failed in JUnit,
+/// within `bound`, nothing left behind, and the next plain run passes.
+fn finish_vm_fault(
+    ctx: &Ctx,
+    fault: &'static str,
+    mut run: TestRun,
+    qemu: u32,
+    t0: Instant,
+    bound: Duration,
+    wants: &[&str],
+) -> Result<Row> {
     let f = run.wait_bounded(bound + Duration::from_secs(60))?;
     let took = t0.elapsed();
     let vm_case_failed = f.vm_case_failed();
-    let message = line_with(&f.output, want);
+    let message = wants.iter().find_map(|w| line_with(&f.output, w));
     let left = ctx.leftovers(f.pid, Some(qemu));
     let (next_ok, next_run) = ctx.next_run();
     Ok(Row {
@@ -405,7 +502,8 @@ fn frozen_or_killed(ctx: &Ctx, fault: &'static str, sig: i32) -> Result<Row> {
             && next_ok,
         took,
         bound,
-        message: message.unwrap_or_else(|| format!("(no '{want}') {}", first_failure(&f.output))),
+        message: message
+            .unwrap_or_else(|| format!("(none of {wants:?}) {}", first_failure(&f.output))),
         left: describe_left(&left),
         next_run,
     })
@@ -454,6 +552,62 @@ fn module_fault(ctx: &Ctx, fault: &'static str, kind: &str) -> Result<Row> {
         left: describe_left(&left),
         next_run,
     })
+}
+
+/// The probe module WARN()s in its init, or inside the window in which a
+/// probe asks the kernel for a stack dump (`ksh_probe.fault=warn` and
+/// `warn-in-window`): `boot/no-kernel-warnings` must fail quoting the
+/// WARNING line, and it must be the only failing case (the VM completed,
+/// every probe passed), within the cell's usual time.
+fn module_warning(ctx: &Ctx, fault: &'static str, kind: &str) -> Result<Row> {
+    let param = format!("{}.fault={kind}", ksh_proto::MODULE_NAME);
+    let mut run = ctx.test(&["--guest-param", &param], &[])?;
+    let bound = Duration::from_secs(120);
+    let f = run.wait_bounded(bound + Duration::from_secs(60))?;
+    let failed = f.junit.as_deref().map(failed_cases).unwrap_or_default();
+    let only_warnings = failed == ["no-kernel-warnings"];
+    let message = line_with(&f.output, "WARNING: CPU");
+    let left = ctx.leftovers(f.pid, None);
+    let (next_ok, next_run) = ctx.next_run();
+    Ok(Row {
+        fault,
+        ok: f.status.code() == Some(101)
+            && only_warnings
+            && message.as_deref().is_some_and(|m| m.contains("ksh_probe"))
+            && f.took <= bound
+            && left.is_empty()
+            && next_ok,
+        took: f.took,
+        bound,
+        message: match message {
+            Some(m) if only_warnings => m,
+            Some(m) => format!("failed cases {failed:?}, not only no-kernel-warnings; {m}"),
+            None => format!(
+                "(no WARNING line quoted; failed cases {failed:?}) {}",
+                first_failure(&f.output)
+            ),
+        },
+        left: describe_left(&left),
+        next_run,
+    })
+}
+
+/// The names of the failed `<testcase>`s of a JUnit file.
+fn failed_cases(junit: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for part in junit.split("<testcase ").skip(1) {
+        let case = part.split("</testcase>").next().unwrap_or(part);
+        if case.contains("<failure") {
+            if let Some(name) = case
+                .split(" name=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+            {
+                out.push(name.to_string());
+            }
+        }
+    }
+    out
 }
 
 /// SIGKILL the harness itself while its VM runs: QEMU must die with it
