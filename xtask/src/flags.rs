@@ -41,6 +41,10 @@ pub enum Cmd {
     SyncSeries,
     /// Print the CI matrix (arch × config × kernel) as JSON.
     Matrix(MatrixArgs),
+    /// Print a JUnit file of `test --junit` as markdown (a CI job summary):
+    /// per cell a table of passed, failed and skipped cases, and each failed
+    /// case with the first line of its message.
+    Summary(SummaryArgs),
     /// Find the first commit of a kernel tree where the selected probes fail
     /// (drives `git bisect run`; the tree is restored when it ends).
     Bisect(BisectArgs),
@@ -197,6 +201,13 @@ pub struct MatrixArgs {
     /// Indent the JSON for humans.
     #[arg(long)]
     pub pretty: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SummaryArgs {
+    /// The JUnit XML file `cargo xtask test --junit` wrote.
+    #[arg(long, value_name = "FILE")]
+    pub junit: PathBuf,
 }
 
 #[derive(Args, Debug)]

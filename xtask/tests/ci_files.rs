@@ -1,7 +1,8 @@
 //! The sample GitHub workflow is valid YAML and consumes `cargo xtask
 //! matrix` the way the README says; the matrix is valid JSON with one entry
-//! per arch × config × kernel.
+//! per arch × config × kernel, holding every field the workflow reads.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
@@ -9,10 +10,66 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
 }
 
+fn workflow() -> serde_yaml::Value {
+    let text = std::fs::read_to_string(root().join(".github/workflows/kallsyms.yml")).unwrap();
+    serde_yaml::from_str(&text).expect("valid YAML")
+}
+
+/// The JSON `cargo xtask ARGS` prints.
+fn xtask_json(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cargo xtask {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+/// Every string in `v` (keys and values; comments are gone).
+fn strings(v: &serde_yaml::Value, out: &mut Vec<String>) {
+    match v {
+        serde_yaml::Value::String(s) => out.push(s.clone()),
+        serde_yaml::Value::Sequence(items) => items.iter().for_each(|i| strings(i, out)),
+        serde_yaml::Value::Mapping(m) => m.iter().for_each(|(k, v)| {
+            strings(k, out);
+            strings(v, out);
+        }),
+        serde_yaml::Value::Tagged(t) => strings(&t.value, out),
+        _ => {}
+    }
+}
+
+/// The `FIELD`s of every `matrix.FIELD` inside a `${{ }}` expression of `s`
+/// (not `steps.matrix.…`: the context must stand alone).
+fn matrix_fields(s: &str, out: &mut BTreeSet<String>) {
+    let mut rest = s;
+    while let Some(start) = rest.find("${{") {
+        let expr_end = rest[start..].find("}}").map_or(rest.len(), |e| start + e);
+        let expr = &rest[start + 3..expr_end];
+        for (i, _) in expr.match_indices("matrix.") {
+            let before = expr[..i].chars().next_back();
+            if before.is_some_and(|c| c.is_alphanumeric() || "_-.".contains(c)) {
+                continue;
+            }
+            let field: String = expr[i + "matrix.".len()..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '-')
+                .collect();
+            out.insert(field);
+        }
+        rest = &rest[expr_end..];
+    }
+}
+
 #[test]
 fn workflow_is_valid_yaml_and_uses_the_matrix() {
     let text = std::fs::read_to_string(root().join(".github/workflows/kallsyms.yml")).unwrap();
-    let doc: serde_yaml::Value = serde_yaml::from_str(&text).expect("valid YAML");
+    let doc = workflow();
     let jobs = doc.get("jobs").expect("jobs");
     let test = jobs.get("test").expect("a test job");
     let matrix = test
@@ -74,4 +131,129 @@ fn matrix_is_json_with_every_cell() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("valid: x86_64, arm64"));
+}
+
+/// Renaming or dropping a field of `cargo xtask matrix` must fail here, not
+/// in a CI run: every `matrix.FIELD` the workflow reads is a non-empty
+/// string in every cell (all configs, both toolchains).
+#[test]
+fn every_matrix_field_the_workflow_reads_is_in_every_cell() {
+    let mut all = Vec::new();
+    strings(&workflow(), &mut all);
+    let mut used = BTreeSet::new();
+    all.iter().for_each(|s| matrix_fields(s, &mut used));
+    for field in ["arch", "config", "toolchain", "kernel", "junit"] {
+        assert!(
+            used.contains(field),
+            "the workflow no longer reads matrix.{field}: {used:?}"
+        );
+    }
+    let matrix = xtask_json(&["matrix", "--all-configs", "--toolchain", "gcc,llvm"]);
+    let cells = matrix["include"].as_array().expect("include: [...]");
+    assert!(cells.iter().any(|c| c["toolchain"] == "llvm"));
+    for cell in cells {
+        for field in &used {
+            assert!(
+                cell[field].as_str().is_some_and(|v| !v.is_empty()),
+                "the workflow reads matrix.{field}, which this cell lacks: {cell}"
+            );
+        }
+    }
+}
+
+/// The test job runs each cell's `command` (rebuilt from its fields, which
+/// reach the script through `env:`), and no `run:` script expands an
+/// expression itself.
+#[test]
+fn test_step_runs_the_cells_command_through_env() {
+    let doc = workflow();
+    let job = &doc["jobs"]["test"];
+    let env = job["env"].as_mapping().expect("the test job's env:");
+    let steps = job["steps"].as_sequence().unwrap();
+    for step in doc["jobs"]
+        .as_mapping()
+        .unwrap()
+        .values()
+        .flat_map(|j| j["steps"].as_sequence().unwrap())
+    {
+        if let Some(run) = step["run"].as_str() {
+            assert!(!run.contains("${{"), "an expression inside run: {run}");
+        }
+    }
+    let run = steps
+        .iter()
+        .find(|s| s["name"] == "Test")
+        .and_then(|s| s["run"].as_str())
+        .expect("a Test step with run:");
+    let matrix = xtask_json(&["matrix", "--all-configs", "--toolchain", "gcc,llvm"]);
+    for cell in matrix["include"].as_array().unwrap() {
+        let mut command = run.trim().to_string();
+        for (name, value) in env {
+            let (name, value) = (name.as_str().unwrap(), value.as_str().unwrap());
+            let field = value
+                .strip_prefix("${{ matrix.")
+                .and_then(|v| v.strip_suffix(" }}"))
+                .unwrap_or_else(|| panic!("env {name}: {value} is not a matrix field"));
+            let cell_value = cell[field]
+                .as_str()
+                .unwrap_or_else(|| panic!("env {name}: the cell has no {field}: {cell}"));
+            command = command.replace(&format!("\"${name}\""), cell_value);
+        }
+        assert_eq!(command, cell["command"].as_str().unwrap(), "{run}");
+    }
+}
+
+/// Every action is pinned to a full commit hash, its tag in a comment.
+#[test]
+fn actions_are_pinned_to_commits() {
+    let text = std::fs::read_to_string(root().join(".github/workflows/kallsyms.yml")).unwrap();
+    let uses: Vec<&str> = text
+        .lines()
+        .filter_map(|l| {
+            l.trim_start()
+                .trim_start_matches("- ")
+                .strip_prefix("uses: ")
+        })
+        .collect();
+    assert!(uses.len() >= 4, "{uses:?}");
+    for u in uses {
+        let (action, rest) = u.split_once('@').unwrap_or_else(|| panic!("{u}"));
+        let (hash, comment) = rest
+            .split_once(" # v")
+            .unwrap_or_else(|| panic!("no tag: {u}"));
+        assert!(
+            hash.len() == 40 && hash.chars().all(|c| c.is_ascii_hexdigit()),
+            "{action} not pinned to a commit: {u}"
+        );
+        assert!(!comment.is_empty(), "{u}");
+    }
+}
+
+/// The summary step's command on the saved failing JUnit file prints the
+/// saved rendering; a missing file is an error naming it.
+#[test]
+fn summary_renders_the_saved_junit_file() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["summary", "--junit"])
+        .arg(data.join("junit-failing.xml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = std::fs::read_to_string(data.join("junit-failing.md")).unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), want);
+
+    let missing = data.join("no-such-junit.xml");
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["summary", "--junit"])
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&missing.display().to_string()), "{err}");
 }
