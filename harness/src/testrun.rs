@@ -715,10 +715,13 @@ fn warnings_status(outcome: &VmOutcome, where_to_look: &str) -> Status {
     if bad.is_empty() {
         return Status::Pass;
     }
+    // The first line names the first warning: it is what a one-line
+    // summary (the CI job summary, a terminal) shows.
     Status::Fail(format!(
-        "{} kernel warning line(s) not explained by {} ({allowed} allowed):\n{}\n{where_to_look}",
+        "{} kernel warning line(s) not explained by {} ({allowed} allowed), first: {}\n{}\n{where_to_look}",
         bad.len(),
         crate::results::bootlog::ALLOW_FILE,
+        bad[0].trim(),
         bad.iter()
             .take(20)
             .map(|l| format!("  {l}"))
