@@ -867,15 +867,23 @@ static const struct file_operations ksh_backtrace_fops = {
 static ssize_t ksh_features_read(struct file *file, char __user *ubuf,
 				 size_t count, loff_t *ppos)
 {
-	char buf[384];
+	char buf[640];
 	int len;
 
+	/*
+	 * Addresses the linker resolved, not kallsyms: the probes check the
+	 * module's kallsyms entries and lookups against them.
+	 */
 	len = scnprintf(buf, sizeof(buf),
-			"kprobes=%d\nksh_probe_small=%lx\nksh_probe_aligned=%lx\nksh_probe_target=%lx\nanchor_printk=%lx\n",
+			"kprobes=%d\nksh_probe_small=%lx\nksh_probe_aligned=%lx\nksh_probe_target=%lx\nksh_probe_kp_small=%lx\nksh_probe_kp_aligned=%lx\nksh_bt_caller=%lx\nksh_bt_after=%lx\nanchor_printk=%lx\n",
 			IS_ENABLED(CONFIG_KPROBES),
 			(unsigned long)ksh_probe_small,
 			(unsigned long)ksh_probe_aligned,
 			(unsigned long)ksh_probe_target,
+			(unsigned long)ksh_probe_kp_small,
+			(unsigned long)ksh_probe_kp_aligned,
+			(unsigned long)ksh_bt_caller,
+			(unsigned long)ksh_bt_after,
 			(unsigned long)_printk);
 	return simple_read_from_buffer(ubuf, count, ppos, buf, len);
 }

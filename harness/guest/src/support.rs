@@ -51,6 +51,32 @@ pub fn module_syms() -> Result<Vec<(String, u64)>, String> {
     )
 }
 
+/// The probe module's `features` file as `key → value` (hex values; the
+/// function addresses there are what the module loader's relocations gave
+/// the module's own code: independent of kallsyms).
+pub fn module_features() -> Result<HashMap<String, u64>, String> {
+    let path = module_file("features")?;
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let (k, v) = l
+                .split_once('=')
+                .ok_or_else(|| format!("{path}: not KEY=VALUE: {l:?}"))?;
+            Ok((k.to_string(), hex(v.trim())?))
+        })
+        .collect()
+}
+
+/// The linker-resolved address of the module function `name` (see
+/// [`module_features`]).
+pub fn module_fn_addr(features: &HashMap<String, u64>, name: &str) -> Result<u64, String> {
+    features
+        .get(name)
+        .copied()
+        .ok_or_else(|| format!("{}/features has no {name}= line", ksh_proto::MODULE_DEBUGFS))
+}
+
 pub fn hex(s: &str) -> Result<u64, String> {
     u64::from_str_radix(s.trim_start_matches("0x"), 16).map_err(|e| format!("bad hex {s:?}: {e}"))
 }

@@ -22,7 +22,9 @@ const WARNING_PATTERNS: &[&str] = &[
     // WARN(), and "WARNING: CPU: ..." of a WARN_ON.
     r"\bwarning:",
     r"\bbug:",
-    r"\boops\b",
+    // "Oops: 0002 [#1]" (x86), "Internal error: Oops: ..." (arm64); not
+    // the command line's "oops=panic".
+    r"\boops:",
     r"kernel panic",
     r"failed to",
     r"not restricted",
@@ -188,9 +190,13 @@ mod tests {
             "[ 1.0] WARNING: possible circular locking dependency detected",
             "[ 1.0] watchdog: BUG: soft lockup - CPU#0 stuck for 22s!",
             "[ 1.0] init[1]: segfault at 0 ip 0 sp 0 error 4",
+            "[ 1.0] Oops: general protection fault, probably for non-canonical address",
+            "[ 1.0] Internal error: Oops: 0000000096000004 [#1] SMP",
         ] {
             assert_eq!(unexplained(line, &[]).0.len(), 1, "{line}");
         }
+        let cmdline = "[ 0.0] Kernel command line: console=ttyS0 panic=-1 oops=panic rdinit=/init";
+        assert_eq!(unexplained(cmdline, &[]).0, Vec::<String>::new());
     }
 
     #[test]

@@ -1,6 +1,9 @@
-//! `module-symbols`: the probe module's own functions, as `/proc/kallsyms`
-//! lists them, are looked up by `%pS` as `fn+0x0/0xSIZE [ksh_probe]` with
-//! their ELF sizes from the built `.ko`.
+//! `module-symbols`: the probe module's own functions are listed in
+//! `/proc/kallsyms` and looked up by `%pS` as `fn+0x0/0xSIZE [ksh_probe]`
+//! with their ELF sizes from the built `.ko`. Those whose address the
+//! module reports itself (`features`: what the module loader's relocations
+//! gave them, not kallsyms) must be listed at that address and are looked
+//! up there, so kallsyms is not checked against itself alone.
 
 use rustc_hash::FxHashMap as HashMap;
 use std::io::Write;
@@ -13,11 +16,15 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         let fns = support::module_syms()?;
         support::module_file("lookup")?;
         let ours = |_: &str, m: Option<&str>| m == Some(ksh_proto::MODULE_NAME);
-        Ok((fns, support::proc_kallsyms_where(ours)?))
+        Ok((
+            fns,
+            support::proc_kallsyms_where(ours)?,
+            support::module_features()?,
+        ))
     };
-    let (fns, proc) = match setup() {
+    let (fns, proc, features) = match setup() {
         Ok(x) => x,
-        Err(e) => return out.fail_rest(&e),
+        Err(e) => return out.fail_rest(&format!("setup: {e}")),
     };
     let m = ksh_proto::MODULE_NAME;
     let listed: HashMap<&str, u64> = proc
@@ -27,11 +34,26 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         .collect();
     let mut bad_found = Vec::new();
     let mut present = Vec::new();
+    // Functions whose address the module itself reports (linker-resolved,
+    // `features`) are looked up there and must be listed there; the rest
+    // only as /proc/kallsyms lists them.
+    let mut independent = 0;
     for (n, s) in &fns {
-        match listed.get(n.as_str()) {
-            Some(&a) => present.push((n, *s, a)),
-            None => bad_found.push(format!("{n}: not in /proc/kallsyms as [{m}]")),
+        let own = features.get(n.as_str()).copied();
+        match (listed.get(n.as_str()), own) {
+            (Some(&a), Some(o)) if a != o => bad_found.push(format!(
+                "{n}: listed in /proc/kallsyms at {a:#x}, the module's code is at {o:#x}"
+            )),
+            (Some(&a), own) => present.push((n, *s, own.unwrap_or(a))),
+            (None, _) => bad_found.push(format!("{n}: not in /proc/kallsyms as [{m}]")),
         }
+        independent += own.is_some() as usize;
+    }
+    if independent == 0 {
+        bad_found.push(format!(
+            "none of the module's functions has its own address in {}/features",
+            ksh_proto::MODULE_DEBUGFS
+        ));
     }
     let addrs: Vec<u64> = present.iter().map(|p| p.2).collect();
     let answers = match support::lookup(&addrs) {
@@ -49,7 +71,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         }
     }
     println!(
-        "# {} module functions, {} listed in /proc/kallsyms",
+        "# {} module functions, {} listed in /proc/kallsyms, {independent} at the addresses the module reports",
         fns.len(),
         present.len()
     );
