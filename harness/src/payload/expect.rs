@@ -396,6 +396,15 @@ impl Expectations {
             .iter()
             .filter(|o| o.name.starts_with(FIXTURE_PREFIX))
             .count();
+        for (key, value) in [
+            (
+                ksh_proto::WEAK_OVERRIDDEN_KEY,
+                (orphans.len() + search.unlocated.len()).to_string(),
+            ),
+            (ksh_proto::WEAK_LOCATED_KEY, orphans.len().to_string()),
+        ] {
+            files::push(&mut self.build_info, &BuildInfoLine { key, value: &value });
+        }
         self.notes.push(format!(
             "orphaned weak bodies: {} ({n_fixture} fixture, {} real); {} overridden weak functions not located",
             orphans.len(),

@@ -92,7 +92,31 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             ksh_proto::FIXTURE_PREFIX
         ),
     );
-    let (n, bad) = check(false);
+    let (n, mut bad) = check(false);
+    // The host locates the bodies; a search that found few of them would
+    // leave this case checking little while it says "all".
+    let info = support::build_info();
+    let count = |k: &str| info.get(k).and_then(|v| v.parse::<u64>().ok());
+    match (
+        count(ksh_proto::WEAK_OVERRIDDEN_KEY),
+        count(ksh_proto::WEAK_LOCATED_KEY),
+    ) {
+        (Some(total), Some(located)) => {
+            println!("# {located} of {total} overridden weak functions located by the host");
+            if located * 100 < total * ksh_proto::WEAK_LOCATED_MIN_PERCENT {
+                bad.push(format!(
+                    "the host located only {located} of {total} overridden weak functions' bodies (fewer than {} %): this case would check too little",
+                    ksh_proto::WEAK_LOCATED_MIN_PERCENT
+                ));
+            }
+        }
+        _ => bad.push(format!(
+            "{} has no {}= or {}= line: how many orphans exist is unknown",
+            ksh_proto::EXPECT_BUILD_INFO,
+            ksh_proto::WEAK_OVERRIDDEN_KEY,
+            ksh_proto::WEAK_LOCATED_KEY
+        )),
+    }
     out.checked_items(
         "all",
         n,
