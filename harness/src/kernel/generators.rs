@@ -122,23 +122,69 @@ struct Fixture {
 /// The options `link-vmlinux.sh` passes on a `KALLSYMS_ALL` kernel.
 const FIXTURE_OPTIONS: [&str; 3] = ["--all-symbols", "--symbol-sizes", "--compact-sizes"];
 
-const FIXTURES: [Fixture; 1] = [Fixture {
-    name: "exc-longer-previous.map",
-    map: include_str!("generator-fixtures/exc-longer-previous.map"),
-    took_path: exc_padded_to_previous,
-}];
+const FIXTURES: [Fixture; 2] = [
+    Fixture {
+        name: "exc-longer-previous.map",
+        map: include_str!("generator-fixtures/exc-longer-previous.map"),
+        took_path: exc_padded_to_previous,
+    },
+    Fixture {
+        name: "gap-ranking.map",
+        map: include_str!("generator-fixtures/gap-ranking.map"),
+        took_path: gaps_ranked_and_escaped,
+    },
+];
+
+/// The `.long` values of table `label` in generator output `asm`.
+fn table_longs<'a>(asm: &'a str, label: &str) -> Vec<&'a str> {
+    let head = format!("{label}:");
+    asm.lines()
+        .skip_while(|l| *l != head)
+        .skip(1)
+        .take_while(|l| l.starts_with("\t.long"))
+        .map(|l| l.trim_start_matches("\t.long").trim())
+        .collect()
+}
+
+/// `gap-ranking.map`: 16 distinct gaps compete for the 14 slots of
+/// `kallsyms_size_gaps` (writer rule 1): gap 4 four times (two of them an
+/// alias pair, whose next address skips the alias), gap 0 three times, 8
+/// twice, then 0x10..0x1c once each, so ties decide by ascending value and
+/// 0x1b and 0x1c escape (rule 2); so do a symbol larger than the distance
+/// to the next one (a nested pair: both) and the last function (its next
+/// symbol, `_etext`, is far away). A size-0 symbol gets code 14. A writer
+/// that ranks, breaks ties, escapes or treats aliases otherwise writes
+/// other tables.
+fn gaps_ranked_and_escaped(asm: &str) -> Option<String> {
+    let gaps = table_longs(asm, "kallsyms_size_gaps");
+    let want_gaps = [
+        "0x4", "0", "0x8", "0x10", "0x11", "0x12", "0x13", "0x14", "0x15", "0x16", "0x17", "0x18",
+        "0x19", "0x1a",
+    ];
+    if gaps != want_gaps {
+        return Some(format!(
+            "kallsyms_size_gaps is [{}], not [{}] (writer rule 1: by frequency, ties by value)",
+            gaps.join(", "),
+            want_gaps.join(", ")
+        ));
+    }
+    let exc = table_longs(asm, "kallsyms_size_exc");
+    let want_exc = ["0xe5", "0xe4", "0x200", "0x20", "0x10"];
+    if exc != want_exc {
+        return Some(format!(
+            "kallsyms_size_exc is [{}], not [{}] (writer rule 2: gaps 0x1b and 0x1c ranked out, the nested pair and the last function escape)",
+            exc.join(", "),
+            want_exc.join(", ")
+        ));
+    }
+    None
+}
 
 /// `exc-longer-previous.map`: three sizes escape the 4-bit codes, and the
 /// previous pass's `kallsyms_size_exc` was 8 entries long (0x20 bytes up to
 /// `kallsyms_seqs_of_names`), so the table is those three and 5 zeros.
 fn exc_padded_to_previous(asm: &str) -> Option<String> {
-    let values: Vec<&str> = asm
-        .lines()
-        .skip_while(|l| *l != "kallsyms_size_exc:")
-        .skip(1)
-        .take_while(|l| l.starts_with("\t.long"))
-        .map(|l| l.trim_start_matches("\t.long").trim())
-        .collect();
+    let values = table_longs(asm, "kallsyms_size_exc");
     let want = ["0x41", "0x43", "0x47", "0", "0", "0", "0", "0"];
     (values != want).then(|| {
         format!(
@@ -235,10 +281,13 @@ mod tests {
 
     const CHECKED: &str = "CONFIG_KALLSYMS_RUST_GENERATOR_CHECK=y\n";
 
-    /// Stands in for the build's two generators: each prints its file.
+    /// Stands in for the build's two generators: each prints its file for
+    /// `exc-longer-previous.map`, and the right tables for `gap-ranking.map`.
     fn generators(d: &Path, c: &str, rust: &str) {
         use std::os::unix::fs::PermissionsExt;
         fs::create_dir_all(d.join("scripts/kallsyms-rs")).unwrap();
+        let ranked = d.join("ranked.out");
+        fs::write(&ranked, RANKED).unwrap();
         for (bin, out) in [
             ("scripts/kallsyms", c),
             ("scripts/kallsyms-rs/kallsyms-rs", rust),
@@ -246,10 +295,21 @@ mod tests {
             let text = d.join(format!("{bin}.out"));
             fs::write(&text, out).unwrap();
             let script = d.join(bin);
-            fs::write(&script, format!("#!/bin/sh\ncat '{}'\n", text.display())).unwrap();
+            fs::write(
+                &script,
+                format!(
+                    "#!/bin/sh\ncase \"$4\" in *gap-ranking.map) cat '{}';; *) cat '{}';; esac\n",
+                    ranked.display(),
+                    text.display()
+                ),
+            )
+            .unwrap();
             fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
         }
     }
+
+    /// The tables both generators write for `gap-ranking.map`.
+    const RANKED: &str = "kallsyms_size_gaps:\n\t.long\t0x4\n\t.long\t0\n\t.long\t0x8\n\t.long\t0x10\n\t.long\t0x11\n\t.long\t0x12\n\t.long\t0x13\n\t.long\t0x14\n\t.long\t0x15\n\t.long\t0x16\n\t.long\t0x17\n\t.long\t0x18\n\t.long\t0x19\n\t.long\t0x1a\n\nkallsyms_size_exc:\n\t.long\t0xe5\n\t.long\t0xe4\n\t.long\t0x200\n\t.long\t0x20\n\t.long\t0x10\n\n";
 
     const PADDED: &str = "kallsyms_size_exc:\n\t.long\t0x41\n\t.long\t0x43\n\t.long\t0x47\n\t.long\t0\n\t.long\t0\n\t.long\t0\n\t.long\t0\n\t.long\t0\n\n";
 
@@ -303,6 +363,33 @@ mod tests {
             m.contains("scripts/kallsyms --all-symbols --symbol-sizes --compact-sizes"),
             "{m}"
         );
+    }
+
+    #[test]
+    fn gap_ranking_names_the_rule_broken() {
+        let longs = |label: &str, v: &[&str]| {
+            let mut t = format!("{label}:\n");
+            for x in v {
+                t.push_str(&format!("\t.long\t{x}\n"));
+            }
+            t + "\n"
+        };
+        let gaps = [
+            "0x4", "0", "0x8", "0x10", "0x11", "0x12", "0x13", "0x14", "0x15", "0x16", "0x17",
+            "0x18", "0x19", "0x1a",
+        ];
+        let exc = ["0xe5", "0xe4", "0x200", "0x20", "0x10"];
+        let good = longs("kallsyms_size_gaps", &gaps) + &longs("kallsyms_size_exc", &exc);
+        assert_eq!(gaps_ranked_and_escaped(&good), None);
+        // Ties broken by descending value: 0x1c..0x12 instead of 0x10..0x1a.
+        let mut tie = gaps;
+        tie[3..].copy_from_slice(&[
+            "0x1c", "0x1b", "0x1a", "0x19", "0x18", "0x17", "0x16", "0x15", "0x14", "0x13", "0x12",
+        ]);
+        let bad = longs("kallsyms_size_gaps", &tie) + &longs("kallsyms_size_exc", &exc);
+        assert!(gaps_ranked_and_escaped(&bad).is_some_and(|m| m.contains("rule 1")));
+        let bad = longs("kallsyms_size_gaps", &gaps) + &longs("kallsyms_size_exc", &exc[..4]);
+        assert!(gaps_ranked_and_escaped(&bad).is_some_and(|m| m.contains("rule 2")));
     }
 
     #[test]
