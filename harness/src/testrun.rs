@@ -1180,8 +1180,8 @@ mod tests {
             match (p, c) {
             ("sizes", "start-size") => Some("    ok {n} start-size\n".into()),
             ("weak-kept", "size") => Some("    ok {n} size # SKIP empty list\n".into()),
-            ("ftrace", "no-orphan-sites") => Some(
-                "    # ksh-checked: ftrace/no-orphan-sites 0 of 0 mismatched\n    ok {n} no-orphan-sites\n".into(),
+            ("ftrace", "filter-all") => Some(
+                "    # ksh-checked: ftrace/filter-all 0 of 0 mismatched\n    ok {n} filter-all\n".into(),
             ),
             _ => None,
         }
@@ -1195,7 +1195,7 @@ mod tests {
         };
         fail("/sizes/start-size", "without a count line");
         fail("/weak-kept/size", "APPLICABILITY");
-        fail("/ftrace/no-orphan-sites", "0 items");
+        fail("/ftrace/filter-all", "0 items");
         // Declared not applicable (no CONFIG_KALLSYMS_SELFTEST): a skip.
         assert!(matches!(
             status_of(&cases, "/kallsyms-selftest/verdict"),

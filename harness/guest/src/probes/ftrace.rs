@@ -1,8 +1,11 @@
 //! `ftrace`: `available_filter_functions_addrs` (the names of
 //! `available_filter_functions` with their addresses) lists no
-//! `__ftrace_invalid_address___*` entries, and no call site inside an
-//! orphaned weak body (which a size-blind lookup lists under the preceding
-//! function's name). Filtering, which looks every record up
+//! `__ftrace_invalid_address___*` entries (a record whose lookup fails, or
+//! lies past `FTRACE_MCOUNT_MAX_OFFSET`, is listed so). No case looks for
+//! call sites inside orphaned weak bodies: `scripts/sorttable` drops every
+//! call site outside a function at build time (Debian's 6.12 backport,
+//! mainline since 6.14), so no kernel the harness builds has one and such
+//! a case could not fail (patches/6.12/CALLERS.md). Filtering, which looks every record up
 //! (`ftrace_match_record()` → `lookup_ip()`), works on every function and
 //! on the probe module's (`filter-all`, `filter-module`); warnings it
 //! might print are caught by `boot/no-kernel-warnings`.
@@ -10,13 +13,12 @@
 use std::io::Write;
 
 use crate::ktap::{CaseWriter, Verdict};
-use crate::support::{self, hex};
 
 const DIR: &str = "/sys/kernel/tracing";
 
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     if out.skip_if_not_applicable("no-invalid-entries") {
-        for c in ["no-orphan-sites", "filter-all", "filter-module"] {
+        for c in ["filter-all", "filter-module"] {
             out.skip_if_not_applicable(c);
         }
         return;
@@ -59,65 +61,6 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         "available_filter_functions_addrs is empty",
     );
 
-    let setup = || -> Result<_, String> {
-        let orphans_text = support::expect_text(ksh_proto::EXPECT_ORPHANS)?;
-        let mut orphans: Vec<(u64, u64, String)> =
-            ksh_proto::files::decode::<ksh_proto::files::OrphanLine>(&orphans_text)?
-                .into_iter()
-                .map(|o| (o.start, o.end, o.name.to_string()))
-                .collect();
-        // Sorted by start, for a binary search per call site.
-        orphans.sort_by_key(|o: &(u64, u64, String)| o.0);
-        Ok((orphans, support::kaslr_offset()?))
-    };
-    let (orphans, off) = match setup() {
-        Ok(x) => x,
-        Err(e) => {
-            out.case("no-orphan-sites", Verdict::Fail(vec![e]));
-            return filters(out, &names);
-        }
-    };
-    if orphans.is_empty() {
-        out.counted(
-            "no-orphan-sites",
-            0,
-            0,
-            Vec::new(),
-            "no orphaned weak body in the expectations (the fixture guarantees one)",
-        );
-        return filters(out, &names);
-    }
-    let mut bad = Vec::new();
-    let mut n_sites = 0usize;
-    for l in sites.lines() {
-        let mut f = l.split_whitespace();
-        let (Some(a), Some(name)) = (f.next(), f.next()) else {
-            continue;
-        };
-        let Ok(a) = hex(a) else { continue };
-        n_sites += 1;
-        let link = a.wrapping_sub(off);
-        // The orphan starting last at or before `link` (bodies do not
-        // overlap).
-        let i = orphans.partition_point(|o| o.0 <= link);
-        if let Some(o) = i.checked_sub(1).map(|i| &orphans[i]).filter(|o| link < o.1) {
-            bad.push(format!(
-                "{a:#x} listed as {name}: want no entry, it is inside orphaned {} [{:#x},{:#x})",
-                o.2, o.0, o.1
-            ));
-        }
-    }
-    println!(
-        "# {} orphaned weak bodies against {n_sites} call sites",
-        orphans.len()
-    );
-    out.checked_items(
-        "no-orphan-sites",
-        n_sites,
-        "call sites inside orphaned weak bodies",
-        &bad,
-        "available_filter_functions_addrs lists no call site",
-    );
     filters(out, &names);
 }
 
@@ -141,7 +84,14 @@ fn filters<W: Write>(out: &mut CaseWriter<W>, available: &[&str]) {
         .filter(|l| !l.starts_with("__ftrace_invalid_address__"))
         .collect();
     match filter("*") {
-        Err(e) => out.case("filter-all", Verdict::Fail(vec![e])),
+        // The kernel refused the glob: it selected none of the functions.
+        Err(e) => out.counted(
+            "filter-all",
+            valid.len().max(1),
+            valid.len().max(1),
+            vec![format!("{e}: no function selected")],
+            "",
+        ),
         Ok(set) => {
             println!("# filter *: {} functions", set.len());
             let bad: Vec<String> = if set.len() == valid.len() {
