@@ -1176,15 +1176,14 @@ mod tests {
     #[test]
     fn pass_without_a_count_and_undeclared_skip_fail() {
         let src = source();
-        let s = stream_with(&[], |p, c| {
-            match (p, c) {
+        let s = stream_with(&[], |p, c| match (p, c) {
             ("sizes", "start-size") => Some("    ok {n} start-size\n".into()),
             ("weak-kept", "size") => Some("    ok {n} size # SKIP empty list\n".into()),
             ("ftrace", "filter-all") => Some(
-                "    # ksh-checked: ftrace/filter-all 0 of 0 mismatched\n    ok {n} filter-all\n".into(),
+                "    # ksh-checked: ftrace/filter-all 0 of 0 mismatched\n    ok {n} filter-all\n"
+                    .into(),
             ),
             _ => None,
-        }
         });
         let cases = judge(&src, &s, Exit::PoweredOff, false);
         let fail = |suffix: &str, want: &str| {

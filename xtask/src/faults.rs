@@ -61,6 +61,21 @@ struct Finished {
     pid: u32,
 }
 
+/// The cases each fault makes fail (its row checks them), for the
+/// sensitivity map (`cargo xtask sensitivity`). Faults not listed make no
+/// case fail: the harness recovers from them (a truncated output is
+/// rebuilt, a concurrent run waits) or stops before any case.
+pub const FAULT_CASES: &[(&str, &[&str])] = &[
+    ("frozen-qemu-at-start", &["boot/vm-completed"]),
+    ("frozen-qemu-before-console", &["boot/vm-completed"]),
+    ("frozen-qemu", &["boot/vm-completed"]),
+    ("killed-qemu", &["boot/vm-completed"]),
+    ("module-panic", &["boot/vm-completed"]),
+    ("module-hang", &["boot/vm-completed"]),
+    ("module-warn", &["boot/no-kernel-warnings"]),
+    ("module-warn-in-window", &["boot/no-kernel-warnings"]),
+];
+
 const FAULTS: &[&str] = &[
     "frozen-qemu-at-start",
     "frozen-qemu-before-console",

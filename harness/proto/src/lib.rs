@@ -546,6 +546,26 @@ pub const MODULE_TEXT_LINE: &str = "ksh-init: ksh_probe .text at 0x";
 /// kernel, from which probe timeouts are derived.
 pub const SYMBOLS_KEY: &str = "kallsyms_symbols";
 
+/// Cases that no kernel the harness builds makes fail (no baseline
+/// failure, no mutant's `must-fail:`, no fault of `cargo xtask faults`),
+/// each with why it is size-agnostic and what it guards. `cargo xtask
+/// sensitivity` lists them beside the cases that have a failing kernel; a
+/// case that has neither fails `cargo test` (`docs/sensitivity.md`).
+pub const NO_FAILING_KERNEL: &[(&str, &str)] = &[
+    (
+        "boot/init-ran",
+        "guards the test environment, not sizes: the kernel ran the harness's /init as PID 1 (a kernel that does not panics or falls silent, and boot/vm-completed fails)",
+    ),
+    (
+        "boot/filesystems-mounted",
+        "guards the test environment, not sizes: proc, sysfs, devtmpfs, debugfs and tracefs are mounted for the probes (a config without one of them fails here first, and every probe that reads it after)",
+    ),
+    (
+        "lookup-bench/measured",
+        "measures the lookups' cost for `cargo xtask bench`; checks nothing, and says so",
+    ),
+];
+
 /// Build-info keys: how many weak functions of the linked objects were
 /// overridden (their body left in the image), and how many of those bodies
 /// the host located (and so `weak-orphans/all` checks).

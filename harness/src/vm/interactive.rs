@@ -48,14 +48,14 @@ impl FinalLine {
         (FinalLine::Panic, "Kernel panic - not syncing"),
     ];
 
-    /// The final line `line` is, if any: `[ seconds] TEXT...`.
+    /// The final line `line` holds, if any: `[ seconds] TEXT...`, where
+    /// the kernel's line may follow the shell's output on the same console
+    /// line (the prompt, a terminal query) but must carry its timestamp.
     pub fn of(line: &str) -> Option<FinalLine> {
-        let rest = line.trim_start_matches(['\r', '\0']).strip_prefix('[')?;
-        let (stamp, text) = rest.split_once(']')?;
-        let stamp = stamp.trim();
-        if stamp.is_empty() || !stamp.chars().all(|c| c.is_ascii_digit() || c == '.') {
-            return None;
-        }
+        static STAMPED: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+        let stamped = STAMPED
+            .get_or_init(|| regex::Regex::new(r"\[\s*\d+\.\d+\]\s?(.*)").expect("valid regex"));
+        let text = stamped.captures(line)?.get(1)?.as_str();
         FinalLine::ALL
             .iter()
             .find(|(_, t)| text.contains(t))
@@ -298,6 +298,11 @@ mod tests {
         assert_eq!(
             FinalLine::of("[    5.2] sysrq: Resetting"),
             Some(FinalLine::Restarting)
+        );
+        // After the shell's prompt and a terminal query on the same line.
+        assert_eq!(
+            FinalLine::of("ksh-guest:/# \u{1b}[6n[    1.341288] reboot: Power down"),
+            Some(FinalLine::PowerDown)
         );
         assert_eq!(
             FinalLine::of("[    5.2] Kernel panic - not syncing: sysrq triggered crash"),
