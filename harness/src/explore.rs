@@ -129,5 +129,8 @@ pub fn run(cell: &Cell, opts: &ExploreOptions) -> Result<i32> {
         run_dir.join(qemu::CONSOLE_LOG).display(),
         run_dir.join(qemu::CMDLINE_FILE).display()
     );
+    if let Some(excerpt) = end.excerpt() {
+        eprintln!("--- console ---\n{excerpt}\n---");
+    }
     Ok(code)
 }

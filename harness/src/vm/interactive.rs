@@ -95,15 +95,21 @@ impl ShellEnd {
         }
     }
 
-    /// One line (a panic adds its excerpt) saying how the guest stopped.
+    /// The console lines around a panic, to show after [`ShellEnd::describe`].
+    pub fn excerpt(&self) -> Option<&str> {
+        match self {
+            ShellEnd::Panic { excerpt } => Some(excerpt),
+            _ => None,
+        }
+    }
+
+    /// One line saying how the guest stopped.
     pub fn describe(&self) -> String {
         match self {
             ShellEnd::PoweredOff => "the guest powered off".into(),
             ShellEnd::Halted => "the guest halted (\"System halted\"); QEMU stopped".into(),
             ShellEnd::Restarted => "the guest restarted the machine; QEMU stopped".into(),
-            ShellEnd::Panic { excerpt } => {
-                format!("the kernel panicked:\n--- console ---\n{excerpt}\n---")
-            }
+            ShellEnd::Panic { .. } => "the kernel panicked (console excerpt below)".into(),
             ShellEnd::QemuExited { status, .. } => {
                 format!("QEMU exited ({status}) without a final line from the kernel")
             }
