@@ -342,8 +342,14 @@ pub fn parse_checked_line(line: &str) -> Option<Checked<'_>> {
 }
 
 /// Cases that report no count line: they check no list of items (a
-/// timing figure). Every other case must report one.
+/// timing figure). Every other case must report one. The host reports
+/// them as measured, not as checks, and only when their figure line (with
+/// every key of [`MEASUREMENT_KEYS`]) is there.
 pub const UNCOUNTED_CASES: &[(&str, &str)] = &[("lookup-bench", "measured")];
+
+/// The keys of the note an uncounted case writes before its result
+/// (`# lookup_ns=N format_ns=M n=.. rounds=..`), each followed by a number.
+pub const MEASUREMENT_KEYS: &[&str] = &["lookup_ns=", "format_ns="];
 
 /// The cases of the host's `build` step (judged from the build, not from
 /// the guest's stream; `harness::testrun::BUILD_CASES`): the registry
