@@ -923,6 +923,7 @@ mod tests {
             key: "k".into(),
             describe: "d".into(),
             patched: true,
+            whole_series: true,
             objects_in_tree: false,
         }
     }

@@ -230,7 +230,8 @@ pub fn build(req: &BuildRequest) -> Result<Built> {
         let actual_text = fs::read_to_string(dir.join(".config"))?;
         let actual = kconfig::parse(&actual_text, &dir.join(".config"))?;
         let mut mismatches = kconfig::verify(&wanted, &actual);
-        let excused = kconfig::excuse_undeclared(&mut mismatches, &req.source.tree)?;
+        let excused =
+            kconfig::excuse_undeclared(&mut mismatches, &req.source.tree, req.source.whole_series)?;
         if !excused.is_empty() {
             let mut logf = fs::OpenOptions::new().append(true).open(&log)?;
             writeln!(
