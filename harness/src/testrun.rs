@@ -132,6 +132,47 @@ impl Cell<'_> {
         self.runs_dir().join(layout::LATEST_RUN)
     }
 
+    /// What the registry's `declared_in` scopes look at: the config
+    /// variant and the kind of source.
+    pub fn kind(&self) -> ksh_proto::CellKind<'_> {
+        ksh_proto::CellKind {
+            variant: crate::kernel::toolchain::Toolchain::of_label(&self.config).0,
+            baseline: !self.source.patched,
+            user_tree: self
+                .source
+                .key
+                .starts_with(crate::kernel::source::USER_TREE_KEY_PREFIX),
+        }
+    }
+
+    /// The cell's source and config in words, for messages.
+    fn describe_kind(&self) -> String {
+        let k = self.kind();
+        let source = if k.user_tree {
+            "a --kernel-tree"
+        } else if k.baseline {
+            "the baseline source"
+        } else {
+            "the patched source"
+        };
+        format!("config variant {} on {source}", k.variant)
+    }
+}
+
+/// `status`, except that a SKIP of `probe/case` fails unless the registry
+/// declares the case not applicable in this cell
+/// (`ksh_proto::skip_declared`): a kernel that lost a feature its config
+/// should have is a failure, not a skip.
+pub fn declared_skip_only(cell: &Cell, (probe, case): (&str, &str), status: Status) -> Status {
+    match status {
+        Status::Skip(why) if !ksh_proto::skip_declared(probe, case, &cell.kind()) => {
+            Status::Fail(format!(
+                "skipped ({why}), but ksh_proto::APPLICABILITY does not declare {probe}/{case} not applicable in {}: this kernel lost a feature its config should have (an option no fragment pins, or a patch that stopped declaring it)",
+                cell.describe_kind()
+            ))
+        }
+        s => s,
+    }
 }
 
 /// Knobs of a run that do not change what is built.
@@ -462,7 +503,11 @@ pub fn run_cell(cell: &Cell, opts: &RunOptions) -> Result<(CellReport, CellTimes
     });
     cases.push(CaseResult {
         name: cell.case_name(GENERATORS_CASE),
-        status: crate::kernel::generators::judge_built(&built.dir),
+        status: declared_skip_only(
+            cell,
+            GENERATORS_CASE,
+            crate::kernel::generators::judge_built(&built.dir),
+        ),
     });
     cases.push(CaseResult {
         name: cell.case_name(LINK_STABLE_CASE),
@@ -698,6 +743,7 @@ pub fn case_results(cell: &Cell, outcome: &VmOutcome, judgement: &Judgement) -> 
                     VM_CASE.0, VM_CASE.1
                 )),
             };
+            let status = declared_skip_only(cell, (probe.name, case), status);
             let status =
                 if judgement.expect_baseline_failures && probe.baseline_failures.contains(case) {
                     judge_baseline_case(status, result, count.as_ref(), vm_ok)
@@ -768,7 +814,7 @@ fn measurement(r: &ktap::TestResult) -> Option<String> {
 /// something (its count line says M > 0 and no mismatch), a measuring case
 /// must carry its figure (and is reported as measured), XFAIL fails, a
 /// SKIP is only allowed where the registry declares the case not
-/// applicable.
+/// applicable (and, by [`declared_skip_only`], only in the cells it names).
 fn judge_case(
     probe: &str,
     case: &str,
@@ -1075,6 +1121,34 @@ mod tests {
     }
 
     #[test]
+    fn declared_skips_name_real_config_variants() {
+        // A variant named in `declared_in` that does not exist would
+        // excuse nothing; one whose fragments ask for what `requires`
+        // checks would excuse a lost feature.
+        let variants = crate::kernel::kconfig::variant_names().unwrap();
+        for a in ksh_proto::APPLICABILITY {
+            for s in a.declared_in {
+                if let ksh_proto::Scope::Config(v) = s {
+                    assert!(
+                        variants.iter().any(|n| n == v),
+                        "{}: no variant {v}",
+                        a.probe
+                    );
+                    let text = std::fs::read_to_string(
+                        layout::kernel_configs_dir().join(format!("variants/{v}.config")),
+                    )
+                    .unwrap();
+                    assert!(
+                        !text.contains("CONFIG_KALLSYMS_SELFTEST=y")
+                            || a.probe != "kallsyms-selftest",
+                        "{v} has the selftest but declares it may skip"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn xfail_is_a_failure() {
         let src = source();
         let s = stream_with(&[], |p, c| {
@@ -1090,6 +1164,87 @@ mod tests {
             panic!("{cases:#?}")
         };
         assert!(msg.contains("XFAIL"), "{msg}");
+    }
+
+    #[test]
+    fn a_skip_is_accepted_only_in_the_cells_the_registry_names() {
+        let src = source();
+        // The selftest skips in every variant but `kprobes`, whose config
+        // has it: there a skip is a lost feature.
+        let judge_in = |config: &str, src: &KernelSource| {
+            case_results(
+                &Cell {
+                    arch: &X86_64,
+                    config: config.into(),
+                    source: src,
+                },
+                &outcome(Exit::PoweredOff, &stream(&[])),
+                &Judgement {
+                    expect_baseline_failures: false,
+                    build_info: INFO,
+                },
+            )
+            .cases
+        };
+        for ok in ["minimal", "minimal-llvm", "kaslr"] {
+            let cases = judge_in(ok, &src);
+            assert!(
+                cases
+                    .iter()
+                    .any(|c| c.name.ends_with("/kallsyms-selftest/verdict")
+                        && matches!(c.status, Status::Skip(_))),
+                "{ok}: {cases:#?}"
+            );
+        }
+        for lost in ["kprobes", "kprobes-llvm"] {
+            let cases = judge_in(lost, &src);
+            let c = cases
+                .iter()
+                .find(|c| c.name.ends_with("/kallsyms-selftest/verdict"))
+                .unwrap();
+            let Status::Fail(msg) = &c.status else {
+                panic!("{lost}: {c:#?}")
+            };
+            assert!(
+                msg.contains("does not declare") && msg.contains("config variant kprobes"),
+                "{msg}"
+            );
+        }
+        // A case no cell may skip (ftrace: common.config has the tracer).
+        let s = stream_with(&[], |p, c| {
+            (p == "ftrace")
+                .then(|| format!("    ok {{n}} {c} # SKIP needs CONFIG_DYNAMIC_FTRACE\n"))
+        });
+        let info = INFO.replace("dynamic_ftrace=1", "dynamic_ftrace=0");
+        let cases = case_results(
+            &cell(&src),
+            &outcome(Exit::PoweredOff, &s),
+            &Judgement {
+                expect_baseline_failures: false,
+                build_info: &info,
+            },
+        )
+        .cases;
+        let Status::Fail(msg) = status_of(&cases, "/ftrace/filter-all") else {
+            panic!("{cases:#?}")
+        };
+        assert!(msg.contains("lost a feature"), "{msg}");
+        // The host's own case: generators-agree may skip on the baseline
+        // only.
+        let skip = Status::Skip("no check".into());
+        assert!(matches!(
+            declared_skip_only(&cell(&src), GENERATORS_CASE, skip.clone()),
+            Status::Fail(_)
+        ));
+        let baseline = KernelSource {
+            patched: false,
+            whole_series: false,
+            ..source()
+        };
+        assert_eq!(
+            declared_skip_only(&cell(&baseline), GENERATORS_CASE, skip.clone()),
+            skip
+        );
     }
 
     #[test]
