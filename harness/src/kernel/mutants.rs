@@ -261,10 +261,10 @@ pub fn judge(
         (None, Some(Exit::Panic { excerpt })) => {
             return Verdict::Broken(format!(
                 "crashes the kernel (no `crashes:` line declares it): {}",
-                excerpt
-                    .lines()
-                    .find(|l| l.contains("panic") || l.contains("BUG") || l.contains("Oops"))
-                    .map(|l| first_line(l))
+                ["Kernel panic", "BUG:", "Oops", "general protection fault"]
+                    .iter()
+                    .find_map(|w| excerpt.lines().find(|l| l.contains(w)))
+                    .map(first_line)
                     .unwrap_or_else(|| first_line(excerpt))
             ))
         }
