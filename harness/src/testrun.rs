@@ -131,6 +131,48 @@ impl Cell<'_> {
     pub fn run_dir(&self) -> PathBuf {
         self.runs_dir().join(layout::LATEST_RUN)
     }
+
+    /// What the registry's `declared_in` scopes look at: the config
+    /// variant and the kind of source.
+    pub fn kind(&self) -> ksh_proto::CellKind<'_> {
+        ksh_proto::CellKind {
+            variant: crate::kernel::toolchain::Toolchain::of_label(&self.config).0,
+            baseline: !self.source.patched,
+            user_tree: self
+                .source
+                .key
+                .starts_with(crate::kernel::source::USER_TREE_KEY_PREFIX),
+        }
+    }
+
+    /// The cell's source and config in words, for messages.
+    fn describe_kind(&self) -> String {
+        let k = self.kind();
+        let source = if k.user_tree {
+            "a --kernel-tree"
+        } else if k.baseline {
+            "the baseline source"
+        } else {
+            "the patched source"
+        };
+        format!("config variant {} on {source}", k.variant)
+    }
+}
+
+/// `status`, except that a SKIP of `probe/case` fails unless the registry
+/// declares the case not applicable in this cell
+/// (`ksh_proto::skip_declared`): a kernel that lost a feature its config
+/// should have is a failure, not a skip.
+pub fn declared_skip_only(cell: &Cell, (probe, case): (&str, &str), status: Status) -> Status {
+    match status {
+        Status::Skip(why) if !ksh_proto::skip_declared(probe, case, &cell.kind()) => {
+            Status::Fail(format!(
+                "skipped ({why}), but ksh_proto::APPLICABILITY does not declare {probe}/{case} not applicable in {}: this kernel lost a feature its config should have (an option no fragment pins, or a patch that stopped declaring it)",
+                cell.describe_kind()
+            ))
+        }
+        s => s,
+    }
 }
 
 /// Knobs of a run that do not change what is built.
@@ -177,6 +219,12 @@ pub struct CellTimes {
     pub baseline_proof: bool,
     /// The probes' time inside the guest (its `# ksh: probes took N ms`).
     pub guest_probes: Option<Duration>,
+    /// How the VM stopped; None when it never ran (the build failed, or
+    /// the harness failed before the boot).
+    pub vm_exit: Option<Exit>,
+    /// The figures of the cases that measure instead of checking
+    /// (`ksh_proto::UNCOUNTED_CASES`): `(probe/case, figure line)`.
+    pub measured: Vec<(String, String)>,
 }
 
 /// The guest's own figure for its probes, from the result stream.
@@ -417,7 +465,7 @@ pub fn run_cell(cell: &Cell, opts: &RunOptions) -> Result<(CellReport, CellTimes
             if !cases.iter().any(|c: &CaseResult| &c.name == n) {
                 cases.push(CaseResult {
                     name: n.clone(),
-                    status: Status::Fail(format!("not run: {why}")),
+                    status: Status::NotRun(why.to_string()),
                 });
             }
         }
@@ -456,7 +504,11 @@ pub fn run_cell(cell: &Cell, opts: &RunOptions) -> Result<(CellReport, CellTimes
     });
     cases.push(CaseResult {
         name: cell.case_name(GENERATORS_CASE),
-        status: crate::kernel::generators::judge_built(&built.dir),
+        status: declared_skip_only(
+            cell,
+            GENERATORS_CASE,
+            crate::kernel::generators::judge_built(&built.dir),
+        ),
     });
     cases.push(CaseResult {
         name: cell.case_name(LINK_STABLE_CASE),
@@ -488,6 +540,7 @@ pub fn run_cell(cell: &Cell, opts: &RunOptions) -> Result<(CellReport, CellTimes
     times.vm_total = outcome.elapsed;
     times.guest_probes = guest_probes_time(&outcome.results);
     times.accel = Some(outcome.accel.name());
+    times.vm_exit = Some(outcome.exit.clone());
     let judged = case_results(
         cell,
         &outcome,
@@ -497,6 +550,20 @@ pub fn run_cell(cell: &Cell, opts: &RunOptions) -> Result<(CellReport, CellTimes
         },
     );
     times.counts = judged.counts;
+    times.measured = judged
+        .cases
+        .iter()
+        .filter_map(|c| match &c.status {
+            Status::Measured(figure) => Some((
+                c.name
+                    .strip_prefix(&format!("{prefix}/"))
+                    .unwrap_or(&c.name)
+                    .to_string(),
+                figure.clone(),
+            )),
+            _ => None,
+        })
+        .collect();
     times.baseline_proof = opts.expect_baseline_failures;
     cases.extend(judged.cases);
     Ok((
@@ -672,11 +739,12 @@ pub fn case_results(cell: &Cell, outcome: &VmOutcome, judgement: &Judgement) -> 
                 None if vm_ok => {
                     Status::Fail("the guest reported no result for this case".to_string())
                 }
-                None => Status::Fail(format!(
-                    "not run: the VM did not complete (see {vm})",
-                    vm = VM_CASE.1
+                None => Status::NotRun(format!(
+                    "the VM did not complete (see {}/{})",
+                    VM_CASE.0, VM_CASE.1
                 )),
             };
+            let status = declared_skip_only(cell, (probe.name, case), status);
             let status =
                 if judgement.expect_baseline_failures && probe.baseline_failures.contains(case) {
                     judge_baseline_case(status, result, count.as_ref(), vm_ok)
@@ -730,9 +798,27 @@ fn warnings_status(outcome: &VmOutcome, where_to_look: &str) -> Status {
     ))
 }
 
+/// The figure line of a measuring case (every key of
+/// `ksh_proto::MEASUREMENT_KEYS` followed by a number), without its `# `.
+fn measurement(r: &ktap::TestResult) -> Option<String> {
+    r.diagnostics.iter().find_map(|l| {
+        let l = l.trim().trim_start_matches('#').trim();
+        ksh_proto::MEASUREMENT_KEYS
+            .iter()
+            .all(|k| {
+                l.split_whitespace()
+                    .find_map(|w| w.strip_prefix(k))
+                    .is_some_and(|v| v.parse::<f64>().is_ok())
+            })
+            .then(|| l.to_string())
+    })
+}
+
 /// One reported case, outside the baseline proof: a pass must have checked
-/// something (its count line says M > 0 and no mismatch), a SKIP is only
-/// allowed where the registry declares the case not applicable.
+/// something (its count line says M > 0 and no mismatch), a measuring case
+/// must carry its figure (and is reported as measured), XFAIL fails, a
+/// SKIP is only allowed where the registry declares the case not
+/// applicable (and, by [`declared_skip_only`], only in the cells it names).
 fn judge_case(
     probe: &str,
     case: &str,
@@ -742,8 +828,24 @@ fn judge_case(
 ) -> Status {
     let counted = ksh_proto::is_counted(probe, case);
     match r.outcome {
-        ktap::Outcome::Pass | ktap::Outcome::Xfail => match count {
-            _ if !counted => Status::Pass,
+        ktap::Outcome::Pass if !counted => match measurement(r) {
+            Some(figure) => Status::Measured(figure),
+            None => Status::Fail(format!(
+                "reported ok without its figure line (# {} ...): nothing was measured",
+                ksh_proto::MEASUREMENT_KEYS
+                    .iter()
+                    .map(|k| format!("{k}N"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )),
+        },
+        // An expected failure is a failure: the probes have no known bugs
+        // to carry, and a kernel bug marked XFAIL would pass unseen.
+        ktap::Outcome::Xfail => Status::Fail(format!(
+            "reported XFAIL ({}): an expected failure is still a failure here",
+            r.directive_reason.clone().unwrap_or_default()
+        )),
+        ktap::Outcome::Pass => match count {
             None => Status::Fail(format!(
                 "reported ok without a count line ({} {probe}/{case} N of M mismatched): nothing shows it checked anything",
                 ksh_proto::CHECKED_PREFIX
@@ -798,7 +900,7 @@ fn judge_baseline_case(
         ))
     };
     let detail = match &status {
-        Status::Fail(m) | Status::Skip(m) => m.clone(),
+        Status::Fail(m) | Status::Skip(m) | Status::NotRun(m) | Status::Measured(m) => m.clone(),
         Status::Pass => String::new(),
     };
     let Some(r) = result else {
@@ -808,11 +910,12 @@ fn judge_baseline_case(
         return why("the VM did not complete", &detail);
     }
     match r.outcome {
-        ktap::Outcome::Pass | ktap::Outcome::Xfail => {
+        ktap::Outcome::Pass => {
             return Status::Fail(
                 "passed on the baseline (unpatched) kernel, where it must fail: the probe no longer detects size-blind lookups".into(),
             )
         }
+        ktap::Outcome::Xfail => return why("it is marked XFAIL", &detail),
         ktap::Outcome::Skip => return why("it was skipped", &detail),
         ktap::Outcome::Timeout => return why("it timed out", &detail),
         ktap::Outcome::Todo => return why("it is marked TODO", &detail),
@@ -870,6 +973,7 @@ mod tests {
             key: "k".into(),
             describe: "d".into(),
             patched: true,
+            whole_series: true,
             objects_in_tree: false,
         }
     }
@@ -950,7 +1054,9 @@ mod tests {
                         ksh_proto::checked_line(p.name, c, 0, 10)
                     ));
                 } else {
-                    s.push_str(&format!("    ok {n} {c}\n"));
+                    s.push_str(&format!(
+                        "    # lookup_ns=120 format_ns=340 n=100 rounds=1\n    ok {n} {c}\n"
+                    ));
                 }
             }
             s.push_str(&format!(
@@ -990,15 +1096,159 @@ mod tests {
             "all but the build cases (judged by the build, not the stream)"
         );
         assert!(
-            cases
-                .iter()
-                .all(|c| c.status == Status::Pass || c.name.contains("/kallsyms-selftest/")),
+            cases.iter().all(|c| c.status == Status::Pass
+                || c.name.contains("/kallsyms-selftest/")
+                || c.name.contains("/lookup-bench/")),
             "{cases:#?}"
         );
         assert!(matches!(
             status_of(&cases, "/kallsyms-selftest/verdict"),
             Status::Skip(_)
         ));
+        assert_eq!(
+            status_of(&cases, "/lookup-bench/measured"),
+            &Status::Measured("lookup_ns=120 format_ns=340 n=100 rounds=1".into())
+        );
+    }
+
+    #[test]
+    fn a_measurement_passes_only_with_its_figure() {
+        let src = source();
+        let s = stream_with(&[], |p, c| {
+            ((p, c) == ("lookup-bench", "measured")).then(|| "    ok {n} measured\n".to_string())
+        });
+        let cases = judge(&src, &s, Exit::PoweredOff, false);
+        let Status::Fail(msg) = status_of(&cases, "/lookup-bench/measured") else {
+            panic!("{cases:#?}")
+        };
+        assert!(msg.contains("nothing was measured"), "{msg}");
+    }
+
+    #[test]
+    fn declared_skips_name_real_config_variants() {
+        // A variant named in `declared_in` that does not exist would
+        // excuse nothing; one whose fragments ask for what `requires`
+        // checks would excuse a lost feature.
+        let variants = crate::kernel::kconfig::variant_names().unwrap();
+        for a in ksh_proto::APPLICABILITY {
+            for s in a.declared_in {
+                if let ksh_proto::Scope::Config(v) = s {
+                    assert!(
+                        variants.iter().any(|n| n == v),
+                        "{}: no variant {v}",
+                        a.probe
+                    );
+                    let text = std::fs::read_to_string(
+                        layout::kernel_configs_dir().join(format!("variants/{v}.config")),
+                    )
+                    .unwrap();
+                    assert!(
+                        !text.contains("CONFIG_KALLSYMS_SELFTEST=y")
+                            || a.probe != "kallsyms-selftest",
+                        "{v} has the selftest but declares it may skip"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn xfail_is_a_failure() {
+        let src = source();
+        let s = stream_with(&[], |p, c| {
+            ((p, c) == ("sizes", "start-size")).then(|| {
+                format!(
+                    "    {}\n    not ok {{n}} start-size # XFAIL known\n",
+                    ksh_proto::checked_line("sizes", "start-size", 0, 10)
+                )
+            })
+        });
+        let cases = judge(&src, &s, Exit::PoweredOff, false);
+        let Status::Fail(msg) = status_of(&cases, "/sizes/start-size") else {
+            panic!("{cases:#?}")
+        };
+        assert!(msg.contains("XFAIL"), "{msg}");
+    }
+
+    #[test]
+    fn a_skip_is_accepted_only_in_the_cells_the_registry_names() {
+        let src = source();
+        // The selftest skips in every variant but `kprobes`, whose config
+        // has it: there a skip is a lost feature.
+        let judge_in = |config: &str, src: &KernelSource| {
+            case_results(
+                &Cell {
+                    arch: &X86_64,
+                    config: config.into(),
+                    source: src,
+                },
+                &outcome(Exit::PoweredOff, &stream(&[])),
+                &Judgement {
+                    expect_baseline_failures: false,
+                    build_info: INFO,
+                },
+            )
+            .cases
+        };
+        for ok in ["minimal", "minimal-llvm", "kaslr"] {
+            let cases = judge_in(ok, &src);
+            assert!(
+                cases
+                    .iter()
+                    .any(|c| c.name.ends_with("/kallsyms-selftest/verdict")
+                        && matches!(c.status, Status::Skip(_))),
+                "{ok}: {cases:#?}"
+            );
+        }
+        for lost in ["kprobes", "kprobes-llvm"] {
+            let cases = judge_in(lost, &src);
+            let c = cases
+                .iter()
+                .find(|c| c.name.ends_with("/kallsyms-selftest/verdict"))
+                .unwrap();
+            let Status::Fail(msg) = &c.status else {
+                panic!("{lost}: {c:#?}")
+            };
+            assert!(
+                msg.contains("does not declare") && msg.contains("config variant kprobes"),
+                "{msg}"
+            );
+        }
+        // A case no cell may skip (ftrace: common.config has the tracer).
+        let s = stream_with(&[], |p, c| {
+            (p == "ftrace")
+                .then(|| format!("    ok {{n}} {c} # SKIP needs CONFIG_DYNAMIC_FTRACE\n"))
+        });
+        let info = INFO.replace("dynamic_ftrace=1", "dynamic_ftrace=0");
+        let cases = case_results(
+            &cell(&src),
+            &outcome(Exit::PoweredOff, &s),
+            &Judgement {
+                expect_baseline_failures: false,
+                build_info: &info,
+            },
+        )
+        .cases;
+        let Status::Fail(msg) = status_of(&cases, "/ftrace/filter-all") else {
+            panic!("{cases:#?}")
+        };
+        assert!(msg.contains("lost a feature"), "{msg}");
+        // The host's own case: generators-agree may skip on the baseline
+        // only.
+        let skip = Status::Skip("no check".into());
+        assert!(matches!(
+            declared_skip_only(&cell(&src), GENERATORS_CASE, skip.clone()),
+            Status::Fail(_)
+        ));
+        let baseline = KernelSource {
+            patched: false,
+            whole_series: false,
+            ..source()
+        };
+        assert_eq!(
+            declared_skip_only(&cell(&baseline), GENERATORS_CASE, skip.clone()),
+            skip
+        );
     }
 
     #[test]
@@ -1040,10 +1290,10 @@ mod tests {
             &Status::Pass,
             "a reported result is kept"
         );
-        let Status::Fail(msg) = status_of(&cases, "/proc-kallsyms/format") else {
+        let Status::NotRun(why) = status_of(&cases, "/proc-kallsyms/format") else {
             panic!()
         };
-        assert!(msg.starts_with("not run"), "{msg}");
+        assert!(why.contains("the VM did not complete"), "{why}");
     }
 
     #[test]
@@ -1061,7 +1311,7 @@ mod tests {
             cases
                 .iter()
                 .filter(|c| !c.name.ends_with(WARNINGS_CASE.1))
-                .all(|c| matches!(c.status, Status::Fail(_))),
+                .all(|c| c.status.is_failure()),
             "{cases:#?}"
         );
     }
@@ -1091,9 +1341,9 @@ mod tests {
         let src = source();
         let cases = judge(&src, &stream(&listed()), Exit::PoweredOff, true);
         assert!(
-            cases
-                .iter()
-                .all(|c| c.status == Status::Pass || c.name.contains("/kallsyms-selftest/")),
+            cases.iter().all(|c| c.status == Status::Pass
+                || c.name.contains("/kallsyms-selftest/")
+                || c.name.contains("/lookup-bench/")),
             "{cases:#?}"
         );
         // A listed case that passes fails the proof.

@@ -346,11 +346,7 @@ fn run_steps(args: &BenchArgs, report: &mut Value, step: &mut &'static str) -> R
                         .as_secs_f64(),
                 );
                 let (report, t) = testrun::run_cell(&cell, &full_opts)?;
-                if let Some(bad) = report
-                    .cases
-                    .iter()
-                    .find(|c| matches!(c.status, harness::results::report::Status::Fail(_)))
-                {
+                if let Some(bad) = report.cases.iter().find(|c| c.status.is_failure()) {
                     bail!(
                     "{}: a case failed in the timed run ({}); the figure would not be of a passing run",
                     cell.name(),

@@ -1,15 +1,19 @@
 //! `cargo xtask mutants`: the harness proves its own sensitivity. Each
 //! known-bad kernel (`patches/6.12/mutants/`) is built incrementally in the
-//! patched build dir and tested with every probe; a mutant is *caught* when
-//! at least one case fails and so does every case its `must-fail:` line
-//! names, *missed* otherwise. Any miss (or a mutant that
-//! does not build) fails the command. The tree is put back to the series
-//! when it ends, also on error.
+//! patched build dir and tested with every probe. A mutant is *caught* only
+//! by its own cases: the kernel built and the VM completed (or crashed as
+//! the mutant declares), and every case of its `must-fail:` lines failed
+//! with its own verdict, a probe case with its count line (N > 0 of M
+//! mismatched), never as "not run" (see `mutants::judge`). A mutant whose
+//! cases passed is *missed*; one that does not apply, does not build,
+//! crashes or hangs where it should not, or whose cases failed some other
+//! way is *broken*. Either fails the command. The tree is put back to the
+//! series when it ends, also on error.
 
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use harness::kernel::mutants::{self, Mutant};
+use harness::kernel::mutants::{self, Mutant, Verdict};
 use harness::kernel::prereqs;
 use harness::kernel::source::KernelSource;
 use harness::proc::fmt_duration;
@@ -18,18 +22,6 @@ use harness::testrun::{self, Cell, RunOptions};
 
 use crate::flags::MutantsArgs;
 use crate::selection;
-
-/// What became of one mutant in one cell.
-enum Verdict {
-    Caught(Vec<String>),
-    Missed,
-    /// Some case failed, but not every case the mutant is about.
-    MissedCases {
-        failed: Vec<String>,
-        passed: Vec<String>,
-    },
-    Broken(String),
-}
 
 /// Reverts the mutant on drop, so an error leaves the series in place.
 struct Restore<'a>(&'a KernelSource);
@@ -52,6 +44,19 @@ pub fn run(args: MutantsArgs) -> Result<i32> {
         );
     }
     let all = mutants::load(&harness::layout::patches_dir("6.12").join("mutants"))?;
+    if let Some(unknown) = args
+        .only
+        .iter()
+        .find(|o| !all.iter().any(|m| &m.name == *o))
+    {
+        bail!(
+            "--only {unknown}: no such mutant in patches/6.12/mutants/; known: {}",
+            all.iter()
+                .map(|m| m.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     let chosen: Vec<&Mutant> = all
         .iter()
         .filter(|m| args.only.is_empty() || args.only.iter().any(|o| o == &m.name))
@@ -100,14 +105,24 @@ pub fn run(args: MutantsArgs) -> Result<i32> {
                 m.description
             );
             let restore = Restore(&source);
-            mutants::apply(&source.tree, m)?;
+            if let Err(e) = mutants::apply(&source.tree, m) {
+                drop(restore);
+                let verdict = Verdict::Broken(format!("{e:#}"));
+                eprintln!("ksh: mutant {}: BROKEN: {e:#}", m.name);
+                rows.push((cell.name(), (*m).clone(), verdict, Vec::new(), t0.elapsed()));
+                continue;
+            }
             let (report, times) = testrun::run_cell(&cell, &opts)?;
             drop(restore);
-            let build_failed = report.cases.iter().find_map(|c| match &c.status {
-                Status::Fail(msg) if c.name.ends_with("/build/kernel") => Some(msg.clone()),
-                _ => None,
-            });
-            let failed: Vec<String> = report
+            let verdict = mutants::judge(
+                m,
+                &cell.name(),
+                &report.cases,
+                &times.counts,
+                times.vm_exit.as_ref(),
+            );
+            // What else failed (judged, not "not run"): for the record.
+            let also: Vec<String> = report
                 .cases
                 .iter()
                 .filter(|c| matches!(c.status, Status::Fail(_)))
@@ -116,31 +131,8 @@ pub fn run(args: MutantsArgs) -> Result<i32> {
                         .trim_start_matches(&format!("{}/", cell.name()))
                         .to_string()
                 })
+                .filter(|c| !m.must_fail.contains(c))
                 .collect();
-            let not_failed: Vec<String> = m
-                .must_fail
-                .iter()
-                .filter(|c| !failed.contains(c))
-                .cloned()
-                .collect();
-            // A build that fails is a broken mutant, unless the mutant is
-            // about a check that runs inside the build (`build/...` cases
-            // other than build/kernel, such as build/generators-agree) and
-            // each of those failed with its own verdict.
-            let caught_in_build = !m.must_fail.is_empty()
-                && m.must_fail
-                    .iter()
-                    .all(|c| c.starts_with("build/") && c != "build/kernel" && failed.contains(c));
-            let verdict = match build_failed {
-                Some(_) if caught_in_build => Verdict::Caught(m.must_fail.clone()),
-                Some(msg) => Verdict::Broken(msg.lines().next().unwrap_or("").to_string()),
-                None if failed.is_empty() => Verdict::Missed,
-                None if !not_failed.is_empty() => Verdict::MissedCases {
-                    failed,
-                    passed: not_failed,
-                },
-                None => Verdict::Caught(failed),
-            };
             // Keep this mutant's logs beside the cell's run dir.
             let keep = cell
                 .run_dir()
@@ -152,16 +144,14 @@ pub fn run(args: MutantsArgs) -> Result<i32> {
                 m.name,
                 match &verdict {
                     Verdict::Caught(c) => format!("caught by {}", c.join(", ")),
-                    Verdict::Missed => "MISSED".into(),
-                    Verdict::MissedCases { passed, .. } =>
-                        format!("MISSED: {} did not fail", passed.join(", ")),
-                    Verdict::Broken(e) => format!("did not build: {e}"),
+                    Verdict::Missed(why) => format!("MISSED: {}", why.join("; ")),
+                    Verdict::Broken(e) => format!("BROKEN: {e}"),
                 },
                 fmt_duration(times.build),
                 fmt_duration(times.vm_total),
                 keep.display()
             );
-            rows.push((cell.name(), (*m).clone(), verdict, t0.elapsed()));
+            rows.push((cell.name(), (*m).clone(), verdict, also, t0.elapsed()));
         }
     }
     println!(
@@ -169,38 +159,34 @@ pub fn run(args: MutantsArgs) -> Result<i32> {
         rows.len(),
         fmt_duration(started.elapsed())
     );
-    let (mut caught, mut bad) = (0, 0);
-    for (cell, m, v, t) in &rows {
+    let (mut caught, mut missed, mut broken) = (0, 0, 0);
+    for (cell, m, v, also, t) in &rows {
         let what = match v {
             Verdict::Caught(cases) => {
                 caught += 1;
                 format!("caught   by {}", cases.join(", "))
             }
-            Verdict::Missed => {
-                bad += 1;
-                "MISSED   no case failed: strengthen a probe".into()
-            }
-            Verdict::MissedCases { failed, passed } => {
-                bad += 1;
-                format!(
-                    "MISSED   {} passed although the mutant is about them (failed: {})",
-                    passed.join(", "),
-                    failed.join(", ")
-                )
+            Verdict::Missed(why) => {
+                missed += 1;
+                format!("MISSED   {}: strengthen a probe", why.join("; "))
             }
             Verdict::Broken(e) => {
-                bad += 1;
-                format!("BROKEN   the mutant does not build: {e}")
+                broken += 1;
+                format!("BROKEN   {}", e.lines().collect::<Vec<_>>().join(" | "))
             }
         };
         println!("  {cell} {:<26} {what} ({})", m.name, fmt_duration(*t));
-        println!("  {:>w$}   {}", "", m.description, w = cell.len() + 27);
+        let w = cell.len() + 27;
+        println!("  {:>w$}   {}", "", m.description);
+        if !also.is_empty() {
+            println!("  {:>w$}   also failed: {}", "", also.join(", "));
+        }
     }
     println!(
-        "mutants: {caught} caught, {bad} missed or broken, of {}",
+        "mutants: {caught} caught, {missed} missed, {broken} broken, of {}",
         rows.len()
     );
-    Ok(if bad == 0 { 0 } else { 1 })
+    Ok(if caught == rows.len() { 0 } else { 1 })
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {

@@ -73,18 +73,17 @@ pub fn run(mut args: TestArgs) -> Result<i32> {
         source: OnceLock::new(),
         results: selected_cells.iter().map(|_| OnceLock::new()).collect(),
     });
+    // Only the selected cells' tests become trials: a cell without a
+    // selected test has no kernel to judge, and a trial for it could only
+    // pass having checked nothing.
     let trials = names
         .iter()
-        .map(|name| {
-            let cell = selected_cells
+        .filter_map(|name| {
+            let i = selected_cells
                 .iter()
-                .position(|(a, c)| name.starts_with(&format!("{}/{c}/", a.name)));
-            let Some(i) = cell else {
-                // A cell without a selected test: libtest filters it out too.
-                return Trial::test(name.clone(), || Ok(()));
-            };
+                .position(|(a, c)| name.starts_with(&format!("{}/{c}/", a.name)))?;
             let (runner, name2) = (runner.clone(), name.clone());
-            Trial::ignorable_test(name.clone(), move || {
+            let trial = Trial::ignorable_test(name.clone(), move || {
                 let (report, _) = runner.cell(i);
                 match report
                     .cases
@@ -93,10 +92,22 @@ pub fn run(mut args: TestArgs) -> Result<i32> {
                     .map(|c| &c.status)
                 {
                     Some(Status::Pass) => Ok(Completion::Completed),
+                    // libtest's only "measured" state is for `--bench`
+                    // runs: a measurement passes, labelled by its kind.
+                    Some(Status::Measured(_)) => Ok(Completion::Completed),
                     Some(Status::Skip(why)) => Ok(Completion::ignored_with(why)),
-                    Some(Status::Fail(msg)) => Err(msg.as_str().into()),
+                    Some(s @ (Status::Fail(_) | Status::NotRun(_))) => {
+                        Err(s.failure().unwrap_or_default().into())
+                    }
                     None => Err("not run: its kernel was not built or booted".into()),
                 }
+            });
+            let measures = report::TestName::parse(name)
+                .is_some_and(|t| !ksh_proto::is_counted(t.probe, t.case));
+            Some(if measures {
+                trial.with_kind(report::MEASURED_KIND)
+            } else {
+                trial
             })
         })
         .collect();
@@ -192,14 +203,15 @@ fn summary_table(done: &[&(CellReport, Option<CellTimes>)], wall: Duration) -> S
         "cases".to_string(),
     ]];
     for (report, times) in done {
-        let (pass, fail, skip) =
+        let (pass, measured, fail, skip) =
             report
                 .cases
                 .iter()
-                .fold((0, 0, 0), |(p, f, s), c| match c.status {
-                    Status::Pass => (p + 1, f, s),
-                    Status::Fail(_) => (p, f + 1, s),
-                    Status::Skip(_) => (p, f, s + 1),
+                .fold((0, 0, 0, 0), |(p, m, f, s), c| match c.status {
+                    Status::Pass => (p + 1, m, f, s),
+                    Status::Measured(_) => (p, m + 1, f, s),
+                    Status::Fail(_) | Status::NotRun(_) => (p, m, f + 1, s),
+                    Status::Skip(_) => (p, m, f, s + 1),
                 });
         let dash = || "-".to_string();
         let (build, boot, probes) = match times {
@@ -215,6 +227,9 @@ fn summary_table(done: &[&(CellReport, Option<CellTimes>)], wall: Duration) -> S
             None => (dash(), dash(), dash()),
         };
         let mut cases = format!("{pass} passed, {fail} failed");
+        if measured > 0 {
+            cases.push_str(&format!(", {measured} measured (not a check)"));
+        }
         if skip > 0 {
             cases.push_str(&format!(", {skip} skipped"));
         }
@@ -260,7 +275,7 @@ fn run_one(cell: &Cell, opts: &RunOptions) -> (CellReport, Option<CellTimes>) {
     let build_failed = cell_report
         .cases
         .iter()
-        .any(|c| c.name == build_case && matches!(c.status, Status::Fail(_)));
+        .any(|c| c.name == build_case && c.status.is_failure());
     let build = if build_failed {
         format!(
             "build FAILED after {}",
@@ -291,6 +306,12 @@ fn run_one(cell: &Cell, opts: &RunOptions) -> (CellReport, Option<CellTimes>) {
             cell.name(),
             testrun::counts_summary(&times.counts, times.baseline_proof)
         );
+        for (case, figure) in &times.measured {
+            eprintln!(
+                "ksh: {}: measured, not a check: {case} {figure}",
+                cell.name()
+            );
+        }
     }
     (cell_report, Some(times))
 }
@@ -303,7 +324,7 @@ fn failed_cell(names: &[String], cell: &str, why: &str, elapsed: Duration) -> Ce
             .iter()
             .map(|n| CaseResult {
                 name: n.clone(),
-                status: Status::Fail(format!("not run: {why}")),
+                status: Status::NotRun(why.to_string()),
             })
             .collect(),
         elapsed,

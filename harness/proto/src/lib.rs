@@ -337,8 +337,14 @@ pub fn parse_checked_line(line: &str) -> Option<Checked<'_>> {
 }
 
 /// Cases that report no count line: they check no list of items (a
-/// timing figure). Every other case must report one.
+/// timing figure). Every other case must report one. The host reports
+/// them as measured, not as checks, and only when their figure line (with
+/// every key of [`MEASUREMENT_KEYS`]) is there.
 pub const UNCOUNTED_CASES: &[(&str, &str)] = &[("lookup-bench", "measured")];
+
+/// The keys of the note an uncounted case writes before its result
+/// (`# lookup_ns=N format_ns=M n=.. rounds=..`), each followed by a number.
+pub const MEASUREMENT_KEYS: &[&str] = &["lookup_ns=", "format_ns="];
 
 /// The cases of the host's `build` step (judged from the build, not from
 /// the guest's stream; `harness::testrun::BUILD_CASES`): the registry
@@ -387,7 +393,10 @@ impl Condition {
 
 /// Cases that do not apply to some builds: the case is **not applicable**
 /// unless all of `requires` hold. Only then may it report SKIP; a SKIP
-/// anywhere else fails on the host.
+/// anywhere else fails on the host. And only in the cells `declared_in`
+/// names: a kernel elsewhere that lacks what `requires` asks for lost a
+/// feature its config should have (an option no fragment pins, a patch
+/// that stopped declaring one), and its SKIP fails on the host too.
 #[derive(Debug, Clone, Copy)]
 pub struct Applicability {
     pub probe: &'static str,
@@ -397,7 +406,54 @@ pub struct Applicability {
     pub requires: &'static [Condition],
     /// Why it does not apply otherwise (the SKIP reason).
     pub why_not: &'static str,
+    /// The cells whose kernels lack it by design: the only ones where the
+    /// SKIP is accepted (see [`skip_declared`]). Empty: every harness
+    /// kernel has it, and a SKIP always fails.
+    pub declared_in: &'static [Scope],
 }
+
+/// Cells in which a case may be declared not applicable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// A config variant (`kernel-configs/variants/NAME.config`), with any
+    /// toolchain.
+    Config(&'static str),
+    /// The baseline kernel (`--baseline`: the fixtures, no series).
+    Baseline,
+    /// A user's `--kernel-tree` (bisect steps among them), which may
+    /// predate the series.
+    UserTree,
+}
+
+/// The cell a SKIP came from, for [`skip_declared`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CellKind<'a> {
+    /// The config variant, without the toolchain suffix (`minimal`).
+    pub variant: &'a str,
+    pub baseline: bool,
+    pub user_tree: bool,
+}
+
+impl Scope {
+    /// Whether `cell` is in this scope.
+    pub fn contains(&self, cell: &CellKind) -> bool {
+        match *self {
+            Scope::Config(v) => cell.variant == v,
+            Scope::Baseline => cell.baseline,
+            Scope::UserTree => cell.user_tree,
+        }
+    }
+}
+
+/// The config variants without `CONFIG_KALLSYMS_SELFTEST` (every one but
+/// `kprobes`).
+const NO_SELFTEST: &[Scope] = &[
+    Scope::Config("minimal"),
+    Scope::Config("up"),
+    Scope::Config("kaslr"),
+    Scope::Config("defconfig"),
+    Scope::Config("defconfig-extra-pass"),
+];
 
 /// Every case that may be not applicable, and when. Cases not listed here
 /// apply to every build: they never skip.
@@ -409,18 +465,24 @@ pub const APPLICABILITY: &[Applicability] = &[
         cases: &["generators-agree"],
         requires: &[Condition::BuildInfo("kallsyms_rust_generator_check", "1")],
         why_not: "CONFIG_KALLSYMS_RUST_GENERATOR_CHECK is not set: the kernel has no Rust generator to compare (the baseline has no series)",
+        // The patched source declares the option and every fragment set
+        // asks for it (kernel-configs/series.config).
+        declared_in: &[Scope::Baseline, Scope::UserTree],
     },
     Applicability {
         probe: "kallsyms-selftest",
         cases: &[],
         requires: &[Condition::BuildInfo("kallsyms_selftest", "1")],
         why_not: "CONFIG_KALLSYMS_SELFTEST is not set (config variant kprobes has it)",
+        declared_in: NO_SELFTEST,
     },
     Applicability {
         probe: "kprobes",
         cases: &[],
         requires: &[Condition::BuildInfo("kprobes", "1")],
         why_not: "CONFIG_KPROBES is not set in this kernel (the check needs CONFIG_KPROBES=y)",
+        // common.config asks for it in every cell.
+        declared_in: &[],
     },
     Applicability {
         probe: "ftrace",
@@ -430,6 +492,8 @@ pub const APPLICABILITY: &[Applicability] = &[
             Condition::BuildInfo("dynamic_ftrace", "1"),
         ],
         why_not: "needs CONFIG_FUNCTION_TRACER and CONFIG_DYNAMIC_FTRACE",
+        // common.config asks for the tracer; DYNAMIC_FTRACE is its default.
+        declared_in: &[],
     },
 ];
 
@@ -446,6 +510,17 @@ pub fn not_applicable(
         .filter(|a| a.probe == probe && (a.cases.is_empty() || a.cases.contains(&case)))
         .find(|a| !a.requires.iter().all(|c| c.holds(arch, info)))
         .map(|a| a.why_not)
+}
+
+/// Whether a SKIP of `probe/case` is declared for `cell`: some entry of
+/// [`APPLICABILITY`] for the case lists the cell in `declared_in`. The
+/// host accepts a SKIP only where [`not_applicable`] gives a reason and
+/// this holds.
+pub fn skip_declared(probe: &str, case: &str, cell: &CellKind) -> bool {
+    APPLICABILITY
+        .iter()
+        .filter(|a| a.probe == probe && (a.cases.is_empty() || a.cases.contains(&case)))
+        .any(|a| a.declared_in.iter().any(|s| s.contains(cell)))
 }
 
 /// Key in [`EXPECT_BUILD_INFO`]: the link-time (ELF) address of
@@ -737,5 +812,44 @@ mod tests {
         assert!(not_applicable("sizes", "start-size", "x86_64", &info(false)).is_none());
         let arch_only = Condition::Arch("arm64");
         assert!(arch_only.holds("arm64", &|_| None) && !arch_only.holds("x86_64", &|_| None));
+    }
+
+    #[test]
+    fn skips_are_declared_per_cell() {
+        let cell = |variant, baseline, user_tree| CellKind {
+            variant,
+            baseline,
+            user_tree,
+        };
+        let patched = |v| cell(v, false, false);
+        assert!(skip_declared(
+            "kallsyms-selftest",
+            "verdict",
+            &patched("minimal")
+        ));
+        assert!(!skip_declared(
+            "kallsyms-selftest",
+            "verdict",
+            &patched("kprobes")
+        ));
+        assert!(!skip_declared(
+            "build",
+            "generators-agree",
+            &patched("minimal")
+        ));
+        assert!(skip_declared(
+            "build",
+            "generators-agree",
+            &cell("minimal", true, false)
+        ));
+        assert!(skip_declared(
+            "build",
+            "generators-agree",
+            &cell("minimal", false, true)
+        ));
+        for c in ["no-invalid-entries", "filter-all"] {
+            assert!(!skip_declared("ftrace", c, &cell("minimal", true, true)));
+        }
+        assert!(!skip_declared("sizes", "start-size", &patched("minimal")));
     }
 }

@@ -175,6 +175,43 @@ fn verify_outputs(dir: &Path, outputs: &[&Path]) -> Option<String> {
     }
 }
 
+/// Every requested option is in the build dir's `.config` with the
+/// requested value, except the series options a tree without the series
+/// lacks (`kconfig::excuse_undeclared`, logged in `log`).
+fn check_landed(
+    req: &BuildRequest,
+    dir: &Path,
+    wanted: &kconfig::Options,
+    frags: &[PathBuf],
+    log: &Path,
+) -> Result<()> {
+    let actual_text = fs::read_to_string(dir.join(".config"))?;
+    let actual = kconfig::parse(&actual_text, &dir.join(".config"))?;
+    let mut mismatches = kconfig::verify(wanted, &actual);
+    let excused =
+        kconfig::excuse_undeclared(&mut mismatches, &req.source.tree, req.source.whole_series)?;
+    if !excused.is_empty() {
+        let mut logf = fs::OpenOptions::new().append(true).open(log)?;
+        writeln!(
+            logf,
+            "# ksh: this tree does not declare {} (options of the kallsyms series): built without them",
+            excused.join(", ")
+        )?;
+    }
+    if !mismatches.is_empty() {
+        let list: Vec<String> = mismatches.iter().map(|m| format!("  {m}")).collect();
+        bail!(
+            "{}: {} requested option(s) did not land in {} (a dependency is off or the option does not exist):\n{}\nfragments: {}",
+            req.label(),
+            mismatches.len(),
+            dir.join(".config").display(),
+            list.join("\n"),
+            frags.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(" ")
+        );
+    }
+    Ok(())
+}
+
 /// Configures (when the fragments changed) and builds.
 pub fn build(req: &BuildRequest) -> Result<Built> {
     let started = Instant::now();
@@ -227,29 +264,7 @@ pub fn build(req: &BuildRequest) -> Result<Built> {
         let mut olddef = req.make(&dir);
         olddef.arg("olddefconfig");
         run_logged(req, olddef, &log, "olddefconfig")?;
-        let actual_text = fs::read_to_string(dir.join(".config"))?;
-        let actual = kconfig::parse(&actual_text, &dir.join(".config"))?;
-        let mut mismatches = kconfig::verify(&wanted, &actual);
-        let excused = kconfig::excuse_undeclared(&mut mismatches, &req.source.tree)?;
-        if !excused.is_empty() {
-            let mut logf = fs::OpenOptions::new().append(true).open(&log)?;
-            writeln!(
-                logf,
-                "# ksh: this tree does not declare {} (options of the kallsyms series): built without them",
-                excused.join(", ")
-            )?;
-        }
-        if !mismatches.is_empty() {
-            let list: Vec<String> = mismatches.iter().map(|m| format!("  {m}")).collect();
-            bail!(
-                "{}: {} requested option(s) did not land in {} (a dependency is off or the option does not exist):\n{}\nfragments: {}",
-                req.label(),
-                mismatches.len(),
-                dir.join(".config").display(),
-                list.join("\n"),
-                frags.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(" ")
-            );
-        }
+        check_landed(req, &dir, &wanted, &frags, &log)?;
         fs::write(dir.join(CONFIG_STAMP), &config_stamp)?;
     }
 
@@ -305,6 +320,11 @@ pub fn build(req: &BuildRequest) -> Result<Built> {
         None
     };
     let compiled = run_counted(req, make, &log, "make", true, expected)?;
+    // `make` follows a changed Kconfig (a patch of the series, a mutant)
+    // with its own syncconfig, without the harness reconfiguring: what
+    // landed is checked again, or an option a patch stopped declaring
+    // would vanish from .config unseen.
+    check_landed(req, &dir, &wanted, &frags, &log)?;
     if cold && compiled > 0 {
         let _ = fs::write(dir.join(OBJECTS_RECORD), format!("{compiled}\n"));
     }

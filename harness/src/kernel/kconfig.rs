@@ -243,13 +243,37 @@ pub const SERIES_FRAGMENT: &str = "series.config";
 
 /// Drops from `mismatches` the options of [`SERIES_FRAGMENT`] that no
 /// Kconfig file of `tree` declares (a tree without the series cannot have
-/// them); every other mismatch stays, so a misspelled option in any
-/// fragment is still an error. Returns the names it excused.
-pub fn excuse_undeclared(mismatches: &mut Vec<Mismatch>, tree: &Path) -> Result<Vec<String>> {
-    let path = layout::kernel_configs_dir().join(SERIES_FRAGMENT);
+/// them: the baseline, a series prefix, a user's tree); every other
+/// mismatch stays, so a misspelled option in any fragment is still an
+/// error. Returns the names it excused.
+///
+/// On the whole series (`whole_series`, Debian's patched source) nothing
+/// is excused: an undeclared series option there means a patch stopped
+/// declaring it, and the kernel would be built without the feature (the
+/// Rust generator, its comparison with the C one) while its cases turned
+/// into skips. That is an error naming the option.
+pub fn excuse_undeclared(
+    mismatches: &mut Vec<Mismatch>,
+    tree: &Path,
+    whole_series: bool,
+) -> Result<Vec<String>> {
+    excuse_undeclared_in(
+        mismatches,
+        tree,
+        whole_series,
+        &layout::kernel_configs_dir().join(SERIES_FRAGMENT),
+    )
+}
+
+fn excuse_undeclared_in(
+    mismatches: &mut Vec<Mismatch>,
+    tree: &Path,
+    whole_series: bool,
+    path: &Path,
+) -> Result<Vec<String>> {
     let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let series = parse(&text, &path)?;
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let series = parse(&text, path)?;
     let candidates: Vec<String> = mismatches
         .iter()
         .filter(|m| series.contains_key(&m.name))
@@ -263,6 +287,19 @@ pub fn excuse_undeclared(mismatches: &mut Vec<Mismatch>, tree: &Path) -> Result<
         .into_iter()
         .filter(|n| !declared.contains(n))
         .collect();
+    if whole_series && !excused.is_empty() {
+        bail!(
+            "no Kconfig file of {} declares {} (asked for by {}): the source has the whole series, so a patch of it stopped declaring the option{}, and the kernel would lose the feature silently",
+            tree.display(),
+            excused
+                .iter()
+                .map(|n| format!("CONFIG_{n}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            path.display(),
+            if excused.len() > 1 { "s" } else { "" }
+        );
+    }
     mismatches.retain(|m| !excused.contains(&m.name));
     Ok(excused)
 }
@@ -326,6 +363,39 @@ mod tests {
 
     fn opts(text: &str) -> Options {
         parse(text, Path::new("test.config")).unwrap()
+    }
+
+    #[test]
+    fn undeclared_series_options_are_excused_only_off_the_whole_series() {
+        let d = tempfile::tempdir().unwrap();
+        let tree = d.path().join("tree");
+        fs::create_dir_all(tree.join("init")).unwrap();
+        fs::write(tree.join("init/Kconfig"), "config KEPT\n\tbool \"kept\"\n").unwrap();
+        let fragment = d.path().join("series.config");
+        fs::write(&fragment, "CONFIG_KEPT=y\nCONFIG_LOST=y\n").unwrap();
+        let wanted = opts("CONFIG_KEPT=y\nCONFIG_LOST=y\nCONFIG_OTHER=y\n");
+        let got = opts("# CONFIG_KEPT is not set\n");
+        let mismatches = verify(&wanted, &got);
+        assert_eq!(mismatches.len(), 3);
+
+        // The baseline, a series prefix, a user's tree: excused, and the
+        // declared option and the one outside the series stay errors.
+        let mut m = mismatches.clone();
+        let excused = excuse_undeclared_in(&mut m, &tree, false, &fragment).unwrap();
+        assert_eq!(excused, ["LOST"]);
+        let left: Vec<&str> = m.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(left, ["KEPT", "OTHER"]);
+
+        // The whole series: an error naming the option.
+        let mut m = mismatches.clone();
+        let e = format!(
+            "{:#}",
+            excuse_undeclared_in(&mut m, &tree, true, &fragment).unwrap_err()
+        );
+        assert!(
+            e.contains("CONFIG_LOST") && !e.contains("CONFIG_KEPT"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -17,25 +17,71 @@ use anyhow::{bail, Context, Result};
 /// The record, in the tree, of the mutant applied to it.
 pub const APPLIED_MARKER: &str = ".ksh-mutant.patch";
 
-/// One mutant: `NAME.patch`, whose first line is `mutant: what it breaks`
-/// and whose optional second line, `must-fail: PROBE/CASE ...`, names the
-/// cases the mutant is about: each of them has to fail on it, not just
-/// some case. That is how a case shows, in CI, that it fails on a kernel
-/// with its bug.
+/// One mutant: `NAME.patch`. Its header (the lines before the first
+/// blank line) has
+///
+/// - `mutant: what it breaks` (the first line);
+/// - `must-fail: PROBE/CASE ...` (one or more lines, required): the cases
+///   the mutant is about. Each must fail on it with its own verdict: a
+///   probe case with its count line (N > 0 of M mismatched), a `build/...`
+///   case through its own check (for `build/generators-agree`, the link's
+///   disagreement marker or the comparison after the build), never as
+///   "not run". That is how a case shows, in CI, that it fails on a kernel
+///   with its bug;
+/// - `crashes: TEXT` (optional): the mutant crashes the kernel by design,
+///   and the VM must stop with a kernel panic whose console excerpt
+///   contains TEXT. Without it a mutant whose VM does not complete is
+///   broken.
 #[derive(Debug, Clone)]
 pub struct Mutant {
     pub name: String,
     pub description: String,
     /// Cases (`probe/case`, without the cell) that must fail.
     pub must_fail: Vec<String>,
+    /// The panic excerpt of a mutant that crashes the kernel by design.
+    pub crashes: Option<String>,
     pub path: PathBuf,
 }
 
-/// The header line listing the cases a mutant must fail.
-const MUST_FAIL: &str = "must-fail: ";
+impl Mutant {
+    /// A build mutant: every case it must fail is decided by the build
+    /// (`build/...`), so its kernel need not boot.
+    pub fn is_build_mutant(&self) -> bool {
+        self.must_fail.iter().all(|c| c.starts_with("build/"))
+    }
+}
 
-/// Every mutant in `dir`, by name.
+/// The header line listing the cases a mutant must fail.
+const MUST_FAIL: &str = "must-fail:";
+/// The header line of a mutant that crashes the kernel.
+const CRASHES: &str = "crashes:";
+
+/// The cases a `must-fail:` line may name: every case of the probe
+/// registry, and the build's own checks. Not `build/kernel` (a build
+/// failure is no verdict of a check) nor the `boot/` cases the host judges
+/// from the VM and its console (no count line: they cannot show what the
+/// mutant broke).
+pub fn must_fail_candidates() -> Vec<String> {
+    let mut out: Vec<String> = crate::testrun::BUILD_CASES
+        .iter()
+        .filter(|c| **c != crate::testrun::BUILD_CASE)
+        .map(|(p, c)| format!("{p}/{c}"))
+        .collect();
+    for p in ksh_proto::PROBES {
+        for c in p.cases {
+            if ksh_proto::is_counted(p.name, c) {
+                out.push(format!("{}/{c}", p.name));
+            }
+        }
+    }
+    out
+}
+
+/// Every mutant in `dir`, by name. A mutant without a `must-fail:` line,
+/// or naming a case that does not exist (renamed since), is an error that
+/// names its file and the case it looked for.
 pub fn load(dir: &Path) -> Result<Vec<Mutant>> {
+    let candidates = must_fail_candidates();
     let mut out = Vec::new();
     for e in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let path = e?.path();
@@ -50,17 +96,58 @@ pub fn load(dir: &Path) -> Result<Vec<Mutant>> {
                 path.display()
             );
         };
-        let must_fail: Vec<String> = text
+        let mut must_fail: Vec<String> = Vec::new();
+        let mut crashes = None;
+        for (i, line) in text
             .lines()
-            .nth(1)
-            .and_then(|l| l.strip_prefix(MUST_FAIL))
-            .map(|l| l.split_whitespace().map(str::to_string).collect())
-            .unwrap_or_default();
-        if let Some(bad) = must_fail.iter().find(|c| c.split('/').count() != 2) {
+            .enumerate()
+            .skip(1)
+            .take_while(|(_, l)| !l.trim().is_empty() && !l.starts_with("diff --git "))
+        {
+            if let Some(rest) = line.strip_prefix(MUST_FAIL) {
+                must_fail.extend(rest.split_whitespace().map(str::to_string));
+            } else if let Some(rest) = line.strip_prefix(CRASHES) {
+                let excerpt = rest.trim();
+                if excerpt.is_empty() {
+                    bail!(
+                        "{}:{}: `{CRASHES}` needs the text the kernel's panic shows",
+                        path.display(),
+                        i + 1
+                    );
+                }
+                crashes = Some(excerpt.to_string());
+            } else {
+                bail!(
+                    "{}:{}: unknown header line {line:?} (the header is `mutant:`, `{MUST_FAIL}` and `{CRASHES}` lines, then a blank line)",
+                    path.display(),
+                    i + 1
+                );
+            }
+        }
+        if must_fail.is_empty() {
             bail!(
-                "{}: `{MUST_FAIL}` takes PROBE/CASE names, not {bad:?}",
+                "{}: no `{MUST_FAIL} PROBE/CASE ...` line: name the cases this mutant is about (each must fail on it with its own count line; a mutant caught by whatever case fails proves nothing)",
                 path.display()
             );
+        }
+        for c in &must_fail {
+            if !candidates.contains(c) {
+                let probe = c.split('/').next().unwrap_or("");
+                let same_probe: Vec<&str> = candidates
+                    .iter()
+                    .filter(|k| k.split('/').next() == Some(probe))
+                    .map(String::as_str)
+                    .collect();
+                bail!(
+                    "{}: `{MUST_FAIL}` names {c:?}, which is no case a mutant can be caught by (renamed or removed?); {}",
+                    path.display(),
+                    if same_probe.is_empty() {
+                        format!("no probe {probe:?} has such cases; the candidates are the probe registry's counted cases (ksh_proto::PROBES) and build/generators-agree, build/link-stable")
+                    } else {
+                        format!("the cases of {probe} are: {}", same_probe.join(", "))
+                    }
+                );
+            }
         }
         if !text.contains("\ndiff --git ") {
             bail!("{}: no `diff --git` section", path.display());
@@ -73,11 +160,178 @@ pub fn load(dir: &Path) -> Result<Vec<Mutant>> {
                 .into_owned(),
             description: description.to_string(),
             must_fail,
+            crashes,
             path,
         });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
+}
+
+/// What became of one mutant in one cell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every must-fail case failed with its own verdict (each with it).
+    Caught(Vec<String>),
+    /// A must-fail case did not fail (passed, skipped), or a declared
+    /// crash did not happen: a probe to strengthen.
+    Missed(Vec<String>),
+    /// The mutant did not get judged by its cases: it does not apply or
+    /// build, crashes or hangs the kernel where it should not, or a
+    /// must-fail case failed some other way (no count line, not run).
+    Broken(String),
+}
+
+/// The first line of a message, cut to 160 characters.
+fn first_line(s: &str) -> String {
+    let l = s.lines().next().unwrap_or("").trim();
+    match l.char_indices().nth(160) {
+        Some((i, _)) => format!("{}...", &l[..i]),
+        None => l.to_string(),
+    }
+}
+
+/// Judges mutant `m` from its cell's results: `cases` (full names under
+/// `cell`), the count lines the guest reported, and how the VM stopped
+/// (None: it never ran).
+///
+/// - A build mutant (its must-fail cases are all `build/...`) whose kernel
+///   did not build is caught only when each of those cases failed with its
+///   own verdict (`build/generators-agree` through the link's disagreement
+///   marker); "not run" because the build failed some other way is broken.
+/// - Otherwise the kernel must build and `boot/vm-completed` must pass,
+///   unless the mutant declares `crashes: TEXT`: then the VM must stop with
+///   a kernel panic whose excerpt contains TEXT.
+/// - Each must-fail probe case must fail with its count line, N > 0 of
+///   M > 0 mismatched (or, on a declared crash, not have run because of
+///   it); a `build/...` case must fail with its own verdict.
+pub fn judge(
+    m: &Mutant,
+    cell: &str,
+    cases: &[crate::results::report::CaseResult],
+    counts: &[crate::testrun::CaseCount],
+    vm_exit: Option<&crate::vm::qemu::Exit>,
+) -> Verdict {
+    use crate::results::report::Status;
+    use crate::vm::qemu::Exit;
+    let status = |c: &str| {
+        let full = format!("{cell}/{c}");
+        cases.iter().find(|r| r.name == full).map(|r| &r.status)
+    };
+    let (build_probe, build_case) = crate::testrun::BUILD_CASE;
+    match status(&format!("{build_probe}/{build_case}")) {
+        Some(Status::Pass) => {}
+        Some(s) => {
+            let why = first_line(&s.failure().unwrap_or_default());
+            if !m.is_build_mutant() {
+                return Verdict::Broken(format!("the kernel does not build: {why}"));
+            }
+            let mut caught = Vec::new();
+            let mut other = Vec::new();
+            for c in &m.must_fail {
+                match status(c) {
+                    Some(Status::Fail(msg)) => caught.push(format!("{c} ({})", first_line(msg))),
+                    Some(s) => other.push(format!(
+                        "{c}: {}",
+                        first_line(&s.failure().unwrap_or_else(|| format!("{s:?}")))
+                    )),
+                    None => other.push(format!("{c}: no result")),
+                }
+            }
+            return if other.is_empty() {
+                Verdict::Caught(caught)
+            } else {
+                Verdict::Broken(format!(
+                    "the kernel does not build ({why}), and not through the check the mutant is about: {}",
+                    other.join("; ")
+                ))
+            };
+        }
+        None => return Verdict::Broken("no build/kernel result".into()),
+    }
+    let (vm_probe, vm_case) = crate::testrun::VM_CASE;
+    let vm = status(&format!("{vm_probe}/{vm_case}"));
+    let vm_why = vm
+        .and_then(|s| s.failure())
+        .map(|f| first_line(&f))
+        .unwrap_or_else(|| "no result".into());
+    let vm_passed = vm == Some(&Status::Pass);
+    let crashed_as_declared = match (&m.crashes, vm_exit) {
+        (None, _) if vm_passed => false,
+        (None, Some(Exit::Panic { excerpt })) => {
+            return Verdict::Broken(format!(
+                "crashes the kernel (no `crashes:` line declares it): {}",
+                ["Kernel panic", "BUG:", "Oops", "general protection fault"]
+                    .iter()
+                    .find_map(|w| excerpt.lines().find(|l| l.contains(w)))
+                    .map(first_line)
+                    .unwrap_or_else(|| first_line(excerpt))
+            ))
+        }
+        (None, Some(Exit::Timeout { what })) => {
+            return Verdict::Broken(format!("hangs the kernel: {}", first_line(what)))
+        }
+        (None, _) => return Verdict::Broken(format!("the VM did not complete: {vm_why}")),
+        (Some(want), Some(Exit::Panic { excerpt })) if excerpt.contains(want.as_str()) => true,
+        (Some(want), Some(Exit::Panic { excerpt })) => {
+            return Verdict::Broken(format!(
+                "crashes the kernel, but the panic does not show the declared {want:?}: {}",
+                first_line(excerpt)
+            ))
+        }
+        (Some(want), _) if vm_passed => {
+            return Verdict::Missed(vec![format!(
+                "the declared crash ({want:?}) did not happen: the VM completed"
+            )])
+        }
+        (Some(want), _) => {
+            return Verdict::Broken(format!(
+                "the VM did not complete, but not by the declared crash ({want:?}): {vm_why}"
+            ))
+        }
+    };
+    let (mut caught, mut missed, mut broken) = (Vec::new(), Vec::new(), Vec::new());
+    for c in &m.must_fail {
+        let count = counts
+            .iter()
+            .find(|n| format!("{}/{}", n.probe, n.case) == *c);
+        match status(c) {
+            Some(Status::Fail(msg)) if c.starts_with("build/") => {
+                caught.push(format!("{c} ({})", first_line(msg)))
+            }
+            Some(Status::Fail(msg)) => match count {
+                Some(n) if n.mismatched > 0 && n.checked > 0 => caught.push(format!(
+                    "{c} ({} of {} mismatched)",
+                    n.mismatched, n.checked
+                )),
+                Some(n) => broken.push(format!(
+                    "{c} failed, but its count line says {} of {} mismatched: {}",
+                    n.mismatched,
+                    n.checked,
+                    first_line(msg)
+                )),
+                None => broken.push(format!(
+                    "{c} failed without its count line (the probe crashed, timed out or could not set up): {}",
+                    first_line(msg)
+                )),
+            },
+            Some(Status::NotRun(_)) if crashed_as_declared => {
+                caught.push(format!("{c} (not run: the declared crash)"))
+            }
+            Some(Status::NotRun(why)) => broken.push(format!("{c} not run: {}", first_line(why))),
+            Some(Status::Pass) | Some(Status::Measured(_)) => missed.push(format!("{c} passed")),
+            Some(Status::Skip(why)) => missed.push(format!("{c} skipped ({why})")),
+            None => broken.push(format!("{c}: no result")),
+        }
+    }
+    if !missed.is_empty() {
+        missed.extend(broken);
+        Verdict::Missed(missed)
+    } else if !broken.is_empty() {
+        Verdict::Broken(broken.join("; "))
+    } else {
+        Verdict::Caught(caught)
+    }
 }
 
 /// Applies `m` to `tree`, which must have no mutant applied.
@@ -97,11 +351,15 @@ pub fn apply(tree: &Path, m: &Mutant) -> Result<()> {
     let out = crate::kernel::series::git_apply(tree, &[], &patch)?;
     if !out.status.success() {
         let _ = fs::remove_file(&marker);
+        let stderr = String::from_utf8_lossy(&out.stderr);
         bail!(
-            "mutant {} does not apply to {}:\n{}\nreproduce: cd {} && git apply --check {}",
+            "mutant {} ({}) does not apply to {}: {}\ngit apply said:\n{}\nreproduce: cd {} && git apply --check -v {}",
             m.name,
+            m.path.display(),
             tree.display(),
-            String::from_utf8_lossy(&out.stderr).trim(),
+            crate::kernel::series::rejected_hunks(&String::from_utf8_lossy(&patch), &stderr)
+                .join("; "),
+            stderr.trim(),
             tree.display(),
             m.path.display()
         );
@@ -142,6 +400,257 @@ mod tests {
             .contains(&"backtrace/end-of-function-frame".to_string()));
     }
 
+    const DIFF: &str = "diff --git a/k/a.c b/k/a.c\n--- a/k/a.c\n+++ b/k/a.c\n@@ -1,2 +1,2 @@\n one\n-two\n+three\n";
+
+    /// Loads one mutant file with `header` (its lines before the diff).
+    fn load_one(header: &str) -> Result<Mutant> {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join("m.patch"), format!("{header}\n\n{DIFF}")).unwrap();
+        load(d.path()).map(|mut v| v.remove(0))
+    }
+
+    #[test]
+    fn every_repository_mutant_names_cases_that_exist() {
+        // `load` refuses a mutant without `must-fail:` or naming an
+        // unknown case: every file of the repository loads.
+        let ms = load(&crate::layout::patches_dir("6.12").join("mutants")).unwrap();
+        assert!(ms.iter().all(|m| !m.must_fail.is_empty()));
+    }
+
+    #[test]
+    fn header_lines_are_parsed_and_checked() {
+        let m = load_one(
+            "mutant: x\nmust-fail: sizes/start-size\nmust-fail: build/generators-agree\ncrashes: Oops: general protection fault",
+        )
+        .unwrap();
+        assert_eq!(m.must_fail, ["sizes/start-size", "build/generators-agree"]);
+        assert_eq!(m.crashes.as_deref(), Some("Oops: general protection fault"));
+        assert!(!m.is_build_mutant());
+        assert!(load_one("mutant: x\nmust-fail: build/generators-agree")
+            .unwrap()
+            .is_build_mutant());
+
+        let e = format!("{:#}", load_one("mutant: x").unwrap_err());
+        assert!(e.contains("m.patch") && e.contains("no `must-fail:"), "{e}");
+        let e = format!(
+            "{:#}",
+            load_one("mutant: x\nmust-fail: sizes/start-sz").unwrap_err()
+        );
+        assert!(
+            e.contains("m.patch") && e.contains("\"sizes/start-sz\"") && e.contains("start-size"),
+            "{e}"
+        );
+        for bad in ["build/kernel", "boot/vm-completed", "lookup-bench/measured"] {
+            let e = format!(
+                "{:#}",
+                load_one(&format!("mutant: x\nmust-fail: {bad}")).unwrap_err()
+            );
+            assert!(e.contains(bad), "{e}");
+        }
+        let e = format!(
+            "{:#}",
+            load_one("mutant: x\nmust_fail: sizes/start-size").unwrap_err()
+        );
+        assert!(e.contains("unknown header line"), "{e}");
+    }
+
+    #[test]
+    fn a_mutant_that_no_longer_applies_names_its_hunk() {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir_all(d.path().join("k")).unwrap();
+        fs::write(d.path().join("k/a.c"), "one\nTWO\n").unwrap();
+        fs::write(
+            d.path().join("m.patch"),
+            format!("mutant: x\nmust-fail: sizes/start-size\n\n{DIFF}"),
+        )
+        .unwrap();
+        let m = &load(d.path()).unwrap()[0];
+        let e = format!("{:#}", apply(d.path(), m).unwrap_err());
+        assert!(
+            e.contains("m.patch") && e.contains("hunk #1 of k/a.c at line 1"),
+            "{e}"
+        );
+        assert!(!d.path().join(APPLIED_MARKER).exists());
+    }
+
+    mod judging {
+        use super::super::*;
+        use crate::results::report::{CaseResult, Status};
+        use crate::testrun::CaseCount;
+        use crate::vm::qemu::Exit;
+
+        const CELL: &str = "x86_64/minimal";
+
+        fn mutant(must_fail: &[&str], crashes: Option<&str>) -> Mutant {
+            Mutant {
+                name: "m".into(),
+                description: "d".into(),
+                must_fail: must_fail.iter().map(|s| s.to_string()).collect(),
+                crashes: crashes.map(str::to_string),
+                path: PathBuf::from("m.patch"),
+            }
+        }
+
+        /// Every case of the cell passes except those in `set`.
+        fn cases(set: &[(&str, Status)]) -> Vec<CaseResult> {
+            let mut names: Vec<String> = crate::testrun::BUILD_CASES
+                .iter()
+                .chain([&crate::testrun::VM_CASE, &crate::testrun::WARNINGS_CASE])
+                .map(|(p, c)| format!("{p}/{c}"))
+                .collect();
+            names.extend(must_fail_candidates());
+            names.sort();
+            names.dedup();
+            names
+                .into_iter()
+                .map(|n| CaseResult {
+                    status: set
+                        .iter()
+                        .find(|(k, _)| *k == n)
+                        .map(|(_, s)| s.clone())
+                        .unwrap_or(Status::Pass),
+                    name: format!("{CELL}/{n}"),
+                })
+                .collect()
+        }
+
+        fn count(mismatched: u64, checked: u64) -> Vec<CaseCount> {
+            vec![CaseCount {
+                probe: "sizes",
+                case: "start-size",
+                mismatched,
+                checked,
+            }]
+        }
+
+        fn fail(s: &str) -> Status {
+            Status::Fail(s.into())
+        }
+
+        fn not_run() -> Status {
+            Status::NotRun("the VM did not complete (see boot/vm-completed)".into())
+        }
+
+        #[test]
+        fn caught_only_by_its_own_counted_failure() {
+            let m = mutant(&["sizes/start-size"], None);
+            let c = cases(&[("sizes/start-size", fail("3 of 10 mismatched"))]);
+            let v = judge(&m, CELL, &c, &count(3, 10), Some(&Exit::PoweredOff));
+            assert_eq!(
+                v,
+                Verdict::Caught(vec!["sizes/start-size (3 of 10 mismatched)".into()])
+            );
+            // Another case failing does not catch it.
+            let c = cases(&[("format-pS/real-size", fail("1 of 10 mismatched"))]);
+            let v = judge(&m, CELL, &c, &[], Some(&Exit::PoweredOff));
+            assert!(
+                matches!(v, Verdict::Missed(ref w) if w[0].contains("sizes/start-size passed")),
+                "{v:?}"
+            );
+            // A failure without its count line is no catch.
+            let c = cases(&[("sizes/start-size", fail("probe process ended (signal: 11)"))]);
+            let v = judge(&m, CELL, &c, &[], Some(&Exit::PoweredOff));
+            assert!(
+                matches!(v, Verdict::Broken(ref w) if w.contains("without its count line")),
+                "{v:?}"
+            );
+            let v = judge(&m, CELL, &c, &count(0, 10), Some(&Exit::PoweredOff));
+            assert!(
+                matches!(v, Verdict::Broken(ref w) if w.contains("0 of 10")),
+                "{v:?}"
+            );
+        }
+
+        #[test]
+        fn a_crash_or_hang_is_broken_unless_declared() {
+            let m = mutant(&["sizes/start-size"], None);
+            let c = cases(&[
+                (
+                    "boot/vm-completed",
+                    fail("kernel panic:\nKernel panic - not syncing: Oops"),
+                ),
+                ("sizes/start-size", not_run()),
+            ]);
+            let panic = Exit::Panic {
+                excerpt: "BUG: unable to handle page fault\nKernel panic - not syncing: Oops"
+                    .into(),
+            };
+            let v = judge(&m, CELL, &c, &[], Some(&panic));
+            assert!(
+                matches!(v, Verdict::Broken(ref w) if w.contains("crashes the kernel")),
+                "{v:?}"
+            );
+            let hang = Exit::Timeout {
+                what: "no output for 45 s".into(),
+            };
+            let v = judge(&m, CELL, &c, &[], Some(&hang));
+            assert!(
+                matches!(v, Verdict::Broken(ref w) if w.contains("hangs")),
+                "{v:?}"
+            );
+            // Declared: the crash must be the one declared.
+            let declared = mutant(&["sizes/start-size"], Some("unable to handle page fault"));
+            let v = judge(&declared, CELL, &c, &[], Some(&panic));
+            assert!(matches!(v, Verdict::Caught(_)), "{v:?}");
+            let other = mutant(&["sizes/start-size"], Some("general protection fault"));
+            let v = judge(&other, CELL, &c, &[], Some(&panic));
+            assert!(
+                matches!(v, Verdict::Broken(ref w) if w.contains("general protection fault")),
+                "{v:?}"
+            );
+            let v = judge(&declared, CELL, &c, &[], Some(&hang));
+            assert!(matches!(v, Verdict::Broken(_)), "{v:?}");
+            let v = judge(&declared, CELL, &cases(&[]), &[], Some(&Exit::PoweredOff));
+            assert!(
+                matches!(v, Verdict::Missed(ref w) if w[0].contains("did not happen")),
+                "{v:?}"
+            );
+        }
+
+        #[test]
+        fn a_build_mutant_is_caught_only_by_its_marker() {
+            let m = mutant(&["build/generators-agree"], None);
+            let marker = fail("the link stopped: the C and Rust generators wrote different tables");
+            let c = cases(&[
+                ("build/kernel", fail("make failed")),
+                ("build/generators-agree", marker),
+                (
+                    "build/link-stable",
+                    Status::NotRun("the kernel build failed".into()),
+                ),
+            ]);
+            let v = judge(&m, CELL, &c, &[], None);
+            assert!(
+                matches!(v, Verdict::Caught(ref w) if w[0].contains("the link stopped")),
+                "{v:?}"
+            );
+            // The build failed some other way: generators-agree not run.
+            let c = cases(&[
+                ("build/kernel", fail("make failed: error: expected ';'")),
+                (
+                    "build/generators-agree",
+                    Status::NotRun("the kernel build failed".into()),
+                ),
+            ]);
+            let v = judge(&m, CELL, &c, &[], None);
+            assert!(
+                matches!(v, Verdict::Broken(ref w) if w.contains("not through the check")),
+                "{v:?}"
+            );
+            // A probe mutant whose kernel does not build is broken.
+            let p = mutant(&["sizes/start-size"], None);
+            let v = judge(&p, CELL, &c, &[], None);
+            assert!(
+                matches!(v, Verdict::Broken(ref w) if w.contains("does not build")),
+                "{v:?}"
+            );
+            // Built, and the check after the build failed: caught.
+            let c = cases(&[("build/generators-agree", fail("fixture x: differ"))]);
+            let v = judge(&m, CELL, &c, &[], Some(&Exit::PoweredOff));
+            assert!(matches!(v, Verdict::Caught(_)), "{v:?}");
+        }
+    }
+
     #[test]
     fn apply_and_revert_round_trip() {
         let d = tempfile::tempdir().unwrap();
@@ -150,7 +659,7 @@ mod tests {
         let p = d.path().join("m.patch");
         fs::write(
             &p,
-            "mutant: two becomes three\n\ndiff --git a/k/a.c b/k/a.c\n--- a/k/a.c\n+++ b/k/a.c\n@@ -1,2 +1,2 @@\n one\n-two\n+three\n",
+            "mutant: two becomes three\nmust-fail: sizes/start-size\n\ndiff --git a/k/a.c b/k/a.c\n--- a/k/a.c\n+++ b/k/a.c\n@@ -1,2 +1,2 @@\n one\n-two\n+three\n",
         )
         .unwrap();
         let m = &load(d.path()).unwrap()[0];

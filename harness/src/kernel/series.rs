@@ -295,11 +295,11 @@ fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-/// Builds the error for the last patch of `prefix` not applying.
-fn apply_error(tree: &Path, prefix: &[&Entry], stderr: &str) -> anyhow::Error {
-    let bad = prefix.last().expect("non-empty prefix");
-    let text = std::fs::read_to_string(&bad.path).unwrap_or_default();
-    let files = parse_patch_files(&text);
+/// What `git apply`'s `stderr` says about the patch `text`: each rejected
+/// hunk by number, file, line and header (`hunk #2 of kernel/kallsyms.c at
+/// line 431 (@@ ...) rejected`), or the file-level reason.
+pub(crate) fn rejected_hunks(text: &str, stderr: &str) -> Vec<String> {
+    let files = parse_patch_files(text);
     let mut what = Vec::new();
     let failed = Regex::new(r"(?m)^error: patch failed: (.+):(\d+)$").unwrap();
     for c in failed.captures_iter(stderr) {
@@ -333,6 +333,14 @@ fn apply_error(tree: &Path, prefix: &[&Entry], stderr: &str) -> anyhow::Error {
     if what.is_empty() {
         what.push("git apply rejected it".to_string());
     }
+    what
+}
+
+/// Builds the error for the last patch of `prefix` not applying.
+fn apply_error(tree: &Path, prefix: &[&Entry], stderr: &str) -> anyhow::Error {
+    let bad = prefix.last().expect("non-empty prefix");
+    let text = std::fs::read_to_string(&bad.path).unwrap_or_default();
+    let what = rejected_hunks(&text, stderr);
     let patch_files: Vec<String> = prefix
         .iter()
         .map(|e| shell_quote(&e.path.display().to_string()))

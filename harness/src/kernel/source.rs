@@ -40,6 +40,12 @@ pub struct KernelSource {
     /// Whether the kallsyms patches are in (false for baseline; unknown
     /// trees count as patched).
     pub patched: bool,
+    /// Whether the tree is Debian's source with the whole series (the
+    /// patched tree, with or without a mutant): every option of
+    /// `kernel-configs/series.config` must be declared there, and one that
+    /// is not is a build error (`kconfig::excuse_undeclared`). False for
+    /// the baseline, a series prefix and a user's tree, which may lack them.
+    pub whole_series: bool,
     /// Whether build dirs live inside the tree (`<tree>/.ksh-build-<cell>`,
     /// see `kbuild::BuildRequest::object_dir`). True for the harness's own
     /// trees; a user's tree is never written to.
@@ -81,6 +87,7 @@ pub fn prepare(spec: &SourceSpec) -> Result<KernelSource> {
                 describe: format!("user tree {}", tree.display()),
                 key,
                 patched: true,
+                whole_series: false,
                 objects_in_tree: tree.join(OWNED_TREE_MARKER).is_file(),
                 tree,
             })
@@ -101,8 +108,11 @@ pub fn prepare(spec: &SourceSpec) -> Result<KernelSource> {
 /// re-synced in place, so each step rebuilds only what the next patch touched.
 pub fn prepare_series_prefix(count: usize) -> Result<KernelSource> {
     let mut series = Series::load(&layout::patches_dir(BASE_VERSION))?;
+    let whole = count >= series.entries.len();
     series.entries.truncate(count);
-    prepare_debian(&series, Variant::Patched, "series-prefix")
+    let mut source = prepare_debian(&series, Variant::Patched, "series-prefix")?;
+    source.whole_series = whole;
+    Ok(source)
 }
 
 /// The Debian package version of the installed tarball (`6.12.117-1~deb12u1`),
@@ -152,6 +162,7 @@ fn prepare_debian(series: &Series, variant: Variant, variant_name: &str) -> Resu
         key,
         describe,
         patched: variant == Variant::Patched,
+        whole_series: variant == Variant::Patched,
         objects_in_tree: true,
     };
     // A mutant left applied (an interrupted `cargo xtask mutants`) is

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::Arguments;
 
 /// A test case's name, `ARCH/CONFIG/PROBE/CASE` (the host's own cases
 /// use the probes `build` and `boot`): built and taken apart only here.
@@ -65,11 +65,42 @@ impl std::fmt::Display for TestName<'_> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Status {
     Pass,
-    /// Failed, with what to show (diagnostics, log paths).
+    /// Failed, with what to show (diagnostics, log paths): the case itself
+    /// was judged (the guest reported it, or the host's own check ran).
     Fail(String),
+    /// Never judged, because an earlier step failed (the build, the
+    /// harness, the VM), with why. A failure wherever verdicts are counted,
+    /// but never evidence that the case detects anything: `cargo xtask
+    /// mutants` does not accept it as a must-fail case's failure.
+    NotRun(String),
+    /// Produced a figure and checked nothing (a timing,
+    /// `ksh_proto::UNCOUNTED_CASES`): libtest has no such state outside
+    /// `--bench`, so it passes there, labelled `[measured]`; the figure is
+    /// shown in the summary and the JUnit file.
+    Measured(String),
     /// Not applicable to this kernel, with the reason.
     Skip(String),
 }
+
+impl Status {
+    /// What a failed or not-run case shows; None for the other states.
+    pub fn failure(&self) -> Option<String> {
+        match self {
+            Status::Fail(msg) => Some(msg.clone()),
+            Status::NotRun(why) => Some(format!("not run: {why}")),
+            _ => None,
+        }
+    }
+
+    /// Failed or not run: the states that fail a run.
+    pub fn is_failure(&self) -> bool {
+        matches!(self, Status::Fail(_) | Status::NotRun(_))
+    }
+}
+
+/// The libtest kind (`test [KIND] NAME`) of a case that measures instead
+/// of checking.
+pub const MEASURED_KIND: &str = "measured";
 
 /// One test case's result.
 #[derive(Debug, Clone)]
@@ -106,31 +137,6 @@ pub fn is_selected(args: &Arguments, name: &str) -> bool {
     included && !args.skip.iter().any(|s| matches(s))
 }
 
-/// Turns case results into libtest trials. Names with no result (cells that
-/// were filtered out) become trials that libtest filters out too.
-pub fn trials(names: &[String], results: &[CellReport]) -> Vec<Trial> {
-    let mut out = Vec::with_capacity(names.len());
-    for name in names {
-        let status = results
-            .iter()
-            .flat_map(|c| &c.cases)
-            .find(|c| &c.name == name)
-            .map(|c| c.status.clone());
-        let trial = match status {
-            Some(Status::Pass) => Trial::test(name.clone(), || Ok(())),
-            Some(Status::Fail(msg)) => Trial::test(name.clone(), move || Err(Failed::from(msg))),
-            // libtest has no skip reason; the reason is in the JUnit file and
-            // the guest's results. (`--ignored` runs it: it passes.)
-            Some(Status::Skip(_)) => Trial::test(name.clone(), || Ok(())).with_ignored_flag(true),
-            None => Trial::test(name.clone(), || {
-                Err(Failed::from("not run: its kernel was not built or booted"))
-            }),
-        };
-        out.push(trial);
-    }
-    out
-}
-
 fn xml_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -153,11 +159,7 @@ fn xml_escape(s: &str) -> String {
 pub fn junit_xml(cells: &[CellReport]) -> String {
     let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n");
     for cell in cells {
-        let failures = cell
-            .cases
-            .iter()
-            .filter(|c| matches!(c.status, Status::Fail(_)))
-            .count();
+        let failures = cell.cases.iter().filter(|c| c.status.is_failure()).count();
         let skipped = cell
             .cases
             .iter()
@@ -183,13 +185,21 @@ pub fn junit_xml(cells: &[CellReport]) -> String {
             );
             match &case.status {
                 Status::Pass => x.push_str("/>\n"),
-                Status::Fail(msg) => {
+                Status::Measured(figure) => {
+                    let _ = writeln!(
+                        x,
+                        ">\n      <system-out>measured, not a check: {}</system-out>\n    </testcase>",
+                        xml_escape(figure)
+                    );
+                }
+                Status::Fail(_) | Status::NotRun(_) => {
+                    let msg = case.status.failure().unwrap_or_default();
                     let first = msg.lines().next().unwrap_or("failed");
                     let _ = writeln!(
                         x,
                         ">\n      <failure message=\"{}\">{}</failure>\n    </testcase>",
                         xml_escape(first),
-                        xml_escape(msg)
+                        xml_escape(&msg)
                     );
                 }
                 Status::Skip(why) => {
@@ -299,5 +309,28 @@ mod tests {
         assert!(x.contains("size &lt;0x10&gt; &amp; &quot;bad&quot;"));
         assert!(x.contains("console log: /r/console.log"));
         assert!(x.contains("<skipped message=\"no KPROBES\"/>"));
+    }
+
+    #[test]
+    fn junit_reports_not_run_as_a_failure_and_a_measurement_as_such() {
+        let x = junit_xml(&[CellReport {
+            cell: "x86_64/minimal".into(),
+            cases: vec![
+                CaseResult {
+                    name: "x86_64/minimal/sizes/start-size".into(),
+                    status: Status::NotRun("the kernel build failed".into()),
+                },
+                CaseResult {
+                    name: "x86_64/minimal/lookup-bench/measured".into(),
+                    status: Status::Measured("lookup_ns=120 format_ns=340".into()),
+                },
+            ],
+            elapsed: Duration::from_secs(1),
+        }]);
+        assert!(x.contains("tests=\"2\" failures=\"1\""), "{x}");
+        assert!(x.contains("<failure message=\"not run: the kernel build failed\">"));
+        assert!(x.contains(
+            "<system-out>measured, not a check: lookup_ns=120 format_ns=340</system-out>"
+        ));
     }
 }

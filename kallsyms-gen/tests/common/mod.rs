@@ -255,11 +255,14 @@ pub fn real_map_fixtures() -> Vec<(String, Vec<u8>)> {
     v
 }
 
-/// Every `*.syms` file under `$KSH_MAPS_DIR` (recursively), if set.
+/// Every `*.syms` file under `$KSH_MAPS_DIR` (recursively), if set. Set
+/// (as `.ci/run` does), it must hold maps: a dir without any would let the
+/// live-map comparisons pass having compared nothing.
 pub fn maps_dir_files() -> Vec<PathBuf> {
     let Some(dir) = std::env::var_os("KSH_MAPS_DIR") else {
         return Vec::new();
     };
+    let root = PathBuf::from(&dir);
     let mut out = Vec::new();
     // Build dirs are links into the source trees (`build/KEY/CELL` ->
     // `src/KEY/.ksh-build-CELL`), and Kbuild's `source` link in each points
@@ -286,6 +289,11 @@ pub fn maps_dir_files() -> Vec<PathBuf> {
         }
     }
     out.sort();
+    assert!(
+        !out.is_empty(),
+        "KSH_MAPS_DIR={} holds no *.syms map (a kernel build leaves them in its build dir)",
+        root.display()
+    );
     out
 }
 
