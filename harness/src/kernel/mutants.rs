@@ -51,20 +51,24 @@ impl Mutant {
     }
 }
 
+/// What `build/kernel`'s failure says when `make` itself failed
+/// (`kbuild`), as opposed to a harness error around it.
+pub const MAKE_FAILED: &str = "make failed";
+
 /// The header line listing the cases a mutant must fail.
 const MUST_FAIL: &str = "must-fail:";
 /// The header line of a mutant that crashes the kernel.
 const CRASHES: &str = "crashes:";
 
-/// The cases a `must-fail:` line may name: every case of the probe
-/// registry, and the build's own checks. Not `build/kernel` (a build
-/// failure is no verdict of a check) nor the `boot/` cases the host judges
-/// from the VM and its console (no count line: they cannot show what the
-/// mutant broke).
+/// The cases a `must-fail:` line may name: every counted case of the probe
+/// registry, and the build's checks; `build/kernel` only alone, for a
+/// mutant about the build itself (one that does not compile: the case must
+/// fail with `make`'s failure, [`MAKE_FAILED`]). Not the `boot/` cases the
+/// host judges from the VM and its console (no count line: they cannot show
+/// what the mutant broke).
 pub fn must_fail_candidates() -> Vec<String> {
     let mut out: Vec<String> = crate::testrun::BUILD_CASES
         .iter()
-        .filter(|c| **c != crate::testrun::BUILD_CASE)
         .map(|(p, c)| format!("{p}/{c}"))
         .collect();
     for p in ksh_proto::PROBES {
@@ -149,6 +153,16 @@ pub fn load(dir: &Path) -> Result<Vec<Mutant>> {
                 );
             }
         }
+        let build_kernel = {
+            let (p, c) = crate::testrun::BUILD_CASE;
+            format!("{p}/{c}")
+        };
+        if must_fail.contains(&build_kernel) && must_fail.len() > 1 {
+            bail!(
+                "{}: `{MUST_FAIL}` names {build_kernel} with other cases: a mutant that does not build can show no other case",
+                path.display()
+            );
+        }
         if !text.contains("\ndiff --git ") {
             bail!("{}: no `diff --git` section", path.display());
         }
@@ -230,6 +244,14 @@ pub fn judge(
             let mut other = Vec::new();
             for c in &m.must_fail {
                 match status(c) {
+                    // The build case is caught only by make's own failure
+                    // (a compile or link error), not by a harness error.
+                    Some(Status::Fail(msg))
+                        if c == &format!("{build_probe}/{build_case}")
+                            && !msg.contains(MAKE_FAILED) =>
+                    {
+                        other.push(format!("{c}: not a failure of make: {}", first_line(msg)))
+                    }
                     Some(Status::Fail(msg)) => caught.push(format!("{c} ({})", first_line(msg))),
                     Some(s) => other.push(format!(
                         "{c}: {}",
@@ -291,6 +313,7 @@ pub fn judge(
         }
     };
     let (mut caught, mut missed, mut broken) = (Vec::new(), Vec::new(), Vec::new());
+    let mut skipped = Vec::new();
     for c in &m.must_fail {
         let count = counts
             .iter()
@@ -320,9 +343,17 @@ pub fn judge(
             }
             Some(Status::NotRun(why)) => broken.push(format!("{c} not run: {}", first_line(why))),
             Some(Status::Pass) | Some(Status::Measured(_)) => missed.push(format!("{c} passed")),
-            Some(Status::Skip(why)) => missed.push(format!("{c} skipped ({why})")),
+            // Declared not applicable to this cell (a skip anywhere else
+            // fails the case): the mutant is judged by its other cases here.
+            Some(Status::Skip(why)) => skipped.push(format!("{c} ({why})")),
             None => broken.push(format!("{c}: no result")),
         }
+    }
+    if caught.is_empty() && missed.is_empty() && broken.is_empty() {
+        return Verdict::Broken(format!(
+            "none of its cases applies to {cell}: {}",
+            skipped.join("; ")
+        ));
     }
     if !missed.is_empty() {
         missed.extend(broken);
@@ -440,7 +471,16 @@ mod tests {
             e.contains("m.patch") && e.contains("\"sizes/start-sz\"") && e.contains("start-size"),
             "{e}"
         );
-        for bad in ["build/kernel", "boot/vm-completed", "lookup-bench/measured"] {
+        // build/kernel only alone (a mutant that does not compile).
+        assert!(load_one("mutant: x\nmust-fail: build/kernel")
+            .unwrap()
+            .is_build_mutant());
+        let e = format!(
+            "{:#}",
+            load_one("mutant: x\nmust-fail: build/kernel sizes/start-size").unwrap_err()
+        );
+        assert!(e.contains("with other cases"), "{e}");
+        for bad in ["boot/vm-completed", "lookup-bench/measured"] {
             let e = format!(
                 "{:#}",
                 load_one(&format!("mutant: x\nmust-fail: {bad}")).unwrap_err()
@@ -603,6 +643,48 @@ mod tests {
             let v = judge(&declared, CELL, &cases(&[]), &[], Some(&Exit::PoweredOff));
             assert!(
                 matches!(v, Verdict::Missed(ref w) if w[0].contains("did not happen")),
+                "{v:?}"
+            );
+        }
+
+        #[test]
+        fn a_case_declared_not_applicable_here_is_left_to_other_cells() {
+            let m = mutant(&["sizes/start-size", "kallsyms-selftest/verdict"], None);
+            let c = cases(&[
+                ("sizes/start-size", fail("3 of 10 mismatched")),
+                (
+                    "kallsyms-selftest/verdict",
+                    Status::Skip("CONFIG_KALLSYMS_SELFTEST is not set".into()),
+                ),
+            ]);
+            let v = judge(&m, CELL, &c, &count(3, 10), Some(&Exit::PoweredOff));
+            assert!(matches!(v, Verdict::Caught(ref w) if w.len() == 1), "{v:?}");
+            // Not one of its cases applies: nothing shows it here.
+            let m = mutant(&["kallsyms-selftest/verdict"], None);
+            let v = judge(&m, CELL, &c, &[], Some(&Exit::PoweredOff));
+            assert!(
+                matches!(v, Verdict::Broken(ref w) if w.contains("none of its cases applies")),
+                "{v:?}"
+            );
+        }
+
+        #[test]
+        fn a_mutant_that_does_not_compile_is_caught_by_make_failing() {
+            let m = mutant(&["build/kernel"], None);
+            let c = cases(&[(
+                "build/kernel",
+                fail("x86_64/minimal: make failed (exit status: 2) after 17.8s"),
+            )]);
+            let v = judge(&m, CELL, &c, &[], None);
+            assert!(matches!(v, Verdict::Caught(_)), "{v:?}");
+            // A harness error around the build is no catch.
+            let c = cases(&[(
+                "build/kernel",
+                fail("cannot create /x/build: Permission denied"),
+            )]);
+            let v = judge(&m, CELL, &c, &[], None);
+            assert!(
+                matches!(v, Verdict::Broken(ref w) if w.contains("not a failure of make")),
                 "{v:?}"
             );
         }
