@@ -45,6 +45,11 @@ pub enum Cmd {
     /// per cell a table of passed, failed and skipped cases, and each failed
     /// case with the first line of its message.
     Summary(SummaryArgs),
+    /// For every case, the kernels that make it fail (the baseline, the
+    /// mutants that name it, the faults) or the registry's reason why none
+    /// does; fails when a case has neither. `--write` updates
+    /// docs/sensitivity.md, `--check` requires it to be current.
+    Sensitivity(SensitivityArgs),
     /// Find the first commit of a kernel tree where the selected probes fail
     /// (drives `git bisect run`; the tree is restored when it ends).
     Bisect(BisectArgs),
@@ -208,6 +213,17 @@ pub struct SummaryArgs {
     /// The JUnit XML file `cargo xtask test --junit` wrote.
     #[arg(long, value_name = "FILE")]
     pub junit: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct SensitivityArgs {
+    /// Write the map to docs/sensitivity.md.
+    #[arg(long)]
+    pub write: bool,
+    /// Require docs/sensitivity.md to be what the registry, the mutants and
+    /// the faults say now.
+    #[arg(long, conflicts_with = "write")]
+    pub check: bool,
 }
 
 #[derive(Args, Debug)]

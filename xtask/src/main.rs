@@ -12,6 +12,7 @@ mod matrix;
 mod mutants;
 mod run;
 mod selection;
+mod sensitivity;
 mod summary;
 mod sync_series;
 mod test;
@@ -29,6 +30,7 @@ fn main() {
         flags::Cmd::SyncSeries => sync_series::run(),
         flags::Cmd::Matrix(args) => matrix::run(args),
         flags::Cmd::Summary(args) => summary::run(args),
+        flags::Cmd::Sensitivity(args) => sensitivity::run(args),
         flags::Cmd::Bisect(args) => bisect::run(args),
         flags::Cmd::BisectStep(args) => bisect::step(args),
         flags::Cmd::BisectSelftest(args) => bisect_selftest::run(args),

@@ -1,0 +1,191 @@
+//! `cargo xtask sensitivity`: for every case of every probe, the kernels
+//! that make it fail — the unpatched baseline (`baseline_failures` in the
+//! probe registry, proven by `cargo xtask test --expect-baseline-failures`),
+//! the mutants that name it (`must-fail:` in `patches/6.12/mutants/`,
+//! proven by `cargo xtask mutants`), the faults that make it fail
+//! (`faults::FAULT_CASES`, proven by `cargo xtask faults`) — or, for a case
+//! no kernel makes fail, the registry's reason (`NO_FAILING_KERNEL`). The
+//! map is kept in `docs/sensitivity.md`; `--check` (and `cargo test`)
+//! fails when the file is stale or a case has neither.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+
+use crate::flags::SensitivityArgs;
+
+/// The map's file, relative to the project root.
+pub const MAP_FILE: &str = "docs/sensitivity.md";
+
+/// What makes one case fail.
+#[derive(Debug, Default)]
+pub struct Entry {
+    pub baseline: bool,
+    pub mutants: Vec<String>,
+    pub faults: Vec<String>,
+    /// The registry's reason why no kernel makes it fail.
+    pub declared: Option<&'static str>,
+}
+
+impl Entry {
+    fn has_failing_kernel(&self) -> bool {
+        self.baseline || !self.mutants.is_empty() || !self.faults.is_empty()
+    }
+}
+
+/// Every case (`PROBE/CASE`, the same in every cell) with what makes it
+/// fail; errors name a `must-fail:` or `FAULT_CASES` entry that is no case.
+pub fn map() -> Result<BTreeMap<String, Entry>> {
+    let arch = harness::vm::arch::by_name("x86_64")?;
+    let cases: Vec<String> = harness::testrun::test_names(arch, "minimal")
+        .into_iter()
+        .map(|n| n.splitn(3, '/').nth(2).unwrap_or_default().to_string())
+        .collect();
+    let mut map: BTreeMap<String, Entry> = BTreeMap::new();
+    for c in &cases {
+        map.insert(c.clone(), Entry::default());
+    }
+    let mut unknown = Vec::new();
+    for p in ksh_proto::PROBES {
+        for c in p.baseline_failures {
+            match map.get_mut(&format!("{}/{c}", p.name)) {
+                Some(e) => e.baseline = true,
+                None => unknown.push(format!("baseline failure {}/{c}", p.name)),
+            }
+        }
+    }
+    let dir = harness::layout::patches_dir("6.12").join("mutants");
+    for m in harness::kernel::mutants::load(&dir)? {
+        for c in &m.must_fail {
+            match map.get_mut(c) {
+                Some(e) => e.mutants.push(m.name.clone()),
+                None => unknown.push(format!("mutant {}: must-fail {c}", m.name)),
+            }
+        }
+    }
+    for (fault, fails) in crate::faults::FAULT_CASES {
+        for c in *fails {
+            match map.get_mut(*c) {
+                Some(e) => e.faults.push(fault.to_string()),
+                None => unknown.push(format!("fault {fault}: {c}")),
+            }
+        }
+    }
+    for (c, why) in ksh_proto::NO_FAILING_KERNEL {
+        match map.get_mut(*c) {
+            Some(e) => e.declared = Some(why),
+            None => unknown.push(format!("NO_FAILING_KERNEL {c}")),
+        }
+    }
+    if !unknown.is_empty() {
+        bail!(
+            "these name no case of the registry (renamed?): {}",
+            unknown.join("; ")
+        );
+    }
+    Ok(map)
+}
+
+/// The map as markdown.
+pub fn render(map: &BTreeMap<String, Entry>) -> String {
+    let failing = map.values().filter(|e| e.has_failing_kernel()).count();
+    let declared = map
+        .values()
+        .filter(|e| !e.has_failing_kernel() && e.declared.is_some())
+        .count();
+    let mut s = String::new();
+    s.push_str(
+        "# Sensitivity map: which kernels make each case fail\n\n\
+         Written by `cargo xtask sensitivity --write`; `cargo test` fails when it is stale\n\
+         or a case has neither a failing kernel nor a reason. Each entry is proven by a\n\
+         command `.ci/run` runs: `baseline` by `cargo xtask test --expect-baseline-failures`\n\
+         (the case fails on the unpatched kernel, both arches), a mutant by `cargo xtask\n\
+         mutants` (the case fails with its own count on that known-bad kernel), a fault by\n\
+         `cargo xtask faults`.\n\n",
+    );
+    let _ = writeln!(
+        s,
+        "{} cases: {failing} with at least one failing kernel, {declared} declared without one (reason given), {} with neither.\n",
+        map.len(),
+        map.len() - failing - declared
+    );
+    s.push_str("| case | fails on | or why no kernel makes it fail |\n|---|---|---|\n");
+    for (case, e) in map {
+        let mut on = Vec::new();
+        if e.baseline {
+            on.push("baseline".to_string());
+        }
+        on.extend(e.mutants.iter().map(|m| format!("mutant `{m}`")));
+        on.extend(e.faults.iter().map(|f| format!("fault `{f}`")));
+        let why = match (e.has_failing_kernel(), e.declared) {
+            (_, Some(why)) => why.to_string(),
+            (true, None) => String::new(),
+            (false, None) => "**NOTHING: no failing kernel and no reason**".to_string(),
+        };
+        let _ = writeln!(s, "| `{case}` | {} | {why} |", on.join(", "));
+    }
+    s
+}
+
+/// The cases with neither a failing kernel nor a declared reason.
+pub fn uncovered(map: &BTreeMap<String, Entry>) -> Vec<&str> {
+    map.iter()
+        .filter(|(_, e)| !e.has_failing_kernel() && e.declared.is_none())
+        .map(|(c, _)| c.as_str())
+        .collect()
+}
+
+fn map_path() -> PathBuf {
+    harness::layout::project_root().join(MAP_FILE)
+}
+
+pub fn run(args: SensitivityArgs) -> Result<i32> {
+    let map = map()?;
+    let text = render(&map);
+    if args.write {
+        let path = map_path();
+        harness::layout::ensure_dir(path.parent().expect("docs/"))?;
+        std::fs::write(&path, &text)?;
+        eprintln!("ksh: wrote {}", path.display());
+    } else if !args.check {
+        print!("{text}");
+    }
+    let bare = uncovered(&map);
+    if !bare.is_empty() {
+        eprintln!(
+            "sensitivity: {} case(s) no kernel makes fail and the registry gives no reason for (ksh_proto::NO_FAILING_KERNEL): {}",
+            bare.len(),
+            bare.join(", ")
+        );
+        return Ok(1);
+    }
+    if args.check {
+        let committed = std::fs::read_to_string(map_path()).unwrap_or_default();
+        if committed != text {
+            eprintln!("sensitivity: {MAP_FILE} is stale: run `cargo xtask sensitivity --write`");
+            return Ok(1);
+        }
+        eprintln!(
+            "sensitivity: {MAP_FILE} is current; every case has a failing kernel or a reason"
+        );
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_case_has_a_failing_kernel_or_a_reason_and_the_map_is_current() {
+        let map = map().unwrap();
+        assert_eq!(uncovered(&map), Vec::<&str>::new());
+        let committed = std::fs::read_to_string(map_path()).unwrap_or_default();
+        assert!(
+            committed == render(&map),
+            "{MAP_FILE} is stale: run `cargo xtask sensitivity --write`"
+        );
+    }
+}
