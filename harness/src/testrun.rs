@@ -947,7 +947,8 @@ fn judge_baseline_case(
         .iter()
         .skip_while(|l| l.trim() != summary)
         .skip(1)
-        .any(|l| ksh_proto::parse_checked_line(l).is_none());
+        // The guest's timing line follows every case: it is no diagnostic.
+        .any(|l| ksh_proto::parse_checked_line(l).is_none() && !l.starts_with("# case-time:"));
     if !has_diagnostics {
         return why("it printed no expected-vs-actual diagnostics", &detail);
     }
@@ -1378,6 +1379,11 @@ mod tests {
             ),
             (
                 "    # 2 of 5 mismatched\n    # ksh-checked: weak-orphans/fixture 2 of 5 mismatched\n    not ok {n} fixture\n",
+                "no expected-vs-actual",
+            ),
+            // The guest's timing line is no diagnostic.
+            (
+                "    # 2 of 5 mismatched\n    # case-time: fixture 3 ms\n    # ksh-checked: weak-orphans/fixture 2 of 5 mismatched\n    not ok {n} fixture\n",
                 "no expected-vs-actual",
             ),
         ] {
