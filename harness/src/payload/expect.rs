@@ -539,6 +539,14 @@ impl Expectations {
             "x86_64"
         };
         let bl = consumers::blacklist(&img, &lookup, arch);
+        if !bl.unresolved.is_empty() {
+            anyhow::bail!(
+                "{}: {} NOKPROBE_SYMBOL entries cannot be resolved (the kprobes expectations would miss them): {}",
+                inp.vmlinux.display(),
+                bl.unresolved.len(),
+                bl.unresolved.iter().take(5).cloned().collect::<Vec<_>>().join("; ")
+            );
+        }
         self.blacklist = bl.entries;
         self.kprobes.push_str(&bl.targets);
         self.notes.push(bl.note);

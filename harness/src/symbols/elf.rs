@@ -318,6 +318,32 @@ impl ElfImage {
             .flat_map(|(t, r)| r.iter().map(move |x| (*t, x)))
     }
 
+    /// The pointers stored in `[lo, hi)` (8 bytes each), as the kernel
+    /// sees them after boot: a word the link left 0 on a relocatable image
+    /// (arm64 links with `--no-apply-dynamic-relocs`) takes its value from
+    /// the RELATIVE relocation at that address. `None` for a word with
+    /// neither.
+    pub fn pointers_in(&self, lo: u64, hi: u64) -> Vec<(u64, Option<u64>)> {
+        let relative = match self.machine {
+            elf::EM_AARCH64 => elf::R_AARCH64_RELATIVE,
+            elf::EM_X86_64 => elf::R_X86_64_RELATIVE,
+            _ => u32::MAX,
+        };
+        let addends: std::collections::HashMap<u64, u64> = self
+            .all_relocations()
+            .filter(|(_, r)| r.r_type == relative && lo <= r.offset && r.offset < hi)
+            .map(|(_, r)| (r.offset, r.addend as u64))
+            .collect();
+        let mut out = Vec::new();
+        let mut a = lo;
+        while a + 8 <= hi {
+            let word = self.read_uint_at(a, 8).filter(|&v| v != 0);
+            out.push((a, word.or_else(|| addends.get(&a).copied())));
+            a += 8;
+        }
+        out
+    }
+
     /// Read a little/big endian unsigned integer of `len` (1..=8) bytes at
     /// virtual address `addr`.
     pub fn read_uint_at(&self, addr: u64, len: usize) -> Option<u64> {

@@ -57,6 +57,8 @@ pub struct Blacklist {
     pub entries: String,
     pub targets: String,
     pub note: String,
+    /// `NOKPROBE_SYMBOL` entries that could not be resolved (an error).
+    pub unresolved: Vec<String>,
 }
 
 /// The entry `kprobe_add_ksym_blacklist()` makes for an address whose
@@ -74,6 +76,7 @@ pub fn blacklist(img: &ElfImage, lookup: &HostLookup, arch: &str) -> Blacklist {
         entries: String::new(),
         targets: String::new(),
         note: String::new(),
+        unresolved: Vec::new(),
     };
     let mut n_entries = 0usize;
     let mut areas = Vec::new();
@@ -113,21 +116,28 @@ pub fn blacklist(img: &ElfImage, lookup: &HostLookup, arch: &str) -> Blacklist {
             s.trim_start_matches("__").trim_end_matches("_start")
         ));
     }
-    // NOKPROBE_SYMBOL() entries: an array of function addresses.
+    // NOKPROBE_SYMBOL() entries: an array of function addresses (on a
+    // relocatable arm64 image, RELATIVE relocations fill them in at boot).
+    // An entry that resolves to no address or no function is an error, not
+    // a smaller list: the check would shrink without a word.
     let mut n_list = 0usize;
     if let (Some(lo), Some(hi)) = (
         sym(img, "__start_kprobe_blacklist"),
         sym(img, "__stop_kprobe_blacklist"),
     ) {
-        let mut a = lo;
-        while a + 8 <= hi {
-            if let Some(v) = img.read_uint_at(a, 8) {
-                if let Some(f) = lookup.find(v) {
+        for (at, v) in img.pointers_in(lo, hi) {
+            match v.map(|v| (v, lookup.find(v))) {
+                Some((v, Some(f))) => {
                     files::push(&mut out.entries, &blacklist_entry(v, &f));
                     n_list += 1;
                 }
+                Some((v, None)) => out.unresolved.push(format!(
+                    "_kprobe_blacklist entry at {at:#x} points to {v:#x}, inside no function"
+                )),
+                None => out.unresolved.push(format!(
+                    "_kprobe_blacklist entry at {at:#x} is 0 and has no RELATIVE relocation"
+                )),
             }
-            a += 8;
         }
     }
     out.note = format!(
