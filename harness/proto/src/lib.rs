@@ -641,6 +641,12 @@ pub const NO_FAILING_KERNEL: &[(&str, &str)] = &[
     ),
 ];
 
+/// Build-info keys: the sized symbols of the expected table and the
+/// addresses they are at, counted by the host's table walk, not by the
+/// `sizes` plan (`sizes::plan`), whose record counts must match them.
+pub const SIZED_SYMBOLS_KEY: &str = "sized_symbols";
+pub const SIZED_ADDRESSES_KEY: &str = "sized_addresses";
+
 /// Build-info keys: how many weak functions of the linked objects were
 /// overridden (their body left in the image), and how many of those bodies
 /// the host located (and so `weak-orphans/all` checks).

@@ -364,6 +364,18 @@ impl Expectations {
             r.encode(&mut self.sizes_check);
         }
         self.sizes_counts = ksh_proto::sizes::counts_line(&plan);
+        for (key, value) in [
+            (ksh_proto::SIZED_SYMBOLS_KEY, n_sized),
+            (ksh_proto::SIZED_ADDRESSES_KEY, n_addrs),
+        ] {
+            files::push(
+                &mut self.build_info,
+                &BuildInfoLine {
+                    key,
+                    value: &value.to_string(),
+                },
+            );
+        }
         self.notes.push(format!(
             "sizes: {n_addrs} addresses, {n_sized} sized symbols ({n_nested} with another symbol inside)"
         ));

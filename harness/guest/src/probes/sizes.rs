@@ -37,6 +37,30 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         Ok(x) => x,
         Err(e) => return out.fail_rest(&e),
     };
+    // The plan must cover every sized symbol and address the host's table
+    // has (counted there without the plan's code), or the cases would
+    // check less than they say.
+    let info = support::build_info();
+    let count = |k: &str| info.get(k).and_then(|v| v.parse::<usize>().ok());
+    match (
+        count(ksh_proto::SIZED_SYMBOLS_KEY),
+        count(ksh_proto::SIZED_ADDRESSES_KEY),
+    ) {
+        (Some(sym), Some(addrs)) if sym == n_sym && addrs == starts => {}
+        (Some(sym), Some(addrs)) => {
+            return out.fail_rest(&format!(
+                "setup: the check plan covers {n_sym} sized symbols at {starts} addresses, the host's table has {sym} at {addrs}"
+            ))
+        }
+        _ => {
+            return out.fail_rest(&format!(
+                "setup: {} has no {}= or {}= line",
+                ksh_proto::EXPECT_BUILD_INFO,
+                ksh_proto::SIZED_SYMBOLS_KEY,
+                ksh_proto::SIZED_ADDRESSES_KEY
+            ))
+        }
+    }
     let answers = match support::check_blob(&blob, starts + n_lasts, off) {
         Ok(a) => a,
         Err(e) => return out.fail_rest(&e),

@@ -137,33 +137,48 @@ fn preceding_start<W: Write>(out: &mut CaseWriter<W>, orphans: &[Orphan]) {
         .map(|o| o.preceding.as_str())
         .filter(|p| *p != "-")
         .collect();
-    let wanted_set: rustc_hash::FxHashSet<&str> = wanted.iter().copied().collect();
-    let proc = match support::proc_kallsyms_where(|n, m| m.is_none() && wanted_set.contains(n)) {
-        Ok(p) => p,
-        Err(e) => return out.case("preceding-start", Verdict::Fail(vec![e])),
+    // Where the host's table puts them (plus the KASLR offset), and the
+    // names it has at those addresses: not /proc/kallsyms, which is what
+    // is under test.
+    let setup = || -> Result<_, String> {
+        let text = support::expect_text(ksh_proto::EXPECT_KALLSYMS)?;
+        let table = ksh_proto::files::decode::<ksh_proto::files::KallsymsLine>(&text)?
+            .into_iter()
+            .map(|k| (k.addr, k.name.to_string()))
+            .collect::<Vec<(u64, String)>>();
+        Ok((table, support::kaslr_offset()?))
     };
-    // Every address the name is listed at; aliases at that address are
-    // accepted as the answer (which alias wins is the `sizes` probe's).
+    let (table, off) = match setup() {
+        Ok(x) => x,
+        Err(e) => {
+            return out.case(
+                "preceding-start",
+                Verdict::Fail(vec![format!("setup: {e}")]),
+            )
+        }
+    };
     let mut addrs: Vec<(u64, &str)> = Vec::new();
     for p in &wanted {
-        for s in proc.iter().filter(|s| s.name == *p) {
-            if !addrs.iter().any(|(a, _)| *a == s.addr) {
-                addrs.push((s.addr, p));
+        for (a, _) in table.iter().filter(|(_, n)| n == p) {
+            let a = a.wrapping_add(off);
+            if !addrs.iter().any(|(x, _)| *x == a) {
+                addrs.push((a, p));
             }
         }
     }
-    let names_at = |a: u64| -> Vec<String> {
-        support::proc_kallsyms_where(|_, m| m.is_none())
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|s| s.addr == a)
-            .map(|s| s.name)
-            .collect()
-    };
+    let wanted_addrs: rustc_hash::FxHashSet<u64> = addrs.iter().map(|(a, _)| *a).collect();
+    let mut aliases: rustc_hash::FxHashMap<u64, Vec<&str>> = Default::default();
+    for (x, n) in &table {
+        let x = x.wrapping_add(off);
+        if wanted_addrs.contains(&x) {
+            aliases.entry(x).or_default().push(n.as_str());
+        }
+    }
+    let names_at = |a: u64| -> Vec<&str> { aliases.get(&a).cloned().unwrap_or_default() };
     let mut bad: Vec<String> = wanted
         .iter()
-        .filter(|p| !proc.iter().any(|s| &s.name == *p))
-        .map(|p| format!("{p}: not in /proc/kallsyms"))
+        .filter(|p| !table.iter().any(|(_, n)| n == *p))
+        .map(|p| format!("{p}: not in {}", ksh_proto::EXPECT_KALLSYMS))
         .collect();
     let q: Vec<u64> = addrs.iter().map(|(a, _)| *a).collect();
     let answers = match support::lookup(&q) {
@@ -171,8 +186,9 @@ fn preceding_start<W: Write>(out: &mut CaseWriter<W>, orphans: &[Orphan]) {
         Err(e) => return out.case("preceding-start", Verdict::Fail(vec![e])),
     };
     for ((a, p), ans) in addrs.iter().zip(&answers) {
-        let ok =
-            ans.found && ans.offset == 0 && (ans.name == *p || names_at(*a).contains(&ans.name));
+        let ok = ans.found
+            && ans.offset == 0
+            && (ans.name == *p || names_at(*a).contains(&ans.name.as_str()));
         if !ok {
             bad.push(format!(
                 "{p} ({a:#x}): want {p}+0x0, kernel {}",
