@@ -79,9 +79,14 @@ fn type_line(master: &OwnedFd, line: &str) {
     f.write_all(format!("{line}\n").as_bytes()).unwrap();
 }
 
+/// The tests of this file boot one cell's shell each and look for its QEMU
+/// among the host's processes: one at a time.
+static ONE_SESSION_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// QEMU processes (pid, command line) of a shell session of `arch`'s
-/// minimal cell still alive (zombies excluded).
-fn shell_qemus(arch: &str) -> Vec<(u32, String)> {
+/// minimal cell started by the `cargo xtask run` process `owner` (its run
+/// dir is `<secs>-<owner>`) still alive (zombies excluded).
+fn shell_qemus(arch: &str, owner: u32) -> Vec<(u32, String)> {
     let mut v = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
@@ -97,7 +102,10 @@ fn shell_qemus(arch: &str) -> Vec<(u32, String)> {
         }
         if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
             let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            if cmd.starts_with("qemu-system") && cmd.contains(&format!("{arch}-minimal-shell/")) {
+            if cmd.starts_with("qemu-system")
+                && cmd.contains(&format!("{arch}-minimal-shell/"))
+                && cmd.contains(&format!("-{owner}/"))
+            {
                 v.push((pid, cmd));
             }
         }
@@ -227,11 +235,12 @@ impl Session {
             Instant::now() + Duration::from_millis(300),
         );
         let transcript = self.transcript();
+        let owner = self.child.id();
         assert!(
-            shell_qemus(self.arch).is_empty(),
+            shell_qemus(self.arch, owner).is_empty(),
             "{}: QEMU outlived xtask run after {what}: {:?}",
             self.arch,
-            shell_qemus(self.arch)
+            shell_qemus(self.arch, owner)
         );
         let after = termios(&self.slave);
         assert_eq!(
@@ -265,6 +274,9 @@ const PROMPT: &str = "ksh-guest:/# ";
 #[test]
 #[ignore = "boots a kernel in QEMU (minutes on a cold cache); .ci/run runs it"]
 fn shell_session_through_a_pty() {
+    let _one = ONE_SESSION_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     let mut s = Session::start("x86_64");
     let to_prompt = s.prompt();
     let (ok, text) = s.step("ksh-lookup kallsyms_fixture_nested_outer", "  same");
@@ -320,6 +332,9 @@ fn stops(arch: &str) -> Vec<(&'static str, i32, &'static str)> {
 const STOP_LIMIT: Duration = Duration::from_secs(20);
 
 fn every_guest_stop_ends_the_session(arch: &'static str) {
+    let _one = ONE_SESSION_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     let mut table = Vec::new();
     for (cmd, code, says) in stops(arch) {
         let mut s = Session::start(arch);
@@ -365,6 +380,9 @@ fn every_guest_stop_ends_the_session_arm64() {
 #[test]
 #[ignore = "boots a kernel in QEMU (minutes on a cold cache); .ci/run runs it"]
 fn a_frozen_qemu_ends_the_session() {
+    let _one = ONE_SESSION_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     let limit = Duration::from_secs(10 + 1 + 5);
     let mut rows = Vec::new();
     for moment in ["at start", "at the prompt"] {
@@ -373,7 +391,7 @@ fn a_frozen_qemu_ends_the_session() {
             s.prompt();
         }
         let pid = loop {
-            if let Some((pid, _)) = shell_qemus("x86_64").first() {
+            if let Some((pid, _)) = shell_qemus("x86_64", s.child.id()).first() {
                 break *pid;
             }
             if let Some(st) = s.child.try_wait().unwrap() {
