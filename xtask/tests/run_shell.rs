@@ -197,6 +197,18 @@ impl Session {
         (ok, String::from_utf8_lossy(&self.out[from..]).into_owned())
     }
 
+    /// Reads what the pty has for `for_`.
+    fn drain(&mut self, for_: Duration) {
+        let end = self.out.len();
+        read_until(
+            &self.master,
+            &mut self.out,
+            end,
+            "\u{0}",
+            Instant::now() + for_,
+        );
+    }
+
     /// Waits (at most `limit`) for the harness to exit; checks that no
     /// QEMU is left and the terminal's settings are back.
     fn wait_exit(&mut self, since: Instant, limit: Duration, what: &str) -> Ended {
@@ -216,24 +228,10 @@ impl Session {
                 );
             }
             // Keep draining the pty so nothing blocks on a full buffer.
-            let end = self.out.len();
-            read_until(
-                &self.master,
-                &mut self.out,
-                end,
-                "\u{0}",
-                Instant::now() + Duration::from_millis(100),
-            );
+            self.drain(Duration::from_millis(100));
         };
         let took = since.elapsed();
-        let end = self.out.len();
-        read_until(
-            &self.master,
-            &mut self.out,
-            end,
-            "\u{0}",
-            Instant::now() + Duration::from_millis(300),
-        );
+        self.drain(Duration::from_millis(300));
         let transcript = self.transcript();
         let owner = self.child.id();
         assert!(
