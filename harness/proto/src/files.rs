@@ -393,6 +393,27 @@ impl<'a> Line<'a> for UnsizedLine<'a> {
     }
 }
 
+/// One line of [`crate::EXPECT_FTRACE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FtraceLine<'a> {
+    pub addr: u64,
+    pub name: &'a str,
+}
+
+impl<'a> Line<'a> for FtraceLine<'a> {
+    const PATH: &'static str = crate::EXPECT_FTRACE;
+    fn write(&self, out: &mut String) {
+        let _ = write!(out, "{:x} {}", self.addr, self.name);
+    }
+    fn parse(line: &'a str) -> Result<Self, String> {
+        let [a, name] = fields(line, false)?;
+        Ok(FtraceLine {
+            addr: hex(a)?,
+            name,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -461,6 +482,13 @@ mod tests {
                 name: "k",
             }],
             "10 8 W k\n",
+        );
+        round_trip(
+            &[FtraceLine {
+                addr: 0x10,
+                name: "f",
+            }],
+            "10 f\n",
         );
         round_trip(
             &[FormatPsLine {

@@ -91,6 +91,13 @@ pub const EXPECT_BLACKLIST: &str = "/ksh/expect/blacklist.txt";
 /// lookup of ADDR must give OUTER with its size, one of INNER_START INNER.
 pub const EXPECT_NESTED: &str = "/ksh/expect/nested.txt";
 
+/// The call sites ftrace keeps after boot (`__mcount_loc` of the image,
+/// the init text's left out, as `ftrace_free_init_mem()` drops them):
+/// `ADDR NAME` (hex link-time; NAME the host's size-aware lookup of ADDR),
+/// sorted by address. `ftrace/filter-all` compares the kernel's selection
+/// for `*` with these names.
+pub const EXPECT_FTRACE: &str = "/ksh/expect/ftrace.txt";
+
 /// Symbols without a size, alone at their address: `ADDR START SIZE NAME`
 /// (hex link-time; SIZE is the distance to the next symbol). A lookup of
 /// ADDR gives NAME+(ADDR-START)/SIZE: the zero-size rule, unchanged by

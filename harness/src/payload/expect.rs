@@ -144,6 +144,8 @@ pub struct Expectations {
     pub blacklist: String,
     pub nested: String,
     pub unsized_syms: String,
+    /// ftrace.txt (empty without `CONFIG_DYNAMIC_FTRACE`).
+    pub ftrace: String,
     /// Whether a probe module was given (then `module_syms` must not be empty).
     pub has_module: bool,
     /// Human-readable facts (counts, gaps by class) for the report.
@@ -562,6 +564,15 @@ impl Expectations {
         self.blacklist = bl.entries;
         self.kprobes.push_str(&bl.targets);
         self.notes.push(bl.note);
+        if config_value(&inp.config, "CONFIG_DYNAMIC_FTRACE").as_deref() == Some("y") {
+            self.ftrace = consumers::ftrace_sites(&img, &lookup).map_err(|e| {
+                anyhow::anyhow!("{}: ftrace call sites: {e}", inp.vmlinux.display())
+            })?;
+            self.notes.push(format!(
+                "ftrace call sites kept after boot: {}",
+                self.ftrace.lines().count()
+            ));
+        }
         self.unsized_syms = consumers::unsized_symbols(&lookup);
         self.notes.push(format!(
             "unsized symbols alone at their address: {}",
@@ -681,6 +692,7 @@ impl Expectations {
             f(ksh_proto::EXPECT_BLACKLIST, &self.blacklist),
             f(ksh_proto::EXPECT_NESTED, &self.nested),
             f(ksh_proto::EXPECT_UNSIZED, &self.unsized_syms),
+            f(ksh_proto::EXPECT_FTRACE, &self.ftrace),
         ]
     }
 

@@ -1,14 +1,19 @@
 //! `ftrace`: `available_filter_functions_addrs` (the names of
 //! `available_filter_functions` with their addresses) lists no
 //! `__ftrace_invalid_address___*` entries (a record whose lookup fails, or
-//! lies past `FTRACE_MCOUNT_MAX_OFFSET`, is listed so). No case looks for
-//! call sites inside orphaned weak bodies: `scripts/sorttable` drops every
-//! call site outside a function at build time (Debian's 6.12 backport,
-//! mainline since 6.14), so no kernel the harness builds has one and such
-//! a case could not fail (patches/6.12/CALLERS.md). Filtering, which looks every record up
-//! (`ftrace_match_record()` → `lookup_ip()`), works on every function and
-//! on the probe module's (`filter-all`, `filter-module`); warnings it
+//! lies past `FTRACE_MCOUNT_MAX_OFFSET`, is listed so). Filtering, which
+//! looks every record up (`ftrace_match_record()` → `lookup_ip()`),
+//! selects exactly what it should: for `*` (`filter-all`) the functions of
+//! the image's call sites as the host names them (`ftrace.txt`, from
+//! `__mcount_loc`), for `:mod:ksh_probe` (`filter-module`) the call sites
+//! ftrace recorded in the module's memory (`/proc/modules`); warnings it
 //! might print are caught by `boot/no-kernel-warnings`.
+//!
+//! No case looks for call sites inside orphaned weak bodies:
+//! `scripts/sorttable` zeroes every call site outside a function at build
+//! time (Debian's 6.12 backport, mainline since 6.14), so no kernel the
+//! harness builds has one and such a case could not fail
+//! (patches/6.12/CALLERS.md).
 
 use std::io::Write;
 
@@ -61,7 +66,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         "available_filter_functions_addrs is empty",
     );
 
-    filters(out, &names, &sites);
+    filters(out, &sites);
 }
 
 /// The module's core memory `[base, base + size)` as the module loader
@@ -102,38 +107,59 @@ fn filter(glob: &str) -> Result<Vec<String>, String> {
     Ok(back.lines().map(str::to_string).collect())
 }
 
-fn filters<W: Write>(out: &mut CaseWriter<W>, available: &[&str], sites: &str) {
-    let valid: Vec<&str> = available
-        .iter()
-        .copied()
-        .filter(|l| !l.starts_with("__ftrace_invalid_address__"))
-        .collect();
-    match filter("*") {
+fn filters<W: Write>(out: &mut CaseWriter<W>, sites: &str) {
+    // vmlinux's traceable functions as the host derived them from the
+    // image (`__mcount_loc`, each site named by the size-aware rule): the
+    // selection of `*` must be exactly these (and the module's, below).
+    let host = crate::support::expect_text(ksh_proto::EXPECT_FTRACE).and_then(|t| {
+        Ok(
+            ksh_proto::files::decode::<ksh_proto::files::FtraceLine>(&t)?
+                .into_iter()
+                .map(|l| l.name.to_string())
+                .collect::<Vec<String>>(),
+        )
+    });
+    match (host, filter("*")) {
+        (Err(e), _) => out.case("filter-all", Verdict::Fail(vec![format!("setup: {e}")])),
         // The kernel refused the glob: it selected none of the functions.
-        Err(e) => out.counted(
+        (Ok(host), Err(e)) => out.counted(
             "filter-all",
-            valid.len().max(1),
-            valid.len().max(1),
+            host.len().max(1),
+            host.len().max(1),
             vec![format!("{e}: no function selected")],
             "",
         ),
-        Ok(set) => {
+        (Ok(host), Ok(set)) => {
             println!("# filter *: {} functions", set.len());
-            let bad: Vec<String> = if set.len() == valid.len() {
-                Vec::new()
-            } else {
-                vec![format!(
-                    "set_ftrace_filter '*': want the {} functions of available_filter_functions, kernel selected {}",
-                    valid.len(),
-                    set.len()
-                )]
-            };
+            // Multisets: a name appears once per call site (static
+            // functions share names).
+            let mut diff: std::collections::BTreeMap<&str, i64> = Default::default();
+            for n in &host {
+                *diff.entry(n.as_str()).or_default() += 1;
+            }
+            for n in set.iter().filter(|l| !l.ends_with(']')) {
+                *diff.entry(n.as_str()).or_default() -= 1;
+            }
+            let bad: Vec<String> = diff
+                .iter()
+                .filter(|(_, &d)| d != 0)
+                .map(|(n, &d)| {
+                    if d > 0 {
+                        format!("{n}: a traceable function ({d} call site(s)), not selected by '*'")
+                    } else {
+                        format!(
+                            "{n}: selected by '*' {} time(s) more than it has call sites",
+                            -d
+                        )
+                    }
+                })
+                .collect();
             out.checked_items(
                 "filter-all",
-                valid.len(),
-                "filter selections",
+                host.len(),
+                "filter selections that differ from the image's call sites",
                 &bad,
-                "available_filter_functions is empty",
+                &format!("{} is empty", ksh_proto::EXPECT_FTRACE),
             );
         }
     }

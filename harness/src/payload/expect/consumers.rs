@@ -71,6 +71,51 @@ fn blacklist_entry<'a>(start: u64, f: &ksh_proto::lookup::Found<'a>) -> Blacklis
     }
 }
 
+/// The call sites ftrace keeps after boot, named by the size-aware rule:
+/// `__mcount_loc` of the image (sorted by `scripts/sorttable` at link
+/// time, call sites outside functions zeroed), less those in the init
+/// text, which `ftrace_free_init_mem()` drops once init is done. Errors
+/// name what could not be read; a site inside no function is one too
+/// (sorttable drops them, so the kernel would list it as invalid).
+pub fn ftrace_sites(img: &ElfImage, lookup: &HostLookup) -> Result<String, String> {
+    let need = |n: &str| sym(img, n).ok_or_else(|| format!("no {n} symbol"));
+    let (lo, hi) = (need("__start_mcount_loc")?, need("__stop_mcount_loc")?);
+    let (init_lo, init_hi) = (need("_sinittext")?, need("_einittext")?);
+    let mut out = String::new();
+    let mut outside = Vec::new();
+    for (_, v) in img.pointers_in(lo, hi) {
+        // `scripts/sorttable` zeroes the entries of call sites outside any
+        // function (overridden weak bodies); ftrace skips them.
+        let Some(v) = v else { continue };
+        if (init_lo..init_hi).contains(&v) {
+            continue;
+        }
+        match lookup.find(v) {
+            Some(f) => files::push(
+                &mut out,
+                &ksh_proto::files::FtraceLine {
+                    addr: v,
+                    name: f.name,
+                },
+            ),
+            None => outside.push(format!("{v:#x}")),
+        }
+    }
+    if !outside.is_empty() {
+        return Err(format!(
+            "{} __mcount_loc call sites are inside no function: {}",
+            outside.len(),
+            outside
+                .iter()
+                .take(5)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(out)
+}
+
 pub fn blacklist(img: &ElfImage, lookup: &HostLookup, arch: &str) -> Blacklist {
     let mut out = Blacklist {
         entries: String::new(),
