@@ -81,6 +81,16 @@ pub struct DirLock {
 
 /// Takes the lock `path` (created if missing), waiting for another holder.
 pub fn lock(path: &Path) -> anyhow::Result<DirLock> {
+    lock_as(path, libc::LOCK_EX)
+}
+
+/// Takes the lock `path` shared: any number of shared holders, none while
+/// another process holds it with [`lock`].
+pub fn lock_shared(path: &Path) -> anyhow::Result<DirLock> {
+    lock_as(path, libc::LOCK_SH)
+}
+
+fn lock_as(path: &Path, how: libc::c_int) -> anyhow::Result<DirLock> {
     use std::os::fd::AsRawFd;
     if let Some(parent) = path.parent() {
         ensure_dir(parent)?;
@@ -92,13 +102,13 @@ pub fn lock(path: &Path) -> anyhow::Result<DirLock> {
         .open(path)
         .map_err(|e| anyhow::anyhow!("cannot open lock {}: {e}", path.display()))?;
     // SAFETY: flock on a file descriptor we own.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+    if unsafe { libc::flock(file.as_raw_fd(), how | libc::LOCK_NB) } != 0 {
         eprintln!(
             "ksh: waiting for another harness process holding {}",
             path.display()
         );
         // SAFETY: as above, now blocking.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        if unsafe { libc::flock(file.as_raw_fd(), how) } != 0 {
             anyhow::bail!(
                 "cannot lock {}: {}",
                 path.display(),

@@ -104,6 +104,8 @@ pub fn run(args: MutantsArgs) -> Result<i32> {
                 cell.name(),
                 m.description
             );
+            // No other process builds from the tree while it is mutated.
+            let _hold = mutants::hold_tree(&source.tree)?;
             let restore = Restore(&source);
             if let Err(e) = mutants::apply(&source.tree, m) {
                 drop(restore);

@@ -219,6 +219,13 @@ pub fn build(req: &BuildRequest) -> Result<Built> {
     link_object_dir(req)?;
     layout::ensure_dir(&dir)?;
     let _lock = layout::lock(&dir.with_extension("lock"))?;
+    // A mutant applied to the harness's tree by another process is not
+    // built into this cell: builds share the tree, a mutant holds it alone.
+    let _tree = if req.source.whole_series {
+        crate::kernel::mutants::building_tree(&req.source.tree)?
+    } else {
+        None
+    };
     let log = dir.join("build.log");
     let frags = kconfig::fragments(req.arch, req.config)?;
     // A malformed `# make:` line stops here, not silently in `req.make()`.

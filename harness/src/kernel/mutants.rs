@@ -365,6 +365,46 @@ pub fn judge(
     }
 }
 
+/// Set while this process holds a source tree for a mutant ([`hold_tree`]):
+/// its own builds of that tree then take no shared lock (flock would make
+/// them wait for the process itself).
+static HOLDING_TREE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The lock a harness-owned source tree is built under: shared by builds
+/// ([`building_tree`]), exclusive while a mutant is applied to it, so a
+/// build of another cell from the same tree (`cargo xtask test --arch
+/// arm64` beside `cargo xtask mutants`) never compiles a mutant.
+fn tree_lock(tree: &Path) -> PathBuf {
+    tree.with_extension("lock")
+}
+
+/// Holds `tree` exclusively until the guard drops: apply, build, test and
+/// revert a mutant under it.
+pub struct TreeHold {
+    _lock: crate::layout::DirLock,
+}
+
+impl Drop for TreeHold {
+    fn drop(&mut self) {
+        HOLDING_TREE.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+pub fn hold_tree(tree: &Path) -> Result<TreeHold> {
+    let lock = crate::layout::lock(&tree_lock(tree))?;
+    HOLDING_TREE.store(true, std::sync::atomic::Ordering::SeqCst);
+    Ok(TreeHold { _lock: lock })
+}
+
+/// The shared lock a build of `tree` holds while `make` runs (none when
+/// this process holds the tree for a mutant).
+pub fn building_tree(tree: &Path) -> Result<Option<crate::layout::DirLock>> {
+    if HOLDING_TREE.load(std::sync::atomic::Ordering::SeqCst) {
+        return Ok(None);
+    }
+    crate::layout::lock_shared(&tree_lock(tree)).map(Some)
+}
+
 /// Applies `m` to `tree`, which must have no mutant applied.
 pub fn apply(tree: &Path, m: &Mutant) -> Result<()> {
     let marker = tree.join(APPLIED_MARKER);
