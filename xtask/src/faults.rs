@@ -472,13 +472,19 @@ fn frozen_early(ctx: &Ctx, fault: &'static str, moment: Moment) -> Result<Row> {
     let t0 = Instant::now();
     let q = qmp_limits();
     let (bound, wants): (Duration, &[&str]) = match moment {
+        // Which step it was depends on where in the conversation the
+        // SIGSTOP landed; any QMP step's limit is the right answer.
         Moment::AtStart => (
             q.connect.max(q.greeting) + Duration::from_secs(5),
             &["QMP connect limit", "QMP greeting limit"],
         ),
         Moment::BeforeConsole => (
             q.greeting.max(q.reply) + q.heartbeat + Duration::from_secs(5),
-            &["QMP greeting limit", "QMP reply to query-status limit"],
+            &[
+                "QMP greeting limit",
+                "QMP qmp_capabilities limit",
+                "QMP reply to query-status limit",
+            ],
         ),
     };
     let mut row = finish_vm_fault(ctx, fault, run, qemu, t0, bound, wants)?;
