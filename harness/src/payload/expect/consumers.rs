@@ -85,8 +85,11 @@ pub fn ftrace_sites(img: &ElfImage, lookup: &HostLookup) -> Result<String, Strin
     let mut outside = Vec::new();
     for (_, v) in img.pointers_in(lo, hi) {
         // `scripts/sorttable` zeroes the entries of call sites outside any
-        // function (overridden weak bodies); ftrace skips them.
-        let Some(v) = v else { continue };
+        // function (overridden weak bodies); ftrace skips them. On a
+        // relocatable image their RELATIVE relocations stay, with addend 0.
+        let Some(v) = v.filter(|&v| v != 0) else {
+            continue;
+        };
         if (init_lo..init_hi).contains(&v) {
             continue;
         }
