@@ -98,6 +98,19 @@ pub fn run(args: MutantsArgs) -> Result<i32> {
         };
         for m in &chosen {
             let t0 = Instant::now();
+            if m.cases_on(arch.name).is_empty() {
+                eprintln!(
+                    "ksh: mutant {}: not for {} (its must-fail cases are for {})",
+                    m.name,
+                    arch.name,
+                    m.must_fail_on
+                        .iter()
+                        .map(|(c, a)| format!("{c}@{a}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                );
+                continue;
+            }
             eprintln!(
                 "ksh: mutant {} on {}: {}",
                 m.name,
@@ -133,7 +146,7 @@ pub fn run(args: MutantsArgs) -> Result<i32> {
                         .trim_start_matches(&format!("{}/", cell.name()))
                         .to_string()
                 })
-                .filter(|c| !m.must_fail.contains(c))
+                .filter(|c| !m.cases_on(arch.name).contains(c))
                 .collect();
             // Keep this mutant's logs beside the cell's run dir.
             let keep = cell

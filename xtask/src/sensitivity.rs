@@ -58,9 +58,15 @@ pub fn map() -> Result<BTreeMap<String, Entry>> {
     }
     let dir = harness::layout::patches_dir("6.12").join("mutants");
     for m in harness::kernel::mutants::load(&dir)? {
-        for c in &m.must_fail {
+        let on_one_arch = m.must_fail_on.iter().map(|(c, a)| (c, format!(" ({a})")));
+        for (c, only) in m
+            .must_fail
+            .iter()
+            .map(|c| (c, String::new()))
+            .chain(on_one_arch)
+        {
             match map.get_mut(c) {
-                Some(e) => e.mutants.push(m.name.clone()),
+                Some(e) => e.mutants.push(format!("{}{only}", m.name)),
                 None => unknown.push(format!("mutant {}: must-fail {c}", m.name)),
             }
         }
@@ -117,7 +123,10 @@ pub fn render(map: &BTreeMap<String, Entry>) -> String {
         if e.baseline {
             on.push("baseline".to_string());
         }
-        on.extend(e.mutants.iter().map(|m| format!("mutant `{m}`")));
+        on.extend(e.mutants.iter().map(|m| match m.split_once(' ') {
+            Some((name, arch)) => format!("mutant `{name}` {arch}"),
+            None => format!("mutant `{m}`"),
+        }));
         on.extend(e.faults.iter().map(|f| format!("fault `{f}`")));
         let why = match (e.has_failing_kernel(), e.declared) {
             (_, Some(why)) => why.to_string(),

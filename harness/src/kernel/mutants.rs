@@ -36,8 +36,13 @@ pub const APPLIED_MARKER: &str = ".ksh-mutant.patch";
 pub struct Mutant {
     pub name: String,
     pub description: String,
-    /// Cases (`probe/case`, without the cell) that must fail.
+    /// Cases (`probe/case`, without the cell) that must fail on every
+    /// arch.
     pub must_fail: Vec<String>,
+    /// Cases that must fail on one arch only (`probe/case@arch` on a
+    /// `must-fail:` line): the mutant's bug shows there and not elsewhere
+    /// (an unwinder's `? ` entries on x86_64, `FTRACE_MCOUNT_MAX_OFFSET`).
+    pub must_fail_on: Vec<(String, String)>,
     /// The panic excerpt of a mutant that crashes the kernel by design.
     pub crashes: Option<String>,
     pub path: PathBuf,
@@ -47,7 +52,24 @@ impl Mutant {
     /// A build mutant: every case it must fail is decided by the build
     /// (`build/...`), so its kernel need not boot.
     pub fn is_build_mutant(&self) -> bool {
-        self.must_fail.iter().all(|c| c.starts_with("build/"))
+        self.must_fail
+            .iter()
+            .chain(self.must_fail_on.iter().map(|(c, _)| c))
+            .all(|c| c.starts_with("build/"))
+    }
+
+    /// The cases that must fail on `arch` (empty: the mutant is not for it).
+    pub fn cases_on(&self, arch: &str) -> Vec<String> {
+        self.must_fail
+            .iter()
+            .cloned()
+            .chain(
+                self.must_fail_on
+                    .iter()
+                    .filter(|(_, a)| a == arch)
+                    .map(|(c, _)| c.clone()),
+            )
+            .collect()
     }
 }
 
@@ -101,6 +123,7 @@ pub fn load(dir: &Path) -> Result<Vec<Mutant>> {
             );
         };
         let mut must_fail: Vec<String> = Vec::new();
+        let mut must_fail_on: Vec<(String, String)> = Vec::new();
         let mut crashes = None;
         for (i, line) in text
             .lines()
@@ -109,7 +132,17 @@ pub fn load(dir: &Path) -> Result<Vec<Mutant>> {
             .take_while(|(_, l)| !l.trim().is_empty() && !l.starts_with("diff --git "))
         {
             if let Some(rest) = line.strip_prefix(MUST_FAIL) {
-                must_fail.extend(rest.split_whitespace().map(str::to_string));
+                for word in rest.split_whitespace() {
+                    match word.split_once('@') {
+                        Some((case, arch)) => {
+                            crate::vm::arch::by_name(arch).with_context(|| {
+                                format!("{}:{}: `{word}`", path.display(), i + 1)
+                            })?;
+                            must_fail_on.push((case.to_string(), arch.to_string()));
+                        }
+                        None => must_fail.push(word.to_string()),
+                    }
+                }
             } else if let Some(rest) = line.strip_prefix(CRASHES) {
                 let excerpt = rest.trim();
                 if excerpt.is_empty() {
@@ -128,13 +161,13 @@ pub fn load(dir: &Path) -> Result<Vec<Mutant>> {
                 );
             }
         }
-        if must_fail.is_empty() {
+        if must_fail.is_empty() && must_fail_on.is_empty() {
             bail!(
                 "{}: no `{MUST_FAIL} PROBE/CASE ...` line: name the cases this mutant is about (each must fail on it with its own count line; a mutant caught by whatever case fails proves nothing)",
                 path.display()
             );
         }
-        for c in &must_fail {
+        for c in must_fail.iter().chain(must_fail_on.iter().map(|(c, _)| c)) {
             if !candidates.contains(c) {
                 let probe = c.split('/').next().unwrap_or("");
                 let same_probe: Vec<&str> = candidates
@@ -174,6 +207,7 @@ pub fn load(dir: &Path) -> Result<Vec<Mutant>> {
                 .into_owned(),
             description: description.to_string(),
             must_fail,
+            must_fail_on,
             crashes,
             path,
         });
@@ -228,6 +262,7 @@ pub fn judge(
 ) -> Verdict {
     use crate::results::report::Status;
     use crate::vm::qemu::Exit;
+    let arch = cell.split('/').next().unwrap_or(cell);
     let status = |c: &str| {
         let full = format!("{cell}/{c}");
         cases.iter().find(|r| r.name == full).map(|r| &r.status)
@@ -242,7 +277,7 @@ pub fn judge(
             }
             let mut caught = Vec::new();
             let mut other = Vec::new();
-            for c in &m.must_fail {
+            for c in &m.cases_on(arch) {
                 match status(c) {
                     // The build case is caught only by make's own failure
                     // (a compile or link error), not by a harness error.
@@ -314,7 +349,7 @@ pub fn judge(
     };
     let (mut caught, mut missed, mut broken) = (Vec::new(), Vec::new(), Vec::new());
     let mut skipped = Vec::new();
-    for c in &m.must_fail {
+    for c in &m.cases_on(arch) {
         let count = counts
             .iter()
             .find(|n| format!("{}/{}", n.probe, n.case) == *c);
@@ -485,7 +520,9 @@ mod tests {
         // `load` refuses a mutant without `must-fail:` or naming an
         // unknown case: every file of the repository loads.
         let ms = load(&crate::layout::patches_dir("6.12").join("mutants")).unwrap();
-        assert!(ms.iter().all(|m| !m.must_fail.is_empty()));
+        assert!(ms
+            .iter()
+            .all(|m| !m.must_fail.is_empty() || !m.must_fail_on.is_empty()));
     }
 
     #[test]
@@ -511,6 +548,19 @@ mod tests {
             e.contains("m.patch") && e.contains("\"sizes/start-sz\"") && e.contains("start-size"),
             "{e}"
         );
+        // A case for one arch only.
+        let m =
+            load_one("mutant: x\nmust-fail: sizes/start-size backtrace/dump-stack@x86_64").unwrap();
+        assert_eq!(
+            m.cases_on("x86_64"),
+            ["sizes/start-size", "backtrace/dump-stack"]
+        );
+        assert_eq!(m.cases_on("arm64"), ["sizes/start-size"]);
+        let e = format!(
+            "{:#}",
+            load_one("mutant: x\nmust-fail: backtrace/dump-stack@riscv").unwrap_err()
+        );
+        assert!(e.contains("dump-stack@riscv"), "{e}");
         // build/kernel only alone (a mutant that does not compile).
         assert!(load_one("mutant: x\nmust-fail: build/kernel")
             .unwrap()
@@ -566,6 +616,7 @@ mod tests {
                 name: "m".into(),
                 description: "d".into(),
                 must_fail: must_fail.iter().map(|s| s.to_string()).collect(),
+                must_fail_on: Vec::new(),
                 crashes: crashes.map(str::to_string),
                 path: PathBuf::from("m.patch"),
             }
