@@ -8,7 +8,6 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use object::elf;
 
 use super::elf::{Binding, ElfImage};
 use super::kallsyms::KallsymsOptions;
@@ -58,11 +57,7 @@ pub fn decode_kallsyms_image(img: &ElfImage, opts: &KallsymsOptions) -> Result<V
     if base == 0 {
         // Relocatable arm64 images are linked with --no-apply-dynamic-relocs:
         // the word is filled in at boot from a RELATIVE relocation.
-        let relative = match img.machine {
-            elf::EM_AARCH64 => elf::R_AARCH64_RELATIVE,
-            elf::EM_X86_64 => elf::R_X86_64_RELATIVE,
-            _ => u32::MAX,
-        };
+        let relative = img.relative_reloc_type();
         if let Some((_, r)) = img
             .all_relocations()
             .find(|(_, r)| r.offset == base_addr && r.r_type == relative)

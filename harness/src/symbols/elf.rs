@@ -318,17 +318,23 @@ impl ElfImage {
             .flat_map(|(t, r)| r.iter().map(move |x| (*t, x)))
     }
 
+    /// This machine's RELATIVE relocation type (`u32::MAX`, matching none,
+    /// on a machine the harness does not know).
+    pub fn relative_reloc_type(&self) -> u32 {
+        match self.machine {
+            elf::EM_AARCH64 => elf::R_AARCH64_RELATIVE,
+            elf::EM_X86_64 => elf::R_X86_64_RELATIVE,
+            _ => u32::MAX,
+        }
+    }
+
     /// The pointers stored in `[lo, hi)` (8 bytes each), as the kernel
     /// sees them after boot: a word the link left 0 on a relocatable image
     /// (arm64 links with `--no-apply-dynamic-relocs`) takes its value from
     /// the RELATIVE relocation at that address. `None` for a word with
     /// neither.
     pub fn pointers_in(&self, lo: u64, hi: u64) -> Vec<(u64, Option<u64>)> {
-        let relative = match self.machine {
-            elf::EM_AARCH64 => elf::R_AARCH64_RELATIVE,
-            elf::EM_X86_64 => elf::R_X86_64_RELATIVE,
-            _ => u32::MAX,
-        };
+        let relative = self.relative_reloc_type();
         let addends: std::collections::HashMap<u64, u64> = self
             .all_relocations()
             .filter(|(_, r)| r.r_type == relative && lo <= r.offset && r.offset < hi)

@@ -76,7 +76,8 @@ fn blacklist_entry<'a>(start: u64, f: &ksh_proto::lookup::Found<'a>) -> Blacklis
 /// time, call sites outside functions zeroed), less those in the init
 /// text, which `ftrace_free_init_mem()` drops once init is done. Errors
 /// name what could not be read; a site inside no function is one too
-/// (sorttable drops them, so the kernel would list it as invalid).
+/// (sorttable zeroes such sites, so one left means the host's rule and the
+/// kernel's disagree).
 pub fn ftrace_sites(img: &ElfImage, lookup: &HostLookup) -> Result<String, String> {
     let need = |n: &str| sym(img, n).ok_or_else(|| format!("no {n} symbol"));
     let (lo, hi) = (need("__start_mcount_loc")?, need("__stop_mcount_loc")?);
