@@ -175,7 +175,9 @@ pub fn declared_skip_only(cell: &Cell, (probe, case): (&str, &str), status: Stat
     }
 }
 
-/// Knobs of a run that do not change what is built.
+/// Knobs of a run that do not change what is built. `Default` is a plain
+/// test run (`--accel auto`, `make -j` CPUs + 1, nothing extra); callers
+/// set only what differs: `RunOptions { accel, ..Default::default() }`.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub accel: AccelChoice,
@@ -195,6 +197,21 @@ pub struct RunOptions {
     /// Boot with an instruction clock (`qemu::INSTRUCTION_CLOCK`): the
     /// bench's lookup cost in instructions. Needs TCG.
     pub instruction_clock: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            accel: AccelChoice::default(),
+            jobs: crate::proc::default_jobs(),
+            expect_baseline_failures: false,
+            guest_params: Vec::new(),
+            silence_limit: None,
+            stream_console: false,
+            gdb_port: None,
+            instruction_clock: false,
+        }
+    }
 }
 
 /// Below this much free space the run dir counts as full (a console log

@@ -31,6 +31,12 @@ const LOOKUP_ROUNDS: u32 = 9;
 /// ran about 7 times as long as under multi-threaded TCG.
 const INSTRUCTION_CLOCK_SLOWDOWN: u32 = 10;
 
+/// The bench builds Debian's patched and baseline kernels and boots them.
+const NEEDS: prereqs::Needs = prereqs::Needs {
+    source: prereqs::SourceNeed::Debian,
+    guest: true,
+};
+
 /// Median and spread of a sample.
 fn stats(mut xs: Vec<f64>) -> Value {
     xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -102,12 +108,7 @@ pub fn run(args: BenchArgs) -> Result<i32> {
 
 fn run_steps(args: &BenchArgs, report: &mut Value, step: &mut &'static str) -> Result<()> {
     let arches = selection::arches(&args.kernel)?;
-    prereqs::ensure(&prereqs::Needs {
-        arches: arches.clone(),
-        debian_source: true,
-        guest: true,
-        llvm: selection::needs_llvm(&args.kernel),
-    })?;
+    NEEDS.ensure(&selection::selected(&args.kernel, arches.clone()))?;
     let want = |s: BenchSection| args.only.is_empty() || args.only.contains(&s);
     *report = json!({ "machine": machine(), "method": format!("{} runs per figure, medians with min-max", args.runs) });
     println!("machine: {}", report["machine"]);
@@ -204,10 +205,7 @@ fn run_steps(args: &BenchArgs, report: &mut Value, step: &mut &'static str) -> R
         jobs,
         expect_baseline_failures: false,
         guest_params: vec![format!("{}={LOOKUP_ROUNDS}", ksh_proto::BENCH_ROUNDS_PARAM)],
-        silence_limit: None,
-        stream_console: false,
-        gdb_port: None,
-        instruction_clock: false,
+        ..RunOptions::default()
     };
     if want(BenchSection::Lookups) {
         *step = "3. lookup cost in the guest";

@@ -44,6 +44,12 @@ struct StepRecord {
     failures: Vec<(String, String)>,
 }
 
+/// Bisect builds the user's tree (never Debian's source) and boots the guest.
+const NEEDS: prereqs::Needs = prereqs::Needs {
+    source: prereqs::SourceNeed::None,
+    guest: true,
+};
+
 fn libtest_args(filter: &[String]) -> Arguments {
     let mut argv = vec!["bisect".to_string()];
     argv.extend(filter.iter().cloned());
@@ -66,16 +72,7 @@ fn test_commit(
         config: config.to_string(),
         source: &source,
     };
-    let opts = RunOptions {
-        accel: harness::vm::accel::AccelChoice::Auto,
-        jobs: harness::proc::default_jobs(),
-        expect_baseline_failures: false,
-        guest_params: Vec::new(),
-        silence_limit: None,
-        stream_console: false,
-        gdb_port: None,
-        instruction_clock: false,
-    };
+    let opts = RunOptions::default();
     eprintln!("ksh-bisect: testing {} {subject}", &commit[..12]);
     let (cell_report, times) = testrun::run_cell(&cell, &opts)?;
     let lt = libtest_args(filter);
@@ -239,11 +236,9 @@ pub fn run(args: BisectArgs) -> Result<i32> {
         &tree,
         &["rev-parse", "--verify", &format!("{}^{{commit}}", args.bad)],
     )?;
-    prereqs::ensure(&prereqs::Needs {
+    NEEDS.ensure(&prereqs::Selected {
         arches: vec![arch],
-        debian_source: false,
-        guest: true,
-        llvm: false,
+        ..Default::default()
     })?;
 
     let original = git(&tree, &["symbolic-ref", "-q", "--short", "HEAD"])

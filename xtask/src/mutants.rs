@@ -23,6 +23,12 @@ use harness::testrun::{self, Cell, RunOptions};
 use crate::flags::MutantsArgs;
 use crate::selection;
 
+/// Mutants patch Debian's patched tree, and boot the guest.
+const NEEDS: prereqs::Needs = prereqs::Needs {
+    source: prereqs::SourceNeed::Debian,
+    guest: true,
+};
+
 /// Reverts the mutant on drop, so an error leaves the series in place.
 struct Restore<'a>(&'a KernelSource);
 impl Drop for Restore<'_> {
@@ -71,22 +77,12 @@ pub fn run(args: MutantsArgs) -> Result<i32> {
         );
     }
     let cells = selection::cells(&sel)?;
-    prereqs::ensure(&prereqs::Needs {
-        arches: selection::arches_of(&cells),
-        debian_source: true,
-        guest: true,
-        llvm: selection::needs_llvm(&sel),
-    })?;
+    NEEDS.ensure(&selection::selected(&sel, selection::arches_of(&cells)))?;
     let source = selection::prepare_source(&sel)?;
     let opts = RunOptions {
         accel: args.accel,
         jobs: selection::jobs(&sel),
-        expect_baseline_failures: false,
-        guest_params: Vec::new(),
-        silence_limit: None,
-        stream_console: false,
-        gdb_port: None,
-        instruction_clock: false,
+        ..RunOptions::default()
     };
     let started = Instant::now();
     let mut rows = Vec::new();

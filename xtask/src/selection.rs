@@ -1,6 +1,7 @@
 //! Turning `--arch/--config/--baseline/--kernel-tree` into cells to run.
 
 use anyhow::{bail, Result};
+use harness::kernel::prereqs;
 use harness::kernel::series::Variant;
 use harness::kernel::source::{self, KernelSource, SourceSpec};
 use harness::kernel::toolchain::Toolchain;
@@ -116,6 +117,16 @@ pub fn source_spec(sel: &KernelSelection) -> Result<SourceSpec> {
 
 pub fn prepare_source(sel: &KernelSelection) -> Result<KernelSource> {
     source::prepare(&source_spec(sel)?)
+}
+
+/// What the kernels of `sel` on `arches` add to a subcommand's
+/// prerequisites (`prereqs::Needs::ensure`).
+pub fn selected<'a>(sel: &KernelSelection, arches: Vec<&'a ArchProfile>) -> prereqs::Selected<'a> {
+    prereqs::Selected {
+        arches,
+        user_tree: sel.kernel_tree.is_some(),
+        llvm: needs_llvm(sel),
+    }
 }
 
 pub fn jobs(sel: &KernelSelection) -> usize {

@@ -67,7 +67,7 @@ pub fn run(mut args: TestArgs) -> Result<i32> {
             silence_limit: args.vm_silence.map(Duration::from_secs),
             stream_console: args.console || args.gdb.gdb,
             gdb_port: args.gdb.port(),
-            instruction_clock: false,
+            ..RunOptions::default()
         },
         cells: selected_cells.clone(),
         source: OnceLock::new(),
@@ -126,6 +126,12 @@ pub fn run(mut args: TestArgs) -> Result<i32> {
     Ok(if conclusion.has_failed() { 101 } else { 0 })
 }
 
+/// A test run builds Debian's source or the user's tree, and boots the guest.
+const NEEDS: prereqs::Needs = prereqs::Needs {
+    source: prereqs::SourceNeed::DebianUnlessTree,
+    guest: true,
+};
+
 /// The selected cells and their results, computed on first use.
 struct Runner {
     kernel: KernelSelection,
@@ -170,12 +176,7 @@ impl Runner {
     fn prepare(&self) -> Result<KernelSource, String> {
         let r = (|| -> Result<_> {
             let needed: Vec<_> = self.cells.iter().map(|(a, _)| *a).collect();
-            prereqs::ensure(&prereqs::Needs {
-                arches: needed,
-                debian_source: self.kernel.kernel_tree.is_none(),
-                guest: true,
-                llvm: selection::needs_llvm(&self.kernel),
-            })?;
+            NEEDS.ensure(&selection::selected(&self.kernel, needed))?;
             selection::prepare_source(&self.kernel)
         })();
         match r {
