@@ -5,6 +5,12 @@
 //! the same code can be fed from our `nm` emulation (to compute the
 //! expectation from `vmlinux`) and from a real `.tmp_vmlinux*.syms` file (to
 //! check that emulation against what the build actually used).
+//!
+//! These rules are written again here on purpose, from `scripts/kallsyms.c`,
+//! although `kallsyms-gen` implements the same stages: this is the oracle
+//! the generator under test is checked against, and an oracle that shared
+//! the generator's code would share its bugs. Do not make either import
+//! the other (the `duplicates` pairs between them are deliberate).
 
 use std::path::Path;
 

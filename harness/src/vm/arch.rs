@@ -27,7 +27,8 @@ pub struct QemuProfile {
     pub console: &'static str,
     /// Extra kernel command-line words.
     pub cmdline_extra: &'static str,
-    /// The virtio-serial controller device (PCI on x86, MMIO on arm64 `virt`).
+    /// The virtio-serial controller device (over MMIO, on x86_64's
+    /// `microvm` and arm64's `virt` alike).
     pub virtio_serial_device: &'static str,
     /// Whether KVM can apply at all (host and guest share the ISA).
     pub kvm_possible: bool,
