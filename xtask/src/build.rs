@@ -14,11 +14,7 @@ const NEEDS: prereqs::Needs = prereqs::Needs {
 };
 
 pub fn run(args: BuildArgs) -> Result<i32> {
-    let cells = selection::cells(&args.kernel)?;
-    NEEDS.ensure(&selection::selected(
-        &args.kernel,
-        selection::arches_of(&cells),
-    ))?;
+    let cells = selection::cells_ready(&args.kernel, &NEEDS)?;
     let source = selection::prepare_source(&args.kernel)?;
     let mut last = None;
     for (arch, config) in cells {

@@ -26,11 +26,7 @@ const NEEDS: prereqs::Needs = prereqs::Needs {
 };
 
 pub fn run(args: CheckSeriesArgs) -> Result<i32> {
-    let cells = selection::cells(&args.kernel)?;
-    NEEDS.ensure(&selection::selected(
-        &args.kernel,
-        selection::arches_of(&cells),
-    ))?;
+    let cells = selection::cells_ready(&args.kernel, &NEEDS)?;
     let series_dir = layout::patches_dir(source::BASE_VERSION);
     let series = Series::load(&series_dir)?;
     let mut failures = Vec::new();

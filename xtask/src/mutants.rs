@@ -50,6 +50,12 @@ pub fn run(args: MutantsArgs) -> Result<i32> {
         );
     }
     let all = mutants::load(&harness::layout::patches_dir("6.12").join("mutants"))?;
+    let known = || {
+        all.iter()
+            .map(|m| m.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     if let Some(unknown) = args
         .only
         .iter()
@@ -57,10 +63,7 @@ pub fn run(args: MutantsArgs) -> Result<i32> {
     {
         bail!(
             "--only {unknown}: no such mutant in patches/6.12/mutants/; known: {}",
-            all.iter()
-                .map(|m| m.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            known()
         );
     }
     let chosen: Vec<&Mutant> = all
@@ -68,16 +71,9 @@ pub fn run(args: MutantsArgs) -> Result<i32> {
         .filter(|m| args.only.is_empty() || args.only.iter().any(|o| o == &m.name))
         .collect();
     if chosen.is_empty() {
-        bail!(
-            "no mutant selected; known: {}",
-            all.iter()
-                .map(|m| m.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        bail!("no mutant selected; known: {}", known());
     }
-    let cells = selection::cells(&sel)?;
-    NEEDS.ensure(&selection::selected(&sel, selection::arches_of(&cells)))?;
+    let cells = selection::cells_ready(&sel, &NEEDS)?;
     let source = selection::prepare_source(&sel)?;
     let opts = RunOptions {
         accel: args.accel,

@@ -98,6 +98,17 @@ pub fn cells_of(
     Ok(out)
 }
 
+/// [`cells`], with the prerequisites of their kernels ensured for a
+/// subcommand that needs `needs`.
+pub fn cells_ready(
+    sel: &KernelSelection,
+    needs: &prereqs::Needs,
+) -> Result<Vec<(&'static ArchProfile, String)>> {
+    let cells = cells(sel)?;
+    needs.ensure(&selected(sel, arches_of(&cells)))?;
+    Ok(cells)
+}
+
 /// The distinct arches of `cells`, in order (for the prerequisites).
 pub fn arches_of(cells: &[(&'static ArchProfile, String)]) -> Vec<&'static ArchProfile> {
     let mut arches: Vec<_> = cells.iter().map(|c| c.0).collect();
