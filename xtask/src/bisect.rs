@@ -269,28 +269,29 @@ fn bisect(args: &BisectArgs, tree: &Path, good: &str, bad: &str) -> Result<i32> 
     let mut steps: Vec<StepRecord> = Vec::new();
 
     // The endpoints must behave as claimed, or the bisect means nothing.
-    git(tree, &["checkout", "--quiet", good])?;
-    let g = test_commit(tree, &args.arch, &args.config, &args.filter)?;
-    steps.push(g.clone());
-    if g.verdict != GOOD {
+    let mut endpoint = |rev: &str, want: i32| -> Result<Option<StepRecord>> {
+        git(tree, &["checkout", "--quiet", rev])?;
+        let rec = test_commit(tree, &args.arch, &args.config, &args.filter)?;
+        steps.push(rec.clone());
+        if rec.verdict == want {
+            return Ok(None);
+        }
         print_steps(&steps);
+        Ok(Some(rec))
+    };
+    if let Some(g) = endpoint(good, GOOD)? {
+        let (verdict, failures) = (verdict_word(g.verdict), failures_text(&g));
         bail!(
-            "--good {} does not pass: {} ({})\n{}",
+            "--good {} does not pass: {verdict} ({})\n{failures}",
             args.good,
-            verdict_word(g.verdict),
-            g.why,
-            failures_text(&g)
+            g.why
         );
     }
-    git(tree, &["checkout", "--quiet", bad])?;
-    let b = test_commit(tree, &args.arch, &args.config, &args.filter)?;
-    steps.push(b.clone());
-    if b.verdict != BAD {
-        print_steps(&steps);
+    if let Some(b) = endpoint(bad, BAD)? {
+        let verdict = verdict_word(b.verdict);
         bail!(
-            "--bad {} does not fail the selected probes: {} ({}); nothing to bisect",
+            "--bad {} does not fail the selected probes: {verdict} ({}); nothing to bisect",
             args.bad,
-            verdict_word(b.verdict),
             b.why
         );
     }
