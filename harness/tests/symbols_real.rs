@@ -17,6 +17,18 @@ use harness::symbols::{
     kallsyms_options_from_config, parse_map, ElfImage,
 };
 
+/// `dir/rel`, which a finished build dir has: the test fails without it
+/// (it would check nothing).
+fn required(dir: &Path, rel: &str) -> PathBuf {
+    let path = dir.join(rel);
+    assert!(
+        path.is_file(),
+        "{} is missing: a finished build dir has it (no check without it)",
+        path.display()
+    );
+    path
+}
+
 fn build_dirs() -> Vec<PathBuf> {
     common::build_dirs(&["vmlinux"])
 }
@@ -55,20 +67,29 @@ fn assert_lines_equal(what: &str, ours: &[String], theirs: &[&str]) {
     assert_eq!(ours.len(), theirs.len(), "{what}: line counts differ");
 }
 
+/// Our `nm -n` of `dir/rel` is GNU nm's (the arch's), line for line.
+fn nm_matches(dir: &Path, rel: &str) {
+    let file = required(dir, rel);
+    let img = ElfImage::open(&file).unwrap();
+    let ours: Vec<String> = symbols::nm::nm_sorted(&img)
+        .iter()
+        .map(|s| s.line(img.is_64))
+        .collect();
+    let real = run_nm(nm_tool(&img), &file);
+    let theirs: Vec<&str> = real.lines().collect();
+    assert_lines_equal(&format!("nm -n {}", file.display()), &ours, &theirs);
+    println!(
+        "{}: nm -n {rel}: {} lines identical",
+        dir.display(),
+        ours.len()
+    );
+}
+
 #[test]
 #[ignore = "needs a built kernel: set KSH_BUILD_DIRS; .ci/run runs them"]
 fn nm_emulation_matches_gnu_nm() {
     for dir in build_dirs() {
-        let vmlinux = dir.join("vmlinux");
-        let img = ElfImage::open(&vmlinux).unwrap();
-        let ours: Vec<String> = symbols::nm::nm_sorted(&img)
-            .iter()
-            .map(|s| s.line(img.is_64))
-            .collect();
-        let real = run_nm(nm_tool(&img), &vmlinux);
-        let theirs: Vec<&str> = real.lines().collect();
-        assert_lines_equal(&format!("nm -n {}", vmlinux.display()), &ours, &theirs);
-        println!("{}: nm -n: {} lines identical", dir.display(), ours.len());
+        nm_matches(&dir, "vmlinux");
     }
 }
 
@@ -78,25 +99,7 @@ fn nm_emulation_matches_gnu_nm_on_objects() {
     // vmlinux.o holds every local label and section kind the compiler and
     // assembler emit, before the final link drops or merges anything.
     for dir in build_dirs() {
-        let obj = dir.join("vmlinux.o");
-        assert!(
-            obj.is_file(),
-            "{} is missing: a finished build dir has it (no check without it)",
-            obj.display()
-        );
-        let img = ElfImage::open(&obj).unwrap();
-        let ours: Vec<String> = symbols::nm::nm_sorted(&img)
-            .iter()
-            .map(|s| s.line(img.is_64))
-            .collect();
-        let real = run_nm(nm_tool(&img), &obj);
-        let theirs: Vec<&str> = real.lines().collect();
-        assert_lines_equal(&format!("nm -n {}", obj.display()), &ours, &theirs);
-        println!(
-            "{}: nm -n vmlinux.o: {} lines identical",
-            dir.display(),
-            ours.len()
-        );
+        nm_matches(&dir, "vmlinux.o");
     }
 }
 
@@ -203,12 +206,7 @@ fn symbol_address_helper() {
 #[ignore = "needs a built kernel: set KSH_BUILD_DIRS; .ci/run runs them"]
 fn rules_match_real_kallsyms_tool_for_all_options() {
     for dir in build_dirs() {
-        let tool = dir.join("scripts/kallsyms");
-        assert!(
-            tool.is_file(),
-            "{} is missing: a finished build dir has it (no check without it)",
-            tool.display()
-        );
+        let tool = required(&dir, "scripts/kallsyms");
         let img = ElfImage::open(&dir.join("vmlinux")).unwrap();
         for (all, pcpu) in [(false, false), (true, false), (false, true), (true, true)] {
             let opts = symbols::KallsymsOptions {
