@@ -419,28 +419,16 @@ pub fn panic_excerpt(console: &str) -> Option<String> {
 /// does not quit.
 pub fn run(spec: &VmSpec) -> Result<VmOutcome> {
     let rd = &spec.run_dir;
-    fs::create_dir_all(rd).with_context(|| format!("creating {}", rd.display()))?;
     for f in [CONSOLE_LOG, RESULTS_FILE, QEMU_STDERR] {
         let _ = fs::remove_file(rd.join(f));
     }
-    remove_stale_sockets();
-    let _ = fs::remove_file(&spec.qmp_socket);
-    let mut cmd = command(spec);
-    let cmdline = crate::proc::shell_line(&cmd);
-    fs::write(rd.join(CMDLINE_FILE), format!("{cmdline}\n"))
-        .with_context(|| format!("writing {}", rd.join(CMDLINE_FILE).display()))?;
+    let (mut cmd, cmdline) = recorded_command(spec)?;
     let stderr_file = fs::File::create(rd.join(QEMU_STDERR))?;
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(stderr_file);
-    // No VM outlives the harness, however the harness dies.
-    crate::proc::die_with_parent(&mut cmd, libc::SIGKILL);
     let started = Instant::now();
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("starting {}", spec.arch.qemu.binary))?;
-    let _live = crate::proc::register_live(child.id(), libc::SIGKILL);
-    let mut qmp = QmpWatch::new(&spec.qmp_socket, spec.qmp);
+    let (mut child, _live, mut qmp) = spawn(spec, &mut cmd)?;
 
     let mut watcher = Watcher::new(spec, started);
     let stop = watcher.watch(&mut child, &mut qmp)?;
@@ -477,6 +465,35 @@ pub fn run(spec: &VmSpec) -> Result<VmOutcome> {
         boot_to_results: watched.completed_at,
         elapsed,
     })
+}
+
+/// `spec`'s QEMU command and its shell line, written to the run dir's
+/// [`CMDLINE_FILE`] (the run dir made; QMP sockets of dead harnesses and
+/// this VM's old one removed). For the test runner and `cargo xtask run`.
+pub(crate) fn recorded_command(spec: &VmSpec) -> Result<(Command, String)> {
+    let rd = &spec.run_dir;
+    fs::create_dir_all(rd).with_context(|| format!("creating {}", rd.display()))?;
+    remove_stale_sockets();
+    let _ = fs::remove_file(&spec.qmp_socket);
+    let cmd = command(spec);
+    let cmdline = crate::proc::shell_line(&cmd);
+    fs::write(rd.join(CMDLINE_FILE), format!("{cmdline}\n"))
+        .with_context(|| format!("writing {}", rd.join(CMDLINE_FILE).display()))?;
+    Ok((cmd, cmdline))
+}
+
+/// Starts QEMU: it dies with the harness however the harness dies, and is
+/// in the Ctrl-C registry while the guard lives; its QMP is watched.
+pub(crate) fn spawn(
+    spec: &VmSpec,
+    cmd: &mut Command,
+) -> Result<(Child, crate::proc::LiveGuard, QmpWatch)> {
+    crate::proc::die_with_parent(cmd, libc::SIGKILL);
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("starting {}", spec.arch.qemu.binary))?;
+    let live = crate::proc::register_live(child.id(), libc::SIGKILL);
+    Ok((child, live, QmpWatch::new(&spec.qmp_socket, spec.qmp)))
 }
 
 /// The limits a test run's VM is watched against, each checked on the
@@ -1020,6 +1037,24 @@ mod tests {
         s
     }
 
+    /// Runs `spec`, which must time out within `limit` plus 5 s; the
+    /// timeout's message.
+    fn timeout_within(spec: &VmSpec, limit: u64) -> String {
+        let started = Instant::now();
+        let out = run(spec).unwrap();
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(limit + 5), "took {took:?}");
+        match out.exit {
+            Exit::Timeout { what } => what,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A fake QEMU running `body` with `$c`, its console log's path.
+    fn fake_with_console(dir: &Path, body: &str) -> &'static ArchProfile {
+        fake_qemu(dir, &format!("{CONSOLE_OF_ARGS}\n{body}"))
+    }
+
     /// The console path from the fake's arguments, for scripts.
     const CONSOLE_OF_ARGS: &str = r#"for a in "$@"; do case "$a" in file,id=console,path=*) c="${a#file,id=console,path=}";; esac; done"#;
 
@@ -1027,17 +1062,11 @@ mod tests {
     fn frozen_emulator_is_killed_within_the_silence_limit() {
         let d = tempfile::tempdir().unwrap();
         // Prints one console line, then stops itself like a wedged QEMU.
-        let arch = fake_qemu(
+        let arch = fake_with_console(
             d.path(),
-            &format!("{CONSOLE_OF_ARGS}\necho 'Linux version 6.12' > \"$c\"\nkill -STOP $$"),
+            "echo 'Linux version 6.12' > \"$c\"\nkill -STOP $$",
         );
-        let started = Instant::now();
-        let out = run(&fake_spec(arch, d.path(), 2)).unwrap();
-        let took = started.elapsed();
-        assert!(took < Duration::from_secs(2 + 5), "took {took:?}");
-        let Exit::Timeout { what } = &out.exit else {
-            panic!("{:?}", out.exit)
-        };
+        let what = timeout_within(&fake_spec(arch, d.path(), 2), 2);
         assert!(
             what.contains("silence limit")
                 && what.contains("SIGKILL")
@@ -1053,13 +1082,7 @@ mod tests {
         let arch = fake_qemu(d.path(), "kill -STOP $$");
         let mut spec = fake_spec(arch, d.path(), 60);
         spec.qmp.connect = Duration::from_secs(2);
-        let started = Instant::now();
-        let out = run(&spec).unwrap();
-        let took = started.elapsed();
-        assert!(took < Duration::from_secs(2 + 5), "took {took:?}");
-        let Exit::Timeout { what } = &out.exit else {
-            panic!("{:?}", out.exit)
-        };
+        let what = timeout_within(&spec, 2);
         assert!(
             what.contains("QMP connect limit") && what.contains("killed with SIGKILL"),
             "{what}"
@@ -1069,10 +1092,7 @@ mod tests {
     #[test]
     fn killed_emulator_is_a_qemu_failure_with_the_console_tail() {
         let d = tempfile::tempdir().unwrap();
-        let arch = fake_qemu(
-            d.path(),
-            &format!("{CONSOLE_OF_ARGS}\necho 'booting' > \"$c\"\nkill -KILL $$"),
-        );
+        let arch = fake_with_console(d.path(), "echo 'booting' > \"$c\"\nkill -KILL $$");
         let out = run(&fake_spec(arch, d.path(), 30)).unwrap();
         let Exit::QemuFailed { status, stderr } = &out.exit else {
             panic!("{:?}", out.exit)
@@ -1085,20 +1105,11 @@ mod tests {
     #[test]
     fn overall_limit_fires_even_while_output_flows() {
         let d = tempfile::tempdir().unwrap();
-        let arch = fake_qemu(
-            d.path(),
-            &format!("{CONSOLE_OF_ARGS}\nwhile :; do echo tick >> \"$c\"; sleep 0.2; done"),
-        );
+        let arch = fake_with_console(d.path(), "while :; do echo tick >> \"$c\"; sleep 0.2; done");
         let mut spec = fake_spec(arch, d.path(), 30);
         spec.timeouts.overall = Duration::from_secs(2);
-        let started = Instant::now();
-        let out = run(&spec).unwrap();
-        assert!(started.elapsed() < Duration::from_secs(2 + 5));
-        assert!(
-            matches!(&out.exit, Exit::Timeout { what } if what.contains("overall limit")),
-            "{:?}",
-            out.exit
-        );
+        let what = timeout_within(&spec, 2);
+        assert!(what.contains("overall limit"), "{what}");
     }
 
     #[test]
@@ -1117,8 +1128,8 @@ mod tests {
     fn powered_down_then_stuck(line: &str) {
         let d = tempfile::tempdir().unwrap();
         // Writes the completion record and the kernel's power-down (or
-        // restart) line, then never exits (the x86_64 ACPI power-off, or
-        // the microvm reset, that did not come).
+        // restart) line, then never exits (the power-off or the microvm
+        // reset that did not come).
         let script = format!(
             "{CONSOLE_OF_ARGS}\n\
              for a in \"$@\"; do case \"$a\" in file,id=results,path=*) r=\"${{a#file,id=results,path=}}\";; esac; done\n\
