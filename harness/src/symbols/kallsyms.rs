@@ -305,6 +305,14 @@ mod tests {
         }
     }
 
+    /// The names kallsyms keeps of `map` under `opts`, in its order.
+    fn names_of(map: &[MapSymbol], opts: &KallsymsOptions) -> Vec<String> {
+        kallsyms_from_map(map, opts)
+            .into_iter()
+            .map(|s| s.name)
+            .collect()
+    }
+
     #[test]
     fn parse_map_format() {
         let v =
@@ -340,10 +348,7 @@ mod tests {
             m(0x10, b'D', "__stop_bar"),
         ];
         let off = KallsymsOptions::default();
-        let names: Vec<String> = kallsyms_from_map(&map, &off)
-            .into_iter()
-            .map(|s| s.name)
-            .collect();
+        let names = names_of(&map, &off);
         assert_eq!(
             names,
             [
@@ -361,10 +366,7 @@ mod tests {
             all_symbols: true,
             ..off
         };
-        let names: Vec<String> = kallsyms_from_map(&map, &all)
-            .into_iter()
-            .map(|s| s.name)
-            .collect();
+        let names = names_of(&map, &all);
         assert_eq!(names.len(), 10); // only "abs" is gone
         assert!(names.contains(&"at_etext".to_string()));
     }
@@ -384,10 +386,7 @@ mod tests {
             all_symbols: true,
             absolute_percpu: false,
         };
-        let names: Vec<String> = kallsyms_from_map(&map, &all)
-            .into_iter()
-            .map(|s| s.name)
-            .collect();
+        let names = names_of(&map, &all);
         assert_eq!(
             names,
             [
