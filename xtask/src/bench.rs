@@ -443,24 +443,22 @@ fn lookup_figures(arch: &ArchProfile, wall: &LookupBoots, counted: &LookupBoots)
         pf / bf
     );
     let (sb, sp) = (median(&wall.sized[0]), median(&wall.sized[1]));
+    let [wall_b, wall_p] = spreads(&wall.sized);
     println!(
-        "{:<7} every sized symbol, in-kernel loop, wall clock: baseline {sb:.1} ns, patched {sp:.1} ns per lookup, ratio {:.3}; spread over boots: baseline {:.1}%, patched {:.1}%",
+        "{:<7} every sized symbol, in-kernel loop, wall clock: baseline {sb:.1} ns, patched {sp:.1} ns per lookup, ratio {:.3}; spread over boots: baseline {wall_b:.1}%, patched {wall_p:.1}%",
         arch.name,
         sp / sb,
-        100.0 * spread(&wall.sized[0]),
-        100.0 * spread(&wall.sized[1])
     );
     let per_insn = harness::vm::qemu::INSTRUCTION_CLOCK_NS;
     let (ib, ip) = (
         median(&counted.sized[0]) / per_insn,
         median(&counted.sized[1]) / per_insn,
     );
+    let [counted_b, counted_p] = spreads(&counted.sized);
     println!(
-        "{:<7} every sized symbol, in-kernel loop, instruction clock: baseline {ib:.1}, patched {ip:.1} instructions per lookup, ratio {:.3} (goal <= 1.05); spread over boots: baseline {:.2}%, patched {:.2}%",
+        "{:<7} every sized symbol, in-kernel loop, instruction clock: baseline {ib:.1}, patched {ip:.1} instructions per lookup, ratio {:.3} (goal <= 1.05); spread over boots: baseline {counted_b:.2}%, patched {counted_p:.2}%",
         arch.name,
         ip / ib,
-        100.0 * spread(&counted.sized[0]),
-        100.0 * spread(&counted.sized[1])
     );
     // The random addresses differ from boot to boot, so these move a
     // little even under the instruction clock.
@@ -468,13 +466,11 @@ fn lookup_figures(arch: &ArchProfile, wall: &LookupBoots, counted: &LookupBoots)
         median(&counted.lookup[1]) / median(&counted.lookup[0]),
         median(&counted.format[1]) / median(&counted.format[0]),
     );
+    let ([lookup_b, lookup_p], [format_b, format_p]) =
+        (spreads(&counted.lookup), spreads(&counted.format));
     println!(
-        "{:<7} random addresses, instruction clock: lookup ratio {icl:.3}, %pS ratio {icf:.3}; spread over boots: lookup {:.2}%/{:.2}%, %pS {:.2}%/{:.2}% (baseline/patched)",
+        "{:<7} random addresses, instruction clock: lookup ratio {icl:.3}, %pS ratio {icf:.3}; spread over boots: lookup {lookup_b:.2}%/{lookup_p:.2}%, %pS {format_b:.2}%/{format_p:.2}% (baseline/patched)",
         arch.name,
-        100.0 * spread(&counted.lookup[0]),
-        100.0 * spread(&counted.lookup[1]),
-        100.0 * spread(&counted.format[0]),
-        100.0 * spread(&counted.format[1])
     );
     json!({
         "arch": arch.name, "accel": wall.accel,
@@ -650,6 +646,11 @@ fn minimum(v: &[f64]) -> f64 {
 fn spread(v: &[f64]) -> f64 {
     let hi = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     (hi - minimum(v)) / median(v)
+}
+
+/// The spread of the baseline's and the patched kernel's figures, in %.
+fn spreads(v: &[Vec<f64>; 2]) -> [f64; 2] {
+    [100.0 * spread(&v[0]), 100.0 * spread(&v[1])]
 }
 
 /// The number after `key` among the words of a diagnostic line.
