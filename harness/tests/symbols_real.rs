@@ -14,7 +14,7 @@ use std::process::Command;
 
 use harness::symbols::{
     self, decode_kallsyms, expected_kallsyms, kallsyms::parse_kallsyms_s, kallsyms_from_map,
-    kallsyms_options_from_config, parse_map, ElfImage,
+    kallsyms_options_from_config, parse_map, ElfImage, KallsymsEntry,
 };
 
 /// `dir/rel`, which a finished build dir has: the test fails without it
@@ -58,6 +58,19 @@ fn last_tmp(dir: &Path) -> Option<PathBuf> {
         .rev()
         .map(|n| dir.join(format!(".tmp_vmlinux{n}")))
         .find(|p| Path::new(&format!("{}.syms", p.display())).is_file())
+}
+
+/// A table `scripts/kallsyms` wrote (`parse_kallsyms_s`) has the expected
+/// entries, in order, by type and name.
+fn assert_same_entries(what: &str, table: &[(u8, String, i64)], expected: &[KallsymsEntry]) {
+    assert_eq!(table.len(), expected.len(), "{what}: count");
+    for (i, ((ty, name, _), e)) in table.iter().zip(expected).enumerate() {
+        assert_eq!(
+            (*ty, name.as_str()),
+            (e.ty, e.name.as_str()),
+            "{what}: entry {i}"
+        );
+    }
 }
 
 fn assert_lines_equal(what: &str, ours: &[String], theirs: &[&str]) {
@@ -148,14 +161,7 @@ fn expected_kallsyms_matches_build() {
             let s_path = format!("{}.kallsyms.S", tmp.display());
             if let Ok(s) = std::fs::read_to_string(&s_path) {
                 let table = parse_kallsyms_s(&s).unwrap();
-                assert_eq!(table.len(), expected.len(), "{s_path}: count");
-                for (i, ((ty, name, _), e)) in table.iter().zip(&expected).enumerate() {
-                    assert_eq!(
-                        (*ty, name.as_str()),
-                        (e.ty, e.name.as_str()),
-                        "{s_path}: entry {i}"
-                    );
-                }
+                assert_same_entries(&s_path, &table, &expected);
                 println!(
                     "{}: {} matches {} entries",
                     dir.display(),
@@ -250,13 +256,8 @@ fn rules_match_real_kallsyms_tool_for_all_options() {
                 continue;
             }
             let table = parse_kallsyms_s(&String::from_utf8(out.stdout).unwrap()).unwrap();
-            assert_eq!(table.len(), expected.len(), "{opts:?}: count");
-            for (i, ((ty, name, raw), e)) in table.iter().zip(&expected).enumerate() {
-                assert_eq!(
-                    (*ty, name.as_str()),
-                    (e.ty, e.name.as_str()),
-                    "{opts:?}: entry {i}"
-                );
+            assert_same_entries(&format!("{opts:?}"), &table, &expected);
+            for ((_, name, raw), e) in table.iter().zip(&expected) {
                 if e.percpu_absolute {
                     assert_eq!(*raw as u64, e.addr, "{opts:?}: absolute value of {name}");
                 }
