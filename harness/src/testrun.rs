@@ -9,88 +9,71 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
+use crate::cell::arch::ArchProfile;
+use crate::cell::{CellId, SourceKind, Status, TestName};
 use crate::kernel::kbuild::{self, BuildRequest, Built};
 use crate::kernel::source::KernelSource;
 use crate::layout;
 use crate::results::ktap;
-use crate::results::report::{CaseResult, CellReport, Status, TestName};
+use crate::results::report::{CaseResult, CellReport};
 use crate::vm::accel::{self, AccelChoice};
-use crate::vm::arch::ArchProfile;
 use crate::vm::qemu::{self, Accel, Exit, Timeouts, VmOutcome, VmSpec};
 
-/// How the VM case's failure starts when the harness itself failed (not
-/// the kernel): `bisect` aborts on it instead of skipping the commit.
-pub const HARNESS_ERROR: &str = "harness error before or during boot: ";
+pub use crate::cell::{
+    BUILD_CASE, BUILD_CASES, GENERATORS_CASE, LINK_STABLE_CASE, VM_CASE, WARNINGS_CASE,
+};
 
-/// Host-side cases every cell reports besides the guest probes.
-pub const BUILD_CASE: (&str, &str) = ("build", "kernel");
-/// Both kallsyms generators wrote the same tables in every link pass
-/// (see `kernel::generators`).
-pub const GENERATORS_CASE: (&str, &str) = ("build", "generators-agree");
-/// The tables linked into vmlinux are those its own symbols give (see
-/// `kernel::linkstable`).
-pub const LINK_STABLE_CASE: (&str, &str) = ("build", "link-stable");
-/// The cases a build decides (judged on the host, not from the guest's
-/// stream).
-pub const BUILD_CASES: [(&str, &str); 3] = [BUILD_CASE, GENERATORS_CASE, LINK_STABLE_CASE];
-pub const VM_CASE: (&str, &str) = ("boot", "vm-completed");
-/// The console log has no unexplained kernel warning (see `bootlog`).
-pub const WARNINGS_CASE: (&str, &str) = ("boot", "no-kernel-warnings");
-
-/// Every test name of an arch/config cell, in report order. Known without
-/// building anything, so `--list` and filters need no kernel.
-pub fn test_names(arch: &ArchProfile, config: &str) -> Vec<String> {
+/// Every test name of a cell, in report order. Known without building
+/// anything, so `--list` and filters need no kernel.
+pub fn test_names(cell: &CellId) -> Vec<String> {
     let mut names = Vec::new();
     for (probe, case) in BUILD_CASES.into_iter().chain([VM_CASE, WARNINGS_CASE]) {
-        names.push(case_name(arch, config, probe, case));
+        names.push(TestName::new(cell, probe, case).to_string());
     }
     for probe in ksh_proto::PROBES {
         for case in probe.cases {
-            names.push(case_name(arch, config, probe.name, case));
+            names.push(TestName::new(cell, probe.name, case).to_string());
         }
     }
     names
 }
 
-/// The name of one case of a cell (see [`TestName`]).
-pub fn case_name(arch: &ArchProfile, config: &str, probe: &str, case: &str) -> String {
-    TestName {
-        arch: arch.name,
-        config,
-        probe,
-        case,
-    }
-    .to_string()
-}
-
-/// One arch × config on one source.
+/// One cell and the source tree its kernel is built from.
 #[derive(Debug, Clone)]
 pub struct Cell<'a> {
-    pub arch: &'static ArchProfile,
-    pub config: String,
+    pub id: CellId,
     pub source: &'a KernelSource,
 }
 
-impl Cell<'_> {
+impl<'a> Cell<'a> {
+    /// The cell `id` of `source`: its source kind is the tree's.
+    pub fn new(id: &CellId, source: &'a KernelSource) -> Cell<'a> {
+        let id = CellId {
+            source: source.key.kind,
+            kernel: source.key.kind.kernel(),
+            ..id.clone()
+        };
+        Cell { id, source }
+    }
+
     /// `ARCH/CONFIG`, the prefix of every test name of this cell.
     pub fn name(&self) -> String {
-        format!("{}/{}", self.arch.name, self.config)
+        self.id.name()
     }
 
     /// Every test name of the cell, in report order.
     pub fn test_names(&self) -> Vec<String> {
-        test_names(self.arch, &self.config)
+        test_names(&self.id)
     }
 
     /// The name of the cell's case `probe/case`.
     pub fn case_name(&self, (probe, case): (&str, &str)) -> String {
-        case_name(self.arch, &self.config, probe, case)
+        TestName::new(&self.id, probe, case).to_string()
     }
 
     fn build_request(&self, jobs: usize) -> BuildRequest<'_> {
         BuildRequest {
-            arch: self.arch,
-            config: &self.config,
+            cell: &self.id,
             source: self.source,
             jobs,
         }
@@ -98,10 +81,7 @@ impl Cell<'_> {
 
     /// The run dirs of this cell: one per invocation (see [`layout::new_run_dir`]).
     pub fn runs_dir(&self) -> PathBuf {
-        layout::cache_root()
-            .join("runs")
-            .join(&self.source.key)
-            .join(format!("{}-{}", self.arch.name, self.config))
+        self.id.runs_dir(&self.source.key)
     }
 
     /// The command that boots this cell's kernel with a shell (`cargo
@@ -109,13 +89,10 @@ impl Cell<'_> {
     pub fn explore_command(&self) -> String {
         let mut s = format!(
             "cargo xtask run --arch {} --config {}",
-            self.arch.name, self.config
+            self.id.arch.name,
+            self.id.label()
         );
-        if self
-            .source
-            .key
-            .starts_with(crate::kernel::source::USER_TREE_KEY_PREFIX)
-        {
+        if self.id.source == SourceKind::UserTree {
             s.push_str(&format!(
                 " --kernel-tree {}",
                 crate::proc::shell_word(&self.source.tree.to_string_lossy())
@@ -136,12 +113,9 @@ impl Cell<'_> {
     /// variant and the kind of source.
     pub fn kind(&self) -> ksh_proto::CellKind<'_> {
         ksh_proto::CellKind {
-            variant: crate::kernel::toolchain::Toolchain::of_label(&self.config).0,
+            variant: &self.id.variant,
             baseline: !self.source.patched,
-            user_tree: self
-                .source
-                .key
-                .starts_with(crate::kernel::source::USER_TREE_KEY_PREFIX),
+            user_tree: self.id.source == SourceKind::UserTree,
         }
     }
 
@@ -166,7 +140,7 @@ impl Cell<'_> {
 pub fn declared_skip_only(cell: &Cell, (probe, case): (&str, &str), status: Status) -> Status {
     match status {
         Status::Skip(why) if !ksh_proto::skip_declared(probe, case, &cell.kind()) => {
-            Status::Fail(format!(
+            Status::fail(format!(
                 "skipped ({why}), but ksh_proto::APPLICABILITY does not declare {probe}/{case} not applicable in {}: this kernel lost a feature its config should have (an option no fragment pins, or a patch that stopped declaring it)",
                 cell.describe_kind()
             ))
@@ -316,7 +290,7 @@ fn boot(
     opts: &RunOptions,
     symbols: u64,
 ) -> Result<VmOutcome> {
-    let candidates = accel::candidates(opts.accel, cell.arch)?;
+    let candidates = accel::candidates(opts.accel, cell.id.arch)?;
     if opts.instruction_clock && candidates.contains(&Accel::Kvm) {
         anyhow::bail!("an instruction clock (QEMU's -icount) needs TCG: run with --accel tcg");
     }
@@ -329,7 +303,7 @@ fn boot(
             Duration::from_secs(60)
         };
         let mut spec = VmSpec {
-            arch: cell.arch,
+            arch: cell.id.arch,
             accel: *acc,
             kernel: built.image.clone(),
             initrd: initrd.clone(),
@@ -342,7 +316,7 @@ fn boot(
             } else {
                 cpus_for(built)
             },
-            memory_mib: qemu::memory_mib(cell.arch, symbols, &initrd),
+            memory_mib: qemu::memory_mib(cell.id.arch, symbols, &initrd),
             run_dir: run_dir.clone(),
             qmp_socket: qemu::qmp_socket_path(&cell.name()),
             qmp: crate::vm::qmp::QmpLimits::default(),
@@ -366,7 +340,7 @@ fn boot(
         }
         let outcome = qemu::run(&spec)?;
         if *acc == Accel::Kvm && opts.accel == AccelChoice::Auto {
-            accel::remember(cell.arch, outcome.console_spoke);
+            accel::remember(cell.id.arch, outcome.console_spoke);
             if !outcome.console_spoke && fallback_possible {
                 // Say what QEMU actually did: an abort in 0.1 s is not a
                 // silent guest.
@@ -456,7 +430,7 @@ pub fn gdb_instructions(arch: &ArchProfile, built: &Built, port: u16) -> String 
 /// are errors.
 pub fn run_cell(cell: &Cell, opts: &RunOptions) -> Result<(CellReport, CellTimes)> {
     let started = Instant::now();
-    let prefix = cell.name();
+
     let mut cases = Vec::new();
     let mut times = CellTimes::default();
     let names = cell.test_names();
@@ -476,9 +450,9 @@ pub fn run_cell(cell: &Cell, opts: &RunOptions) -> Result<(CellReport, CellTimes
         Err(e) => {
             cases.push(CaseResult {
                 name: build_name,
-                status: Status::Fail(layout::describe_error(&e)),
+                status: Status::fail(layout::describe_error(&e)),
             });
-            let log = cell.build_request(opts.jobs).build_dir().join("build.log");
+            let log = layout::build_log(&cell.build_request(opts.jobs).build_dir());
             if let Some(status) = crate::kernel::generators::judge_failed_build(&log) {
                 cases.push(CaseResult {
                     name: cell.case_name(GENERATORS_CASE),
@@ -488,7 +462,7 @@ pub fn run_cell(cell: &Cell, opts: &RunOptions) -> Result<(CellReport, CellTimes
             fail_rest(&mut cases, "the kernel build failed");
             return Ok((
                 CellReport {
-                    cell: prefix,
+                    cell: cell.id.clone(),
                     cases,
                     elapsed: started.elapsed(),
                 },
@@ -512,7 +486,7 @@ pub fn run_cell(cell: &Cell, opts: &RunOptions) -> Result<(CellReport, CellTimes
     });
     cases.push(CaseResult {
         name: cell.case_name(LINK_STABLE_CASE),
-        status: crate::kernel::linkstable::judge_built(&built.dir, cell.arch, built.toolchain),
+        status: crate::kernel::linkstable::judge_built(&built.dir, cell.id.arch, built.toolchain),
     });
 
     // A fault of the harness from here on (an unreadable vmlinux, a full
@@ -523,12 +497,12 @@ pub fn run_cell(cell: &Cell, opts: &RunOptions) -> Result<(CellReport, CellTimes
         Err(e) => {
             cases.push(CaseResult {
                 name: cell.case_name(VM_CASE),
-                status: Status::Fail(format!("{HARNESS_ERROR}{}", layout::describe_error(&e))),
+                status: Status::harness_fail(layout::describe_error(&e)),
             });
             fail_rest(&mut cases, "the harness could not boot this cell");
             return Ok((
                 CellReport {
-                    cell: prefix,
+                    cell: cell.id.clone(),
                     cases,
                     elapsed: started.elapsed(),
                 },
@@ -555,10 +529,8 @@ pub fn run_cell(cell: &Cell, opts: &RunOptions) -> Result<(CellReport, CellTimes
         .iter()
         .filter_map(|c| match &c.status {
             Status::Measured(figure) => Some((
-                c.name
-                    .strip_prefix(&format!("{prefix}/"))
-                    .unwrap_or(&c.name)
-                    .to_string(),
+                TestName::parse(&c.name, cell.id.source)
+                    .map_or_else(|| c.name.clone(), |t| t.probe_case()),
                 figure.clone(),
             )),
             _ => None,
@@ -568,7 +540,7 @@ pub fn run_cell(cell: &Cell, opts: &RunOptions) -> Result<(CellReport, CellTimes
     cases.extend(judged.cases);
     Ok((
         CellReport {
-            cell: prefix,
+            cell: cell.id.clone(),
             cases,
             elapsed: started.elapsed(),
         },
@@ -583,7 +555,7 @@ fn boot_built(cell: &Cell, built: &Built, opts: &RunOptions) -> Result<(VmOutcom
     // Each invocation has its own run dir; same-cell runs from two
     // processes still take turns on the VM (two TCG guests on a small host
     // would push each other past the probes' timeouts).
-    let _run_lock = layout::lock(&cell.runs_dir().with_extension("lock"))?;
+    let _run_lock = layout::lock(&layout::runs_lock(&cell.runs_dir()))?;
     let run_dir = layout::new_run_dir(&cell.runs_dir())?;
     let symbols = ksh_proto::symbols_in_build_info(&build_info);
     Ok((
@@ -604,9 +576,9 @@ pub fn prepare_guest(
     extra: &[crate::payload::initramfs::GuestFile],
     name: &str,
 ) -> Result<(PathBuf, String)> {
-    let init = crate::payload::guestbin::build_init(cell.arch)?;
+    let init = crate::payload::guestbin::build_init(cell.id.arch)?;
     let init_bytes = fs::read(&init).with_context(|| format!("reading {}", init.display()))?;
-    let mut files = crate::payload::expect::guest_files(cell.arch, built)?;
+    let mut files = crate::payload::expect::guest_files(cell.id.arch, built)?;
     let build_info = files
         .iter()
         .find(|f| f.path == ksh_proto::EXPECT_BUILD_INFO)
@@ -706,7 +678,7 @@ pub fn case_results(cell: &Cell, outcome: &VmOutcome, judgement: &Judgement) -> 
     let vm_status = if problems.is_empty() {
         Status::Pass
     } else {
-        Status::Fail(format!(
+        Status::fail(format!(
             "{}\naccelerator: {}\n{where_to_look}",
             problems.join("\n"),
             outcome.accel.name()
@@ -733,11 +705,11 @@ pub fn case_results(cell: &Cell, outcome: &VmOutcome, judgement: &Judgement) -> 
             let status = match result {
                 Some(r) => {
                     let not_applicable =
-                        ksh_proto::not_applicable(probe.name, case, cell.arch.name, &info_fn);
+                        ksh_proto::not_applicable(probe.name, case, cell.id.arch.name, &info_fn);
                     judge_case(probe.name, case, r, count.as_ref(), not_applicable)
                 }
                 None if vm_ok => {
-                    Status::Fail("the guest reported no result for this case".to_string())
+                    Status::fail("the guest reported no result for this case".to_string())
                 }
                 None => Status::NotRun(format!(
                     "the VM did not complete (see {}/{})",
@@ -752,7 +724,9 @@ pub fn case_results(cell: &Cell, outcome: &VmOutcome, judgement: &Judgement) -> 
                     status
                 };
             let status = match status {
-                Status::Fail(msg) => Status::Fail(format!("{}\n{where_to_look}", msg.trim())),
+                Status::Fail { detail: msg, .. } => {
+                    Status::fail(format!("{}\n{where_to_look}", msg.trim()))
+                }
                 s => s,
             };
             out.push(CaseResult { name, status });
@@ -766,18 +740,18 @@ fn warnings_status(outcome: &VmOutcome, where_to_look: &str) -> Status {
     let console = match fs::read(&outcome.console_log) {
         Ok(b) => String::from_utf8_lossy(&b).into_owned(),
         Err(e) => {
-            return Status::Fail(format!(
+            return Status::fail(format!(
                 "cannot read the console log {}: {e}",
                 outcome.console_log.display()
             ))
         }
     };
     if console.trim().is_empty() {
-        return Status::Fail(format!("the console log is empty\n{where_to_look}"));
+        return Status::fail(format!("the console log is empty\n{where_to_look}"));
     }
     let allow = match crate::results::bootlog::allow_list(&layout::project_root()) {
         Ok(a) => a,
-        Err(e) => return Status::Fail(format!("{e:#}")),
+        Err(e) => return Status::fail(format!("{e:#}")),
     };
     let (bad, allowed) = crate::results::bootlog::unexplained(&console, &allow);
     if bad.is_empty() {
@@ -785,7 +759,7 @@ fn warnings_status(outcome: &VmOutcome, where_to_look: &str) -> Status {
     }
     // The first line names the first warning: it is what a one-line
     // summary (the CI job summary, a terminal) shows.
-    Status::Fail(format!(
+    Status::fail(format!(
         "{} kernel warning line(s) not explained by {} ({allowed} allowed), first: {}\n{}\n{where_to_look}",
         bad.len(),
         crate::results::bootlog::ALLOW_FILE,
@@ -830,7 +804,7 @@ fn judge_case(
     match r.outcome {
         ktap::Outcome::Pass if !counted => match measurement(r) {
             Some(figure) => Status::Measured(figure),
-            None => Status::Fail(format!(
+            None => Status::fail(format!(
                 "reported ok without its figure line (# {} ...): nothing was measured",
                 ksh_proto::MEASUREMENT_KEYS
                     .iter()
@@ -841,19 +815,19 @@ fn judge_case(
         },
         // An expected failure is a failure: the probes have no known bugs
         // to carry, and a kernel bug marked XFAIL would pass unseen.
-        ktap::Outcome::Xfail => Status::Fail(format!(
+        ktap::Outcome::Xfail => Status::fail(format!(
             "reported XFAIL ({}): an expected failure is still a failure here",
             r.directive_reason.clone().unwrap_or_default()
         )),
         ktap::Outcome::Pass => match count {
-            None => Status::Fail(format!(
+            None => Status::fail(format!(
                 "reported ok without a count line ({} {probe}/{case} N of M mismatched): nothing shows it checked anything",
                 ksh_proto::CHECKED_PREFIX
             )),
             Some(c) if c.checked == 0 => {
-                Status::Fail("reported ok after checking 0 items: a vacuous pass".into())
+                Status::fail("reported ok after checking 0 items: a vacuous pass".into())
             }
-            Some(c) if c.mismatched > 0 => Status::Fail(format!(
+            Some(c) if c.mismatched > 0 => Status::fail(format!(
                 "reported ok, but its count says {} of {} mismatched",
                 c.mismatched, c.checked
             )),
@@ -863,7 +837,7 @@ fn judge_case(
             let why = r.directive_reason.clone().unwrap_or_default();
             match not_applicable {
                 Some(_) => Status::Skip(why),
-                None => Status::Fail(format!(
+                None => Status::fail(format!(
                     "skipped ({why}), but the registry (ksh_proto::APPLICABILITY) declares this case applicable to this build: a skip here checks nothing"
                 )),
             }
@@ -876,7 +850,7 @@ fn judge_case(
                     r.directive_reason.clone().unwrap_or_default()
                 ));
             }
-            Status::Fail(msg)
+            Status::fail(msg)
         }
     }
 }
@@ -894,13 +868,16 @@ fn judge_baseline_case(
     vm_ok: bool,
 ) -> Status {
     let why = |reason: &str, detail: &str| {
-        Status::Fail(format!(
+        Status::fail(format!(
             "baseline proof: {reason}; a listed case must run to the end and report size-blind answers\n{}",
             detail.trim()
         ))
     };
     let detail = match &status {
-        Status::Fail(m) | Status::Skip(m) | Status::NotRun(m) | Status::Measured(m) => m.clone(),
+        Status::Fail { detail: m, .. }
+        | Status::Skip(m)
+        | Status::NotRun(m)
+        | Status::Measured(m) => m.clone(),
         Status::Pass => String::new(),
     };
     let Some(r) = result else {
@@ -911,7 +888,7 @@ fn judge_baseline_case(
     }
     match r.outcome {
         ktap::Outcome::Pass => {
-            return Status::Fail(
+            return Status::fail(
                 "passed on the baseline (unpatched) kernel, where it must fail: the probe no longer detects size-blind lookups".into(),
             )
         }
@@ -958,20 +935,23 @@ fn judge_baseline_case(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vm::arch::X86_64;
+    use crate::cell::arch::X86_64;
 
     fn cell(source: &KernelSource) -> Cell<'_> {
-        Cell {
-            arch: &X86_64,
-            config: "minimal".into(),
-            source,
-        }
+        cell_of("minimal", source)
+    }
+
+    fn cell_of<'a>(label: &str, source: &'a KernelSource) -> Cell<'a> {
+        Cell::new(&CellId::with_label(&X86_64, label, source.key.kind), source)
     }
 
     fn source() -> KernelSource {
         KernelSource {
             tree: PathBuf::from("/src"),
-            key: "k".into(),
+            key: crate::cell::SourceKey {
+                kind: SourceKind::Patched,
+                tag: "k".into(),
+            },
             describe: "d".into(),
             patched: true,
             whole_series: true,
@@ -1093,7 +1073,7 @@ mod tests {
         let cases = judge(&src, &stream(&[]), Exit::PoweredOff, false);
         assert_eq!(
             cases.len(),
-            test_names(&X86_64, "minimal").len() - BUILD_CASES.len(),
+            test_names(&cell(&source()).id).len() - BUILD_CASES.len(),
             "all but the build cases (judged by the build, not the stream)"
         );
         assert!(
@@ -1119,7 +1099,7 @@ mod tests {
             ((p, c) == ("lookup-bench", "measured")).then(|| "    ok {n} measured\n".to_string())
         });
         let cases = judge(&src, &s, Exit::PoweredOff, false);
-        let Status::Fail(msg) = status_of(&cases, "/lookup-bench/measured") else {
+        let Status::Fail { detail: msg, .. } = status_of(&cases, "/lookup-bench/measured") else {
             panic!("{cases:#?}")
         };
         assert!(msg.contains("nothing was measured"), "{msg}");
@@ -1165,7 +1145,7 @@ mod tests {
             })
         });
         let cases = judge(&src, &s, Exit::PoweredOff, false);
-        let Status::Fail(msg) = status_of(&cases, "/sizes/start-size") else {
+        let Status::Fail { detail: msg, .. } = status_of(&cases, "/sizes/start-size") else {
             panic!("{cases:#?}")
         };
         assert!(msg.contains("XFAIL"), "{msg}");
@@ -1178,11 +1158,7 @@ mod tests {
         // has it: there a skip is a lost feature.
         let judge_in = |config: &str, src: &KernelSource| {
             case_results(
-                &Cell {
-                    arch: &X86_64,
-                    config: config.into(),
-                    source: src,
-                },
+                &cell_of(config, src),
                 &outcome(Exit::PoweredOff, &stream(&[])),
                 &Judgement {
                     expect_baseline_failures: false,
@@ -1207,7 +1183,7 @@ mod tests {
                 .iter()
                 .find(|c| c.name.ends_with("/kallsyms-selftest/verdict"))
                 .unwrap();
-            let Status::Fail(msg) = &c.status else {
+            let Status::Fail { detail: msg, .. } = &c.status else {
                 panic!("{lost}: {c:#?}")
             };
             assert!(
@@ -1230,7 +1206,7 @@ mod tests {
             },
         )
         .cases;
-        let Status::Fail(msg) = status_of(&cases, "/ftrace/filter-all") else {
+        let Status::Fail { detail: msg, .. } = status_of(&cases, "/ftrace/filter-all") else {
             panic!("{cases:#?}")
         };
         assert!(msg.contains("lost a feature"), "{msg}");
@@ -1239,9 +1215,13 @@ mod tests {
         let skip = Status::Skip("no check".into());
         assert!(matches!(
             declared_skip_only(&cell(&src), GENERATORS_CASE, skip.clone()),
-            Status::Fail(_)
+            Status::Fail { .. }
         ));
         let baseline = KernelSource {
+            key: crate::cell::SourceKey {
+                kind: SourceKind::Baseline,
+                tag: "k".into(),
+            },
             patched: false,
             whole_series: false,
             ..source()
@@ -1261,7 +1241,7 @@ mod tests {
             Exit::PoweredOff,
             false,
         );
-        let Status::Fail(msg) = status_of(&cases, "/proc-kallsyms/addresses") else {
+        let Status::Fail { detail: msg, .. } = status_of(&cases, "/proc-kallsyms/addresses") else {
             panic!()
         };
         assert!(
@@ -1279,7 +1259,7 @@ mod tests {
             excerpt: "Kernel panic - not syncing: Attempted to kill init!".into(),
         };
         let cases = judge(&src, partial, exit, false);
-        let Status::Fail(msg) = status_of(&cases, "/boot/vm-completed") else {
+        let Status::Fail { detail: msg, .. } = status_of(&cases, "/boot/vm-completed") else {
             panic!()
         };
         assert!(
@@ -1323,7 +1303,7 @@ mod tests {
         let mut s = stream(&[]);
         s = s.replacen("    ok 1 init-ran", "    ok one init-ran", 1);
         let cases = judge(&src, &s, Exit::PoweredOff, false);
-        let Status::Fail(msg) = status_of(&cases, "/boot/vm-completed") else {
+        let Status::Fail { detail: msg, .. } = status_of(&cases, "/boot/vm-completed") else {
             panic!("{cases:#?}")
         };
         assert!(msg.contains("malformed result stream"), "{msg}");
@@ -1351,7 +1331,7 @@ mod tests {
         let mut some = listed();
         some.retain(|c| *c != ("sizes", "start-size"));
         let cases = judge(&src, &stream(&some), Exit::PoweredOff, true);
-        let Status::Fail(msg) = status_of(&cases, "/sizes/start-size") else {
+        let Status::Fail { detail: msg, .. } = status_of(&cases, "/sizes/start-size") else {
             panic!()
         };
         assert!(msg.contains("must fail"), "{msg}");
@@ -1391,7 +1371,7 @@ mod tests {
                 ((p, c) == target).then(|| lines.to_string())
             });
             let cases = judge(&src, &s, Exit::PoweredOff, true);
-            let Status::Fail(msg) = status_of(&cases, "/weak-orphans/fixture") else {
+            let Status::Fail { detail: msg, .. } = status_of(&cases, "/weak-orphans/fixture") else {
                 panic!("{lines}: {cases:#?}")
             };
             assert!(
@@ -1410,7 +1390,7 @@ mod tests {
         );
         assert!(matches!(
             status_of(&cases, "/sizes/start-size"),
-            Status::Fail(_)
+            Status::Fail { .. }
         ));
     }
 
@@ -1423,7 +1403,8 @@ mod tests {
             })
         });
         let cases = judge(&src, &s, Exit::PoweredOff, true);
-        let Status::Fail(msg) = status_of(&cases, "/weak-orphans/preceding-start") else {
+        let Status::Fail { detail: msg, .. } = status_of(&cases, "/weak-orphans/preceding-start")
+        else {
             panic!()
         };
         assert!(msg.contains("0 items"), "{msg}");
@@ -1443,7 +1424,7 @@ mod tests {
         });
         let cases = judge(&src, &s, Exit::PoweredOff, false);
         let fail = |suffix: &str, want: &str| {
-            let Status::Fail(msg) = status_of(&cases, suffix) else {
+            let Status::Fail { detail: msg, .. } = status_of(&cases, suffix) else {
                 panic!("{suffix}: {cases:#?}")
             };
             assert!(msg.contains(want), "{suffix}: {msg}");

@@ -9,12 +9,12 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use harness::cell::{CellId, Status, TestName};
 use harness::kernel::prereqs;
 use harness::kernel::source::KernelSource;
 use harness::proc::fmt_duration;
-use harness::results::report::{self, CaseResult, CellReport, Status};
+use harness::results::report::{self, CaseResult, CellReport};
 use harness::testrun::{self, Cell, CellTimes, RunOptions};
-use harness::vm::arch::ArchProfile;
 use libtest_mimic::{Arguments, Completion, Trial};
 
 use crate::flags::{KernelSelection, TestArgs};
@@ -39,10 +39,11 @@ pub fn run(mut args: TestArgs) -> Result<i32> {
     // need no kernel.
     let mut names = Vec::new();
     let mut selected_cells = Vec::new();
-    for (arch, config) in selection::cells(&args.kernel)? {
-        let cell_names = testrun::test_names(arch, &config);
+    let source_kind = selection::source_kind(&args.kernel);
+    for id in selection::cells(&args.kernel)? {
+        let cell_names = testrun::test_names(&id);
         if cell_names.iter().any(|n| report::is_selected(&lt, n)) {
-            selected_cells.push((arch, config));
+            selected_cells.push(id);
         }
         names.extend(cell_names);
     }
@@ -79,9 +80,8 @@ pub fn run(mut args: TestArgs) -> Result<i32> {
     let trials = names
         .iter()
         .filter_map(|name| {
-            let i = selected_cells
-                .iter()
-                .position(|(a, c)| name.starts_with(&format!("{}/{c}/", a.name)))?;
+            let test = TestName::parse(name, source_kind)?;
+            let i = selected_cells.iter().position(|id| *id == test.cell)?;
             let (runner, name2) = (runner.clone(), name.clone());
             let trial = Trial::ignorable_test(name.clone(), move || {
                 let (report, _) = runner.cell(i);
@@ -96,14 +96,13 @@ pub fn run(mut args: TestArgs) -> Result<i32> {
                     // runs: a measurement passes, labelled by its kind.
                     Some(Status::Measured(_)) => Ok(Completion::Completed),
                     Some(Status::Skip(why)) => Ok(Completion::ignored_with(why)),
-                    Some(s @ (Status::Fail(_) | Status::NotRun(_))) => {
+                    Some(s @ (Status::Fail { .. } | Status::NotRun(_))) => {
                         Err(s.failure().unwrap_or_default().into())
                     }
                     None => Err("not run: its kernel was not built or booted".into()),
                 }
             });
-            let measures = report::TestName::parse(name)
-                .is_some_and(|t| !ksh_proto::is_counted(t.probe, t.case));
+            let measures = !ksh_proto::is_counted(&test.probe, &test.case);
             Some(if measures {
                 trial.with_kind(report::MEASURED_KIND)
             } else {
@@ -130,7 +129,7 @@ pub fn run(mut args: TestArgs) -> Result<i32> {
 struct Runner {
     kernel: KernelSelection,
     opts: RunOptions,
-    cells: Vec<(&'static ArchProfile, String)>,
+    cells: Vec<CellId>,
     /// Prerequisites and the kernel source: once, for every cell.
     source: OnceLock<Result<KernelSource, String>>,
     results: Vec<OnceLock<(CellReport, Option<CellTimes>)>>,
@@ -141,26 +140,16 @@ impl Runner {
         self.results[i].get_or_init(|| {
             // libtest printed "test NAME ... " already: start on a new line.
             eprintln!();
-            let (arch, config) = &self.cells[i];
-            let prefix = format!("{}/{config}", arch.name);
+            let id = &self.cells[i];
             match self.source.get_or_init(|| self.prepare()) {
                 Ok(source) => {
-                    let cell = Cell {
-                        arch,
-                        config: config.clone(),
-                        source,
-                    };
+                    let cell = Cell::new(id, source);
                     let (r, t) = run_one(&cell, &self.opts);
                     (r, t)
                 }
                 // Nothing could be built: every selected cell fails with why.
                 Err(why) => (
-                    failed_cell(
-                        &testrun::test_names(arch, config),
-                        &prefix,
-                        why,
-                        Duration::ZERO,
-                    ),
+                    failed_cell(&testrun::test_names(id), id, why, Duration::ZERO),
                     None,
                 ),
             }
@@ -169,7 +158,7 @@ impl Runner {
 
     fn prepare(&self) -> Result<KernelSource, String> {
         let r = (|| -> Result<_> {
-            let needed: Vec<_> = self.cells.iter().map(|(a, _)| *a).collect();
+            let needed = selection::arches_of(&self.cells);
             prereqs::ensure(&prereqs::Needs {
                 arches: needed,
                 debian_source: self.kernel.kernel_tree.is_none(),
@@ -210,7 +199,7 @@ fn summary_table(done: &[&(CellReport, Option<CellTimes>)], wall: Duration) -> S
                 .fold((0, 0, 0, 0), |(p, m, f, s), c| match c.status {
                     Status::Pass => (p + 1, m, f, s),
                     Status::Measured(_) => (p, m + 1, f, s),
-                    Status::Fail(_) | Status::NotRun(_) => (p, m, f + 1, s),
+                    Status::Fail { .. } | Status::NotRun(_) => (p, m, f + 1, s),
                     Status::Skip(_) => (p, m, f, s + 1),
                 });
         let dash = || "-".to_string();
@@ -233,7 +222,7 @@ fn summary_table(done: &[&(CellReport, Option<CellTimes>)], wall: Duration) -> S
         if skip > 0 {
             cases.push_str(&format!(", {skip} skipped"));
         }
-        rows.push([report.cell.clone(), build, boot, probes, cases]);
+        rows.push([report.cell.name(), build, boot, probes, cases]);
     }
     let widths: Vec<usize> = (0..5)
         .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
@@ -261,17 +250,12 @@ fn run_one(cell: &Cell, opts: &RunOptions) -> (CellReport, Option<CellTimes>) {
             let why = harness::layout::describe_error(&e);
             eprintln!("ksh: {}: error: {why}", cell.name());
             return (
-                failed_cell(&cell.test_names(), &cell.name(), &why, started.elapsed()),
+                failed_cell(&cell.test_names(), &cell.id, &why, started.elapsed()),
                 None,
             );
         }
     };
-    let build_case = format!(
-        "{}/{}/{}",
-        cell.name(),
-        testrun::BUILD_CASE.0,
-        testrun::BUILD_CASE.1
-    );
+    let build_case = cell.case_name(testrun::BUILD_CASE);
     let build_failed = cell_report
         .cases
         .iter()
@@ -317,9 +301,9 @@ fn run_one(cell: &Cell, opts: &RunOptions) -> (CellReport, Option<CellTimes>) {
 }
 
 /// A cell whose every case failed with `why`.
-fn failed_cell(names: &[String], cell: &str, why: &str, elapsed: Duration) -> CellReport {
+fn failed_cell(names: &[String], cell: &CellId, why: &str, elapsed: Duration) -> CellReport {
     CellReport {
-        cell: cell.to_string(),
+        cell: cell.clone(),
         cases: names
             .iter()
             .map(|n| CaseResult {

@@ -23,7 +23,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use crate::results::report::Status;
+use crate::cell::Status;
 
 /// What `link-vmlinux.sh` prints when the two outputs differ.
 pub const DISAGREE_MARKER: &str = "scripts/kallsyms-rs and scripts/kallsyms disagree";
@@ -39,7 +39,7 @@ pub fn judge_failed_build(build_log: &Path) -> Option<Status> {
     let lines: Vec<&str> = log.lines().collect();
     let at = lines.iter().position(|l| l.contains(DISAGREE_MARKER))?;
     let shown = &lines[at..lines.len().min(at + 21)];
-    Some(Status::Fail(format!(
+    Some(Status::fail(format!(
         "the link stopped: the C and Rust generators wrote different tables (first differences, `diff C Rust`):\n{}\nbuild log: {}",
         shown.join("\n"),
         build_log.display()
@@ -63,7 +63,7 @@ pub fn judge_built(dir: &Path) -> Status {
     let mut passes = Vec::new();
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
-        Err(e) => return Status::Fail(format!("reading {}: {e}", dir.display())),
+        Err(e) => return Status::fail(format!("reading {}: {e}", dir.display())),
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
@@ -76,7 +76,7 @@ pub fn judge_built(dir: &Path) -> Status {
     }
     passes.sort();
     if passes.is_empty() {
-        return Status::Fail(format!(
+        return Status::fail(format!(
             "{CHECK_OPTION}=y, but no link pass output (.tmp_vmlinux*.kallsyms.S) is in {}: nothing was compared",
             dir.display()
         ));
@@ -106,7 +106,7 @@ pub fn judge_built(dir: &Path) -> Status {
     if problems.is_empty() {
         Status::Pass
     } else {
-        Status::Fail(format!("in {}: {}", dir.display(), problems.join("; ")))
+        Status::fail(format!("in {}: {}", dir.display(), problems.join("; ")))
     }
 }
 
@@ -336,7 +336,7 @@ mod tests {
         let unpadded = PADDED.replace("\t.long\t0\n", "");
         let d = equal_pairs();
         generators(d.path(), &unpadded, &unpadded);
-        let Status::Fail(m) = judge_built(d.path()) else {
+        let Status::Fail { detail: m, .. } = judge_built(d.path()) else {
             panic!()
         };
         assert!(
@@ -345,7 +345,7 @@ mod tests {
         );
         // One generator dropped it.
         generators(d.path(), &unpadded, PADDED);
-        let Status::Fail(m) = judge_built(d.path()) else {
+        let Status::Fail { detail: m, .. } = judge_built(d.path()) else {
             panic!()
         };
         assert!(
@@ -356,7 +356,7 @@ mod tests {
         );
         // A generator that fails names its command line.
         fs::remove_file(d.path().join("scripts/kallsyms")).unwrap();
-        let Status::Fail(m) = judge_built(d.path()) else {
+        let Status::Fail { detail: m, .. } = judge_built(d.path()) else {
             panic!()
         };
         assert!(
@@ -396,7 +396,7 @@ mod tests {
     fn nothing_compared_fails() {
         let d = dir_with(&[(".config", CHECKED)]);
         assert!(
-            matches!(judge_built(d.path()), Status::Fail(m) if m.contains("nothing was compared"))
+            matches!(judge_built(d.path()), Status::Fail { detail: m, .. } if m.contains("nothing was compared"))
         );
     }
 
@@ -408,7 +408,7 @@ mod tests {
             (".tmp_vmlinux1.kallsyms.c.S", "abd"),
             (".tmp_vmlinux2.kallsyms.S", "b"),
         ]);
-        let Status::Fail(m) = judge_built(d.path()) else {
+        let Status::Fail { detail: m, .. } = judge_built(d.path()) else {
             panic!()
         };
         assert!(m.contains("first at byte 2"), "{m}");
@@ -427,7 +427,8 @@ mod tests {
             "build.log",
             "  KSYMS   .tmp_vmlinux1.kallsyms.S\nkallsyms: scripts/kallsyms-rs and scripts/kallsyms disagree on .tmp_vmlinux1.sized.syms:\n5c5\n< x\n---\n> y\nmake: *** Error 1\n",
         )]);
-        let Some(Status::Fail(m)) = judge_failed_build(&d.path().join("build.log")) else {
+        let Some(Status::Fail { detail: m, .. }) = judge_failed_build(&d.path().join("build.log"))
+        else {
             panic!()
         };
         assert!(

@@ -22,9 +22,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::kernel::toolchain::Toolchain;
-use crate::results::report::Status;
-use crate::vm::arch::ArchProfile;
+use crate::cell::arch::ArchProfile;
+use crate::cell::toolchain::Toolchain;
+use crate::cell::Status;
 
 /// The kept verdict of a passing check (its mtime is compared with
 /// `vmlinux`'s).
@@ -109,7 +109,7 @@ pub fn judge_built(dir: &Path, arch: &ArchProfile, toolchain: Toolchain) -> Stat
         }
         Err(why) => {
             let _ = fs::remove_file(&verdict);
-            Status::Fail(format!("{why}\nbuild dir: {}", dir.display()))
+            Status::fail(format!("{why}\nbuild dir: {}", dir.display()))
         }
     }
 }
@@ -272,9 +272,9 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         fs::write(d.path().join(".config"), "CONFIG_KALLSYMS=y\n").unwrap();
         fs::write(d.path().join("vmlinux"), "").unwrap();
-        let s = judge_built(d.path(), &crate::vm::arch::X86_64, Toolchain::Gcc);
+        let s = judge_built(d.path(), &crate::cell::arch::X86_64, Toolchain::Gcc);
         assert!(
-            matches!(&s, Status::Fail(m) if m.contains("nothing to compare")),
+            matches!(&s, Status::Fail { detail: m, .. } if m.contains("nothing to compare")),
             "{s:?}"
         );
     }

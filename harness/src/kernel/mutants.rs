@@ -89,7 +89,7 @@ const CRASHES: &str = "crashes:";
 /// host judges from the VM and its console (no count line: they cannot show
 /// what the mutant broke).
 pub fn must_fail_candidates() -> Vec<String> {
-    let mut out: Vec<String> = crate::testrun::BUILD_CASES
+    let mut out: Vec<String> = crate::cell::BUILD_CASES
         .iter()
         .map(|(p, c)| format!("{p}/{c}"))
         .collect();
@@ -135,7 +135,7 @@ pub fn load(dir: &Path) -> Result<Vec<Mutant>> {
                 for word in rest.split_whitespace() {
                     match word.split_once('@') {
                         Some((case, arch)) => {
-                            crate::vm::arch::by_name(arch).with_context(|| {
+                            crate::cell::arch::by_name(arch).with_context(|| {
                                 format!("{}:{}: `{word}`", path.display(), i + 1)
                             })?;
                             must_fail_on.push((case.to_string(), arch.to_string()));
@@ -187,7 +187,7 @@ pub fn load(dir: &Path) -> Result<Vec<Mutant>> {
             }
         }
         let build_kernel = {
-            let (p, c) = crate::testrun::BUILD_CASE;
+            let (p, c) = crate::cell::BUILD_CASE;
             format!("{p}/{c}")
         };
         if must_fail.contains(&build_kernel) && must_fail.len() > 1 {
@@ -255,16 +255,17 @@ fn first_line(s: &str) -> String {
 ///   it); a `build/...` case must fail with its own verdict.
 pub fn judge(
     m: &Mutant,
-    cell: &str,
+    cell: &crate::cell::CellId,
     cases: &[crate::results::report::CaseResult],
     counts: &[crate::testrun::CaseCount],
     vm_exit: Option<&crate::vm::qemu::Exit>,
 ) -> Verdict {
-    use crate::results::report::Status;
+    use crate::cell::Status;
     use crate::vm::qemu::Exit;
-    let arch = cell.split('/').next().unwrap_or(cell);
+    let arch = cell.arch.name;
     let status = |c: &str| {
-        let full = format!("{cell}/{c}");
+        let (probe, case) = c.split_once('/')?;
+        let full = crate::cell::TestName::new(cell, probe, case).to_string();
         cases.iter().find(|r| r.name == full).map(|r| &r.status)
     };
     let (build_probe, build_case) = crate::testrun::BUILD_CASE;
@@ -281,13 +282,15 @@ pub fn judge(
                 match status(c) {
                     // The build case is caught only by make's own failure
                     // (a compile or link error), not by a harness error.
-                    Some(Status::Fail(msg))
+                    Some(Status::Fail { detail: msg, .. })
                         if c == &format!("{build_probe}/{build_case}")
                             && !msg.contains(MAKE_FAILED) =>
                     {
                         other.push(format!("{c}: not a failure of make: {}", first_line(msg)))
                     }
-                    Some(Status::Fail(msg)) => caught.push(format!("{c} ({})", first_line(msg))),
+                    Some(Status::Fail { detail: msg, .. }) => {
+                        caught.push(format!("{c} ({})", first_line(msg)))
+                    }
                     Some(s) => other.push(format!(
                         "{c}: {}",
                         first_line(&s.failure().unwrap_or_else(|| format!("{s:?}")))
@@ -354,10 +357,10 @@ pub fn judge(
             .iter()
             .find(|n| format!("{}/{}", n.probe, n.case) == *c);
         match status(c) {
-            Some(Status::Fail(msg)) if c.starts_with("build/") => {
+            Some(Status::Fail { detail: msg, .. }) if c.starts_with("build/") => {
                 caught.push(format!("{c} ({})", first_line(msg)))
             }
-            Some(Status::Fail(msg)) => match count {
+            Some(Status::Fail { detail: msg, .. }) => match count {
                 Some(n) if n.mismatched > 0 && n.checked > 0 => caught.push(format!(
                     "{c} ({} of {} mismatched)",
                     n.mismatched, n.checked
@@ -605,11 +608,19 @@ mod tests {
 
     mod judging {
         use super::super::*;
-        use crate::results::report::{CaseResult, Status};
+        use crate::cell::Status;
+        use crate::results::report::CaseResult;
         use crate::testrun::CaseCount;
         use crate::vm::qemu::Exit;
 
-        const CELL: &str = "x86_64/minimal";
+        fn cell() -> crate::cell::CellId {
+            crate::cell::CellId::new(
+                &crate::cell::arch::X86_64,
+                "minimal",
+                crate::cell::Toolchain::Gcc,
+                crate::cell::SourceKind::Patched,
+            )
+        }
 
         fn mutant(must_fail: &[&str], crashes: Option<&str>) -> Mutant {
             Mutant {
@@ -640,7 +651,7 @@ mod tests {
                         .find(|(k, _)| *k == n)
                         .map(|(_, s)| s.clone())
                         .unwrap_or(Status::Pass),
-                    name: format!("{CELL}/{n}"),
+                    name: format!("{}/{n}", cell().name()),
                 })
                 .collect()
         }
@@ -655,7 +666,7 @@ mod tests {
         }
 
         fn fail(s: &str) -> Status {
-            Status::Fail(s.into())
+            Status::fail(s.into())
         }
 
         fn not_run() -> Status {
@@ -666,26 +677,26 @@ mod tests {
         fn caught_only_by_its_own_counted_failure() {
             let m = mutant(&["sizes/start-size"], None);
             let c = cases(&[("sizes/start-size", fail("3 of 10 mismatched"))]);
-            let v = judge(&m, CELL, &c, &count(3, 10), Some(&Exit::PoweredOff));
+            let v = judge(&m, &cell(), &c, &count(3, 10), Some(&Exit::PoweredOff));
             assert_eq!(
                 v,
                 Verdict::Caught(vec!["sizes/start-size (3 of 10 mismatched)".into()])
             );
             // Another case failing does not catch it.
             let c = cases(&[("format-pS/real-size", fail("1 of 10 mismatched"))]);
-            let v = judge(&m, CELL, &c, &[], Some(&Exit::PoweredOff));
+            let v = judge(&m, &cell(), &c, &[], Some(&Exit::PoweredOff));
             assert!(
                 matches!(v, Verdict::Missed(ref w) if w[0].contains("sizes/start-size passed")),
                 "{v:?}"
             );
             // A failure without its count line is no catch.
             let c = cases(&[("sizes/start-size", fail("probe process ended (signal: 11)"))]);
-            let v = judge(&m, CELL, &c, &[], Some(&Exit::PoweredOff));
+            let v = judge(&m, &cell(), &c, &[], Some(&Exit::PoweredOff));
             assert!(
                 matches!(v, Verdict::Broken(ref w) if w.contains("without its count line")),
                 "{v:?}"
             );
-            let v = judge(&m, CELL, &c, &count(0, 10), Some(&Exit::PoweredOff));
+            let v = judge(&m, &cell(), &c, &count(0, 10), Some(&Exit::PoweredOff));
             assert!(
                 matches!(v, Verdict::Broken(ref w) if w.contains("0 of 10")),
                 "{v:?}"
@@ -706,7 +717,7 @@ mod tests {
                 excerpt: "BUG: unable to handle page fault\nKernel panic - not syncing: Oops"
                     .into(),
             };
-            let v = judge(&m, CELL, &c, &[], Some(&panic));
+            let v = judge(&m, &cell(), &c, &[], Some(&panic));
             assert!(
                 matches!(v, Verdict::Broken(ref w) if w.contains("crashes the kernel")),
                 "{v:?}"
@@ -714,24 +725,30 @@ mod tests {
             let hang = Exit::Timeout {
                 what: "no output for 45 s".into(),
             };
-            let v = judge(&m, CELL, &c, &[], Some(&hang));
+            let v = judge(&m, &cell(), &c, &[], Some(&hang));
             assert!(
                 matches!(v, Verdict::Broken(ref w) if w.contains("hangs")),
                 "{v:?}"
             );
             // Declared: the crash must be the one declared.
             let declared = mutant(&["sizes/start-size"], Some("unable to handle page fault"));
-            let v = judge(&declared, CELL, &c, &[], Some(&panic));
+            let v = judge(&declared, &cell(), &c, &[], Some(&panic));
             assert!(matches!(v, Verdict::Caught(_)), "{v:?}");
             let other = mutant(&["sizes/start-size"], Some("general protection fault"));
-            let v = judge(&other, CELL, &c, &[], Some(&panic));
+            let v = judge(&other, &cell(), &c, &[], Some(&panic));
             assert!(
                 matches!(v, Verdict::Broken(ref w) if w.contains("general protection fault")),
                 "{v:?}"
             );
-            let v = judge(&declared, CELL, &c, &[], Some(&hang));
+            let v = judge(&declared, &cell(), &c, &[], Some(&hang));
             assert!(matches!(v, Verdict::Broken(_)), "{v:?}");
-            let v = judge(&declared, CELL, &cases(&[]), &[], Some(&Exit::PoweredOff));
+            let v = judge(
+                &declared,
+                &cell(),
+                &cases(&[]),
+                &[],
+                Some(&Exit::PoweredOff),
+            );
             assert!(
                 matches!(v, Verdict::Missed(ref w) if w[0].contains("did not happen")),
                 "{v:?}"
@@ -748,11 +765,11 @@ mod tests {
                     Status::Skip("CONFIG_KALLSYMS_SELFTEST is not set".into()),
                 ),
             ]);
-            let v = judge(&m, CELL, &c, &count(3, 10), Some(&Exit::PoweredOff));
+            let v = judge(&m, &cell(), &c, &count(3, 10), Some(&Exit::PoweredOff));
             assert!(matches!(v, Verdict::Caught(ref w) if w.len() == 1), "{v:?}");
             // Not one of its cases applies: nothing shows it here.
             let m = mutant(&["kallsyms-selftest/verdict"], None);
-            let v = judge(&m, CELL, &c, &[], Some(&Exit::PoweredOff));
+            let v = judge(&m, &cell(), &c, &[], Some(&Exit::PoweredOff));
             assert!(
                 matches!(v, Verdict::Broken(ref w) if w.contains("none of its cases applies")),
                 "{v:?}"
@@ -766,14 +783,14 @@ mod tests {
                 "build/kernel",
                 fail("x86_64/minimal: make failed (exit status: 2) after 17.8s"),
             )]);
-            let v = judge(&m, CELL, &c, &[], None);
+            let v = judge(&m, &cell(), &c, &[], None);
             assert!(matches!(v, Verdict::Caught(_)), "{v:?}");
             // A harness error around the build is no catch.
             let c = cases(&[(
                 "build/kernel",
                 fail("cannot create /x/build: Permission denied"),
             )]);
-            let v = judge(&m, CELL, &c, &[], None);
+            let v = judge(&m, &cell(), &c, &[], None);
             assert!(
                 matches!(v, Verdict::Broken(ref w) if w.contains("not a failure of make")),
                 "{v:?}"
@@ -792,7 +809,7 @@ mod tests {
                     Status::NotRun("the kernel build failed".into()),
                 ),
             ]);
-            let v = judge(&m, CELL, &c, &[], None);
+            let v = judge(&m, &cell(), &c, &[], None);
             assert!(
                 matches!(v, Verdict::Caught(ref w) if w[0].contains("the link stopped")),
                 "{v:?}"
@@ -805,21 +822,21 @@ mod tests {
                     Status::NotRun("the kernel build failed".into()),
                 ),
             ]);
-            let v = judge(&m, CELL, &c, &[], None);
+            let v = judge(&m, &cell(), &c, &[], None);
             assert!(
                 matches!(v, Verdict::Broken(ref w) if w.contains("not through the check")),
                 "{v:?}"
             );
             // A probe mutant whose kernel does not build is broken.
             let p = mutant(&["sizes/start-size"], None);
-            let v = judge(&p, CELL, &c, &[], None);
+            let v = judge(&p, &cell(), &c, &[], None);
             assert!(
                 matches!(v, Verdict::Broken(ref w) if w.contains("does not build")),
                 "{v:?}"
             );
             // Built, and the check after the build failed: caught.
             let c = cases(&[("build/generators-agree", fail("fixture x: differ"))]);
-            let v = judge(&m, CELL, &c, &[], Some(&Exit::PoweredOff));
+            let v = judge(&m, &cell(), &c, &[], Some(&Exit::PoweredOff));
             assert!(matches!(v, Verdict::Caught(_)), "{v:?}");
         }
     }

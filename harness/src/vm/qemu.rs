@@ -1,6 +1,6 @@
 //! Booting a kernel in QEMU and watching it until the guest is done.
 //!
-//! The command line is built from the arch profile ([`crate::vm::arch`]) by a pure
+//! The command line is built from the arch profile ([`crate::cell::arch`]) by a pure
 //! function ([`command`]) so it can be unit-tested. The runner starts QEMU
 //! with the console and the results port written to files, talks QMP
 //! ([`crate::vm::qmp`]: non-blocking, every step with its own limit) to
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::vm::arch::ArchProfile;
+use crate::cell::arch::ArchProfile;
 use crate::vm::qmp::{QmpLimits, QmpWatch};
 
 /// The accelerator QEMU runs with.
@@ -708,7 +708,7 @@ pub fn qmp_socket_path(label: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vm::arch::{ARM64, X86_64};
+    use crate::cell::arch::{ARM64, X86_64};
 
     #[test]
     fn memory_grows_with_the_kernel() {
