@@ -70,6 +70,16 @@ fn input(cell: CellFacts, exit: Exit, mode: Mode, info: &str) -> JudgeInput {
     }
 }
 
+/// x86_64/minimal on the patched source, powered off, judged normally.
+fn clean_input() -> JudgeInput {
+    input(
+        facts("minimal", false),
+        Exit::PoweredOff,
+        Mode::Normal,
+        INFO,
+    )
+}
+
 fn texts(results: &str) -> RunTexts {
     RunTexts {
         results: results.into(),
@@ -183,15 +193,22 @@ fn clean_run_passes_every_case() {
     );
 }
 
+/// The failure message of the case ending in `suffix`, in a normal run
+/// of `stream`.
+fn failure_of(stream: &str, suffix: &str) -> String {
+    let cases = run(stream, Exit::PoweredOff, false);
+    let Status::Fail(msg) = status_of(&cases, suffix) else {
+        panic!("{cases:#?}")
+    };
+    msg.clone()
+}
+
 #[test]
 fn a_measurement_passes_only_with_its_figure() {
     let s = stream_with(&[], |p, c| {
         ((p, c) == ("lookup-bench", "measured")).then(|| "    ok {n} measured\n".to_string())
     });
-    let cases = run(&s, Exit::PoweredOff, false);
-    let Status::Fail(msg) = status_of(&cases, "/lookup-bench/measured") else {
-        panic!("{cases:#?}")
-    };
+    let msg = failure_of(&s, "/lookup-bench/measured");
     assert!(msg.contains("nothing was measured"), "{msg}");
 }
 
@@ -232,10 +249,7 @@ fn xfail_is_a_failure() {
             )
         })
     });
-    let cases = run(&s, Exit::PoweredOff, false);
-    let Status::Fail(msg) = status_of(&cases, "/sizes/start-size") else {
-        panic!("{cases:#?}")
-    };
+    let msg = failure_of(&s, "/sizes/start-size");
     assert!(msg.contains("XFAIL"), "{msg}");
 }
 
@@ -503,12 +517,7 @@ fn pass_without_a_count_and_undeclared_skip_fail() {
 
 #[test]
 fn a_failed_build_fails_its_case_and_leaves_the_rest_not_run() {
-    let mut i = input(
-        facts("minimal", false),
-        Exit::PoweredOff,
-        Mode::Normal,
-        INFO,
-    );
+    let mut i = clean_input();
     i.boot = None;
     i.build = BuildRecord::Failed {
         error: "make failed (exit status: 2)".into(),
@@ -530,24 +539,22 @@ fn a_failed_build_fails_its_case_and_leaves_the_rest_not_run() {
         m.contains("the link stopped") && m.contains("/build/build.log"),
         "{m}"
     );
-    assert_eq!(
-        status_of(&cases, "/build/link-stable"),
-        &Status::NotRun("the kernel build failed".into())
-    );
-    assert_eq!(
-        status_of(&cases, "/sizes/start-size"),
-        &Status::NotRun("the kernel build failed".into())
-    );
+    for rest in [
+        "/build/link-stable",
+        "/boot/vm-completed",
+        "/sizes/start-size",
+    ] {
+        assert_eq!(
+            status_of(&cases, rest),
+            &Status::NotRun("the kernel build failed".into()),
+            "{rest}"
+        );
+    }
 }
 
 #[test]
 fn a_harness_error_fails_the_vm_case_with_its_prefix() {
-    let mut i = input(
-        facts("minimal", false),
-        Exit::PoweredOff,
-        Mode::Normal,
-        INFO,
-    );
+    let mut i = clean_input();
     i.boot = Some(BootRecord::HarnessError("cannot read vmlinux".into()));
     let cases = judge(&i, &texts("")).cases;
     assert_eq!(status_of(&cases, "/build/kernel"), &Status::Pass);
@@ -566,12 +573,7 @@ fn a_harness_error_fails_the_vm_case_with_its_prefix() {
 
 #[test]
 fn a_full_run_dir_is_named_and_the_guest_not_blamed() {
-    let mut i = input(
-        facts("minimal", false),
-        Exit::PoweredOff,
-        Mode::Normal,
-        INFO,
-    );
+    let mut i = clean_input();
     if let Some(BootRecord::Ran(vm)) = &mut i.boot {
         vm.run_dir_free = Some(4096);
     }
@@ -620,12 +622,7 @@ fn the_build_checks_records_become_verdicts() {
 
 #[test]
 fn the_console_is_judged_against_the_recorded_allow_list() {
-    let mut i = input(
-        facts("minimal", false),
-        Exit::PoweredOff,
-        Mode::Normal,
-        INFO,
-    );
+    let mut i = clean_input();
     let console = format!("{QUIET_CONSOLE}[    1.0] foo: Failed to bar\n");
     let t = RunTexts {
         results: stream(&[]),
@@ -677,11 +674,5 @@ fn mutant_mode_judges_the_mutant_by_its_cases() {
         matches!(missed.mutant, Some(Verdict::Missed(_))),
         "{missed:?}"
     );
-    let normal = input(
-        facts("minimal", false),
-        Exit::PoweredOff,
-        Mode::Normal,
-        INFO,
-    );
-    assert_eq!(judge(&normal, &texts(&stream(&[]))).mutant, None);
+    assert_eq!(judge(&clean_input(), &texts(&stream(&[]))).mutant, None);
 }
