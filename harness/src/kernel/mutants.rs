@@ -90,7 +90,7 @@ const CRASHES: &str = "crashes:";
 /// host judges from the VM and its console (no count line: they cannot show
 /// what the mutant broke).
 pub fn must_fail_candidates() -> Vec<String> {
-    let mut out: Vec<String> = crate::testrun::BUILD_CASES
+    let mut out: Vec<String> = crate::cell::BUILD_CASES
         .iter()
         .map(|(p, c)| format!("{p}/{c}"))
         .collect();
@@ -188,7 +188,7 @@ pub fn load(dir: &Path) -> Result<Vec<Mutant>> {
             }
         }
         let build_kernel = {
-            let (p, c) = crate::testrun::BUILD_CASE;
+            let (p, c) = crate::cell::BUILD_CASE;
             format!("{p}/{c}")
         };
         if must_fail.contains(&build_kernel) && must_fail.len() > 1 {
