@@ -367,7 +367,7 @@ pub fn gdb_instructions(arch: &ArchProfile, built: &Built, port: u16) -> String 
             scripts.display()
         )
     };
-    let ko = built.dir.join("ksh-probe-module").join("ksh_probe.ko");
+    let ko = crate::payload::probemod::ko_path(built);
     let install = if crate::kernel::prereqs::on_path(gdb) {
         String::new()
     } else {

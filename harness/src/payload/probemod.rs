@@ -26,6 +26,11 @@ pub fn build_dir(built: &Built) -> PathBuf {
     built.dir.join("ksh-probe-module")
 }
 
+/// The built module (`ksh_probe.ko`) of the kernel `built`.
+pub fn ko_path(built: &Built) -> PathBuf {
+    build_dir(built).join(format!("{MODULE_NAME}.ko"))
+}
+
 /// Copies `src/*` to `dst/` where the contents differ (unchanged files keep
 /// their mtime, so `make` does not rebuild them).
 fn sync_sources(src: &Path, dst: &Path) -> Result<()> {
@@ -61,7 +66,7 @@ pub fn make_command(arch: &ArchProfile, built: &Built, dir: &Path) -> Command {
 pub fn build(arch: &ArchProfile, built: &Built) -> Result<PathBuf> {
     let dir = build_dir(built);
     sync_sources(&source_dir(), &dir)?;
-    let ko = dir.join(format!("{MODULE_NAME}.ko"));
+    let ko = ko_path(built);
     if is_up_to_date(&ko, &dir, built) {
         // Even a no-op kbuild `make` costs seconds (it re-reads the whole
         // build's makefiles); a warm rerun skips it.
