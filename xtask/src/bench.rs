@@ -13,16 +13,17 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use harness::cell::arch::ArchProfile;
+use harness::cell::Status;
+use harness::cell::{CellId, SourceKind, Toolchain};
 use harness::kernel::prereqs;
 use harness::kernel::series::Variant;
 use harness::kernel::source::{self, KernelSource, SourceSpec};
 use harness::layout;
 use harness::proc::fmt_duration;
 use harness::results::ktap;
-use harness::results::report::Status;
 use harness::symbols::footprint::{kallsyms_footprint, Footprint};
 use harness::testrun::{self, Cell, RunOptions};
-use harness::vm::arch::ArchProfile;
 use serde_json::{json, Value};
 
 use crate::flags::{BenchArgs, BenchSection};
@@ -80,8 +81,8 @@ pub fn run(args: BenchArgs) -> Result<i32> {
     let mut step = "setup";
     let result = run_steps(&args, &mut report, &mut step);
     let path = args.json.clone().unwrap_or_else(|| {
-        layout::cache_root().join(format!(
-            "bench/bench-{}.json",
+        layout::bench_dir().join(format!(
+            "bench-{}.json",
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs())
@@ -154,7 +155,7 @@ fn generator(runs: usize) -> Result<Value> {
         .current_dir(layout::project_root())
         .args(["bench", "--quiet", "-p", "kallsyms-gen", "--bench", "vs_c"])
         .env("KSH_BENCH_RUNS", runs.to_string())
-        .env("KSH_MAPS_DIR", layout::cache_root().join("build"))
+        .env("KSH_MAPS_DIR", layout::build_root())
         .output()
         .context("running cargo bench -p kallsyms-gen")?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -177,7 +178,8 @@ fn generator(runs: usize) -> Result<Value> {
 struct Bench<'a> {
     args: &'a BenchArgs,
     arches: Vec<&'static ArchProfile>,
-    config: String,
+    /// The config variant and toolchain of the benched cells.
+    config: (String, Toolchain),
     jobs: usize,
     patched: KernelSource,
     baseline: KernelSource,
@@ -202,7 +204,7 @@ impl<'a> Bench<'a> {
         let config = selection::configs(&args.kernel)?
             .first()
             .cloned()
-            .unwrap_or_else(|| "minimal".into());
+            .unwrap_or_else(|| ("minimal".into(), Toolchain::Gcc));
         // 3. Boot each kernel `runs` times, alternating patched and
         // baseline; in each boot lookup-bench runs LOOKUP_ROUNDS rounds
         // and reports their median (one round of 10,000 lookups is ~25 ms
@@ -226,12 +228,19 @@ impl<'a> Bench<'a> {
         })
     }
 
+    /// The benched cell of `arch`.
+    fn cell_id(&self, arch: &'static ArchProfile) -> CellId {
+        let (variant, toolchain) = &self.config;
+        CellId::new(arch, variant, *toolchain, SourceKind::Patched)
+    }
+
+    /// The config label of the benched cells (`minimal`, `minimal-llvm`).
+    fn label(&self) -> String {
+        CellId::config_label(&self.config.0, self.config.1)
+    }
+
     fn cell<'s>(&self, arch: &'static ArchProfile, source: &'s KernelSource) -> Cell<'s> {
-        Cell {
-            arch,
-            config: self.config.clone(),
-            source,
-        }
+        Cell::new(&self.cell_id(arch), source)
     }
 
     /// Section 2: every kallsyms table of the baseline and the patched
@@ -239,7 +248,7 @@ impl<'a> Bench<'a> {
     fn kernel_memory(&mut self) -> Result<Value> {
         println!(
             "\n== 2. kernel memory: kallsyms tables ({}) ==",
-            self.config
+            self.label()
         );
         let mut memory = Vec::new();
         for &arch in &self.arches {
@@ -289,8 +298,9 @@ impl<'a> Bench<'a> {
         let mut lookups = Vec::new();
         for &arch in &self.arches {
             let sources = [&self.baseline, &self.patched];
-            let wall = lookup_boots(arch, &self.config, sources, &self.opts, self.args.runs)?;
-            let counted = lookup_boots(arch, &self.config, sources, &icount_opts, self.args.runs)?;
+            let id = self.cell_id(arch);
+            let wall = lookup_boots(&id, sources, &self.opts, self.args.runs)?;
+            let counted = lookup_boots(&id, sources, &icount_opts, self.args.runs)?;
             lookups.push(lookup_figures(arch, &wall, &counted));
         }
         Ok(json!(lookups))
@@ -303,7 +313,7 @@ impl<'a> Bench<'a> {
     fn null_boots(&mut self) -> Result<Value> {
         println!(
             "\n== 4. null boot vs boot-to-results (patched, {}, booted alternately) ==",
-            self.config
+            self.label()
         );
         let null_opts = RunOptions {
             guest_params: vec![ksh_proto::NULL_BOOT_PARAM.to_string()],
@@ -350,8 +360,7 @@ impl<'a> Bench<'a> {
             warm.push(took.as_secs_f64());
             let times = read_times(&times_file)?;
             for (k, arch) in self.arches.iter().enumerate() {
-                if let Some(b) = boot_to_results(&times, &format!("{}/{}", arch.name, self.config))
-                {
+                if let Some(b) = boot_to_results(&times, &self.cell_id(arch).name()) {
                     boot[k].push(b);
                 }
             }
@@ -580,8 +589,7 @@ struct LookupBoots {
 }
 
 fn lookup_boots(
-    arch: &'static ArchProfile,
-    config: &str,
+    id: &CellId,
     sources: [&KernelSource; 2],
     opts: &RunOptions,
     runs: usize,
@@ -594,16 +602,12 @@ fn lookup_boots(
     };
     for _ in 0..runs {
         for (i, src) in sources.into_iter().enumerate() {
-            let cell = Cell {
-                arch,
-                config: config.to_string(),
-                source: src,
-            };
+            let cell = Cell::new(id, src);
             let (report, times) = testrun::run_cell(&cell, opts)?;
             // A kernel that did not build has no figures: say so, with the
             // build case's own diagnostics, not that a figure is missing.
             let build_case = cell.case_name(testrun::BUILD_CASE);
-            if let Some(Status::Fail(why)) = report
+            if let Some(Status::Fail { detail: why, .. }) = report
                 .cases
                 .iter()
                 .find(|c| c.name == build_case)

@@ -10,6 +10,8 @@
 //! it fails with the link's own message when the build stopped there, and
 //! after a build reads every pass's pair of outputs again, so a build that
 //! compared nothing (the check not configured, no pass found) cannot pass.
+//! The check runs here, as a build step, and leaves a [`GeneratorsRecord`];
+//! the verdict is the judge's (`results::judge`).
 //!
 //! A kernel's own link passes only reach the paths its symbols need: the
 //! gcc minimal kernels never pad `kallsyms_size_exc` to the previous pass's
@@ -20,10 +22,10 @@
 //! output that shows the path was taken.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::results::report::Status;
+use serde::{Deserialize, Serialize};
 
 /// What `link-vmlinux.sh` prints when the two outputs differ.
 pub const DISAGREE_MARKER: &str = "scripts/kallsyms-rs and scripts/kallsyms disagree";
@@ -31,39 +33,64 @@ pub const DISAGREE_MARKER: &str = "scripts/kallsyms-rs and scripts/kallsyms disa
 /// The option that makes the link compare the generators.
 pub const CHECK_OPTION: &str = "CONFIG_KALLSYMS_RUST_GENERATOR_CHECK";
 
-/// The verdict for a build that failed: `Some` (a failure with the link's
-/// message and the lines after it) when the link stopped on a
-/// disagreement, `None` when it failed for another reason.
-pub fn judge_failed_build(build_log: &Path) -> Option<Status> {
+/// What the generator check left after a build step: the judge
+/// (`results::judge`) turns it into `build/generators-agree`'s verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum GeneratorsRecord {
+    /// The kernel has no [`CHECK_OPTION`] (the baseline: no Rust
+    /// generator).
+    NotConfigured,
+    /// The build dir could not be read.
+    Unreadable { error: String },
+    /// The link stopped on a disagreement: the marker line and up to 20
+    /// lines after it, from `build_log`.
+    LinkStopped {
+        shown: Vec<String>,
+        build_log: PathBuf,
+    },
+    /// A finished build: the link passes found in `dir` (Rust outputs),
+    /// and every problem of their comparison and of the fixtures.
+    Compared {
+        dir: PathBuf,
+        passes: Vec<String>,
+        problems: Vec<String>,
+    },
+}
+
+/// The record of a build that failed: `Some` when the link stopped on a
+/// disagreement (the marker and the lines after it), `None` when it failed
+/// for another reason.
+pub fn check_failed_build(build_log: &Path) -> Option<GeneratorsRecord> {
     let log = fs::read_to_string(build_log).ok()?;
     let lines: Vec<&str> = log.lines().collect();
     let at = lines.iter().position(|l| l.contains(DISAGREE_MARKER))?;
     let shown = &lines[at..lines.len().min(at + 21)];
-    Some(Status::Fail(format!(
-        "the link stopped: the C and Rust generators wrote different tables (first differences, `diff C Rust`):\n{}\nbuild log: {}",
-        shown.join("\n"),
-        build_log.display()
-    )))
+    Some(GeneratorsRecord::LinkStopped {
+        shown: shown.iter().map(|l| l.to_string()).collect(),
+        build_log: build_log.to_path_buf(),
+    })
 }
 
-/// The verdict for a finished build in `dir`: each pass's Rust output
+/// The check of a finished build in `dir`: each pass's Rust output
 /// (`.tmp_vmlinuxN.kallsyms.S`) has its C twin (`.c.S`) and both are
-/// byte for byte equal; at least one pass. A kernel without the check
-/// configured (the baseline, which has no Rust generator) is declared not
-/// applicable in `ksh_proto::APPLICABILITY` and skips with that reason.
-pub fn judge_built(dir: &Path) -> Status {
+/// byte for byte equal; at least one pass (the judge requires it); the
+/// fixtures agree. A kernel without the check configured (the baseline,
+/// which has no Rust generator) is declared not applicable in
+/// `ksh_proto::APPLICABILITY`.
+pub fn check_built(dir: &Path) -> GeneratorsRecord {
     let config = fs::read_to_string(dir.join(".config")).unwrap_or_default();
     if !config.lines().any(|l| l == format!("{CHECK_OPTION}=y")) {
-        return Status::Skip(
-            ksh_proto::not_applicable("build", "generators-agree", "", &|_| None)
-                .unwrap_or("the generator check is not configured")
-                .to_string(),
-        );
+        return GeneratorsRecord::NotConfigured;
     }
     let mut passes = Vec::new();
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
-        Err(e) => return Status::Fail(format!("reading {}: {e}", dir.display())),
+        Err(e) => {
+            return GeneratorsRecord::Unreadable {
+                error: format!("reading {}: {e}", dir.display()),
+            }
+        }
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
@@ -75,13 +102,14 @@ pub fn judge_built(dir: &Path) -> Status {
         }
     }
     passes.sort();
-    if passes.is_empty() {
-        return Status::Fail(format!(
-            "{CHECK_OPTION}=y, but no link pass output (.tmp_vmlinux*.kallsyms.S) is in {}: nothing was compared",
-            dir.display()
-        ));
-    }
     let mut problems = Vec::new();
+    if passes.is_empty() {
+        return GeneratorsRecord::Compared {
+            dir: dir.to_path_buf(),
+            passes,
+            problems,
+        };
+    }
     for rust in &passes {
         let c = rust.replace(".kallsyms.S", ".kallsyms.c.S");
         match (fs::read(dir.join(rust)), fs::read(dir.join(&c))) {
@@ -103,10 +131,10 @@ pub fn judge_built(dir: &Path) -> Status {
         }
     }
     problems.extend(fixture_problems(dir));
-    if problems.is_empty() {
-        Status::Pass
-    } else {
-        Status::Fail(format!("in {}: {}", dir.display(), problems.join("; ")))
+    GeneratorsRecord::Compared {
+        dir: dir.to_path_buf(),
+        passes,
+        problems,
     }
 }
 
@@ -271,6 +299,22 @@ fn fixture_problems(dir: &Path) -> Vec<String> {
 mod tests {
     use super::*;
 
+    /// The passes compared in `dir` and their problems, joined (the
+    /// verdict on them is the judge's, tested in `results::judge`).
+    fn compared(dir: &Path) -> (Vec<String>, String) {
+        match check_built(dir) {
+            GeneratorsRecord::Compared {
+                passes, problems, ..
+            } => (passes, problems.join("; ")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// The problems found in `dir`, joined.
+    fn problems(dir: &Path) -> String {
+        compared(dir).1
+    }
+
     fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();
         for (n, t) in files {
@@ -327,7 +371,9 @@ mod tests {
     fn equal_pairs_pass() {
         let d = equal_pairs();
         generators(d.path(), PADDED, PADDED);
-        assert_eq!(judge_built(d.path()), Status::Pass);
+        let (passes, problems) = compared(d.path());
+        assert_eq!(passes.len(), 2);
+        assert_eq!(problems, "");
     }
 
     #[test]
@@ -336,18 +382,14 @@ mod tests {
         let unpadded = PADDED.replace("\t.long\t0\n", "");
         let d = equal_pairs();
         generators(d.path(), &unpadded, &unpadded);
-        let Status::Fail(m) = judge_built(d.path()) else {
-            panic!()
-        };
+        let m = problems(d.path());
         assert!(
             m.contains("[0x41, 0x43, 0x47], not the 3 escaped sizes padded"),
             "{m}"
         );
         // One generator dropped it.
         generators(d.path(), &unpadded, PADDED);
-        let Status::Fail(m) = judge_built(d.path()) else {
-            panic!()
-        };
+        let m = problems(d.path());
         assert!(
             m.contains(
                 "different tables (first difference at line 5: C ``, Rust `.long\t0`; rerun: `"
@@ -356,9 +398,7 @@ mod tests {
         );
         // A generator that fails names its command line.
         fs::remove_file(d.path().join("scripts/kallsyms")).unwrap();
-        let Status::Fail(m) = judge_built(d.path()) else {
-            panic!()
-        };
+        let m = problems(d.path());
         assert!(
             m.contains("scripts/kallsyms --all-symbols --symbol-sizes --compact-sizes"),
             "{m}"
@@ -393,11 +433,9 @@ mod tests {
     }
 
     #[test]
-    fn nothing_compared_fails() {
+    fn nothing_compared_is_recorded_as_no_pass() {
         let d = dir_with(&[(".config", CHECKED)]);
-        assert!(
-            matches!(judge_built(d.path()), Status::Fail(m) if m.contains("nothing was compared"))
-        );
+        assert!(compared(d.path()).0.is_empty());
     }
 
     #[test]
@@ -408,17 +446,15 @@ mod tests {
             (".tmp_vmlinux1.kallsyms.c.S", "abd"),
             (".tmp_vmlinux2.kallsyms.S", "b"),
         ]);
-        let Status::Fail(m) = judge_built(d.path()) else {
-            panic!()
-        };
+        let m = problems(d.path());
         assert!(m.contains("first at byte 2"), "{m}");
         assert!(m.contains(".tmp_vmlinux2.kallsyms.c.S is missing"), "{m}");
     }
 
     #[test]
-    fn unconfigured_skips_with_the_registry_reason() {
+    fn unconfigured_is_recorded_as_such() {
         let d = dir_with(&[(".config", "CONFIG_KALLSYMS=y\n")]);
-        assert!(matches!(judge_built(d.path()), Status::Skip(m) if m.contains("RUST_GENERATOR")));
+        assert_eq!(check_built(d.path()), GeneratorsRecord::NotConfigured);
     }
 
     #[test]
@@ -427,14 +463,17 @@ mod tests {
             "build.log",
             "  KSYMS   .tmp_vmlinux1.kallsyms.S\nkallsyms: scripts/kallsyms-rs and scripts/kallsyms disagree on .tmp_vmlinux1.sized.syms:\n5c5\n< x\n---\n> y\nmake: *** Error 1\n",
         )]);
-        let Some(Status::Fail(m)) = judge_failed_build(&d.path().join("build.log")) else {
+        let Some(GeneratorsRecord::LinkStopped { shown, .. }) =
+            check_failed_build(&d.path().join("build.log"))
+        else {
             panic!()
         };
+        let m = shown.join("\n");
         assert!(
             m.contains("disagree on .tmp_vmlinux1") && m.contains("> y"),
             "{m}"
         );
         let other = dir_with(&[("build.log", "cc1: error\n")]);
-        assert!(judge_failed_build(&other.path().join("build.log")).is_none());
+        assert!(check_failed_build(&other.path().join("build.log")).is_none());
     }
 }

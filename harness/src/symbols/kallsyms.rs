@@ -6,11 +6,10 @@
 //! expectation from `vmlinux`) and from a real `.tmp_vmlinux*.syms` file (to
 //! check that emulation against what the build actually used).
 //!
-//! These rules are written again here on purpose, from `scripts/kallsyms.c`,
-//! although `kallsyms-gen` implements the same stages: this is the oracle
-//! the generator under test is checked against, and an oracle that shared
-//! the generator's code would share its bugs. Do not make either import
-//! the other (the `duplicates` pairs between them are deliberate).
+//! These rules are written out again here on purpose, not taken from the
+//! Rust generator (`kallsyms-gen/`, patch 0009): this is the oracle the
+//! generators' output is checked against, and an oracle that shared code
+//! with the generator under test would share its bugs.
 
 use std::path::Path;
 

@@ -1,6 +1,6 @@
 //! Booting a kernel in QEMU and watching it until the guest is done.
 //!
-//! The command line is built from the arch profile ([`crate::vm::arch`]) by a pure
+//! The command line is built from the arch profile ([`crate::cell::arch`]) by a pure
 //! function ([`command`]) so it can be unit-tested. The runner starts QEMU
 //! with the console and the results port written to files, talks QMP
 //! ([`crate::vm::qmp`]: non-blocking, every step with its own limit) to
@@ -17,11 +17,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::vm::arch::ArchProfile;
+use crate::cell::arch::ArchProfile;
 use crate::vm::qmp::{QmpLimits, QmpWatch};
 
 /// The accelerator QEMU runs with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Accel {
     Kvm,
     Tcg,
@@ -284,7 +285,8 @@ pub fn command(spec: &VmSpec) -> Command {
 }
 
 /// Why the VM stopped.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Exit {
     /// The guest powered the machine off.
     PoweredOff,
@@ -327,16 +329,14 @@ pub fn has_completion_record(results: &str) -> bool {
         .any(|l| l.starts_with(ksh_proto::COMPLETION_RECORD))
 }
 
-impl VmOutcome {
-    /// One paragraph saying where to look.
-    pub fn where_to_look(&self) -> String {
-        format!(
-            "console log: {}\nresults: {}\nqemu command: {}",
-            self.console_log.display(),
-            self.run_dir.join(RESULTS_FILE).display(),
-            self.run_dir.join(CMDLINE_FILE).display()
-        )
-    }
+/// One paragraph saying where to look in the run dir `run_dir`.
+pub fn where_to_look(run_dir: &Path) -> String {
+    format!(
+        "console log: {}\nresults: {}\nqemu command: {}",
+        run_dir.join(CONSOLE_LOG).display(),
+        run_dir.join(RESULTS_FILE).display(),
+        run_dir.join(CMDLINE_FILE).display()
+    )
 }
 
 fn file_len(p: &Path) -> u64 {
@@ -851,10 +851,9 @@ pub fn remove_stale_sockets() {
 /// How long a guest that wrote its completion record may take to power
 /// off. Normally well under a second; on a loaded host an SMP guest's
 /// shutdown (stopping the other vCPUs) was seen to take more than 5 s, and
-/// with the host's two cores busy building other kernels the x86_64 guest
-/// (then on q35, with an ACPI power-off after "reboot: Power down"; now on
-/// `microvm`, which ends through its `isa-debug-exit` port) sometimes more
-/// than 15 s. Waiting costs nothing when the guest powers off in time.
+/// with the host's two cores busy building other kernels an x86_64 guest
+/// (on q35 then, powering off through ACPI) sometimes more than 15 s.
+/// Waiting costs nothing when the guest powers off in time.
 const POWER_OFF_GRACE: Duration = Duration::from_secs(40);
 
 /// The kernel's last console line on the way to power-off
@@ -869,9 +868,9 @@ const POWER_DOWN_LINES: [&str; 2] = [POWER_DOWN_LINE, "reboot: Restarting system
 
 /// How long QEMU may take to exit once the kernel printed one of
 /// [`POWER_DOWN_LINES`] after the completion record: a guest that got
-/// there is done; seen once on a quiet host, the x86_64 ACPI power-off
-/// (on q35, before x86_64 moved to `microvm`) never came and the cell
-/// failed after [`POWER_OFF_GRACE`].
+/// there is done; seen once on a quiet host (x86_64 on q35 then, powering
+/// off through ACPI), the power-off never came and the cell failed after
+/// [`POWER_OFF_GRACE`].
 const POWER_DOWN_TO_EXIT: Duration = Duration::from_secs(10);
 
 /// A QMP socket path unique to this process and VM, short enough for
@@ -887,7 +886,7 @@ pub fn qmp_socket_path(label: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vm::arch::{ARM64, X86_64};
+    use crate::cell::arch::{ARM64, X86_64};
 
     #[test]
     fn memory_grows_with_the_kernel() {
@@ -1128,8 +1127,8 @@ mod tests {
     fn powered_down_then_stuck(line: &str) {
         let d = tempfile::tempdir().unwrap();
         // Writes the completion record and the kernel's power-down (or
-        // restart) line, then never exits (the power-off or the microvm
-        // reset that did not come).
+        // restart) line, then never exits (the power-off, or the microvm
+        // reset, that did not come).
         let script = format!(
             "{CONSOLE_OF_ARGS}\n\
              for a in \"$@\"; do case \"$a\" in file,id=results,path=*) r=\"${{a#file,id=results,path=}}\";; esac; done\n\
