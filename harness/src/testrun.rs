@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use ksh_proto::files::BuildInfo;
 
 use crate::kernel::kbuild::{self, BuildRequest, Built};
 use crate::kernel::source::KernelSource;
@@ -578,14 +579,14 @@ pub fn run_cell(cell: &Cell, opts: &RunOptions) -> Result<(CellReport, CellTimes
 
 /// Expectations, initramfs and the VM run of a built cell; also the
 /// build's `key=value` facts (for the registry's applicability rules).
-fn boot_built(cell: &Cell, built: &Built, opts: &RunOptions) -> Result<(VmOutcome, String)> {
+fn boot_built(cell: &Cell, built: &Built, opts: &RunOptions) -> Result<(VmOutcome, BuildInfo)> {
     let (initrd, build_info) = prepare_guest(cell, built, &[], INITRAMFS)?;
     // Each invocation has its own run dir; same-cell runs from two
     // processes still take turns on the VM (two TCG guests on a small host
     // would push each other past the probes' timeouts).
     let _run_lock = layout::lock(&cell.runs_dir().with_extension("lock"))?;
     let run_dir = layout::new_run_dir(&cell.runs_dir())?;
-    let symbols = ksh_proto::symbols_in_build_info(&build_info);
+    let symbols = build_info.symbols();
     Ok((
         boot(cell, built, initrd, run_dir, opts, symbols)?,
         build_info,
@@ -603,19 +604,14 @@ pub fn prepare_guest(
     built: &Built,
     extra: &[crate::payload::initramfs::GuestFile],
     name: &str,
-) -> Result<(PathBuf, String)> {
+) -> Result<(PathBuf, BuildInfo)> {
     let init = crate::payload::guestbin::build_init(cell.arch)?;
     let init_bytes = fs::read(&init).with_context(|| format!("reading {}", init.display()))?;
-    let mut files = crate::payload::expect::guest_files(cell.arch, built)?;
-    let build_info = files
-        .iter()
-        .find(|f| f.path == ksh_proto::EXPECT_BUILD_INFO)
-        .map(|f| String::from_utf8_lossy(&f.data).into_owned())
-        .unwrap_or_default();
-    files.extend(extra.iter().cloned());
+    let mut payload = crate::payload::expect::guest_files(cell.arch, built)?;
+    payload.files.extend(extra.iter().cloned());
     let initrd = built.dir.join(name);
-    crate::payload::initramfs::write(&initrd, &init_bytes, &files)?;
-    Ok((initrd, build_info))
+    crate::payload::initramfs::write(&initrd, &init_bytes, &payload.files)?;
+    Ok((initrd, payload.build_info))
 }
 
 /// How a run's cases are judged.
@@ -624,10 +620,10 @@ pub struct Judgement<'a> {
     /// The baseline proof: listed cases must fail with a count (see
     /// [`judge_baseline_case`]).
     pub expect_baseline_failures: bool,
-    /// `key=value` lines of the build (`ksh_proto::EXPECT_BUILD_INFO`), for
+    /// `key=value` lines of the build (`build-info.txt`), for
     /// the registry's `APPLICABILITY`: a SKIP is only allowed where it says
     /// the case does not apply.
-    pub build_info: &'a str,
+    pub build_info: &'a BuildInfo,
 }
 
 /// The cases of a cell and what each reported checking.
@@ -661,12 +657,7 @@ pub fn case_results(cell: &Cell, outcome: &VmOutcome, judgement: &Judgement) -> 
     );
     let mut out = Vec::new();
     let mut counts = Vec::new();
-    let info: std::collections::HashMap<&str, &str> = judgement
-        .build_info
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .collect();
-    let info_fn = |k: &str| info.get(k).map(|v| v.to_string());
+    let info_fn = |k: &str| judgement.build_info.get(k).map(str::to_string);
 
     // The VM-level case: did the guest run to completion and stop cleanly?
     let mut problems = Vec::new();
@@ -1004,13 +995,17 @@ mod tests {
 
     const INFO: &str = "kprobes=1\nfunction_tracer=1\ndynamic_ftrace=1\nkallsyms_selftest=0\n";
 
+    fn info(text: &str) -> BuildInfo {
+        BuildInfo::decode(text).unwrap()
+    }
+
     fn judge(src: &KernelSource, results: &str, exit: Exit, baseline: bool) -> Vec<CaseResult> {
         case_results(
             &cell(src),
             &outcome(exit, results),
             &Judgement {
                 expect_baseline_failures: baseline,
-                build_info: INFO,
+                build_info: &info(INFO),
             },
         )
         .cases
@@ -1186,7 +1181,7 @@ mod tests {
                 &outcome(Exit::PoweredOff, &stream(&[])),
                 &Judgement {
                     expect_baseline_failures: false,
-                    build_info: INFO,
+                    build_info: &info(INFO),
                 },
             )
             .cases
@@ -1226,7 +1221,7 @@ mod tests {
             &outcome(Exit::PoweredOff, &s),
             &Judgement {
                 expect_baseline_failures: false,
-                build_info: &info,
+                build_info: &self::info(&info),
             },
         )
         .cases;

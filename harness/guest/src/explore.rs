@@ -38,14 +38,8 @@ pub fn shell_session(cmdline: &str, module_status: &str) -> ! {
     println!(
         "ksh: {} kernel {}, {} kallsyms symbols; probe module: {module_status}",
         crate::probes::arch(),
-        build
-            .get("kernel_release")
-            .map(String::as_str)
-            .unwrap_or("?"),
-        build
-            .get(ksh_proto::SYMBOLS_KEY)
-            .map(String::as_str)
-            .unwrap_or("?"),
+        build.get("kernel_release").unwrap_or("?"),
+        build.get(ksh_proto::SYMBOLS_KEY).unwrap_or("?"),
     );
     println!("ksh: ksh-probe NAME reruns one probe (ksh-probe alone lists them);");
     println!("ksh: ksh-lookup ADDR|NAME asks the kernel and the host's ground truth;");
@@ -83,10 +77,10 @@ struct GroundTruth {
 
 impl GroundTruth {
     fn load() -> Result<GroundTruth, String> {
-        let kallsyms = std::fs::read_to_string(ksh_proto::EXPECT_KALLSYMS)
-            .map_err(|e| format!("{}: {e}", ksh_proto::EXPECT_KALLSYMS))?;
-        let sizes_text = std::fs::read_to_string(ksh_proto::EXPECT_SIZES)
-            .map_err(|e| format!("{}: {e}", ksh_proto::EXPECT_SIZES))?;
+        let kallsyms = std::fs::read_to_string(ksh_proto::files::FileId::Kallsyms.path())
+            .map_err(|e| format!("{}: {e}", ksh_proto::files::FileId::Kallsyms.path()))?;
+        let sizes_text = std::fs::read_to_string(ksh_proto::files::FileId::Sizes.path())
+            .map_err(|e| format!("{}: {e}", ksh_proto::files::FileId::Sizes.path()))?;
         let mut sizes = HashMap::new();
         for g in ksh_proto::sizes::parse(&sizes_text)? {
             for (name, size, _) in g.sized {
@@ -148,7 +142,7 @@ pub fn lookup(args: &[String]) -> i32 {
                 if found.is_empty() {
                     println!(
                         "{arg}: not in the expected table ({})",
-                        ksh_proto::EXPECT_KALLSYMS
+                        ksh_proto::files::FileId::Kallsyms.path()
                     );
                     code = code.max(1);
                     continue;

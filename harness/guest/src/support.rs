@@ -42,7 +42,7 @@ pub fn expect_text(path: &str) -> Result<String, String> {
 
 /// `module-syms.txt`: (name, ELF size) of the probe module's functions.
 pub fn module_syms() -> Result<Vec<(String, u64)>, String> {
-    let text = expect_text(ksh_proto::EXPECT_MODULE_SYMS)?;
+    let text = expect_text(ksh_proto::files::FileId::ModuleSyms.path())?;
     Ok(
         ksh_proto::files::decode::<ksh_proto::files::ModuleSymLine>(&text)?
             .into_iter()
@@ -81,13 +81,16 @@ pub fn hex(s: &str) -> Result<u64, String> {
     u64::from_str_radix(s.trim_start_matches("0x"), 16).map_err(|e| format!("bad hex {s:?}: {e}"))
 }
 
-/// `key=value` facts of the build.
-pub fn build_info() -> HashMap<String, String> {
-    let text = expect_text(ksh_proto::EXPECT_BUILD_INFO).unwrap_or_default();
-    text.lines()
-        .filter_map(|l| ksh_proto::files::BuildInfoLine::parse(l).ok())
-        .map(|b| (b.key.to_string(), b.value.to_string()))
-        .collect()
+/// `key=value` facts of the build (lines that do not parse are left out).
+pub fn build_info() -> ksh_proto::files::BuildInfo {
+    let text = expect_text(ksh_proto::files::FileId::BuildInfo.path()).unwrap_or_default();
+    ksh_proto::files::BuildInfo {
+        facts: text
+            .lines()
+            .filter_map(|l| ksh_proto::files::BuildInfoLine::parse(l).ok())
+            .map(|b| (b.key.to_string(), b.value.to_string()))
+            .collect(),
+    }
 }
 
 /// Runtime minus link-time address, from `_text` in `/proc/kallsyms` and in
@@ -124,7 +127,7 @@ pub fn anchor_offset() -> Result<Option<u64>, String> {
     let link = info.get(ksh_proto::ANCHOR_LINK_KEY).ok_or_else(|| {
         format!(
             "{} has no {}= line",
-            ksh_proto::EXPECT_BUILD_INFO,
+            ksh_proto::files::FileId::BuildInfo.path(),
             ksh_proto::ANCHOR_LINK_KEY
         )
     })?;
@@ -146,7 +149,7 @@ pub fn anchor_offset() -> Result<Option<u64>, String> {
 /// reports its anchor. A uniform shift of every kallsyms address would
 /// otherwise pass every probe. Returns a note on what was compared.
 pub fn check_offset(off: u64) -> Result<String, String> {
-    let kaslr = build_info().get("randomize_base").map(String::as_str) == Some("1");
+    let kaslr = build_info().get("randomize_base") == Some("1");
     if !kaslr && off != 0 {
         return Err(format!(
             "/proc/kallsyms is shifted by {off:#x} from vmlinux (_text), but the kernel has no CONFIG_RANDOMIZE_BASE: want offset 0"
@@ -635,19 +638,31 @@ pub fn expected_addresses(names: &[&str]) -> Result<Vec<u64>, String> {
     names
         .iter()
         .zip(expected_addresses_if_any(names)?)
-        .map(|(n, a)| a.ok_or_else(|| format!("{n} is not in {}", ksh_proto::EXPECT_KALLSYMS)))
+        .map(|(n, a)| {
+            a.ok_or_else(|| {
+                format!(
+                    "{n} is not in {}",
+                    ksh_proto::files::FileId::Kallsyms.path()
+                )
+            })
+        })
         .collect()
 }
 
 /// Like [`expected_addresses`], `None` for a name the table does not have.
 pub fn expected_addresses_if_any(names: &[&str]) -> Result<Vec<Option<u64>>, String> {
     let mut found: Vec<Option<u64>> = vec![None; names.len()];
-    let text = expect_text(ksh_proto::EXPECT_KALLSYMS)?;
+    let text = expect_text(ksh_proto::files::FileId::Kallsyms.path())?;
     // Stops at the last name found: `_text` is near the top.
     let mut left = names.len();
     for (n, l) in text.lines().enumerate() {
-        let k = ksh_proto::files::KallsymsLine::parse(l)
-            .map_err(|e| format!("{}:{}: {e}: {l:?}", ksh_proto::EXPECT_KALLSYMS, n + 1))?;
+        let k = ksh_proto::files::KallsymsLine::parse(l).map_err(|e| {
+            format!(
+                "{}:{}: {e}: {l:?}",
+                ksh_proto::files::FileId::Kallsyms.path(),
+                n + 1
+            )
+        })?;
         if let Some(i) = names.iter().position(|&x| x == k.name) {
             if found[i].is_none() {
                 found[i] = Some(k.addr);
@@ -737,8 +752,8 @@ impl From<&ksh_proto::sizes::SizeGroup<'_>> for Group {
 /// first and only the kept lines are parsed (a full parse and grouping of
 /// the file cost a large part of a probe's time under TCG).
 pub fn size_groups_where(keep: impl Fn(u64) -> bool) -> Result<Vec<Group>, String> {
-    let text = std::fs::read_to_string(ksh_proto::EXPECT_SIZES)
-        .map_err(|e| format!("{}: {e}", ksh_proto::EXPECT_SIZES))?;
+    let text = std::fs::read_to_string(ksh_proto::files::FileId::Sizes.path())
+        .map_err(|e| format!("{}: {e}", ksh_proto::files::FileId::Sizes.path()))?;
     let mut kept = String::new();
     for l in text.lines() {
         let addr = l.split(' ').next().unwrap_or("");

@@ -83,7 +83,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         let size = module_syms.iter().find(|(n, _)| n == name).map(|(_, s)| *s);
         let size = size.ok_or(format!(
             "{name} is not in {}",
-            ksh_proto::EXPECT_MODULE_SYMS
+            ksh_proto::files::FileId::ModuleSyms.path()
         ))?;
         let proc = support::proc_kallsyms_where(|_, m| m == Some(ksh_proto::MODULE_NAME))?;
         // The fixture's functions where the module loader put them (the

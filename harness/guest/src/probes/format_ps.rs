@@ -11,7 +11,7 @@ use crate::support;
 
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     let setup = || -> Result<_, String> {
-        let text = support::expect_text(ksh_proto::EXPECT_FORMAT_PS)?;
+        let text = support::expect_text(ksh_proto::files::FileId::FormatPs.path())?;
         let samples: Vec<(u64, u64, String)> = files::decode::<FormatPsLine>(&text)?
             .into_iter()
             .map(|s| (s.addr, s.offset, s.expected.to_string()))
@@ -44,7 +44,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     }
     let empty = format!(
         "{} is empty (the host samples text functions, the fixture's among them)",
-        ksh_proto::EXPECT_FORMAT_PS
+        ksh_proto::files::FileId::FormatPs.path()
     );
     out.checked_items(
         "shape",

@@ -111,7 +111,7 @@ fn filters<W: Write>(out: &mut CaseWriter<W>, sites: &str) {
     // vmlinux's traceable functions as the host derived them from the
     // image (`__mcount_loc`, each site named by the size-aware rule): the
     // selection of `*` must be exactly these (and the module's, below).
-    let host = crate::support::expect_text(ksh_proto::EXPECT_FTRACE).and_then(|t| {
+    let host = crate::support::expect_text(ksh_proto::files::FileId::Ftrace.path()).and_then(|t| {
         Ok(
             ksh_proto::files::decode::<ksh_proto::files::FtraceLine>(&t)?
                 .into_iter()
@@ -159,7 +159,7 @@ fn filters<W: Write>(out: &mut CaseWriter<W>, sites: &str) {
                 host.len(),
                 "filter selections that differ from the image's call sites",
                 &bad,
-                &format!("{} is empty", ksh_proto::EXPECT_FTRACE),
+                &format!("{} is empty", ksh_proto::files::FileId::Ftrace.path()),
             );
         }
     }

@@ -100,7 +100,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     // Setup (the expectations, the KASLR offset, dropping privileges)
     // fails a case without a count: only what the kernel shows is counted,
     // so a broken setup can never pass for the baseline's mismatches.
-    let sizes_text = match support::expect_text(ksh_proto::EXPECT_SIZES) {
+    let sizes_text = match support::expect_text(ksh_proto::files::FileId::Sizes.path()) {
         Ok(t) => t,
         Err(e) => return out.fail_rest(&format!("setup: {e}")),
     };
@@ -201,7 +201,10 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         expected.len(),
         "sized vmlinux symbols without their ELF size",
         &bad,
-        &format!("{} lists no sized symbol", ksh_proto::EXPECT_SIZES),
+        &format!(
+            "{} lists no sized symbol",
+            ksh_proto::files::FileId::Sizes.path()
+        ),
     );
 
     // module-sizes: the probe module's functions with their ELF sizes.
@@ -226,7 +229,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         module_fns.len(),
         "module functions without their ELF size",
         &bad,
-        &format!("{} is empty", ksh_proto::EXPECT_MODULE_SYMS),
+        &format!("{} is empty", ksh_proto::files::FileId::ModuleSyms.path()),
     );
 
     // unprivileged: the same lines with every address zero, sizes kept.
@@ -301,8 +304,13 @@ fn sized_vmlinux_symbols(text: &str) -> Result<Vec<(u64, &str, u64)>, String> {
     use ksh_proto::files::{Line, SizesLine};
     let mut out = Vec::with_capacity(text.len() / 40);
     for (i, l) in text.lines().enumerate() {
-        let s = SizesLine::parse(l)
-            .map_err(|e| format!("{} line {}: {e}", ksh_proto::EXPECT_SIZES, i + 1))?;
+        let s = SizesLine::parse(l).map_err(|e| {
+            format!(
+                "{} line {}: {e}",
+                ksh_proto::files::FileId::Sizes.path(),
+                i + 1
+            )
+        })?;
         if let Some((size, _)) = s.sized {
             out.push((s.addr, s.name, size));
         }

@@ -62,7 +62,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         return;
     }
     let setup = || -> Result<_, String> {
-        let text = support::expect_text(ksh_proto::EXPECT_KPROBES)?;
+        let text = support::expect_text(ksh_proto::files::FileId::Kprobes.path())?;
         let targets: Vec<Target> = files::decode::<KprobeLine>(&text)?
             .into_iter()
             .map(|t| Target {
@@ -78,10 +78,12 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         let features = support::module_features()?;
         let mut module_fns = Vec::new();
         for name in ksh_proto::MODULE_KPROBES_FUNCS {
-            let size = module_syms
-                .get(*name)
-                .copied()
-                .ok_or_else(|| format!("{name} is not in {}", ksh_proto::EXPECT_MODULE_SYMS))?;
+            let size = module_syms.get(*name).copied().ok_or_else(|| {
+                format!(
+                    "{name} is not in {}",
+                    ksh_proto::files::FileId::ModuleSyms.path()
+                )
+            })?;
             module_fns.push((*name, support::module_fn_addr(&features, name)?, size));
         }
         let inside = support::module_fn_addr(&features, "ksh_probe_target")?;
@@ -159,7 +161,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     let populated = || -> Result<(usize, Vec<String>), String> {
         let mut n = 0;
         let mut bad = Vec::new();
-        let text = support::expect_text(ksh_proto::EXPECT_BLACKLIST)?;
+        let text = support::expect_text(ksh_proto::files::FileId::Blacklist.path())?;
         let mut expected: HashSet<(u64, u64)> = module_fns
             .iter()
             .map(|&(_, a, size)| (a, a + size))

@@ -53,8 +53,8 @@ fn measure(lo: u64, hi: u64, count: u64) -> Result<(u64, u64), String> {
 /// Times the lookups of the `sizes` plan's addresses (see the module doc).
 fn sized<W: Write>(out: &mut CaseWriter<W>, rounds: usize, bench: bool) -> Result<(), String> {
     const TEST_RUN_ADDRESSES: usize = 1000;
-    let blob = std::fs::read(ksh_proto::EXPECT_SIZES_CHECK)
-        .map_err(|e| format!("{}: {e}", ksh_proto::EXPECT_SIZES_CHECK))?;
+    let blob = std::fs::read(ksh_proto::files::FileId::SizesCheck.path())
+        .map_err(|e| format!("{}: {e}", ksh_proto::files::FileId::SizesCheck.path()))?;
     let off = support::kaslr_offset()?;
     let parts = if bench {
         vec![&blob[..]]

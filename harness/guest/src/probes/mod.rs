@@ -29,8 +29,7 @@ pub use crate::support::summarize_detail;
 /// The kernel's kallsyms symbol count as the host computed it (0 when
 /// unknown), for the probes' timeouts.
 pub fn symbols_in_build() -> u64 {
-    let text = std::fs::read_to_string(ksh_proto::EXPECT_BUILD_INFO).unwrap_or_default();
-    ksh_proto::symbols_in_build_info(&text)
+    crate::support::build_info().symbols()
 }
 
 /// Reads `/proc/kallsyms` once for the whole boot (after the probe module
@@ -64,7 +63,7 @@ pub fn arch() -> &'static str {
 /// against the build info), or None.
 pub fn not_applicable(probe: &str, case: &str) -> Option<&'static str> {
     let info = crate::support::build_info();
-    ksh_proto::not_applicable(probe, case, arch(), &|k| info.get(k).cloned())
+    ksh_proto::not_applicable(probe, case, arch(), &|k| info.get(k).map(str::to_string))
 }
 
 pub fn run<W: Write>(spec: &'static ProbeSpec, out: &mut CaseWriter<W>) {

@@ -77,7 +77,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     );
     let empty = format!(
         "no module function in {} (the probe module has several)",
-        ksh_proto::EXPECT_MODULE_SYMS
+        ksh_proto::files::FileId::ModuleSyms.path()
     );
     out.checked_items(
         "found",

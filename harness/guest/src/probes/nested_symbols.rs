@@ -24,7 +24,7 @@ struct Point {
 }
 
 fn read() -> Result<Vec<Point>, String> {
-    let text = support::expect_text(ksh_proto::EXPECT_NESTED)?;
+    let text = support::expect_text(ksh_proto::files::FileId::Nested.path())?;
     Ok(files::decode::<NestedLine>(&text)?
         .into_iter()
         .map(|n| Point {
@@ -50,7 +50,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         return out.fail_rest(&format!(
             "0 checked: no nested {}* pair in {}: is the fixture patch applied?",
             ksh_proto::FIXTURE_PREFIX,
-            ksh_proto::EXPECT_NESTED
+            ksh_proto::files::FileId::Nested.path()
         ));
     }
     let mut inners: Vec<(u64, &str)> = points

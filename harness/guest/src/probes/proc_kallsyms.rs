@@ -112,9 +112,14 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         "/proc/kallsyms is empty",
     );
 
-    let expected_text = match std::fs::read_to_string(ksh_proto::EXPECT_KALLSYMS) {
+    let expected_text = match std::fs::read_to_string(ksh_proto::files::FileId::Kallsyms.path()) {
         Ok(t) => t,
-        Err(e) => return out.fail_rest(&format!("{}: {e}", ksh_proto::EXPECT_KALLSYMS)),
+        Err(e) => {
+            return out.fail_rest(&format!(
+                "{}: {e}",
+                ksh_proto::files::FileId::Kallsyms.path()
+            ))
+        }
     };
     let expected = match read_expected(&expected_text) {
         Ok(e) => e,
@@ -147,7 +152,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         expected.len(),
         missing.len() + extra.len(),
         d,
-        &format!("{} is empty", ksh_proto::EXPECT_KALLSYMS),
+        &format!("{} is empty", ksh_proto::files::FileId::Kallsyms.path()),
     );
 
     // KASLR moves the whole image; `_text` tells by how much.

@@ -23,10 +23,10 @@ const EMPTY: &str = "no sized symbol in /ksh/expect/sizes.txt (every kernel has 
 
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     let setup = || -> Result<_, String> {
-        let blob = std::fs::read(ksh_proto::EXPECT_SIZES_CHECK)
-            .map_err(|e| format!("{}: {e}", ksh_proto::EXPECT_SIZES_CHECK))?;
-        let counts = std::fs::read_to_string(ksh_proto::EXPECT_SIZES_COUNTS)
-            .map_err(|e| format!("{}: {e}", ksh_proto::EXPECT_SIZES_COUNTS))?;
+        let blob = std::fs::read(ksh_proto::files::FileId::SizesCheck.path())
+            .map_err(|e| format!("{}: {e}", ksh_proto::files::FileId::SizesCheck.path()))?;
+        let counts = std::fs::read_to_string(ksh_proto::files::FileId::SizesCounts.path())
+            .map_err(|e| format!("{}: {e}", ksh_proto::files::FileId::SizesCounts.path()))?;
         Ok((
             blob,
             sizes::parse_counts(&counts)?,
@@ -55,7 +55,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         _ => {
             return out.fail_rest(&format!(
                 "setup: {} has no {}= or {}= line",
-                ksh_proto::EXPECT_BUILD_INFO,
+                ksh_proto::files::FileId::BuildInfo.path(),
                 ksh_proto::SIZED_SYMBOLS_KEY,
                 ksh_proto::SIZED_ADDRESSES_KEY
             ))
@@ -115,15 +115,15 @@ fn judge(
     bad_size: &mut Vec<String>,
     bad_last: &mut Vec<String>,
 ) -> Result<(), String> {
-    let text = std::fs::read_to_string(ksh_proto::EXPECT_SIZES)
-        .map_err(|e| format!("{}: {e}", ksh_proto::EXPECT_SIZES))?;
+    let text = std::fs::read_to_string(ksh_proto::files::FileId::Sizes.path())
+        .map_err(|e| format!("{}: {e}", ksh_proto::files::FileId::Sizes.path()))?;
     let parsed = sizes::parse(&text)?;
     let plan = sizes::plan(&parsed);
     if plan.starts != starts || plan.lasts.len() != n_lasts {
         return Err(format!(
             "{} and {} disagree: {} starts and {} last bytes in the text, {starts} and {n_lasts} encoded",
-            ksh_proto::EXPECT_SIZES,
-            ksh_proto::EXPECT_SIZES_CHECK,
+            ksh_proto::files::FileId::Sizes.path(),
+            ksh_proto::files::FileId::SizesCheck.path(),
             plan.starts,
             plan.lasts.len()
         ));

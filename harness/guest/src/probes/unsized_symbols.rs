@@ -15,7 +15,7 @@ use crate::support;
 
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     let setup = || -> Result<_, String> {
-        let text = support::expect_text(ksh_proto::EXPECT_UNSIZED)?;
+        let text = support::expect_text(ksh_proto::files::FileId::Unsized.path())?;
         let pts: Vec<(u64, u64, u64, String)> = files::decode::<UnsizedLine>(&text)?
             .into_iter()
             .map(|u| (u.addr, u.start, u.size, u.name.to_string()))
@@ -29,7 +29,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     if pts.is_empty() {
         return out.fail_rest(&format!(
             "0 checked: {} lists no unsized symbol (every kernel has some, e.g. _stext)",
-            ksh_proto::EXPECT_UNSIZED
+            ksh_proto::files::FileId::Unsized.path()
         ));
     }
     let records: Vec<Record> = pts

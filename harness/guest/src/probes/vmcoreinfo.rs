@@ -124,8 +124,12 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             .map(|a| a.map(|a| a.wrapping_add(offset)))
             .collect();
         let key = format!("SYMBOL({WITNESS})");
-        let witness =
-            want[0].ok_or_else(|| format!("{WITNESS} is not in {}", ksh_proto::EXPECT_KALLSYMS))?;
+        let witness = want[0].ok_or_else(|| {
+            format!(
+                "{WITNESS} is not in {}",
+                ksh_proto::files::FileId::Kallsyms.path()
+            )
+        })?;
         match value(&info, &key).map(support::hex) {
             Some(Ok(got)) if got == witness => Ok((info, want[1..].to_vec())),
             Some(Ok(got)) => Err(format!(

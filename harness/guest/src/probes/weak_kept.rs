@@ -18,7 +18,7 @@ struct Kept {
 }
 
 fn read() -> Result<Vec<Kept>, String> {
-    let text = support::expect_text(ksh_proto::EXPECT_WEAK_KEPT)?;
+    let text = support::expect_text(ksh_proto::files::FileId::WeakKept.path())?;
     Ok(files::decode::<WeakKeptLine>(&text)?
         .into_iter()
         .map(|k| Kept {

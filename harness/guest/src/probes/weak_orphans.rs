@@ -17,7 +17,7 @@ struct Orphan {
 }
 
 fn read() -> Result<Vec<Orphan>, String> {
-    let text = support::expect_text(ksh_proto::EXPECT_ORPHANS)?;
+    let text = support::expect_text(ksh_proto::files::FileId::Orphans.path())?;
     Ok(files::decode::<OrphanLine>(&text)?
         .into_iter()
         .map(|o| Orphan {
@@ -112,7 +112,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         }
         _ => bad.push(format!(
             "{} has no {}= or {}= line: how many orphans exist is unknown",
-            ksh_proto::EXPECT_BUILD_INFO,
+            ksh_proto::files::FileId::BuildInfo.path(),
             ksh_proto::WEAK_OVERRIDDEN_KEY,
             ksh_proto::WEAK_LOCATED_KEY
         )),
@@ -141,7 +141,7 @@ fn preceding_start<W: Write>(out: &mut CaseWriter<W>, orphans: &[Orphan]) {
     // names it has at those addresses: not /proc/kallsyms, which is what
     // is under test.
     let setup = || -> Result<_, String> {
-        let text = support::expect_text(ksh_proto::EXPECT_KALLSYMS)?;
+        let text = support::expect_text(ksh_proto::files::FileId::Kallsyms.path())?;
         let table = ksh_proto::files::decode::<ksh_proto::files::KallsymsLine>(&text)?
             .into_iter()
             .map(|k| (k.addr, k.name.to_string()))
@@ -178,7 +178,7 @@ fn preceding_start<W: Write>(out: &mut CaseWriter<W>, orphans: &[Orphan]) {
     let mut bad: Vec<String> = wanted
         .iter()
         .filter(|p| !table.iter().any(|(_, n)| n == *p))
-        .map(|p| format!("{p}: not in {}", ksh_proto::EXPECT_KALLSYMS))
+        .map(|p| format!("{p}: not in {}", ksh_proto::files::FileId::Kallsyms.path()))
         .collect();
     let q: Vec<u64> = addrs.iter().map(|(a, _)| *a).collect();
     let answers = match support::lookup(&q) {
