@@ -9,8 +9,8 @@ use std::process::Command;
 use ksh_proto::files::{KallsymsLine, Line as _};
 use ksh_proto::lookup::Table;
 
-use crate::support;
 use crate::sys;
+use crate::{expect, kaslr, probe_module};
 
 /// PID 1 of `cargo xtask run`: busybox applets, the terminal size, a
 /// banner, then a login shell on the console's tty; power-off when it ends.
@@ -33,11 +33,11 @@ pub fn shell_session(cmdline: &str, module_status: &str) -> ! {
     ) {
         sys::set_console_size(c, r);
     }
-    let build = support::build_info();
+    let build = expect::build_info();
     println!();
     println!(
         "ksh: {} kernel {}, {} kallsyms symbols; probe module: {module_status}",
-        crate::probes::arch(),
+        crate::sys::arch(),
         build.get("kernel_release").unwrap_or("?"),
         build.get(ksh_proto::SYMBOLS_KEY).unwrap_or("?"),
     );
@@ -121,7 +121,7 @@ pub fn lookup(args: &[String]) -> i32 {
             return 2;
         }
     };
-    let offset = match support::kaslr_offset() {
+    let offset = match kaslr::kaslr_offset() {
         Ok(o) => o,
         Err(e) => {
             eprintln!("ksh-lookup: KASLR offset: {e}");
@@ -131,7 +131,7 @@ pub fn lookup(args: &[String]) -> i32 {
     let table = truth.table();
     let mut code = 0;
     for arg in args {
-        let addrs: Vec<u64> = match support::hex(arg) {
+        let addrs: Vec<u64> = match probe_module::hex(arg) {
             Ok(a) if arg.len() >= 8 || arg.starts_with("0x") => vec![a],
             _ => {
                 let found: Vec<u64> = truth
@@ -158,7 +158,7 @@ pub fn lookup(args: &[String]) -> i32 {
                 Some(f) => format!("{}+{:#x}/{:#x}", f.name, link - f.start, f.size),
                 None => "no symbol".to_string(),
             };
-            let (kernel_text, ps) = match support::lookup_one(runtime) {
+            let (kernel_text, ps) = match probe_module::lookup_one(runtime) {
                 Ok(l) => {
                     let k = if l.found {
                         let m = l

@@ -27,7 +27,8 @@
 use std::io::{Read, Write};
 
 use crate::ktap::{CaseWriter, Verdict};
-use crate::support::{self, hex};
+use crate::probe_module::hex;
+use crate::{expect, probe_module, proc_kallsyms};
 
 /// Messages of `/dev/kmsg` (the text after `;` of each record).
 fn kmsg() -> Result<Vec<String>, String> {
@@ -79,32 +80,32 @@ fn parse_sym(s: &str) -> Option<(&str, u64, u64)> {
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     let setup = || -> Result<_, String> {
         let name = ksh_proto::MODULE_BT_CALLER;
-        let module_syms = support::module_syms()?;
+        let module_syms = expect::module_syms()?;
         let size = module_syms.iter().find(|(n, _)| n == name).map(|(_, s)| *s);
         let size = size.ok_or(format!(
             "{name} is not in {}",
             ksh_proto::files::FileId::ModuleSyms.path()
         ))?;
-        let proc = support::proc_kallsyms_where(|_, m| m == Some(ksh_proto::MODULE_NAME))?;
+        let proc = proc_kallsyms::proc_kallsyms_where(|_, m| m == Some(ksh_proto::MODULE_NAME))?;
         // The fixture's functions where the module loader put them (the
         // module's features file), the rest as /proc/kallsyms lists them
         // (only to name frames): the frame this probe is about is not
         // located through kallsyms, which is under test.
-        let features = support::module_features()?;
+        let features = probe_module::module_features()?;
         let addr_of = |n: &str| {
             features
                 .get(n)
                 .copied()
                 .or_else(|| proc.iter().find(|s| s.name == n).map(|s| s.addr))
         };
-        let start = support::module_fn_addr(&features, name)?;
+        let start = probe_module::module_fn_addr(&features, name)?;
         // Module functions with their runtime extents.
         let mut fns: Vec<(u64, u64, String)> = module_syms
             .iter()
             .filter_map(|(n, s)| addr_of(n).map(|a| (a, a + s, n.clone())))
             .collect();
         fns.sort();
-        let path = support::module_file("backtrace")?;
+        let path = probe_module::module_file("backtrace")?;
         let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
         let mut frames = Vec::new();
         for l in text.lines() {

@@ -87,7 +87,7 @@ fn module_range(name: &str) -> Result<(u64, u64), String> {
     let base = f
         .get(5)
         .ok_or_else(|| format!("/proc/modules: no address in {line:?}"))
-        .and_then(|a| crate::support::hex(a))?;
+        .and_then(|a| crate::probe_module::hex(a))?;
     if base == 0 {
         return Err(format!("/proc/modules shows {name} at address 0"));
     }
@@ -111,7 +111,7 @@ fn filters<W: Write>(out: &mut CaseWriter<W>, sites: &str) {
     // vmlinux's traceable functions as the host derived them from the
     // image (`__mcount_loc`, each site named by the size-aware rule): the
     // selection of `*` must be exactly these (and the module's, below).
-    let host = crate::support::expect_text(ksh_proto::files::FileId::Ftrace.path()).and_then(|t| {
+    let host = crate::expect::expect_text(ksh_proto::files::FileId::Ftrace.path()).and_then(|t| {
         Ok(
             ksh_proto::files::decode::<ksh_proto::files::FtraceLine>(&t)?
                 .into_iter()
@@ -173,7 +173,7 @@ fn filters<W: Write>(out: &mut CaseWriter<W>, sites: &str) {
             .lines()
             .filter_map(|l| {
                 let (a, name) = l.split_once(' ')?;
-                let a = crate::support::hex(a).ok()?;
+                let a = crate::probe_module::hex(a).ok()?;
                 (base <= a && a < base + size).then(|| name.trim_end_matches(&suffix).to_string())
             })
             .collect::<std::collections::BTreeSet<String>>(),

@@ -18,7 +18,7 @@ use std::io::Write;
 use std::time::Instant;
 
 use crate::ktap::CaseWriter;
-use crate::support;
+use crate::{expect, kaslr, proc_kallsyms};
 
 const PATH: &str = ksh_proto::PROC_KALLSYMS_SIZES;
 
@@ -61,7 +61,7 @@ fn size_field(line: &str) -> Result<u64, String> {
 /// Parses `ADDR SIZE REST` as the `/proc/kallsyms` line `ADDR REST` would
 /// be (the guest's one parser), without building that line: the address
 /// is checked here, the rest by the parser given a zero address's text.
-fn parse_sized(line: &str) -> Option<support::ProcLine<'_>> {
+fn parse_sized(line: &str) -> Option<proc_kallsyms::ProcLine<'_>> {
     let addr = &line[..FIELD - 1];
     if !addr
         .bytes()
@@ -70,7 +70,7 @@ fn parse_sized(line: &str) -> Option<support::ProcLine<'_>> {
         return None;
     }
     let rest = &line[2 * FIELD..];
-    let mut p = support::parse_proc_line_rest(rest).ok()?;
+    let mut p = proc_kallsyms::parse_proc_line_rest(rest).ok()?;
     p.addr = u64::from_str_radix(addr, 16).ok()?;
     Some(p)
 }
@@ -88,7 +88,7 @@ fn owner_of(line: &str) -> Option<&str> {
 }
 
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
-    let reference = match support::proc_kallsyms_text() {
+    let reference = match proc_kallsyms::proc_kallsyms_text() {
         Ok(t) => t,
         Err(e) => return out.fail_rest(&format!("cannot read /proc/kallsyms: {e}")),
     };
@@ -100,15 +100,15 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     // Setup (the expectations, the KASLR offset, dropping privileges)
     // fails a case without a count: only what the kernel shows is counted,
     // so a broken setup can never pass for the baseline's mismatches.
-    let sizes_text = match support::expect_text(ksh_proto::files::FileId::Sizes.path()) {
+    let sizes_text = match expect::expect_text(ksh_proto::files::FileId::Sizes.path()) {
         Ok(t) => t,
         Err(e) => return out.fail_rest(&format!("setup: {e}")),
     };
     let setup = || -> Result<_, String> {
         Ok((
             sized_vmlinux_symbols(&sizes_text)?,
-            support::module_syms()?,
-            support::kaslr_offset()?,
+            expect::module_syms()?,
+            kaslr::kaslr_offset()?,
         ))
     };
     let (expected, module_fns, offset) = match setup() {
@@ -175,7 +175,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         "/proc/kallsyms is empty",
     );
 
-    let parsed: Vec<(u64, support::ProcLine)> = lines
+    let parsed: Vec<(u64, proc_kallsyms::ProcLine)> = lines
         .iter()
         .filter_map(|l| parse_sized(l.line).map(|p| (l.size, p)))
         .collect();

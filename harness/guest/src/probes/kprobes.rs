@@ -25,7 +25,8 @@ use std::io::Write;
 use ksh_proto::files::{self, BlacklistLine, KprobeLine};
 
 use crate::ktap::{CaseWriter, Verdict};
-use crate::support::{self, hex};
+use crate::probe_module::hex;
+use crate::{expect, kaslr, probe_module};
 
 const BLACKLIST: &str = "/sys/kernel/debug/kprobes/blacklist";
 
@@ -62,7 +63,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         return;
     }
     let setup = || -> Result<_, String> {
-        let text = support::expect_text(ksh_proto::files::FileId::Kprobes.path())?;
+        let text = expect::expect_text(ksh_proto::files::FileId::Kprobes.path())?;
         let targets: Vec<Target> = files::decode::<KprobeLine>(&text)?
             .into_iter()
             .map(|t| Target {
@@ -71,11 +72,11 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
                 name: t.name.to_string(),
             })
             .collect();
-        let module_syms: HashMap<String, u64> = support::module_syms()?.into_iter().collect();
+        let module_syms: HashMap<String, u64> = expect::module_syms()?.into_iter().collect();
         // The module's own functions at the addresses the module loader
         // relocated them to (its `features` file), not as kallsyms lists
         // them: kallsyms is what is under test.
-        let features = support::module_features()?;
+        let features = probe_module::module_features()?;
         let mut module_fns = Vec::new();
         for name in ksh_proto::MODULE_KPROBES_FUNCS {
             let size = module_syms.get(*name).copied().ok_or_else(|| {
@@ -84,10 +85,10 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
                     ksh_proto::files::FileId::ModuleSyms.path()
                 )
             })?;
-            module_fns.push((*name, support::module_fn_addr(&features, name)?, size));
+            module_fns.push((*name, probe_module::module_fn_addr(&features, name)?, size));
         }
-        let inside = support::module_fn_addr(&features, "ksh_probe_target")?;
-        Ok((targets, support::kaslr_offset()?, module_fns, inside))
+        let inside = probe_module::module_fn_addr(&features, "ksh_probe_target")?;
+        Ok((targets, kaslr::kaslr_offset()?, module_fns, inside))
     };
     let (targets, off, module_fns, inside) = match setup() {
         Ok(x) => x,
@@ -97,7 +98,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     // register_kprobe() on every target, in one module session.
     let mut addrs: Vec<u64> = targets.iter().map(|t| t.addr.wrapping_add(off)).collect();
     addrs.push(inside);
-    let rcs = match support::kprobe(&addrs) {
+    let rcs = match probe_module::kprobe(&addrs) {
         Ok(r) => r,
         Err(e) => return out.fail_rest(&e),
     };
@@ -161,7 +162,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     let populated = || -> Result<(usize, Vec<String>), String> {
         let mut n = 0;
         let mut bad = Vec::new();
-        let text = support::expect_text(ksh_proto::files::FileId::Blacklist.path())?;
+        let text = expect::expect_text(ksh_proto::files::FileId::Blacklist.path())?;
         let mut expected: HashSet<(u64, u64)> = module_fns
             .iter()
             .map(|&(_, a, size)| (a, a + size))

@@ -9,17 +9,17 @@ use rustc_hash::FxHashMap as HashMap;
 use std::io::Write;
 
 use crate::ktap::CaseWriter;
-use crate::support;
+use crate::{expect, probe_module, proc_kallsyms};
 
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     let setup = || -> Result<_, String> {
-        let fns = support::module_syms()?;
-        support::module_file("lookup")?;
+        let fns = expect::module_syms()?;
+        probe_module::module_file("lookup")?;
         let ours = |_: &str, m: Option<&str>| m == Some(ksh_proto::MODULE_NAME);
         Ok((
             fns,
-            support::proc_kallsyms_where(ours)?,
-            support::module_features()?,
+            proc_kallsyms::proc_kallsyms_where(ours)?,
+            probe_module::module_features()?,
         ))
     };
     let (fns, proc, features) = match setup() {
@@ -56,7 +56,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         ));
     }
     let addrs: Vec<u64> = present.iter().map(|p| p.2).collect();
-    let answers = match support::lookup(&addrs) {
+    let answers = match probe_module::lookup(&addrs) {
         Ok(a) => a,
         Err(e) => return out.fail_rest(&e),
     };

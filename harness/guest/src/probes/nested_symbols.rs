@@ -12,7 +12,7 @@ use std::io::Write;
 use crate::ktap::CaseWriter;
 use ksh_proto::files::{self, NestedLine};
 
-use crate::support;
+use crate::{expect, kaslr, probe_module};
 
 struct Point {
     addr: u64,
@@ -24,7 +24,7 @@ struct Point {
 }
 
 fn read() -> Result<Vec<Point>, String> {
-    let text = support::expect_text(ksh_proto::files::FileId::Nested.path())?;
+    let text = expect::expect_text(ksh_proto::files::FileId::Nested.path())?;
     Ok(files::decode::<NestedLine>(&text)?
         .into_iter()
         .map(|n| Point {
@@ -39,7 +39,7 @@ fn read() -> Result<Vec<Point>, String> {
 }
 
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
-    let (points, off) = match read().and_then(|p| Ok((p, support::kaslr_offset()?))) {
+    let (points, off) = match read().and_then(|p| Ok((p, kaslr::kaslr_offset()?))) {
         Ok(x) => x,
         Err(e) => return out.fail_rest(&e),
     };
@@ -61,7 +61,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     inners.dedup();
     let mut addrs: Vec<u64> = points.iter().map(|p| p.addr.wrapping_add(off)).collect();
     addrs.extend(inners.iter().map(|i| i.0.wrapping_add(off)));
-    let answers = match support::lookup_no_ps(&addrs) {
+    let answers = match probe_module::lookup_no_ps(&addrs) {
         Ok(a) => a,
         Err(e) => return out.fail_rest(&e),
     };

@@ -16,10 +16,10 @@ struct Sym<'a> {
 }
 
 /// One `/proc/kallsyms` line (the guest's one parser,
-/// [`crate::support::parse_proc_line`]) and whether it belongs to a module
+/// [`crate::proc_kallsyms::parse_proc_line`]) and whether it belongs to a module
 /// (or another `[...]` owner such as ftrace trampolines).
 fn parse_proc_line(line: &str) -> Result<(Sym<'_>, bool), String> {
-    let p = crate::support::parse_proc_line(line)?;
+    let p = crate::proc_kallsyms::parse_proc_line(line)?;
     Ok((
         Sym {
             addr: p.addr,
@@ -79,7 +79,7 @@ fn multiset_diff<K: std::hash::Hash + Eq + Clone>(
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     // The text /init read once for the whole boot (one reader's view of
     // the file, as any tool sees it); the live file if there is none.
-    let text = match crate::support::proc_kallsyms_text() {
+    let text = match crate::proc_kallsyms::proc_kallsyms_text() {
         Ok(t) => t,
         Err(e) => return out.fail_rest(&format!("cannot read /proc/kallsyms: {e}")),
     };
@@ -183,7 +183,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             .collect::<Vec<_>>()
     };
     // The offset itself, against an anchor independent of kallsyms.
-    let anchor = crate::support::check_offset(offset);
+    let anchor = crate::kaslr::check_offset(offset);
     let mut d = Vec::new();
     match &anchor {
         Ok(note) => println!("# anchor: {note}"),

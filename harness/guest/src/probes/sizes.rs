@@ -16,8 +16,10 @@ use std::io::Write;
 
 use ksh_proto::sizes;
 
+use crate::expect::Group;
 use crate::ktap::CaseWriter;
-use crate::support::{self, Group, Lookup};
+use crate::probe_module::Lookup;
+use crate::{expect, kaslr, probe_module};
 
 const EMPTY: &str = "no sized symbol in /ksh/expect/sizes.txt (every kernel has thousands)";
 
@@ -27,11 +29,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             .map_err(|e| format!("{}: {e}", ksh_proto::files::FileId::SizesCheck.path()))?;
         let counts = std::fs::read_to_string(ksh_proto::files::FileId::SizesCounts.path())
             .map_err(|e| format!("{}: {e}", ksh_proto::files::FileId::SizesCounts.path()))?;
-        Ok((
-            blob,
-            sizes::parse_counts(&counts)?,
-            support::kaslr_offset()?,
-        ))
+        Ok((blob, sizes::parse_counts(&counts)?, kaslr::kaslr_offset()?))
     };
     let (blob, (starts, n_lasts, n_sym, nested), off) = match setup() {
         Ok(x) => x,
@@ -40,7 +38,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     // The plan must cover every sized symbol and address the host's table
     // has (counted there without the plan's code), or the cases would
     // check less than they say.
-    let info = support::build_info();
+    let info = expect::build_info();
     let count = |k: &str| info.get(k).and_then(|v| v.parse::<usize>().ok());
     match (
         count(ksh_proto::SIZED_SYMBOLS_KEY),
@@ -61,7 +59,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             ))
         }
     }
-    let answers = match support::check_blob(&blob, starts + n_lasts, off) {
+    let answers = match probe_module::check_blob(&blob, starts + n_lasts, off) {
         Ok(a) => a,
         Err(e) => return out.fail_rest(&e),
     };
@@ -108,7 +106,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
 /// (it must be the one the host encoded) and applies each case's rule.
 #[allow(clippy::too_many_arguments)]
 fn judge(
-    answers: &support::CheckOutcome,
+    answers: &probe_module::CheckOutcome,
     starts: usize,
     n_lasts: usize,
     bad_name: &mut Vec<String>,

@@ -8,7 +8,7 @@ use std::io::Write;
 use crate::ktap::CaseWriter;
 use ksh_proto::files::{self, WeakKeptLine};
 
-use crate::support;
+use crate::{expect, kaslr, probe_module, proc_kallsyms};
 
 struct Kept {
     addr: u64,
@@ -18,7 +18,7 @@ struct Kept {
 }
 
 fn read() -> Result<Vec<Kept>, String> {
-    let text = support::expect_text(ksh_proto::files::FileId::WeakKept.path())?;
+    let text = expect::expect_text(ksh_proto::files::FileId::WeakKept.path())?;
     Ok(files::decode::<WeakKeptLine>(&text)?
         .into_iter()
         .map(|k| Kept {
@@ -36,11 +36,11 @@ const EMPTY: &str =
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     let setup = || -> Result<_, String> {
         let kept = read()?;
-        let off = support::kaslr_offset()?;
+        let off = kaslr::kaslr_offset()?;
         let addrs: HashSet<u64> = kept.iter().map(|k| k.addr).collect();
         let names: HashSet<&str> = kept.iter().map(|k| k.name.as_str()).collect();
-        let groups = support::size_groups_where(|a| addrs.contains(&a))?;
-        let proc = support::proc_kallsyms_where(|n, m| m.is_none() && names.contains(n))?;
+        let groups = expect::size_groups_where(|a| addrs.contains(&a))?;
+        let proc = proc_kallsyms::proc_kallsyms_where(|n, m| m.is_none() && names.contains(n))?;
         Ok((kept, off, groups, proc))
     };
     let (kept, off, groups, proc) = match setup() {
@@ -82,11 +82,11 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     );
 
     let addrs: Vec<u64> = kept.iter().map(|k| k.addr.wrapping_add(off)).collect();
-    let answers = match support::lookup(&addrs) {
+    let answers = match probe_module::lookup(&addrs) {
         Ok(a) => a,
         Err(e) => return out.fail_rest(&e),
     };
-    let group_of: HashMap<u64, &support::Group> = groups.iter().map(|g| (g.addr, g)).collect();
+    let group_of: HashMap<u64, &expect::Group> = groups.iter().map(|g| (g.addr, g)).collect();
     let (mut bad_addr, mut bad_size) = (Vec::new(), Vec::new());
     for (k, a) in kept.iter().zip(&answers) {
         let names: Vec<String> = group_of

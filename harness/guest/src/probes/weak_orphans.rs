@@ -7,7 +7,7 @@ use std::io::Write;
 use crate::ktap::{CaseWriter, Verdict};
 use ksh_proto::files::{self, OrphanLine};
 
-use crate::support;
+use crate::{expect, kaslr, probe_module};
 
 struct Orphan {
     start: u64,
@@ -17,7 +17,7 @@ struct Orphan {
 }
 
 fn read() -> Result<Vec<Orphan>, String> {
-    let text = support::expect_text(ksh_proto::files::FileId::Orphans.path())?;
+    let text = expect::expect_text(ksh_proto::files::FileId::Orphans.path())?;
     Ok(files::decode::<OrphanLine>(&text)?
         .into_iter()
         .map(|o| Orphan {
@@ -30,7 +30,7 @@ fn read() -> Result<Vec<Orphan>, String> {
 }
 
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
-    let (orphans, off) = match read().and_then(|o| Ok((o, support::kaslr_offset()?))) {
+    let (orphans, off) = match read().and_then(|o| Ok((o, kaslr::kaslr_offset()?))) {
         Ok(x) => x,
         Err(e) => return out.fail_rest(&e),
     };
@@ -44,7 +44,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             owner.push(i);
         }
     }
-    let answers = match support::lookup(&addrs) {
+    let answers = match probe_module::lookup(&addrs) {
         Ok(a) => a,
         Err(e) => return out.fail_rest(&e),
     };
@@ -95,7 +95,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     let (n, mut bad) = check(false);
     // The host locates the bodies; a search that found few of them would
     // leave this case checking little while it says "all".
-    let info = support::build_info();
+    let info = expect::build_info();
     let count = |k: &str| info.get(k).and_then(|v| v.parse::<u64>().ok());
     match (
         count(ksh_proto::WEAK_OVERRIDDEN_KEY),
@@ -141,12 +141,12 @@ fn preceding_start<W: Write>(out: &mut CaseWriter<W>, orphans: &[Orphan]) {
     // names it has at those addresses: not /proc/kallsyms, which is what
     // is under test.
     let setup = || -> Result<_, String> {
-        let text = support::expect_text(ksh_proto::files::FileId::Kallsyms.path())?;
+        let text = expect::expect_text(ksh_proto::files::FileId::Kallsyms.path())?;
         let table = ksh_proto::files::decode::<ksh_proto::files::KallsymsLine>(&text)?
             .into_iter()
             .map(|k| (k.addr, k.name.to_string()))
             .collect::<Vec<(u64, String)>>();
-        Ok((table, support::kaslr_offset()?))
+        Ok((table, kaslr::kaslr_offset()?))
     };
     let (table, off) = match setup() {
         Ok(x) => x,
@@ -181,7 +181,7 @@ fn preceding_start<W: Write>(out: &mut CaseWriter<W>, orphans: &[Orphan]) {
         .map(|p| format!("{p}: not in {}", ksh_proto::files::FileId::Kallsyms.path()))
         .collect();
     let q: Vec<u64> = addrs.iter().map(|(a, _)| *a).collect();
-    let answers = match support::lookup(&q) {
+    let answers = match probe_module::lookup(&q) {
         Ok(a) => a,
         Err(e) => return out.case("preceding-start", Verdict::Fail(vec![e])),
     };
