@@ -123,14 +123,50 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     };
     let name = ksh_proto::MODULE_BT_CALLER;
     let end = start + size;
-    // Names and offsets: sizes are the sizes probes' business, and
-    // size-blind kernels print the same frames with other sizes.
-    let want = format!("{name}+{size:#x}/");
-    println!("# {} frames; {name} [{start:#x},{end:#x})", frames.len());
-    for (a, pb, _) in &frames {
+    let fx = Fixture {
+        start,
+        end,
+        // Names and offsets: sizes are the sizes probes' business, and
+        // size-blind kernels print the same frames with other sizes.
+        want: format!("{name}+{size:#x}/"),
+        fns,
+        frames,
+        msgs,
+    };
+    println!("# {} frames; {name} [{start:#x},{end:#x})", fx.frames.len());
+    for (a, pb, _) in &fx.frames {
         println!("# frame {a:#x} {pb}");
     }
+    end_of_function_frame(out, &fx);
+    stack_trace_print(out, &fx);
+    dump_stack(out, &fx);
+}
 
+/// What the fixture left: `ksh_bt_caller`'s extent, the module's
+/// functions, the saved entries and the kernel's messages.
+struct Fixture {
+    /// `[start, end)` of [`ksh_proto::MODULE_BT_CALLER`] (runtime).
+    start: u64,
+    end: u64,
+    /// How `%pB` must print its end: `NAME+SIZE/`.
+    want: String,
+    /// The module's functions with their runtime extents, by address.
+    fns: Vec<(u64, u64, String)>,
+    /// The saved entries: address, `%pB`, `%pBb`.
+    frames: Vec<(u64, String, String)>,
+    /// `/dev/kmsg`'s messages.
+    msgs: Vec<String>,
+}
+
+/// `end-of-function-frame`: an entry is the function's end, and `%pB`
+/// and `%pBb` print it as the function.
+fn end_of_function_frame<W: Write>(out: &mut CaseWriter<W>, fx: &Fixture) {
+    let (name, end, want, frames) = (
+        ksh_proto::MODULE_BT_CALLER,
+        fx.end,
+        fx.want.as_str(),
+        &fx.frames,
+    );
     let at_end = frames.iter().position(|f| f.0 == end);
     match at_end {
         None => out.case(
@@ -155,9 +191,14 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             out.checked_items("end-of-function-frame", 2, "formats", &bad, "");
         }
     }
+}
 
-    // stack_trace_print(): one line per entry, in order.
-    match block(&msgs, "stack_trace_print") {
+/// `stack-trace-print`: `stack_trace_print()` printed one line per entry,
+/// in order, each `name+off/size`; module frames name the function
+/// containing the call.
+fn stack_trace_print<W: Write>(out: &mut CaseWriter<W>, fx: &Fixture) {
+    let (frames, fns) = (&fx.frames, &fx.fns);
+    match block(&fx.msgs, "stack_trace_print") {
         None => out.case(
             "stack-trace-print",
             Verdict::Fail(vec![
@@ -202,8 +243,19 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             );
         }
     }
+}
 
-    match block(&msgs, "dump_stack") {
+/// `dump-stack`: `dump_stack()`'s trace has the function's end as a
+/// frame, no frame as a bare address, and (x86_64) the unreliable entry
+/// for the pointer to `ksh_bt_after` named.
+fn dump_stack<W: Write>(out: &mut CaseWriter<W>, fx: &Fixture) {
+    let (name, start, want, fns) = (
+        ksh_proto::MODULE_BT_CALLER,
+        fx.start,
+        fx.want.as_str(),
+        &fx.fns,
+    );
+    match block(&fx.msgs, "dump_stack") {
         None => out.case(
             "dump-stack",
             Verdict::Fail(vec![

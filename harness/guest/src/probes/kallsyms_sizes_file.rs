@@ -152,8 +152,34 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         text.lines().count(),
         text.len()
     ));
+    let parsed: Vec<(u64, proc_kallsyms::ProcLine)> = lines
+        .iter()
+        .filter_map(|l| parse_sized(l.line).map(|p| (l.size, p)))
+        .collect();
+    let read = Read {
+        reference,
+        lines,
+        parsed,
+    };
+    lines_case(out, &read, malformed);
+    vmlinux_sizes(out, &read, &expected, offset);
+    module_sizes(out, &read, &module_fns);
+    unprivileged(out, &read);
+}
 
-    // lines: the /proc/kallsyms lines, in order, with a size inserted.
+/// What was read: `/proc/kallsyms` (the reference) and the file, as lines
+/// and parsed, both without their volatile lines.
+struct Read<'a> {
+    reference: Vec<&'a str>,
+    lines: Vec<SizedLine<'a>>,
+    /// (size, line) of each line that parses.
+    parsed: Vec<(u64, proc_kallsyms::ProcLine<'a>)>,
+}
+
+/// `lines`: the /proc/kallsyms lines, in order, with a size inserted
+/// (`malformed`: lines without a size field).
+fn lines_case<W: Write>(out: &mut CaseWriter<W>, read: &Read, malformed: Vec<String>) {
+    let (reference, lines) = (&read.reference, &read.lines);
     let mut bad = malformed;
     let n = reference.len().max(lines.len());
     for i in 0..n {
@@ -174,20 +200,24 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         &bad,
         "/proc/kallsyms is empty",
     );
+}
 
-    let parsed: Vec<(u64, proc_kallsyms::ProcLine)> = lines
-        .iter()
-        .filter_map(|l| parse_sized(l.line).map(|p| (l.size, p)))
-        .collect();
-
-    // vmlinux-sizes: every sized symbol with its ELF size.
-    let listed: HashMap<(u64, &str), u64> = parsed
+/// `vmlinux-sizes`: every sized symbol of `expected` (link-time address,
+/// name, ELF size) with its ELF size.
+fn vmlinux_sizes<W: Write>(
+    out: &mut CaseWriter<W>,
+    read: &Read,
+    expected: &[(u64, &str, u64)],
+    offset: u64,
+) {
+    let listed: HashMap<(u64, &str), u64> = read
+        .parsed
         .iter()
         .filter(|(_, p)| p.module.is_none())
         .map(|(s, p)| ((p.addr.wrapping_sub(offset), p.name), *s))
         .collect();
     let mut bad = Vec::new();
-    for (addr, name, size) in &expected {
+    for (addr, name, size) in expected {
         match listed.get(&(*addr, *name)) {
             Some(s) if s == size => {}
             Some(s) => bad.push(format!(
@@ -206,9 +236,12 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             ksh_proto::files::FileId::Sizes.path()
         ),
     );
+}
 
-    // module-sizes: the probe module's functions with their ELF sizes.
-    let listed: HashMap<&str, u64> = parsed
+/// `module-sizes`: the probe module's functions with their ELF sizes.
+fn module_sizes<W: Write>(out: &mut CaseWriter<W>, read: &Read, module_fns: &[(String, u64)]) {
+    let listed: HashMap<&str, u64> = read
+        .parsed
         .iter()
         .filter(|(_, p)| p.module == Some(ksh_proto::MODULE_NAME))
         .map(|(s, p)| (p.name, *s))
@@ -231,8 +264,11 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         &bad,
         &format!("{} is empty", ksh_proto::files::FileId::ModuleSyms.path()),
     );
+}
 
-    // unprivileged: the same lines with every address zero, sizes kept.
+/// `unprivileged`: the same lines with every address zero, sizes kept.
+fn unprivileged<W: Write>(out: &mut CaseWriter<W>, read: &Read) {
+    let lines = &read.lines;
     let started = Instant::now();
     match crate::sys::read_unprivileged(PATH) {
         Ok(bytes) => {

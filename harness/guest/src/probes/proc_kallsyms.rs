@@ -83,6 +83,29 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         Ok(t) => t,
         Err(e) => return out.fail_rest(&format!("cannot read /proc/kallsyms: {e}")),
     };
+    let vmlinux_syms = format(out, &text);
+    let expected_text = match std::fs::read_to_string(ksh_proto::files::FileId::Kallsyms.path()) {
+        Ok(t) => t,
+        Err(e) => {
+            return out.fail_rest(&format!(
+                "{}: {e}",
+                ksh_proto::files::FileId::Kallsyms.path()
+            ))
+        }
+    };
+    let expected = match read_expected(&expected_text) {
+        Ok(e) => e,
+        Err(e) => {
+            out.fail_rest(&e);
+            return;
+        }
+    };
+    names_and_types(out, &expected, &vmlinux_syms);
+    addresses(out, &expected, &vmlinux_syms);
+}
+
+/// `format`: every line of `text` parses; returns the vmlinux symbols.
+fn format<'t, W: Write>(out: &mut CaseWriter<W>, text: &'t str) -> Vec<Sym<'t>> {
     let mut bad = Vec::new();
     let mut vmlinux_syms = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -111,23 +134,12 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         diag,
         "/proc/kallsyms is empty",
     );
+    vmlinux_syms
+}
 
-    let expected_text = match std::fs::read_to_string(ksh_proto::files::FileId::Kallsyms.path()) {
-        Ok(t) => t,
-        Err(e) => {
-            return out.fail_rest(&format!(
-                "{}: {e}",
-                ksh_proto::files::FileId::Kallsyms.path()
-            ))
-        }
-    };
-    let expected = match read_expected(&expected_text) {
-        Ok(e) => e,
-        Err(e) => {
-            out.fail_rest(&e);
-            return;
-        }
-    };
+/// `names-and-types`: the listed vmlinux symbols are the expected ones
+/// (as multisets of type and name).
+fn names_and_types<W: Write>(out: &mut CaseWriter<W>, expected: &[Sym], vmlinux_syms: &[Sym]) {
     let exp_nt: Vec<(char, &str)> = expected.iter().map(|s| (s.ty, s.name)).collect();
     let act_nt: Vec<(char, &str)> = vmlinux_syms.iter().map(|s| (s.ty, s.name)).collect();
     let (missing, extra) = multiset_diff(&exp_nt, &act_nt);
@@ -154,10 +166,15 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         d,
         &format!("{} is empty", ksh_proto::files::FileId::Kallsyms.path()),
     );
+}
 
+/// `addresses`: the listed symbols are at the expected addresses moved
+/// by the KASLR offset (from `_text`), and that offset is the one sources
+/// independent of kallsyms give.
+fn addresses<W: Write>(out: &mut CaseWriter<W>, expected: &[Sym], vmlinux_syms: &[Sym]) {
     // KASLR moves the whole image; `_text` tells by how much.
     let find = |v: &[Sym]| v.iter().find(|s| s.name == "_text").map(|s| s.addr);
-    let (Some(exp_text), Some(act_text)) = (find(&expected), find(&vmlinux_syms)) else {
+    let (Some(exp_text), Some(act_text)) = (find(expected), find(vmlinux_syms)) else {
         out.case(
             "addresses",
             Verdict::Fail(vec![
@@ -174,7 +191,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             ..*s
         })
         .collect();
-    let (mut missing, mut extra) = multiset_diff(&expected, &relocated);
+    let (mut missing, mut extra) = multiset_diff(expected, &relocated);
     missing.sort_by_key(|s| s.addr);
     extra.sort_by_key(|s| s.addr);
     let show = |v: &[Sym<'_>]| {

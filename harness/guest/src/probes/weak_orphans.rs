@@ -48,25 +48,57 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         Ok(a) => a,
         Err(e) => return out.fail_rest(&e),
     };
-    let fixture = |o: &Orphan| o.name.starts_with(ksh_proto::FIXTURE_PREFIX);
     println!(
         "# {} orphaned weak bodies ({} fixture), {} addresses",
         orphans.len(),
-        orphans.iter().filter(|o| fixture(o)).count(),
+        orphans.iter().filter(|o| is_fixture(o)).count(),
         addrs.len()
     );
-    let check = |only_fixture: bool| -> (usize, Vec<String>) {
-        let mut n = 0;
-        let mut bad = Vec::new();
-        for ((a, &i), ans) in addrs.iter().zip(&owner).zip(&answers) {
-            let o = &orphans[i];
-            if only_fixture && !fixture(o) {
-                continue;
-            }
-            n += 1;
-            let bare = format!("0x{a:x}");
-            if ans.found || ans.ps != bare {
-                bad.push(format!(
+    let looked_up = LookedUp {
+        orphans: &orphans,
+        off,
+        addrs,
+        owner,
+        answers,
+    };
+    fixture_case(out, &looked_up);
+    all(out, &looked_up);
+    preceding_start(out, &orphans);
+}
+
+/// The kernel's answers for addresses inside the orphans.
+struct LookedUp<'a> {
+    orphans: &'a [Orphan],
+    /// The KASLR offset.
+    off: u64,
+    /// Runtime addresses, the orphan each is in, the kernel's answer.
+    addrs: Vec<u64>,
+    owner: Vec<usize>,
+    answers: Vec<probe_module::Lookup>,
+}
+
+fn is_fixture(o: &Orphan) -> bool {
+    o.name.starts_with(ksh_proto::FIXTURE_PREFIX)
+}
+
+const WHAT: &str = "addresses inside orphaned weak bodies with a symbol";
+
+/// How many addresses (of the fixture's orphans only, or of all) were
+/// checked, and those that have a symbol or a `%pS` other than the bare
+/// address.
+fn check(l: &LookedUp, only_fixture: bool) -> (usize, Vec<String>) {
+    let off = l.off;
+    let mut n = 0;
+    let mut bad = Vec::new();
+    for ((a, &i), ans) in l.addrs.iter().zip(&l.owner).zip(&l.answers) {
+        let o = &l.orphans[i];
+        if only_fixture && !is_fixture(o) {
+            continue;
+        }
+        n += 1;
+        let bare = format!("0x{a:x}");
+        if ans.found || ans.ps != bare {
+            bad.push(format!(
                     "{} [{:#x},{:#x}) at +{:#x} (size-blind: {}): want no symbol and %pS {bare}, kernel {} with %pS {}",
                     o.name,
                     o.start,
@@ -76,12 +108,14 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
                     if ans.found { ans.describe() } else { "no symbol".into() },
                     ans.ps
                 ));
-            }
         }
-        (n, bad)
-    };
-    const WHAT: &str = "addresses inside orphaned weak bodies with a symbol";
-    let (n, bad) = check(true);
+    }
+    (n, bad)
+}
+
+/// `fixture`: no address inside the fixture's orphaned bodies has a symbol.
+fn fixture_case<W: Write>(out: &mut CaseWriter<W>, l: &LookedUp) {
+    let (n, bad) = check(l, true);
     out.checked_items(
         "fixture",
         n,
@@ -92,7 +126,12 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             ksh_proto::FIXTURE_PREFIX
         ),
     );
-    let (n, mut bad) = check(false);
+}
+
+/// `all`: no address inside any orphaned body has a symbol, and the host
+/// located enough of them for that to mean something.
+fn all<W: Write>(out: &mut CaseWriter<W>, l: &LookedUp) {
+    let (n, mut bad) = check(l, false);
     // The host locates the bodies; a search that found few of them would
     // leave this case checking little while it says "all".
     let info = expect::build_info();
@@ -124,7 +163,6 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         &bad,
         "the host found no orphaned weak bodies in this build (the fixture guarantees one)",
     );
-    preceding_start(out, &orphans);
 }
 
 /// `preceding-start`: the function a size-blind kernel blames for each
