@@ -185,7 +185,7 @@ fn end_of_function_frame<W: Write>(out: &mut CaseWriter<W>, fx: &Fixture) {
             let (_, pb, pbb) = &frames[i];
             let bad: Vec<String> = [("%pB", pb), ("%pBb", pbb)]
                 .iter()
-                .filter(|(_, s)| !s.starts_with(&want))
+                .filter(|(_, s)| !s.starts_with(want))
                 .map(|(f, s)| format!("{f} of {end:#x}: want {want}..., kernel {s}"))
                 .collect();
             out.checked_items("end-of-function-frame", 2, "formats", &bad, "");
@@ -277,7 +277,7 @@ fn dump_stack<W: Write>(out: &mut CaseWriter<W>, fx: &Fixture) {
                 .collect();
             if !frames
                 .iter()
-                .any(|l| l.trim().trim_start_matches("? ").starts_with(&want))
+                .any(|l| l.trim().trim_start_matches("? ").starts_with(want))
             {
                 bad.push(format!(
                     "no frame {want} in dump_stack()'s trace: {:?}",

@@ -65,8 +65,19 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         Ok(a) => a,
         Err(e) => return out.fail_rest(&e),
     };
-    let mut bad = Vec::new();
     let (answers, inner_answers) = answers.split_at(points.len());
+    enclosing(out, &points, answers);
+    inner_start(out, &inners, inner_answers);
+}
+
+/// `enclosing`: each address past a nested symbol is looked up as the
+/// enclosing symbol, with its offset and size.
+fn enclosing<W: Write>(
+    out: &mut CaseWriter<W>,
+    points: &[Point],
+    answers: &[probe_module::Lookup],
+) {
+    let mut bad = Vec::new();
     for (p, a) in points.iter().zip(answers) {
         let want_off = p.addr - p.outer_start;
         if !(a.found && a.name == p.outer && a.offset == want_off && a.size == p.outer_size) {
@@ -88,6 +99,14 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         &bad,
         "no nested pair in the expectations",
     );
+}
+
+/// `inner-start`: each nested symbol's start is looked up as itself.
+fn inner_start<W: Write>(
+    out: &mut CaseWriter<W>,
+    inners: &[(u64, &str)],
+    inner_answers: &[probe_module::Lookup],
+) {
     let bad: Vec<String> = inners
         .iter()
         .zip(inner_answers)
