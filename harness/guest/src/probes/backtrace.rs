@@ -161,12 +161,8 @@ struct Fixture {
 /// `end-of-function-frame`: an entry is the function's end, and `%pB`
 /// and `%pBb` print it as the function.
 fn end_of_function_frame<W: Write>(out: &mut CaseWriter<W>, fx: &Fixture) {
-    let (name, end, want, frames) = (
-        ksh_proto::MODULE_BT_CALLER,
-        fx.end,
-        fx.want.as_str(),
-        &fx.frames,
-    );
+    let (end, want, frames) = (fx.end, fx.want.as_str(), &fx.frames);
+    let name = ksh_proto::MODULE_BT_CALLER;
     let at_end = frames.iter().position(|f| f.0 == end);
     match at_end {
         None => out.case(
@@ -249,12 +245,8 @@ fn stack_trace_print<W: Write>(out: &mut CaseWriter<W>, fx: &Fixture) {
 /// frame, no frame as a bare address, and (x86_64) the unreliable entry
 /// for the pointer to `ksh_bt_after` named.
 fn dump_stack<W: Write>(out: &mut CaseWriter<W>, fx: &Fixture) {
-    let (name, start, want, fns) = (
-        ksh_proto::MODULE_BT_CALLER,
-        fx.start,
-        fx.want.as_str(),
-        &fx.fns,
-    );
+    let (start, want, fns) = (fx.start, fx.want.as_str(), &fx.fns);
+    let name = ksh_proto::MODULE_BT_CALLER;
     match block(&fx.msgs, "dump_stack") {
         None => out.case(
             "dump-stack",

@@ -136,7 +136,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         Err(e) => return out.fail_rest(&format!("reading {PATH} as root: {e}")),
     };
     let read_ms = started.elapsed().as_millis();
-    let mut malformed = Vec::new();
+    let mut bad_lines = Vec::new();
     let mut lines: Vec<SizedLine> = Vec::new();
     for (i, l) in text.lines().enumerate() {
         if is_volatile(owner_of(l)) {
@@ -144,7 +144,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         }
         match size_field(l) {
             Ok(size) => lines.push(SizedLine { size, line: l }),
-            Err(why) => malformed.push(format!("line {}: {why}: {l:?}", i + 1)),
+            Err(why) => bad_lines.push(format!("line {}: {why}: {l:?}", i + 1)),
         }
     }
     out.note(&format!(
@@ -159,28 +159,41 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     let read = Read {
         reference,
         lines,
+        malformed: bad_lines,
         parsed,
+        expected,
+        module_fns,
+        offset,
     };
-    lines_case(out, &read, malformed);
-    vmlinux_sizes(out, &read, &expected, offset);
-    module_sizes(out, &read, &module_fns);
-    unprivileged(out, &read);
+    // The registry's cases, in its order.
+    let cases: [fn(&mut CaseWriter<W>, &Read); 4] =
+        [lines_case, vmlinux_sizes, module_sizes, unprivileged];
+    for case in cases {
+        case(out, &read);
+    }
 }
 
 /// What was read: `/proc/kallsyms` (the reference) and the file, as lines
-/// and parsed, both without their volatile lines.
+/// and parsed, both without their volatile lines; and what is expected.
 struct Read<'a> {
     reference: Vec<&'a str>,
     lines: Vec<SizedLine<'a>>,
+    /// Lines without a size field.
+    malformed: Vec<String>,
     /// (size, line) of each line that parses.
     parsed: Vec<(u64, proc_kallsyms::ProcLine<'a>)>,
+    /// (link-time address, name, ELF size) of every sized vmlinux symbol.
+    expected: Vec<(u64, &'a str, u64)>,
+    /// (name, ELF size) of the probe module's functions.
+    module_fns: Vec<(String, u64)>,
+    /// The KASLR offset.
+    offset: u64,
 }
 
-/// `lines`: the /proc/kallsyms lines, in order, with a size inserted
-/// (`malformed`: lines without a size field).
-fn lines_case<W: Write>(out: &mut CaseWriter<W>, read: &Read, malformed: Vec<String>) {
+/// `lines`: the /proc/kallsyms lines, in order, with a size inserted.
+fn lines_case<W: Write>(out: &mut CaseWriter<W>, read: &Read) {
     let (reference, lines) = (&read.reference, &read.lines);
-    let mut bad = malformed;
+    let mut bad = read.malformed.clone();
     let n = reference.len().max(lines.len());
     for i in 0..n {
         match (reference.get(i), lines.get(i)) {
@@ -202,14 +215,9 @@ fn lines_case<W: Write>(out: &mut CaseWriter<W>, read: &Read, malformed: Vec<Str
     );
 }
 
-/// `vmlinux-sizes`: every sized symbol of `expected` (link-time address,
-/// name, ELF size) with its ELF size.
-fn vmlinux_sizes<W: Write>(
-    out: &mut CaseWriter<W>,
-    read: &Read,
-    expected: &[(u64, &str, u64)],
-    offset: u64,
-) {
+/// `vmlinux-sizes`: every sized vmlinux symbol with its ELF size.
+fn vmlinux_sizes<W: Write>(out: &mut CaseWriter<W>, read: &Read) {
+    let (expected, offset) = (&read.expected, read.offset);
     let listed: HashMap<(u64, &str), u64> = read
         .parsed
         .iter()
@@ -217,7 +225,7 @@ fn vmlinux_sizes<W: Write>(
         .map(|(s, p)| ((p.addr.wrapping_sub(offset), p.name), *s))
         .collect();
     let mut bad = Vec::new();
-    for (addr, name, size) in expected {
+    for (addr, name, size) in expected.iter() {
         match listed.get(&(*addr, *name)) {
             Some(s) if s == size => {}
             Some(s) => bad.push(format!(
@@ -239,7 +247,8 @@ fn vmlinux_sizes<W: Write>(
 }
 
 /// `module-sizes`: the probe module's functions with their ELF sizes.
-fn module_sizes<W: Write>(out: &mut CaseWriter<W>, read: &Read, module_fns: &[(String, u64)]) {
+fn module_sizes<W: Write>(out: &mut CaseWriter<W>, read: &Read) {
+    let module_fns = &read.module_fns;
     let listed: HashMap<&str, u64> = read
         .parsed
         .iter()

@@ -103,21 +103,21 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         Err(e) => return out.fail_rest(&e),
     };
     let k = Kprobes {
+        rcs,
+        // The blacklist as the kernel built it.
+        listed: read_blacklist().map(Listed::new),
         targets,
         off,
         module_fns,
         inside,
-        rcs,
     };
     past_end_refused(out, &k);
     inside_accepted(out, &k);
-    // The blacklist as the kernel built it.
-    let listed = read_blacklist().map(Listed::new);
-    if let Ok(l) = &listed {
+    if let Ok(l) = &k.listed {
         println!("# {} entries in {BLACKLIST}", l.entries.len());
     }
-    blacklist_populated(out, &k, &listed);
-    blacklist_module(out, &k, &listed);
+    blacklist_populated(out, &k);
+    blacklist_module(out, &k);
     blacklisted_refused(out, &k);
 }
 
@@ -132,6 +132,23 @@ struct Kprobes {
     inside: u64,
     /// `register_kprobe()`'s result for each target, then for `inside`.
     rcs: Vec<i64>,
+    /// The kernel's blacklist, or why it could not be read.
+    listed: Result<Listed, String>,
+}
+
+/// The kernel's blacklist; if it could not be read, `case` fails for it.
+fn listed_or_fail<'k, W: Write>(
+    out: &mut CaseWriter<W>,
+    case: &str,
+    k: &'k Kprobes,
+) -> Option<&'k Listed> {
+    match &k.listed {
+        Ok(l) => Some(l),
+        Err(e) => {
+            out.case(case, Verdict::Fail(vec![e.clone()]));
+            None
+        }
+    }
 }
 
 /// The kernel's blacklist, and by extent and start.
@@ -209,14 +226,9 @@ fn inside_accepted<W: Write>(out: &mut CaseWriter<W>, k: &Kprobes) {
 /// module's own functions, checked by blacklist-module): an entry
 /// reaching past a function's end, as a size-blind walk makes them, is an
 /// extra entry too.
-fn blacklist_populated<W: Write>(
-    out: &mut CaseWriter<W>,
-    k: &Kprobes,
-    listed: &Result<Listed, String>,
-) {
-    let l = match listed {
-        Ok(l) => l,
-        Err(e) => return out.case("blacklist-populated", Verdict::Fail(vec![e.clone()])),
+fn blacklist_populated<W: Write>(out: &mut CaseWriter<W>, k: &Kprobes) {
+    let Some(l) = listed_or_fail(out, "blacklist-populated", k) else {
+        return;
     };
     let off = k.off;
     let populated = || -> Result<(usize, Vec<String>), String> {
@@ -269,14 +281,9 @@ fn blacklist_populated<W: Write>(
 
 /// `blacklist-module`: the module's `.kprobes.text` functions are
 /// blacklisted with their extents.
-fn blacklist_module<W: Write>(
-    out: &mut CaseWriter<W>,
-    k: &Kprobes,
-    listed: &Result<Listed, String>,
-) {
-    let l = match listed {
-        Ok(l) => l,
-        Err(e) => return out.case("blacklist-module", Verdict::Fail(vec![e.clone()])),
+fn blacklist_module<W: Write>(out: &mut CaseWriter<W>, k: &Kprobes) {
+    let Some(l) = listed_or_fail(out, "blacklist-module", k) else {
+        return;
     };
     let mut n = 0;
     let mut bad = Vec::new();

@@ -65,20 +65,31 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         Ok(a) => a,
         Err(e) => return out.fail_rest(&e),
     };
-    let (answers, inner_answers) = answers.split_at(points.len());
-    enclosing(out, &points, answers);
-    inner_start(out, &inners, inner_answers);
+    let (outer, inner) = answers.split_at(points.len());
+    let looked_up = LookedUp {
+        points: &points,
+        inners: &inners,
+        outer,
+        inner,
+    };
+    enclosing(out, &looked_up);
+    inner_start(out, &looked_up);
+}
+
+/// The points and nested starts with the kernel's answers for each.
+struct LookedUp<'a> {
+    points: &'a [Point],
+    inners: &'a [(u64, &'a str)],
+    outer: &'a [probe_module::Lookup],
+    inner: &'a [probe_module::Lookup],
 }
 
 /// `enclosing`: each address past a nested symbol is looked up as the
 /// enclosing symbol, with its offset and size.
-fn enclosing<W: Write>(
-    out: &mut CaseWriter<W>,
-    points: &[Point],
-    answers: &[probe_module::Lookup],
-) {
+fn enclosing<W: Write>(out: &mut CaseWriter<W>, l: &LookedUp) {
+    let points = l.points;
     let mut bad = Vec::new();
-    for (p, a) in points.iter().zip(answers) {
+    for (p, a) in points.iter().zip(l.outer) {
         let want_off = p.addr - p.outer_start;
         if !(a.found && a.name == p.outer && a.offset == want_off && a.size == p.outer_size) {
             bad.push(format!(
@@ -102,14 +113,11 @@ fn enclosing<W: Write>(
 }
 
 /// `inner-start`: each nested symbol's start is looked up as itself.
-fn inner_start<W: Write>(
-    out: &mut CaseWriter<W>,
-    inners: &[(u64, &str)],
-    inner_answers: &[probe_module::Lookup],
-) {
+fn inner_start<W: Write>(out: &mut CaseWriter<W>, l: &LookedUp) {
+    let inners = l.inners;
     let bad: Vec<String> = inners
         .iter()
-        .zip(inner_answers)
+        .zip(l.inner)
         .filter(|((_, n), a)| !(a.found && a.name == *n && a.offset == 0))
         .map(|((s, n), a)| format!("{s:#x}: want {n}+0x0, kernel {}", a.describe()))
         .collect();

@@ -54,9 +54,36 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         Ok(a) => a,
         Err(e) => return out.fail_rest(&e),
     };
-    let group_of: HashMap<u64, &expect::Group> = groups.iter().map(|g| (g.addr, g)).collect();
-    by_address(out, &kept, &group_of, &answers);
-    size(out, &kept, &group_of, &answers);
+    let looked_up = LookedUp {
+        kept: &kept,
+        group_of: groups.iter().map(|g| (g.addr, g)).collect(),
+        answers,
+    };
+    by_address(out, &looked_up);
+    size(out, &looked_up);
+}
+
+/// The kept functions, the `sizes.txt` groups at their addresses, and the
+/// kernel's answer for each.
+struct LookedUp<'a> {
+    kept: &'a [Kept],
+    group_of: HashMap<u64, &'a expect::Group>,
+    answers: Vec<probe_module::Lookup>,
+}
+
+impl LookedUp<'_> {
+    /// What `judge` says is wrong with each answer (given the function,
+    /// the answer and the group at its address), in order.
+    fn wrong(
+        &self,
+        judge: impl Fn(&Kept, &probe_module::Lookup, Option<&expect::Group>) -> Option<String>,
+    ) -> Vec<String> {
+        self.kept
+            .iter()
+            .zip(&self.answers)
+            .filter_map(|(k, a)| judge(k, a, self.group_of.get(&k.addr).copied()))
+            .collect()
+    }
 }
 
 /// `by-name`: `/proc/kallsyms` lists each kept weak function by name, at
@@ -103,60 +130,46 @@ fn by_name<W: Write>(
 
 /// `by-address`: a lookup of each one's address gives it (or an alias at
 /// the address), offset 0.
-fn by_address<W: Write>(
-    out: &mut CaseWriter<W>,
-    kept: &[Kept],
-    group_of: &HashMap<u64, &expect::Group>,
-    answers: &[probe_module::Lookup],
-) {
-    let mut bad_addr = Vec::new();
-    for (k, a) in kept.iter().zip(answers) {
-        let names: Vec<String> = group_of
-            .get(&k.addr)
+fn by_address<W: Write>(out: &mut CaseWriter<W>, l: &LookedUp) {
+    let bad = l.wrong(|k, a, group| {
+        let names: Vec<String> = group
             .map(|g| g.names.clone())
             .unwrap_or_else(|| vec![k.name.clone()]);
-        if !a.found || a.offset != 0 || !names.contains(&a.name) {
-            bad_addr.push(format!("{} ({:#x}): {}", k.name, k.addr, a.describe()));
-        }
-    }
+        (!a.found || a.offset != 0 || !names.contains(&a.name))
+            .then(|| format!("{} ({:#x}): {}", k.name, k.addr, a.describe()))
+    });
     out.checked_items(
         "by-address",
-        kept.len(),
+        l.kept.len(),
         "weak functions not found at their address",
-        &bad_addr,
+        &bad,
         EMPTY,
     );
 }
 
 /// `size`: the lookup gives the ELF size (an alias's own size when it
 /// named an alias).
-fn size<W: Write>(
-    out: &mut CaseWriter<W>,
-    kept: &[Kept],
-    group_of: &HashMap<u64, &expect::Group>,
-    answers: &[probe_module::Lookup],
-) {
-    let mut bad_size = Vec::new();
-    for (k, a) in kept.iter().zip(answers) {
-        let ok = match group_of.get(&k.addr) {
+fn size<W: Write>(out: &mut CaseWriter<W>, l: &LookedUp) {
+    let bad = l.wrong(|k, a, group| {
+        let ok = match group {
             Some(g) if a.name != k.name => g.accepted_sizes(&a.name),
             _ => vec![k.size],
         };
-        if !a.found || !ok.contains(&a.size) {
-            bad_size.push(format!(
+        (!a.found || !ok.contains(&a.size)).then(|| {
+            format!(
                 "{} ({:#x}) ELF size {:#x}: {}",
                 k.name,
                 k.addr,
                 k.size,
                 a.describe()
-            ));
-        }
-    }
+            )
+        })
+    });
     out.checked_items(
         "size",
-        kept.len(),
+        l.kept.len(),
         "weak functions with a size other than the ELF size",
-        &bad_size,
+        &bad,
         EMPTY,
     );
 }

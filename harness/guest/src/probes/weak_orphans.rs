@@ -34,6 +34,24 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         Ok(x) => x,
         Err(e) => return out.fail_rest(&e),
     };
+    let looked_up = match look_up(&orphans, off) {
+        Ok(l) => l,
+        Err(e) => return out.fail_rest(&e),
+    };
+    println!(
+        "# {} orphaned weak bodies ({} fixture), {} addresses",
+        orphans.len(),
+        orphans.iter().filter(|o| is_fixture(o)).count(),
+        looked_up.addrs.len()
+    );
+    fixture_case(out, &looked_up);
+    all(out, &looked_up);
+    preceding_start(out, &orphans);
+}
+
+/// The kernel's answers for the start, middle and last byte of each
+/// orphan, moved by the KASLR offset `off`.
+fn look_up(orphans: &[Orphan], off: u64) -> Result<LookedUp<'_>, String> {
     let mut addrs = Vec::new();
     let mut owner = Vec::new();
     for (i, o) in orphans.iter().enumerate() {
@@ -44,26 +62,13 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             owner.push(i);
         }
     }
-    let answers = match probe_module::lookup(&addrs) {
-        Ok(a) => a,
-        Err(e) => return out.fail_rest(&e),
-    };
-    println!(
-        "# {} orphaned weak bodies ({} fixture), {} addresses",
-        orphans.len(),
-        orphans.iter().filter(|o| is_fixture(o)).count(),
-        addrs.len()
-    );
-    let looked_up = LookedUp {
-        orphans: &orphans,
+    Ok(LookedUp {
+        answers: probe_module::lookup(&addrs)?,
+        orphans,
         off,
         addrs,
         owner,
-        answers,
-    };
-    fixture_case(out, &looked_up);
-    all(out, &looked_up);
-    preceding_start(out, &orphans);
+    })
 }
 
 /// The kernel's answers for addresses inside the orphans.
