@@ -72,6 +72,10 @@ pub enum Cmd {
     /// already-built cell; each must produce its outcome within its bound
     /// and the next run must pass unaided. Prints a table; exits 1 on a miss.
     Faults(FaultsArgs),
+    /// Judge a saved run again: RUN_DIR is a run dir of `test` (e.g.
+    /// target/ksh/runs/SOURCE/ARCH-CONFIG/latest); prints its cases as
+    /// `test` did and exits as `test` would (101 when a case fails).
+    Judge(JudgeArgs),
     /// One bisect step (what `git bisect run` calls): exit 0 good, 1 bad,
     /// 125 skip (does not build or boot), 128 harness fault (aborts).
     #[command(hide = true)]
@@ -330,4 +334,13 @@ pub struct FaultsArgs {
     /// Only these faults (comma-separated names from the table).
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct JudgeArgs {
+    /// The run dir (its `judge-input.json`, `console.log`, `results.ktap`).
+    pub run_dir: PathBuf,
+    /// libtest arguments: filter, --exact, --skip, --format json, ...
+    #[arg(last = true)]
+    pub libtest: Vec<String>,
 }

@@ -8,6 +8,7 @@ mod build;
 mod check_series;
 mod faults;
 mod flags;
+mod judge;
 mod matrix;
 mod mutants;
 mod run;
@@ -37,6 +38,7 @@ fn main() {
         flags::Cmd::Bench(args) => bench::run(args),
         flags::Cmd::Mutants(args) => mutants::run(args),
         flags::Cmd::Faults(args) => faults::run(args),
+        flags::Cmd::Judge(args) => judge::run(args),
     };
     if harness::proc::interrupted() {
         harness::proc::wait_for_interrupt_handler();

@@ -4,7 +4,7 @@
 //! by its own cases: the kernel built and the VM completed (or crashed as
 //! the mutant declares), and every case of its `must-fail:` lines failed
 //! with its own verdict, a probe case with its count line (N > 0 of M
-//! mismatched), never as "not run" (see `mutants::judge`). A mutant whose
+//! mismatched), never as "not run" (see `harness::results::judge::mutant`). A mutant whose
 //! cases passed is *missed*; one that does not apply, does not build,
 //! crashes or hangs where it should not, or whose cases failed some other
 //! way is *broken*. Either fails the command. The tree is put back to the
@@ -13,10 +13,11 @@
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use harness::kernel::mutants::{self, Mutant, Verdict};
+use harness::kernel::mutants::{self, Mutant};
 use harness::kernel::prereqs;
 use harness::kernel::source::KernelSource;
 use harness::proc::fmt_duration;
+use harness::results::judge::{Mode, Verdict};
 use harness::results::report::Status;
 use harness::testrun::{self, Cell, RunOptions};
 
@@ -127,15 +128,13 @@ pub fn run(args: MutantsArgs) -> Result<i32> {
                 rows.push((cell.name(), (*m).clone(), verdict, Vec::new(), t0.elapsed()));
                 continue;
             }
-            let (report, times) = testrun::run_cell(&cell, &opts)?;
+            let (report, times) =
+                testrun::run_cell_as(&cell, &opts, Mode::Mutant(m.rule(arch.name)))?;
             drop(restore);
-            let verdict = mutants::judge(
-                m,
-                &cell.name(),
-                &report.cases,
-                &times.counts,
-                times.vm_exit.as_ref(),
-            );
+            let verdict = times
+                .mutant
+                .clone()
+                .expect("a cell judged as a mutant has the mutant's verdict");
             // What else failed (judged, not "not run"): for the record.
             let also: Vec<String> = report
                 .cases
@@ -157,11 +156,7 @@ pub fn run(args: MutantsArgs) -> Result<i32> {
             eprintln!(
                 "ksh: mutant {}: {} (build {}, VM {}); logs in {}",
                 m.name,
-                match &verdict {
-                    Verdict::Caught(c) => format!("caught by {}", c.join(", ")),
-                    Verdict::Missed(why) => format!("MISSED: {}", why.join("; ")),
-                    Verdict::Broken(e) => format!("BROKEN: {e}"),
-                },
+                verdict_line(&verdict),
                 fmt_duration(times.build),
                 fmt_duration(times.vm_total),
                 keep.display()
@@ -202,6 +197,15 @@ pub fn run(args: MutantsArgs) -> Result<i32> {
         rows.len()
     );
     Ok(if caught == rows.len() { 0 } else { 1 })
+}
+
+/// A mutant's verdict on one line.
+pub(crate) fn verdict_line(v: &Verdict) -> String {
+    match v {
+        Verdict::Caught(c) => format!("caught by {}", c.join(", ")),
+        Verdict::Missed(why) => format!("MISSED: {}", why.join("; ")),
+        Verdict::Broken(e) => format!("BROKEN: {e}"),
+    }
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {

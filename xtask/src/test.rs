@@ -83,32 +83,14 @@ pub fn run(mut args: TestArgs) -> Result<i32> {
                 .iter()
                 .position(|(a, c)| name.starts_with(&format!("{}/{c}/", a.name)))?;
             let (runner, name2) = (runner.clone(), name.clone());
-            let trial = Trial::ignorable_test(name.clone(), move || {
+            Some(case_trial(name, move || {
                 let (report, _) = runner.cell(i);
-                match report
+                report
                     .cases
                     .iter()
                     .find(|c| c.name == name2)
-                    .map(|c| &c.status)
-                {
-                    Some(Status::Pass) => Ok(Completion::Completed),
-                    // libtest's only "measured" state is for `--bench`
-                    // runs: a measurement passes, labelled by its kind.
-                    Some(Status::Measured(_)) => Ok(Completion::Completed),
-                    Some(Status::Skip(why)) => Ok(Completion::ignored_with(why)),
-                    Some(s @ (Status::Fail(_) | Status::NotRun(_))) => {
-                        Err(s.failure().unwrap_or_default().into())
-                    }
-                    None => Err("not run: its kernel was not built or booted".into()),
-                }
-            });
-            let measures = report::TestName::parse(name)
-                .is_some_and(|t| !ksh_proto::is_counted(t.probe, t.case));
-            Some(if measures {
-                trial.with_kind(report::MEASURED_KIND)
-            } else {
-                trial
-            })
+                    .map(|c| c.status.clone())
+            }))
         })
         .collect();
     let started = Instant::now();
@@ -124,6 +106,32 @@ pub fn run(mut args: TestArgs) -> Result<i32> {
         eprintln!("ksh: JUnit XML written to {}", path.display());
     }
     Ok(if conclusion.has_failed() { 101 } else { 0 })
+}
+
+/// The libtest trial of case `name`: `status` gives its result when the
+/// trial runs (None: the case has no result).
+pub(crate) fn case_trial(
+    name: &str,
+    status: impl FnOnce() -> Option<Status> + Send + 'static,
+) -> Trial {
+    let trial = Trial::ignorable_test(name.to_string(), move || match status() {
+        Some(Status::Pass) => Ok(Completion::Completed),
+        // libtest's only "measured" state is for `--bench` runs: a
+        // measurement passes, labelled by its kind.
+        Some(Status::Measured(_)) => Ok(Completion::Completed),
+        Some(Status::Skip(why)) => Ok(Completion::ignored_with(why)),
+        Some(s @ (Status::Fail(_) | Status::NotRun(_))) => {
+            Err(s.failure().unwrap_or_default().into())
+        }
+        None => Err("not run: its kernel was not built or booted".into()),
+    });
+    let measures =
+        report::TestName::parse(name).is_some_and(|t| !ksh_proto::is_counted(t.probe, t.case));
+    if measures {
+        trial.with_kind(report::MEASURED_KIND)
+    } else {
+        trial
+    }
 }
 
 /// The selected cells and their results, computed on first use.
@@ -194,7 +202,7 @@ impl Runner {
 
 /// The table that closes a run: per cell, build, boot-to-results, the
 /// guest's probe time, and its cases.
-fn summary_table(done: &[&(CellReport, Option<CellTimes>)], wall: Duration) -> String {
+pub(crate) fn summary_table(done: &[&(CellReport, Option<CellTimes>)], wall: Duration) -> String {
     let mut rows = vec![[
         "cell".to_string(),
         "build".to_string(),
@@ -266,12 +274,15 @@ fn run_one(cell: &Cell, opts: &RunOptions) -> (CellReport, Option<CellTimes>) {
             );
         }
     };
-    let build_case = format!(
-        "{}/{}/{}",
-        cell.name(),
-        testrun::BUILD_CASE.0,
-        testrun::BUILD_CASE.1
-    );
+    print_cell_lines(&cell_report, &times);
+    (cell_report, Some(times))
+}
+
+/// The lines that close a cell's run (also `cargo xtask judge`'s): build
+/// and VM figures, the items checked per probe, the measurements.
+pub(crate) fn print_cell_lines(cell_report: &CellReport, times: &CellTimes) {
+    let cell = &cell_report.cell;
+    let build_case = format!("{cell}/{}/{}", testrun::BUILD_CASE.0, testrun::BUILD_CASE.1);
     let build_failed = cell_report
         .cases
         .iter()
@@ -293,8 +304,7 @@ fn run_one(cell: &Cell, opts: &RunOptions) -> (CellReport, Option<CellTimes>) {
         None => "no VM".to_string(),
     };
     eprintln!(
-        "ksh: {}: {build}, {vm}, boot-to-results {}",
-        cell.name(),
+        "ksh: {cell}: {build}, {vm}, boot-to-results {}",
         times
             .boot_to_results
             .map(fmt_duration)
@@ -302,18 +312,13 @@ fn run_one(cell: &Cell, opts: &RunOptions) -> (CellReport, Option<CellTimes>) {
     );
     if times.accel.is_some() {
         eprintln!(
-            "ksh: {}: checked {}",
-            cell.name(),
+            "ksh: {cell}: checked {}",
             testrun::counts_summary(&times.counts, times.baseline_proof)
         );
         for (case, figure) in &times.measured {
-            eprintln!(
-                "ksh: {}: measured, not a check: {case} {figure}",
-                cell.name()
-            );
+            eprintln!("ksh: {cell}: measured, not a check: {case} {figure}");
         }
     }
-    (cell_report, Some(times))
 }
 
 /// A cell whose every case failed with `why`.

@@ -10,6 +10,8 @@
 //! it fails with the link's own message when the build stopped there, and
 //! after a build reads every pass's pair of outputs again, so a build that
 //! compared nothing (the check not configured, no pass found) cannot pass.
+//! The check runs here, as a build step, and leaves a [`GeneratorsRecord`];
+//! the verdict is the judge's (`results::judge`).
 //!
 //! A kernel's own link passes only reach the paths its symbols need: the
 //! gcc minimal kernels never pad `kallsyms_size_exc` to the previous pass's
@@ -20,10 +22,10 @@
 //! output that shows the path was taken.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::results::report::Status;
+use serde::{Deserialize, Serialize};
 
 /// What `link-vmlinux.sh` prints when the two outputs differ.
 pub const DISAGREE_MARKER: &str = "scripts/kallsyms-rs and scripts/kallsyms disagree";
@@ -31,39 +33,64 @@ pub const DISAGREE_MARKER: &str = "scripts/kallsyms-rs and scripts/kallsyms disa
 /// The option that makes the link compare the generators.
 pub const CHECK_OPTION: &str = "CONFIG_KALLSYMS_RUST_GENERATOR_CHECK";
 
-/// The verdict for a build that failed: `Some` (a failure with the link's
-/// message and the lines after it) when the link stopped on a
-/// disagreement, `None` when it failed for another reason.
-pub fn judge_failed_build(build_log: &Path) -> Option<Status> {
+/// What the generator check left after a build step: the judge
+/// (`results::judge`) turns it into `build/generators-agree`'s verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum GeneratorsRecord {
+    /// The kernel has no [`CHECK_OPTION`] (the baseline: no Rust
+    /// generator).
+    NotConfigured,
+    /// The build dir could not be read.
+    Unreadable { error: String },
+    /// The link stopped on a disagreement: the marker line and up to 20
+    /// lines after it, from `build_log`.
+    LinkStopped {
+        shown: Vec<String>,
+        build_log: PathBuf,
+    },
+    /// A finished build: the link passes found in `dir` (Rust outputs),
+    /// and every problem of their comparison and of the fixtures.
+    Compared {
+        dir: PathBuf,
+        passes: Vec<String>,
+        problems: Vec<String>,
+    },
+}
+
+/// The record of a build that failed: `Some` when the link stopped on a
+/// disagreement (the marker and the lines after it), `None` when it failed
+/// for another reason.
+pub fn check_failed_build(build_log: &Path) -> Option<GeneratorsRecord> {
     let log = fs::read_to_string(build_log).ok()?;
     let lines: Vec<&str> = log.lines().collect();
     let at = lines.iter().position(|l| l.contains(DISAGREE_MARKER))?;
     let shown = &lines[at..lines.len().min(at + 21)];
-    Some(Status::Fail(format!(
-        "the link stopped: the C and Rust generators wrote different tables (first differences, `diff C Rust`):\n{}\nbuild log: {}",
-        shown.join("\n"),
-        build_log.display()
-    )))
+    Some(GeneratorsRecord::LinkStopped {
+        shown: shown.iter().map(|l| l.to_string()).collect(),
+        build_log: build_log.to_path_buf(),
+    })
 }
 
-/// The verdict for a finished build in `dir`: each pass's Rust output
+/// The check of a finished build in `dir`: each pass's Rust output
 /// (`.tmp_vmlinuxN.kallsyms.S`) has its C twin (`.c.S`) and both are
-/// byte for byte equal; at least one pass. A kernel without the check
-/// configured (the baseline, which has no Rust generator) is declared not
-/// applicable in `ksh_proto::APPLICABILITY` and skips with that reason.
-pub fn judge_built(dir: &Path) -> Status {
+/// byte for byte equal; at least one pass (the judge requires it); the
+/// fixtures agree. A kernel without the check configured (the baseline,
+/// which has no Rust generator) is declared not applicable in
+/// `ksh_proto::APPLICABILITY`.
+pub fn check_built(dir: &Path) -> GeneratorsRecord {
     let config = fs::read_to_string(dir.join(".config")).unwrap_or_default();
     if !config.lines().any(|l| l == format!("{CHECK_OPTION}=y")) {
-        return Status::Skip(
-            ksh_proto::not_applicable("build", "generators-agree", "", &|_| None)
-                .unwrap_or("the generator check is not configured")
-                .to_string(),
-        );
+        return GeneratorsRecord::NotConfigured;
     }
     let mut passes = Vec::new();
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
-        Err(e) => return Status::Fail(format!("reading {}: {e}", dir.display())),
+        Err(e) => {
+            return GeneratorsRecord::Unreadable {
+                error: format!("reading {}: {e}", dir.display()),
+            }
+        }
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
@@ -75,13 +102,14 @@ pub fn judge_built(dir: &Path) -> Status {
         }
     }
     passes.sort();
-    if passes.is_empty() {
-        return Status::Fail(format!(
-            "{CHECK_OPTION}=y, but no link pass output (.tmp_vmlinux*.kallsyms.S) is in {}: nothing was compared",
-            dir.display()
-        ));
-    }
     let mut problems = Vec::new();
+    if passes.is_empty() {
+        return GeneratorsRecord::Compared {
+            dir: dir.to_path_buf(),
+            passes,
+            problems,
+        };
+    }
     for rust in &passes {
         let c = rust.replace(".kallsyms.S", ".kallsyms.c.S");
         match (fs::read(dir.join(rust)), fs::read(dir.join(&c))) {
@@ -103,10 +131,10 @@ pub fn judge_built(dir: &Path) -> Status {
         }
     }
     problems.extend(fixture_problems(dir));
-    if problems.is_empty() {
-        Status::Pass
-    } else {
-        Status::Fail(format!("in {}: {}", dir.display(), problems.join("; ")))
+    GeneratorsRecord::Compared {
+        dir: dir.to_path_buf(),
+        passes,
+        problems,
     }
 }
 
@@ -270,6 +298,17 @@ fn fixture_problems(dir: &Path) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::results::report::Status;
+
+    /// The verdict the judge gives the check of `dir`.
+    fn judge_built(dir: &Path) -> Status {
+        crate::results::judge::generators_verdict(&check_built(dir))
+    }
+
+    /// The verdict the judge gives a failed build with this log.
+    fn judge_failed_build(log: &Path) -> Option<Status> {
+        check_failed_build(log).map(|r| crate::results::judge::generators_verdict(&r))
+    }
 
     fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();

@@ -15,15 +15,18 @@
 //! byte for byte, and the generator run on that final map must write the
 //! last pass's tables byte for byte.
 //!
-//! The verdict of a build is kept next to it (`.ksh-link-stable`, newer
-//! than `vmlinux`), so a warm run does not repeat the `nm`.
+//! The check runs here, as a build step, and leaves a [`LinkStableRecord`]
+//! (the verdict is the judge's, `results::judge`). A passing check is
+//! kept next to the build (`.ksh-link-stable`, newer than `vmlinux`), so a
+//! warm run does not repeat the `nm`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use serde::{Deserialize, Serialize};
+
 use crate::kernel::toolchain::Toolchain;
-use crate::results::report::Status;
 use crate::vm::arch::ArchProfile;
 
 /// The kept verdict of a passing check (its mtime is compared with
@@ -92,24 +95,41 @@ fn output(mut cmd: Command, what: &str) -> Result<Vec<u8>, String> {
     Ok(out.stdout)
 }
 
-/// The verdict for the finished build in `dir`.
-pub fn judge_built(dir: &Path, arch: &ArchProfile, toolchain: Toolchain) -> Status {
+/// What the check left after a build step: the judge (`results::judge`)
+/// turns it into `build/link-stable`'s verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkStableRecord {
+    /// The build dir checked.
+    pub dir: PathBuf,
+    /// What was equal (a kept verdict's text), or why the check failed.
+    pub outcome: Result<String, String>,
+}
+
+/// The check of the finished build in `dir` (or its kept verdict, when
+/// newer than `vmlinux`).
+pub fn check_built(dir: &Path, arch: &ArchProfile, toolchain: Toolchain) -> LinkStableRecord {
     let vmlinux = dir.join("vmlinux");
     let verdict = dir.join(VERDICT_FILE);
     let mtime = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
+    let record = |outcome| LinkStableRecord {
+        dir: dir.to_path_buf(),
+        outcome,
+    };
     if let (Some(v), Some(k)) = (mtime(&vmlinux), mtime(&verdict)) {
-        if k >= v && fs::read_to_string(&verdict).is_ok_and(|t| t.starts_with("pass")) {
-            return Status::Pass;
+        if let Ok(kept) = fs::read_to_string(&verdict) {
+            if k >= v && kept.starts_with("pass") {
+                return record(Ok(kept.trim_end().to_string()));
+            }
         }
     }
     match check(dir, arch, toolchain) {
         Ok(summary) => {
             let _ = fs::write(&verdict, format!("pass: {summary}\n"));
-            Status::Pass
+            record(Ok(format!("pass: {summary}")))
         }
         Err(why) => {
             let _ = fs::remove_file(&verdict);
-            Status::Fail(format!("{why}\nbuild dir: {}", dir.display()))
+            record(Err(why))
         }
     }
 }
@@ -272,10 +292,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         fs::write(d.path().join(".config"), "CONFIG_KALLSYMS=y\n").unwrap();
         fs::write(d.path().join("vmlinux"), "").unwrap();
-        let s = judge_built(d.path(), &crate::vm::arch::X86_64, Toolchain::Gcc);
+        let r = check_built(d.path(), &crate::vm::arch::X86_64, Toolchain::Gcc);
         assert!(
-            matches!(&s, Status::Fail(m) if m.contains("nothing to compare")),
-            "{s:?}"
+            matches!(&r.outcome, Err(m) if m.contains("nothing to compare")),
+            "{r:?}"
         );
     }
 

@@ -13,6 +13,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
 
 /// The record, in the tree, of the mutant applied to it.
 pub const APPLIED_MARKER: &str = ".ksh-mutant.patch";
@@ -216,187 +217,29 @@ pub fn load(dir: &Path) -> Result<Vec<Mutant>> {
     Ok(out)
 }
 
-/// What became of one mutant in one cell.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// Every must-fail case failed with its own verdict (each with it).
-    Caught(Vec<String>),
-    /// A must-fail case did not fail (passed, skipped), or a declared
-    /// crash did not happen: a probe to strengthen.
-    Missed(Vec<String>),
-    /// The mutant did not get judged by its cases: it does not apply or
-    /// build, crashes or hangs the kernel where it should not, or a
-    /// must-fail case failed some other way (no count line, not run).
-    Broken(String),
+/// What the judge needs of a mutant on one arch (its verdict is the
+/// judge's, `results::judge::mutant`): its name, the cases that must fail
+/// there, whether the build alone decides them, and the declared crash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MutantRule {
+    pub name: String,
+    /// [`Mutant::cases_on`] the arch.
+    pub cases: Vec<String>,
+    /// [`Mutant::is_build_mutant`].
+    pub build_mutant: bool,
+    /// [`Mutant::crashes`].
+    pub crashes: Option<String>,
 }
 
-/// The first line of a message, cut to 160 characters.
-fn first_line(s: &str) -> String {
-    let l = s.lines().next().unwrap_or("").trim();
-    match l.char_indices().nth(160) {
-        Some((i, _)) => format!("{}...", &l[..i]),
-        None => l.to_string(),
-    }
-}
-
-/// Judges mutant `m` from its cell's results: `cases` (full names under
-/// `cell`), the count lines the guest reported, and how the VM stopped
-/// (None: it never ran).
-///
-/// - A build mutant (its must-fail cases are all `build/...`) whose kernel
-///   did not build is caught only when each of those cases failed with its
-///   own verdict (`build/generators-agree` through the link's disagreement
-///   marker); "not run" because the build failed some other way is broken.
-/// - Otherwise the kernel must build and `boot/vm-completed` must pass,
-///   unless the mutant declares `crashes: TEXT`: then the VM must stop with
-///   a kernel panic whose excerpt contains TEXT.
-/// - Each must-fail probe case must fail with its count line, N > 0 of
-///   M > 0 mismatched (or, on a declared crash, not have run because of
-///   it); a `build/...` case must fail with its own verdict.
-pub fn judge(
-    m: &Mutant,
-    cell: &str,
-    cases: &[crate::results::report::CaseResult],
-    counts: &[crate::testrun::CaseCount],
-    vm_exit: Option<&crate::vm::qemu::Exit>,
-) -> Verdict {
-    use crate::results::report::Status;
-    use crate::vm::qemu::Exit;
-    let arch = cell.split('/').next().unwrap_or(cell);
-    let status = |c: &str| {
-        let full = format!("{cell}/{c}");
-        cases.iter().find(|r| r.name == full).map(|r| &r.status)
-    };
-    let (build_probe, build_case) = crate::testrun::BUILD_CASE;
-    match status(&format!("{build_probe}/{build_case}")) {
-        Some(Status::Pass) => {}
-        Some(s) => {
-            let why = first_line(&s.failure().unwrap_or_default());
-            if !m.is_build_mutant() {
-                return Verdict::Broken(format!("the kernel does not build: {why}"));
-            }
-            let mut caught = Vec::new();
-            let mut other = Vec::new();
-            for c in &m.cases_on(arch) {
-                match status(c) {
-                    // The build case is caught only by make's own failure
-                    // (a compile or link error), not by a harness error.
-                    Some(Status::Fail(msg))
-                        if c == &format!("{build_probe}/{build_case}")
-                            && !msg.contains(MAKE_FAILED) =>
-                    {
-                        other.push(format!("{c}: not a failure of make: {}", first_line(msg)))
-                    }
-                    Some(Status::Fail(msg)) => caught.push(format!("{c} ({})", first_line(msg))),
-                    Some(s) => other.push(format!(
-                        "{c}: {}",
-                        first_line(&s.failure().unwrap_or_else(|| format!("{s:?}")))
-                    )),
-                    None => other.push(format!("{c}: no result")),
-                }
-            }
-            return if other.is_empty() {
-                Verdict::Caught(caught)
-            } else {
-                Verdict::Broken(format!(
-                    "the kernel does not build ({why}), and not through the check the mutant is about: {}",
-                    other.join("; ")
-                ))
-            };
+impl Mutant {
+    /// The rule this mutant is judged by on `arch`.
+    pub fn rule(&self, arch: &str) -> MutantRule {
+        MutantRule {
+            name: self.name.clone(),
+            cases: self.cases_on(arch),
+            build_mutant: self.is_build_mutant(),
+            crashes: self.crashes.clone(),
         }
-        None => return Verdict::Broken("no build/kernel result".into()),
-    }
-    let (vm_probe, vm_case) = crate::testrun::VM_CASE;
-    let vm = status(&format!("{vm_probe}/{vm_case}"));
-    let vm_why = vm
-        .and_then(|s| s.failure())
-        .map(|f| first_line(&f))
-        .unwrap_or_else(|| "no result".into());
-    let vm_passed = vm == Some(&Status::Pass);
-    let crashed_as_declared = match (&m.crashes, vm_exit) {
-        (None, _) if vm_passed => false,
-        (None, Some(Exit::Panic { excerpt })) => {
-            return Verdict::Broken(format!(
-                "crashes the kernel (no `crashes:` line declares it): {}",
-                ["Kernel panic", "BUG:", "Oops", "general protection fault"]
-                    .iter()
-                    .find_map(|w| excerpt.lines().find(|l| l.contains(w)))
-                    .map(first_line)
-                    .unwrap_or_else(|| first_line(excerpt))
-            ))
-        }
-        (None, Some(Exit::Timeout { what })) => {
-            return Verdict::Broken(format!("hangs the kernel: {}", first_line(what)))
-        }
-        (None, _) => return Verdict::Broken(format!("the VM did not complete: {vm_why}")),
-        (Some(want), Some(Exit::Panic { excerpt })) if excerpt.contains(want.as_str()) => true,
-        (Some(want), Some(Exit::Panic { excerpt })) => {
-            return Verdict::Broken(format!(
-                "crashes the kernel, but the panic does not show the declared {want:?}: {}",
-                first_line(excerpt)
-            ))
-        }
-        (Some(want), _) if vm_passed => {
-            return Verdict::Missed(vec![format!(
-                "the declared crash ({want:?}) did not happen: the VM completed"
-            )])
-        }
-        (Some(want), _) => {
-            return Verdict::Broken(format!(
-                "the VM did not complete, but not by the declared crash ({want:?}): {vm_why}"
-            ))
-        }
-    };
-    let (mut caught, mut missed, mut broken) = (Vec::new(), Vec::new(), Vec::new());
-    let mut skipped = Vec::new();
-    for c in &m.cases_on(arch) {
-        let count = counts
-            .iter()
-            .find(|n| format!("{}/{}", n.probe, n.case) == *c);
-        match status(c) {
-            Some(Status::Fail(msg)) if c.starts_with("build/") => {
-                caught.push(format!("{c} ({})", first_line(msg)))
-            }
-            Some(Status::Fail(msg)) => match count {
-                Some(n) if n.mismatched > 0 && n.checked > 0 => caught.push(format!(
-                    "{c} ({} of {} mismatched)",
-                    n.mismatched, n.checked
-                )),
-                Some(n) => broken.push(format!(
-                    "{c} failed, but its count line says {} of {} mismatched: {}",
-                    n.mismatched,
-                    n.checked,
-                    first_line(msg)
-                )),
-                None => broken.push(format!(
-                    "{c} failed without its count line (the probe crashed, timed out or could not set up): {}",
-                    first_line(msg)
-                )),
-            },
-            Some(Status::NotRun(_)) if crashed_as_declared => {
-                caught.push(format!("{c} (not run: the declared crash)"))
-            }
-            Some(Status::NotRun(why)) => broken.push(format!("{c} not run: {}", first_line(why))),
-            Some(Status::Pass) | Some(Status::Measured(_)) => missed.push(format!("{c} passed")),
-            // Declared not applicable to this cell (a skip anywhere else
-            // fails the case): the mutant is judged by its other cases here.
-            Some(Status::Skip(why)) => skipped.push(format!("{c} ({why})")),
-            None => broken.push(format!("{c}: no result")),
-        }
-    }
-    if caught.is_empty() && missed.is_empty() && broken.is_empty() {
-        return Verdict::Broken(format!(
-            "none of its cases applies to {cell}: {}",
-            skipped.join("; ")
-        ));
-    }
-    if !missed.is_empty() {
-        missed.extend(broken);
-        Verdict::Missed(missed)
-    } else if !broken.is_empty() {
-        Verdict::Broken(broken.join("; "))
-    } else {
-        Verdict::Caught(caught)
     }
 }
 
@@ -601,227 +444,6 @@ mod tests {
             "{e}"
         );
         assert!(!d.path().join(APPLIED_MARKER).exists());
-    }
-
-    mod judging {
-        use super::super::*;
-        use crate::results::report::{CaseResult, Status};
-        use crate::testrun::CaseCount;
-        use crate::vm::qemu::Exit;
-
-        const CELL: &str = "x86_64/minimal";
-
-        fn mutant(must_fail: &[&str], crashes: Option<&str>) -> Mutant {
-            Mutant {
-                name: "m".into(),
-                description: "d".into(),
-                must_fail: must_fail.iter().map(|s| s.to_string()).collect(),
-                must_fail_on: Vec::new(),
-                crashes: crashes.map(str::to_string),
-                path: PathBuf::from("m.patch"),
-            }
-        }
-
-        /// Every case of the cell passes except those in `set`.
-        fn cases(set: &[(&str, Status)]) -> Vec<CaseResult> {
-            let mut names: Vec<String> = crate::testrun::BUILD_CASES
-                .iter()
-                .chain([&crate::testrun::VM_CASE, &crate::testrun::WARNINGS_CASE])
-                .map(|(p, c)| format!("{p}/{c}"))
-                .collect();
-            names.extend(must_fail_candidates());
-            names.sort();
-            names.dedup();
-            names
-                .into_iter()
-                .map(|n| CaseResult {
-                    status: set
-                        .iter()
-                        .find(|(k, _)| *k == n)
-                        .map(|(_, s)| s.clone())
-                        .unwrap_or(Status::Pass),
-                    name: format!("{CELL}/{n}"),
-                })
-                .collect()
-        }
-
-        fn count(mismatched: u64, checked: u64) -> Vec<CaseCount> {
-            vec![CaseCount {
-                probe: "sizes",
-                case: "start-size",
-                mismatched,
-                checked,
-            }]
-        }
-
-        fn fail(s: &str) -> Status {
-            Status::Fail(s.into())
-        }
-
-        fn not_run() -> Status {
-            Status::NotRun("the VM did not complete (see boot/vm-completed)".into())
-        }
-
-        #[test]
-        fn caught_only_by_its_own_counted_failure() {
-            let m = mutant(&["sizes/start-size"], None);
-            let c = cases(&[("sizes/start-size", fail("3 of 10 mismatched"))]);
-            let v = judge(&m, CELL, &c, &count(3, 10), Some(&Exit::PoweredOff));
-            assert_eq!(
-                v,
-                Verdict::Caught(vec!["sizes/start-size (3 of 10 mismatched)".into()])
-            );
-            // Another case failing does not catch it.
-            let c = cases(&[("format-pS/real-size", fail("1 of 10 mismatched"))]);
-            let v = judge(&m, CELL, &c, &[], Some(&Exit::PoweredOff));
-            assert!(
-                matches!(v, Verdict::Missed(ref w) if w[0].contains("sizes/start-size passed")),
-                "{v:?}"
-            );
-            // A failure without its count line is no catch.
-            let c = cases(&[("sizes/start-size", fail("probe process ended (signal: 11)"))]);
-            let v = judge(&m, CELL, &c, &[], Some(&Exit::PoweredOff));
-            assert!(
-                matches!(v, Verdict::Broken(ref w) if w.contains("without its count line")),
-                "{v:?}"
-            );
-            let v = judge(&m, CELL, &c, &count(0, 10), Some(&Exit::PoweredOff));
-            assert!(
-                matches!(v, Verdict::Broken(ref w) if w.contains("0 of 10")),
-                "{v:?}"
-            );
-        }
-
-        #[test]
-        fn a_crash_or_hang_is_broken_unless_declared() {
-            let m = mutant(&["sizes/start-size"], None);
-            let c = cases(&[
-                (
-                    "boot/vm-completed",
-                    fail("kernel panic:\nKernel panic - not syncing: Oops"),
-                ),
-                ("sizes/start-size", not_run()),
-            ]);
-            let panic = Exit::Panic {
-                excerpt: "BUG: unable to handle page fault\nKernel panic - not syncing: Oops"
-                    .into(),
-            };
-            let v = judge(&m, CELL, &c, &[], Some(&panic));
-            assert!(
-                matches!(v, Verdict::Broken(ref w) if w.contains("crashes the kernel")),
-                "{v:?}"
-            );
-            let hang = Exit::Timeout {
-                what: "no output for 45 s".into(),
-            };
-            let v = judge(&m, CELL, &c, &[], Some(&hang));
-            assert!(
-                matches!(v, Verdict::Broken(ref w) if w.contains("hangs")),
-                "{v:?}"
-            );
-            // Declared: the crash must be the one declared.
-            let declared = mutant(&["sizes/start-size"], Some("unable to handle page fault"));
-            let v = judge(&declared, CELL, &c, &[], Some(&panic));
-            assert!(matches!(v, Verdict::Caught(_)), "{v:?}");
-            let other = mutant(&["sizes/start-size"], Some("general protection fault"));
-            let v = judge(&other, CELL, &c, &[], Some(&panic));
-            assert!(
-                matches!(v, Verdict::Broken(ref w) if w.contains("general protection fault")),
-                "{v:?}"
-            );
-            let v = judge(&declared, CELL, &c, &[], Some(&hang));
-            assert!(matches!(v, Verdict::Broken(_)), "{v:?}");
-            let v = judge(&declared, CELL, &cases(&[]), &[], Some(&Exit::PoweredOff));
-            assert!(
-                matches!(v, Verdict::Missed(ref w) if w[0].contains("did not happen")),
-                "{v:?}"
-            );
-        }
-
-        #[test]
-        fn a_case_declared_not_applicable_here_is_left_to_other_cells() {
-            let m = mutant(&["sizes/start-size", "kallsyms-selftest/verdict"], None);
-            let c = cases(&[
-                ("sizes/start-size", fail("3 of 10 mismatched")),
-                (
-                    "kallsyms-selftest/verdict",
-                    Status::Skip("CONFIG_KALLSYMS_SELFTEST is not set".into()),
-                ),
-            ]);
-            let v = judge(&m, CELL, &c, &count(3, 10), Some(&Exit::PoweredOff));
-            assert!(matches!(v, Verdict::Caught(ref w) if w.len() == 1), "{v:?}");
-            // Not one of its cases applies: nothing shows it here.
-            let m = mutant(&["kallsyms-selftest/verdict"], None);
-            let v = judge(&m, CELL, &c, &[], Some(&Exit::PoweredOff));
-            assert!(
-                matches!(v, Verdict::Broken(ref w) if w.contains("none of its cases applies")),
-                "{v:?}"
-            );
-        }
-
-        #[test]
-        fn a_mutant_that_does_not_compile_is_caught_by_make_failing() {
-            let m = mutant(&["build/kernel"], None);
-            let c = cases(&[(
-                "build/kernel",
-                fail("x86_64/minimal: make failed (exit status: 2) after 17.8s"),
-            )]);
-            let v = judge(&m, CELL, &c, &[], None);
-            assert!(matches!(v, Verdict::Caught(_)), "{v:?}");
-            // A harness error around the build is no catch.
-            let c = cases(&[(
-                "build/kernel",
-                fail("cannot create /x/build: Permission denied"),
-            )]);
-            let v = judge(&m, CELL, &c, &[], None);
-            assert!(
-                matches!(v, Verdict::Broken(ref w) if w.contains("not a failure of make")),
-                "{v:?}"
-            );
-        }
-
-        #[test]
-        fn a_build_mutant_is_caught_only_by_its_marker() {
-            let m = mutant(&["build/generators-agree"], None);
-            let marker = fail("the link stopped: the C and Rust generators wrote different tables");
-            let c = cases(&[
-                ("build/kernel", fail("make failed")),
-                ("build/generators-agree", marker),
-                (
-                    "build/link-stable",
-                    Status::NotRun("the kernel build failed".into()),
-                ),
-            ]);
-            let v = judge(&m, CELL, &c, &[], None);
-            assert!(
-                matches!(v, Verdict::Caught(ref w) if w[0].contains("the link stopped")),
-                "{v:?}"
-            );
-            // The build failed some other way: generators-agree not run.
-            let c = cases(&[
-                ("build/kernel", fail("make failed: error: expected ';'")),
-                (
-                    "build/generators-agree",
-                    Status::NotRun("the kernel build failed".into()),
-                ),
-            ]);
-            let v = judge(&m, CELL, &c, &[], None);
-            assert!(
-                matches!(v, Verdict::Broken(ref w) if w.contains("not through the check")),
-                "{v:?}"
-            );
-            // A probe mutant whose kernel does not build is broken.
-            let p = mutant(&["sizes/start-size"], None);
-            let v = judge(&p, CELL, &c, &[], None);
-            assert!(
-                matches!(v, Verdict::Broken(ref w) if w.contains("does not build")),
-                "{v:?}"
-            );
-            // Built, and the check after the build failed: caught.
-            let c = cases(&[("build/generators-agree", fail("fixture x: differ"))]);
-            let v = judge(&m, CELL, &c, &[], Some(&Exit::PoweredOff));
-            assert!(matches!(v, Verdict::Caught(_)), "{v:?}");
-        }
     }
 
     #[test]

@@ -21,7 +21,8 @@ use crate::vm::arch::ArchProfile;
 use crate::vm::qmp::{QmpLimits, QmpWatch};
 
 /// The accelerator QEMU runs with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Accel {
     Kvm,
     Tcg,
@@ -284,7 +285,8 @@ pub fn command(spec: &VmSpec) -> Command {
 }
 
 /// Why the VM stopped.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Exit {
     /// The guest powered the machine off.
     PoweredOff,
@@ -327,16 +329,14 @@ pub fn has_completion_record(results: &str) -> bool {
         .any(|l| l.starts_with(ksh_proto::COMPLETION_RECORD))
 }
 
-impl VmOutcome {
-    /// One paragraph saying where to look.
-    pub fn where_to_look(&self) -> String {
-        format!(
-            "console log: {}\nresults: {}\nqemu command: {}",
-            self.console_log.display(),
-            self.run_dir.join(RESULTS_FILE).display(),
-            self.run_dir.join(CMDLINE_FILE).display()
-        )
-    }
+/// One paragraph saying where to look in the run dir `run_dir`.
+pub fn where_to_look(run_dir: &Path) -> String {
+    format!(
+        "console log: {}\nresults: {}\nqemu command: {}",
+        run_dir.join(CONSOLE_LOG).display(),
+        run_dir.join(RESULTS_FILE).display(),
+        run_dir.join(CMDLINE_FILE).display()
+    )
 }
 
 fn file_len(p: &Path) -> u64 {

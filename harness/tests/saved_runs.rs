@@ -1,0 +1,138 @@
+//! The judge on saved run dirs of real runs (`tests/data/runs/`, copied
+//! from `target/ksh/runs/...` after `cargo xtask test`, `test --baseline`
+//! and `test --expect-baseline-failures`): judged again, each gives the
+//! verdicts its run recorded (`verdicts.json`), and a run dir missing a
+//! file, or from a harness without the record, is refused by name.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use harness::results::judge::{self, RECORD_FORMAT};
+use harness::results::run_record::{self, INPUT_FILE, VERDICTS_FILE};
+
+fn runs() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/runs")
+}
+
+/// Judges the saved run dir `name` again; the verdicts as `verdicts.json`
+/// writes them, and those it recorded.
+fn rejudge(name: &str) -> (serde_json::Value, serde_json::Value) {
+    let dir = runs().join(name);
+    let (input, texts) = run_record::load(&dir).unwrap();
+    let judged = judge::judge(&input, &texts);
+    let now = run_record::verdicts_json(&input.cell.name(), &input, &judged);
+    let then: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.join(VERDICTS_FILE)).unwrap()).unwrap();
+    (now, then)
+}
+
+/// `passed, failed, measured, skipped` of a `verdicts.json`.
+fn summary(v: &serde_json::Value) -> [u64; 4] {
+    ["passed", "failed", "measured", "skipped"].map(|k| v["summary"][k].as_u64().unwrap())
+}
+
+#[test]
+fn saved_runs_are_judged_as_when_they_ran() {
+    for (name, cell, want) in [
+        ("x86_64-minimal-pass", "x86_64/minimal", [42, 0, 1, 1]),
+        ("arm64-minimal-pass", "arm64/minimal", [42, 0, 1, 1]),
+        // The baseline kernel judged as any other: its size-blind answers
+        // fail.
+        ("x86_64-minimal-baseline", "x86_64/minimal", [26, 15, 1, 2]),
+        // The same kind of kernel under the strict baseline proof.
+        (
+            "arm64-minimal-baseline-proof",
+            "arm64/minimal",
+            [41, 0, 1, 2],
+        ),
+    ] {
+        let (now, then) = rejudge(name);
+        assert_eq!(now["cell"], cell, "{name}");
+        assert_eq!(summary(&then), want, "{name}: the recorded run");
+        // Case by case first, so a difference names its case.
+        let (a, b) = (
+            now["cases"].as_array().unwrap(),
+            then["cases"].as_array().unwrap(),
+        );
+        assert_eq!(a.len(), b.len(), "{name}");
+        for (x, y) in a.iter().zip(b) {
+            assert_eq!(x, y, "{name}");
+        }
+        assert_eq!(now, then, "{name}");
+    }
+}
+
+#[test]
+fn the_failing_run_fails_with_its_diagnostics() {
+    let (now, _) = rejudge("x86_64-minimal-baseline");
+    let case = now["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "x86_64/minimal/sizes/start-size")
+        .unwrap();
+    assert_eq!(case["status"], "fail");
+    let msg = case["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("# 4011 of 26220 mismatched") && msg.contains("console log: "),
+        "{msg}"
+    );
+}
+
+/// A copy of the saved run dir `name` without the files `drop`.
+fn copy_without(name: &str, drop: &[&str]) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    for e in fs::read_dir(runs().join(name)).unwrap() {
+        let e = e.unwrap();
+        let f = e.file_name();
+        if !drop.iter().any(|d| f == *d) {
+            fs::copy(e.path(), d.path().join(&f)).unwrap();
+        }
+    }
+    d
+}
+
+fn load_error(dir: &Path) -> String {
+    format!("{:#}", run_record::load(dir).unwrap_err())
+}
+
+#[test]
+fn a_missing_file_is_named_with_the_run_dir() {
+    for file in ["console.log", "results.ktap"] {
+        let d = copy_without("x86_64-minimal-pass", &[file]);
+        let e = load_error(d.path());
+        assert!(
+            e.contains(&format!("missing {file}")) && e.contains(&d.path().display().to_string()),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn a_run_dir_of_an_older_harness_says_so() {
+    let d = copy_without("x86_64-minimal-pass", &[INPUT_FILE, VERDICTS_FILE]);
+    let e = load_error(d.path());
+    assert!(
+        e.contains(&d.path().display().to_string())
+            && e.contains("older harness")
+            && e.contains(INPUT_FILE),
+        "{e}"
+    );
+    // A record of another format.
+    let d = copy_without("x86_64-minimal-pass", &[]);
+    let path = d.path().join(INPUT_FILE);
+    let text = fs::read_to_string(&path).unwrap().replacen(
+        &format!("\"format\": {RECORD_FORMAT}"),
+        "\"format\": 999",
+        1,
+    );
+    fs::write(&path, text).unwrap();
+    let e = load_error(d.path());
+    assert!(
+        e.contains("record format 999") && e.contains(&format!("reads format {RECORD_FORMAT}")),
+        "{e}"
+    );
+    // Not a run dir at all.
+    let e = load_error(&d.path().join("nowhere"));
+    assert!(e.contains("no such run dir"), "{e}");
+}
