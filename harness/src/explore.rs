@@ -7,7 +7,6 @@
 //! `-f` forms, SysRq, a panic: see [`crate::vm::interactive`]); Ctrl-a x
 //! quits QEMU.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -67,7 +66,7 @@ fn terminal_size() -> Option<(u16, u16)> {
 /// returns QEMU's exit code once the VM is gone.
 pub fn run(cell: &Cell, opts: &ExploreOptions) -> Result<i32> {
     let built = testrun::build_kernel(cell, opts.jobs)?;
-    let busybox = crate::payload::busybox::ensure(cell.arch)?;
+    let busybox = crate::payload::busybox::ensure(cell.id.arch)?;
     let mut extra = vec![GuestFile {
         path: ksh_proto::SHELL_BUSYBOX.to_string(),
         mode: 0o755,
@@ -75,12 +74,12 @@ pub fn run(cell: &Cell, opts: &ExploreOptions) -> Result<i32> {
     }];
     extra.extend(tool_scripts());
     let (initrd, info) = testrun::prepare_guest(cell, &built, &extra, SHELL_INITRAMFS)?;
-    let memory_mib = qemu::memory_mib(cell.arch, info.symbols(), &initrd);
+    let memory_mib = qemu::memory_mib(cell.id.arch, info.symbols(), &initrd);
     // The same lock as the test run of this cell: the two take turns on
     // the VM (a shell session open beside a test run would push the test's
     // TCG guest past its probes' timeouts on a small host).
-    let _run_lock = layout::lock(&cell.runs_dir().with_extension("lock"))?;
-    let runs = PathBuf::from(format!("{}-shell", cell.runs_dir().display()));
+    let _run_lock = layout::lock(&layout::runs_lock(&cell.runs_dir()))?;
+    let runs = cell.id.shell_runs_dir(&cell.source.key);
     let run_dir = layout::new_run_dir(&runs)?;
     let mut guest_params = vec![ksh_proto::SHELL_PARAM.to_string()];
     if let Some((c, r)) = terminal_size() {
@@ -90,8 +89,8 @@ pub fn run(cell: &Cell, opts: &ExploreOptions) -> Result<i32> {
     guest_params.extend(opts.guest_params.iter().cloned());
     let unlimited = Duration::from_secs(24 * 3600);
     let mut spec = VmSpec {
-        arch: cell.arch,
-        accel: accel::for_interactive(opts.accel, cell.arch)?,
+        arch: cell.id.arch,
+        accel: accel::for_interactive(opts.accel, cell.id.arch)?,
         kernel: built.image.clone(),
         initrd,
         cpus: testrun::cpus_for(&built),

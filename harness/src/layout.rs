@@ -46,6 +46,97 @@ pub fn cache_root() -> PathBuf {
     }
 }
 
+// The cache's names. Every path in the cache is spelled here; the cell's
+// own part of a name comes from `cell::CellId`, a source's from
+// `cell::SourceKey`.
+
+/// Unpacked and patched kernel sources: `src/<source-key>/`.
+pub fn src_root() -> PathBuf {
+    src_root_in(&cache_root())
+}
+
+/// [`src_root`] of the cache at `cache` (a scratch cache of a fault test).
+pub fn src_root_in(cache: &Path) -> PathBuf {
+    cache.join("src")
+}
+
+/// The lock a source tree `src/<key>/` is prepared under.
+pub fn src_lock(key: &str) -> PathBuf {
+    src_root().join(format!("{key}.lock"))
+}
+
+/// Persistent build dirs: `build/<source-key>/<cell>/`.
+pub fn build_root() -> PathBuf {
+    cache_root().join("build")
+}
+
+/// The build dir `build/<source_key>/<cell_dir>/` (see `CellId::build_dir`).
+pub fn build_dir(source_key: &str, cell_dir: &str) -> PathBuf {
+    build_root().join(source_key).join(cell_dir)
+}
+
+/// The make log in a build dir.
+pub fn build_log(build_dir: &Path) -> PathBuf {
+    build_dir.join("build.log")
+}
+
+/// Prefix of the build dirs kept inside a harness-owned tree. Kbuild uses
+/// relative paths (`srctree := ..`) for an `O=` dir that is a direct
+/// subdirectory of the source, so every tree's compile commands are the
+/// same text and the compiler cache serves one tree's objects to another.
+pub const IN_TREE_BUILD_PREFIX: &str = ".ksh-build-";
+
+/// The objects of the cell `cell_dir` inside the harness-owned `tree`.
+pub fn in_tree_build_dir(tree: &Path, cell_dir: &str) -> PathBuf {
+    tree.join(format!("{IN_TREE_BUILD_PREFIX}{cell_dir}"))
+}
+
+/// Whether `name`, an entry of a source tree, is one of its in-tree
+/// build dirs.
+pub fn is_in_tree_build_dir(name: &std::ffi::OsStr) -> bool {
+    name.to_string_lossy().starts_with(IN_TREE_BUILD_PREFIX)
+}
+
+/// One cell's run dirs: `runs/<source-key>/<cell_dir>/` (see [`new_run_dir`]).
+pub fn runs_dir(source_key: &str, cell_dir: &str) -> PathBuf {
+    cache_root().join("runs").join(source_key).join(cell_dir)
+}
+
+/// The lock the runs of one cell take turns on the VM under.
+pub fn runs_lock(runs: &Path) -> PathBuf {
+    runs.with_extension("lock")
+}
+
+/// The compiler cache shared by every tree.
+pub fn ccache_dir() -> PathBuf {
+    cache_root().join("ccache")
+}
+
+/// Debian's busybox for guests of the Debian arch `debian_arch`.
+pub fn busybox_dir(debian_arch: &str) -> PathBuf {
+    cache_root().join("busybox").join(debian_arch)
+}
+
+/// Whether KVM booted a guest on this host, per arch (`vm::accel`).
+pub fn accel_verdicts() -> PathBuf {
+    cache_root().join("accel-verdicts.json")
+}
+
+/// `cargo xtask bench`'s reports, when no `--json` path is given.
+pub fn bench_dir() -> PathBuf {
+    cache_root().join("bench")
+}
+
+/// The throwaway git history of `cargo xtask bisect-selftest`.
+pub fn bisect_demo_dir() -> PathBuf {
+    cache_root().join("bisect-demo")
+}
+
+/// The step record of the `cargo xtask bisect` of process `pid`.
+pub fn bisect_record(pid: u32) -> PathBuf {
+    cache_root().join(format!("bisect-{pid}.jsonl"))
+}
+
 pub fn kernel_configs_dir() -> PathBuf {
     project_root().join("kernel-configs")
 }

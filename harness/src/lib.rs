@@ -1,12 +1,16 @@
 //! Host side of the kallsyms test harness. See ARCHITECTURE.md for the map.
-//! The folders are the stages, in data-flow order:
+//! [`cell`] is the ground floor: the nouns every stage shares (arch
+//! profiles, toolchains, the cell, test names, statuses). Above it the
+//! folders are the stages, in data-flow order:
 //! [`kernel`] (prereqs → source + series → kconfig → kbuild) → [`symbols`]
 //! (ground truth from the ELF) → [`payload`] (expectations, `/init`, probe
-//! module, initramfs) → [`vm`] (arch profiles, accelerator, QEMU) →
-//! [`results`] (KTAP, boot log, report). [`testrun`] runs them for one cell
-//! of `cargo xtask test`, [`explore`] for `cargo xtask run`; [`layout`]
-//! (the cache) and [`proc`] (child processes, Ctrl-C) serve every stage.
+//! module, initramfs) → [`vm`] (accelerator, QEMU) → [`results`] (KTAP,
+//! boot log, report). [`testrun`] runs them for one cell of `cargo xtask
+//! test`, [`explore`] for `cargo xtask run`; [`layout`] (the cache) and
+//! [`proc`] (child processes, Ctrl-C) serve every floor. A module imports
+//! only from floors below its own (and from `layout` and `proc`).
 
+pub mod cell;
 pub mod explore;
 pub mod kernel;
 pub mod layout;

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use ksh_proto::files::BuildInfo;
 
+use crate::cell::arch::ArchProfile;
+use crate::cell::{CellId, SourceKind, TestName};
 use crate::kernel::kbuild::{self, BuildRequest, Built};
 use crate::kernel::source::KernelSource;
 use crate::kernel::{generators, linkstable};
@@ -20,62 +22,58 @@ use crate::results::judge::{
     self, AllowList, BootRecord, BuildRecord, CellFacts, JudgeInput, Judged, Mode, RunTexts,
     VmRecord,
 };
-use crate::results::report::{CellReport, TestName};
+use crate::results::report::CellReport;
 use crate::results::run_record;
 use crate::vm::accel::{self, AccelChoice};
-use crate::vm::arch::ArchProfile;
 use crate::vm::qemu::{self, Accel, Exit, Timeouts, VmOutcome, VmSpec};
 
-pub use crate::results::judge::{
-    CaseCount, BUILD_CASE, BUILD_CASES, GENERATORS_CASE, HARNESS_ERROR, LINK_STABLE_CASE, VM_CASE,
-    WARNINGS_CASE,
+pub use crate::cell::{
+    BUILD_CASE, BUILD_CASES, GENERATORS_CASE, LINK_STABLE_CASE, VM_CASE, WARNINGS_CASE,
 };
+pub use crate::results::judge::CaseCount;
 
-/// Every test name of an arch/config cell, in report order. Known without
-/// building anything, so `--list` and filters need no kernel.
-pub fn test_names(arch: &ArchProfile, config: &str) -> Vec<String> {
-    crate::results::judge::case_names(arch.name, config)
+/// Every test name of a cell, in report order. Known without building
+/// anything, so `--list` and filters need no kernel.
+pub fn test_names(cell: &CellId) -> Vec<String> {
+    crate::results::judge::case_names(cell)
 }
 
-/// The name of one case of a cell (see [`TestName`]).
-pub fn case_name(arch: &ArchProfile, config: &str, probe: &str, case: &str) -> String {
-    TestName {
-        arch: arch.name,
-        config,
-        probe,
-        case,
-    }
-    .to_string()
-}
-
-/// One arch × config on one source.
+/// One cell and the source tree its kernel is built from.
 #[derive(Debug, Clone)]
 pub struct Cell<'a> {
-    pub arch: &'static ArchProfile,
-    pub config: String,
+    pub id: CellId,
     pub source: &'a KernelSource,
 }
 
-impl Cell<'_> {
+impl<'a> Cell<'a> {
+    /// The cell `id` of `source`: its source kind is the tree's.
+    pub fn new(id: &CellId, source: &'a KernelSource) -> Cell<'a> {
+        let id = CellId {
+            source: source.key.kind,
+            kernel: source.key.kind.kernel(),
+            ..id.clone()
+        };
+        Cell { id, source }
+    }
+
     /// `ARCH/CONFIG`, the prefix of every test name of this cell.
     pub fn name(&self) -> String {
-        format!("{}/{}", self.arch.name, self.config)
+        self.id.name()
     }
 
     /// Every test name of the cell, in report order.
     pub fn test_names(&self) -> Vec<String> {
-        test_names(self.arch, &self.config)
+        test_names(&self.id)
     }
 
     /// The name of the cell's case `probe/case`.
     pub fn case_name(&self, (probe, case): (&str, &str)) -> String {
-        case_name(self.arch, &self.config, probe, case)
+        TestName::new(&self.id, probe, case).to_string()
     }
 
     fn build_request(&self, jobs: usize) -> BuildRequest<'_> {
         BuildRequest {
-            arch: self.arch,
-            config: &self.config,
+            cell: &self.id,
             source: self.source,
             jobs,
         }
@@ -83,10 +81,7 @@ impl Cell<'_> {
 
     /// The run dirs of this cell: one per invocation (see [`layout::new_run_dir`]).
     pub fn runs_dir(&self) -> PathBuf {
-        layout::cache_root()
-            .join("runs")
-            .join(&self.source.key)
-            .join(format!("{}-{}", self.arch.name, self.config))
+        self.id.runs_dir(&self.source.key)
     }
 
     /// The command that boots this cell's kernel with a shell (`cargo
@@ -94,13 +89,10 @@ impl Cell<'_> {
     pub fn explore_command(&self) -> String {
         let mut s = format!(
             "cargo xtask run --arch {} --config {}",
-            self.arch.name, self.config
+            self.id.arch.name,
+            self.id.label()
         );
-        if self
-            .source
-            .key
-            .starts_with(crate::kernel::source::USER_TREE_KEY_PREFIX)
-        {
+        if self.id.source == SourceKind::UserTree {
             s.push_str(&format!(
                 " --kernel-tree {}",
                 crate::proc::shell_word(&self.source.tree.to_string_lossy())
@@ -117,28 +109,10 @@ impl Cell<'_> {
         self.runs_dir().join(layout::LATEST_RUN)
     }
 
-    /// What the registry's `declared_in` scopes look at: the config
-    /// variant and the kind of source.
-    pub fn kind(&self) -> ksh_proto::CellKind<'_> {
-        ksh_proto::CellKind {
-            variant: crate::kernel::toolchain::Toolchain::of_label(&self.config).0,
-            baseline: !self.source.patched,
-            user_tree: self
-                .source
-                .key
-                .starts_with(crate::kernel::source::USER_TREE_KEY_PREFIX),
-        }
-    }
-
     /// The cell's identity as the judge needs it.
     pub fn facts(&self) -> CellFacts {
-        let kind = self.kind();
         CellFacts {
-            arch: self.arch.name.to_string(),
-            config: self.config.clone(),
-            variant: kind.variant.to_string(),
-            baseline: kind.baseline,
-            user_tree: kind.user_tree,
+            id: self.id.clone(),
             explore_command: self.explore_command(),
         }
     }
@@ -274,7 +248,7 @@ fn boot(
     opts: &RunOptions,
     symbols: u64,
 ) -> Result<VmOutcome> {
-    let candidates = accel::candidates(opts.accel, cell.arch)?;
+    let candidates = accel::candidates(opts.accel, cell.id.arch)?;
     if opts.instruction_clock && candidates.contains(&Accel::Kvm) {
         anyhow::bail!("an instruction clock (QEMU's -icount) needs TCG: run with --accel tcg");
     }
@@ -287,7 +261,7 @@ fn boot(
             Duration::from_secs(60)
         };
         let mut spec = VmSpec {
-            arch: cell.arch,
+            arch: cell.id.arch,
             accel: *acc,
             kernel: built.image.clone(),
             initrd: initrd.clone(),
@@ -300,7 +274,7 @@ fn boot(
             } else {
                 cpus_for(built)
             },
-            memory_mib: qemu::memory_mib(cell.arch, symbols, &initrd),
+            memory_mib: qemu::memory_mib(cell.id.arch, symbols, &initrd),
             run_dir: run_dir.clone(),
             qmp_socket: qemu::qmp_socket_path(&cell.name()),
             qmp: crate::vm::qmp::QmpLimits::default(),
@@ -324,7 +298,7 @@ fn boot(
         }
         let outcome = qemu::run(&spec)?;
         if *acc == Accel::Kvm && opts.accel == AccelChoice::Auto {
-            accel::remember(cell.arch, outcome.console_spoke);
+            accel::remember(cell.id.arch, outcome.console_spoke);
             if !outcome.console_spoke && fallback_possible {
                 // Say what QEMU actually did: an abort in 0.1 s is not a
                 // silent guest.
@@ -394,7 +368,7 @@ pub fn gdb_instructions(arch: &ArchProfile, built: &Built, port: u16) -> String 
             scripts.display()
         )
     };
-    let ko = built.dir.join("ksh-probe-module").join("ksh_probe.ko");
+    let ko = crate::payload::probemod::ko_path(built);
     let install = if crate::kernel::prereqs::on_path(gdb) {
         String::new()
     } else {
@@ -485,7 +459,7 @@ pub fn run_cell_as(cell: &Cell, opts: &RunOptions, mode: Mode) -> Result<(CellRe
     let times = cell_times(&input, &texts, &judged);
     Ok((
         CellReport {
-            cell: cell.name(),
+            cell: cell.id.clone(),
             cases: judged.cases,
             elapsed: started.elapsed(),
         },
@@ -503,12 +477,12 @@ fn build_step(cell: &Cell, jobs: usize) -> (Option<Built>, BuildRecord) {
                 elapsed: built.elapsed,
                 ran_make: built.ran_make,
                 generators: generators::check_built(&built.dir),
-                link_stable: linkstable::check_built(&built.dir, cell.arch, built.toolchain),
+                link_stable: linkstable::check_built(&built.dir, cell.id.arch, built.toolchain),
             };
             (Some(built), record)
         }
         Err(e) => {
-            let log = cell.build_request(jobs).build_dir().join("build.log");
+            let log = layout::build_log(&cell.build_request(jobs).build_dir());
             let record = BuildRecord::Failed {
                 error: layout::describe_error(&e),
                 generators: generators::check_failed_build(&log),
@@ -561,7 +535,7 @@ fn boot_built(cell: &Cell, built: &Built, opts: &RunOptions) -> Result<(VmOutcom
     // Each invocation has its own run dir; same-cell runs from two
     // processes still take turns on the VM (two TCG guests on a small host
     // would push each other past the probes' timeouts).
-    let _run_lock = layout::lock(&cell.runs_dir().with_extension("lock"))?;
+    let _run_lock = layout::lock(&layout::runs_lock(&cell.runs_dir()))?;
     let run_dir = layout::new_run_dir(&cell.runs_dir())?;
     let symbols = build_info.symbols();
     Ok((
@@ -582,9 +556,9 @@ pub fn prepare_guest(
     extra: &[crate::payload::initramfs::GuestFile],
     name: &str,
 ) -> Result<(PathBuf, BuildInfo)> {
-    let init = crate::payload::guestbin::build_init(cell.arch)?;
+    let init = crate::payload::guestbin::build_init(cell.id.arch)?;
     let init_bytes = fs::read(&init).with_context(|| format!("reading {}", init.display()))?;
-    let mut payload = crate::payload::expect::guest_files(cell.arch, built)?;
+    let mut payload = crate::payload::expect::guest_files(cell.id.arch, built)?;
     payload.files.extend(extra.iter().cloned());
     let initrd = built.dir.join(name);
     crate::payload::initramfs::write(&initrd, &init_bytes, &payload.files)?;

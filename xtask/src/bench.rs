@@ -12,6 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use harness::cell::{CellId, SourceKind, Toolchain};
 use harness::kernel::prereqs;
 use harness::kernel::series::Variant;
 use harness::kernel::source::{self, SourceSpec};
@@ -70,8 +71,8 @@ pub fn run(args: BenchArgs) -> Result<i32> {
     let mut step = "setup";
     let result = run_steps(&args, &mut report, &mut step);
     let path = args.json.clone().unwrap_or_else(|| {
-        layout::cache_root().join(format!(
-            "bench/bench-{}.json",
+        layout::bench_dir().join(format!(
+            "bench-{}.json",
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs())
@@ -120,7 +121,7 @@ fn run_steps(args: &BenchArgs, report: &mut Value, step: &mut &'static str) -> R
             .current_dir(layout::project_root())
             .args(["bench", "--quiet", "-p", "kallsyms-gen", "--bench", "vs_c"])
             .env("KSH_BENCH_RUNS", args.runs.to_string())
-            .env("KSH_MAPS_DIR", layout::cache_root().join("build"))
+            .env("KSH_MAPS_DIR", layout::build_root())
             .output()
             .context("running cargo bench -p kallsyms-gen")?;
         let text = String::from_utf8_lossy(&out.stdout);
@@ -148,10 +149,12 @@ fn run_steps(args: &BenchArgs, report: &mut Value, step: &mut &'static str) -> R
         variant: Variant::Baseline,
     })?;
     let jobs = selection::jobs(&args.kernel);
-    let config = selection::configs(&args.kernel)?
+    let (variant, toolchain) = selection::configs(&args.kernel)?
         .first()
         .cloned()
-        .unwrap_or_else(|| "minimal".into());
+        .unwrap_or_else(|| ("minimal".into(), Toolchain::Gcc));
+    let cell_id = |arch| CellId::new(arch, &variant, toolchain, SourceKind::Patched);
+    let config = CellId::config_label(&variant, toolchain);
     // Symbols per arch (patched), for the per-10k-symbols figures.
     let mut symbols: Vec<u64> = Vec::new();
     if want(BenchSection::Memory) {
@@ -160,11 +163,7 @@ fn run_steps(args: &BenchArgs, report: &mut Value, step: &mut &'static str) -> R
         for &arch in &arches {
             let mut fps: Vec<Footprint> = Vec::new();
             for src in [&baseline, &patched] {
-                let cell = Cell {
-                    arch,
-                    config: config.clone(),
-                    source: src,
-                };
+                let cell = Cell::new(&cell_id(arch), src);
                 let built = testrun::build_kernel(&cell, jobs)?;
                 fps.push(kallsyms_footprint(&built.vmlinux)?);
             }
@@ -219,7 +218,7 @@ fn run_steps(args: &BenchArgs, report: &mut Value, step: &mut &'static str) -> R
         );
         let mut lookups = Vec::new();
         for &arch in &arches {
-            let wall = lookup_boots(arch, &config, [&baseline, &patched], &opts, args.runs)?;
+            let wall = lookup_boots(&cell_id(arch), [&baseline, &patched], &opts, args.runs)?;
             // The same boots with QEMU counting instructions: the guest's
             // clock is then its instruction count, so the figure does not
             // move with the host's load (the wall clock here is noise-bound
@@ -243,8 +242,7 @@ fn run_steps(args: &BenchArgs, report: &mut Value, step: &mut &'static str) -> R
                 ..opts.clone()
             };
             let counted = lookup_boots(
-                arch,
-                &config,
+                &cell_id(arch),
                 [&baseline, &patched],
                 &icount_opts,
                 args.runs,
@@ -330,11 +328,7 @@ fn run_steps(args: &BenchArgs, report: &mut Value, step: &mut &'static str) -> R
         };
         let mut null_figures = Vec::new();
         for (k, &arch) in arches.iter().enumerate() {
-            let cell = Cell {
-                arch,
-                config: config.clone(),
-                source: &patched,
-            };
+            let cell = Cell::new(&cell_id(arch), &patched);
             let (mut null, mut full) = (Vec::new(), Vec::new());
             let mut probe_ms: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
             let mut guest_ms = Vec::new();
@@ -414,7 +408,7 @@ fn run_steps(args: &BenchArgs, report: &mut Value, step: &mut &'static str) -> R
             let (took, stderr) = time_command(&["test", "--arch", &arch_list.join(",")])?;
             warm.push(took.as_secs_f64());
             for (k, arch) in arches.iter().enumerate() {
-                if let Some(b) = boot_to_results(&stderr, &format!("{}/{config}", arch.name)) {
+                if let Some(b) = boot_to_results(&stderr, &cell_id(arch).name()) {
                     boot[k].push(b);
                 }
             }
@@ -482,8 +476,7 @@ struct LookupBoots {
 }
 
 fn lookup_boots(
-    arch: &'static harness::vm::arch::ArchProfile,
-    config: &str,
+    id: &CellId,
     sources: [&source::KernelSource; 2],
     opts: &RunOptions,
     runs: usize,
@@ -496,16 +489,12 @@ fn lookup_boots(
     };
     for _ in 0..runs {
         for (i, src) in sources.into_iter().enumerate() {
-            let cell = Cell {
-                arch,
-                config: config.to_string(),
-                source: src,
-            };
+            let cell = Cell::new(id, src);
             let (report, times) = testrun::run_cell(&cell, opts)?;
             // A kernel that did not build has no figures: say so, with the
             // build case's own diagnostics, not that a figure is missing.
             let build_case = cell.case_name(testrun::BUILD_CASE);
-            if let Some(harness::results::report::Status::Fail(why)) = report
+            if let Some(harness::cell::Status::Fail { detail: why, .. }) = report
                 .cases
                 .iter()
                 .find(|c| c.name == build_case)

@@ -12,12 +12,12 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+use harness::cell::{arch, CellId, FailKind, SourceKind, Status};
 use harness::kernel::prereqs;
 use harness::kernel::source::{self, SourceSpec};
 use harness::proc::{fmt_duration, git};
-use harness::results::report::{self, Status};
+use harness::results::report;
 use harness::testrun::{self, Cell, RunOptions, BUILD_CASE, VM_CASE};
-use harness::vm::arch;
 use libtest_mimic::Arguments;
 use serde::{Deserialize, Serialize};
 
@@ -61,11 +61,10 @@ fn test_commit(
     let commit = git(tree, &["rev-parse", "HEAD"])?;
     let subject = git(tree, &["log", "-1", "--format=%s"])?;
     let source = source::prepare(&SourceSpec::Tree(tree.to_path_buf()))?;
-    let cell = Cell {
-        arch,
-        config: config.to_string(),
-        source: &source,
-    };
+    let cell = Cell::new(
+        &CellId::with_label(arch, config, SourceKind::UserTree),
+        &source,
+    );
     let opts = RunOptions {
         accel: harness::vm::accel::AccelChoice::Auto,
         jobs: harness::proc::default_jobs(),
@@ -96,13 +95,14 @@ fn test_commit(
         boot_secs: times.boot_to_results.map(|d| d.as_secs_f64()),
         failures: Vec::new(),
     };
-    if let Some(Status::Fail(msg)) = status_of(BUILD_CASE) {
+    if let Some(Status::Fail { detail: msg, .. }) = status_of(BUILD_CASE) {
         rec.verdict = SKIP;
         rec.why = format!("does not build: {}", msg.lines().next().unwrap_or(""));
         return Ok(rec);
     }
-    if let Some(Status::Fail(msg)) = status_of(VM_CASE) {
-        if msg.starts_with(testrun::HARNESS_ERROR) {
+    if let Some(vm @ Status::Fail { .. }) = status_of(VM_CASE) {
+        let msg = vm.failure().unwrap_or_default();
+        if vm.fail_kind() == Some(FailKind::Harness) {
             // Not the commit's fault: abort rather than skip.
             anyhow::bail!("{msg}");
         }
@@ -115,7 +115,7 @@ fn test_commit(
     }
     for c in &cell_report.cases {
         if report::is_selected(&lt, &c.name) {
-            if let Status::Fail(msg) = &c.status {
+            if let Status::Fail { detail: msg, .. } = &c.status {
                 rec.failures.push((c.name.clone(), msg.clone()));
             }
         }
@@ -217,14 +217,13 @@ pub fn run(args: BisectArgs) -> Result<i32> {
             tree.display()
         );
     }
-    let names = testrun::test_names(arch, &args.config);
+    let cell = CellId::with_label(arch, &args.config, SourceKind::UserTree);
+    let names = testrun::test_names(&cell);
     let lt = libtest_args(&args.filter);
     if !names.iter().any(|n| report::is_selected(&lt, n)) {
         bail!(
-            "the filter {:?} selects no test of {}/{}; see `cargo xtask test -- --list`",
+            "the filter {:?} selects no test of {cell}; see `cargo xtask test -- --list`",
             args.filter,
-            arch.name,
-            args.config
         );
     }
     let good = git(
@@ -268,7 +267,7 @@ pub fn run(args: BisectArgs) -> Result<i32> {
 }
 
 fn bisect(args: &BisectArgs, tree: &Path, good: &str, bad: &str) -> Result<i32> {
-    let record = harness::layout::cache_root().join(format!("bisect-{}.jsonl", std::process::id()));
+    let record = harness::layout::bisect_record(std::process::id());
     harness::layout::ensure_dir(record.parent().unwrap())?;
     let _ = fs::remove_file(&record);
     let mut steps: Vec<StepRecord> = Vec::new();

@@ -92,7 +92,7 @@ fn breaking_commit(tree: &Path) -> Result<String> {
 
 pub fn run(args: BisectSelftestArgs) -> Result<i32> {
     prereqs::ensure(&prereqs::Needs {
-        arches: vec![&harness::vm::arch::X86_64],
+        arches: vec![&harness::cell::arch::X86_64],
         debian_source: true,
         guest: true,
         llvm: false,
@@ -101,7 +101,7 @@ pub fn run(args: BisectSelftestArgs) -> Result<i32> {
     if series.entries.is_empty() {
         bail!("patches/6.12/series is empty: there are no size-aware lookups to break");
     }
-    let root = layout::cache_root().join("bisect-demo");
+    let root = layout::bisect_demo_dir();
     let tree = root.join("linux");
     // Reuse the history while the series is unchanged: its build dir then
     // stays warm and a rerun only pays for incremental builds.
@@ -198,7 +198,7 @@ fn make_history(root: &Path, tree: &Path, series: &Series) -> Result<(String, St
         format!(
             "/{}\n/{}*\n",
             source::OWNED_TREE_MARKER,
-            source::IN_TREE_BUILD_PREFIX
+            layout::IN_TREE_BUILD_PREFIX
         ),
     )?;
     // Debian's tarball carries a top-level .gitignore of `/*`: force.

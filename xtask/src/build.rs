@@ -17,12 +17,8 @@ pub fn run(args: BuildArgs) -> Result<i32> {
     })?;
     let source = selection::prepare_source(&args.kernel)?;
     let mut last = None;
-    for (arch, config) in cells {
-        let cell = Cell {
-            arch,
-            config,
-            source: &source,
-        };
+    for id in &cells {
+        let cell = Cell::new(id, &source);
         let built = testrun::build_kernel(&cell, selection::jobs(&args.kernel))?;
         println!("{}", built.dir.display());
         last = Some(built);

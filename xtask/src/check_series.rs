@@ -105,12 +105,8 @@ pub fn run(args: CheckSeriesArgs) -> Result<i32> {
     for count in 1..=prefixes {
         let src = source::prepare_series_prefix(count)?;
         let last = &series.entries[count - 1].file;
-        for (arch, config) in &cells {
-            let cell = Cell {
-                arch,
-                config: config.clone(),
-                source: &src,
-            };
+        for id in &cells {
+            let cell = Cell::new(id, &src);
             let started = Instant::now();
             match testrun::build_kernel(&cell, jobs) {
                 Ok(_) => println!(

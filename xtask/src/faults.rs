@@ -113,16 +113,12 @@ pub fn run(args: FaultsArgs) -> Result<i32> {
         kernel_tree: None,
         jobs: None,
     };
-    let (arch, config) = selection::cells(&sel)?.remove(0);
+    let id = selection::cells(&sel)?.remove(0);
     let source = selection::prepare_source(&sel)?;
-    let cell = Cell {
-        arch,
-        config: config.clone(),
-        source: &source,
-    };
+    let cell = Cell::new(&id, &source);
+    let (arch, config) = (cell.id.arch, cell.id.label());
     let build_dir = BuildRequest {
-        arch,
-        config: &config,
+        cell: &cell.id,
         source: &source,
         jobs: 1,
     }
@@ -946,7 +942,7 @@ fn moved_checkout(ctx: &Ctx) -> Result<Row> {
 /// unpacks again. No kernel is built.
 fn interrupted_unpack(ctx: &Ctx) -> Result<Row> {
     let cache = ctx.work.join("unpack-cache");
-    let src = cache.join("src");
+    let src = layout::src_root_in(&cache);
     let t_all = Instant::now();
     let start = || -> Result<Child> {
         let mut cmd = Command::new(&ctx.exe);

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use harness::kernel::toolchain::Toolchain;
+use harness::cell::toolchain::Toolchain;
 use harness::vm::accel::AccelChoice;
 
 /// Test harness for kallsyms symbol sizes: builds patched Linux kernels,

@@ -7,7 +7,8 @@
 
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use harness::cell::TestName;
 use harness::results::judge;
 use harness::results::report::CellReport;
 use harness::results::run_record;
@@ -24,7 +25,7 @@ pub fn run(args: JudgeArgs) -> Result<i32> {
     let judged = judge::judge(&input, &texts);
     let times = testrun::cell_times(&input, &texts, &judged);
     let report = CellReport {
-        cell: input.cell.name(),
+        cell: input.cell.id.clone(),
         cases: judged.cases,
         elapsed: times.build + times.vm_total,
     };
@@ -51,9 +52,11 @@ pub fn run(args: JudgeArgs) -> Result<i32> {
         .iter()
         .map(|c| {
             let status = c.status.clone();
-            case_trial(&c.name, move || Some(status))
+            let name = TestName::parse(&c.name, report.cell.source)
+                .with_context(|| format!("{}: not a test name", c.name))?;
+            Ok(case_trial(&name, move || Some(status)))
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let conclusion = libtest_mimic::run(&lt, trials);
     eprint!(
         "{}",

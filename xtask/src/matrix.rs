@@ -4,7 +4,7 @@
 //! (GitHub Actions: `strategy.matrix: ${{ fromJSON(needs.plan.outputs.matrix) }}`).
 
 use anyhow::Result;
-use harness::kernel::toolchain::Toolchain;
+use harness::cell::SourceKind;
 use serde_json::json;
 
 use crate::flags::MatrixArgs;
@@ -23,9 +23,9 @@ pub fn run(args: MatrixArgs) -> Result<i32> {
     };
     let mut include = Vec::new();
     for kernel in KERNEL_SOURCES {
-        for (arch, config) in selection::cells_of(&arches, &configs, false)? {
-            let junit = format!("junit-{}-{config}-{kernel}.xml", arch.name);
-            let (variant, toolchain) = Toolchain::of_label(&config);
+        for cell in selection::cells_of(&arches, &configs, SourceKind::Patched, false)? {
+            let junit = format!("junit-{}-{kernel}.xml", cell.dir_name());
+            let (arch, variant, toolchain) = (cell.arch, &cell.variant, cell.toolchain);
             include.push(json!({
                 "arch": arch.name,
                 "config": variant,

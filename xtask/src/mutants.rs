@@ -13,12 +13,12 @@
 use std::time::Instant;
 
 use anyhow::{bail, Result};
+use harness::cell::{Status, TestName};
 use harness::kernel::mutants::{self, Mutant};
 use harness::kernel::prereqs;
 use harness::kernel::source::KernelSource;
 use harness::proc::fmt_duration;
 use harness::results::judge::{Mode, Verdict};
-use harness::results::report::Status;
 use harness::testrun::{self, Cell, RunOptions};
 
 use crate::flags::MutantsArgs;
@@ -91,12 +91,9 @@ pub fn run(args: MutantsArgs) -> Result<i32> {
     };
     let started = Instant::now();
     let mut rows = Vec::new();
-    for (arch, config) in &cells {
-        let cell = Cell {
-            arch,
-            config: config.clone(),
-            source: &source,
-        };
+    for id in &cells {
+        let cell = Cell::new(id, &source);
+        let arch = cell.id.arch;
         for m in &chosen {
             let t0 = Instant::now();
             if m.cases_on(arch.name).is_empty() {
@@ -139,18 +136,13 @@ pub fn run(args: MutantsArgs) -> Result<i32> {
             let also: Vec<String> = report
                 .cases
                 .iter()
-                .filter(|c| matches!(c.status, Status::Fail(_)))
-                .map(|c| {
-                    c.name
-                        .trim_start_matches(&format!("{}/", cell.name()))
-                        .to_string()
-                })
+                .filter(|c| matches!(c.status, Status::Fail { .. }))
+                .filter_map(|c| TestName::parse(&c.name, cell.id.source))
+                .map(|t| t.probe_case())
                 .filter(|c| !m.cases_on(arch.name).contains(c))
                 .collect();
             // Keep this mutant's logs beside the cell's run dir.
-            let keep = cell
-                .run_dir()
-                .with_file_name(format!("{}-{}-mutant-{}", arch.name, config, m.name));
+            let keep = cell.id.mutant_run_dir(&source.key, &m.name);
             let _ = std::fs::remove_dir_all(&keep);
             let _ = copy_dir(&cell.run_dir(), &keep);
             eprintln!(

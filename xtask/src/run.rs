@@ -15,24 +15,20 @@ pub fn run(args: RunArgs) -> Result<i32> {
         sel.arches = vec!["x86_64".into()];
     }
     let cells = selection::cells(&sel)?;
-    let [(arch, config)] = cells.as_slice() else {
+    let [id] = cells.as_slice() else {
         bail!(
             "run boots one kernel, and --arch/--config/--toolchain select {}: give one of each",
             cells.len()
         );
     };
     prereqs::ensure(&prereqs::Needs {
-        arches: vec![*arch],
+        arches: vec![id.arch],
         debian_source: sel.kernel_tree.is_none(),
         guest: true,
         llvm: selection::needs_llvm(&sel),
     })?;
     let source = selection::prepare_source(&sel)?;
-    let cell = Cell {
-        arch,
-        config: config.clone(),
-        source: &source,
-    };
+    let cell = Cell::new(id, &source);
     explore::run(
         &cell,
         &ExploreOptions {

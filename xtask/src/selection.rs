@@ -1,10 +1,10 @@
 //! Turning `--arch/--config/--baseline/--kernel-tree` into cells to run.
 
 use anyhow::{bail, Result};
+use harness::cell::arch::{self, ArchProfile};
+use harness::cell::{CellId, SourceKind, Toolchain};
 use harness::kernel::series::Variant;
 use harness::kernel::source::{self, KernelSource, SourceSpec};
-use harness::kernel::toolchain::Toolchain;
-use harness::vm::arch::{self, ArchProfile};
 
 use crate::flags::KernelSelection;
 
@@ -16,30 +16,33 @@ pub fn arches(sel: &KernelSelection) -> Result<Vec<&'static ArchProfile>> {
     sel.arches.iter().map(|a| arch::by_name(a)).collect()
 }
 
-/// The selected config labels, validated: each variant of `--config`
-/// with each toolchain of `--toolchain` (`minimal`, `minimal-llvm`; see
-/// [`Toolchain`]).
-pub fn configs(sel: &KernelSelection) -> Result<Vec<String>> {
+/// A config variant and the toolchain it is built with (a cell's config,
+/// named by its label, `CellId::label`).
+pub type Config = (String, Toolchain);
+
+/// The selected configs, validated: each variant of `--config` with each
+/// toolchain of `--toolchain`.
+pub fn configs(sel: &KernelSelection) -> Result<Vec<Config>> {
     configs_with(sel, &sel.configs)
 }
 
 /// [`configs`] for the variants `variants` instead of `--config`'s.
-pub fn configs_with(sel: &KernelSelection, variants: &[String]) -> Result<Vec<String>> {
+pub fn configs_with(sel: &KernelSelection, variants: &[String]) -> Result<Vec<Config>> {
     let valid = harness::kernel::kconfig::variant_names()?;
     let mut out = Vec::new();
     for c in variants {
         if !valid.contains(c) {
             // A label names its toolchain itself (`minimal-llvm`, as test
             // names and reproduction commands print it).
-            let (variant, toolchain) = Toolchain::of_label(c);
+            let (variant, toolchain) = CellId::split_label(c);
             if toolchain != Toolchain::Gcc && valid.iter().any(|v| v == variant) {
-                out.push(c.clone());
+                out.push((variant.to_string(), toolchain));
                 continue;
             }
             bail!("unknown config '{c}'; valid: {}", valid.join(", "));
         }
         for t in toolchains(sel) {
-            out.push(t.label(c));
+            out.push((c.clone(), t));
         }
     }
     Ok(out)
@@ -59,35 +62,41 @@ pub fn toolchains(sel: &KernelSelection) -> Vec<Toolchain> {
 /// Whether any selected kernel is built with LLVM (its tools are then
 /// prerequisites).
 pub fn needs_llvm(sel: &KernelSelection) -> bool {
-    configs(sel).is_ok_and(|labels| {
-        labels
-            .iter()
-            .any(|l| Toolchain::of_label(l).1 == Toolchain::Llvm)
-    })
+    configs(sel).is_ok_and(|c| c.iter().any(|(_, t)| *t == Toolchain::Llvm))
 }
 
-/// The (arch, config) cells selected. A config that applies to some arches
-/// only (`# arches:` in its fragment) is left out for the others when no
+/// The kind of source `--baseline`/`--kernel-tree` select.
+pub fn source_kind(sel: &KernelSelection) -> SourceKind {
+    match (&sel.kernel_tree, sel.baseline) {
+        (Some(_), _) => SourceKind::UserTree,
+        (None, true) => SourceKind::Baseline,
+        (None, false) => SourceKind::Patched,
+    }
+}
+
+/// The cells selected. A config that applies to some arches only
+/// (`# arches:` in its fragment) is left out for the others when no
 /// `--arch` was given, and is an error for an arch asked for by name.
-pub fn cells(sel: &KernelSelection) -> Result<Vec<(&'static ArchProfile, String)>> {
+pub fn cells(sel: &KernelSelection) -> Result<Vec<CellId>> {
     let (arches, configs) = (arches(sel)?, configs(sel)?);
-    cells_of(&arches, &configs, !sel.arches.is_empty())
+    cells_of(&arches, &configs, source_kind(sel), !sel.arches.is_empty())
 }
 
 /// [`cells`] for explicit lists; `strict`: an inapplicable pair is an error.
 pub fn cells_of(
     arches: &[&'static ArchProfile],
-    configs: &[String],
+    configs: &[Config],
+    source: SourceKind,
     strict: bool,
-) -> Result<Vec<(&'static ArchProfile, String)>> {
+) -> Result<Vec<CellId>> {
     let mut out = Vec::new();
     for &arch in arches {
-        for config in configs {
-            if harness::kernel::kconfig::variant_applies(config, arch)? {
-                out.push((arch, config.clone()));
+        for (variant, toolchain) in configs {
+            if harness::kernel::kconfig::variant_applies(variant, arch)? {
+                out.push(CellId::new(arch, variant, *toolchain, source));
             } else if strict {
                 // Names the arches the config is for.
-                harness::kernel::kconfig::fragments(arch, config)?;
+                harness::kernel::kconfig::fragments(arch, variant)?;
             }
         }
     }
@@ -98,8 +107,8 @@ pub fn cells_of(
 }
 
 /// The distinct arches of `cells`, in order (for the prerequisites).
-pub fn arches_of(cells: &[(&'static ArchProfile, String)]) -> Vec<&'static ArchProfile> {
-    let mut arches: Vec<_> = cells.iter().map(|c| c.0).collect();
+pub fn arches_of(cells: &[CellId]) -> Vec<&'static ArchProfile> {
+    let mut arches: Vec<_> = cells.iter().map(|c| c.arch).collect();
     arches.dedup_by_key(|a| a.name);
     arches
 }
@@ -139,18 +148,27 @@ mod tests {
 
     #[test]
     fn config_labels_cross_variants_with_toolchains() {
+        let labels = |s: &KernelSelection| -> Vec<String> {
+            let cells = cells_of(
+                &[&arch::X86_64],
+                &configs(s).unwrap(),
+                SourceKind::Patched,
+                true,
+            );
+            cells.unwrap().iter().map(|c| c.label()).collect()
+        };
         let s = sel(&["minimal", "kaslr"], &[Toolchain::Llvm, Toolchain::Gcc]);
         assert_eq!(
-            configs(&s).unwrap(),
+            labels(&s),
             ["minimal", "minimal-llvm", "kaslr", "kaslr-llvm"]
         );
         assert!(needs_llvm(&s));
         let s = sel(&["minimal"], &[]);
-        assert_eq!(configs(&s).unwrap(), ["minimal"]);
+        assert_eq!(labels(&s), ["minimal"]);
         assert!(!needs_llvm(&s));
         // A label as test names print it is accepted as it is.
         let s = sel(&["minimal-llvm"], &[]);
-        assert_eq!(configs(&s).unwrap(), ["minimal-llvm"]);
+        assert_eq!(labels(&s), ["minimal-llvm"]);
         assert!(needs_llvm(&s));
         assert!(configs(&sel(&["nope-llvm"], &[])).is_err());
     }

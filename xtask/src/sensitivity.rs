@@ -38,10 +38,18 @@ impl Entry {
 /// Every case (`PROBE/CASE`, the same in every cell) with what makes it
 /// fail; errors name a `must-fail:` or `FAULT_CASES` entry that is no case.
 pub fn map() -> Result<BTreeMap<String, Entry>> {
-    let arch = harness::vm::arch::by_name("x86_64")?;
-    let cases: Vec<String> = harness::testrun::test_names(arch, "minimal")
-        .into_iter()
-        .map(|n| n.splitn(3, '/').nth(2).unwrap_or_default().to_string())
+    use harness::cell::{CellId, SourceKind, TestName, Toolchain};
+    let kind = SourceKind::Patched;
+    let cell = CellId::new(
+        harness::cell::arch::by_name("x86_64")?,
+        "minimal",
+        Toolchain::Gcc,
+        kind,
+    );
+    let cases: Vec<String> = harness::testrun::test_names(&cell)
+        .iter()
+        .filter_map(|n| TestName::parse(n, kind))
+        .map(|t| t.probe_case())
         .collect();
     let mut map: BTreeMap<String, Entry> = BTreeMap::new();
     for c in &cases {

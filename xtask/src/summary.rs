@@ -311,7 +311,8 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    use harness::results::report::{junit_xml, CaseResult, CellReport, Status};
+    use harness::cell::{CellId, SourceKind, Status};
+    use harness::results::report::{junit_xml, CaseResult, CellReport};
 
     /// The saved failing JUnit file (`xtask/tests/data/`), as the harness
     /// writes it: `saved_file_is_the_harness_output` keeps it so.
@@ -324,14 +325,14 @@ mod tests {
             status,
         };
         let pass = Status::Pass;
-        let fail = |m: &str| Status::Fail(m.to_string());
+        let fail = |m: &str| Status::fail(m.to_string());
         let x86 = "x86_64/minimal-llvm";
         let where_to_look = "console log: target/ksh/runs/6.12.57-1~deb12u1-patched/x86_64-minimal-llvm/1765140000-4242/console.log\n\
              results: target/ksh/runs/6.12.57-1~deb12u1-patched/x86_64-minimal-llvm/1765140000-4242/results.ktap\n\
              to explore: cargo xtask run --arch x86_64 --config minimal --toolchain llvm";
         vec![
             CellReport {
-                cell: x86.into(),
+                cell: CellId::parse_name(x86, SourceKind::Patched).unwrap(),
                 cases: vec![
                     case(&format!("{x86}/build/kernel"), pass.clone()),
                     case(&format!("{x86}/boot/vm-completed"), pass.clone()),
@@ -359,7 +360,7 @@ mod tests {
                 elapsed: Duration::from_millis(281_250),
             },
             CellReport {
-                cell: "arm64/minimal-llvm".into(),
+                cell: CellId::parse_name("arm64/minimal-llvm", SourceKind::Patched).unwrap(),
                 cases: vec![
                     case("arm64/minimal-llvm/build/kernel", pass.clone()),
                     case("arm64/minimal-llvm/boot/vm-completed", pass.clone()),

@@ -9,12 +9,12 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use harness::cell::{CellId, Status, TestName};
 use harness::kernel::prereqs;
 use harness::kernel::source::KernelSource;
 use harness::proc::fmt_duration;
-use harness::results::report::{self, CaseResult, CellReport, Status};
+use harness::results::report::{self, CaseResult, CellReport};
 use harness::testrun::{self, Cell, CellTimes, RunOptions};
-use harness::vm::arch::ArchProfile;
 use libtest_mimic::{Arguments, Completion, Trial};
 
 use crate::flags::{KernelSelection, TestArgs};
@@ -39,10 +39,11 @@ pub fn run(mut args: TestArgs) -> Result<i32> {
     // need no kernel.
     let mut names = Vec::new();
     let mut selected_cells = Vec::new();
-    for (arch, config) in selection::cells(&args.kernel)? {
-        let cell_names = testrun::test_names(arch, &config);
+    let source_kind = selection::source_kind(&args.kernel);
+    for id in selection::cells(&args.kernel)? {
+        let cell_names = testrun::test_names(&id);
         if cell_names.iter().any(|n| report::is_selected(&lt, n)) {
-            selected_cells.push((arch, config));
+            selected_cells.push(id);
         }
         names.extend(cell_names);
     }
@@ -79,11 +80,10 @@ pub fn run(mut args: TestArgs) -> Result<i32> {
     let trials = names
         .iter()
         .filter_map(|name| {
-            let i = selected_cells
-                .iter()
-                .position(|(a, c)| name.starts_with(&format!("{}/{c}/", a.name)))?;
+            let test = TestName::parse(name, source_kind)?;
+            let i = selected_cells.iter().position(|id| *id == test.cell)?;
             let (runner, name2) = (runner.clone(), name.clone());
-            Some(case_trial(name, move || {
+            Some(case_trial(&test, move || {
                 let (report, _) = runner.cell(i);
                 report
                     .cases
@@ -111,7 +111,7 @@ pub fn run(mut args: TestArgs) -> Result<i32> {
 /// The libtest trial of case `name`: `status` gives its result when the
 /// trial runs (None: the case has no result).
 pub(crate) fn case_trial(
-    name: &str,
+    name: &TestName,
     status: impl FnOnce() -> Option<Status> + Send + 'static,
 ) -> Trial {
     let trial = Trial::ignorable_test(name.to_string(), move || match status() {
@@ -120,14 +120,12 @@ pub(crate) fn case_trial(
         // measurement passes, labelled by its kind.
         Some(Status::Measured(_)) => Ok(Completion::Completed),
         Some(Status::Skip(why)) => Ok(Completion::ignored_with(why)),
-        Some(s @ (Status::Fail(_) | Status::NotRun(_))) => {
+        Some(s @ (Status::Fail { .. } | Status::NotRun(_))) => {
             Err(s.failure().unwrap_or_default().into())
         }
         None => Err("not run: its kernel was not built or booted".into()),
     });
-    let measures =
-        report::TestName::parse(name).is_some_and(|t| !ksh_proto::is_counted(t.probe, t.case));
-    if measures {
+    if !ksh_proto::is_counted(&name.probe, &name.case) {
         trial.with_kind(report::MEASURED_KIND)
     } else {
         trial
@@ -138,7 +136,7 @@ pub(crate) fn case_trial(
 struct Runner {
     kernel: KernelSelection,
     opts: RunOptions,
-    cells: Vec<(&'static ArchProfile, String)>,
+    cells: Vec<CellId>,
     /// Prerequisites and the kernel source: once, for every cell.
     source: OnceLock<Result<KernelSource, String>>,
     results: Vec<OnceLock<(CellReport, Option<CellTimes>)>>,
@@ -149,26 +147,16 @@ impl Runner {
         self.results[i].get_or_init(|| {
             // libtest printed "test NAME ... " already: start on a new line.
             eprintln!();
-            let (arch, config) = &self.cells[i];
-            let prefix = format!("{}/{config}", arch.name);
+            let id = &self.cells[i];
             match self.source.get_or_init(|| self.prepare()) {
                 Ok(source) => {
-                    let cell = Cell {
-                        arch,
-                        config: config.clone(),
-                        source,
-                    };
+                    let cell = Cell::new(id, source);
                     let (r, t) = run_one(&cell, &self.opts);
                     (r, t)
                 }
                 // Nothing could be built: every selected cell fails with why.
                 Err(why) => (
-                    failed_cell(
-                        &testrun::test_names(arch, config),
-                        &prefix,
-                        why,
-                        Duration::ZERO,
-                    ),
+                    failed_cell(&testrun::test_names(id), id, why, Duration::ZERO),
                     None,
                 ),
             }
@@ -177,7 +165,7 @@ impl Runner {
 
     fn prepare(&self) -> Result<KernelSource, String> {
         let r = (|| -> Result<_> {
-            let needed: Vec<_> = self.cells.iter().map(|(a, _)| *a).collect();
+            let needed = selection::arches_of(&self.cells);
             prereqs::ensure(&prereqs::Needs {
                 arches: needed,
                 debian_source: self.kernel.kernel_tree.is_none(),
@@ -218,7 +206,7 @@ pub(crate) fn summary_table(done: &[&(CellReport, Option<CellTimes>)], wall: Dur
                 .fold((0, 0, 0, 0), |(p, m, f, s), c| match c.status {
                     Status::Pass => (p + 1, m, f, s),
                     Status::Measured(_) => (p, m + 1, f, s),
-                    Status::Fail(_) | Status::NotRun(_) => (p, m, f + 1, s),
+                    Status::Fail { .. } | Status::NotRun(_) => (p, m, f + 1, s),
                     Status::Skip(_) => (p, m, f, s + 1),
                 });
         let dash = || "-".to_string();
@@ -241,7 +229,7 @@ pub(crate) fn summary_table(done: &[&(CellReport, Option<CellTimes>)], wall: Dur
         if skip > 0 {
             cases.push_str(&format!(", {skip} skipped"));
         }
-        rows.push([report.cell.clone(), build, boot, probes, cases]);
+        rows.push([report.cell.name(), build, boot, probes, cases]);
     }
     let widths: Vec<usize> = (0..5)
         .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
@@ -269,7 +257,7 @@ fn run_one(cell: &Cell, opts: &RunOptions) -> (CellReport, Option<CellTimes>) {
             let why = harness::layout::describe_error(&e);
             eprintln!("ksh: {}: error: {why}", cell.name());
             return (
-                failed_cell(&cell.test_names(), &cell.name(), &why, started.elapsed()),
+                failed_cell(&cell.test_names(), &cell.id, &why, started.elapsed()),
                 None,
             );
         }
@@ -282,7 +270,8 @@ fn run_one(cell: &Cell, opts: &RunOptions) -> (CellReport, Option<CellTimes>) {
 /// and VM figures, the items checked per probe, the measurements.
 pub(crate) fn print_cell_lines(cell_report: &CellReport, times: &CellTimes) {
     let cell = &cell_report.cell;
-    let build_case = format!("{cell}/{}/{}", testrun::BUILD_CASE.0, testrun::BUILD_CASE.1);
+    let (build_probe, build_case) = testrun::BUILD_CASE;
+    let build_case = TestName::new(cell, build_probe, build_case).to_string();
     let build_failed = cell_report
         .cases
         .iter()
@@ -322,9 +311,9 @@ pub(crate) fn print_cell_lines(cell_report: &CellReport, times: &CellTimes) {
 }
 
 /// A cell whose every case failed with `why`.
-fn failed_cell(names: &[String], cell: &str, why: &str, elapsed: Duration) -> CellReport {
+fn failed_cell(names: &[String], cell: &CellId, why: &str, elapsed: Duration) -> CellReport {
     CellReport {
-        cell: cell.to_string(),
+        cell: cell.clone(),
         cases: names
             .iter()
             .map(|n| CaseResult {

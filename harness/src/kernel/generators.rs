@@ -298,16 +298,21 @@ fn fixture_problems(dir: &Path) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::report::Status;
 
-    /// The verdict the judge gives the check of `dir`.
-    fn judge_built(dir: &Path) -> Status {
-        crate::results::judge::generators_verdict(&check_built(dir))
+    /// The passes compared in `dir` and their problems, joined (the
+    /// verdict on them is the judge's, tested in `results::judge`).
+    fn compared(dir: &Path) -> (Vec<String>, String) {
+        match check_built(dir) {
+            GeneratorsRecord::Compared {
+                passes, problems, ..
+            } => (passes, problems.join("; ")),
+            other => panic!("{other:?}"),
+        }
     }
 
-    /// The verdict the judge gives a failed build with this log.
-    fn judge_failed_build(log: &Path) -> Option<Status> {
-        check_failed_build(log).map(|r| crate::results::judge::generators_verdict(&r))
+    /// The problems found in `dir`, joined.
+    fn problems(dir: &Path) -> String {
+        compared(dir).1
     }
 
     fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
@@ -366,7 +371,9 @@ mod tests {
     fn equal_pairs_pass() {
         let d = equal_pairs();
         generators(d.path(), PADDED, PADDED);
-        assert_eq!(judge_built(d.path()), Status::Pass);
+        let (passes, problems) = compared(d.path());
+        assert_eq!(passes.len(), 2);
+        assert_eq!(problems, "");
     }
 
     #[test]
@@ -375,18 +382,14 @@ mod tests {
         let unpadded = PADDED.replace("\t.long\t0\n", "");
         let d = equal_pairs();
         generators(d.path(), &unpadded, &unpadded);
-        let Status::Fail(m) = judge_built(d.path()) else {
-            panic!()
-        };
+        let m = problems(d.path());
         assert!(
             m.contains("[0x41, 0x43, 0x47], not the 3 escaped sizes padded"),
             "{m}"
         );
         // One generator dropped it.
         generators(d.path(), &unpadded, PADDED);
-        let Status::Fail(m) = judge_built(d.path()) else {
-            panic!()
-        };
+        let m = problems(d.path());
         assert!(
             m.contains(
                 "different tables (first difference at line 5: C ``, Rust `.long\t0`; rerun: `"
@@ -395,9 +398,7 @@ mod tests {
         );
         // A generator that fails names its command line.
         fs::remove_file(d.path().join("scripts/kallsyms")).unwrap();
-        let Status::Fail(m) = judge_built(d.path()) else {
-            panic!()
-        };
+        let m = problems(d.path());
         assert!(
             m.contains("scripts/kallsyms --all-symbols --symbol-sizes --compact-sizes"),
             "{m}"
@@ -432,11 +433,9 @@ mod tests {
     }
 
     #[test]
-    fn nothing_compared_fails() {
+    fn nothing_compared_is_recorded_as_no_pass() {
         let d = dir_with(&[(".config", CHECKED)]);
-        assert!(
-            matches!(judge_built(d.path()), Status::Fail(m) if m.contains("nothing was compared"))
-        );
+        assert!(compared(d.path()).0.is_empty());
     }
 
     #[test]
@@ -447,17 +446,15 @@ mod tests {
             (".tmp_vmlinux1.kallsyms.c.S", "abd"),
             (".tmp_vmlinux2.kallsyms.S", "b"),
         ]);
-        let Status::Fail(m) = judge_built(d.path()) else {
-            panic!()
-        };
+        let m = problems(d.path());
         assert!(m.contains("first at byte 2"), "{m}");
         assert!(m.contains(".tmp_vmlinux2.kallsyms.c.S is missing"), "{m}");
     }
 
     #[test]
-    fn unconfigured_skips_with_the_registry_reason() {
+    fn unconfigured_is_recorded_as_such() {
         let d = dir_with(&[(".config", "CONFIG_KALLSYMS=y\n")]);
-        assert!(matches!(judge_built(d.path()), Status::Skip(m) if m.contains("RUST_GENERATOR")));
+        assert_eq!(check_built(d.path()), GeneratorsRecord::NotConfigured);
     }
 
     #[test]
@@ -466,14 +463,17 @@ mod tests {
             "build.log",
             "  KSYMS   .tmp_vmlinux1.kallsyms.S\nkallsyms: scripts/kallsyms-rs and scripts/kallsyms disagree on .tmp_vmlinux1.sized.syms:\n5c5\n< x\n---\n> y\nmake: *** Error 1\n",
         )]);
-        let Some(Status::Fail(m)) = judge_failed_build(&d.path().join("build.log")) else {
+        let Some(GeneratorsRecord::LinkStopped { shown, .. }) =
+            check_failed_build(&d.path().join("build.log"))
+        else {
             panic!()
         };
+        let m = shown.join("\n");
         assert!(
             m.contains("disagree on .tmp_vmlinux1") && m.contains("> y"),
             "{m}"
         );
         let other = dir_with(&[("build.log", "cc1: error\n")]);
-        assert!(judge_failed_build(&other.path().join("build.log")).is_none());
+        assert!(check_failed_build(&other.path().join("build.log")).is_none());
     }
 }

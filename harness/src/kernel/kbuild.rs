@@ -11,20 +11,18 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
 
+use crate::cell::toolchain::Toolchain;
+use crate::cell::CellId;
 use crate::kernel::kconfig;
 use crate::kernel::source::KernelSource;
-use crate::kernel::toolchain::Toolchain;
 use crate::layout;
 use crate::proc::{fmt_duration, shell_line};
-use crate::vm::arch::ArchProfile;
 
 /// What to build.
 #[derive(Debug, Clone)]
 pub struct BuildRequest<'a> {
-    pub arch: &'a ArchProfile,
-    /// Config label: a variant name (`minimal`, ...), with `-llvm` when
-    /// built with LLVM (see [`Toolchain`]).
-    pub config: &'a str,
+    /// The cell: its arch, config variant and toolchain.
+    pub cell: &'a CellId,
     pub source: &'a KernelSource,
     /// `make -j` value.
     pub jobs: usize,
@@ -47,10 +45,7 @@ pub struct Built {
 impl BuildRequest<'_> {
     /// The persistent build dir for this request.
     pub fn build_dir(&self) -> PathBuf {
-        layout::cache_root()
-            .join("build")
-            .join(&self.source.key)
-            .join(format!("{}-{}", self.arch.name, self.config))
+        self.cell.build_dir(&self.source.key)
     }
 
     /// Where the objects really are. For a harness-owned tree that is a
@@ -62,12 +57,7 @@ impl BuildRequest<'_> {
     /// objects stay in `build_dir()` itself.
     pub fn object_dir(&self) -> PathBuf {
         if self.source.objects_in_tree {
-            self.source.tree.join(format!(
-                "{}{}-{}",
-                crate::kernel::source::IN_TREE_BUILD_PREFIX,
-                self.arch.name,
-                self.config
-            ))
+            self.cell.in_tree_build_dir(&self.source.tree)
         } else {
             self.build_dir()
         }
@@ -79,14 +69,14 @@ impl BuildRequest<'_> {
         let toolchain = self.toolchain();
         cmd.current_dir(&self.source.tree)
             .arg(format!("O={}", dir.display()))
-            .arg(format!("ARCH={}", self.arch.kernel_arch))
-            .args(toolchain.make_vars(self.arch))
+            .arg(format!("ARCH={}", self.cell.arch.kernel_arch))
+            .args(toolchain.make_vars(self.cell.arch))
             // Checked at the start of `build()`.
-            .args(kconfig::make_vars(self.config).unwrap_or_default());
+            .args(kconfig::make_vars(&self.cell.variant).unwrap_or_default());
         if let Some(cache) = ccache::dir() {
             // Every make of a build dir (config steps too) must name the
             // same CC, or Kconfig sees a new compiler and reconfigures.
-            cmd.arg(format!("CC=ccache {}", toolchain.cc(self.arch)))
+            cmd.arg(format!("CC=ccache {}", toolchain.cc(self.cell.arch)))
                 .env("CCACHE_DIR", cache)
                 .env("CCACHE_STATSLOG", dir.join(ccache::STATS_LOG));
             for (k, v) in ccache::MODE {
@@ -97,12 +87,12 @@ impl BuildRequest<'_> {
     }
 
     fn label(&self) -> String {
-        format!("{}/{}", self.arch.name, self.config)
+        self.cell.name()
     }
 
-    /// The toolchain the config label names (see [`Toolchain`]).
+    /// The cell's toolchain.
     pub fn toolchain(&self) -> Toolchain {
-        Toolchain::of_label(self.config).1
+        self.cell.toolchain
     }
 }
 
@@ -226,10 +216,10 @@ pub fn build(req: &BuildRequest) -> Result<Built> {
     } else {
         None
     };
-    let log = dir.join("build.log");
-    let frags = kconfig::fragments(req.arch, req.config)?;
+    let log = layout::build_log(&dir);
+    let frags = kconfig::fragments(req.cell.arch, &req.cell.variant)?;
     // A malformed `# make:` line stops here, not silently in `req.make()`.
-    kconfig::make_vars(req.config)?;
+    kconfig::make_vars(&req.cell.variant)?;
     let (wanted, frag_digest) = kconfig::requested(&frags)?;
     let config_stamp = format!("{frag_digest} {}", req.source.key);
     let configured = fs::read_to_string(dir.join(CONFIG_STAMP)).ok().as_deref()
@@ -247,7 +237,7 @@ pub fn build(req: &BuildRequest) -> Result<Built> {
     drop(logf);
 
     if !configured {
-        let base = kconfig::base_targets(req.config)?;
+        let base = kconfig::base_targets(&req.cell.variant)?;
         status(
             req,
             &format!("configuring ({} + fragments)", base.join(" + ")),
@@ -275,7 +265,7 @@ pub fn build(req: &BuildRequest) -> Result<Built> {
         fs::write(dir.join(CONFIG_STAMP), &config_stamp)?;
     }
 
-    let image = dir.join(req.arch.image);
+    let image = dir.join(req.cell.arch.image);
     let vmlinux = dir.join("vmlinux");
     // A no-op `make` of a kernel still takes seconds; skip it when no source
     // file, fragment or patch changed since the last successful build.
@@ -395,11 +385,7 @@ fn newest_mtime(tree: &Path) -> Result<SystemTime> {
             let ft = e.file_type()?;
             if ft.is_dir() {
                 let name = e.file_name();
-                if name != ".git"
-                    && !name
-                        .to_string_lossy()
-                        .starts_with(crate::kernel::source::IN_TREE_BUILD_PREFIX)
-                {
+                if name != ".git" && !layout::is_in_tree_build_dir(&name) {
                     stack.push(e.path());
                 }
                 continue;
@@ -511,7 +497,7 @@ pub mod ccache {
         }
         let on_path = std::env::var_os("PATH")
             .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("ccache").is_file()));
-        on_path.then(|| crate::layout::cache_root().join("ccache"))
+        on_path.then(crate::layout::ccache_dir)
     }
 
     /// Hits and misses of one `make`, from its stats log.
@@ -737,8 +723,8 @@ fn expected_objects(req: &BuildRequest, dir: &Path) -> Option<Expected> {
             recorded: true,
         });
     }
-    let cell = format!("{}-{}", req.arch.name, req.config);
-    if let Ok(sources) = fs::read_dir(layout::cache_root().join("build")) {
+    let cell = req.cell.dir_name();
+    if let Ok(sources) = fs::read_dir(layout::build_root()) {
         for s in sources.flatten() {
             if let Some(n) = read(&s.path().join(&cell).join(OBJECTS_RECORD)) {
                 return Some(Expected {
@@ -748,7 +734,7 @@ fn expected_objects(req: &BuildRequest, dir: &Path) -> Option<Expected> {
             }
         }
     }
-    kconfig::objects_estimate(req.arch, req.config).map(|n| Expected {
+    kconfig::objects_estimate(req.cell.arch, &req.cell.variant).map(|n| Expected {
         objects: n,
         recorded: false,
     })
@@ -841,6 +827,6 @@ mod progress_tests {
     }
 
     fn objects_estimate_for_test() -> Option<u64> {
-        kconfig::objects_estimate(&crate::vm::arch::X86_64, "no-such-variant")
+        kconfig::objects_estimate(&crate::cell::arch::X86_64, "no-such-variant")
     }
 }

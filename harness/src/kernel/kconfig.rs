@@ -13,9 +13,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::kernel::toolchain::Toolchain;
+use crate::cell::arch::ArchProfile;
 use crate::layout;
-use crate::vm::arch::ArchProfile;
 
 /// The value a fragment asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,10 +139,9 @@ pub fn make_vars(variant: &str) -> Result<Vec<String>> {
     Ok(vars)
 }
 
-/// The fragment of a variant, given the variant's name or a config label
-/// (`minimal-llvm`: the toolchain does not change the fragments).
+/// The fragment of a variant (the toolchain does not change the
+/// fragments: `CellId::variant`, not its label).
 fn variant_path(variant: &str) -> Result<PathBuf> {
-    let variant = Toolchain::of_label(variant).0;
     let path = layout::kernel_configs_dir()
         .join("variants")
         .join(format!("{variant}.config"));
@@ -343,7 +341,6 @@ fn declared_options(tree: &Path, names: &[String]) -> Result<Vec<String>> {
 /// it does not list): the first build's progress estimate. Kept out of the
 /// fragments, whose bytes key the build dir's configuration.
 pub fn objects_estimate(arch: &ArchProfile, variant: &str) -> Option<u64> {
-    let variant = Toolchain::of_label(variant).0;
     let path = layout::project_root().join("kernel-configs/objects-estimate.txt");
     let text = std::fs::read_to_string(path).ok()?;
     let find = |v: &str| {
@@ -444,13 +441,13 @@ mod tests {
 
     #[test]
     fn arch_restricted_variants() {
-        assert!(variant_applies("minimal", &crate::vm::arch::ARM64).unwrap());
+        assert!(variant_applies("minimal", &crate::cell::arch::ARM64).unwrap());
         assert_eq!(
             variant_arches("up").unwrap(),
             Some(vec!["x86_64".to_string()])
         );
-        assert!(!variant_applies("up", &crate::vm::arch::ARM64).unwrap());
-        let err = fragments(&crate::vm::arch::ARM64, "up")
+        assert!(!variant_applies("up", &crate::cell::arch::ARM64).unwrap());
+        let err = fragments(&crate::cell::arch::ARM64, "up")
             .unwrap_err()
             .to_string();
         assert!(err.contains("applies to x86_64 only"), "{err}");
@@ -458,7 +455,7 @@ mod tests {
 
     #[test]
     fn real_fragments_parse_for_every_arch_and_variant() {
-        for arch in crate::vm::arch::ALL {
+        for arch in crate::cell::arch::ALL {
             for v in variant_names().unwrap() {
                 if !variant_applies(&v, arch).unwrap() {
                     continue;
@@ -468,14 +465,14 @@ mod tests {
                 assert_eq!(merged.get("KALLSYMS"), Some(&Value::Set("y".into())));
             }
         }
-        let err = fragments(&crate::vm::arch::X86_64, "nope")
+        let err = fragments(&crate::cell::arch::X86_64, "nope")
             .unwrap_err()
             .to_string();
         assert!(err.contains("valid: ") && err.contains("minimal"), "{err}");
     }
 
     #[test]
-    fn base_targets_of_the_variants_and_labels() {
+    fn base_targets_of_the_variants() {
         for v in variant_names().unwrap() {
             assert!(!base_targets(&v).unwrap().is_empty(), "{v}");
         }
@@ -486,13 +483,8 @@ mod tests {
             ["KALLSYMS_EXTRA_PASS=1"]
         );
         assert_eq!(
-            base_targets("defconfig-llvm").unwrap(),
+            base_targets("defconfig").unwrap(),
             ["defconfig", "mod2noconfig"]
-        );
-        // The toolchain picks no other fragment.
-        assert_eq!(
-            fragments(&crate::vm::arch::ARM64, "minimal-llvm").unwrap(),
-            fragments(&crate::vm::arch::ARM64, "minimal").unwrap()
         );
     }
 }

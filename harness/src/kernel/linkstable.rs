@@ -26,8 +26,8 @@ use std::process::{Command, Stdio};
 
 use serde::{Deserialize, Serialize};
 
-use crate::kernel::toolchain::Toolchain;
-use crate::vm::arch::ArchProfile;
+use crate::cell::arch::ArchProfile;
+use crate::cell::toolchain::Toolchain;
 
 /// The kept verdict of a passing check (its mtime is compared with
 /// `vmlinux`'s).
@@ -292,7 +292,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         fs::write(d.path().join(".config"), "CONFIG_KALLSYMS=y\n").unwrap();
         fs::write(d.path().join("vmlinux"), "").unwrap();
-        let r = check_built(d.path(), &crate::vm::arch::X86_64, Toolchain::Gcc);
+        let r = check_built(d.path(), &crate::cell::arch::X86_64, Toolchain::Gcc);
         assert!(
             matches!(&r.outcome, Err(m) if m.contains("nothing to compare")),
             "{r:?}"

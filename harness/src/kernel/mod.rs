@@ -10,4 +10,3 @@ pub mod mutants;
 pub mod prereqs;
 pub mod series;
 pub mod source;
-pub mod toolchain;

@@ -90,7 +90,7 @@ const CRASHES: &str = "crashes:";
 /// host judges from the VM and its console (no count line: they cannot show
 /// what the mutant broke).
 pub fn must_fail_candidates() -> Vec<String> {
-    let mut out: Vec<String> = crate::testrun::BUILD_CASES
+    let mut out: Vec<String> = crate::cell::BUILD_CASES
         .iter()
         .map(|(p, c)| format!("{p}/{c}"))
         .collect();
@@ -136,7 +136,7 @@ pub fn load(dir: &Path) -> Result<Vec<Mutant>> {
                 for word in rest.split_whitespace() {
                     match word.split_once('@') {
                         Some((case, arch)) => {
-                            crate::vm::arch::by_name(arch).with_context(|| {
+                            crate::cell::arch::by_name(arch).with_context(|| {
                                 format!("{}:{}: `{word}`", path.display(), i + 1)
                             })?;
                             must_fail_on.push((case.to_string(), arch.to_string()));
@@ -188,7 +188,7 @@ pub fn load(dir: &Path) -> Result<Vec<Mutant>> {
             }
         }
         let build_kernel = {
-            let (p, c) = crate::testrun::BUILD_CASE;
+            let (p, c) = crate::cell::BUILD_CASE;
             format!("{p}/{c}")
         };
         if must_fail.contains(&build_kernel) && must_fail.len() > 1 {

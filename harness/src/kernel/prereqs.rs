@@ -9,8 +9,8 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+use crate::cell::arch::ArchProfile;
 use crate::kernel::source::DEBIAN_SOURCE_TARBALL;
-use crate::vm::arch::ArchProfile;
 
 /// How a requirement is detected on the host.
 #[derive(Debug, Clone, Copy)]

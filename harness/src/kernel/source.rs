@@ -12,6 +12,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+use crate::cell::{SourceKey, SourceKind};
 use crate::kernel::series::{Series, Variant};
 use crate::layout;
 
@@ -33,8 +34,8 @@ pub enum SourceSpec {
 #[derive(Debug, Clone)]
 pub struct KernelSource {
     pub tree: PathBuf,
-    /// Identifies the source for build-dir keys (`6.12.117-patched`, `tree-ab12cd34`).
-    pub key: String,
+    /// Names the source in the cache (`6.12.117-patched`, `tree-ab12cd34`).
+    pub key: SourceKey,
     /// One line for humans: where the tree came from.
     pub describe: String,
     /// Whether the kallsyms patches are in (false for baseline; unknown
@@ -51,15 +52,6 @@ pub struct KernelSource {
     /// trees; a user's tree is never written to.
     pub objects_in_tree: bool,
 }
-
-/// Prefix of the source key of a `--kernel-tree`.
-pub const USER_TREE_KEY_PREFIX: &str = "tree-";
-
-/// Prefix of the build dirs kept inside a harness-owned tree. Kbuild uses
-/// relative paths (`srctree := ..`) for an `O=` dir that is a direct
-/// subdirectory of the source, so every tree's compile commands are the
-/// same text and the compiler cache serves one tree's objects to another.
-pub const IN_TREE_BUILD_PREFIX: &str = ".ksh-build-";
 
 /// A file that marks a `--kernel-tree` as made by the harness (the bisect
 /// selftest's throwaway history): its build dirs may live inside it, so its
@@ -79,10 +71,10 @@ pub fn prepare(spec: &SourceSpec) -> Result<KernelSource> {
                     tree.display()
                 );
             }
-            let key = format!(
-                "{USER_TREE_KEY_PREFIX}{}",
-                layout::digest(&[tree.as_os_str().as_encoded_bytes()])
-            );
+            let key = SourceKey {
+                kind: SourceKind::UserTree,
+                tag: layout::digest(&[tree.as_os_str().as_encoded_bytes()]),
+            };
             Ok(KernelSource {
                 describe: format!("user tree {}", tree.display()),
                 key,
@@ -94,11 +86,11 @@ pub fn prepare(spec: &SourceSpec) -> Result<KernelSource> {
         }
         SourceSpec::Debian { variant } => {
             let series = Series::load(&layout::patches_dir(BASE_VERSION))?;
-            let name = match variant {
-                Variant::Patched => "patched",
-                Variant::Baseline => "baseline",
+            let kind = match variant {
+                Variant::Patched => SourceKind::Patched,
+                Variant::Baseline => SourceKind::Baseline,
             };
-            prepare_debian(&series, *variant, name)
+            prepare_debian(&series, *variant, kind)
         }
     }
 }
@@ -110,7 +102,7 @@ pub fn prepare_series_prefix(count: usize) -> Result<KernelSource> {
     let mut series = Series::load(&layout::patches_dir(BASE_VERSION))?;
     let whole = count >= series.entries.len();
     series.entries.truncate(count);
-    let mut source = prepare_debian(&series, Variant::Patched, "series-prefix")?;
+    let mut source = prepare_debian(&series, Variant::Patched, SourceKind::SeriesPrefix)?;
     source.whole_series = whole;
     Ok(source)
 }
@@ -139,16 +131,20 @@ fn debian_source_version() -> Result<String> {
 
 const STAMP: &str = ".ksh-source-stamp";
 
-fn prepare_debian(series: &Series, variant: Variant, variant_name: &str) -> Result<KernelSource> {
-    let version = debian_source_version()?;
+fn prepare_debian(series: &Series, variant: Variant, kind: SourceKind) -> Result<KernelSource> {
+    let variant_name = kind.name();
+    let key = SourceKey {
+        kind,
+        tag: debian_source_version()?,
+    };
+    let version = &key.tag;
     let series_dir = &series.dir;
     let fingerprint = series.fingerprint(variant)?;
     let touched: Vec<String> = series.touched_paths(variant)?.into_iter().collect();
-    let key = format!("{version}-{variant_name}");
-    let src_root = layout::cache_root().join("src");
+    let src_root = layout::src_root();
     layout::ensure_dir(&src_root)?;
-    let tree = src_root.join(&key);
-    let _lock = layout::lock(&src_root.join(format!("{key}.lock")))?;
+    let tree = src_root.join(key.to_string());
+    let _lock = layout::lock(&layout::src_lock(&key.to_string()))?;
     remove_stale_staging(&src_root);
     let stamp_path = tree.join(STAMP);
     let want_stamp = format!("{fingerprint}\n{}\n", touched.join("\n"));
@@ -235,10 +231,7 @@ fn prepare_debian(series: &Series, variant: Variant, variant_name: &str) -> Resu
     let mut moved = Vec::new();
     if let Ok(rd) = fs::read_dir(&tree) {
         for e in rd.flatten() {
-            if e.file_name()
-                .to_string_lossy()
-                .starts_with(IN_TREE_BUILD_PREFIX)
-            {
+            if layout::is_in_tree_build_dir(&e.file_name()) {
                 fs::rename(e.path(), staging.join(e.file_name())).with_context(|| {
                     format!(
                         "moving build dir {} into the re-synced tree",

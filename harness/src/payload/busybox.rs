@@ -10,15 +10,15 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+use crate::cell::arch::ArchProfile;
 use crate::layout;
-use crate::vm::arch::ArchProfile;
 
 /// The Debian package.
 pub const PACKAGE: &str = "busybox-static";
 
 /// `target/ksh/busybox/<debian arch>/busybox`, fetched when missing.
 pub fn ensure(arch: &ArchProfile) -> Result<PathBuf> {
-    let dir = layout::cache_root().join("busybox").join(arch.debian_arch);
+    let dir = layout::busybox_dir(arch.debian_arch);
     let bin = dir.join("busybox");
     if bin.is_file() {
         if let Err(e) = check(arch, &bin) {

@@ -13,11 +13,11 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
+use crate::cell::arch::ArchProfile;
 use crate::kernel::kbuild::Built;
 use crate::payload::cpio::{self, CpioBuilder};
 use crate::payload::initramfs::GuestFile;
 use crate::symbols::{self, Binding, ElfImage, GapClass, KallsymsEntry, OrphanSearch, SymKind};
-use crate::vm::arch::ArchProfile;
 use ksh_proto::files::{
     self, BuildInfo, FileId, Filled, FormatPsLine, KallsymsLine, KprobeKind, KprobeLine, Line,
     ModuleSymLine, OrphanLine, SizesLine, WeakKeptLine, EXPECT_FILES,
@@ -51,7 +51,7 @@ pub fn guest_files(arch: &ArchProfile, built: &Built) -> Result<GuestPayload> {
     }
     let ko_bytes = std::fs::read(&ko).with_context(|| format!("reading {}", ko.display()))?;
     let started = std::time::Instant::now();
-    let exp = Expectations::compute(&built.dir, &built.vmlinux, Some(&ko))?;
+    let exp = Expectations::compute(arch, &built.dir, &built.vmlinux, Some(&ko))?;
     // The host's cost at this kernel's size (a figure for real-size cells).
     let took = format!(
         "computed on the host in {} ms\n",
@@ -279,7 +279,12 @@ impl Expectations {
     /// Computes all expectations of a build dir (`vmlinux` inside it) and,
     /// if given, of the built probe module: one function per file, each
     /// writing the records of `ksh_proto::files`.
-    pub fn compute(build_dir: &Path, vmlinux: &Path, ko: Option<&Path>) -> Result<Self> {
+    pub fn compute(
+        arch: &ArchProfile,
+        build_dir: &Path,
+        vmlinux: &Path,
+        ko: Option<&Path>,
+    ) -> Result<Self> {
         let mut e = Expectations::default();
         let inp = Inputs::read(build_dir, vmlinux)?;
         e.kallsyms_file(&inp);
@@ -290,7 +295,7 @@ impl Expectations {
         e.weak_kept_file(&inp);
         e.format_ps_file(&inp);
         e.kprobes_file(&inp);
-        e.consumer_files(&inp)?;
+        e.consumer_files(&inp, arch)?;
         if let Some(ko) = ko {
             e.module_syms_file(ko)?;
         }
@@ -552,16 +557,11 @@ impl Expectations {
 
     /// The kernel's users of lookups: blacklist.txt and the blacklisted
     /// kprobe targets, unsized.txt, nested.txt (`consumers`).
-    fn consumer_files(&mut self, inp: &Inputs) -> Result<()> {
+    fn consumer_files(&mut self, inp: &Inputs, arch: &ArchProfile) -> Result<()> {
         let in_range: Vec<&KallsymsEntry> = inp.table.iter().filter(|t| inp.eligible(t)).collect();
         let lookup = consumers::host_lookup(in_range.iter().copied());
         let img = &inp.img;
-        let arch = if img.machine == 183 {
-            "arm64"
-        } else {
-            "x86_64"
-        };
-        let bl = consumers::blacklist(img, &lookup, arch);
+        let bl = consumers::blacklist(img, &lookup, arch.name);
         if !bl.unresolved.is_empty() {
             anyhow::bail!(
                 "{}: {} NOKPROBE_SYMBOL entries cannot be resolved (the kprobes expectations would miss them): {}",
@@ -756,7 +756,8 @@ mod tests {
     }
 
     /// Against a real build dir (`KSH_EXPECT_BUILD_DIR`, else
-    /// `/tmp/kb/x86_64`; none is a failure); prints the summary.
+    /// `/tmp/kb/x86_64`; none is a failure), of the arch `KSH_EXPECT_ARCH`
+    /// (else x86_64); prints the summary.
     #[test]
     #[ignore = "needs a built kernel: set KSH_EXPECT_BUILD_DIR; .ci/run runs it"]
     fn computes_on_a_real_build() {
@@ -768,9 +769,16 @@ mod tests {
             dir.display()
         );
         let ko = std::env::var("KSH_EXPECT_KO").ok();
+        let arch = std::env::var("KSH_EXPECT_ARCH").unwrap_or_else(|_| "x86_64".into());
+        let arch = crate::cell::arch::by_name(&arch).unwrap();
         let t = std::time::Instant::now();
-        let e =
-            Expectations::compute(dir, &dir.join("vmlinux"), ko.as_deref().map(Path::new)).unwrap();
+        let e = Expectations::compute(
+            arch,
+            dir,
+            &dir.join("vmlinux"),
+            ko.as_deref().map(Path::new),
+        )
+        .unwrap();
         println!("{}took {:?}", e.summary(), t.elapsed());
         assert!(!e.text(FileId::Sizes).is_empty());
         for l in e.text(FileId::FormatPs).lines().take(4) {

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
 
+use crate::cell::arch::ArchProfile;
 use crate::layout;
-use crate::vm::arch::ArchProfile;
 
 /// Builds `ksh-init` for `arch` (cargo decides whether anything changed) and
 /// returns the binary's path.

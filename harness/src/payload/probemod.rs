@@ -9,9 +9,9 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
+use crate::cell::arch::ArchProfile;
 use crate::kernel::kbuild::Built;
 use crate::proc::shell_line;
-use crate::vm::arch::ArchProfile;
 
 /// Name of the module (and of its `.ko` file without the extension).
 pub const MODULE_NAME: &str = "ksh_probe";
@@ -24,6 +24,11 @@ pub fn source_dir() -> PathBuf {
 /// Where the module is built: a directory inside the kernel build dir.
 pub fn build_dir(built: &Built) -> PathBuf {
     built.dir.join("ksh-probe-module")
+}
+
+/// The built module (`ksh_probe.ko`) of the kernel `built`.
+pub fn ko_path(built: &Built) -> PathBuf {
+    build_dir(built).join(format!("{MODULE_NAME}.ko"))
 }
 
 /// Copies `src/*` to `dst/` where the contents differ (unchanged files keep
@@ -61,13 +66,13 @@ pub fn make_command(arch: &ArchProfile, built: &Built, dir: &Path) -> Command {
 pub fn build(arch: &ArchProfile, built: &Built) -> Result<PathBuf> {
     let dir = build_dir(built);
     sync_sources(&source_dir(), &dir)?;
-    let ko = dir.join(format!("{MODULE_NAME}.ko"));
+    let ko = ko_path(built);
     if is_up_to_date(&ko, &dir, built) {
         // Even a no-op kbuild `make` costs seconds (it re-reads the whole
         // build's makefiles); a warm rerun skips it.
         return Ok(ko);
     }
-    let log = dir.join("build.log");
+    let log = crate::layout::build_log(&dir);
     let mut cmd = make_command(arch, built, &dir);
     let line = shell_line(&cmd);
     let out = fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
@@ -113,7 +118,7 @@ fn is_up_to_date(ko: &Path, dir: &Path, built: &Built) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernel::toolchain::Toolchain;
+    use crate::cell::toolchain::Toolchain;
     use std::time::Duration;
 
     #[test]
@@ -128,7 +133,7 @@ mod tests {
             elapsed: Duration::ZERO,
         };
         let dir = build_dir(&built);
-        let line = shell_line(&make_command(&crate::vm::arch::ARM64, &built, &dir));
+        let line = shell_line(&make_command(&crate::cell::arch::ARM64, &built, &dir));
         assert_eq!(
             line,
             "make -C /b/arm64-minimal M=/b/arm64-minimal/ksh-probe-module ARCH=arm64 \
@@ -139,7 +144,7 @@ mod tests {
             toolchain: Toolchain::Llvm,
             ..built
         };
-        let line = shell_line(&make_command(&crate::vm::arch::ARM64, &llvm, &dir));
+        let line = shell_line(&make_command(&crate::cell::arch::ARM64, &llvm, &dir));
         assert!(line.ends_with("ARCH=arm64 LLVM=1 modules"), "{line}");
         assert!(source_dir().join("ksh_probe.c").is_file());
         assert!(source_dir().join("Kbuild").is_file());

@@ -10,93 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use libtest_mimic::Arguments;
 
-/// A test case's name, `ARCH/CONFIG/PROBE/CASE` (the host's own cases
-/// use the probes `build` and `boot`): built and taken apart only here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TestName<'a> {
-    pub arch: &'a str,
-    pub config: &'a str,
-    pub probe: &'a str,
-    pub case: &'a str,
-}
-
-impl<'a> TestName<'a> {
-    /// Splits a name; None unless it has exactly four non-empty parts.
-    pub fn parse(name: &'a str) -> Option<TestName<'a>> {
-        let mut p = name.split('/');
-        let (Some(arch), Some(config), Some(probe), Some(case), None) =
-            (p.next(), p.next(), p.next(), p.next(), p.next())
-        else {
-            return None;
-        };
-        [arch, config, probe, case]
-            .iter()
-            .all(|s| !s.is_empty())
-            .then_some(TestName {
-                arch,
-                config,
-                probe,
-                case,
-            })
-    }
-
-    /// `ARCH/CONFIG`: the cell, and the JUnit suite.
-    pub fn cell(&self) -> String {
-        format!("{}/{}", self.arch, self.config)
-    }
-
-    /// `ARCH/CONFIG/PROBE`: the JUnit class.
-    pub fn class(&self) -> String {
-        format!("{}/{}/{}", self.arch, self.config, self.probe)
-    }
-}
-
-impl std::fmt::Display for TestName<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}/{}/{}/{}",
-            self.arch, self.config, self.probe, self.case
-        )
-    }
-}
-
-/// Outcome of one case.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Status {
-    Pass,
-    /// Failed, with what to show (diagnostics, log paths): the case itself
-    /// was judged (the guest reported it, or the host's own check ran).
-    Fail(String),
-    /// Never judged, because an earlier step failed (the build, the
-    /// harness, the VM), with why. A failure wherever verdicts are counted,
-    /// but never evidence that the case detects anything: `cargo xtask
-    /// mutants` does not accept it as a must-fail case's failure.
-    NotRun(String),
-    /// Produced a figure and checked nothing (a timing,
-    /// `ksh_proto::UNCOUNTED_CASES`): libtest has no such state outside
-    /// `--bench`, so it passes there, labelled `[measured]`; the figure is
-    /// shown in the summary and the JUnit file.
-    Measured(String),
-    /// Not applicable to this kernel, with the reason.
-    Skip(String),
-}
-
-impl Status {
-    /// What a failed or not-run case shows; None for the other states.
-    pub fn failure(&self) -> Option<String> {
-        match self {
-            Status::Fail(msg) => Some(msg.clone()),
-            Status::NotRun(why) => Some(format!("not run: {why}")),
-            _ => None,
-        }
-    }
-
-    /// Failed or not run: the states that fail a run.
-    pub fn is_failure(&self) -> bool {
-        matches!(self, Status::Fail(_) | Status::NotRun(_))
-    }
-}
+use crate::cell::{CellId, Status, TestName};
 
 /// The libtest kind (`test [KIND] NAME`) of a case that measures instead
 /// of checking.
@@ -105,7 +19,7 @@ pub const MEASURED_KIND: &str = "measured";
 /// One test case's result.
 #[derive(Debug, Clone)]
 pub struct CaseResult {
-    /// Full name, `ARCH/CONFIG/PROBE/CASE`.
+    /// Full name, `ARCH/CONFIG/PROBE/CASE` (see [`TestName`]).
     pub name: String,
     pub status: Status,
 }
@@ -113,8 +27,7 @@ pub struct CaseResult {
 /// All results of one arch/config cell.
 #[derive(Debug, Clone)]
 pub struct CellReport {
-    /// `ARCH/CONFIG`.
-    pub cell: String,
+    pub cell: CellId,
     pub cases: Vec<CaseResult>,
     pub elapsed: Duration,
 }
@@ -168,13 +81,13 @@ pub fn junit_xml(cells: &[CellReport]) -> String {
         let _ = writeln!(
             x,
             "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\" time=\"{:.3}\">",
-            xml_escape(&cell.cell),
+            xml_escape(&cell.cell.name()),
             cell.cases.len(),
             cell.elapsed.as_secs_f64()
         );
         for case in &cell.cases {
-            let (class, name) = match TestName::parse(&case.name) {
-                Some(t) => (t.class(), t.case.to_string()),
+            let (class, name) = match TestName::parse(&case.name, cell.cell.source) {
+                Some(t) => (t.class(), t.case),
                 None => (String::new(), case.name.clone()),
             };
             let _ = write!(
@@ -192,7 +105,7 @@ pub fn junit_xml(cells: &[CellReport]) -> String {
                         xml_escape(figure)
                     );
                 }
-                Status::Fail(_) | Status::NotRun(_) => {
+                Status::Fail { .. } | Status::NotRun(_) => {
                     let msg = case.status.failure().unwrap_or_default();
                     let first = msg.lines().next().unwrap_or("failed");
                     let _ = writeln!(
@@ -225,6 +138,12 @@ pub fn write_junit(path: &Path, cells: &[CellReport]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cell::arch::{ARM64, X86_64};
+    use crate::cell::{SourceKind, Toolchain};
+
+    fn cell(arch: &'static crate::cell::ArchProfile) -> CellId {
+        CellId::new(arch, "minimal", Toolchain::Gcc, SourceKind::Patched)
+    }
 
     fn args(v: &[&str]) -> Arguments {
         let mut all = vec!["test"];
@@ -258,27 +177,10 @@ mod tests {
     }
 
     #[test]
-    fn test_names_round_trip() {
-        let t = TestName::parse("x86_64/minimal/sizes/start-size").unwrap();
-        assert_eq!(
-            (t.arch, t.config, t.probe, t.case),
-            ("x86_64", "minimal", "sizes", "start-size")
-        );
-        assert_eq!(t.to_string(), "x86_64/minimal/sizes/start-size");
-        assert_eq!(
-            (t.cell(), t.class()),
-            ("x86_64/minimal".into(), "x86_64/minimal/sizes".into())
-        );
-        assert!(TestName::parse("x86_64/minimal/sizes").is_none());
-        assert!(TestName::parse("a/b/c/d/e").is_none());
-        assert!(TestName::parse("a//c/d").is_none());
-    }
-
-    #[test]
     fn junit_has_one_suite_per_cell_and_escapes() {
         let cells = vec![
             CellReport {
-                cell: "x86_64/minimal".into(),
+                cell: cell(&X86_64),
                 cases: vec![
                     CaseResult {
                         name: "x86_64/minimal/boot/init-ran".into(),
@@ -286,7 +188,7 @@ mod tests {
                     },
                     CaseResult {
                         name: "x86_64/minimal/sizes/start".into(),
-                        status: Status::Fail(
+                        status: Status::fail(
                             "size <0x10> & \"bad\"\nconsole log: /r/console.log".into(),
                         ),
                     },
@@ -294,7 +196,7 @@ mod tests {
                 elapsed: Duration::from_millis(1500),
             },
             CellReport {
-                cell: "arm64/minimal".into(),
+                cell: cell(&ARM64),
                 cases: vec![CaseResult {
                     name: "arm64/minimal/kprobes/past-end".into(),
                     status: Status::Skip("no KPROBES".into()),
@@ -314,7 +216,7 @@ mod tests {
     #[test]
     fn junit_reports_not_run_as_a_failure_and_a_measurement_as_such() {
         let x = junit_xml(&[CellReport {
-            cell: "x86_64/minimal".into(),
+            cell: cell(&X86_64),
             cases: vec![
                 CaseResult {
                     name: "x86_64/minimal/sizes/start-size".into(),

@@ -17,8 +17,8 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
+use crate::cell::Status;
 use crate::results::judge::{BootRecord, JudgeInput, Judged, RunTexts, RECORD_FORMAT};
-use crate::results::report::Status;
 use crate::vm::qemu::{CONSOLE_LOG, RESULTS_FILE};
 
 /// The judge's input, in the run dir.
@@ -106,13 +106,14 @@ pub fn load(run_dir: &Path) -> Result<(JudgeInput, RunTexts)> {
 }
 
 /// A case's status as `verdicts.json` writes it: the state and its text.
-fn status_json(status: &Status) -> (&'static str, Option<&str>) {
+fn status_json(status: &Status) -> (&'static str, Option<String>) {
     match status {
         Status::Pass => ("pass", None),
-        Status::Fail(m) => ("fail", Some(m)),
-        Status::NotRun(m) => ("not-run", Some(m)),
-        Status::Measured(m) => ("measured", Some(m)),
-        Status::Skip(m) => ("skip", Some(m)),
+        // With the words that say whose failure it is.
+        Status::Fail { .. } => ("fail", status.failure()),
+        Status::NotRun(m) => ("not-run", Some(m.clone())),
+        Status::Measured(m) => ("measured", Some(m.clone())),
+        Status::Skip(m) => ("skip", Some(m.clone())),
     }
 }
 

@@ -5,6 +5,11 @@
 //! the same code can be fed from our `nm` emulation (to compute the
 //! expectation from `vmlinux`) and from a real `.tmp_vmlinux*.syms` file (to
 //! check that emulation against what the build actually used).
+//!
+//! These rules are written out again here on purpose, not taken from the
+//! Rust generator (`kallsyms-gen/`, patch 0009): this is the oracle the
+//! generators' output is checked against, and an oracle that shared code
+//! with the generator under test would share its bugs.
 
 use std::path::Path;
 

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
+use crate::cell::arch::ArchProfile;
 use crate::layout;
-use crate::vm::arch::ArchProfile;
 use crate::vm::qemu::Accel;
 
 /// What the user asked for.
@@ -42,7 +42,7 @@ impl std::str::FromStr for AccelChoice {
 pub const KVM_PROBE_SILENCE: Duration = Duration::from_secs(6);
 
 fn verdict_file() -> PathBuf {
-    layout::cache_root().join("accel-verdicts.json")
+    layout::accel_verdicts()
 }
 
 fn host_key(arch: &ArchProfile) -> String {

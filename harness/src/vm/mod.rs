@@ -1,8 +1,8 @@
-//! Stage 3, the VM: per-arch profiles as data, the accelerator choice, and
-//! QEMU (its command line, the bounded runner, the interactive console).
+//! Stage 3, the VM: the accelerator choice and QEMU (its command line, the
+//! bounded runner, the interactive console), from the arch profiles of
+//! [`crate::cell::arch`].
 
 pub mod accel;
-pub mod arch;
 pub mod interactive;
 pub mod qemu;
 pub mod qmp;

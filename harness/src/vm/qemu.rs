@@ -1,6 +1,6 @@
 //! Booting a kernel in QEMU and watching it until the guest is done.
 //!
-//! The command line is built from the arch profile ([`crate::vm::arch`]) by a pure
+//! The command line is built from the arch profile ([`crate::cell::arch`]) by a pure
 //! function ([`command`]) so it can be unit-tested. The runner starts QEMU
 //! with the console and the results port written to files, talks QMP
 //! ([`crate::vm::qmp`]: non-blocking, every step with its own limit) to
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::vm::arch::ArchProfile;
+use crate::cell::arch::ArchProfile;
 use crate::vm::qmp::{QmpLimits, QmpWatch};
 
 /// The accelerator QEMU runs with.
@@ -499,8 +499,8 @@ pub fn run(spec: &VmSpec) -> Result<VmOutcome> {
         let elapsed = started.elapsed();
         if let Some(down) = power_down_at {
             // The kernel reached its power-down path with every result
-            // written; the emulated power-off has been seen not to come
-            // (x86_64 ACPI under TCG, now and then). Stop QEMU: the run is
+            // written; the emulated power-off or reset has been seen not to
+            // come (under TCG, now and then). Stop QEMU: the run is
             // complete, and waiting longer proves nothing about kallsyms.
             if elapsed > down + POWER_DOWN_TO_EXIT {
                 let how = stop_vm(&mut child, &mut qmp);
@@ -674,8 +674,8 @@ pub fn remove_stale_sockets() {
 /// How long a guest that wrote its completion record may take to power
 /// off. Normally well under a second; on a loaded host an SMP guest's
 /// shutdown (stopping the other vCPUs) was seen to take more than 5 s, and
-/// with the host's two cores busy building other kernels the x86_64 guest
-/// (ACPI power-off after "reboot: Power down") sometimes more than 15 s.
+/// with the host's two cores busy building other kernels an x86_64 guest
+/// (on q35 then, powering off through ACPI) sometimes more than 15 s.
 /// Waiting costs nothing when the guest powers off in time.
 const POWER_OFF_GRACE: Duration = Duration::from_secs(40);
 
@@ -691,8 +691,9 @@ const POWER_DOWN_LINES: [&str; 2] = [POWER_DOWN_LINE, "reboot: Restarting system
 
 /// How long QEMU may take to exit once the kernel printed one of
 /// [`POWER_DOWN_LINES`] after the completion record: a guest that got
-/// there is done; seen once on a quiet host, the x86_64 ACPI power-off
-/// never came and the cell failed after [`POWER_OFF_GRACE`].
+/// there is done; seen once on a quiet host (x86_64 on q35 then, powering
+/// off through ACPI), the power-off never came and the cell failed after
+/// [`POWER_OFF_GRACE`].
 const POWER_DOWN_TO_EXIT: Duration = Duration::from_secs(10);
 
 /// A QMP socket path unique to this process and VM, short enough for
@@ -708,7 +709,7 @@ pub fn qmp_socket_path(label: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vm::arch::{ARM64, X86_64};
+    use crate::cell::arch::{ARM64, X86_64};
 
     #[test]
     fn memory_grows_with_the_kernel() {
@@ -955,8 +956,8 @@ mod tests {
     fn powered_down_then_stuck(line: &str) {
         let d = tempfile::tempdir().unwrap();
         // Writes the completion record and the kernel's power-down (or
-        // restart) line, then never exits (the x86_64 ACPI power-off, or
-        // the microvm reset, that did not come).
+        // restart) line, then never exits (the power-off, or the microvm
+        // reset, that did not come).
         let script = format!(
             "{CONSOLE_OF_ARGS}\n\
              for a in \"$@\"; do case \"$a\" in file,id=results,path=*) r=\"${{a#file,id=results,path=}}\";; esac; done\n\

@@ -1,8 +1,8 @@
 //! The verdict of one probe case from its KTAP result: outside the
 //! baseline proof ([`judge_case`]) and inside it ([`judge_baseline_case`]).
 
+use crate::cell::Status;
 use crate::results::ktap;
-use crate::results::report::Status;
 
 /// What one case reported checking (its `ksh_proto::CHECKED_PREFIX` line).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +63,7 @@ pub(super) fn judge_case(
     match r.outcome {
         ktap::Outcome::Pass if !counted => match measurement(r) {
             Some(figure) => Status::Measured(figure),
-            None => Status::Fail(format!(
+            None => Status::fail(format!(
                 "reported ok without its figure line (# {} ...): nothing was measured",
                 ksh_proto::MEASUREMENT_KEYS
                     .iter()
@@ -74,19 +74,19 @@ pub(super) fn judge_case(
         },
         // An expected failure is a failure: the probes have no known bugs
         // to carry, and a kernel bug marked XFAIL would pass unseen.
-        ktap::Outcome::Xfail => Status::Fail(format!(
+        ktap::Outcome::Xfail => Status::fail(format!(
             "reported XFAIL ({}): an expected failure is still a failure here",
             r.directive_reason.clone().unwrap_or_default()
         )),
         ktap::Outcome::Pass => match count {
-            None => Status::Fail(format!(
+            None => Status::fail(format!(
                 "reported ok without a count line ({} {probe}/{case} N of M mismatched): nothing shows it checked anything",
                 ksh_proto::CHECKED_PREFIX
             )),
             Some(c) if c.checked == 0 => {
-                Status::Fail("reported ok after checking 0 items: a vacuous pass".into())
+                Status::fail("reported ok after checking 0 items: a vacuous pass".into())
             }
-            Some(c) if c.mismatched > 0 => Status::Fail(format!(
+            Some(c) if c.mismatched > 0 => Status::fail(format!(
                 "reported ok, but its count says {} of {} mismatched",
                 c.mismatched, c.checked
             )),
@@ -96,7 +96,7 @@ pub(super) fn judge_case(
             let why = r.directive_reason.clone().unwrap_or_default();
             match not_applicable {
                 Some(_) => Status::Skip(why),
-                None => Status::Fail(format!(
+                None => Status::fail(format!(
                     "skipped ({why}), but the registry (ksh_proto::APPLICABILITY) declares this case applicable to this build: a skip here checks nothing"
                 )),
             }
@@ -109,7 +109,7 @@ pub(super) fn judge_case(
                     r.directive_reason.clone().unwrap_or_default()
                 ));
             }
-            Status::Fail(msg)
+            Status::fail(msg)
         }
     }
 }
@@ -127,13 +127,16 @@ pub(super) fn judge_baseline_case(
     vm_ok: bool,
 ) -> Status {
     let why = |reason: &str, detail: &str| {
-        Status::Fail(format!(
+        Status::fail(format!(
             "baseline proof: {reason}; a listed case must run to the end and report size-blind answers\n{}",
             detail.trim()
         ))
     };
     let detail = match &status {
-        Status::Fail(m) | Status::Skip(m) | Status::NotRun(m) | Status::Measured(m) => m.clone(),
+        Status::Fail { detail: m, .. }
+        | Status::Skip(m)
+        | Status::NotRun(m)
+        | Status::Measured(m) => m.clone(),
         Status::Pass => String::new(),
     };
     let Some(r) = result else {
@@ -144,7 +147,7 @@ pub(super) fn judge_baseline_case(
     }
     match r.outcome {
         ktap::Outcome::Pass => {
-            return Status::Fail(
+            return Status::fail(
                 "passed on the baseline (unpatched) kernel, where it must fail: the probe no longer detects size-blind lookups".into(),
             )
         }

@@ -28,35 +28,21 @@ use std::time::Duration;
 use ksh_proto::files::BuildInfo;
 use serde::{Deserialize, Serialize};
 
+use crate::cell::{arch, CellId, SourceKind, Status, TestName};
 use crate::kernel::generators::{GeneratorsRecord, CHECK_OPTION};
 use crate::kernel::linkstable::LinkStableRecord;
 use crate::kernel::mutants::MutantRule;
 use crate::results::bootlog;
 use crate::results::ktap;
-use crate::results::report::{CaseResult, Status, TestName};
+use crate::results::report::CaseResult;
 use crate::vm::qemu::{self, Accel, Exit};
 
 pub use case::CaseCount;
 pub use mutant::Verdict;
 
-/// How the VM case's failure starts when the harness itself failed (not
-/// the kernel): `bisect` aborts on it instead of skipping the commit.
-pub const HARNESS_ERROR: &str = "harness error before or during boot: ";
-
-/// Host-side cases every cell reports besides the guest probes.
-pub const BUILD_CASE: (&str, &str) = ("build", "kernel");
-/// Both kallsyms generators wrote the same tables in every link pass
-/// (see `kernel::generators`).
-pub const GENERATORS_CASE: (&str, &str) = ("build", "generators-agree");
-/// The tables linked into vmlinux are those its own symbols give (see
-/// `kernel::linkstable`).
-pub const LINK_STABLE_CASE: (&str, &str) = ("build", "link-stable");
-/// The cases a build decides (judged on the host, not from the guest's
-/// stream).
-pub const BUILD_CASES: [(&str, &str); 3] = [BUILD_CASE, GENERATORS_CASE, LINK_STABLE_CASE];
-pub const VM_CASE: (&str, &str) = ("boot", "vm-completed");
-/// The console log has no unexplained kernel warning (see `bootlog`).
-pub const WARNINGS_CASE: (&str, &str) = ("boot", "no-kernel-warnings");
+pub use crate::cell::{
+    BUILD_CASE, BUILD_CASES, GENERATORS_CASE, LINK_STABLE_CASE, VM_CASE, WARNINGS_CASE,
+};
 
 /// Below this much free space the run dir counts as full (a console log
 /// or a results stream no longer fits).
@@ -66,8 +52,8 @@ pub const RUN_DIR_MIN_FREE: u64 = 256 * 1024;
 /// version is refused with both numbers.
 pub const RECORD_FORMAT: u32 = 1;
 
-/// Every test name of an arch/config cell, in report order.
-pub fn case_names(arch: &str, config: &str) -> Vec<String> {
+/// Every test name of a cell, in report order.
+pub fn case_names(cell: &CellId) -> Vec<String> {
     BUILD_CASES
         .into_iter()
         .chain([VM_CASE, WARNINGS_CASE])
@@ -76,18 +62,8 @@ pub fn case_names(arch: &str, config: &str) -> Vec<String> {
                 .iter()
                 .flat_map(|p| p.cases.iter().map(move |c| (p.name, *c))),
         )
-        .map(|(probe, case)| case_name(arch, config, (probe, case)))
+        .map(|(probe, case)| TestName::new(cell, probe, case).to_string())
         .collect()
-}
-
-fn case_name(arch: &str, config: &str, (probe, case): (&str, &str)) -> String {
-    TestName {
-        arch,
-        config,
-        probe,
-        case,
-    }
-    .to_string()
 }
 
 /// Everything the judge needs besides the two texts of the run dir
@@ -126,9 +102,19 @@ mod build_info_text {
     }
 }
 
-/// The cell's identity as the verdicts need it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The cell's identity as the verdicts need it; saved as
+/// [`CellFactsRecord`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "CellFactsRecord", into = "CellFactsRecord")]
 pub struct CellFacts {
+    pub id: CellId,
+    /// The `cargo xtask run` line that boots this cell, for messages.
+    pub explore_command: String,
+}
+
+/// [`CellFacts`] as `judge-input.json` holds them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CellFactsRecord {
     pub arch: String,
     /// The config label (`minimal`, `minimal-llvm`).
     pub config: String,
@@ -136,35 +122,72 @@ pub struct CellFacts {
     pub variant: String,
     pub baseline: bool,
     pub user_tree: bool,
-    /// The `cargo xtask run` line that boots this cell, for messages.
     pub explore_command: String,
+}
+
+impl TryFrom<CellFactsRecord> for CellFacts {
+    type Error = String;
+
+    fn try_from(r: CellFactsRecord) -> Result<Self, String> {
+        let source = match (r.user_tree, r.baseline) {
+            (true, _) => SourceKind::UserTree,
+            (false, true) => SourceKind::Baseline,
+            (false, false) => SourceKind::Patched,
+        };
+        let id = CellId::with_label(
+            arch::by_name(&r.arch).map_err(|e| e.to_string())?,
+            &r.config,
+            source,
+        );
+        if id.variant != r.variant {
+            return Err(format!(
+                "the config label {:?} is of the variant {:?}, not {:?}",
+                r.config, id.variant, r.variant
+            ));
+        }
+        Ok(CellFacts {
+            id,
+            explore_command: r.explore_command,
+        })
+    }
+}
+
+impl From<CellFacts> for CellFactsRecord {
+    fn from(f: CellFacts) -> Self {
+        CellFactsRecord {
+            arch: f.id.arch.name.to_string(),
+            config: f.id.label(),
+            baseline: f.id.source == SourceKind::Baseline,
+            user_tree: f.id.source == SourceKind::UserTree,
+            variant: f.id.variant,
+            explore_command: f.explore_command,
+        }
+    }
 }
 
 impl CellFacts {
     /// `ARCH/CONFIG`.
     pub fn name(&self) -> String {
-        format!("{}/{}", self.arch, self.config)
+        self.id.name()
     }
 
     /// What the registry's `declared_in` scopes look at.
     pub fn kind(&self) -> ksh_proto::CellKind<'_> {
         ksh_proto::CellKind {
-            variant: &self.variant,
-            baseline: self.baseline,
-            user_tree: self.user_tree,
+            variant: &self.id.variant,
+            baseline: self.id.source == SourceKind::Baseline,
+            user_tree: self.id.source == SourceKind::UserTree,
         }
     }
 
     /// The cell's source and config in words, for messages.
     fn describe_kind(&self) -> String {
-        let source = if self.user_tree {
-            "a --kernel-tree"
-        } else if self.baseline {
-            "the baseline source"
-        } else {
-            "the patched source"
+        let source = match self.id.source {
+            SourceKind::UserTree => "a --kernel-tree",
+            SourceKind::Baseline => "the baseline source",
+            SourceKind::Patched | SourceKind::SeriesPrefix => "the patched source",
         };
-        format!("config variant {} on {source}", self.variant)
+        format!("config variant {} on {source}", self.id.variant)
     }
 }
 
@@ -256,7 +279,7 @@ pub struct Judged {
 /// Judges a cell from what its run left.
 pub fn judge(input: &JudgeInput, texts: &RunTexts) -> Judged {
     let cell = &input.cell;
-    let name = |c: (&str, &str)| case_name(&cell.arch, &cell.config, c);
+    let name = |(probe, case): (&str, &str)| TestName::new(&cell.id, probe, case).to_string();
     let mut judged = Judged::default();
     let cases = &mut judged.cases;
     let mut vm_exit = None;
@@ -264,7 +287,7 @@ pub fn judge(input: &JudgeInput, texts: &RunTexts) -> Judged {
         BuildRecord::Failed { error, generators } => {
             cases.push(CaseResult {
                 name: name(BUILD_CASE),
-                status: Status::Fail(error.clone()),
+                status: Status::fail(error.clone()),
             });
             if let Some(g) = generators {
                 cases.push(CaseResult {
@@ -302,16 +325,16 @@ pub fn judge(input: &JudgeInput, texts: &RunTexts) -> Judged {
                 Some(BootRecord::HarnessError(e)) => {
                     cases.push(CaseResult {
                         name: name(VM_CASE),
-                        status: Status::Fail(format!("{HARNESS_ERROR}{e}")),
+                        status: Status::harness_fail(e.clone()),
                     });
                     Some("the harness could not boot this cell")
                 }
                 None => {
                     cases.push(CaseResult {
                         name: name(VM_CASE),
-                        status: Status::Fail(format!(
-                            "{HARNESS_ERROR}the record of a built kernel has no boot"
-                        )),
+                        status: Status::harness_fail(
+                            "the record of a built kernel has no boot".into(),
+                        ),
                     });
                     Some("the harness could not boot this cell")
                 }
@@ -319,7 +342,7 @@ pub fn judge(input: &JudgeInput, texts: &RunTexts) -> Judged {
         }
     };
     if let Some(why) = not_run {
-        for n in case_names(&cell.arch, &cell.config) {
+        for n in case_names(&cell.id) {
             if !cases.iter().any(|c| c.name == n) {
                 cases.push(CaseResult {
                     name: n,
@@ -328,13 +351,13 @@ pub fn judge(input: &JudgeInput, texts: &RunTexts) -> Judged {
             }
         }
     }
-    let prefix = format!("{}/", cell.name());
     judged.measured = judged
         .cases
         .iter()
         .filter_map(|c| match &c.status {
             Status::Measured(figure) => Some((
-                c.name.strip_prefix(&prefix).unwrap_or(&c.name).to_string(),
+                TestName::parse(&c.name, cell.id.source)
+                    .map_or_else(|| c.name.clone(), |t| t.probe_case()),
                 figure.clone(),
             )),
             _ => None,
@@ -343,7 +366,7 @@ pub fn judge(input: &JudgeInput, texts: &RunTexts) -> Judged {
     if let Mode::Mutant(rule) = &input.mode {
         judged.mutant = Some(mutant::judge_mutant(
             rule,
-            &cell.name(),
+            &cell.id,
             &judged.cases,
             &judged.counts,
             vm_exit,
@@ -359,7 +382,7 @@ pub fn judge(input: &JudgeInput, texts: &RunTexts) -> Judged {
 pub fn declared_skip_only(cell: &CellFacts, (probe, case): (&str, &str), status: Status) -> Status {
     match status {
         Status::Skip(why) if !ksh_proto::skip_declared(probe, case, &cell.kind()) => {
-            Status::Fail(format!(
+            Status::fail(format!(
                 "skipped ({why}), but ksh_proto::APPLICABILITY does not declare {probe}/{case} not applicable in {}: this kernel lost a feature its config should have (an option no fragment pins, or a patch that stopped declaring it)",
                 cell.describe_kind()
             ))
@@ -378,21 +401,21 @@ pub fn generators_verdict(record: &GeneratorsRecord) -> Status {
                 .unwrap_or("the generator check is not configured")
                 .to_string(),
         ),
-        GeneratorsRecord::Unreadable { error } => Status::Fail(error.clone()),
-        GeneratorsRecord::LinkStopped { shown, build_log } => Status::Fail(format!(
+        GeneratorsRecord::Unreadable { error } => Status::fail(error.clone()),
+        GeneratorsRecord::LinkStopped { shown, build_log } => Status::fail(format!(
             "the link stopped: the C and Rust generators wrote different tables (first differences, `diff C Rust`):\n{}\nbuild log: {}",
             shown.join("\n"),
             build_log.display()
         )),
         GeneratorsRecord::Compared { dir, passes, .. } if passes.is_empty() => {
-            Status::Fail(format!(
+            Status::fail(format!(
                 "{CHECK_OPTION}=y, but no link pass output (.tmp_vmlinux*.kallsyms.S) is in {}: nothing was compared",
                 dir.display()
             ))
         }
         GeneratorsRecord::Compared { problems, .. } if problems.is_empty() => Status::Pass,
         GeneratorsRecord::Compared { dir, problems, .. } => {
-            Status::Fail(format!("in {}: {}", dir.display(), problems.join("; ")))
+            Status::fail(format!("in {}: {}", dir.display(), problems.join("; ")))
         }
     }
 }
@@ -401,7 +424,7 @@ pub fn generators_verdict(record: &GeneratorsRecord) -> Status {
 pub fn link_stable_verdict(record: &LinkStableRecord) -> Status {
     match &record.outcome {
         Ok(_) => Status::Pass,
-        Err(why) => Status::Fail(format!("{why}\nbuild dir: {}", record.dir.display())),
+        Err(why) => Status::fail(format!("{why}\nbuild dir: {}", record.dir.display())),
     }
 }
 
@@ -422,7 +445,7 @@ fn run_cases(
     texts: &RunTexts,
 ) -> (Vec<CaseResult>, Vec<CaseCount>) {
     let cell = &input.cell;
-    let name = |c: (&str, &str)| case_name(&cell.arch, &cell.config, c);
+    let name = |(probe, case): (&str, &str)| TestName::new(&cell.id, probe, case).to_string();
     let report = ktap::parse(&texts.results, ksh_proto::COMPLETION_RECORD);
     let where_to_look = where_to_look(cell, &vm.run_dir);
     let mut out = Vec::new();
@@ -451,11 +474,11 @@ fn run_cases(
             let status = match result {
                 Some(r) => {
                     let not_applicable =
-                        ksh_proto::not_applicable(probe.name, case, &cell.arch, &info_fn);
+                        ksh_proto::not_applicable(probe.name, case, cell.id.arch.name, &info_fn);
                     case::judge_case(probe.name, case, r, count.as_ref(), not_applicable)
                 }
                 None if vm_ok => {
-                    Status::Fail("the guest reported no result for this case".to_string())
+                    Status::fail("the guest reported no result for this case".to_string())
                 }
                 None => Status::NotRun(format!(
                     "the VM did not complete (see {}/{})",
@@ -469,7 +492,10 @@ fn run_cases(
                 status
             };
             let status = match status {
-                Status::Fail(msg) => Status::Fail(format!("{}\n{where_to_look}", msg.trim())),
+                Status::Fail { kind, detail } => Status::Fail {
+                    kind,
+                    detail: format!("{}\n{where_to_look}", detail.trim()),
+                },
                 s => s,
             };
             out.push(CaseResult {
@@ -519,7 +545,7 @@ fn vm_verdict(vm: &VmRecord, report: &ktap::Report, where_to_look: &str) -> Stat
     if problems.is_empty() {
         Status::Pass
     } else {
-        Status::Fail(format!(
+        Status::fail(format!(
             "{}\naccelerator: {}\n{where_to_look}",
             problems.join("\n"),
             vm.accel.name()
@@ -535,17 +561,17 @@ fn warnings_verdict(
 ) -> Status {
     let console = match console {
         Ok(c) => c,
-        Err(e) => return Status::Fail(e.clone()),
+        Err(e) => return Status::fail(e.clone()),
     };
     if console.trim().is_empty() {
-        return Status::Fail(format!("the console log is empty\n{where_to_look}"));
+        return Status::fail(format!("the console log is empty\n{where_to_look}"));
     }
     let allow = match &allow.text {
         Ok(text) => match bootlog::parse_allow_list(text) {
             Ok(a) => a,
-            Err(e) => return Status::Fail(format!("in {}: {e:#}", allow.path.display())),
+            Err(e) => return Status::fail(format!("in {}: {e:#}", allow.path.display())),
         },
-        Err(e) => return Status::Fail(e.clone()),
+        Err(e) => return Status::fail(e.clone()),
     };
     let (bad, allowed) = bootlog::unexplained(console, &allow);
     if bad.is_empty() {
@@ -553,7 +579,7 @@ fn warnings_verdict(
     }
     // The first line names the first warning: it is what a one-line
     // summary (the CI job summary, a terminal) shows.
-    Status::Fail(format!(
+    Status::fail(format!(
         "{} kernel warning line(s) not explained by {} ({allowed} allowed), first: {}\n{}\n{where_to_look}",
         bad.len(),
         bootlog::ALLOW_FILE,

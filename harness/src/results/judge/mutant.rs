@@ -7,8 +7,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::CaseCount;
+use crate::cell::{CellId, Status, TestName};
 use crate::kernel::mutants::{MutantRule, MAKE_FAILED};
-use crate::results::report::{CaseResult, Status};
+use crate::results::report::CaseResult;
 use crate::vm::qemu::Exit;
 
 /// What became of one mutant in one cell.
@@ -51,13 +52,14 @@ fn first_line(s: &str) -> String {
 ///   it); a `build/...` case must fail with its own verdict.
 pub fn judge_mutant(
     m: &MutantRule,
-    cell: &str,
+    cell: &CellId,
     cases: &[CaseResult],
     counts: &[CaseCount],
     vm_exit: Option<&Exit>,
 ) -> Verdict {
     let status = |c: &str| {
-        let full = format!("{cell}/{c}");
+        let (probe, case) = c.split_once('/')?;
+        let full = TestName::new(cell, probe, case).to_string();
         cases.iter().find(|r| r.name == full).map(|r| &r.status)
     };
     let (build_probe, build_case) = super::BUILD_CASE;
@@ -74,13 +76,15 @@ pub fn judge_mutant(
                 match status(c) {
                     // The build case is caught only by make's own failure
                     // (a compile or link error), not by a harness error.
-                    Some(Status::Fail(msg))
+                    Some(Status::Fail { detail: msg, .. })
                         if c == &format!("{build_probe}/{build_case}")
                             && !msg.contains(MAKE_FAILED) =>
                     {
                         other.push(format!("{c}: not a failure of make: {}", first_line(msg)))
                     }
-                    Some(Status::Fail(msg)) => caught.push(format!("{c} ({})", first_line(msg))),
+                    Some(Status::Fail { detail: msg, .. }) => {
+                        caught.push(format!("{c} ({})", first_line(msg)))
+                    }
                     Some(s) => other.push(format!(
                         "{c}: {}",
                         first_line(&s.failure().unwrap_or_else(|| format!("{s:?}")))
@@ -147,10 +151,10 @@ pub fn judge_mutant(
             .iter()
             .find(|n| format!("{}/{}", n.probe, n.case) == *c);
         match status(c) {
-            Some(Status::Fail(msg)) if c.starts_with("build/") => {
+            Some(Status::Fail { detail: msg, .. }) if c.starts_with("build/") => {
                 caught.push(format!("{c} ({})", first_line(msg)))
             }
-            Some(Status::Fail(msg)) => match count {
+            Some(Status::Fail { detail: msg, .. }) => match count {
                 Some(n) if n.mismatched > 0 && n.checked > 0 => caught.push(format!(
                     "{c} ({} of {} mismatched)",
                     n.mismatched, n.checked
@@ -198,7 +202,14 @@ mod tests {
     use super::*;
     use crate::kernel::mutants::must_fail_candidates;
 
-    const CELL: &str = "x86_64/minimal";
+    fn cell() -> CellId {
+        CellId::new(
+            &crate::cell::arch::X86_64,
+            "minimal",
+            crate::cell::Toolchain::Gcc,
+            crate::cell::SourceKind::Patched,
+        )
+    }
 
     fn mutant(must_fail: &[&str], crashes: Option<&str>) -> MutantRule {
         crate::kernel::mutants::Mutant {
@@ -232,7 +243,7 @@ mod tests {
                     .find(|(k, _)| *k == n)
                     .map(|(_, s)| s.clone())
                     .unwrap_or(Status::Pass),
-                name: format!("{CELL}/{n}"),
+                name: format!("{}/{n}", cell().name()),
             })
             .collect()
     }
@@ -247,7 +258,7 @@ mod tests {
     }
 
     fn fail(s: &str) -> Status {
-        Status::Fail(s.into())
+        Status::fail(s.into())
     }
 
     fn not_run() -> Status {
@@ -258,26 +269,26 @@ mod tests {
     fn caught_only_by_its_own_counted_failure() {
         let m = mutant(&["sizes/start-size"], None);
         let c = cases(&[("sizes/start-size", fail("3 of 10 mismatched"))]);
-        let v = judge(&m, CELL, &c, &count(3, 10), Some(&Exit::PoweredOff));
+        let v = judge(&m, &cell(), &c, &count(3, 10), Some(&Exit::PoweredOff));
         assert_eq!(
             v,
             Verdict::Caught(vec!["sizes/start-size (3 of 10 mismatched)".into()])
         );
         // Another case failing does not catch it.
         let c = cases(&[("format-pS/real-size", fail("1 of 10 mismatched"))]);
-        let v = judge(&m, CELL, &c, &[], Some(&Exit::PoweredOff));
+        let v = judge(&m, &cell(), &c, &[], Some(&Exit::PoweredOff));
         assert!(
             matches!(v, Verdict::Missed(ref w) if w[0].contains("sizes/start-size passed")),
             "{v:?}"
         );
         // A failure without its count line is no catch.
         let c = cases(&[("sizes/start-size", fail("probe process ended (signal: 11)"))]);
-        let v = judge(&m, CELL, &c, &[], Some(&Exit::PoweredOff));
+        let v = judge(&m, &cell(), &c, &[], Some(&Exit::PoweredOff));
         assert!(
             matches!(v, Verdict::Broken(ref w) if w.contains("without its count line")),
             "{v:?}"
         );
-        let v = judge(&m, CELL, &c, &count(0, 10), Some(&Exit::PoweredOff));
+        let v = judge(&m, &cell(), &c, &count(0, 10), Some(&Exit::PoweredOff));
         assert!(
             matches!(v, Verdict::Broken(ref w) if w.contains("0 of 10")),
             "{v:?}"
@@ -297,7 +308,7 @@ mod tests {
         let panic = Exit::Panic {
             excerpt: "BUG: unable to handle page fault\nKernel panic - not syncing: Oops".into(),
         };
-        let v = judge(&m, CELL, &c, &[], Some(&panic));
+        let v = judge(&m, &cell(), &c, &[], Some(&panic));
         assert!(
             matches!(v, Verdict::Broken(ref w) if w.contains("crashes the kernel")),
             "{v:?}"
@@ -305,24 +316,30 @@ mod tests {
         let hang = Exit::Timeout {
             what: "no output for 45 s".into(),
         };
-        let v = judge(&m, CELL, &c, &[], Some(&hang));
+        let v = judge(&m, &cell(), &c, &[], Some(&hang));
         assert!(
             matches!(v, Verdict::Broken(ref w) if w.contains("hangs")),
             "{v:?}"
         );
         // Declared: the crash must be the one declared.
         let declared = mutant(&["sizes/start-size"], Some("unable to handle page fault"));
-        let v = judge(&declared, CELL, &c, &[], Some(&panic));
+        let v = judge(&declared, &cell(), &c, &[], Some(&panic));
         assert!(matches!(v, Verdict::Caught(_)), "{v:?}");
         let other = mutant(&["sizes/start-size"], Some("general protection fault"));
-        let v = judge(&other, CELL, &c, &[], Some(&panic));
+        let v = judge(&other, &cell(), &c, &[], Some(&panic));
         assert!(
             matches!(v, Verdict::Broken(ref w) if w.contains("general protection fault")),
             "{v:?}"
         );
-        let v = judge(&declared, CELL, &c, &[], Some(&hang));
+        let v = judge(&declared, &cell(), &c, &[], Some(&hang));
         assert!(matches!(v, Verdict::Broken(_)), "{v:?}");
-        let v = judge(&declared, CELL, &cases(&[]), &[], Some(&Exit::PoweredOff));
+        let v = judge(
+            &declared,
+            &cell(),
+            &cases(&[]),
+            &[],
+            Some(&Exit::PoweredOff),
+        );
         assert!(
             matches!(v, Verdict::Missed(ref w) if w[0].contains("did not happen")),
             "{v:?}"
@@ -339,11 +356,11 @@ mod tests {
                 Status::Skip("CONFIG_KALLSYMS_SELFTEST is not set".into()),
             ),
         ]);
-        let v = judge(&m, CELL, &c, &count(3, 10), Some(&Exit::PoweredOff));
+        let v = judge(&m, &cell(), &c, &count(3, 10), Some(&Exit::PoweredOff));
         assert!(matches!(v, Verdict::Caught(ref w) if w.len() == 1), "{v:?}");
         // Not one of its cases applies: nothing shows it here.
         let m = mutant(&["kallsyms-selftest/verdict"], None);
-        let v = judge(&m, CELL, &c, &[], Some(&Exit::PoweredOff));
+        let v = judge(&m, &cell(), &c, &[], Some(&Exit::PoweredOff));
         assert!(
             matches!(v, Verdict::Broken(ref w) if w.contains("none of its cases applies")),
             "{v:?}"
@@ -357,14 +374,14 @@ mod tests {
             "build/kernel",
             fail("x86_64/minimal: make failed (exit status: 2) after 17.8s"),
         )]);
-        let v = judge(&m, CELL, &c, &[], None);
+        let v = judge(&m, &cell(), &c, &[], None);
         assert!(matches!(v, Verdict::Caught(_)), "{v:?}");
         // A harness error around the build is no catch.
         let c = cases(&[(
             "build/kernel",
             fail("cannot create /x/build: Permission denied"),
         )]);
-        let v = judge(&m, CELL, &c, &[], None);
+        let v = judge(&m, &cell(), &c, &[], None);
         assert!(
             matches!(v, Verdict::Broken(ref w) if w.contains("not a failure of make")),
             "{v:?}"
@@ -383,7 +400,7 @@ mod tests {
                 Status::NotRun("the kernel build failed".into()),
             ),
         ]);
-        let v = judge(&m, CELL, &c, &[], None);
+        let v = judge(&m, &cell(), &c, &[], None);
         assert!(
             matches!(v, Verdict::Caught(ref w) if w[0].contains("the link stopped")),
             "{v:?}"
@@ -396,21 +413,21 @@ mod tests {
                 Status::NotRun("the kernel build failed".into()),
             ),
         ]);
-        let v = judge(&m, CELL, &c, &[], None);
+        let v = judge(&m, &cell(), &c, &[], None);
         assert!(
             matches!(v, Verdict::Broken(ref w) if w.contains("not through the check")),
             "{v:?}"
         );
         // A probe mutant whose kernel does not build is broken.
         let p = mutant(&["sizes/start-size"], None);
-        let v = judge(&p, CELL, &c, &[], None);
+        let v = judge(&p, &cell(), &c, &[], None);
         assert!(
             matches!(v, Verdict::Broken(ref w) if w.contains("does not build")),
             "{v:?}"
         );
         // Built, and the check after the build failed: caught.
         let c = cases(&[("build/generators-agree", fail("fixture x: differ"))]);
-        let v = judge(&m, CELL, &c, &[], Some(&Exit::PoweredOff));
+        let v = judge(&m, &cell(), &c, &[], Some(&Exit::PoweredOff));
         assert!(matches!(v, Verdict::Caught(_)), "{v:?}");
     }
 }

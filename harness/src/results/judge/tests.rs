@@ -19,14 +19,13 @@ const INFO: &str = "kprobes=1\nfunction_tracer=1\ndynamic_ftrace=1\nkallsyms_sel
 
 /// x86_64 with `config`, on the patched source or the baseline.
 fn facts(config: &str, baseline: bool) -> CellFacts {
+    let source = if baseline {
+        SourceKind::Baseline
+    } else {
+        SourceKind::Patched
+    };
     CellFacts {
-        arch: "x86_64".into(),
-        config: config.into(),
-        variant: crate::kernel::toolchain::Toolchain::of_label(config)
-            .0
-            .to_string(),
-        baseline,
-        user_tree: false,
+        id: CellId::with_label(&crate::cell::arch::X86_64, config, source),
         explore_command: "cargo xtask run --arch x86_64".into(),
     }
 }
@@ -174,7 +173,7 @@ fn clean_run_passes_every_case() {
     let cases = run(&stream(&[]), Exit::PoweredOff, false);
     assert_eq!(
         cases.len(),
-        case_names("x86_64", "minimal").len(),
+        case_names(&facts("minimal", false).id).len(),
         "every case of the cell, the build's too"
     );
     assert!(
@@ -197,7 +196,7 @@ fn clean_run_passes_every_case() {
 /// of `stream`.
 fn failure_of(stream: &str, suffix: &str) -> String {
     let cases = run(stream, Exit::PoweredOff, false);
-    let Status::Fail(msg) = status_of(&cases, suffix) else {
+    let Status::Fail { detail: msg, .. } = status_of(&cases, suffix) else {
         panic!("{cases:#?}")
     };
     msg.clone()
@@ -280,7 +279,7 @@ fn a_skip_is_accepted_only_in_the_cells_the_registry_names() {
             .iter()
             .find(|c| c.name.ends_with("/kallsyms-selftest/verdict"))
             .unwrap();
-        let Status::Fail(msg) = &c.status else {
+        let Status::Fail { detail: msg, .. } = &c.status else {
             panic!("{lost}: {c:#?}")
         };
         assert!(
@@ -303,7 +302,7 @@ fn a_skip_is_accepted_only_in_the_cells_the_registry_names() {
         &texts(&s),
     )
     .cases;
-    let Status::Fail(msg) = status_of(&cases, "/ftrace/filter-all") else {
+    let Status::Fail { detail: msg, .. } = status_of(&cases, "/ftrace/filter-all") else {
         panic!("{cases:#?}")
     };
     assert!(msg.contains("lost a feature"), "{msg}");
@@ -312,7 +311,7 @@ fn a_skip_is_accepted_only_in_the_cells_the_registry_names() {
     let skip = Status::Skip("no check".into());
     assert!(matches!(
         declared_skip_only(&facts("minimal", false), GENERATORS_CASE, skip.clone()),
-        Status::Fail(_)
+        Status::Fail { .. }
     ));
     assert_eq!(
         declared_skip_only(&facts("minimal", true), GENERATORS_CASE, skip.clone()),
@@ -327,7 +326,7 @@ fn failing_case_carries_diagnostics_and_log_paths() {
         Exit::PoweredOff,
         false,
     );
-    let Status::Fail(msg) = status_of(&cases, "/proc-kallsyms/addresses") else {
+    let Status::Fail { detail: msg, .. } = status_of(&cases, "/proc-kallsyms/addresses") else {
         panic!()
     };
     assert!(
@@ -344,7 +343,7 @@ fn panic_fails_the_vm_case_and_marks_the_rest_not_run() {
         excerpt: "Kernel panic - not syncing: Attempted to kill init!".into(),
     };
     let cases = run(partial, exit, false);
-    let Status::Fail(msg) = status_of(&cases, "/boot/vm-completed") else {
+    let Status::Fail { detail: msg, .. } = status_of(&cases, "/boot/vm-completed") else {
         panic!()
     };
     assert!(
@@ -385,7 +384,7 @@ fn malformed_stream_fails_the_vm_case() {
     let mut s = stream(&[]);
     s = s.replacen("    ok 1 init-ran", "    ok one init-ran", 1);
     let cases = run(&s, Exit::PoweredOff, false);
-    let Status::Fail(msg) = status_of(&cases, "/boot/vm-completed") else {
+    let Status::Fail { detail: msg, .. } = status_of(&cases, "/boot/vm-completed") else {
         panic!("{cases:#?}")
     };
     assert!(msg.contains("malformed result stream"), "{msg}");
@@ -412,7 +411,7 @@ fn strict_baseline_proof_accepts_counted_mismatches_only() {
     let mut some = listed();
     some.retain(|c| *c != ("sizes", "start-size"));
     let cases = run(&stream(&some), Exit::PoweredOff, true);
-    let Status::Fail(msg) = status_of(&cases, "/sizes/start-size") else {
+    let Status::Fail { detail: msg, .. } = status_of(&cases, "/sizes/start-size") else {
         panic!()
     };
     assert!(msg.contains("must fail"), "{msg}");
@@ -451,7 +450,7 @@ fn strict_baseline_proof_rejects_crash_timeout_setup_error_and_skip() {
             ((p, c) == target).then(|| lines.to_string())
         });
         let cases = run(&s, Exit::PoweredOff, true);
-        let Status::Fail(msg) = status_of(&cases, "/weak-orphans/fixture") else {
+        let Status::Fail { detail: msg, .. } = status_of(&cases, "/weak-orphans/fixture") else {
             panic!("{lines}: {cases:#?}")
         };
         assert!(
@@ -469,7 +468,7 @@ fn strict_baseline_proof_rejects_crash_timeout_setup_error_and_skip() {
     );
     assert!(matches!(
         status_of(&cases, "/sizes/start-size"),
-        Status::Fail(_)
+        Status::Fail { .. }
     ));
 }
 
@@ -481,7 +480,8 @@ fn unlisted_witness_must_pass_with_a_count_on_the_baseline() {
         })
     });
     let cases = run(&s, Exit::PoweredOff, true);
-    let Status::Fail(msg) = status_of(&cases, "/weak-orphans/preceding-start") else {
+    let Status::Fail { detail: msg, .. } = status_of(&cases, "/weak-orphans/preceding-start")
+    else {
         panic!()
     };
     assert!(msg.contains("0 items"), "{msg}");
@@ -500,7 +500,7 @@ fn pass_without_a_count_and_undeclared_skip_fail() {
     });
     let cases = run(&s, Exit::PoweredOff, false);
     let fail = |suffix: &str, want: &str| {
-        let Status::Fail(msg) = status_of(&cases, suffix) else {
+        let Status::Fail { detail: msg, .. } = status_of(&cases, suffix) else {
             panic!("{suffix}: {cases:#?}")
         };
         assert!(msg.contains(want), "{suffix}: {msg}");
@@ -527,12 +527,12 @@ fn a_failed_build_fails_its_case_and_leaves_the_rest_not_run() {
         }),
     };
     let cases = judge(&i, &texts("")).cases;
-    assert_eq!(cases.len(), case_names("x86_64", "minimal").len());
+    assert_eq!(cases.len(), case_names(&facts("minimal", false).id).len());
     assert_eq!(
         status_of(&cases, "/build/kernel"),
-        &Status::Fail("make failed (exit status: 2)".into())
+        &Status::fail("make failed (exit status: 2)".into())
     );
-    let Status::Fail(m) = status_of(&cases, "/build/generators-agree") else {
+    let Status::Fail { detail: m, .. } = status_of(&cases, "/build/generators-agree") else {
         panic!("{cases:#?}")
     };
     assert!(
@@ -553,17 +553,16 @@ fn a_failed_build_fails_its_case_and_leaves_the_rest_not_run() {
 }
 
 #[test]
-fn a_harness_error_fails_the_vm_case_with_its_prefix() {
+fn a_harness_error_fails_the_vm_case_as_the_harness_s() {
     let mut i = clean_input();
     i.boot = Some(BootRecord::HarnessError("cannot read vmlinux".into()));
     let cases = judge(&i, &texts("")).cases;
     assert_eq!(status_of(&cases, "/build/kernel"), &Status::Pass);
-    let Status::Fail(m) = status_of(&cases, "/boot/vm-completed") else {
-        panic!("{cases:#?}")
-    };
-    assert!(
-        m.starts_with(HARNESS_ERROR) && m.ends_with("cannot read vmlinux"),
-        "{m}"
+    let vm = status_of(&cases, "/boot/vm-completed");
+    assert_eq!(vm, &Status::harness_fail("cannot read vmlinux".into()));
+    assert_eq!(
+        vm.failure().unwrap(),
+        "harness error before or during boot: cannot read vmlinux"
     );
     assert_eq!(
         status_of(&cases, "/boot/no-kernel-warnings"),
@@ -578,7 +577,7 @@ fn a_full_run_dir_is_named_and_the_guest_not_blamed() {
         vm.run_dir_free = Some(4096);
     }
     let cases = judge(&i, &texts("KTAP version 1\n")).cases;
-    let Status::Fail(m) = status_of(&cases, "/boot/vm-completed") else {
+    let Status::Fail { detail: m, .. } = status_of(&cases, "/boot/vm-completed") else {
         panic!("{cases:#?}")
     };
     assert!(
@@ -597,14 +596,15 @@ fn the_build_checks_records_become_verdicts() {
     };
     assert_eq!(generators_verdict(&compared(&["p"], &[])), Status::Pass);
     assert!(matches!(generators_verdict(&compared(&[], &[])),
-        Status::Fail(m) if m.contains("nothing was compared")));
+        Status::Fail { detail: m, .. } if m.contains("nothing was compared")));
     assert!(
         matches!(generators_verdict(&compared(&["p"], &["a differ", "b"])),
-        Status::Fail(m) if m == "in /b: a differ; b")
+        Status::Fail { detail: m, .. } if m == "in /b: a differ; b")
     );
+    // With the registry's reason.
     assert!(matches!(
         generators_verdict(&GeneratorsRecord::NotConfigured),
-        Status::Skip(_)
+        Status::Skip(m) if m.contains("RUST_GENERATOR")
     ));
     let stable = |outcome| LinkStableRecord {
         dir: PathBuf::from("/b"),
@@ -616,7 +616,7 @@ fn the_build_checks_records_become_verdicts() {
     );
     assert_eq!(
         link_stable_verdict(&stable(Err("maps differ".into()))),
-        Status::Fail("maps differ\nbuild dir: /b".into())
+        Status::fail("maps differ\nbuild dir: /b".into())
     );
 }
 
@@ -628,7 +628,8 @@ fn the_console_is_judged_against_the_recorded_allow_list() {
         results: stream(&[]),
         console: Ok(console),
     };
-    let Status::Fail(m) = status_of(&judge(&i, &t).cases, "/boot/no-kernel-warnings").clone()
+    let Status::Fail { detail: m, .. } =
+        status_of(&judge(&i, &t).cases, "/boot/no-kernel-warnings").clone()
     else {
         panic!()
     };
@@ -644,7 +645,7 @@ fn the_console_is_judged_against_the_recorded_allow_list() {
     };
     assert_eq!(
         status_of(&judge(&i, &t).cases, "/boot/no-kernel-warnings"),
-        &Status::Fail("cannot read the console log /x: gone".into())
+        &Status::fail("cannot read the console log /x: gone".into())
     );
 }
 
@@ -675,4 +676,22 @@ fn mutant_mode_judges_the_mutant_by_its_cases() {
         "{missed:?}"
     );
     assert_eq!(judge(&clean_input(), &texts(&stream(&[]))).mutant, None);
+}
+
+#[test]
+fn cell_facts_keep_their_saved_form_and_refuse_an_unknown_cell() {
+    let f = facts("minimal-llvm", true);
+    let text = serde_json::to_string(&f).unwrap();
+    assert_eq!(
+        text,
+        r#"{"arch":"x86_64","config":"minimal-llvm","variant":"minimal","baseline":true,"user_tree":false,"explore_command":"cargo xtask run --arch x86_64"}"#
+    );
+    assert_eq!(serde_json::from_str::<CellFacts>(&text).unwrap(), f);
+    let riscv = text.replace("x86_64\",\"config", "riscv\",\"config");
+    let e = serde_json::from_str::<CellFacts>(&riscv)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("unknown architecture 'riscv'"), "{e}");
+    let mismatch = text.replace("\"variant\":\"minimal\"", "\"variant\":\"kaslr\"");
+    assert!(serde_json::from_str::<CellFacts>(&mismatch).is_err());
 }

@@ -27,7 +27,8 @@ pub struct QemuProfile {
     pub console: &'static str,
     /// Extra kernel command-line words.
     pub cmdline_extra: &'static str,
-    /// The virtio-serial controller device (PCI on x86, MMIO on arm64 `virt`).
+    /// The virtio-serial controller device (over MMIO on both: x86_64's
+    /// `microvm` has no PCI, arm64's `virt` gets virtio-mmio transports).
     pub virtio_serial_device: &'static str,
     /// Whether KVM can apply at all (host and guest share the ISA).
     pub kvm_possible: bool,
@@ -71,6 +72,21 @@ pub struct ArchProfile {
     /// with the Debian package that provides it.
     pub host_tools: &'static [(&'static str, &'static str)],
     pub qemu: QemuProfile,
+}
+
+/// Arches are told apart by their name.
+impl PartialEq for ArchProfile {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for ArchProfile {}
+
+impl std::hash::Hash for ArchProfile {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.name.hash(h)
+    }
 }
 
 pub const X86_64: ArchProfile = ArchProfile {

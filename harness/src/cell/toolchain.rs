@@ -3,17 +3,16 @@
 //! llvm-nm from Debian; an arm64 cross build is clang's `--target`, which
 //! Kbuild derives from `ARCH`).
 //!
-//! The toolchain is part of a cell's config *label*: `minimal` is the
+//! The toolchain is a dimension of a cell ([`crate::cell::CellId`]), whose
+//! config *label* carries it into every visible name: `minimal` is the
 //! `minimal` variant built with GCC, `minimal-llvm` the same variant built
-//! with LLVM. The label names the build dir (`x86_64-minimal-llvm`), the
-//! tests (`x86_64/minimal-llvm/sizes/...`) and the JUnit suites, so cells of
-//! the two toolchains never share a build dir or a name; the variant part
-//! alone picks the Kconfig fragments.
+//! with LLVM (`CellId::label`). The variant alone picks the Kconfig
+//! fragments.
 
 use std::fmt;
 use std::str::FromStr;
 
-use crate::vm::arch::ArchProfile;
+use crate::cell::arch::ArchProfile;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Toolchain {
@@ -28,27 +27,6 @@ impl Toolchain {
         match self {
             Toolchain::Gcc => "gcc",
             Toolchain::Llvm => "llvm",
-        }
-    }
-
-    /// What the toolchain adds to a variant's name in a config label.
-    fn suffix(self) -> &'static str {
-        match self {
-            Toolchain::Gcc => "",
-            Toolchain::Llvm => "-llvm",
-        }
-    }
-
-    /// The config label of `variant` built with this toolchain.
-    pub fn label(self, variant: &str) -> String {
-        format!("{variant}{}", self.suffix())
-    }
-
-    /// Splits a config label into its variant and toolchain.
-    pub fn of_label(label: &str) -> (&str, Toolchain) {
-        match label.strip_suffix(Toolchain::Llvm.suffix()) {
-            Some(variant) if !variant.is_empty() => (variant, Toolchain::Llvm),
-            _ => (label, Toolchain::Gcc),
         }
     }
 
@@ -102,13 +80,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn labels_round_trip() {
-        for t in Toolchain::ALL {
-            for v in ["minimal", "kprobes", "defconfig"] {
-                assert_eq!(Toolchain::of_label(&t.label(v)), (v, t));
-            }
-        }
-        assert_eq!(Toolchain::of_label("-llvm"), ("-llvm", Toolchain::Gcc));
+    fn names_parse() {
         assert_eq!("llvm".parse::<Toolchain>(), Ok(Toolchain::Llvm));
         assert!("clang"
             .parse::<Toolchain>()
@@ -118,7 +90,7 @@ mod tests {
 
     #[test]
     fn make_vars() {
-        use crate::vm::arch::{ARM64, X86_64};
+        use crate::cell::arch::{ARM64, X86_64};
         assert!(Toolchain::Gcc.make_vars(&X86_64).is_empty());
         assert_eq!(
             Toolchain::Gcc.make_vars(&ARM64),
