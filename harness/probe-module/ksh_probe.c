@@ -430,29 +430,22 @@ static ssize_t ksh_addr_read(struct file *file, char __user *ubuf,
 	return done;
 }
 
-static const struct file_operations ksh_lookup_fops = {
-	.owner = THIS_MODULE,
-	.open = ksh_lookup_open,
-	.release = ksh_release,
-	.write = ksh_addr_write,
-	.read = ksh_addr_read,
-};
+/*
+ * The files that answer one address per line (lookup, lookup_nops,
+ * kprobe): they differ only in how an open sets up the answer.
+ */
+#define KSH_ADDR_FOPS(name, open_fn)				\
+	static const struct file_operations name = {		\
+		.owner = THIS_MODULE,				\
+		.open = open_fn,				\
+		.release = ksh_release,				\
+		.write = ksh_addr_write,			\
+		.read = ksh_addr_read,				\
+	}
 
-static const struct file_operations ksh_lookup_nops_fops = {
-	.owner = THIS_MODULE,
-	.open = ksh_lookup_nops_open,
-	.release = ksh_release,
-	.write = ksh_addr_write,
-	.read = ksh_addr_read,
-};
-
-static const struct file_operations ksh_kprobe_fops = {
-	.owner = THIS_MODULE,
-	.open = ksh_kprobe_open,
-	.release = ksh_release,
-	.write = ksh_addr_write,
-	.read = ksh_addr_read,
-};
+KSH_ADDR_FOPS(ksh_lookup_fops, ksh_lookup_open);
+KSH_ADDR_FOPS(ksh_lookup_nops_fops, ksh_lookup_nops_open);
+KSH_ADDR_FOPS(ksh_kprobe_fops, ksh_kprobe_open);
 
 /*
  * check: the record layout of ksh_proto::check (native endianness, 8-byte

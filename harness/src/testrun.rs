@@ -118,7 +118,9 @@ impl<'a> Cell<'a> {
     }
 }
 
-/// Knobs of a run that do not change what is built.
+/// Knobs of a run that do not change what is built. `Default` is a plain
+/// test run (`--accel auto`, `make -j` CPUs + 1, nothing extra); callers
+/// set only what differs: `RunOptions { accel, ..Default::default() }`.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub accel: AccelChoice,
@@ -138,6 +140,21 @@ pub struct RunOptions {
     /// Boot with an instruction clock (`qemu::INSTRUCTION_CLOCK`): the
     /// bench's lookup cost in instructions. Needs TCG.
     pub instruction_clock: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            accel: AccelChoice::default(),
+            jobs: crate::proc::default_jobs(),
+            expect_baseline_failures: false,
+            guest_params: Vec::new(),
+            silence_limit: None,
+            stream_console: false,
+            gdb_port: None,
+            instruction_clock: false,
+        }
+    }
 }
 
 /// Longest stretch a VM may go without console or results output.

@@ -18,6 +18,13 @@ fn messages(r: &Report) -> Vec<String> {
         .collect()
 }
 
+/// `s` parsed; its errors must be exactly `want` (`LINE: message`).
+fn p_errors(s: &str, want: &[&str]) -> Report {
+    let r = p(s);
+    assert_eq!(messages(&r), want);
+    r
+}
+
 fn assert_clean(r: &Report) {
     assert!(r.errors.is_empty(), "unexpected errors: {:#?}", r.errors);
 }
@@ -64,11 +71,12 @@ fn missing_completion_record() {
 
 #[test]
 fn empty_and_headerless_streams_are_errors() {
-    let r = p("");
-    assert_eq!(messages(&r), ["0: empty result stream"]);
+    let r = p_errors("", &["0: empty result stream"]);
     assert!(r.tests.is_empty());
-    let r = p("[    0.1] Kernel panic - not syncing\n");
-    assert_eq!(messages(&r), ["0: no KTAP version line"]);
+    let r = p_errors(
+        "[    0.1] Kernel panic - not syncing\n",
+        &["0: no KTAP version line"],
+    );
     assert_eq!(r.diagnostics, ["[    0.1] Kernel panic - not syncing"]);
 }
 
@@ -107,14 +115,13 @@ fn truncated_stream() {
     // The guest died inside a subtest: the plan says 3, the nested
     // block has no result line, and there is no completion record.
     let s = include_str!("ktap-data/truncated-stream.ktap");
-    let r = p(s);
-    assert_eq!(
-        messages(&r),
-        [
+    let r = p_errors(
+        s,
+        &[
             "2: truncated: plan of 3 but only 2 results",
             "4: subtest \"probe\" has no result line (stream truncated)",
             "6: truncated: plan of 2 but only 1 results",
-        ]
+        ],
     );
     assert_eq!(r.completion, None);
     let probe = r.find(&["probe"]).expect("synthesised result");
@@ -130,16 +137,17 @@ fn truncated_stream() {
 
 #[test]
 fn truncated_mid_line_is_an_error() {
-    let r = p("KTAP version 1\n1..2\nok 1 a\nnot o");
-    assert_eq!(messages(&r), ["2: truncated: plan of 2 but only 1 results"]);
+    let r = p_errors(
+        "KTAP version 1\n1..2\nok 1 a\nnot o",
+        &["2: truncated: plan of 2 but only 1 results"],
+    );
     assert_eq!(r.diagnostics, ["not o"]);
-    let r = p("KTAP version 1\n1..2\nok 1 a\nok");
-    assert_eq!(
-        messages(&r),
-        [
+    p_errors(
+        "KTAP version 1\n1..2\nok 1 a\nok",
+        &[
             "2: truncated: plan of 2 but only 1 results",
-            "4: result line without a test number"
-        ]
+            "4: result line without a test number",
+        ],
     );
 }
 
@@ -245,31 +253,30 @@ fn diagnostics_attach_to_the_following_case() {
 
 #[test]
 fn out_of_order_numbers() {
-    let r = p("KTAP version 1\n1..3\nok 1 a\nok 3 c\nok 2 b\n");
-    assert_eq!(
-        messages(&r),
-        [
+    let r = p_errors(
+        "KTAP version 1\n1..3\nok 1 a\nok 3 c\nok 2 b\n",
+        &[
             "4: test number 3 out of sequence (expected 2)",
-            "5: test number 2 out of sequence (expected 4)"
-        ]
+            "5: test number 2 out of sequence (expected 4)",
+        ],
     );
     // Still recorded, so the failure report can show them.
     assert_eq!(r.tests.len(), 3);
-    let r = p("KTAP version 1\n1..1\nok 0 zero\n");
-    assert_eq!(
-        messages(&r),
-        ["3: test number 0 out of sequence (expected 1)"]
+    p_errors(
+        "KTAP version 1\n1..1\nok 0 zero\n",
+        &["3: test number 0 out of sequence (expected 1)"],
     );
 }
 
 #[test]
 fn plan_mismatches() {
-    let r = p("KTAP version 1\n1..1\nok 1 a\nok 2 b\n");
-    assert_eq!(messages(&r), ["2: plan of 1 but 2 results"]);
-    let r = p("KTAP version 1\n1..2\n1..2\nok 1 a\nok 2 b\n");
-    assert_eq!(
-        messages(&r),
-        ["3: second plan in one block (first on line 2)"]
+    p_errors(
+        "KTAP version 1\n1..1\nok 1 a\nok 2 b\n",
+        &["2: plan of 1 but 2 results"],
+    );
+    p_errors(
+        "KTAP version 1\n1..2\n1..2\nok 1 a\nok 2 b\n",
+        &["3: second plan in one block (first on line 2)"],
     );
     // A trailing plan (TAP style) is fine if it matches.
     let r = p("KTAP version 1\nok 1 a\nok 2 b\n1..2\n");
@@ -286,16 +293,13 @@ fn plan_mismatches() {
 
 #[test]
 fn unparseable_result_lines() {
-    let r = p(
+    let r = p_errors(
         "KTAP version 1\n1..2\nok one\nnot ok 1x\nok 1 a\nok 2 b\nok 99999999999999999999999 c\n",
-    );
-    assert_eq!(
-        messages(&r),
-        [
+        &[
             "3: result line without a test number",
             "4: unparseable text after the test number",
             "7: test number out of range",
-        ]
+        ],
     );
     assert_eq!(r.tests[0].diagnostics, ["ok one", "not ok 1x"]);
 }
@@ -436,10 +440,9 @@ fn subtest_without_result_line_then_sibling() {
     // Block "a" ends without "ok 1 a"; block "b" starts at the same
     // indentation. "a" must be reported, failed, never dropped.
     let s = include_str!("ktap-data/subtest-without-result-line-then-sibling.ktap");
-    let r = p(s);
-    assert_eq!(
-        messages(&r),
-        ["3: subtest \"a\" has no result line before the next nested block"]
+    let r = p_errors(
+        s,
+        &["3: subtest \"a\" has no result line before the next nested block"],
     );
     let a = r.find(&["a"]).unwrap();
     assert_eq!((a.number, a.outcome, a.line_no), (1, Outcome::Fail, 0));
@@ -450,35 +453,31 @@ fn subtest_without_result_line_then_sibling() {
 #[test]
 fn structural_contradictions() {
     // A parent reporting ok over a failed subtest.
-    let r = p("KTAP version 1\n1..1\n  1..1\n  not ok 1 x\nok 1 p\n");
-    assert_eq!(
-        messages(&r),
-        ["5: reported ok but subtest 1 \"x\" has outcome fail"]
+    p_errors(
+        "KTAP version 1\n1..1\n  1..1\n  not ok 1 x\nok 1 p\n",
+        &["5: reported ok but subtest 1 \"x\" has outcome fail"],
     );
     // A result name that contradicts its `# Subtest:` header.
-    let r = p("KTAP version 1\n1..1\n  # Subtest: p\n  1..1\n  ok 1 x\nok 1 q\n");
-    assert_eq!(
-        messages(&r),
-        ["6: result name does not match its subtest header \"p\""]
+    p_errors(
+        "KTAP version 1\n1..1\n  # Subtest: p\n  1..1\n  ok 1 x\nok 1 q\n",
+        &["6: result name does not match its subtest header \"p\""],
     );
     // The header names the result if the result line has no name.
     let r = p("KTAP version 1\n1..1\n  # Subtest: p\n  1..1\n  ok 1 x\nok 1\n");
     assert_clean(&r);
     assert_eq!(r.tests[0].name, "p");
     // A restarted stream.
-    let r = p("KTAP version 1\n1..1\nok 1 a\nKTAP version 1\n");
-    assert_eq!(
-        messages(&r),
-        ["4: version line in the middle of the top level (output restarted?)"]
+    p_errors(
+        "KTAP version 1\n1..1\nok 1 a\nKTAP version 1\n",
+        &["4: version line in the middle of the top level (output restarted?)"],
     );
     // Results after the completion record, and a second record.
-    let r = p("KTAP version 1\n1..1\nok 1 a\n# ksh-complete:\nok 2 b\n# ksh-complete: again\n");
-    assert_eq!(
-        messages(&r),
-        [
+    let r = p_errors(
+        "KTAP version 1\n1..1\nok 1 a\n# ksh-complete:\nok 2 b\n# ksh-complete: again\n",
+        &[
             "5: KTAP output after the completion record",
-            "6: second completion record"
-        ]
+            "6: second completion record",
+        ],
     );
     assert_eq!(r.tests.len(), 1);
 }
@@ -488,14 +487,13 @@ fn skipped_indentation_level_closes_both_blocks() {
     // Two nested levels end at once: the middle block ("mid") never got
     // its result line.
     let s = include_str!("ktap-data/skipped-indentation-level-closes-both-blocks.ktap");
-    let r = p(s);
-    assert_eq!(
-        messages(&r),
-        [
+    let r = p_errors(
+        s,
+        &[
             "5: subtest \"leaf\" has no result line",
             "8: result name does not match its subtest header \"mid\"",
             "8: reported ok but subtest 1 \"leaf\" has outcome fail",
-        ]
+        ],
     );
     let leaf = r.find(&["top", "leaf"]).unwrap();
     assert_eq!(leaf.outcome, Outcome::Fail);

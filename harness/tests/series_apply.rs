@@ -75,12 +75,8 @@ fn pristine(root: &Path) {
 /// 2. kernel/main.c: B -> B2 (only applies after 1), f -> F
 /// 3. adds kernel/new.c
 fn make_series(series_dir: &Path) {
-    let repo = tempfile::tempdir().unwrap();
+    let repo = pristine_repo(pristine);
     let r = repo.path();
-    git(r, &["init", "-q"]);
-    pristine(r);
-    git(r, &["add", "."]);
-    git(r, &["commit", "-qm", "pristine"]);
     write(r, "kernel/main.c", &MAIN_C.replace("int b;", "int B;"));
     git(r, &["commit", "-qam", "one"]);
     write(
@@ -94,48 +90,74 @@ fn make_series(series_dir: &Path) {
     write(r, "kernel/new.c", "new\n");
     git(r, &["add", "kernel/new.c"]);
     git(r, &["commit", "-qm", "three"]);
-    git(
+    write_series(
         r,
-        &[
-            "format-patch",
-            "-q",
-            "-o",
-            series_dir.to_str().unwrap(),
-            "HEAD~3",
-        ],
-    );
-    fs::write(
-        series_dir.join("series"),
+        series_dir,
+        &[],
         "0001-one.patch baseline\n0002-two.patch\n0003-three.patch\n",
-    )
-    .unwrap();
+    );
+}
+
+/// A git repository whose first commit holds what `fill` writes.
+fn pristine_repo(fill: fn(&Path)) -> tempfile::TempDir {
+    let repo = tempfile::tempdir().unwrap();
+    git(repo.path(), &["init", "-q"]);
+    fill(repo.path());
+    git(repo.path(), &["add", "."]);
+    git(repo.path(), &["commit", "-qm", "pristine"]);
+    repo
+}
+
+/// The last three commits of `repo` as patches in `series_dir`
+/// (`git format-patch` with `args`), and its `series` file.
+fn write_series(repo: &Path, series_dir: &Path, args: &[&str], series: &str) {
+    let mut cmd = vec!["format-patch", "-q", "-o", series_dir.to_str().unwrap()];
+    cmd.extend(args);
+    cmd.push("HEAD~3");
+    git(repo, &cmd);
+    fs::write(series_dir.join("series"), series).unwrap();
+}
+
+/// The three-patch series of [`make_series`], loaded (with its dir).
+fn loaded_series() -> (tempfile::TempDir, Series) {
+    let sd = tempfile::tempdir().unwrap();
+    make_series(sd.path());
+    let s = Series::load(sd.path()).unwrap();
+    (sd, s)
+}
+
+/// A pristine tree, with `edit` (path, content) written over it.
+fn tree_with(edit: Option<(&str, &str)>) -> tempfile::TempDir {
+    let tree = tempfile::tempdir().unwrap();
+    pristine(tree.path());
+    if let Some((rel, text)) = edit {
+        write(tree.path(), rel, text);
+    }
+    tree
+}
+
+fn read(tree: &tempfile::TempDir, rel: &str) -> String {
+    fs::read_to_string(tree.path().join(rel)).unwrap()
 }
 
 #[test]
 fn applies_dependent_patches_in_order() {
-    let sd = tempfile::tempdir().unwrap();
-    make_series(sd.path());
-    let s = Series::load(sd.path()).unwrap();
+    let (_sd, s) = loaded_series();
 
-    let tree = tempfile::tempdir().unwrap();
-    pristine(tree.path());
+    let tree = tree_with(None);
     s.apply(tree.path(), Variant::Patched).unwrap();
     assert_eq!(
-        fs::read_to_string(tree.path().join("kernel/main.c")).unwrap(),
+        read(&tree, "kernel/main.c"),
         MAIN_C
             .replace("int b;", "int B2;")
             .replace("int f;", "int F;")
     );
-    assert_eq!(
-        fs::read_to_string(tree.path().join("kernel/new.c")).unwrap(),
-        "new\n"
-    );
+    assert_eq!(read(&tree, "kernel/new.c"), "new\n");
 
-    let tree = tempfile::tempdir().unwrap();
-    pristine(tree.path());
+    let tree = tree_with(None);
     s.apply(tree.path(), Variant::Baseline).unwrap();
     assert_eq!(
-        fs::read_to_string(tree.path().join("kernel/main.c")).unwrap(),
+        read(&tree, "kernel/main.c"),
         MAIN_C.replace("int b;", "int B;")
     );
     assert!(!tree.path().join("kernel/new.c").exists());
@@ -143,19 +165,14 @@ fn applies_dependent_patches_in_order() {
 
 #[test]
 fn a_patch_that_does_not_apply_is_named_and_nothing_is_applied() {
-    let sd = tempfile::tempdir().unwrap();
-    make_series(sd.path());
-    let s = Series::load(sd.path()).unwrap();
+    let (_sd, s) = loaded_series();
 
     // The tree differs where patch 2's second hunk goes (f), so patch 1
     // applies but patch 2 does not.
-    let tree = tempfile::tempdir().unwrap();
-    pristine(tree.path());
-    write(
-        tree.path(),
+    let tree = tree_with(Some((
         "kernel/main.c",
         &MAIN_C.replace("int f;", "long f;"),
-    );
+    )));
     let before = snapshot(tree.path());
     let e = format!("{:#}", s.apply(tree.path(), Variant::Patched).unwrap_err());
     assert_eq!(snapshot(tree.path()), before, "tree was modified");
@@ -187,17 +204,9 @@ fn a_patch_that_does_not_apply_is_named_and_nothing_is_applied() {
 
 #[test]
 fn first_patch_failing_and_existing_new_file() {
-    let sd = tempfile::tempdir().unwrap();
-    make_series(sd.path());
-    let s = Series::load(sd.path()).unwrap();
+    let (_sd, s) = loaded_series();
 
-    let tree = tempfile::tempdir().unwrap();
-    pristine(tree.path());
-    write(
-        tree.path(),
-        "kernel/main.c",
-        &MAIN_C.replace("int b;", "int x;"),
-    );
+    let tree = tree_with(Some(("kernel/main.c", &MAIN_C.replace("int b;", "int x;"))));
     let before = snapshot(tree.path());
     let e = format!("{:#}", s.apply(tree.path(), Variant::Baseline).unwrap_err());
     assert!(
@@ -206,9 +215,7 @@ fn first_patch_failing_and_existing_new_file() {
     );
     assert_eq!(snapshot(tree.path()), before);
 
-    let tree = tempfile::tempdir().unwrap();
-    pristine(tree.path());
-    write(tree.path(), "kernel/new.c", "already here\n");
+    let tree = tree_with(Some(("kernel/new.c", "already here\n")));
     let before = snapshot(tree.path());
     let e = format!("{:#}", s.apply(tree.path(), Variant::Patched).unwrap_err());
     assert!(e.contains("0003-three.patch"), "{e}");
@@ -218,9 +225,7 @@ fn first_patch_failing_and_existing_new_file() {
 
 #[test]
 fn applies_at_the_tree_root_inside_another_repository() {
-    let sd = tempfile::tempdir().unwrap();
-    make_series(sd.path());
-    let s = Series::load(sd.path()).unwrap();
+    let (_sd, s) = loaded_series();
 
     let outer = tempfile::tempdir().unwrap();
     git(outer.path(), &["init", "-q"]);
@@ -245,12 +250,8 @@ fn generator_pristine(root: &Path) {
 /// `scripts/Makefile`, 3 changes `scripts/Makefile` once more (a patch to
 /// carry over after the generator's commit is amended).
 fn make_generator_series(series_dir: &Path, gen: &[(&str, &str)]) {
-    let repo = tempfile::tempdir().unwrap();
+    let repo = pristine_repo(generator_pristine);
     let r = repo.path();
-    git(r, &["init", "-q"]);
-    generator_pristine(r);
-    git(r, &["add", "."]);
-    git(r, &["commit", "-qm", "pristine"]);
     write(r, "scripts/Makefile", "a\nb\nc\n");
     git(r, &["commit", "-qam", "one"]);
     for (name, text) in gen {
@@ -270,15 +271,12 @@ fn make_generator_series(series_dir: &Path, gen: &[(&str, &str)]) {
         "a\nb\nc\nsubdir-y += kallsyms-rs\nd\n",
     );
     git(r, &["commit", "-qam", "three"]);
-    let mut args = vec!["format-patch", "-q", "-o", series_dir.to_str().unwrap()];
-    args.extend(FORMAT_PATCH_ARGS);
-    args.push("HEAD~3");
-    git(r, &args);
-    fs::write(
-        series_dir.join("series"),
+    write_series(
+        r,
+        series_dir,
+        &FORMAT_PATCH_ARGS,
         "0001-one.patch\n0002-add-the-generator.patch\n0003-three.patch\n",
-    )
-    .unwrap();
+    );
 }
 
 /// The crate's `src/`: `main.rs` and the modules in `files`.

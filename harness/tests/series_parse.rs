@@ -59,23 +59,23 @@ fn load_err(series: &str) -> String {
 
 #[test]
 fn errors_name_the_series_file_and_line() {
-    let e = load_err("a.patch\nmissing.patch\n");
-    assert!(e.contains("series:2"), "{e}");
-    assert!(e.contains("missing.patch"), "{e}");
-    assert!(e.contains("does not exist"), "{e}");
-
-    let e = load_err("a.patch\n\nb.patch basline\n");
-    assert!(e.contains("series:3"), "{e}");
-    assert!(e.contains("basline"), "{e}");
-
-    let e = load_err("a.patch\nb.patch\na.patch\n");
-    assert!(e.contains("series:3") && e.contains("line 1"), "{e}");
-
-    let e = load_err("a.patch baseline baseline\n");
-    assert!(e.contains("series:1"), "{e}");
-
-    let e = load_err("../a.patch\n");
-    assert!(e.contains("series:1"), "{e}");
+    // (series file, what its error must say)
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "a.patch\nmissing.patch\n",
+            &["series:2", "missing.patch", "does not exist"],
+        ),
+        ("a.patch\n\nb.patch basline\n", &["series:3", "basline"]),
+        ("a.patch\nb.patch\na.patch\n", &["series:3", "line 1"]),
+        ("a.patch baseline baseline\n", &["series:1"]),
+        ("../a.patch\n", &["series:1"]),
+    ];
+    for (series, wants) in cases {
+        let e = load_err(series);
+        for want in *wants {
+            assert!(e.contains(want), "{series:?}: {want:?} not in {e}");
+        }
+    }
 }
 
 #[test]

@@ -3,38 +3,14 @@
 //! be complete when set; otherwise `/tmp/kb/{x86_64,arm64}`, and none is a
 //! failure). `#[ignore]`d; `.ci/run` runs them with `--include-ignored`.
 
+mod common;
+
 use std::path::PathBuf;
 
 use harness::symbols::{self, gaps, ElfImage, GapClass};
 
 fn build_dirs() -> Vec<PathBuf> {
-    if let Ok(v) = std::env::var("KSH_BUILD_DIRS") {
-        let dirs: Vec<PathBuf> = v
-            .split(':')
-            .filter(|s| !s.is_empty())
-            .map(PathBuf::from)
-            .collect();
-        assert!(!dirs.is_empty(), "KSH_BUILD_DIRS is set but empty");
-        for d in &dirs {
-            assert!(
-                d.join("vmlinux").is_file() && d.join("vmlinux.a").is_file(),
-                "KSH_BUILD_DIRS: {} is not a finished build dir",
-                d.display()
-            );
-        }
-        return dirs;
-    }
-    let dirs: Vec<PathBuf> = ["/tmp/kb/x86_64", "/tmp/kb/arm64"]
-        .iter()
-        .map(PathBuf::from)
-        .filter(|d| d.join("vmlinux").is_file() && d.join("vmlinux.a").is_file())
-        .collect();
-    assert!(
-        !dirs.is_empty(),
-        "no build dir: set KSH_BUILD_DIRS (colon-separated kernel build dirs; .ci/run sets it) \
-         or build into /tmp/kb/x86_64 or /tmp/kb/arm64"
-    );
-    dirs
+    common::build_dirs(&["vmlinux", "vmlinux.a"])
 }
 
 #[test]

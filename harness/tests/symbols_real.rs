@@ -7,42 +7,30 @@
 //! so a plain `cargo test` shows them as ignored instead of passing having
 //! checked nothing; `.ci/run` runs them with `--include-ignored`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use harness::symbols::{
     self, decode_kallsyms, expected_kallsyms, kallsyms::parse_kallsyms_s, kallsyms_from_map,
-    kallsyms_options_from_config, parse_map, ElfImage,
+    kallsyms_options_from_config, parse_map, ElfImage, KallsymsEntry,
 };
 
-fn build_dirs() -> Vec<PathBuf> {
-    if let Ok(v) = std::env::var("KSH_BUILD_DIRS") {
-        let dirs: Vec<PathBuf> = v
-            .split(':')
-            .filter(|s| !s.is_empty())
-            .map(PathBuf::from)
-            .collect();
-        assert!(!dirs.is_empty(), "KSH_BUILD_DIRS is set but empty");
-        for d in &dirs {
-            assert!(
-                d.join("vmlinux").is_file(),
-                "KSH_BUILD_DIRS: {} has no vmlinux",
-                d.display()
-            );
-        }
-        return dirs;
-    }
-    let dirs: Vec<PathBuf> = ["/tmp/kb/x86_64", "/tmp/kb/arm64"]
-        .iter()
-        .map(PathBuf::from)
-        .filter(|d| d.join("vmlinux").is_file())
-        .collect();
+/// `dir/rel`, which a finished build dir has: the test fails without it
+/// (it would check nothing).
+fn required(dir: &Path, rel: &str) -> PathBuf {
+    let path = dir.join(rel);
     assert!(
-        !dirs.is_empty(),
-        "no build dir: set KSH_BUILD_DIRS (colon-separated kernel build dirs; .ci/run sets it) \
-         or build into /tmp/kb/x86_64 or /tmp/kb/arm64"
+        path.is_file(),
+        "{} is missing: a finished build dir has it (no check without it)",
+        path.display()
     );
-    dirs
+    path
+}
+
+fn build_dirs() -> Vec<PathBuf> {
+    common::build_dirs(&["vmlinux"])
 }
 
 fn nm_tool(img: &ElfImage) -> &'static str {
@@ -72,6 +60,19 @@ fn last_tmp(dir: &Path) -> Option<PathBuf> {
         .find(|p| Path::new(&format!("{}.syms", p.display())).is_file())
 }
 
+/// A table `scripts/kallsyms` wrote (`parse_kallsyms_s`) has the expected
+/// entries, in order, by type and name.
+fn assert_same_entries(what: &str, table: &[(u8, String, i64)], expected: &[KallsymsEntry]) {
+    assert_eq!(table.len(), expected.len(), "{what}: count");
+    for (i, ((ty, name, _), e)) in table.iter().zip(expected).enumerate() {
+        assert_eq!(
+            (*ty, name.as_str()),
+            (e.ty, e.name.as_str()),
+            "{what}: entry {i}"
+        );
+    }
+}
+
 fn assert_lines_equal(what: &str, ours: &[String], theirs: &[&str]) {
     for (i, (a, b)) in ours.iter().zip(theirs).enumerate() {
         assert_eq!(a, b, "{what}: first difference at line {}", i + 1);
@@ -79,20 +80,29 @@ fn assert_lines_equal(what: &str, ours: &[String], theirs: &[&str]) {
     assert_eq!(ours.len(), theirs.len(), "{what}: line counts differ");
 }
 
+/// Our `nm -n` of `dir/rel` is GNU nm's (the arch's), line for line.
+fn nm_matches(dir: &Path, rel: &str) {
+    let file = required(dir, rel);
+    let img = ElfImage::open(&file).unwrap();
+    let ours: Vec<String> = symbols::nm::nm_sorted(&img)
+        .iter()
+        .map(|s| s.line(img.is_64))
+        .collect();
+    let real = run_nm(nm_tool(&img), &file);
+    let theirs: Vec<&str> = real.lines().collect();
+    assert_lines_equal(&format!("nm -n {}", file.display()), &ours, &theirs);
+    println!(
+        "{}: nm -n {rel}: {} lines identical",
+        dir.display(),
+        ours.len()
+    );
+}
+
 #[test]
 #[ignore = "needs a built kernel: set KSH_BUILD_DIRS; .ci/run runs them"]
 fn nm_emulation_matches_gnu_nm() {
     for dir in build_dirs() {
-        let vmlinux = dir.join("vmlinux");
-        let img = ElfImage::open(&vmlinux).unwrap();
-        let ours: Vec<String> = symbols::nm::nm_sorted(&img)
-            .iter()
-            .map(|s| s.line(img.is_64))
-            .collect();
-        let real = run_nm(nm_tool(&img), &vmlinux);
-        let theirs: Vec<&str> = real.lines().collect();
-        assert_lines_equal(&format!("nm -n {}", vmlinux.display()), &ours, &theirs);
-        println!("{}: nm -n: {} lines identical", dir.display(), ours.len());
+        nm_matches(&dir, "vmlinux");
     }
 }
 
@@ -102,25 +112,7 @@ fn nm_emulation_matches_gnu_nm_on_objects() {
     // vmlinux.o holds every local label and section kind the compiler and
     // assembler emit, before the final link drops or merges anything.
     for dir in build_dirs() {
-        let obj = dir.join("vmlinux.o");
-        assert!(
-            obj.is_file(),
-            "{} is missing: a finished build dir has it (no check without it)",
-            obj.display()
-        );
-        let img = ElfImage::open(&obj).unwrap();
-        let ours: Vec<String> = symbols::nm::nm_sorted(&img)
-            .iter()
-            .map(|s| s.line(img.is_64))
-            .collect();
-        let real = run_nm(nm_tool(&img), &obj);
-        let theirs: Vec<&str> = real.lines().collect();
-        assert_lines_equal(&format!("nm -n {}", obj.display()), &ours, &theirs);
-        println!(
-            "{}: nm -n vmlinux.o: {} lines identical",
-            dir.display(),
-            ours.len()
-        );
+        nm_matches(&dir, "vmlinux.o");
     }
 }
 
@@ -169,14 +161,7 @@ fn expected_kallsyms_matches_build() {
             let s_path = format!("{}.kallsyms.S", tmp.display());
             if let Ok(s) = std::fs::read_to_string(&s_path) {
                 let table = parse_kallsyms_s(&s).unwrap();
-                assert_eq!(table.len(), expected.len(), "{s_path}: count");
-                for (i, ((ty, name, _), e)) in table.iter().zip(&expected).enumerate() {
-                    assert_eq!(
-                        (*ty, name.as_str()),
-                        (e.ty, e.name.as_str()),
-                        "{s_path}: entry {i}"
-                    );
-                }
+                assert_same_entries(&s_path, &table, &expected);
                 println!(
                     "{}: {} matches {} entries",
                     dir.display(),
@@ -227,12 +212,7 @@ fn symbol_address_helper() {
 #[ignore = "needs a built kernel: set KSH_BUILD_DIRS; .ci/run runs them"]
 fn rules_match_real_kallsyms_tool_for_all_options() {
     for dir in build_dirs() {
-        let tool = dir.join("scripts/kallsyms");
-        assert!(
-            tool.is_file(),
-            "{} is missing: a finished build dir has it (no check without it)",
-            tool.display()
-        );
+        let tool = required(&dir, "scripts/kallsyms");
         let img = ElfImage::open(&dir.join("vmlinux")).unwrap();
         for (all, pcpu) in [(false, false), (true, false), (false, true), (true, true)] {
             let opts = symbols::KallsymsOptions {
@@ -276,13 +256,8 @@ fn rules_match_real_kallsyms_tool_for_all_options() {
                 continue;
             }
             let table = parse_kallsyms_s(&String::from_utf8(out.stdout).unwrap()).unwrap();
-            assert_eq!(table.len(), expected.len(), "{opts:?}: count");
-            for (i, ((ty, name, raw), e)) in table.iter().zip(&expected).enumerate() {
-                assert_eq!(
-                    (*ty, name.as_str()),
-                    (e.ty, e.name.as_str()),
-                    "{opts:?}: entry {i}"
-                );
+            assert_same_entries(&format!("{opts:?}"), &table, &expected);
+            for ((_, name, raw), e) in table.iter().zip(&expected) {
                 if e.percpu_absolute {
                     assert_eq!(*raw as u64, e.addr, "{opts:?}: absolute value of {name}");
                 }

@@ -95,6 +95,17 @@ struct Stats {
     max: f64,
 }
 
+/// One line of C against Rust times: medians with their ranges, and C/Rust.
+fn c_vs_rust(what: &str, c: &Stats, rust: &Stats) -> String {
+    let range = |s: &Stats| format!("{:.3}s [{:.3}-{:.3}]", s.median, s.min, s.max);
+    format!(
+        "  {what} C {}  Rust {}  C/Rust {:.2}x",
+        range(c),
+        range(rust),
+        c.median / rust.median
+    )
+}
+
 fn stats(mut v: Vec<f64>) -> Stats {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     Stats {
@@ -207,26 +218,8 @@ fn main() {
         let cm = cs.iter().map(|s| s.maxrss_kb).max().unwrap();
         let rm = rs.iter().map(|s| s.maxrss_kb).max().unwrap();
         println!("\n{name} ({lines} lines, options {opts:?})");
-        println!(
-            "  wall  C {:.3}s [{:.3}-{:.3}]  Rust {:.3}s [{:.3}-{:.3}]  C/Rust {:.2}x",
-            cw.median,
-            cw.min,
-            cw.max,
-            rw.median,
-            rw.min,
-            rw.max,
-            cw.median / rw.median
-        );
-        println!(
-            "  cpu   C {:.3}s [{:.3}-{:.3}]  Rust {:.3}s [{:.3}-{:.3}]  C/Rust {:.2}x",
-            cc.median,
-            cc.min,
-            cc.max,
-            rc.median,
-            rc.min,
-            rc.max,
-            cc.median / rc.median
-        );
+        println!("{}", c_vs_rust("wall ", &cw, &rw));
+        println!("{}", c_vs_rust("cpu  ", &cc, &rc));
         println!(
             "  peak RSS  C {} KiB  Rust {} KiB  Rust/C {:.2}",
             cm,

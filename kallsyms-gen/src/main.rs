@@ -19,6 +19,7 @@
 //! | [`write_src`] | `write_src()`, `output_label()`, `sort_symbols_by_name()` |
 //! | [`sizes`] | (not in C) `kallsyms_sizes` and the KSZ4 compact tables |
 //! | [`table`] | `struct sym_entry`, `struct addr_range`: the symbol table |
+//! | [`out`] | the output buffer with `printf`'s formats, shared by the writers |
 //!
 //! This file is `main()` with the command line, and the helpers every stage
 //! uses.
@@ -65,6 +66,7 @@
 
 mod compress;
 mod filter;
+mod out;
 mod read_map;
 mod sizes;
 mod sort;

@@ -7,8 +7,8 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Write};
 use std::process::exit;
 
+use crate::out::HEX;
 use crate::table::{AddrRange, Slot, Table};
-use crate::write_src::HEX;
 use crate::{fatal, io_error_text, Options};
 
 /// Same constant as the C tool (and `include/linux/kallsyms.h`): names of

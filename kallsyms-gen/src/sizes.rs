@@ -3,7 +3,7 @@
 //! adds with `--symbol-sizes`, either one `kallsyms_sizes` entry per symbol
 //! or, with `--compact-sizes`, the KSZ4 tables.
 
-use crate::write_src::Out;
+use crate::out::Out;
 
 /// The `kallsyms_sizes` table: one entry per symbol, in the same order as
 /// `kallsyms_offsets`.

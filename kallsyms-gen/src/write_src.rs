@@ -3,126 +3,13 @@
 //! with every table (`output_label`, `sort_symbols_by_name`); the size
 //! tables come from [`crate::sizes`].
 
-use std::io::{self, Write};
 use std::process::exit;
 
 use crate::compress::{expand_tokens, TokenTable};
+use crate::out::{Out, HEX};
 use crate::sizes::{previous_exc_entries, write_compact_sizes_tables, write_sizes_table};
 use crate::table::Table;
-use crate::{fatal, io_error_text, prefetch, Options};
-
-/// Output buffer that is flushed to stdout in large chunks.
-pub(crate) struct Out {
-    pub(crate) buf: Vec<u8>,
-    stdout: io::StdoutLock<'static>,
-}
-
-impl Out {
-    /// Faster than C's stdio buffer (4 KiB): the ~45 MB of a distro-size
-    /// map go out in 256 KiB write(2) calls (measured a few ms faster than
-    /// 64 KiB ones).
-    const CHUNK: usize = 1 << 18;
-
-    fn new() -> Self {
-        Out {
-            buf: Vec::with_capacity(Self::CHUNK + 4096),
-            stdout: io::stdout().lock(),
-        }
-    }
-
-    #[inline]
-    pub(crate) fn s(&mut self, b: &[u8]) {
-        self.buf.extend_from_slice(b);
-    }
-
-    #[inline]
-    pub(crate) fn maybe_flush(&mut self) {
-        if self.buf.len() >= Self::CHUNK {
-            self.flush();
-        }
-    }
-
-    fn flush(&mut self) {
-        if let Err(e) = self
-            .stdout
-            .write_all(&self.buf)
-            .and_then(|()| self.stdout.flush())
-        {
-            fatal(&format!("write error: {}", io_error_text(&e)));
-        }
-        self.buf.clear();
-    }
-
-    /// printf("%u")
-    fn dec(&mut self, mut v: u64) {
-        let mut tmp = [0u8; 20];
-        let mut i = tmp.len();
-        loop {
-            i -= 1;
-            tmp[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-            if v == 0 {
-                break;
-            }
-        }
-        self.buf.extend_from_slice(&tmp[i..]);
-    }
-
-    /// printf("%#x") / printf("%#llx"): "0" for zero, else "0x" + lowercase.
-    pub(crate) fn alt_hex(&mut self, v: u64) {
-        if v == 0 {
-            self.buf.push(b'0');
-            return;
-        }
-        let mut tmp = [0u8; 16];
-        let mut i = tmp.len();
-        let mut v = v;
-        while v != 0 {
-            i -= 1;
-            tmp[i] = HEX[(v & 15) as usize];
-            v >>= 4;
-        }
-        self.buf.extend_from_slice(b"0x");
-        self.buf.extend_from_slice(&tmp[i..]);
-    }
-
-    /// printf("0x%02x")
-    fn byte_hex(&mut self, b: u8) {
-        self.buf
-            .extend_from_slice(&[b'0', b'x', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
-    }
-
-    /// `len` bytes of `buf` from `start`, copied in 16-byte blocks (`buf`
-    /// needs 15 readable bytes past the text).
-    #[inline]
-    pub(crate) fn text(&mut self, buf: &[u8], (start, len): (usize, usize)) {
-        let end = start + len;
-        let mut p = start;
-        while p < end {
-            let mut block = [0u8; 16];
-            block.copy_from_slice(&buf[p..p + 16]);
-            self.buf.extend_from_slice(&block);
-            p += 16;
-        }
-        self.buf.truncate(self.buf.len() - (p - end));
-    }
-
-    /// printf("%s") of a C string: stops at the first NUL.
-    fn cstr(&mut self, s: &[u8]) {
-        let end = s.iter().position(|&c| c == 0).unwrap_or(s.len());
-        self.buf.extend_from_slice(&s[..end]);
-    }
-
-    pub(crate) fn label(&mut self, label: &str) {
-        self.s(b".globl ");
-        self.s(label.as_bytes());
-        self.s(b"\n\tALGN\n");
-        self.s(label.as_bytes());
-        self.s(b":\n");
-    }
-}
-
-pub(crate) const HEX: &[u8; 16] = b"0123456789abcdef";
+use crate::{fatal, prefetch, Options};
 
 /// `", 0x%02x"` for every byte value.
 const BYTE_ITEMS: [[u8; 6]; 256] = {

@@ -158,13 +158,28 @@ fn sized_lines_need_the_flag_like_c() {
     let _ = fs::remove_file(&p3);
 }
 
+/// A scratch map file `name` holding `text`.
+fn write_map(name: &str, text: &[u8]) -> std::path::PathBuf {
+    let p = scratch(name);
+    fs::write(&p, text).unwrap();
+    p
+}
+
+/// Runs the generator with `args` on `map`, which it must refuse cleanly
+/// (an error, no output, no panic); its stderr.
+fn refused(args: &[&str], map: &std::path::Path) -> String {
+    let r = run(&rust_bin(), args, map);
+    assert!(!r.status.success() && r.stdout.is_empty() && !panicked(&r));
+    String::from_utf8_lossy(&r.stderr).into_owned()
+}
+
 #[test]
 fn oversized_symbol_is_an_error() {
-    let p = scratch("huge.map");
-    fs::write(&p, b"0 T _stext\n10 100000000 T huge\n20 T _etext\n").unwrap();
-    let r = run(&rust_bin(), &["--symbol-sizes"], &p);
-    assert!(!r.status.success() && r.stdout.is_empty() && !panicked(&r));
-    let err = String::from_utf8_lossy(&r.stderr);
+    let p = write_map(
+        "huge.map",
+        b"0 T _stext\n10 100000000 T huge\n20 T _etext\n",
+    );
+    let err = refused(&["--symbol-sizes"], &p);
     assert!(
         err.contains("huge.map:2:") && err.contains("does not fit"),
         "{err}"
@@ -176,18 +191,18 @@ fn oversized_symbol_is_an_error() {
 
 #[test]
 fn compact_sizes_need_symbol_sizes_and_long_lines_are_cut() {
-    let p = scratch("plain.map");
-    fs::write(&p, b"0 T _stext\n20 T _etext\n").unwrap();
-    let r = run(&rust_bin(), &["--compact-sizes"], &p);
-    assert!(!r.status.success() && r.stdout.is_empty());
-    assert!(String::from_utf8_lossy(&r.stderr).contains("--compact-sizes needs --symbol-sizes"));
+    let p = write_map("plain.map", b"0 T _stext\n20 T _etext\n");
+    let err = refused(&["--compact-sizes"], &p);
+    assert!(
+        err.contains("--compact-sizes needs --symbol-sizes"),
+        "{err}"
+    );
     let mut long = b"0 T _stext\nzz ".to_vec();
     long.extend(std::iter::repeat_n(b'x', 100_000));
     long.push(b'\n');
     fs::write(&p, &long).unwrap();
-    let r = run(&rust_bin(), &[], &p);
-    let err = String::from_utf8_lossy(&r.stderr);
-    assert!(!r.status.success() && err.contains("plain.map:2:"), "{err}");
+    let err = refused(&[], &p);
+    assert!(err.contains("plain.map:2:"), "{err}");
     assert!(err.len() < 300 && err.contains("(100003 bytes)"), "{err}");
     let _ = fs::remove_file(&p);
 }

@@ -8,16 +8,20 @@
 //! 4. Cycle times: null boot against boot-to-results (booted alternately,
 //!    with per-probe times), warm rerun, edit-to-result.
 
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use harness::cell::arch::ArchProfile;
+use harness::cell::Status;
 use harness::cell::{CellId, SourceKind, Toolchain};
 use harness::kernel::prereqs;
 use harness::kernel::series::Variant;
-use harness::kernel::source::{self, SourceSpec};
+use harness::kernel::source::{self, KernelSource, SourceSpec};
 use harness::layout;
 use harness::proc::fmt_duration;
+use harness::results::ktap;
 use harness::symbols::footprint::{kallsyms_footprint, Footprint};
 use harness::testrun::{self, Cell, RunOptions};
 use serde_json::{json, Value};
@@ -31,6 +35,12 @@ const LOOKUP_ROUNDS: u32 = 9;
 /// vCPU at a time, icount's bookkeeping): x86_64/minimal's lookup-bench
 /// ran about 7 times as long as under multi-threaded TCG.
 const INSTRUCTION_CLOCK_SLOWDOWN: u32 = 10;
+
+/// The bench builds Debian's patched and baseline kernels and boots them.
+const NEEDS: prereqs::Needs = prereqs::Needs {
+    source: prereqs::SourceNeed::Debian,
+    guest: true,
+};
 
 /// Median and spread of a sample.
 fn stats(mut xs: Vec<f64>) -> Value {
@@ -103,317 +113,261 @@ pub fn run(args: BenchArgs) -> Result<i32> {
 
 fn run_steps(args: &BenchArgs, report: &mut Value, step: &mut &'static str) -> Result<()> {
     let arches = selection::arches(&args.kernel)?;
-    prereqs::ensure(&prereqs::Needs {
-        arches: arches.clone(),
-        debian_source: true,
-        guest: true,
-        llvm: selection::needs_llvm(&args.kernel),
-    })?;
+    NEEDS.ensure(&selection::selected(&args.kernel, arches.clone()))?;
     let want = |s: BenchSection| args.only.is_empty() || args.only.contains(&s);
     *report = json!({ "machine": machine(), "method": format!("{} runs per figure, medians with min-max", args.runs) });
     println!("machine: {}", report["machine"]);
 
-    // 1. Generator.
     if want(BenchSection::Generator) {
         *step = "1. generator";
-        println!("\n== 1. generator: Rust kallsyms-gen vs C scripts/kallsyms ==");
-        let out = Command::new("cargo")
-            .current_dir(layout::project_root())
-            .args(["bench", "--quiet", "-p", "kallsyms-gen", "--bench", "vs_c"])
-            .env("KSH_BENCH_RUNS", args.runs.to_string())
-            .env("KSH_MAPS_DIR", layout::build_root())
-            .output()
-            .context("running cargo bench -p kallsyms-gen")?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        for l in text.lines().filter(|l| !l.starts_with("BENCH-JSON: ")) {
-            println!("{l}");
-        }
-        match text.lines().find_map(|l| l.strip_prefix("BENCH-JSON: ")) {
-            Some(j) => {
-                report["generator"] =
-                    serde_json::from_str(j).context("parsing the generator bench JSON")?
-            }
-            None => {
-                eprint!("{}", String::from_utf8_lossy(&out.stderr));
-                report["generator"] =
-                    json!({ "error": format!("the generator bench failed ({})", out.status) });
-            }
-        }
+        report["generator"] = generator(args.runs)?;
     }
     // 2 + 3 need the patched and the baseline kernels of each arch.
     *step = "2. kernel memory (building the patched and baseline kernels)";
-    let patched = source::prepare(&SourceSpec::Debian {
-        variant: Variant::Patched,
-    })?;
-    let baseline = source::prepare(&SourceSpec::Debian {
-        variant: Variant::Baseline,
-    })?;
-    let jobs = selection::jobs(&args.kernel);
-    let (variant, toolchain) = selection::configs(&args.kernel)?
-        .first()
-        .cloned()
-        .unwrap_or_else(|| ("minimal".into(), Toolchain::Gcc));
-    let cell_id = |arch| CellId::new(arch, &variant, toolchain, SourceKind::Patched);
-    let config = CellId::config_label(&variant, toolchain);
-    // Symbols per arch (patched), for the per-10k-symbols figures.
-    let mut symbols: Vec<u64> = Vec::new();
+    let mut bench = Bench::prepare(args, arches)?;
     if want(BenchSection::Memory) {
-        println!("\n== 2. kernel memory: kallsyms tables ({config}) ==");
+        report["kernel_memory"] = bench.kernel_memory()?;
+    }
+    if want(BenchSection::Lookups) {
+        *step = "3. lookup cost in the guest";
+        report["guest_lookup"] = bench.lookup_cost()?;
+    }
+    if want(BenchSection::Boot) || want(BenchSection::Rerun) {
+        *step = "4. null boot vs boot-to-results";
+        report["null_boot"] = bench.null_boots()?;
+    }
+    if want(BenchSection::Rerun) {
+        *step = "4a/4b. warm rerun";
+        bench.warm_rerun(report)?;
+    }
+    if want(BenchSection::Edit) {
+        *step = "4c. edit-to-result";
+        report["edit_to_result"] = bench.edit_to_result()?;
+    }
+    Ok(())
+}
+
+/// Section 1, the generator bench (`vs_c`): its human lines passed
+/// through, the figures from its `BENCH-JSON:` line.
+fn generator(runs: usize) -> Result<Value> {
+    println!("\n== 1. generator: Rust kallsyms-gen vs C scripts/kallsyms ==");
+    let out = Command::new("cargo")
+        .current_dir(layout::project_root())
+        .args(["bench", "--quiet", "-p", "kallsyms-gen", "--bench", "vs_c"])
+        .env("KSH_BENCH_RUNS", runs.to_string())
+        .env("KSH_MAPS_DIR", layout::build_root())
+        .output()
+        .context("running cargo bench -p kallsyms-gen")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    for l in text.lines().filter(|l| !l.starts_with("BENCH-JSON: ")) {
+        println!("{l}");
+    }
+    Ok(
+        match text.lines().find_map(|l| l.strip_prefix("BENCH-JSON: ")) {
+            Some(j) => serde_json::from_str(j).context("parsing the generator bench JSON")?,
+            None => {
+                eprint!("{}", String::from_utf8_lossy(&out.stderr));
+                json!({ "error": format!("the generator bench failed ({})", out.status) })
+            }
+        },
+    )
+}
+
+/// What the kernel steps (2-4) share: the selection, both kernels'
+/// sources, and the figures one step leaves for a later one.
+struct Bench<'a> {
+    args: &'a BenchArgs,
+    arches: Vec<&'static ArchProfile>,
+    /// The config variant and toolchain of the benched cells.
+    config: (String, Toolchain),
+    jobs: usize,
+    patched: KernelSource,
+    baseline: KernelSource,
+    /// Boots with `lookup-bench` at LOOKUP_ROUNDS rounds.
+    opts: RunOptions,
+    /// Symbols per arch (patched), for the per-10k-symbols figures.
+    symbols: Vec<u64>,
+    /// The null boots' medians, summed over the arches (the warm rerun's
+    /// yardstick).
+    null_sum: f64,
+}
+
+impl<'a> Bench<'a> {
+    fn prepare(args: &'a BenchArgs, arches: Vec<&'static ArchProfile>) -> Result<Self> {
+        let patched = source::prepare(&SourceSpec::Debian {
+            variant: Variant::Patched,
+        })?;
+        let baseline = source::prepare(&SourceSpec::Debian {
+            variant: Variant::Baseline,
+        })?;
+        let jobs = selection::jobs(&args.kernel);
+        let config = selection::configs(&args.kernel)?
+            .first()
+            .cloned()
+            .unwrap_or_else(|| ("minimal".into(), Toolchain::Gcc));
+        // 3. Boot each kernel `runs` times, alternating patched and
+        // baseline; in each boot lookup-bench runs LOOKUP_ROUNDS rounds
+        // and reports their median (one round of 10,000 lookups is ~25 ms
+        // under TCG, too short against the host's noise).
+        let opts = RunOptions {
+            accel: args.accel,
+            jobs,
+            guest_params: vec![format!("{}={LOOKUP_ROUNDS}", ksh_proto::BENCH_ROUNDS_PARAM)],
+            ..RunOptions::default()
+        };
+        Ok(Bench {
+            args,
+            arches,
+            config,
+            jobs,
+            patched,
+            baseline,
+            opts,
+            symbols: Vec::new(),
+            null_sum: 0.0,
+        })
+    }
+
+    /// The benched cell of `arch`.
+    fn cell_id(&self, arch: &'static ArchProfile) -> CellId {
+        let (variant, toolchain) = &self.config;
+        CellId::new(arch, variant, *toolchain, SourceKind::Patched)
+    }
+
+    /// The config label of the benched cells (`minimal`, `minimal-llvm`).
+    fn label(&self) -> String {
+        CellId::config_label(&self.config.0, self.config.1)
+    }
+
+    fn cell<'s>(&self, arch: &'static ArchProfile, source: &'s KernelSource) -> Cell<'s> {
+        Cell::new(&self.cell_id(arch), source)
+    }
+
+    /// Section 2: every kallsyms table of the baseline and the patched
+    /// `vmlinux`.
+    fn kernel_memory(&mut self) -> Result<Value> {
+        println!(
+            "\n== 2. kernel memory: kallsyms tables ({}) ==",
+            self.label()
+        );
         let mut memory = Vec::new();
-        for &arch in &arches {
+        for &arch in &self.arches {
             let mut fps: Vec<Footprint> = Vec::new();
-            for src in [&baseline, &patched] {
-                let cell = Cell::new(&cell_id(arch), src);
-                let built = testrun::build_kernel(&cell, jobs)?;
+            for src in [&self.baseline, &self.patched] {
+                let built = testrun::build_kernel(&self.cell(arch, src), self.jobs)?;
                 fps.push(kallsyms_footprint(&built.vmlinux)?);
             }
             let (base, pat) = (&fps[0], &fps[1]);
-            symbols.push(pat.num_syms);
-            let sizes = pat.size_tables();
-            let per_sym = sizes as f64 / pat.num_syms as f64;
-            let increase = 100.0 * (pat.total() as f64 - base.total() as f64) / base.total() as f64;
-            println!(
-            "{:<7} {} symbols: baseline {} B, patched {} B (+{:.1}%), kallsyms_sizes {} B = {:.2} B/symbol",
-            arch.name,
-            pat.num_syms,
-            base.total(),
-            pat.total(),
-            increase,
-            sizes,
-            per_sym
-        );
-            for (t, b) in &pat.tables {
-                println!("        {t:<26} {b:>9} B");
-            }
-            memory.push(json!({
-            "arch": arch.name, "symbols": pat.num_syms, "baseline_bytes": base.total(), "patched_bytes": pat.total(),
-            "increase_percent": increase, "sizes_bytes": sizes, "sizes_bytes_per_symbol": per_sym,
-            "patched_tables": pat.tables, "baseline_tables": base.tables,
-        }));
+            self.symbols.push(pat.num_syms);
+            memory.push(memory_figures(arch, base, pat));
         }
-        report["kernel_memory"] = json!(memory);
+        Ok(json!(memory))
     }
 
-    // 3. Boot each kernel `runs` times, alternating patched and baseline;
-    // in each boot lookup-bench runs LOOKUP_ROUNDS rounds and reports
-    // their median (one round of 10,000 lookups is ~25 ms under TCG, too
-    // short against the host's noise).
-    let opts = RunOptions {
-        accel: args.accel,
-        jobs,
-        expect_baseline_failures: false,
-        guest_params: vec![format!("{}={LOOKUP_ROUNDS}", ksh_proto::BENCH_ROUNDS_PARAM)],
-        silence_limit: None,
-        stream_console: false,
-        gdb_port: None,
-        instruction_clock: false,
-    };
-    if want(BenchSection::Lookups) {
-        *step = "3. lookup cost in the guest";
+    /// Section 3: `lookup-bench`'s figures, wall clock then instruction
+    /// clock, patched against baseline.
+    fn lookup_cost(&self) -> Result<Value> {
         println!(
             "\n== 3. lookup cost in the guest ({} x {} lookups per boot, median; \
              wall clock, then an instruction clock) ==",
             LOOKUP_ROUNDS,
             ksh_proto::LOOKUP_BENCH_COUNT
         );
+        // The same boots with QEMU counting instructions: the guest's
+        // clock is then its instruction count, so the figure does not move
+        // with the host's load (the wall clock here is noise-bound at
+        // several percent).
+        let icount_opts = RunOptions {
+            accel: harness::vm::accel::AccelChoice::Tcg,
+            instruction_clock: true,
+            // Boots under -icount run several times slower: only the
+            // timing probe runs there.
+            // One round: rounds do not differ under an instruction clock.
+            guest_params: vec![
+                format!("{}=1", ksh_proto::BENCH_ROUNDS_PARAM),
+                format!("{}=lookup-bench", ksh_proto::ONLY_PROBES_PARAM),
+                format!(
+                    "{}={INSTRUCTION_CLOCK_SLOWDOWN}",
+                    ksh_proto::TIMEOUT_SCALE_PARAM
+                ),
+            ],
+            // lookup-bench reports once, at its end.
+            silence_limit: Some(testrun::DEFAULT_SILENCE * INSTRUCTION_CLOCK_SLOWDOWN),
+            ..self.opts.clone()
+        };
         let mut lookups = Vec::new();
-        for &arch in &arches {
-            let wall = lookup_boots(&cell_id(arch), [&baseline, &patched], &opts, args.runs)?;
-            // The same boots with QEMU counting instructions: the guest's
-            // clock is then its instruction count, so the figure does not
-            // move with the host's load (the wall clock here is noise-bound
-            // at several percent).
-            let icount_opts = RunOptions {
-                accel: harness::vm::accel::AccelChoice::Tcg,
-                instruction_clock: true,
-                // Boots under -icount run several times slower: only the
-                // timing probe runs there.
-                // One round: rounds do not differ under an instruction clock.
-                guest_params: vec![
-                    format!("{}=1", ksh_proto::BENCH_ROUNDS_PARAM),
-                    format!("{}=lookup-bench", ksh_proto::ONLY_PROBES_PARAM),
-                    format!(
-                        "{}={INSTRUCTION_CLOCK_SLOWDOWN}",
-                        ksh_proto::TIMEOUT_SCALE_PARAM
-                    ),
-                ],
-                // lookup-bench reports once, at its end.
-                silence_limit: Some(testrun::DEFAULT_SILENCE * INSTRUCTION_CLOCK_SLOWDOWN),
-                ..opts.clone()
-            };
-            let counted = lookup_boots(
-                &cell_id(arch),
-                [&baseline, &patched],
-                &icount_opts,
-                args.runs,
-            )?;
-            let (bl, pl) = (median(&wall.lookup[0]), median(&wall.lookup[1]));
-            let (bf, pf) = (median(&wall.format[0]), median(&wall.format[1]));
-            let lookup_min_ratio = minimum(&wall.lookup[1]) / minimum(&wall.lookup[0]);
-            let format_min_ratio = minimum(&wall.format[1]) / minimum(&wall.format[0]);
-            println!(
-                "{:<7} lookup: baseline {bl:.0} ns, patched {pl:.0} ns, ratio {:.3} (of minimums {lookup_min_ratio:.3}); \
-                 %pS: baseline {bf:.0} ns, patched {pf:.0} ns, ratio {:.3} (of minimums {format_min_ratio:.3})",
-                arch.name,
-                pl / bl,
-                pf / bf
-            );
-            let (sb, sp) = (median(&wall.sized[0]), median(&wall.sized[1]));
-            println!(
-                "{:<7} every sized symbol, in-kernel loop, wall clock: baseline {sb:.1} ns, patched {sp:.1} ns per lookup, ratio {:.3}; spread over boots: baseline {:.1}%, patched {:.1}%",
-                arch.name,
-                sp / sb,
-                100.0 * spread(&wall.sized[0]),
-                100.0 * spread(&wall.sized[1])
-            );
-            let per_insn = harness::vm::qemu::INSTRUCTION_CLOCK_NS;
-            let (ib, ip) = (
-                median(&counted.sized[0]) / per_insn,
-                median(&counted.sized[1]) / per_insn,
-            );
-            println!(
-                "{:<7} every sized symbol, in-kernel loop, instruction clock: baseline {ib:.1}, patched {ip:.1} instructions per lookup, ratio {:.3} (goal <= 1.05); spread over boots: baseline {:.2}%, patched {:.2}%",
-                arch.name,
-                ip / ib,
-                100.0 * spread(&counted.sized[0]),
-                100.0 * spread(&counted.sized[1])
-            );
-            // The random addresses differ from boot to boot, so these move
-            // a little even under the instruction clock.
-            let (icl, icf) = (
-                median(&counted.lookup[1]) / median(&counted.lookup[0]),
-                median(&counted.format[1]) / median(&counted.format[0]),
-            );
-            println!(
-                "{:<7} random addresses, instruction clock: lookup ratio {icl:.3}, %pS ratio {icf:.3}; spread over boots: lookup {:.2}%/{:.2}%, %pS {:.2}%/{:.2}% (baseline/patched)",
-                arch.name,
-                100.0 * spread(&counted.lookup[0]),
-                100.0 * spread(&counted.lookup[1]),
-                100.0 * spread(&counted.format[0]),
-                100.0 * spread(&counted.format[1])
-            );
-            lookups.push(json!({
-                "arch": arch.name, "accel": wall.accel,
-                "sized_lookup_ns": { "baseline": stats(wall.sized[0].clone()), "patched": stats(wall.sized[1].clone()) },
-                "sized_lookup_ratio": sp / sb,
-                "sized_lookup_instructions": {
-                    "baseline": stats(counted.sized[0].iter().map(|x| x / per_insn).collect()),
-                    "patched": stats(counted.sized[1].iter().map(|x| x / per_insn).collect()),
-                },
-                "sized_lookup_instruction_ratio": ip / ib,
-                "instruction_clock_lookup_ratio": icl, "instruction_clock_format_ratio": icf,
-                "lookup_ns": { "baseline": stats(wall.lookup[0].clone()), "patched": stats(wall.lookup[1].clone()) },
-                "format_ns": { "baseline": stats(wall.format[0].clone()), "patched": stats(wall.format[1].clone()) },
-                "lookup_ratio": pl / bl, "format_ratio": pf / bf,
-                "lookup_ratio_of_minimums": lookup_min_ratio, "format_ratio_of_minimums": format_min_ratio,
-            }));
+        for &arch in &self.arches {
+            let sources = [&self.baseline, &self.patched];
+            let id = self.cell_id(arch);
+            let wall = lookup_boots(&id, sources, &self.opts, self.args.runs)?;
+            let counted = lookup_boots(&id, sources, &icount_opts, self.args.runs)?;
+            lookups.push(lookup_figures(arch, &wall, &counted));
         }
-        report["guest_lookup"] = json!(lookups);
+        Ok(json!(lookups))
     }
 
-    // 4. The null boot (same kernel and initramfs, `/init` powers off at
-    // once) against the full run, booted alternately so both see the same
-    // host load; boot-to-results is judged as a multiple of the null boot.
-    let mut null_sum = 0.0;
-    if want(BenchSection::Boot) || want(BenchSection::Rerun) {
-        *step = "4. null boot vs boot-to-results";
-        println!("\n== 4. null boot vs boot-to-results (patched, {config}, booted alternately) ==");
+    /// Section 4: the null boot (same kernel and initramfs, `/init` powers
+    /// off at once) against the full run, booted alternately so both see
+    /// the same host load; boot-to-results is judged as a multiple of the
+    /// null boot.
+    fn null_boots(&mut self) -> Result<Value> {
+        println!(
+            "\n== 4. null boot vs boot-to-results (patched, {}, booted alternately) ==",
+            self.label()
+        );
         let null_opts = RunOptions {
             guest_params: vec![ksh_proto::NULL_BOOT_PARAM.to_string()],
-            ..opts.clone()
+            ..self.opts.clone()
         };
         let full_opts = RunOptions {
             guest_params: Vec::new(),
-            ..opts.clone()
+            ..self.opts.clone()
         };
         let mut null_figures = Vec::new();
-        for (k, &arch) in arches.iter().enumerate() {
-            let cell = Cell::new(&cell_id(arch), &patched);
-            let (mut null, mut full) = (Vec::new(), Vec::new());
-            let mut probe_ms: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
-            let mut guest_ms = Vec::new();
-            for _ in 0..args.runs {
-                let (_, t) = testrun::run_cell(&cell, &null_opts)?;
-                null.push(
-                    t.boot_to_results
-                        .context("the null boot wrote no completion record")?
-                        .as_secs_f64(),
-                );
-                let (report, t) = testrun::run_cell(&cell, &full_opts)?;
-                if let Some(bad) = report.cases.iter().find(|c| c.status.is_failure()) {
-                    bail!(
-                    "{}: a case failed in the timed run ({}); the figure would not be of a passing run",
-                    cell.name(),
-                    bad.name
-                );
-                }
-                full.push(
-                    t.boot_to_results
-                        .context("the full run wrote no completion record")?
-                        .as_secs_f64(),
-                );
-                let results =
-                    std::fs::read_to_string(cell.run_dir().join(harness::vm::qemu::RESULTS_FILE))?;
-                for (name, ms) in probe_times(&results) {
-                    if name == "ksh" {
-                        guest_ms.push(ms);
-                    } else {
-                        probe_ms.entry(name).or_default().push(ms);
-                    }
-                }
+        for (k, &arch) in self.arches.iter().enumerate() {
+            let cell = self.cell(arch, &self.patched);
+            let mut boots = NullBoots::default();
+            for _ in 0..self.args.runs {
+                boots.null_boot(&cell, &null_opts)?;
+                boots.full_run(&cell, &full_opts)?;
             }
-            let med = |v: &[f64]| stats(v.to_vec())["median"].as_f64().unwrap_or(f64::NAN);
-            let (n, f) = (med(&null), med(&full));
-            null_sum += n;
-            let syms = match symbols.get(k) {
+            let syms = match self.symbols.get(k) {
                 Some(&n) => n,
-                None => kallsyms_footprint(&testrun::build_kernel(&cell, jobs)?.vmlinux)?.num_syms,
+                None => {
+                    kallsyms_footprint(&testrun::build_kernel(&cell, self.jobs)?.vmlinux)?.num_syms
+                }
             };
-            let per_10k = med(&guest_ms) / (syms as f64 / 10_000.0);
-            println!(
-            "{:<7} null boot {n:.2} s, boot-to-results {f:.2} s, ratio {:.2} (goal <= 1.5); probes {:.0} ms in the guest = {per_10k:.0} ms per 10k symbols ({} symbols)",
-            arch.name,
-            f / n,
-            med(&guest_ms),
-            syms
-        );
-            let per_probe: serde_json::Map<String, Value> = probe_ms
-                .iter()
-                .map(|(p, v)| (p.clone(), json!(med(v))))
-                .collect();
-            println!(
-                "        per probe (ms, median): {}",
-                Value::Object(per_probe.clone())
-            );
-            null_figures.push(json!({
-                "arch": arch.name, "null_boot_s": stats(null), "boot_to_results_s": stats(full),
-                "ratio_of_medians": f / n, "guest_probes_ms": stats(guest_ms),
-                "guest_ms_per_10k_symbols": per_10k, "probe_ms_median": per_probe,
-            }));
+            self.null_sum += median(&boots.null);
+            null_figures.push(boots.figures(arch, syms));
         }
-        report["null_boot"] = json!(null_figures);
+        Ok(json!(null_figures))
     }
 
-    if want(BenchSection::Rerun) {
-        *step = "4a/4b. warm rerun";
-        // 4a + 4b. Warm reruns of the main command, nothing changed; each
-        // prints every cell's boot-to-results, the default probe set's.
+    /// Sections 4a and 4b: warm reruns of the main command, nothing changed; each
+    /// reports every cell's boot-to-results, the default probe set's
+    /// (its `--times-json`).
+    fn warm_rerun(&self, report: &mut Value) -> Result<()> {
         println!(
             "\n== 4a/4b. warm rerun of `cargo xtask test` (nothing changed) and boot-to-results =="
         );
-        let arch_list: Vec<&str> = arches.iter().map(|a| a.name).collect();
+        let arch_list: Vec<&str> = self.arches.iter().map(|a| a.name).collect();
+        let times_file =
+            std::env::temp_dir().join(format!("ksh-{}-bench-times.json", std::process::id()));
         let mut warm = Vec::new();
-        let mut boot: Vec<Vec<f64>> = vec![Vec::new(); arches.len()];
-        for _ in 0..args.runs {
-            let (took, stderr) = time_command(&["test", "--arch", &arch_list.join(",")])?;
+        let mut boot: Vec<Vec<f64>> = vec![Vec::new(); self.arches.len()];
+        for _ in 0..self.args.runs {
+            let took = time_command(&["test", "--arch", &arch_list.join(",")], Some(&times_file))?;
             warm.push(took.as_secs_f64());
-            for (k, arch) in arches.iter().enumerate() {
-                if let Some(b) = boot_to_results(&stderr, &cell_id(arch).name()) {
+            let times = read_times(&times_file)?;
+            for (k, arch) in self.arches.iter().enumerate() {
+                if let Some(b) = boot_to_results(&times, &self.cell_id(arch).name()) {
                     boot[k].push(b);
                 }
             }
         }
-        let warm_med = stats(warm.clone())["median"].as_f64().unwrap_or(f64::NAN);
+        let _ = std::fs::remove_file(&times_file);
+        let warm_med = median(&warm);
+        let null_sum = self.null_sum;
         println!(
             "warm rerun: {} = {:.2} x (sum of null boots {null_sum:.2} s + 2 s) (goal <= 2)",
             stats(warm.clone()),
@@ -422,7 +376,7 @@ fn run_steps(args: &BenchArgs, report: &mut Value, step: &mut &'static str) -> R
         report["warm_rerun_s"] = stats(warm);
         report["warm_rerun_vs_null_boots_plus_2s"] = json!(warm_med / (null_sum + 2.0));
         let mut boots = Vec::new();
-        for (k, arch) in arches.iter().enumerate() {
+        for (k, arch) in self.arches.iter().enumerate() {
             println!(
                 "{:<7} boot-to-results: {}",
                 arch.name,
@@ -431,35 +385,194 @@ fn run_steps(args: &BenchArgs, report: &mut Value, step: &mut &'static str) -> R
             boots.push(json!({ "arch": arch.name, "boot_to_results_s": stats(boot[k].clone()) }));
         }
         report["boot_to_results"] = json!(boots);
+        Ok(())
     }
 
-    if want(BenchSection::Edit) {
-        *step = "4c. edit-to-result";
-        // 4c. Edit-to-result after touching kernel/kallsyms.c in the patched tree.
+    /// Section 4c: edit-to-result after touching kernel/kallsyms.c in the patched
+    /// tree.
+    fn edit_to_result(&self) -> Result<Value> {
         println!(
-        "\n== 4c. edit-to-result: touch kernel/kallsyms.c, incremental build + boot + probes =="
-    );
+            "\n== 4c. edit-to-result: touch kernel/kallsyms.c, incremental build + boot + probes =="
+        );
         let mut edit = Vec::new();
-        for &arch in &arches {
+        for &arch in &self.arches {
             let mut xs = Vec::new();
-            for _ in 0..args.runs {
+            for _ in 0..self.args.runs {
                 let f = std::fs::File::options()
                     .write(true)
-                    .open(patched.tree.join("kernel/kallsyms.c"))?;
+                    .open(self.patched.tree.join("kernel/kallsyms.c"))?;
                 f.set_modified(std::time::SystemTime::now())?;
                 drop(f);
-                xs.push(
-                    time_command(&["test", "--arch", arch.name])?
-                        .0
-                        .as_secs_f64(),
-                );
+                xs.push(time_command(&["test", "--arch", arch.name], None)?.as_secs_f64());
             }
             println!("{:<7} edit-to-result: {}", arch.name, stats(xs.clone()));
             edit.push(json!({ "arch": arch.name, "edit_to_result_s": stats(xs) }));
         }
-        report["edit_to_result"] = json!(edit);
+        Ok(json!(edit))
     }
-    Ok(())
+}
+
+/// Prints one arch's table sizes (2.) and returns them as JSON.
+fn memory_figures(arch: &ArchProfile, base: &Footprint, pat: &Footprint) -> Value {
+    let sizes = pat.size_tables();
+    let per_sym = sizes as f64 / pat.num_syms as f64;
+    let increase = 100.0 * (pat.total() as f64 - base.total() as f64) / base.total() as f64;
+    println!(
+        "{:<7} {} symbols: baseline {} B, patched {} B (+{:.1}%), kallsyms_sizes {} B = {:.2} B/symbol",
+        arch.name,
+        pat.num_syms,
+        base.total(),
+        pat.total(),
+        increase,
+        sizes,
+        per_sym
+    );
+    for (t, b) in &pat.tables {
+        println!("        {t:<26} {b:>9} B");
+    }
+    json!({
+        "arch": arch.name, "symbols": pat.num_syms, "baseline_bytes": base.total(), "patched_bytes": pat.total(),
+        "increase_percent": increase, "sizes_bytes": sizes, "sizes_bytes_per_symbol": per_sym,
+        "patched_tables": pat.tables, "baseline_tables": base.tables,
+    })
+}
+
+/// Prints one arch's lookup cost (3.) from its wall-clock and
+/// instruction-clock boots and returns it as JSON.
+fn lookup_figures(arch: &ArchProfile, wall: &LookupBoots, counted: &LookupBoots) -> Value {
+    let (bl, pl) = (median(&wall.lookup[0]), median(&wall.lookup[1]));
+    let (bf, pf) = (median(&wall.format[0]), median(&wall.format[1]));
+    let lookup_min_ratio = minimum(&wall.lookup[1]) / minimum(&wall.lookup[0]);
+    let format_min_ratio = minimum(&wall.format[1]) / minimum(&wall.format[0]);
+    println!(
+        "{:<7} lookup: baseline {bl:.0} ns, patched {pl:.0} ns, ratio {:.3} (of minimums {lookup_min_ratio:.3}); \
+         %pS: baseline {bf:.0} ns, patched {pf:.0} ns, ratio {:.3} (of minimums {format_min_ratio:.3})",
+        arch.name,
+        pl / bl,
+        pf / bf
+    );
+    let (sb, sp) = (median(&wall.sized[0]), median(&wall.sized[1]));
+    let [wall_b, wall_p] = spreads(&wall.sized);
+    println!(
+        "{:<7} every sized symbol, in-kernel loop, wall clock: baseline {sb:.1} ns, patched {sp:.1} ns per lookup, ratio {:.3}; spread over boots: baseline {wall_b:.1}%, patched {wall_p:.1}%",
+        arch.name,
+        sp / sb,
+    );
+    let per_insn = harness::vm::qemu::INSTRUCTION_CLOCK_NS;
+    let (ib, ip) = (
+        median(&counted.sized[0]) / per_insn,
+        median(&counted.sized[1]) / per_insn,
+    );
+    let [counted_b, counted_p] = spreads(&counted.sized);
+    println!(
+        "{:<7} every sized symbol, in-kernel loop, instruction clock: baseline {ib:.1}, patched {ip:.1} instructions per lookup, ratio {:.3} (goal <= 1.05); spread over boots: baseline {counted_b:.2}%, patched {counted_p:.2}%",
+        arch.name,
+        ip / ib,
+    );
+    // The random addresses differ from boot to boot, so these move a
+    // little even under the instruction clock.
+    let (icl, icf) = (
+        median(&counted.lookup[1]) / median(&counted.lookup[0]),
+        median(&counted.format[1]) / median(&counted.format[0]),
+    );
+    let ([lookup_b, lookup_p], [format_b, format_p]) =
+        (spreads(&counted.lookup), spreads(&counted.format));
+    println!(
+        "{:<7} random addresses, instruction clock: lookup ratio {icl:.3}, %pS ratio {icf:.3}; spread over boots: lookup {lookup_b:.2}%/{lookup_p:.2}%, %pS {format_b:.2}%/{format_p:.2}% (baseline/patched)",
+        arch.name,
+    );
+    json!({
+        "arch": arch.name, "accel": wall.accel,
+        "sized_lookup_ns": { "baseline": stats(wall.sized[0].clone()), "patched": stats(wall.sized[1].clone()) },
+        "sized_lookup_ratio": sp / sb,
+        "sized_lookup_instructions": {
+            "baseline": stats(counted.sized[0].iter().map(|x| x / per_insn).collect()),
+            "patched": stats(counted.sized[1].iter().map(|x| x / per_insn).collect()),
+        },
+        "sized_lookup_instruction_ratio": ip / ib,
+        "instruction_clock_lookup_ratio": icl, "instruction_clock_format_ratio": icf,
+        "lookup_ns": { "baseline": stats(wall.lookup[0].clone()), "patched": stats(wall.lookup[1].clone()) },
+        "format_ns": { "baseline": stats(wall.format[0].clone()), "patched": stats(wall.format[1].clone()) },
+        "lookup_ratio": pl / bl, "format_ratio": pf / bf,
+        "lookup_ratio_of_minimums": lookup_min_ratio, "format_ratio_of_minimums": format_min_ratio,
+    })
+}
+
+/// The figures of one arch's alternating null boots and full runs (4.).
+#[derive(Default)]
+struct NullBoots {
+    /// Seconds to the completion record, per boot.
+    null: Vec<f64>,
+    full: Vec<f64>,
+    /// Each probe's time in the guest (ms), per full run.
+    probe_ms: std::collections::BTreeMap<String, Vec<f64>>,
+    /// All probes' time in the guest (ms), per full run.
+    guest_ms: Vec<f64>,
+}
+
+impl NullBoots {
+    fn null_boot(&mut self, cell: &Cell, opts: &RunOptions) -> Result<()> {
+        let (_, t) = testrun::run_cell(cell, opts)?;
+        self.null.push(
+            t.boot_to_results
+                .context("the null boot wrote no completion record")?
+                .as_secs_f64(),
+        );
+        Ok(())
+    }
+
+    /// A full run, which must pass: its figures would not be of a passing
+    /// run otherwise.
+    fn full_run(&mut self, cell: &Cell, opts: &RunOptions) -> Result<()> {
+        let (report, t) = testrun::run_cell(cell, opts)?;
+        if let Some(bad) = report.cases.iter().find(|c| c.status.is_failure()) {
+            bail!(
+                "{}: a case failed in the timed run ({}); the figure would not be of a passing run",
+                cell.name(),
+                bad.name
+            );
+        }
+        self.full.push(
+            t.boot_to_results
+                .context("the full run wrote no completion record")?
+                .as_secs_f64(),
+        );
+        if let Some(ms) = t.guest_probes {
+            self.guest_ms.push(ms.as_millis() as f64);
+        }
+        for (name, ms) in probe_times(&results_of(cell)?) {
+            self.probe_ms.entry(name).or_default().push(ms);
+        }
+        Ok(())
+    }
+
+    /// Prints the arch's line (`syms`: its symbol count) and returns its
+    /// figures as JSON.
+    fn figures(self, arch: &ArchProfile, syms: u64) -> Value {
+        let (n, f) = (median(&self.null), median(&self.full));
+        let per_10k = median(&self.guest_ms) / (syms as f64 / 10_000.0);
+        println!(
+            "{:<7} null boot {n:.2} s, boot-to-results {f:.2} s, ratio {:.2} (goal <= 1.5); probes {:.0} ms in the guest = {per_10k:.0} ms per 10k symbols ({} symbols)",
+            arch.name,
+            f / n,
+            median(&self.guest_ms),
+            syms
+        );
+        let per_probe: serde_json::Map<String, Value> = self
+            .probe_ms
+            .iter()
+            .map(|(p, v)| (p.clone(), json!(median(v))))
+            .collect();
+        println!(
+            "        per probe (ms, median): {}",
+            Value::Object(per_probe.clone())
+        );
+        json!({
+            "arch": arch.name, "null_boot_s": stats(self.null), "boot_to_results_s": stats(self.full),
+            "ratio_of_medians": f / n, "guest_probes_ms": stats(self.guest_ms),
+            "guest_ms_per_10k_symbols": per_10k, "probe_ms_median": per_probe,
+        })
+    }
 }
 
 /// The `lookup-bench` figures of `runs` boots of each kernel (baseline,
@@ -477,7 +590,7 @@ struct LookupBoots {
 
 fn lookup_boots(
     id: &CellId,
-    sources: [&source::KernelSource; 2],
+    sources: [&KernelSource; 2],
     opts: &RunOptions,
     runs: usize,
 ) -> Result<LookupBoots> {
@@ -494,7 +607,7 @@ fn lookup_boots(
             // A kernel that did not build has no figures: say so, with the
             // build case's own diagnostics, not that a figure is missing.
             let build_case = cell.case_name(testrun::BUILD_CASE);
-            if let Some(harness::cell::Status::Fail { detail: why, .. }) = report
+            if let Some(Status::Fail { detail: why, .. }) = report
                 .cases
                 .iter()
                 .find(|c| c.name == build_case)
@@ -503,11 +616,11 @@ fn lookup_boots(
                 bail!("{}: the kernel did not build: {why}", cell.name());
             }
             out.accel = times.accel.unwrap_or("");
-            if let Some((l, f)) = lookup_figures(&cell) {
+            if let Some((l, f)) = lookup_figures_of(&times) {
                 out.lookup[i].push(l);
                 out.format[i].push(f);
             }
-            match sized_figure(&cell) {
+            match sized_figure(&results_of(&cell)?) {
                 Some(x) => out.sized[i].push(x),
                 None => bail!(
                     "{}: lookup-bench reported no sized_lookup_ns= figure (see {})",
@@ -539,63 +652,81 @@ fn spread(v: &[f64]) -> f64 {
     (hi - minimum(v)) / median(v)
 }
 
-/// Lookup and `%pS` ns from the `lookup-bench` probe's diagnostics
-/// (`# lookup_ns=N format_ns=M`), if the kernel ran it.
-fn lookup_figures(cell: &Cell) -> Option<(f64, f64)> {
-    let results =
-        std::fs::read_to_string(cell.run_dir().join(harness::vm::qemu::RESULTS_FILE)).ok()?;
-    let line = results
-        .lines()
-        .find(|l| l.contains("lookup_ns=") && l.contains("format_ns="))?;
-    let field = |k: &str| -> Option<f64> {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(k))
-            .and_then(|v| v.parse().ok())
-    };
-    Some((field("lookup_ns=")?, field("format_ns=")?))
+/// The spread of the baseline's and the patched kernel's figures, in %.
+fn spreads(v: &[Vec<f64>; 2]) -> [f64; 2] {
+    [100.0 * spread(&v[0]), 100.0 * spread(&v[1])]
 }
 
-/// `# PROBE: N ms` lines of a results file (and `# ksh: probes took N ms
-/// inside the guest` as probe `ksh`).
-fn probe_times(results: &str) -> Vec<(String, f64)> {
-    results
-        .lines()
-        .filter_map(|l| {
-            if let Some(rest) = l.strip_prefix("# ksh: probes took ") {
-                let ms = rest.split(' ').next()?.parse().ok()?;
-                return Some(("ksh".to_string(), ms));
-            }
-            let (name, rest) = l.strip_prefix("# ")?.split_once(": ")?;
-            let ms = rest.strip_suffix(" ms")?.parse().ok()?;
-            (!name.contains(' ')).then(|| (name.to_string(), ms))
+/// The number after `key` among the words of a diagnostic line.
+fn field(line: &str, key: &str) -> Option<f64> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key))
+        .and_then(|v| v.parse().ok())
+}
+
+/// The measured case whose figures the bench reads.
+const LOOKUP_BENCH: (&str, &str) = ("lookup-bench", "measured");
+
+/// Lookup and `%pS` ns: the figure the harness returned for
+/// `lookup-bench/measured` (`lookup_ns=N format_ns=M ...`), if the kernel
+/// ran it.
+fn lookup_figures_of(times: &testrun::CellTimes) -> Option<(f64, f64)> {
+    let case = format!("{}/{}", LOOKUP_BENCH.0, LOOKUP_BENCH.1);
+    let (_, figure) = times.measured.iter().find(|(c, _)| *c == case)?;
+    Some((field(figure, "lookup_ns=")?, field(figure, "format_ns=")?))
+}
+
+/// The KTAP report of the cell's newest run.
+fn results_of(cell: &Cell) -> Result<ktap::Report> {
+    let path = cell.run_dir().join(harness::vm::qemu::RESULTS_FILE);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(ktap::parse(&text, ksh_proto::COMPLETION_RECORD))
+}
+
+/// Each probe's time in the guest: the `# PROBE: N ms` note that closes
+/// its block, before its result line.
+fn probe_times(report: &ktap::Report) -> Vec<(String, f64)> {
+    report
+        .tests
+        .iter()
+        .filter_map(|t| {
+            let ms = t.diagnostics.iter().find_map(|d| {
+                let note = d.trim().strip_prefix("# ")?;
+                note.strip_prefix(t.name.as_str())?
+                    .strip_prefix(": ")?
+                    .strip_suffix(" ms")?
+                    .parse()
+                    .ok()
+            })?;
+            Some((t.name.clone(), ms))
         })
         .collect()
 }
 
-/// ns per lookup of every sized symbol from the `lookup-bench` probe's
-/// diagnostics (`# sized_lookup_ns=N ...`).
-fn sized_figure(cell: &Cell) -> Option<f64> {
-    let results =
-        std::fs::read_to_string(cell.run_dir().join(harness::vm::qemu::RESULTS_FILE)).ok()?;
-    results
-        .lines()
-        .find_map(|l| {
-            l.split_whitespace()
-                .find_map(|w| w.strip_prefix("sized_lookup_ns="))
-        })
-        .and_then(|v| v.parse().ok())
+/// ns per lookup of every sized symbol: `lookup-bench/measured`'s
+/// `# sized_lookup_ns=N ...` note.
+fn sized_figure(report: &ktap::Report) -> Option<f64> {
+    report
+        .find(&[LOOKUP_BENCH.0, LOOKUP_BENCH.1])?
+        .diagnostics
+        .iter()
+        .find_map(|d| field(d, "sized_lookup_ns="))
 }
 
-/// Runs `cargo xtask ARGS` and returns its wall time and stderr. Through
-/// cargo, as a user types it: cargo's own up-to-date check is part of the
-/// figure.
-fn time_command(args: &[&str]) -> Result<(Duration, String)> {
+/// Runs `cargo xtask ARGS` and returns its wall time; with `times`, the
+/// run writes its cells' figures there (`--times-json`). Through cargo, as
+/// a user types it: cargo's own up-to-date check is part of the figure.
+fn time_command(args: &[&str], times: Option<&Path>) -> Result<Duration> {
     let started = Instant::now();
-    let out = Command::new("cargo")
-        .current_dir(layout::project_root())
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(layout::project_root())
         .arg("xtask")
-        .args(args)
-        .output()?;
+        .args(args);
+    if let Some(path) = times {
+        cmd.arg("--times-json").arg(path);
+    }
+    let out = cmd.output()?;
     let took = started.elapsed();
     if !out.status.success() {
         bail!(
@@ -605,20 +736,20 @@ fn time_command(args: &[&str]) -> Result<(Duration, String)> {
         );
     }
     eprintln!("  cargo xtask {}: {}", args.join(" "), fmt_duration(took));
-    Ok((took, String::from_utf8_lossy(&out.stderr).into_owned()))
+    Ok(took)
 }
 
-/// Seconds from `ksh: CELL: ... boot-to-results 2.5s` in a test run's stderr.
-fn boot_to_results(stderr: &str, cell: &str) -> Option<f64> {
-    let line = stderr
-        .lines()
-        .find(|l| l.starts_with(&format!("ksh: {cell}: ")) && l.contains("boot-to-results"))?;
-    line.rsplit("boot-to-results ")
-        .next()?
-        .trim()
-        .trim_end_matches('s')
-        .parse()
-        .ok()
+/// A `--times-json` file of `cargo xtask test`.
+fn read_times(path: &Path) -> Result<Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// Boot-to-results of `cell` (`ARCH/CONFIG`) in seconds, from a
+/// `--times-json` file's figures.
+fn boot_to_results(times: &Value, cell: &str) -> Option<f64> {
+    times.as_array()?.iter().find(|c| c["cell"] == cell)?["boot_to_results_s"].as_f64()
 }
 
 #[cfg(test)]
@@ -627,25 +758,47 @@ mod tests {
 
     #[test]
     fn reads_probe_times_from_results() {
-        let r = "KTAP version 1\n    # Subtest: sizes\n    # 3 lookups in 9 ms\n# sizes: 412 ms\n\
-                 # boot: 179 ms\n# ksh: probes took 7490 ms inside the guest\n";
+        let r = "KTAP version 1\n1..2\n# ksh: /proc/kallsyms read once (12 bytes) in 5 ms\n\
+                 \x20   KTAP version 1\n    # Subtest: sizes\n    1..1\n    # 3 lookups in 9 ms\n    ok 1 a\n\
+                 # sizes: 412 ms\nok 1 sizes\n\
+                 \x20   KTAP version 1\n    # Subtest: boot\n    1..1\n    ok 1 b\n\
+                 # boot: 179 ms\nok 2 boot\n# ksh: probes took 7490 ms inside the guest\n";
+        let report = ktap::parse(r, ksh_proto::COMPLETION_RECORD);
         assert_eq!(
-            probe_times(r),
-            vec![
-                ("sizes".to_string(), 412.0),
-                ("boot".to_string(), 179.0),
-                ("ksh".to_string(), 7490.0)
-            ]
+            probe_times(&report),
+            vec![("sizes".to_string(), 412.0), ("boot".to_string(), 179.0)]
         );
     }
 
     #[test]
-    fn reads_boot_to_results_from_the_summary_line() {
-        let err = "ksh: kernel source: x\n\
-                   ksh: x86_64/minimal: build 0.3s (up to date), VM 2.6s on tcg, boot-to-results 2.5s\n\
-                   ksh: arm64/minimal: build 0.2s (up to date), VM 1.8s on tcg, boot-to-results 1.7s\n";
-        assert_eq!(boot_to_results(err, "x86_64/minimal"), Some(2.5));
-        assert_eq!(boot_to_results(err, "arm64/minimal"), Some(1.7));
-        assert_eq!(boot_to_results(err, "arm64/kaslr"), None);
+    fn reads_the_sized_figure_of_lookup_bench() {
+        let r = "KTAP version 1\n1..1\n\
+                 \x20   KTAP version 1\n    # Subtest: lookup-bench\n    1..1\n\
+                 \x20   # sized_lookup_ns=3362.5 min=3300.0 max=3400.0 n=52441 rounds=9\n\
+                 \x20   # lookup_ns=3705 format_ns=5447 n=10000 rounds=9\n    ok 1 measured\n\
+                 # lookup-bench: 251 ms\nok 1 lookup-bench\n";
+        let report = ktap::parse(r, ksh_proto::COMPLETION_RECORD);
+        assert_eq!(sized_figure(&report), Some(3362.5));
+        let times = testrun::CellTimes {
+            measured: vec![(
+                "lookup-bench/measured".into(),
+                "lookup_ns=3705 format_ns=5447 n=10000 rounds=9".into(),
+            )],
+            ..Default::default()
+        };
+        assert_eq!(lookup_figures_of(&times), Some((3705.0, 5447.0)));
+    }
+
+    #[test]
+    fn reads_boot_to_results_from_the_times_json() {
+        let times = json!([
+            { "cell": "x86_64/minimal", "boot_to_results_s": 2.5 },
+            { "cell": "arm64/minimal", "boot_to_results_s": 1.7 },
+            { "cell": "arm64/kaslr", "boot_to_results_s": null },
+        ]);
+        assert_eq!(boot_to_results(&times, "x86_64/minimal"), Some(2.5));
+        assert_eq!(boot_to_results(&times, "arm64/minimal"), Some(1.7));
+        assert_eq!(boot_to_results(&times, "arm64/kaslr"), None);
+        assert_eq!(boot_to_results(&times, "arm64/up"), None);
     }
 }

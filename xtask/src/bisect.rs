@@ -44,6 +44,12 @@ struct StepRecord {
     failures: Vec<(String, String)>,
 }
 
+/// Bisect builds the user's tree (never Debian's source) and boots the guest.
+const NEEDS: prereqs::Needs = prereqs::Needs {
+    source: prereqs::SourceNeed::None,
+    guest: true,
+};
+
 fn libtest_args(filter: &[String]) -> Arguments {
     let mut argv = vec!["bisect".to_string()];
     argv.extend(filter.iter().cloned());
@@ -65,16 +71,7 @@ fn test_commit(
         &CellId::with_label(arch, config, SourceKind::UserTree),
         &source,
     );
-    let opts = RunOptions {
-        accel: harness::vm::accel::AccelChoice::Auto,
-        jobs: harness::proc::default_jobs(),
-        expect_baseline_failures: false,
-        guest_params: Vec::new(),
-        silence_limit: None,
-        stream_console: false,
-        gdb_port: None,
-        instruction_clock: false,
-    };
+    let opts = RunOptions::default();
     eprintln!("ksh-bisect: testing {} {subject}", &commit[..12]);
     let (cell_report, times) = testrun::run_cell(&cell, &opts)?;
     let lt = libtest_args(filter);
@@ -238,11 +235,9 @@ pub fn run(args: BisectArgs) -> Result<i32> {
         &tree,
         &["rev-parse", "--verify", &format!("{}^{{commit}}", args.bad)],
     )?;
-    prereqs::ensure(&prereqs::Needs {
+    NEEDS.ensure(&prereqs::Selected {
         arches: vec![arch],
-        debian_source: false,
-        guest: true,
-        llvm: false,
+        ..Default::default()
     })?;
 
     let original = git(&tree, &["symbolic-ref", "-q", "--short", "HEAD"])
@@ -273,28 +268,29 @@ fn bisect(args: &BisectArgs, tree: &Path, good: &str, bad: &str) -> Result<i32> 
     let mut steps: Vec<StepRecord> = Vec::new();
 
     // The endpoints must behave as claimed, or the bisect means nothing.
-    git(tree, &["checkout", "--quiet", good])?;
-    let g = test_commit(tree, &args.arch, &args.config, &args.filter)?;
-    steps.push(g.clone());
-    if g.verdict != GOOD {
+    let mut endpoint = |rev: &str, want: i32| -> Result<Option<StepRecord>> {
+        git(tree, &["checkout", "--quiet", rev])?;
+        let rec = test_commit(tree, &args.arch, &args.config, &args.filter)?;
+        steps.push(rec.clone());
+        if rec.verdict == want {
+            return Ok(None);
+        }
         print_steps(&steps);
+        Ok(Some(rec))
+    };
+    if let Some(g) = endpoint(good, GOOD)? {
+        let (verdict, failures) = (verdict_word(g.verdict), failures_text(&g));
         bail!(
-            "--good {} does not pass: {} ({})\n{}",
+            "--good {} does not pass: {verdict} ({})\n{failures}",
             args.good,
-            verdict_word(g.verdict),
-            g.why,
-            failures_text(&g)
+            g.why
         );
     }
-    git(tree, &["checkout", "--quiet", bad])?;
-    let b = test_commit(tree, &args.arch, &args.config, &args.filter)?;
-    steps.push(b.clone());
-    if b.verdict != BAD {
-        print_steps(&steps);
+    if let Some(b) = endpoint(bad, BAD)? {
+        let verdict = verdict_word(b.verdict);
         bail!(
-            "--bad {} does not fail the selected probes: {} ({}); nothing to bisect",
+            "--bad {} does not fail the selected probes: {verdict} ({}); nothing to bisect",
             args.bad,
-            verdict_word(b.verdict),
             b.why
         );
     }

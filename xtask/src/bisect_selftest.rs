@@ -90,12 +90,16 @@ fn breaking_commit(tree: &Path) -> Result<String> {
     git(tree, &["rev-parse", "HEAD"])
 }
 
+/// The throwaway history starts from Debian's source; its steps boot the guest.
+const NEEDS: prereqs::Needs = prereqs::Needs {
+    source: prereqs::SourceNeed::Debian,
+    guest: true,
+};
+
 pub fn run(args: BisectSelftestArgs) -> Result<i32> {
-    prereqs::ensure(&prereqs::Needs {
+    NEEDS.ensure(&prereqs::Selected {
         arches: vec![&harness::cell::arch::X86_64],
-        debian_source: true,
-        guest: true,
-        llvm: false,
+        ..Default::default()
     })?;
     let series = Series::load(&layout::patches_dir(source::BASE_VERSION))?;
     if series.entries.is_empty() {

@@ -7,14 +7,14 @@ use harness::testrun::{self, Cell};
 use crate::flags::BuildArgs;
 use crate::selection;
 
+/// A build needs no guest programs.
+const NEEDS: prereqs::Needs = prereqs::Needs {
+    source: prereqs::SourceNeed::DebianUnlessTree,
+    guest: false,
+};
+
 pub fn run(args: BuildArgs) -> Result<i32> {
-    let cells = selection::cells(&args.kernel)?;
-    prereqs::ensure(&prereqs::Needs {
-        arches: selection::arches_of(&cells),
-        debian_source: args.kernel.kernel_tree.is_none(),
-        guest: false,
-        llvm: selection::needs_llvm(&args.kernel),
-    })?;
+    let cells = selection::cells_ready(&args.kernel, &NEEDS)?;
     let source = selection::prepare_source(&args.kernel)?;
     let mut last = None;
     for id in &cells {

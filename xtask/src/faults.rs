@@ -30,6 +30,30 @@ struct Row {
     next_run: String,
 }
 
+impl Row {
+    /// A fault with no run after it (it changes nothing a next run would
+    /// see): its own checks, within its bound.
+    fn alone(
+        fault: &'static str,
+        ok: bool,
+        (took, bound): (Duration, Duration),
+        message: String,
+        left: String,
+    ) -> Row {
+        let ok = ok && took <= bound;
+        let next_run = "-".into();
+        Row {
+            fault,
+            ok,
+            took,
+            bound,
+            message,
+            left,
+            next_run,
+        }
+    }
+}
+
 /// Everything a fault needs to know about the cell under test.
 struct Ctx {
     exe: PathBuf,
@@ -255,6 +279,29 @@ impl Ctx {
     }
 
     /// Runs the cell plainly: the "next run passed unaided" column.
+    /// The row of a fault whose own checks gave `ok`: it also needs its
+    /// outcome within `bound`, nothing `left` behind, and the next plain
+    /// run (started here, after `left` was taken) to pass.
+    fn row(
+        &self,
+        fault: &'static str,
+        ok: bool,
+        (took, bound): (Duration, Duration),
+        message: String,
+        left: &[String],
+    ) -> Row {
+        let (next_ok, next_run) = self.next_run();
+        Row {
+            fault,
+            ok: ok && took <= bound && left.is_empty() && next_ok,
+            took,
+            bound,
+            message,
+            left: describe_left(left),
+            next_run,
+        }
+    }
+
     fn next_run(&self) -> (bool, String) {
         match self.test(&[], &[]).and_then(|t| t.wait()) {
             Ok(f) if f.status.success() => (true, format!("passed ({})", fmt_duration(f.took))),
@@ -508,22 +555,13 @@ fn finish_vm_fault(
     let vm_case_failed = f.vm_case_failed();
     let message = wants.iter().find_map(|w| line_with(&f.output, w));
     let left = ctx.leftovers(f.pid, Some(qemu));
-    let (next_ok, next_run) = ctx.next_run();
-    Ok(Row {
+    Ok(ctx.row(
         fault,
-        ok: f.status.code() == Some(101)
-            && message.is_some()
-            && vm_case_failed
-            && took <= bound
-            && left.is_empty()
-            && next_ok,
-        took,
-        bound,
-        message: message
-            .unwrap_or_else(|| format!("(none of {wants:?}) {}", first_failure(&f.output))),
-        left: describe_left(&left),
-        next_run,
-    })
+        f.status.code() == Some(101) && message.is_some() && vm_case_failed,
+        (took, bound),
+        message.unwrap_or_else(|| format!("(none of {wants:?}) {}", first_failure(&f.output))),
+        &left,
+    ))
 }
 
 /// The guest's probe module panics, or never returns from its init
@@ -549,26 +587,13 @@ fn module_fault(ctx: &Ctx, fault: &'static str, kind: &str) -> Result<Row> {
     let message = line_with(&f.output, want);
     let console_quoted = f.output.contains(&marker);
     let left = ctx.leftovers(f.pid, None);
-    let (next_ok, next_run) = ctx.next_run();
-    Ok(Row {
-        fault,
-        ok: f.status.code() == Some(101)
-            && message.is_some()
-            && console_quoted
-            && vm_case_failed
-            && f.took <= bound
-            && left.is_empty()
-            && next_ok,
-        took: f.took,
-        bound,
-        message: match message {
-            Some(m) if console_quoted => format!("{m} (console: ...{marker})"),
-            Some(m) => format!("{m} (the console line '{marker}' is not quoted)"),
-            None => format!("(no '{want}') {}", first_failure(&f.output)),
-        },
-        left: describe_left(&left),
-        next_run,
-    })
+    let ok = f.status.code() == Some(101) && message.is_some() && console_quoted && vm_case_failed;
+    let message = match message {
+        Some(m) if console_quoted => format!("{m} (console: ...{marker})"),
+        Some(m) => format!("{m} (the console line '{marker}' is not quoted)"),
+        None => format!("(no '{want}') {}", first_failure(&f.output)),
+    };
+    Ok(ctx.row(fault, ok, (f.took, bound), message, &left))
 }
 
 /// The probe module WARN()s in its init, or inside the window in which a
@@ -585,28 +610,18 @@ fn module_warning(ctx: &Ctx, fault: &'static str, kind: &str) -> Result<Row> {
     let only_warnings = failed == ["no-kernel-warnings"];
     let message = line_with(&f.output, "WARNING: CPU");
     let left = ctx.leftovers(f.pid, None);
-    let (next_ok, next_run) = ctx.next_run();
-    Ok(Row {
-        fault,
-        ok: f.status.code() == Some(101)
-            && only_warnings
-            && message.as_deref().is_some_and(|m| m.contains("ksh_probe"))
-            && f.took <= bound
-            && left.is_empty()
-            && next_ok,
-        took: f.took,
-        bound,
-        message: match message {
-            Some(m) if only_warnings => m,
-            Some(m) => format!("failed cases {failed:?}, not only no-kernel-warnings; {m}"),
-            None => format!(
-                "(no WARNING line quoted; failed cases {failed:?}) {}",
-                first_failure(&f.output)
-            ),
-        },
-        left: describe_left(&left),
-        next_run,
-    })
+    let ok = f.status.code() == Some(101)
+        && only_warnings
+        && message.as_deref().is_some_and(|m| m.contains("ksh_probe"));
+    let message = match message {
+        Some(m) if only_warnings => m,
+        Some(m) => format!("failed cases {failed:?}, not only no-kernel-warnings; {m}"),
+        None => format!(
+            "(no WARNING line quoted; failed cases {failed:?}) {}",
+            first_failure(&f.output)
+        ),
+    };
+    Ok(ctx.row(fault, ok, (f.took, bound), message, &left))
 }
 
 /// The names of the failed `<testcase>`s of a JUnit file.
@@ -717,16 +732,8 @@ fn killed_during_make(ctx: &Ctx, tree: &Path) -> Result<Row> {
         .map(|(p, c)| format!("process {p} ({c}) still running"))
         .chain(ctx.leftovers(pid, None))
         .collect();
-    let (next_ok, next_run) = ctx.next_run();
-    Ok(Row {
-        fault: "killed-during-make",
-        ok: left.is_empty() && took <= bound && next_ok,
-        took,
-        bound,
-        message: format!("{before} build processes; all gone: {}", left.is_empty()),
-        left: describe_left(&left),
-        next_run,
-    })
+    let message = format!("{before} build processes; all gone: {}", left.is_empty());
+    Ok(ctx.row("killed-during-make", true, (took, bound), message, &left))
 }
 
 /// Truncates a cached output to half its size (under the build dir's lock,
@@ -749,24 +756,13 @@ fn truncated(ctx: &Ctx, fault: &'static str, file: &Path, bound: Duration) -> Re
             .replace(&format!("{}/{}: ", ctx.arch, ctx.config), "")
     });
     let left = ctx.leftovers(f.pid, None);
-    let (next_ok, next_run) = ctx.next_run();
-    Ok(Row {
-        fault,
-        ok: f.status.success()
-            && message.is_some()
-            && f.took <= bound
-            && left.is_empty()
-            && next_ok,
-        took: f.took,
-        bound,
-        message: match message {
-            Some(m) if f.status.success() => format!("{m} -> passed"),
-            Some(m) => format!("{m} -> FAILED: {}", first_failure(&f.output)),
-            None => format!("(no notice) {}", first_failure(&f.output)),
-        },
-        left: describe_left(&left),
-        next_run,
-    })
+    let ok = f.status.success() && message.is_some();
+    let message = match message {
+        Some(m) if f.status.success() => format!("{m} -> passed"),
+        Some(m) => format!("{m} -> FAILED: {}", first_failure(&f.output)),
+        None => format!("(no notice) {}", first_failure(&f.output)),
+    };
+    Ok(ctx.row(fault, ok, (f.took, bound), message, &left))
 }
 
 /// Two runs of the same cell at once: both pass, each with its own run dir
@@ -793,25 +789,15 @@ fn concurrent(ctx: &Ctx) -> Result<Row> {
         && fb.status.success()
         && separate
         && complete(fa.pid)
-        && complete(fb.pid)
-        && took <= bound
-        && left.is_empty();
-    let (next_ok, next_run) = ctx.next_run();
-    Ok(Row {
-        fault: "concurrent-runs",
-        ok: ok && next_ok,
-        took,
-        bound,
-        message: format!(
-            "exits {} and {}; run dirs {} and {}",
-            fa.status,
-            fb.status,
-            da.as_deref().map(short).unwrap_or("-".into()),
-            db.as_deref().map(short).unwrap_or("-".into()),
-        ),
-        left: describe_left(&left),
-        next_run,
-    })
+        && complete(fb.pid);
+    let message = format!(
+        "exits {} and {}; run dirs {} and {}",
+        fa.status,
+        fb.status,
+        da.as_deref().map(short).unwrap_or("-".into()),
+        db.as_deref().map(short).unwrap_or("-".into()),
+    );
+    Ok(ctx.row("concurrent-runs", ok, (took, bound), message, &left))
 }
 
 /// The cell's runs dir on a 64 KiB tmpfs the suite mounts over it (root
@@ -917,22 +903,22 @@ fn moved_checkout(ctx: &Ctx) -> Result<Row> {
     let want = format!("{}/{variant}/boot/", ctx.arch);
     let listed = copy_ok && copy_out.contains(&want);
     let _ = fs::remove_dir_all(&copy);
-    Ok(Row {
-        fault: "moved-checkout",
-        ok: listed && !orig_ok && took <= bound,
-        took,
-        bound,
-        message: format!(
-            "the copy lists {variant}: {listed}; the original: {}",
-            if orig_ok {
-                "lists it too (uses the wrong checkout)".to_string()
-            } else {
-                first_failure(&orig_out)
-            }
-        ),
-        left: "nothing".into(),
-        next_run: "-".into(),
-    })
+    let message = format!(
+        "the copy lists {variant}: {listed}; the original: {}",
+        if orig_ok {
+            "lists it too (uses the wrong checkout)".to_string()
+        } else {
+            first_failure(&orig_out)
+        }
+    );
+    let ok = listed && !orig_ok;
+    Ok(Row::alone(
+        "moved-checkout",
+        ok,
+        (took, bound),
+        message,
+        "nothing".into(),
+    ))
 }
 
 /// The harness interrupted while it unpacks Debian's tarball (into a
@@ -1049,19 +1035,19 @@ fn interrupted_unpack(ctx: &Ctx) -> Result<Row> {
     unsafe { libc::kill(run.id() as i32, libc::SIGINT) };
     let _ = wait_exit(&mut run, bound);
     let _ = fs::remove_dir_all(&cache);
-    Ok(Row {
-        fault: "interrupted-unpack",
-        ok: problems.is_empty() && took <= bound,
-        took,
-        bound,
-        message: format!(
-            "Ctrl-C: exit in {}; SIGKILL: tar/xz gone, staging removed by the next run ({} in all)",
-            fmt_duration(took),
-            fmt_duration(t_all.elapsed())
-        ),
-        left: describe_left(&problems),
-        next_run: "-".into(),
-    })
+    let message = format!(
+        "Ctrl-C: exit in {}; SIGKILL: tar/xz gone, staging removed by the next run ({} in all)",
+        fmt_duration(took),
+        fmt_duration(t_all.elapsed())
+    );
+    let (ok, left) = (problems.is_empty(), describe_left(&problems));
+    Ok(Row::alone(
+        "interrupted-unpack",
+        ok,
+        (took, bound),
+        message,
+        left,
+    ))
 }
 
 /// `-- --exact nosuchtest`: an error (exit 2) before any work; with
@@ -1073,22 +1059,19 @@ fn empty_filter(ctx: &Ctx) -> Result<Row> {
         .test(&["--allow-no-tests"], &["--exact", "nosuchtest"])?
         .wait()?;
     let message = line_with(&f.output, "selects none");
-    Ok(Row {
-        fault: "empty-filter",
-        ok: f.status.code() == Some(2)
-            && message.is_some()
-            && f.took <= bound
-            && allowed.status.success(),
-        took: f.took,
-        bound,
-        message: format!(
-            "{}; with --allow-no-tests: {}",
-            message.unwrap_or_else(|| format!("exit {}", f.status)),
-            allowed.status
-        ),
-        left: "nothing".into(),
-        next_run: "-".into(),
-    })
+    let ok = f.status.code() == Some(2) && message.is_some() && allowed.status.success();
+    let message = format!(
+        "{}; with --allow-no-tests: {}",
+        message.unwrap_or_else(|| format!("exit {}", f.status)),
+        allowed.status
+    );
+    Ok(Row::alone(
+        "empty-filter",
+        ok,
+        (f.took, bound),
+        message,
+        "nothing".into(),
+    ))
 }
 
 /// `--junit` into a directory that does not exist: an error before any
@@ -1106,48 +1089,61 @@ fn bad_junit(ctx: &Ctx) -> Result<Row> {
     let text = String::from_utf8_lossy(&out.stderr).into_owned();
     let message = line_with(&text, "does not exist");
     let booted = text.contains("kernel source:");
-    Ok(Row {
-        fault: "bad-junit-path",
-        ok: out.status.code() == Some(2) && message.is_some() && !booted && took <= bound,
-        took,
-        bound,
-        message: message.unwrap_or_else(|| tail(&text, 2)),
-        left: "nothing".into(),
-        next_run: "-".into(),
+    let ok = out.status.code() == Some(2) && message.is_some() && !booted;
+    let message = message.unwrap_or_else(|| tail(&text, 2));
+    Ok(Row::alone(
+        "bad-junit-path",
+        ok,
+        (took, bound),
+        message,
+        "nothing".into(),
+    ))
+}
+
+/// The fields of `/proc/PID/stat` the suite reads.
+struct ProcStat {
+    pid: u32,
+    comm: String,
+    state: char,
+    ppid: u32,
+    pgrp: u32,
+}
+
+fn proc_stat(pid: u32) -> Option<ProcStat> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces.
+    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+    let rest: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    Some(ProcStat {
+        pid,
+        comm: stat[open + 1..close].to_string(),
+        state: rest.first()?.chars().next()?,
+        ppid: rest.get(1)?.parse().ok()?,
+        pgrp: rest.get(2)?.parse().ok()?,
     })
+}
+
+/// Every process that has not exited (zombies left out).
+fn live_processes() -> Vec<ProcStat> {
+    let Ok(rd) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse().ok())
+        .filter_map(proc_stat)
+        .filter(|p| p.state != 'Z')
+        .collect()
 }
 
 /// (pid, comm) of every live descendant of `pid`.
 fn descendants(pid: u32) -> Vec<(u32, String)> {
-    let mut all = Vec::new();
-    if let Ok(rd) = fs::read_dir("/proc") {
-        for e in rd.flatten() {
-            let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            let Ok(stat) = fs::read_to_string(format!("/proc/{p}/stat")) else {
-                continue;
-            };
-            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-                continue;
-            };
-            let comm = stat[open + 1..close].to_string();
-            let rest: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-            let state = rest.first().copied().unwrap_or("");
-            let ppid = rest.get(1).and_then(|s| s.parse::<u32>().ok()).unwrap_or(0);
-            if state != "Z" {
-                all.push((p, ppid, comm));
-            }
-        }
-    }
+    let all = live_processes();
     let mut out = Vec::new();
     let mut frontier = vec![pid];
     while let Some(parent) = frontier.pop() {
-        for (p, pp, comm) in &all {
-            if *pp == parent {
-                out.push((*p, comm.clone()));
-                frontier.push(*p);
-            }
+        for p in all.iter().filter(|p| p.ppid == parent) {
+            out.push((p.pid, p.comm.clone()));
+            frontier.push(p.pid);
         }
     }
     out
@@ -1155,36 +1151,20 @@ fn descendants(pid: u32) -> Vec<(u32, String)> {
 
 /// The process group of `pid`.
 fn pgrp_of(pid: u32) -> Option<u32> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(2)?.parse().ok()
+    proc_stat(pid).map(|p| p.pgrp)
 }
 
 /// (pid, comm) of the live processes in process group `pgrp`.
 fn group_members(pgrp: u32) -> Vec<(u32, String)> {
-    let mut out = Vec::new();
-    if let Ok(rd) = fs::read_dir("/proc") {
-        for e in rd.flatten() {
-            let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            if pgrp_of(p) == Some(pgrp) && !is_zombie(p) {
-                let comm = fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
-                out.push((p, comm.trim().to_string()));
-            }
-        }
-    }
-    out
+    live_processes()
+        .into_iter()
+        .filter(|p| p.pgrp == pgrp)
+        .map(|p| (p.pid, p.comm))
+        .collect()
 }
 
 fn is_zombie(pid: u32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rfind(')')
-                .map(|i| s[i + 1..].trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
+    proc_stat(pid).is_some_and(|p| p.state == 'Z')
 }
 
 fn line_with(text: &str, needle: &str) -> Option<String> {

@@ -126,6 +126,11 @@ pub struct TestArgs {
     /// before any work; written whatever happens to the cells.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Also write each cell's figures here as JSON (build, VM and
+    /// boot-to-results times, the probes' time in the guest), written
+    /// when the run ends; `cargo xtask bench` reads its warm reruns' here.
+    #[arg(long, value_name = "FILE")]
+    pub times_json: Option<PathBuf>,
     /// Accept a filter that selects no test (by default an error).
     #[arg(long)]
     pub allow_no_tests: bool,

@@ -24,6 +24,12 @@ use harness::testrun::{self, Cell, RunOptions};
 use crate::flags::MutantsArgs;
 use crate::selection;
 
+/// Mutants patch Debian's patched tree, and boot the guest.
+const NEEDS: prereqs::Needs = prereqs::Needs {
+    source: prereqs::SourceNeed::Debian,
+    guest: true,
+};
+
 /// Reverts the mutant on drop, so an error leaves the series in place.
 struct Restore<'a>(&'a KernelSource);
 impl Drop for Restore<'_> {
@@ -45,6 +51,12 @@ pub fn run(args: MutantsArgs) -> Result<i32> {
         );
     }
     let all = mutants::load(&harness::layout::patches_dir("6.12").join("mutants"))?;
+    let known = || {
+        all.iter()
+            .map(|m| m.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     if let Some(unknown) = args
         .only
         .iter()
@@ -52,10 +64,7 @@ pub fn run(args: MutantsArgs) -> Result<i32> {
     {
         bail!(
             "--only {unknown}: no such mutant in patches/6.12/mutants/; known: {}",
-            all.iter()
-                .map(|m| m.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            known()
         );
     }
     let chosen: Vec<&Mutant> = all
@@ -63,31 +72,14 @@ pub fn run(args: MutantsArgs) -> Result<i32> {
         .filter(|m| args.only.is_empty() || args.only.iter().any(|o| o == &m.name))
         .collect();
     if chosen.is_empty() {
-        bail!(
-            "no mutant selected; known: {}",
-            all.iter()
-                .map(|m| m.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        bail!("no mutant selected; known: {}", known());
     }
-    let cells = selection::cells(&sel)?;
-    prereqs::ensure(&prereqs::Needs {
-        arches: selection::arches_of(&cells),
-        debian_source: true,
-        guest: true,
-        llvm: selection::needs_llvm(&sel),
-    })?;
+    let cells = selection::cells_ready(&sel, &NEEDS)?;
     let source = selection::prepare_source(&sel)?;
     let opts = RunOptions {
         accel: args.accel,
         jobs: selection::jobs(&sel),
-        expect_baseline_failures: false,
-        guest_params: Vec::new(),
-        silence_limit: None,
-        stream_console: false,
-        gdb_port: None,
-        instruction_clock: false,
+        ..RunOptions::default()
     };
     let started = Instant::now();
     let mut rows = Vec::new();

@@ -9,6 +9,12 @@ use harness::testrun::Cell;
 use crate::flags::RunArgs;
 use crate::selection;
 
+/// `run` boots the cell's kernel with the guest's programs.
+const NEEDS: prereqs::Needs = prereqs::Needs {
+    source: prereqs::SourceNeed::DebianUnlessTree,
+    guest: true,
+};
+
 pub fn run(args: RunArgs) -> Result<i32> {
     let mut sel = args.kernel.clone();
     if sel.arches.is_empty() {
@@ -21,12 +27,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
             cells.len()
         );
     };
-    prereqs::ensure(&prereqs::Needs {
-        arches: vec![id.arch],
-        debian_source: sel.kernel_tree.is_none(),
-        guest: true,
-        llvm: selection::needs_llvm(&sel),
-    })?;
+    NEEDS.ensure(&selection::selected(&sel, vec![id.arch]))?;
     let source = selection::prepare_source(&sel)?;
     let cell = Cell::new(id, &source);
     explore::run(

@@ -3,6 +3,7 @@
 use anyhow::{bail, Result};
 use harness::cell::arch::{self, ArchProfile};
 use harness::cell::{CellId, SourceKind, Toolchain};
+use harness::kernel::prereqs;
 use harness::kernel::series::Variant;
 use harness::kernel::source::{self, KernelSource, SourceSpec};
 
@@ -106,6 +107,14 @@ pub fn cells_of(
     Ok(out)
 }
 
+/// [`cells`], with the prerequisites of their kernels ensured for a
+/// subcommand that needs `needs`.
+pub fn cells_ready(sel: &KernelSelection, needs: &prereqs::Needs) -> Result<Vec<CellId>> {
+    let cells = cells(sel)?;
+    needs.ensure(&selected(sel, arches_of(&cells)))?;
+    Ok(cells)
+}
+
 /// The distinct arches of `cells`, in order (for the prerequisites).
 pub fn arches_of(cells: &[CellId]) -> Vec<&'static ArchProfile> {
     let mut arches: Vec<_> = cells.iter().map(|c| c.arch).collect();
@@ -125,6 +134,16 @@ pub fn source_spec(sel: &KernelSelection) -> Result<SourceSpec> {
 
 pub fn prepare_source(sel: &KernelSelection) -> Result<KernelSource> {
     source::prepare(&source_spec(sel)?)
+}
+
+/// What the kernels of `sel` on `arches` add to a subcommand's
+/// prerequisites (`prereqs::Needs::ensure`).
+pub fn selected<'a>(sel: &KernelSelection, arches: Vec<&'a ArchProfile>) -> prereqs::Selected<'a> {
+    prereqs::Selected {
+        arches,
+        user_tree: sel.kernel_tree.is_some(),
+        llvm: needs_llvm(sel),
+    }
 }
 
 pub fn jobs(sel: &KernelSelection) -> usize {

@@ -479,24 +479,37 @@ mod tests {
         // Cut inside a tag: the parser's own error, with the line.
         let e = err(&FAILING[..FAILING.find("&lt;size").unwrap()]);
         assert!(e.starts_with("line 14: "), "{e}");
-        let e = err("<testsuite name=\"a\"></testsuite>");
-        assert!(e.contains("the root is <testsuite>"), "{e}");
-        let e = err("<testsuites><testcase name=\"a\"/></testsuites>");
-        assert!(
-            e.contains("<testcase> inside <testsuites>, not <testsuite>"),
-            "{e}"
-        );
-        let e = err("<testsuites><testsuite><testcase name=\"a\"/></testsuite></testsuites>");
-        assert!(e.contains("<testsuite> without name="), "{e}");
-        let e = err("<testsuites><testsuite name=\"s\" tests=\"2\"><testcase name=\"a\"/></testsuite></testsuites>");
-        assert!(
-            e.contains("suite s declares tests=\"2\" but holds 1"),
-            "{e}"
-        );
-        let e = err("<testsuites><testsuite name=\"s\"></testcase></testsuites>");
-        assert!(e.contains("line 1"), "{e}");
-        let e = err("<testsuites>\n<testsuite name=\"s\" tests=\"x\"/>\n</testsuites>");
-        assert!(e.contains("tests=\"x\""), "{e}");
+        // (file, what its error must say)
+        let cases = [
+            (
+                "<testsuite name=\"a\"></testsuite>",
+                "the root is <testsuite>",
+            ),
+            (
+                "<testsuites><testcase name=\"a\"/></testsuites>",
+                "<testcase> inside <testsuites>, not <testsuite>",
+            ),
+            (
+                "<testsuites><testsuite><testcase name=\"a\"/></testsuite></testsuites>",
+                "<testsuite> without name=",
+            ),
+            (
+                "<testsuites><testsuite name=\"s\" tests=\"2\"><testcase name=\"a\"/></testsuite></testsuites>",
+                "suite s declares tests=\"2\" but holds 1",
+            ),
+            (
+                "<testsuites><testsuite name=\"s\"></testcase></testsuites>",
+                "line 1",
+            ),
+            (
+                "<testsuites>\n<testsuite name=\"s\" tests=\"x\"/>\n</testsuites>",
+                "tests=\"x\"",
+            ),
+        ];
+        for (xml, want) in cases {
+            let e = err(xml);
+            assert!(e.contains(want), "{xml}: {want:?} not in {e}");
+        }
     }
 
     #[test]

@@ -11,13 +11,14 @@ use harness::kernel::{prereqs, series, source};
 use harness::layout;
 use harness::proc::fmt_duration;
 
+/// The series is rewritten from the files of Debian's tarball; no kernel is built.
+const NEEDS: prereqs::Needs = prereqs::Needs {
+    source: prereqs::SourceNeed::Debian,
+    guest: false,
+};
+
 pub fn run() -> Result<i32> {
-    prereqs::ensure(&prereqs::Needs {
-        arches: Vec::new(),
-        debian_source: true,
-        guest: false,
-        llvm: false,
-    })?;
+    NEEDS.ensure(&prereqs::Selected::default())?;
     let dir = layout::patches_dir(source::BASE_VERSION);
     let crate_src = layout::project_root().join("kallsyms-gen/src");
     let started = Instant::now();

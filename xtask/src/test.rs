@@ -68,7 +68,7 @@ pub fn run(mut args: TestArgs) -> Result<i32> {
             silence_limit: args.vm_silence.map(Duration::from_secs),
             stream_console: args.console || args.gdb.gdb,
             gdb_port: args.gdb.port(),
-            instruction_clock: false,
+            ..RunOptions::default()
         },
         cells: selected_cells.clone(),
         source: OnceLock::new(),
@@ -105,8 +105,18 @@ pub fn run(mut args: TestArgs) -> Result<i32> {
         report::write_junit(path, &reports)?;
         eprintln!("ksh: JUnit XML written to {}", path.display());
     }
+    if let Some(path) = args.times_json.as_ref().filter(|_| !lt.list) {
+        let text = serde_json::to_string_pretty(&times_json(&done))?;
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
     Ok(if conclusion.has_failed() { 101 } else { 0 })
 }
+
+/// A test run builds Debian's source or the user's tree, and boots the guest.
+const NEEDS: prereqs::Needs = prereqs::Needs {
+    source: prereqs::SourceNeed::DebianUnlessTree,
+    guest: true,
+};
 
 /// The libtest trial of case `name`: `status` gives its result when the
 /// trial runs (None: the case has no result).
@@ -165,13 +175,10 @@ impl Runner {
 
     fn prepare(&self) -> Result<KernelSource, String> {
         let r = (|| -> Result<_> {
-            let needed = selection::arches_of(&self.cells);
-            prereqs::ensure(&prereqs::Needs {
-                arches: needed,
-                debian_source: self.kernel.kernel_tree.is_none(),
-                guest: true,
-                llvm: selection::needs_llvm(&self.kernel),
-            })?;
+            NEEDS.ensure(&selection::selected(
+                &self.kernel,
+                selection::arches_of(&self.cells),
+            ))?;
             selection::prepare_source(&self.kernel)
         })();
         match r {
@@ -245,6 +252,28 @@ pub(crate) fn summary_table(done: &[&(CellReport, Option<CellTimes>)], wall: Dur
     }
     out.push_str(&format!("ksh: wall time {}\n", fmt_duration(wall)));
     out
+}
+
+/// The figures of every cell that ran (`--times-json`): seconds, `null`
+/// where there is no figure (no completion record, no VM).
+fn times_json(done: &[&(CellReport, Option<CellTimes>)]) -> serde_json::Value {
+    let secs = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
+    let cells: Vec<serde_json::Value> = done
+        .iter()
+        .filter_map(|(report, times)| {
+            let t = times.as_ref()?;
+            Some(serde_json::json!({
+                "cell": report.cell.name(),
+                "build_s": t.build.as_secs_f64(),
+                "ran_make": t.ran_make,
+                "vm_s": t.vm_total.as_secs_f64(),
+                "accel": t.accel,
+                "boot_to_results_s": secs(t.boot_to_results),
+                "guest_probes_s": secs(t.guest_probes),
+            }))
+        })
+        .collect();
+    serde_json::Value::Array(cells)
 }
 
 /// Runs one cell and prints its summary line; a harness error becomes the

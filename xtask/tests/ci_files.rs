@@ -15,19 +15,25 @@ fn workflow() -> serde_yaml::Value {
     serde_yaml::from_str(&text).expect("valid YAML")
 }
 
-/// The JSON `cargo xtask ARGS` prints.
-fn xtask_json(args: &[&str]) -> serde_json::Value {
+/// What `cargo xtask ARGS` prints on stdout; it must succeed.
+fn xtask_stdout<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Vec<u8> {
     let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .args(args)
         .output()
         .unwrap();
+    let shown: Vec<_> = args.iter().map(|a| a.as_ref().to_string_lossy()).collect();
     assert!(
         out.status.success(),
         "cargo xtask {}: {}",
-        args.join(" "),
+        shown.join(" "),
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).expect("JSON")
+    out.stdout
+}
+
+/// The JSON `cargo xtask ARGS` prints.
+fn xtask_json(args: &[&str]) -> serde_json::Value {
+    serde_json::from_slice(&xtask_stdout(args)).expect("JSON")
 }
 
 /// Every string in `v` (keys and values; comments are gone).
@@ -90,16 +96,7 @@ fn workflow_is_valid_yaml_and_uses_the_matrix() {
 
 #[test]
 fn matrix_is_json_with_every_cell() {
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["matrix", "--all-configs"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let v = xtask_json(&["matrix", "--all-configs"]);
     let include = v["include"].as_array().unwrap();
     // Every variant on both arches, except those whose fragment limits
     // them to some (`# arches: x86_64`).
@@ -234,18 +231,13 @@ fn actions_are_pinned_to_commits() {
 #[test]
 fn summary_renders_the_saved_junit_file() {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["summary", "--junit"])
-        .arg(data.join("junit-failing.xml"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = xtask_stdout(&[
+        "summary".as_ref(),
+        "--junit".as_ref(),
+        data.join("junit-failing.xml").as_os_str(),
+    ]);
     let want = std::fs::read_to_string(data.join("junit-failing.md")).unwrap();
-    assert_eq!(String::from_utf8(out.stdout).unwrap(), want);
+    assert_eq!(String::from_utf8(stdout).unwrap(), want);
 
     let missing = data.join("no-such-junit.xml");
     let out = Command::new(env!("CARGO_BIN_EXE_xtask"))

@@ -131,50 +131,82 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// What a run needs: which architectures, and whether Debian's kernel
-/// source is used (not with `--kernel-tree`).
-#[derive(Debug, Clone)]
-pub struct Needs<'a> {
-    pub arches: Vec<&'a ArchProfile>,
-    pub debian_source: bool,
+/// Which kernel source a subcommand builds from, for its prerequisites.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceNeed {
+    /// No Debian source: a user's tree only, or no kernel at all.
+    None,
+    /// Debian's `linux-source` package, whatever the selection says.
+    Debian,
+    /// Debian's, unless the run is on a user's `--kernel-tree`.
+    DebianUnlessTree,
+}
+
+/// What a subcommand needs of the host besides the build tools, declared
+/// once in its module (`const NEEDS: Needs`); the kernels it selects add
+/// the rest ([`Selected`]) when it calls [`Needs::ensure`].
+#[derive(Debug, Clone, Copy)]
+pub struct Needs {
+    pub source: SourceNeed,
     /// Whether guest programs are built (not for `cargo xtask build`).
     pub guest: bool,
+}
+
+/// What the kernels a run selects add to its subcommand's [`Needs`].
+#[derive(Debug, Clone, Default)]
+pub struct Selected<'a> {
+    /// Their architectures (host tools, the guest's Rust targets).
+    pub arches: Vec<&'a ArchProfile>,
+    /// Built from a user's `--kernel-tree` instead of Debian's source.
+    pub user_tree: bool,
     /// Whether a kernel is built with LLVM (`--toolchain llvm`).
     pub llvm: bool,
 }
 
-/// Checks every prerequisite for `needs`, installing what is missing when
-/// possible. Returns an error with the exact command otherwise.
-pub fn ensure(needs: &Needs) -> Result<()> {
-    let mut missing_pkgs: Vec<&str> = Vec::new();
-    let mut add = |r: &Requirement| {
-        if !present(r) && !missing_pkgs.contains(&r.package) {
-            missing_pkgs.push(r.package);
-        }
-    };
-    BUILD_TOOLS.iter().for_each(&mut add);
-    if needs.debian_source {
-        add(&KERNEL_SOURCE);
-    }
-    if needs.llvm {
-        LLVM_TOOLS.iter().for_each(&mut add);
-    }
-    for arch in &needs.arches {
-        for &(command, package) in arch.host_tools {
-            add(&Requirement {
-                probe: Probe::Command(command),
-                package,
-            });
+impl Needs {
+    /// Whether Debian's kernel source is needed for `selected`.
+    fn debian_source(&self, selected: &Selected) -> bool {
+        match self.source {
+            SourceNeed::None => false,
+            SourceNeed::Debian => true,
+            SourceNeed::DebianUnlessTree => !selected.user_tree,
         }
     }
-    if !missing_pkgs.is_empty() {
-        install_packages(&missing_pkgs)?;
+
+    /// Checks every prerequisite for these needs and the `selected`
+    /// kernels, installing what is missing when possible. Returns an error
+    /// with the exact command otherwise.
+    pub fn ensure(&self, selected: &Selected) -> Result<()> {
+        let mut missing_pkgs: Vec<&str> = Vec::new();
+        let mut add = |r: &Requirement| {
+            if !present(r) && !missing_pkgs.contains(&r.package) {
+                missing_pkgs.push(r.package);
+            }
+        };
+        BUILD_TOOLS.iter().for_each(&mut add);
+        if self.debian_source(selected) {
+            add(&KERNEL_SOURCE);
+        }
+        if selected.llvm {
+            LLVM_TOOLS.iter().for_each(&mut add);
+        }
+        for arch in &selected.arches {
+            for &(command, package) in arch.host_tools {
+                add(&Requirement {
+                    probe: Probe::Command(command),
+                    package,
+                });
+            }
+        }
+        if !missing_pkgs.is_empty() {
+            install_packages(&missing_pkgs)?;
+        }
+        if self.guest {
+            let targets: Vec<&str> = selected.arches.iter().map(|a| a.rust_target).collect();
+            ensure_rust_targets(&targets)?;
+        }
+        Ok(())
     }
-    if needs.guest {
-        let targets: Vec<&str> = needs.arches.iter().map(|a| a.rust_target).collect();
-        ensure_rust_targets(&targets)?;
-    }
-    Ok(())
 }
 
 fn install_packages(pkgs: &[&str]) -> Result<()> {

@@ -581,37 +581,26 @@ mod tests {
         }
     }
 
+    /// `call` fails with the error `pattern` (the call is in the message).
+    macro_rules! rejects {
+        ($call:expr, $pattern:pat) => {
+            assert!(matches!($call, Err($pattern)), "{}", stringify!($call))
+        };
+    }
+
     #[test]
     fn validation_errors() {
         let mut c = CpioBuilder::new();
-        assert!(matches!(
-            c.add_dir("/", 0o755),
-            Err(CpioError::EmptyPath { .. })
-        ));
-        assert!(matches!(
-            c.add_dir("", 0o755),
-            Err(CpioError::EmptyPath { .. })
-        ));
-        assert!(matches!(
+        rejects!(c.add_dir("/", 0o755), CpioError::EmptyPath { .. });
+        rejects!(c.add_dir("", 0o755), CpioError::EmptyPath { .. });
+        rejects!(
             c.add_file("/a/../etc", 0o644, vec![]),
-            Err(CpioError::DotDot { .. })
-        ));
-        assert!(matches!(
-            c.add_file("a\0b", 0o644, vec![]),
-            Err(CpioError::Nul { .. })
-        ));
-        assert!(matches!(
-            c.add_file("f", 0o10644, vec![]),
-            Err(CpioError::BadMode { .. })
-        ));
-        assert!(matches!(
-            c.add_file("f", 0o040644, vec![]),
-            Err(CpioError::BadMode { .. })
-        ));
-        assert!(matches!(
-            c.add_symlink("l", ""),
-            Err(CpioError::BadSymlinkTarget { .. })
-        ));
+            CpioError::DotDot { .. }
+        );
+        rejects!(c.add_file("a\0b", 0o644, vec![]), CpioError::Nul { .. });
+        rejects!(c.add_file("f", 0o10644, vec![]), CpioError::BadMode { .. });
+        rejects!(c.add_file("f", 0o040644, vec![]), CpioError::BadMode { .. });
+        rejects!(c.add_symlink("l", ""), CpioError::BadSymlinkTarget { .. });
         // Type bits that match the kind are fine.
         c.add_file("f", 0o100644, b"1".to_vec()).unwrap();
         // Identical re-adds are fine, different ones are not.
@@ -619,30 +608,21 @@ mod tests {
         let err = c.add_file("f", 0o644, b"2".to_vec()).unwrap_err();
         assert_eq!(err, CpioError::Conflict { path: "f".into() });
         assert!(err.to_string().contains("added twice"), "{err}");
-        assert!(matches!(
+        rejects!(
             c.add_file("f", 0o600, b"1".to_vec()),
-            Err(CpioError::Conflict { .. })
-        ));
-        assert!(matches!(
-            c.add_dir("f", 0o755),
-            Err(CpioError::Conflict { .. })
-        ));
-        assert!(matches!(
+            CpioError::Conflict { .. }
+        );
+        rejects!(c.add_dir("f", 0o755), CpioError::Conflict { .. });
+        rejects!(
             c.add_file("f/g", 0o644, vec![]),
-            Err(CpioError::ParentNotDir { .. })
-        ));
+            CpioError::ParentNotDir { .. }
+        );
         c.add_dir("d", 0o755).unwrap();
         c.add_dir("d", 0o755).unwrap();
-        assert!(matches!(
-            c.add_dir("d", 0o700),
-            Err(CpioError::Conflict { .. })
-        ));
+        rejects!(c.add_dir("d", 0o700), CpioError::Conflict { .. });
         // A file cannot replace an implicitly created directory either.
         c.add_file("p/q", 0o644, vec![]).unwrap();
-        assert!(matches!(
-            c.add_file("p", 0o644, vec![]),
-            Err(CpioError::Conflict { .. })
-        ));
+        rejects!(c.add_file("p", 0o644, vec![]), CpioError::Conflict { .. });
         // Errors leave the archive as it was.
         let names: Vec<_> = parse(&c.finish().unwrap())
             .into_iter()

@@ -304,6 +304,14 @@ mod tests {
         }
     }
 
+    /// The names kallsyms keeps of `map` under `opts`, in its order.
+    fn names_of(map: &[MapSymbol], opts: &KallsymsOptions) -> Vec<String> {
+        kallsyms_from_map(map, opts)
+            .into_iter()
+            .map(|s| s.name)
+            .collect()
+    }
+
     #[test]
     fn parse_map_format() {
         let v =
@@ -339,10 +347,7 @@ mod tests {
             m(0x10, b'D', "__stop_bar"),
         ];
         let off = KallsymsOptions::default();
-        let names: Vec<String> = kallsyms_from_map(&map, &off)
-            .into_iter()
-            .map(|s| s.name)
-            .collect();
+        let names = names_of(&map, &off);
         assert_eq!(
             names,
             [
@@ -360,10 +365,7 @@ mod tests {
             all_symbols: true,
             ..off
         };
-        let names: Vec<String> = kallsyms_from_map(&map, &all)
-            .into_iter()
-            .map(|s| s.name)
-            .collect();
+        let names = names_of(&map, &all);
         assert_eq!(names.len(), 10); // only "abs" is gone
         assert!(names.contains(&"at_etext".to_string()));
     }
@@ -383,10 +385,7 @@ mod tests {
             all_symbols: true,
             absolute_percpu: false,
         };
-        let names: Vec<String> = kallsyms_from_map(&map, &all)
-            .into_iter()
-            .map(|s| s.name)
-            .collect();
+        let names = names_of(&map, &all);
         assert_eq!(
             names,
             [

@@ -17,9 +17,10 @@ use crate::cell::arch::ArchProfile;
 use crate::layout;
 use crate::vm::qemu::Accel;
 
-/// What the user asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the user asked for (`--accel`, default `auto`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AccelChoice {
+    #[default]
     Auto,
     Kvm,
     Tcg,

@@ -16,10 +16,9 @@ use std::path::Path;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
-use crate::vm::qemu::{self, VmSpec, CMDLINE_FILE, CONSOLE_LOG};
-use crate::vm::qmp::QmpWatch;
+use crate::vm::qemu::{self, VmSpec, CONSOLE_LOG};
 
 /// The kernel's last console line on each way a machine stops, as
 /// `kernel/reboot.c` and `kernel/panic.c` print them (after the printk
@@ -149,22 +148,10 @@ fn new_lines(path: &Path, offset: &mut u64, partial: &mut String) -> Vec<String>
 /// exits; says how. QEMU dies with the harness; the terminal settings
 /// come back however it ends.
 pub fn run(spec: &VmSpec) -> Result<ShellEnd> {
-    let rd = &spec.run_dir;
-    fs::create_dir_all(rd).with_context(|| format!("creating {}", rd.display()))?;
-    qemu::remove_stale_sockets();
-    let _ = fs::remove_file(&spec.qmp_socket);
-    let mut cmd = qemu::command(spec);
-    let cmdline = crate::proc::shell_line(&cmd);
-    fs::write(rd.join(CMDLINE_FILE), format!("{cmdline}\n"))
-        .with_context(|| format!("writing {}", rd.join(CMDLINE_FILE).display()))?;
-    crate::proc::die_with_parent(&mut cmd, libc::SIGKILL);
+    let (mut cmd, _) = qemu::recorded_command(spec)?;
     let _terminal = TerminalGuard::save();
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("starting {}", spec.arch.qemu.binary))?;
-    let _live = crate::proc::register_live(child.id(), libc::SIGKILL);
-    let mut qmp = QmpWatch::new(&spec.qmp_socket, spec.qmp);
-    let console = rd.join(CONSOLE_LOG);
+    let (mut child, _live, mut qmp) = qemu::spawn(spec, &mut cmd)?;
+    let console = spec.run_dir.join(CONSOLE_LOG);
     let (mut offset, mut partial) = (0u64, String::new());
     let mut last_line: Option<(FinalLine, Instant)> = None;
     let end = loop {
@@ -289,35 +276,32 @@ mod tests {
 
     #[test]
     fn final_lines_need_the_kernel_timestamp() {
-        assert_eq!(
-            FinalLine::of("[    3.101] reboot: Power down"),
-            Some(FinalLine::PowerDown)
-        );
-        assert_eq!(
-            FinalLine::of("[    3.101] reboot: Power off not available: System halted instead"),
-            Some(FinalLine::Halted)
-        );
-        assert_eq!(
-            FinalLine::of("\r[   12.000001] reboot: System halted"),
-            Some(FinalLine::Halted)
-        );
-        assert_eq!(
-            FinalLine::of("[    5.2] sysrq: Resetting"),
-            Some(FinalLine::Restarting)
-        );
-        // After the shell's prompt and a terminal query on the same line.
-        assert_eq!(
-            FinalLine::of("ksh-guest:/# \u{1b}[6n[    1.341288] reboot: Power down"),
-            Some(FinalLine::PowerDown)
-        );
-        assert_eq!(
-            FinalLine::of("[    5.2] Kernel panic - not syncing: sysrq triggered crash"),
-            Some(FinalLine::Panic)
-        );
-        // Typed at the shell, or echoed by it.
-        assert_eq!(FinalLine::of("ksh-guest:/# echo reboot: Power down"), None);
-        assert_eq!(FinalLine::of("reboot: Power down"), None);
-        assert_eq!(FinalLine::of("[x] reboot: Power down"), None);
+        use FinalLine::*;
+        let cases = [
+            ("[    3.101] reboot: Power down", Some(PowerDown)),
+            (
+                "[    3.101] reboot: Power off not available: System halted instead",
+                Some(Halted),
+            ),
+            ("\r[   12.000001] reboot: System halted", Some(Halted)),
+            ("[    5.2] sysrq: Resetting", Some(Restarting)),
+            // After the shell's prompt and a terminal query on the same line.
+            (
+                "ksh-guest:/# \u{1b}[6n[    1.341288] reboot: Power down",
+                Some(PowerDown),
+            ),
+            (
+                "[    5.2] Kernel panic - not syncing: sysrq triggered crash",
+                Some(Panic),
+            ),
+            // Typed at the shell, or echoed by it.
+            ("ksh-guest:/# echo reboot: Power down", None),
+            ("reboot: Power down", None),
+            ("[x] reboot: Power down", None),
+        ];
+        for (line, want) in cases {
+            assert_eq!(FinalLine::of(line), want, "{line:?}");
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -419,138 +419,20 @@ pub fn panic_excerpt(console: &str) -> Option<String> {
 /// does not quit.
 pub fn run(spec: &VmSpec) -> Result<VmOutcome> {
     let rd = &spec.run_dir;
-    fs::create_dir_all(rd).with_context(|| format!("creating {}", rd.display()))?;
     for f in [CONSOLE_LOG, RESULTS_FILE, QEMU_STDERR] {
         let _ = fs::remove_file(rd.join(f));
     }
-    remove_stale_sockets();
-    let _ = fs::remove_file(&spec.qmp_socket);
-    let mut cmd = command(spec);
-    let cmdline = crate::proc::shell_line(&cmd);
-    fs::write(rd.join(CMDLINE_FILE), format!("{cmdline}\n"))
-        .with_context(|| format!("writing {}", rd.join(CMDLINE_FILE).display()))?;
+    let (mut cmd, cmdline) = recorded_command(spec)?;
     let stderr_file = fs::File::create(rd.join(QEMU_STDERR))?;
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(stderr_file);
-    // No VM outlives the harness, however the harness dies.
-    crate::proc::die_with_parent(&mut cmd, libc::SIGKILL);
     let started = Instant::now();
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("starting {}", spec.arch.qemu.binary))?;
-    let _live = crate::proc::register_live(child.id(), libc::SIGKILL);
-    let mut qmp = QmpWatch::new(&spec.qmp_socket, spec.qmp);
+    let (mut child, _live, mut qmp) = spawn(spec, &mut cmd)?;
 
-    let console_path = rd.join(CONSOLE_LOG);
-    let results_path = rd.join(RESULTS_FILE);
-    let mut last_sizes = (0u64, 0u64);
-    let mut last_activity = Instant::now();
-    let mut completed_at: Option<Duration> = None;
-    // When the kernel printed its power-down line after the completion
-    // record, and whether the harness had to stop QEMU after it.
-    let mut power_down_at: Option<Duration> = None;
-    let mut stopped_after_power_down = false;
-    let mut timeout: Option<String> = None;
-    // Bytes of the console log already copied to stderr (Console::Stream).
-    let mut streamed = 0u64;
-    let exit_status = loop {
-        // Read the outputs before looking at the process, so a guest that
-        // completes and powers off between two polls is seen completing.
-        let exited = child.try_wait()?;
-        // A QMP step past its limit: QEMU is frozen or wedged, and no
-        // later limit would be reached by waiting for it.
-        let qmp_fault = if exited.is_none() {
-            qmp.poll().err()
-        } else {
-            None
-        };
-        let sizes = (file_len(&console_path), file_len(&results_path));
-        if spec.console == Console::Stream {
-            streamed = stream_from(&console_path, streamed);
-        }
-        if sizes != last_sizes {
-            last_sizes = sizes;
-            last_activity = Instant::now();
-            if completed_at.is_none() && sizes.1 > 0 {
-                let text = fs::read_to_string(&results_path).unwrap_or_default();
-                if has_completion_record(&text) {
-                    completed_at = Some(started.elapsed());
-                }
-            }
-            if completed_at.is_some() && power_down_at.is_none() {
-                let text = fs::read(&console_path).unwrap_or_default();
-                if POWER_DOWN_LINES
-                    .iter()
-                    .any(|line| text.windows(line.len()).any(|w| w == line.as_bytes()))
-                {
-                    power_down_at = Some(started.elapsed());
-                }
-            }
-        }
-        if let Some(st) = exited {
-            break Some(st);
-        }
-        if let Some(fault) = qmp_fault {
-            let how = kill_vm(&mut child);
-            timeout = Some(format!("{fault}; {how}"));
-            break None;
-        }
-        let elapsed = started.elapsed();
-        if let Some(down) = power_down_at {
-            // The kernel reached its power-down path with every result
-            // written; the emulated power-off or reset has been seen not to
-            // come (under TCG, now and then). Stop QEMU: the run is
-            // complete, and waiting longer proves nothing about kallsyms.
-            if elapsed > down + POWER_DOWN_TO_EXIT {
-                let how = stop_vm(&mut child, &mut qmp);
-                eprintln!(
-                    "ksh: {}: the guest powered down or reset (\"reboot: ...\" on its console) but QEMU did not exit within {} s; {how}",
-                    spec.run_dir.display(),
-                    POWER_DOWN_TO_EXIT.as_secs()
-                );
-                stopped_after_power_down = true;
-                break None;
-            }
-        }
-        if let Some(done) = completed_at {
-            // The guest said it is done; give it a moment to power off.
-            if elapsed > done + POWER_OFF_GRACE {
-                stop_vm(&mut child, &mut qmp);
-                break None;
-            }
-        } else if last_sizes.0 == 0 && elapsed > spec.timeouts.first_output {
-            timeout = Some(format!(
-                "first-output limit: no console output in {} s",
-                spec.timeouts.first_output.as_secs()
-            ));
-        } else if last_activity.elapsed() > spec.timeouts.silence {
-            timeout = Some(format!(
-                "silence limit: no console or results output for {} s",
-                spec.timeouts.silence.as_secs()
-            ));
-        }
-        if timeout.is_none() && elapsed > spec.timeouts.overall {
-            timeout = Some(format!(
-                "overall limit: the run exceeded {} s",
-                spec.timeouts.overall.as_secs()
-            ));
-        }
-        if let Some(what) = timeout.as_mut() {
-            let qmp_state = if qmp.answering() {
-                "QMP answering"
-            } else {
-                "QMP not answering"
-            };
-            let how = stop_vm(&mut child, &mut qmp);
-            what.push_str(&format!(" ({qmp_state}; {how})"));
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    };
-    if spec.console == Console::Stream {
-        stream_from(&console_path, streamed);
-    }
+    let mut watcher = Watcher::new(spec, started);
+    let stop = watcher.watch(&mut child, &mut qmp)?;
+    let watched = watcher.end(stop, &mut child, &mut qmp);
     // Collect a SHUTDOWN event that arrived just before QEMU exited.
     qmp.drain();
     let shutdown_reason = qmp.shutdown_reason().map(str::to_string);
@@ -558,79 +440,374 @@ pub fn run(spec: &VmSpec) -> Result<VmOutcome> {
     let _ = fs::remove_file(&spec.qmp_socket);
     let elapsed = started.elapsed();
     let console =
-        String::from_utf8_lossy(&fs::read(&console_path).unwrap_or_default()).into_owned();
+        String::from_utf8_lossy(&fs::read(&watcher.console).unwrap_or_default()).into_owned();
     let mut results = String::new();
-    if let Ok(mut f) = fs::File::open(&results_path) {
+    if let Ok(mut f) = fs::File::open(&watcher.results) {
         let mut bytes = Vec::new();
         f.read_to_end(&mut bytes)?;
         results = String::from_utf8_lossy(&bytes).into_owned();
     }
-    let completed = has_completion_record(&results);
+    let exit = exit_of(
+        spec,
+        &watched,
+        &console,
+        &results,
+        shutdown_reason.as_deref(),
+    );
+    Ok(VmOutcome {
+        exit,
+        accel: spec.accel,
+        results,
+        run_dir: rd.clone(),
+        console_log: watcher.console,
+        cmdline,
+        console_spoke: !console.is_empty(),
+        boot_to_results: watched.completed_at,
+        elapsed,
+    })
+}
+
+/// `spec`'s QEMU command and its shell line, written to the run dir's
+/// [`CMDLINE_FILE`] (the run dir made; QMP sockets of dead harnesses and
+/// this VM's old one removed). For the test runner and `cargo xtask run`.
+pub(crate) fn recorded_command(spec: &VmSpec) -> Result<(Command, String)> {
+    let rd = &spec.run_dir;
+    fs::create_dir_all(rd).with_context(|| format!("creating {}", rd.display()))?;
+    remove_stale_sockets();
+    let _ = fs::remove_file(&spec.qmp_socket);
+    let cmd = command(spec);
+    let cmdline = crate::proc::shell_line(&cmd);
+    fs::write(rd.join(CMDLINE_FILE), format!("{cmdline}\n"))
+        .with_context(|| format!("writing {}", rd.join(CMDLINE_FILE).display()))?;
+    Ok((cmd, cmdline))
+}
+
+/// Starts QEMU: it dies with the harness however the harness dies, and is
+/// in the Ctrl-C registry while the guard lives; its QMP is watched.
+pub(crate) fn spawn(
+    spec: &VmSpec,
+    cmd: &mut Command,
+) -> Result<(Child, crate::proc::LiveGuard, QmpWatch)> {
+    crate::proc::die_with_parent(cmd, libc::SIGKILL);
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("starting {}", spec.arch.qemu.binary))?;
+    let live = crate::proc::register_live(child.id(), libc::SIGKILL);
+    Ok((child, live, QmpWatch::new(&spec.qmp_socket, spec.qmp)))
+}
+
+/// The limits a test run's VM is watched against, each checked on the
+/// clock (a frozen QEMU cannot hold them up).
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    /// The caller's first-output, silence and overall limits.
+    run: Timeouts,
+    /// From the completion record to QEMU's exit ([`POWER_OFF_GRACE`]).
+    power_off: Duration,
+    /// From the kernel's power-down line (after the completion record) to
+    /// QEMU's exit ([`POWER_DOWN_TO_EXIT`]).
+    power_down_to_exit: Duration,
+}
+
+/// Why the watch of a running VM ended.
+#[derive(Debug)]
+enum Stop {
+    /// QEMU exited by itself.
+    Exited(ExitStatus),
+    /// A QMP step past its limit: QEMU is frozen or wedged, and no later
+    /// limit would be reached by waiting for it.
+    QmpFault(String),
+    /// The kernel printed its power-down line with every result written,
+    /// but QEMU did not exit within [`Limits::power_down_to_exit`].
+    PoweredDownNoExit,
+    /// The guest wrote its completion record but did not power off within
+    /// [`Limits::power_off`].
+    NoPowerOff,
+    /// A run limit passed (first output, silence, overall): which.
+    Limit(String),
+}
+
+/// How a watched run ended, for [`exit_of`].
+#[derive(Debug)]
+struct Watched {
+    /// QEMU's exit status when it exited by itself.
+    status: Option<ExitStatus>,
+    /// The limit that stopped it, with how QEMU was stopped.
+    timeout: Option<String>,
+    /// QEMU was stopped after the kernel's power-down line.
+    stopped_after_power_down: bool,
+    /// From QEMU's start until the completion record appeared.
+    completed_at: Option<Duration>,
+}
+
+/// A running VM's outputs as the poll loop sees them, and its limits.
+struct Watcher<'a> {
+    spec: &'a VmSpec<'a>,
+    limits: Limits,
+    started: Instant,
+    console: PathBuf,
+    results: PathBuf,
+    /// Sizes of the console log and the results file at the last look.
+    sizes: (u64, u64),
+    /// When either output last grew.
+    last_activity: Instant,
+    /// When the completion record appeared (since the start).
+    completed_at: Option<Duration>,
+    /// When the kernel printed its power-down line after the completion
+    /// record (since the start).
+    power_down_at: Option<Duration>,
+    /// Bytes of the console log already copied to stderr (`Console::Stream`).
+    streamed: u64,
+}
+
+/// How often the watcher looks at QEMU and its outputs.
+const POLL_INTERVAL: Duration = Duration::from_millis(25);
+
+impl<'a> Watcher<'a> {
+    fn new(spec: &'a VmSpec<'a>, started: Instant) -> Self {
+        Watcher {
+            spec,
+            limits: Limits {
+                run: spec.timeouts,
+                power_off: POWER_OFF_GRACE,
+                power_down_to_exit: POWER_DOWN_TO_EXIT,
+            },
+            started,
+            console: spec.run_dir.join(CONSOLE_LOG),
+            results: spec.run_dir.join(RESULTS_FILE),
+            sizes: (0, 0),
+            last_activity: Instant::now(),
+            completed_at: None,
+            power_down_at: None,
+            streamed: 0,
+        }
+    }
+
+    /// Polls until the run must end, and says why. The outputs are read
+    /// before the process is looked at, so a guest that completes and
+    /// powers off between two polls is seen completing.
+    fn watch(&mut self, child: &mut Child, qmp: &mut QmpWatch) -> Result<Stop> {
+        loop {
+            let exited = child.try_wait()?;
+            let qmp_fault = if exited.is_none() {
+                qmp.poll().err()
+            } else {
+                None
+            };
+            self.look_at_outputs();
+            if let Some(status) = exited {
+                return Ok(Stop::Exited(status));
+            }
+            if let Some(fault) = qmp_fault {
+                return Ok(Stop::QmpFault(fault.to_string()));
+            }
+            if let Some(stop) = self.limit_passed() {
+                return Ok(stop);
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    /// Notes output growth (activity), the completion record and then the
+    /// power-down line; copies new console output to stderr when asked.
+    fn look_at_outputs(&mut self) {
+        let sizes = (file_len(&self.console), file_len(&self.results));
+        if self.spec.console == Console::Stream {
+            self.streamed = stream_from(&self.console, self.streamed);
+        }
+        if sizes == self.sizes {
+            return;
+        }
+        self.sizes = sizes;
+        self.last_activity = Instant::now();
+        if self.completed_at.is_none() && self.completion_written() {
+            self.completed_at = Some(self.started.elapsed());
+        }
+        if self.completed_at.is_some() && self.power_down_at.is_none() && self.powered_down() {
+            self.power_down_at = Some(self.started.elapsed());
+        }
+    }
+
+    /// Whether the results hold the completion record.
+    fn completion_written(&self) -> bool {
+        self.sizes.1 > 0
+            && has_completion_record(&fs::read_to_string(&self.results).unwrap_or_default())
+    }
+
+    /// Whether the console shows one of [`POWER_DOWN_LINES`].
+    fn powered_down(&self) -> bool {
+        let text = fs::read(&self.console).unwrap_or_default();
+        POWER_DOWN_LINES
+            .iter()
+            .any(|line| text.windows(line.len()).any(|w| w == line.as_bytes()))
+    }
+
+    /// The first limit that has passed, if any.
+    fn limit_passed(&self) -> Option<Stop> {
+        let elapsed = self.started.elapsed();
+        if self.power_down_overdue(elapsed) {
+            return Some(Stop::PoweredDownNoExit);
+        }
+        let quiet = match self.completed_at {
+            Some(done) if elapsed > done + self.limits.power_off => return Some(Stop::NoPowerOff),
+            Some(_) => None,
+            None => self.output_limit(elapsed),
+        };
+        quiet
+            .or_else(|| self.overall_limit(elapsed))
+            .map(Stop::Limit)
+    }
+
+    /// The kernel reached its power-down path with every result written,
+    /// and QEMU has not exited since: the emulated power-off or reset has
+    /// been seen not to come (q35's ACPI power-off before x86_64 moved to
+    /// `microvm`; microvm's triple-fault reset under TCG, now and then).
+    /// The run is complete, and waiting longer proves nothing about
+    /// kallsyms.
+    fn power_down_overdue(&self, elapsed: Duration) -> bool {
+        self.power_down_at
+            .is_some_and(|down| elapsed > down + self.limits.power_down_to_exit)
+    }
+
+    /// Before the completion record: no console output at all within the
+    /// first-output limit, or no output for the silence limit.
+    fn output_limit(&self, elapsed: Duration) -> Option<String> {
+        let run = &self.limits.run;
+        if self.sizes.0 == 0 && elapsed > run.first_output {
+            Some(format!(
+                "first-output limit: no console output in {} s",
+                run.first_output.as_secs()
+            ))
+        } else if self.last_activity.elapsed() > run.silence {
+            Some(format!(
+                "silence limit: no console or results output for {} s",
+                run.silence.as_secs()
+            ))
+        } else {
+            None
+        }
+    }
+
+    fn overall_limit(&self, elapsed: Duration) -> Option<String> {
+        let overall = self.limits.run.overall;
+        (elapsed > overall)
+            .then(|| format!("overall limit: the run exceeded {} s", overall.as_secs()))
+    }
+
+    /// Stops QEMU as `stop` requires (nothing when it exited) and says
+    /// how the run ended; copies the rest of the console when streaming.
+    fn end(&mut self, stop: Stop, child: &mut Child, qmp: &mut QmpWatch) -> Watched {
+        let mut watched = Watched {
+            status: None,
+            timeout: None,
+            stopped_after_power_down: false,
+            completed_at: self.completed_at,
+        };
+        match stop {
+            Stop::Exited(status) => watched.status = Some(status),
+            Stop::QmpFault(fault) => {
+                let how = kill_vm(child);
+                watched.timeout = Some(format!("{fault}; {how}"));
+            }
+            Stop::PoweredDownNoExit => {
+                let how = stop_vm(child, qmp);
+                eprintln!(
+                    "ksh: {}: the guest powered down or reset (\"reboot: ...\" on its console) but QEMU did not exit within {} s; {how}",
+                    self.spec.run_dir.display(),
+                    self.limits.power_down_to_exit.as_secs()
+                );
+                watched.stopped_after_power_down = true;
+            }
+            Stop::NoPowerOff => {
+                stop_vm(child, qmp);
+            }
+            Stop::Limit(what) => {
+                let qmp_state = if qmp.answering() {
+                    "QMP answering"
+                } else {
+                    "QMP not answering"
+                };
+                let how = stop_vm(child, qmp);
+                watched.timeout = Some(format!("{what} ({qmp_state}; {how})"));
+            }
+        }
+        if self.spec.console == Console::Stream {
+            stream_from(&self.console, self.streamed);
+        }
+        watched
+    }
+}
+
+/// How the guest ended, from how the watch ended, the console, the results
+/// and QEMU's SHUTDOWN reason.
+fn exit_of(
+    spec: &VmSpec,
+    watched: &Watched,
+    console: &str,
+    results: &str,
+    shutdown_reason: Option<&str>,
+) -> Exit {
+    let completed = has_completion_record(results);
     let console_tail = || {
         if console.trim().is_empty() {
             "--- the console printed nothing ---".to_string()
         } else {
             format!(
                 "--- last lines of the console ---\n{}\n---",
-                tail(&console, CONSOLE_TAIL_LINES)
+                tail(console, CONSOLE_TAIL_LINES)
             )
         }
     };
-    let exit = if let Some(excerpt) = panic_excerpt(&console) {
-        Exit::Panic { excerpt }
-    } else if stopped_after_power_down && completed {
-        Exit::PoweredOff
-    } else if let Some(what) = timeout {
-        Exit::Timeout {
+    if let Some(excerpt) = panic_excerpt(console) {
+        return Exit::Panic { excerpt };
+    }
+    if watched.stopped_after_power_down && completed {
+        return Exit::PoweredOff;
+    }
+    if let Some(what) = &watched.timeout {
+        return Exit::Timeout {
             what: format!("{what}\n{}", console_tail()),
-        }
-    } else if completed_at.is_some() && exit_status.is_none() {
+        };
+    }
+    if watched.completed_at.is_some() && watched.status.is_none() {
         // Completed but did not power off by itself: stopped via QMP.
-        Exit::Timeout {
+        return Exit::Timeout {
             what: format!(
                 "guest finished but did not power off within {} s",
                 POWER_OFF_GRACE.as_secs()
             ),
+        };
+    }
+    match shutdown_reason {
+        Some("guest_shutdown") => Exit::PoweredOff,
+        Some("guest_reset") => Exit::Reset,
+        Some("guest_panic") => Exit::Panic {
+            excerpt: "QEMU reported a guest panic".into(),
+        },
+        _ if watched
+            .status
+            .is_some_and(|s| ended_through_exit_port(spec.arch, &s)) =>
+        {
+            Exit::PoweredOff
         }
-    } else {
-        match shutdown_reason.as_deref() {
-            Some("guest_shutdown") => Exit::PoweredOff,
-            Some("guest_reset") => Exit::Reset,
-            Some("guest_panic") => Exit::Panic {
-                excerpt: "QEMU reported a guest panic".into(),
-            },
-            _ if exit_status.is_some_and(|s| ended_through_exit_port(spec.arch, &s)) => {
+        _ => {
+            let status = watched
+                .status
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "killed".into());
+            let stderr = fs::read_to_string(spec.run_dir.join(QEMU_STDERR)).unwrap_or_default();
+            if completed && stderr.trim().is_empty() {
                 Exit::PoweredOff
-            }
-            _ => {
-                let status = exit_status
-                    .map(|s| s.to_string())
-                    .unwrap_or_else(|| "killed".into());
-                let stderr = fs::read_to_string(rd.join(QEMU_STDERR)).unwrap_or_default();
-                if completed && stderr.trim().is_empty() {
-                    Exit::PoweredOff
+            } else {
+                let stderr = if stderr.trim().is_empty() {
+                    format!("(QEMU wrote nothing to stderr)\n{}", console_tail())
                 } else {
-                    let stderr = if stderr.trim().is_empty() {
-                        format!("(QEMU wrote nothing to stderr)\n{}", console_tail())
-                    } else {
-                        format!("{}\n{}", stderr.trim_end(), console_tail())
-                    };
-                    Exit::QemuFailed { status, stderr }
-                }
+                    format!("{}\n{}", stderr.trim_end(), console_tail())
+                };
+                Exit::QemuFailed { status, stderr }
             }
         }
-    };
-    Ok(VmOutcome {
-        exit,
-        accel: spec.accel,
-        results,
-        run_dir: rd.clone(),
-        console_log: console_path,
-        cmdline,
-        console_spoke: !console.is_empty(),
-        boot_to_results: completed_at,
-        elapsed,
-    })
+    }
 }
 
 /// Copies `path` from byte `from` to its end onto stderr; returns the new
@@ -653,7 +830,7 @@ fn stream_from(path: &Path, from: u64) -> u64 {
 
 /// Whether QEMU's exit `status` is the guest ending the machine through
 /// the arch's `isa-debug-exit` port (its power-off, on x86_64's microvm).
-pub fn ended_through_exit_port(arch: &ArchProfile, status: &std::process::ExitStatus) -> bool {
+pub fn ended_through_exit_port(arch: &ArchProfile, status: &ExitStatus) -> bool {
     arch.qemu.debug_exit_port.is_some()
         && status.code() == Some(ksh_proto::debug_exit_status(ksh_proto::DEBUG_EXIT_VALUE))
 }
@@ -859,6 +1036,24 @@ mod tests {
         s
     }
 
+    /// Runs `spec`, which must time out within `limit` plus 5 s; the
+    /// timeout's message.
+    fn timeout_within(spec: &VmSpec, limit: u64) -> String {
+        let started = Instant::now();
+        let out = run(spec).unwrap();
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(limit + 5), "took {took:?}");
+        match out.exit {
+            Exit::Timeout { what } => what,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A fake QEMU running `body` with `$c`, its console log's path.
+    fn fake_with_console(dir: &Path, body: &str) -> &'static ArchProfile {
+        fake_qemu(dir, &format!("{CONSOLE_OF_ARGS}\n{body}"))
+    }
+
     /// The console path from the fake's arguments, for scripts.
     const CONSOLE_OF_ARGS: &str = r#"for a in "$@"; do case "$a" in file,id=console,path=*) c="${a#file,id=console,path=}";; esac; done"#;
 
@@ -866,17 +1061,11 @@ mod tests {
     fn frozen_emulator_is_killed_within_the_silence_limit() {
         let d = tempfile::tempdir().unwrap();
         // Prints one console line, then stops itself like a wedged QEMU.
-        let arch = fake_qemu(
+        let arch = fake_with_console(
             d.path(),
-            &format!("{CONSOLE_OF_ARGS}\necho 'Linux version 6.12' > \"$c\"\nkill -STOP $$"),
+            "echo 'Linux version 6.12' > \"$c\"\nkill -STOP $$",
         );
-        let started = Instant::now();
-        let out = run(&fake_spec(arch, d.path(), 2)).unwrap();
-        let took = started.elapsed();
-        assert!(took < Duration::from_secs(2 + 5), "took {took:?}");
-        let Exit::Timeout { what } = &out.exit else {
-            panic!("{:?}", out.exit)
-        };
+        let what = timeout_within(&fake_spec(arch, d.path(), 2), 2);
         assert!(
             what.contains("silence limit")
                 && what.contains("SIGKILL")
@@ -892,13 +1081,7 @@ mod tests {
         let arch = fake_qemu(d.path(), "kill -STOP $$");
         let mut spec = fake_spec(arch, d.path(), 60);
         spec.qmp.connect = Duration::from_secs(2);
-        let started = Instant::now();
-        let out = run(&spec).unwrap();
-        let took = started.elapsed();
-        assert!(took < Duration::from_secs(2 + 5), "took {took:?}");
-        let Exit::Timeout { what } = &out.exit else {
-            panic!("{:?}", out.exit)
-        };
+        let what = timeout_within(&spec, 2);
         assert!(
             what.contains("QMP connect limit") && what.contains("killed with SIGKILL"),
             "{what}"
@@ -908,10 +1091,7 @@ mod tests {
     #[test]
     fn killed_emulator_is_a_qemu_failure_with_the_console_tail() {
         let d = tempfile::tempdir().unwrap();
-        let arch = fake_qemu(
-            d.path(),
-            &format!("{CONSOLE_OF_ARGS}\necho 'booting' > \"$c\"\nkill -KILL $$"),
-        );
+        let arch = fake_with_console(d.path(), "echo 'booting' > \"$c\"\nkill -KILL $$");
         let out = run(&fake_spec(arch, d.path(), 30)).unwrap();
         let Exit::QemuFailed { status, stderr } = &out.exit else {
             panic!("{:?}", out.exit)
@@ -924,20 +1104,11 @@ mod tests {
     #[test]
     fn overall_limit_fires_even_while_output_flows() {
         let d = tempfile::tempdir().unwrap();
-        let arch = fake_qemu(
-            d.path(),
-            &format!("{CONSOLE_OF_ARGS}\nwhile :; do echo tick >> \"$c\"; sleep 0.2; done"),
-        );
+        let arch = fake_with_console(d.path(), "while :; do echo tick >> \"$c\"; sleep 0.2; done");
         let mut spec = fake_spec(arch, d.path(), 30);
         spec.timeouts.overall = Duration::from_secs(2);
-        let started = Instant::now();
-        let out = run(&spec).unwrap();
-        assert!(started.elapsed() < Duration::from_secs(2 + 5));
-        assert!(
-            matches!(&out.exit, Exit::Timeout { what } if what.contains("overall limit")),
-            "{:?}",
-            out.exit
-        );
+        let what = timeout_within(&spec, 2);
+        assert!(what.contains("overall limit"), "{what}");
     }
 
     #[test]

@@ -77,6 +77,15 @@ pub fn render(syms: &[Sym], sizes: bool) -> Vec<u8> {
     out
 }
 
+fn sym(addr: u64, size: Option<u64>, typ: u8, name: impl Into<Vec<u8>>) -> Sym {
+    Sym {
+        addr,
+        size,
+        typ,
+        name: name.into(),
+    }
+}
+
 fn cat(a: &[u8], b: &[u8]) -> Vec<u8> {
     let mut v = a.to_vec();
     v.extend_from_slice(b);
@@ -96,12 +105,6 @@ pub fn synth_syms(flavor: Flavor, functions: usize, seed: u64) -> Vec<Sym> {
         Flavor::X86_64 => (0u64, 0xffff_ffff_8100_0000u64, 0x20_0000u64),
         Flavor::Arm64 => (0u64, 0xffff_8000_8000_0000u64, 0x10_0000u64),
     };
-    let sym = |addr: u64, size: Option<u64>, typ: u8, name: &[u8]| Sym {
-        addr,
-        size,
-        typ,
-        name: name.to_vec(),
-    };
 
     // Percpu section first on x86_64 (zero based).
     let mut percpu: Vec<Sym> = Vec::new();
@@ -112,12 +115,7 @@ pub fn synth_syms(flavor: Flavor, functions: usize, seed: u64) -> Vec<Sym> {
     for _ in 0..700 {
         let sz = 8 * (1 + rng.below(64));
         let t = *rng.pick(b"dDdDbB");
-        percpu.push(Sym {
-            addr: pc,
-            size: Some(sz),
-            typ: t,
-            name: name_of(&mut rng),
-        });
+        percpu.push(sym(pc, Some(sz), t, name_of(&mut rng)));
         pc += sz.next_multiple_of(8);
     }
     pc = pc.next_multiple_of(0x1000);
@@ -154,86 +152,36 @@ pub fn synth_syms(flavor: Flavor, functions: usize, seed: u64) -> Vec<Sym> {
         };
         let pfx = rng.chance(45);
         if pfx {
-            syms.push(Sym {
-                addr: a,
-                size: Some(16),
-                typ,
-                name: cat(b"__pfx_", &base),
-            });
+            syms.push(sym(a, Some(16), typ, cat(b"__pfx_", &base)));
             a += 16;
             made += 1;
         }
-        syms.push(Sym {
-            addr: a,
-            size: Some(size),
-            typ,
-            name: base.clone(),
-        });
+        syms.push(sym(a, Some(size), typ, base.clone()));
         made += 1;
         match rng.below(100) {
             // weak and strong at one address (weak sorts last)
-            0..=1 => syms.push(Sym {
-                addr: a,
-                size: Some(size),
-                typ: b'W',
-                name: cat(&base, b"_weak"),
-            }),
+            0..=1 => syms.push(sym(a, Some(size), b'W', cat(&base, b"_weak"))),
             // alias with the same name length and type
-            2..=4 => syms.push(Sym {
-                addr: a,
-                size: Some(size),
-                typ,
-                name: cat(b"__alias_", &base),
-            }),
+            2..=4 => syms.push(sym(a, Some(size), typ, cat(b"__alias_", &base))),
             // leading underscore variants at the same address
             5..=6 => {
-                syms.push(Sym {
-                    addr: a,
-                    size: Some(size),
-                    typ,
-                    name: cat(b"__", &base),
-                });
-                syms.push(Sym {
-                    addr: a,
-                    size: Some(size),
-                    typ,
-                    name: cat(b"_", &base),
-                });
+                syms.push(sym(a, Some(size), typ, cat(b"__", &base)));
+                syms.push(sym(a, Some(size), typ, cat(b"_", &base)));
             }
             // linker-script-provide look-alikes at the same address
             7 => {
-                syms.push(Sym {
-                    addr: a,
-                    size: None,
-                    typ: b'T',
-                    name: cat(b"__start_", &base),
-                });
-                syms.push(Sym {
-                    addr: a,
-                    size: None,
-                    typ: b'T',
-                    name: cat(&cat(b"__", &base), b"_end"),
-                });
+                syms.push(sym(a, None, b'T', cat(b"__start_", &base)));
+                syms.push(sym(a, None, b'T', cat(&cat(b"__", &base), b"_end")));
             }
             // an assembly label without size inside the function
-            8..=9 => syms.push(Sym {
-                addr: a + size / 2,
-                size: None,
-                typ: b't',
-                name: cat(&base, b"_L1"),
-            }),
+            8..=9 => syms.push(sym(a + size / 2, None, b't', cat(&base, b"_L1"))),
             _ => {}
         }
         a += size;
         if rng.chance(4) {
             let suffix = *rng.pick(&clone_suffix);
             let csize = 16 * (1 + rng.below(20));
-            syms.push(Sym {
-                addr: a,
-                size: Some(csize),
-                typ: b't',
-                name: cat(&base, suffix),
-            });
+            syms.push(sym(a, Some(csize), b't', cat(&base, suffix)));
             a += csize;
             made += 1;
         }
@@ -241,21 +189,11 @@ pub fn synth_syms(flavor: Flavor, functions: usize, seed: u64) -> Vec<Sym> {
             for p in sys_prefixes {
                 let s = 16 * (1 + rng.below(8));
                 if rng.chance(40) {
-                    syms.push(Sym {
-                        addr: a,
-                        size: Some(16),
-                        typ: b'T',
-                        name: cat(b"__pfx_", &cat(p, &base)),
-                    });
+                    syms.push(sym(a, Some(16), b'T', cat(b"__pfx_", &cat(p, &base))));
                     a += 16;
                     made += 1;
                 }
-                syms.push(Sym {
-                    addr: a,
-                    size: Some(s),
-                    typ: b'T',
-                    name: cat(p, &base),
-                });
+                syms.push(sym(a, Some(s), b'T', cat(p, &base)));
                 a += s;
                 made += 1;
             }
@@ -282,28 +220,13 @@ pub fn synth_syms(flavor: Flavor, functions: usize, seed: u64) -> Vec<Sym> {
         b"__bug_table",
         b"_ftrace_events",
     ] {
-        syms.push(Sym {
-            addr: a,
-            size: None,
-            typ: b'R',
-            name: cat(b"__start_", sec),
-        });
+        syms.push(sym(a, None, b'R', cat(b"__start_", sec)));
         for _ in 0..rng.below(20) {
             let s = 8 * (1 + rng.below(16));
-            syms.push(Sym {
-                addr: a,
-                size: Some(s),
-                typ: *rng.pick(b"rR"),
-                name: name_of(&mut rng),
-            });
+            syms.push(sym(a, Some(s), *rng.pick(b"rR"), name_of(&mut rng)));
             a += s;
         }
-        syms.push(Sym {
-            addr: a,
-            size: None,
-            typ: b'R',
-            name: cat(b"__stop_", sec),
-        });
+        syms.push(sym(a, None, b'R', cat(b"__stop_", sec)));
         a += 64;
     }
     for _ in 0..functions / 12 {
@@ -314,12 +237,7 @@ pub fn synth_syms(flavor: Flavor, functions: usize, seed: u64) -> Vec<Sym> {
         } else if rng.chance(10) {
             name = cat(&name, b".0");
         }
-        syms.push(Sym {
-            addr: a,
-            size: Some(s),
-            typ: *rng.pick(b"rrR"),
-            name,
-        });
+        syms.push(sym(a, Some(s), *rng.pick(b"rrR"), name));
         a += s;
     }
     syms.push(sym(a, None, b'R', b"__end_rodata"));
@@ -335,12 +253,7 @@ pub fn synth_syms(flavor: Flavor, functions: usize, seed: u64) -> Vec<Sym> {
         } else {
             cat(&base, b"_init")
         };
-        syms.push(Sym {
-            addr: a,
-            size: Some(s),
-            typ: *rng.pick(b"tttT"),
-            name,
-        });
+        syms.push(sym(a, Some(s), *rng.pick(b"tttT"), name));
         a += s;
     }
     syms.push(sym(a, Some(16), b't', b"last_init_function_at_end"));
@@ -363,12 +276,7 @@ pub fn synth_syms(flavor: Flavor, functions: usize, seed: u64) -> Vec<Sym> {
         if rng.chance(5) {
             name = cat(&name, b".1");
         }
-        syms.push(Sym {
-            addr: a,
-            size: Some(s),
-            typ: t,
-            name,
-        });
+        syms.push(sym(a, Some(s), t, name));
         a += s;
     }
     syms.push(sym(a, None, b'B', b"_end"));

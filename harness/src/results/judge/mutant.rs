@@ -261,6 +261,19 @@ mod tests {
         Status::fail(s.into())
     }
 
+    /// `v` is broken, and says `why`.
+    fn assert_broken(v: &Verdict, why: &str) {
+        assert!(matches!(v, Verdict::Broken(w) if w.contains(why)), "{v:?}");
+    }
+
+    /// `v` is missed, and its first reason says `why`.
+    fn assert_missed(v: &Verdict, why: &str) {
+        assert!(
+            matches!(v, Verdict::Missed(w) if w[0].contains(why)),
+            "{v:?}"
+        );
+    }
+
     fn not_run() -> Status {
         Status::NotRun("the VM did not complete (see boot/vm-completed)".into())
     }
@@ -277,22 +290,13 @@ mod tests {
         // Another case failing does not catch it.
         let c = cases(&[("format-pS/real-size", fail("1 of 10 mismatched"))]);
         let v = judge(&m, &cell(), &c, &[], Some(&Exit::PoweredOff));
-        assert!(
-            matches!(v, Verdict::Missed(ref w) if w[0].contains("sizes/start-size passed")),
-            "{v:?}"
-        );
+        assert_missed(&v, "sizes/start-size passed");
         // A failure without its count line is no catch.
         let c = cases(&[("sizes/start-size", fail("probe process ended (signal: 11)"))]);
         let v = judge(&m, &cell(), &c, &[], Some(&Exit::PoweredOff));
-        assert!(
-            matches!(v, Verdict::Broken(ref w) if w.contains("without its count line")),
-            "{v:?}"
-        );
+        assert_broken(&v, "without its count line");
         let v = judge(&m, &cell(), &c, &count(0, 10), Some(&Exit::PoweredOff));
-        assert!(
-            matches!(v, Verdict::Broken(ref w) if w.contains("0 of 10")),
-            "{v:?}"
-        );
+        assert_broken(&v, "0 of 10");
     }
 
     #[test]
@@ -309,28 +313,19 @@ mod tests {
             excerpt: "BUG: unable to handle page fault\nKernel panic - not syncing: Oops".into(),
         };
         let v = judge(&m, &cell(), &c, &[], Some(&panic));
-        assert!(
-            matches!(v, Verdict::Broken(ref w) if w.contains("crashes the kernel")),
-            "{v:?}"
-        );
+        assert_broken(&v, "crashes the kernel");
         let hang = Exit::Timeout {
             what: "no output for 45 s".into(),
         };
         let v = judge(&m, &cell(), &c, &[], Some(&hang));
-        assert!(
-            matches!(v, Verdict::Broken(ref w) if w.contains("hangs")),
-            "{v:?}"
-        );
+        assert_broken(&v, "hangs");
         // Declared: the crash must be the one declared.
         let declared = mutant(&["sizes/start-size"], Some("unable to handle page fault"));
         let v = judge(&declared, &cell(), &c, &[], Some(&panic));
         assert!(matches!(v, Verdict::Caught(_)), "{v:?}");
         let other = mutant(&["sizes/start-size"], Some("general protection fault"));
         let v = judge(&other, &cell(), &c, &[], Some(&panic));
-        assert!(
-            matches!(v, Verdict::Broken(ref w) if w.contains("general protection fault")),
-            "{v:?}"
-        );
+        assert_broken(&v, "general protection fault");
         let v = judge(&declared, &cell(), &c, &[], Some(&hang));
         assert!(matches!(v, Verdict::Broken(_)), "{v:?}");
         let v = judge(
@@ -340,10 +335,7 @@ mod tests {
             &[],
             Some(&Exit::PoweredOff),
         );
-        assert!(
-            matches!(v, Verdict::Missed(ref w) if w[0].contains("did not happen")),
-            "{v:?}"
-        );
+        assert_missed(&v, "did not happen");
     }
 
     #[test]
@@ -361,10 +353,7 @@ mod tests {
         // Not one of its cases applies: nothing shows it here.
         let m = mutant(&["kallsyms-selftest/verdict"], None);
         let v = judge(&m, &cell(), &c, &[], Some(&Exit::PoweredOff));
-        assert!(
-            matches!(v, Verdict::Broken(ref w) if w.contains("none of its cases applies")),
-            "{v:?}"
-        );
+        assert_broken(&v, "none of its cases applies");
     }
 
     #[test]
@@ -382,10 +371,7 @@ mod tests {
             fail("cannot create /x/build: Permission denied"),
         )]);
         let v = judge(&m, &cell(), &c, &[], None);
-        assert!(
-            matches!(v, Verdict::Broken(ref w) if w.contains("not a failure of make")),
-            "{v:?}"
-        );
+        assert_broken(&v, "not a failure of make");
     }
 
     #[test]
@@ -414,17 +400,11 @@ mod tests {
             ),
         ]);
         let v = judge(&m, &cell(), &c, &[], None);
-        assert!(
-            matches!(v, Verdict::Broken(ref w) if w.contains("not through the check")),
-            "{v:?}"
-        );
+        assert_broken(&v, "not through the check");
         // A probe mutant whose kernel does not build is broken.
         let p = mutant(&["sizes/start-size"], None);
         let v = judge(&p, &cell(), &c, &[], None);
-        assert!(
-            matches!(v, Verdict::Broken(ref w) if w.contains("does not build")),
-            "{v:?}"
-        );
+        assert_broken(&v, "does not build");
         // Built, and the check after the build failed: caught.
         let c = cases(&[("build/generators-agree", fail("fixture x: differ"))]);
         let v = judge(&m, &cell(), &c, &[], Some(&Exit::PoweredOff));
