@@ -5,12 +5,13 @@
 
 use std::io::{self, Write};
 
-use crate::{fatal, io_error_text};
+use crate::{fatal, io_error_text, Format};
 
 /// Output buffer that is flushed to stdout in large chunks.
 pub(crate) struct Out {
     pub(crate) buf: Vec<u8>,
     stdout: io::StdoutLock<'static>,
+    format: Format,
 }
 
 impl Out {
@@ -19,10 +20,11 @@ impl Out {
     /// 64 KiB ones).
     const CHUNK: usize = 1 << 18;
 
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(format: Format) -> Self {
         Out {
             buf: Vec::with_capacity(Self::CHUNK + 4096),
             stdout: io::stdout().lock(),
+            format,
         }
     }
 
@@ -109,12 +111,27 @@ impl Out {
         self.buf.extend_from_slice(&s[..end]);
     }
 
+    /// C's `output_label()`.
     pub(crate) fn label(&mut self, label: &str) {
         self.s(b".globl ");
         self.s(label.as_bytes());
-        self.s(b"\n\tALGN\n");
+        self.s(match self.format {
+            Format::Linux6_12 => b"\n\tALGN\n",
+            Format::Linux7_3 => b"\n\t.balign 4\n",
+        });
         self.s(label.as_bytes());
         self.s(b":\n");
+    }
+
+    /// The end of table `label`: 7.3 gives it an ELF size, 6.12 does not.
+    pub(crate) fn end_table(&mut self, label: &str) {
+        if self.format == Format::Linux7_3 {
+            self.s(b".size ");
+            self.s(label.as_bytes());
+            self.s(b", . - ");
+            self.s(label.as_bytes());
+            self.s(b"\n");
+        }
     }
 }
 

@@ -31,6 +31,7 @@ pub(crate) fn write_sizes_table(
         out.s(b" */\n");
         out.maybe_flush();
     }
+    out.end_table("kallsyms_sizes");
     out.s(b"\n");
 }
 
@@ -155,6 +156,7 @@ pub(crate) fn write_compact_sizes_tables(
         out.s(b"\n");
         out.maybe_flush();
     }
+    out.end_table("kallsyms_size_codes");
     out.s(b"\n");
     for (label, values) in [
         ("kallsyms_size_gaps", &gaps[..]),
@@ -168,6 +170,7 @@ pub(crate) fn write_compact_sizes_tables(
             out.s(b"\n");
             out.maybe_flush();
         }
+        out.end_table(label);
         out.s(b"\n");
     }
 }

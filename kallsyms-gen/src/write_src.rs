@@ -9,7 +9,7 @@ use crate::compress::{expand_tokens, TokenTable};
 use crate::out::{Out, HEX};
 use crate::sizes::{previous_exc_entries, write_compact_sizes_tables, write_sizes_table};
 use crate::table::Table;
-use crate::{fatal, prefetch, Options};
+use crate::{fatal, prefetch, Format, Options};
 
 /// `", 0x%02x"` for every byte value.
 const BYTE_ITEMS: [[u8; 6]; 256] = {
@@ -22,8 +22,51 @@ const BYTE_ITEMS: [[u8; 6]; 256] = {
     t
 };
 
-/// The value stored in `kallsyms_offsets` for symbol `i`, or the C tool's
-/// error message when it does not fit.
+/// 6.12's `kallsyms_relative_base`, relocatable through `_text`.
+fn write_relative_base(out: &mut Out, t: &Table) {
+    out.label("kallsyms_relative_base");
+    if t.text <= t.relative_base {
+        out.s(b"\tPTR\t_text + ");
+        out.alt_hex(t.relative_base - t.text);
+    } else {
+        out.s(b"\tPTR\t_text - ");
+        out.alt_hex(t.text - t.relative_base);
+    }
+    out.s(b"\n\n");
+}
+
+/// How 7.3 writes an entry of `kallsyms_offsets`.
+enum Offset73 {
+    /// `--pc-relative`: `.long _text - . + (%d)`.
+    PcRelative(i32),
+    /// `.long %#x` of the address truncated to 32 bits.
+    Absolute(u32),
+}
+
+/// 7.3's entry of `kallsyms_offsets` for symbol `i`, or the C tool's error
+/// message when it does not fit.
+fn symbol_offset_73(t: &Table, i: usize, pc_relative: bool) -> Result<Offset73, String> {
+    let addr = t.addr[i];
+    if !pc_relative {
+        return Ok(Offset73::Absolute(addr as u32));
+    }
+    let offset = addr.wrapping_sub(t.text) as i64;
+    i32::try_from(offset)
+        .map(Offset73::PcRelative)
+        .map_err(|_| {
+            format!(
+                "kallsyms failure: relative symbol value {} out of range",
+                if addr == 0 {
+                    "0".to_string()
+                } else {
+                    format!("{addr:#x}")
+                }
+            )
+        })
+}
+
+/// 6.12's value stored in `kallsyms_offsets` for symbol `i`, or the C
+/// tool's error message when it does not fit.
 fn symbol_offset(t: &Table, i: usize, absolute_percpu: bool) -> Result<u32, String> {
     let addr = t.addr[i];
     let (offset, overflow) = if !absolute_percpu {
@@ -133,13 +176,17 @@ pub(crate) fn write_src(t: &mut Table, tt: &TokenTable, opts: &Options) {
         }
     }
     let mut offsets: Vec<u32> = Vec::with_capacity(n);
+    let mut offsets_73: Vec<Offset73> = Vec::new();
     for i in 0..n {
-        match symbol_offset(t, i, opts.absolute_percpu) {
-            Ok(o) => offsets.push(o),
-            Err(msg) => {
-                eprintln!("{msg}");
-                exit(1);
+        let entry = match opts.format {
+            Format::Linux6_12 => symbol_offset(t, i, opts.absolute_percpu).map(|o| offsets.push(o)),
+            Format::Linux7_3 => {
+                symbol_offset_73(t, i, opts.pc_relative).map(|o| offsets_73.push(o))
             }
+        };
+        if let Err(msg) = entry {
+            eprintln!("{msg}");
+            exit(1);
         }
     }
     if opts.symbol_sizes {
@@ -177,8 +224,9 @@ pub(crate) fn write_src(t: &mut Table, tt: &TokenTable, opts: &Options) {
     let names = names;
     let name = |i: usize| -> (usize, usize) { (name_start[i] as usize, name_len[i] as usize) };
 
-    let mut out = Out::new();
-    out.s(b"#include <asm/bitsperlong.h>\n\
+    let mut out = Out::new(opts.format);
+    if opts.format == Format::Linux6_12 {
+        out.s(b"#include <asm/bitsperlong.h>\n\
             #if BITS_PER_LONG == 64\n\
             #define PTR .quad\n\
             #define ALGN .balign 8\n\
@@ -186,6 +234,7 @@ pub(crate) fn write_src(t: &mut Table, tt: &TokenTable, opts: &Options) {
             #define PTR .long\n\
             #define ALGN .balign 4\n\
             #endif\n");
+    }
     out.s(b"\t.section .rodata, \"a\"\n");
 
     out.label("kallsyms_num_syms");
@@ -225,6 +274,7 @@ pub(crate) fn write_src(t: &mut Table, tt: &TokenTable, opts: &Options) {
         out.s(b" */\n");
         out.maybe_flush();
     }
+    out.end_table("kallsyms_names");
     out.s(b"\n");
 
     out.label("kallsyms_markers");
@@ -233,6 +283,7 @@ pub(crate) fn write_src(t: &mut Table, tt: &TokenTable, opts: &Options) {
         out.dec(m as u64);
         out.s(b"\n");
     }
+    out.end_table("kallsyms_markers");
     out.s(b"\n");
     drop(markers);
 
@@ -247,6 +298,7 @@ pub(crate) fn write_src(t: &mut Table, tt: &TokenTable, opts: &Options) {
         let slen = e.iter().position(|&c| c == 0).unwrap_or(e.len());
         off = off.wrapping_add(slen as u32 + 1);
     }
+    out.end_table("kallsyms_token_table");
     out.s(b"\n");
 
     out.label("kallsyms_token_index");
@@ -267,19 +319,34 @@ pub(crate) fn write_src(t: &mut Table, tt: &TokenTable, opts: &Options) {
         out.s(b" */\n");
         out.maybe_flush();
     }
+    for (i, o) in offsets_73.iter().enumerate() {
+        match *o {
+            Offset73::PcRelative(v) => {
+                out.s(b"\t.long\t_text - . + (");
+                if v < 0 {
+                    out.s(b"-");
+                }
+                out.dec(v.unsigned_abs() as u64);
+                out.s(b")");
+            }
+            Offset73::Absolute(v) => {
+                out.s(b"\t.long\t");
+                out.alt_hex(v as u64);
+            }
+        }
+        out.s(b"\t/* ");
+        out.text(&names, name(i));
+        out.s(b" */\n");
+        out.maybe_flush();
+    }
+    out.end_table("kallsyms_offsets");
     out.s(b"\n");
     drop(offsets);
+    drop(offsets_73);
 
-    out.label("kallsyms_relative_base");
-    // Provide proper symbols relocatability by their '_text' relativeness.
-    if t.text <= t.relative_base {
-        out.s(b"\tPTR\t_text + ");
-        out.alt_hex(t.relative_base - t.text);
-    } else {
-        out.s(b"\tPTR\t_text - ");
-        out.alt_hex(t.text - t.relative_base);
+    if opts.format == Format::Linux6_12 {
+        write_relative_base(&mut out, t);
     }
-    out.s(b"\n\n");
 
     if opts.symbol_sizes && opts.compact_sizes {
         let previous_exc = previous_exc_entries(&t.addr, |i| {

@@ -255,7 +255,7 @@ fn differential_fuzz() {
             mutate(&mut rng, &mut data);
         }
         fs::write(&path, &data).unwrap();
-        for opts in OPTION_SETS {
+        for opts in option_sets() {
             let co = run(&c, opts, &path);
             let ro = run(&rust, opts, &path);
             let res = std::panic::catch_unwind(|| {

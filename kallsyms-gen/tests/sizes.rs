@@ -7,12 +7,14 @@ use common::*;
 use std::collections::HashMap;
 use std::fs;
 
-/// Lines of the table `label` (between the label line and the blank line).
+/// Lines of the table `label` (between the label line and the blank line,
+/// without 7.3's `.size` line).
 fn table<'a>(asm: &'a str, label: &str) -> Vec<&'a str> {
     asm.lines()
         .skip_while(|l| *l != format!("{label}:"))
         .skip(1)
         .take_while(|l| !l.is_empty())
+        .filter(|l| !l.starts_with(".size "))
         .collect()
 }
 
@@ -25,9 +27,13 @@ fn longs(lines: &[&str]) -> Vec<(u64, String)> {
                 .strip_prefix("\t.long\t")
                 .unwrap_or_else(|| panic!("bad line {l:?}"));
             let (v, c) = rest.split_once("\t/* ").unwrap();
-            let v = match v.strip_prefix("0x") {
-                Some(h) => u64::from_str_radix(h, 16).unwrap(),
-                None => v.parse().unwrap(),
+            let v = if let Some(h) = v.strip_prefix("0x") {
+                u64::from_str_radix(h, 16).unwrap()
+            } else if let Some(pc) = v.strip_prefix("_text - . + (") {
+                // 7.3's --pc-relative: the offset from _text.
+                pc.strip_suffix(')').unwrap().parse::<i64>().unwrap() as u64
+            } else {
+                v.parse().unwrap()
             };
             (v, c.strip_suffix(" */").unwrap().to_string())
         })
@@ -52,11 +58,18 @@ fn expected_sizes(syms: &[Sym]) -> HashMap<String, Option<u64>> {
 
 #[test]
 fn sizes_table_follows_offsets_order() {
+    // x86_64's zero-based percpu symbols need 6.12's --absolute-percpu;
+    // 7.3's x86_64 links pass --pc-relative.
+    let x86 = option_sets()[2][0];
+    let (align, before) = match kernel_format() {
+        "6.12" => ("\tALGN", "kallsyms_relative_base:\n"),
+        _ => ("\t.balign 4", "kallsyms_offsets:\n"),
+    };
     for (flavor, opts) in [
         (Flavor::Arm64, &[][..]),
         (Flavor::Arm64, &["--all-symbols"][..]),
-        (Flavor::X86_64, &["--absolute-percpu"][..]),
-        (Flavor::X86_64, &["--all-symbols", "--absolute-percpu"][..]),
+        (Flavor::X86_64, &[x86][..]),
+        (Flavor::X86_64, &["--all-symbols", x86][..]),
     ] {
         let syms = synth::synth_syms(flavor, 20_000, 11);
         let sized = synth::render(&syms, true);
@@ -85,10 +98,11 @@ fn sizes_table_follows_offsets_order() {
         assert!(without.status.success());
         let asm = String::from_utf8(with.stdout.clone()).unwrap();
 
-        // The block sits right after kallsyms_relative_base, in the common style.
-        let sizes_block = ".globl kallsyms_sizes\n\tALGN\nkallsyms_sizes:\n";
-        let start = asm.find(sizes_block).expect("kallsyms_sizes emitted");
-        let rb = asm.find("kallsyms_relative_base:\n").unwrap();
+        // The block sits right after kallsyms_relative_base (6.12) or
+        // kallsyms_offsets (7.3), in the common style.
+        let sizes_block = format!(".globl kallsyms_sizes\n{align}\nkallsyms_sizes:\n");
+        let start = asm.find(&sizes_block).expect("kallsyms_sizes emitted");
+        let rb = asm.find(before).unwrap();
         let seqs = asm.find(".globl kallsyms_seqs_of_names").unwrap();
         assert!(rb < start && start < seqs);
         // Removing the block gives exactly the output without the flag.
@@ -130,7 +144,7 @@ fn sized_lines_need_the_flag_like_c() {
     let (p4, p3) = (scratch("s4.map"), scratch("s3.map"));
     fs::write(&p4, synth::render(&syms, true)).unwrap();
     fs::write(&p3, synth::render(&syms, false)).unwrap();
-    for opts in OPTION_SETS {
+    for opts in option_sets() {
         // C rejects a size column; so does Rust without --symbol-sizes.
         let c = run(&c_tool(), opts, &p4);
         let r = run(&rust_bin(), opts, &p4);

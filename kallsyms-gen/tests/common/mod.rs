@@ -1,6 +1,11 @@
 //! Shared helpers for the `kallsyms-gen` tests and the `vs_c` bench:
-//! building the 6.12 C reference tool, running both tools, fixtures, and the
+//! building the C reference tool, running both tools, fixtures, and the
 //! deterministic synthetic map generator (`synth`).
+//!
+//! The comparisons are with 6.12's `scripts/kallsyms` unless
+//! `KSH_KERNEL_FORMAT=7.3` is set (with `KSH_KERNEL_SRC` naming an unpacked
+//! 7.3 tree): then the same tests compare `kallsyms-gen --format=7.3` with
+//! 7.3's C tool, over 7.3's options.
 #![allow(dead_code)]
 
 pub mod synth;
@@ -16,13 +21,40 @@ pub const TARBALL: &str = "/usr/src/linux-source-6.12.tar.xz";
 const TOP: &str = "linux-source-6.12";
 pub const INSTALL_HINT: &str = "apt-get install linux-source-6.12";
 
-/// All option combinations the C tool knows.
-pub const OPTION_SETS: [&[&str]; 4] = [
-    &[],
-    &["--all-symbols"],
-    &["--absolute-percpu"],
-    &["--all-symbols", "--absolute-percpu"],
-];
+/// The kernel whose C tool the tests compare with: `KSH_KERNEL_FORMAT`,
+/// `6.12` (the default) or `7.3`.
+pub fn kernel_format() -> &'static str {
+    static FORMAT: OnceLock<&'static str> = OnceLock::new();
+    FORMAT.get_or_init(|| match std::env::var("KSH_KERNEL_FORMAT").as_deref() {
+        Err(_) | Ok("6.12") => "6.12",
+        Ok("7.3") => {
+            assert!(
+                std::env::var_os("KSH_KERNEL_SRC").is_some(),
+                "KSH_KERNEL_FORMAT=7.3 needs KSH_KERNEL_SRC: an unpacked 7.3 tree"
+            );
+            "7.3"
+        }
+        Ok(other) => panic!("KSH_KERNEL_FORMAT={other}: known formats are 6.12 and 7.3"),
+    })
+}
+
+/// All option combinations the C tool of [`kernel_format`] knows.
+pub fn option_sets() -> [&'static [&'static str]; 4] {
+    match kernel_format() {
+        "6.12" => [
+            &[],
+            &["--all-symbols"],
+            &["--absolute-percpu"],
+            &["--all-symbols", "--absolute-percpu"],
+        ],
+        _ => [
+            &[],
+            &["--all-symbols"],
+            &["--pc-relative"],
+            &["--all-symbols", "--pc-relative"],
+        ],
+    }
+}
 
 /// Scratch directory under the cargo target dir.
 pub fn tmp_dir() -> PathBuf {
@@ -38,10 +70,31 @@ pub fn scratch(name: &str) -> PathBuf {
 
 /// The Rust tool under test.
 pub fn rust_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_kallsyms-gen"))
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_kallsyms-gen"));
+    if kernel_format() == "6.12" {
+        return bin;
+    }
+    // Every test runs the tool as `rust_bin() OPTIONS MAP`: for another
+    // kernel a wrapper puts `--format` first.
+    static WRAPPER: OnceLock<PathBuf> = OnceLock::new();
+    WRAPPER
+        .get_or_init(|| {
+            use std::os::unix::fs::PermissionsExt;
+            let w = scratch(&format!("kallsyms-gen-{}", kernel_format()));
+            let script = format!(
+                "#!/bin/sh\nexec '{}' --format={} \"$@\"\n",
+                bin.display(),
+                kernel_format()
+            );
+            fs::write(&w, script).unwrap();
+            fs::set_permissions(&w, fs::Permissions::from_mode(0o755)).unwrap();
+            w
+        })
+        .clone()
 }
 
-/// The C reference tool (`scripts/kallsyms` of 6.12), built once and cached
+/// The C reference tool (`scripts/kallsyms` of 6.12, or of the tree in
+/// `KSH_KERNEL_SRC`), built once and cached
 /// under the cargo target dir.
 ///
 /// Source: the unpacked tree in `$KSH_KERNEL_SRC` if set, else the members
@@ -131,7 +184,7 @@ impl Drop for RemoveOnDrop {
     }
 }
 
-fn fnv1a(data: &[u8]) -> u64 {
+pub fn fnv1a(data: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf29ce484222325;
     for &b in data {
         h ^= b as u64;
