@@ -74,11 +74,7 @@ pub fn run(cell: &Cell, opts: &ExploreOptions) -> Result<i32> {
     }];
     extra.extend(tool_scripts());
     let (initrd, info) = testrun::prepare_guest(cell, &built, &extra, SHELL_INITRAMFS)?;
-    let memory_mib = qemu::memory_mib(
-        cell.id.arch,
-        ksh_proto::symbols_in_build_info(&info),
-        &initrd,
-    );
+    let memory_mib = qemu::memory_mib(cell.id.arch, info.symbols(), &initrd);
     // The same lock as the test run of this cell: the two take turns on
     // the VM (a shell session open beside a test run would push the test's
     // TCG guest past its probes' timeouts on a small host).

@@ -37,7 +37,9 @@ pub use self::kallsyms::{
     kallsyms_from_map, kallsyms_options_from_config, parse_map, KallsymsOptions, MapSymbol,
 };
 pub use self::nm::{mksysmap_keeps, nm_letter, NmSymbol};
-pub use self::orphans::{orphan_search, orphaned_weak_bodies, Orphan, OrphanSearch};
+pub use self::orphans::{
+    orphan_search, orphan_search_in, orphaned_weak_bodies, Orphan, OrphanSearch,
+};
 
 /// One entry of the expected kallsyms table, in table order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use ksh_proto::files::BuildInfo;
 
 use crate::cell::arch::ArchProfile;
 use crate::cell::{CellId, SourceKind, TestName};
@@ -406,7 +407,7 @@ pub fn run_cell_as(cell: &Cell, opts: &RunOptions, mode: Mode) -> Result<(CellRe
         mode,
         build,
         boot: None,
-        build_info: String::new(),
+        build_info: BuildInfo::default(),
         allow_list: allow_list(),
     };
     let mut texts = RunTexts {
@@ -529,14 +530,14 @@ pub fn cell_times(input: &JudgeInput, texts: &RunTexts, judged: &Judged) -> Cell
 
 /// Expectations, initramfs and the VM run of a built cell; also the
 /// build's `key=value` facts (for the registry's applicability rules).
-fn boot_built(cell: &Cell, built: &Built, opts: &RunOptions) -> Result<(VmOutcome, String)> {
+fn boot_built(cell: &Cell, built: &Built, opts: &RunOptions) -> Result<(VmOutcome, BuildInfo)> {
     let (initrd, build_info) = prepare_guest(cell, built, &[], INITRAMFS)?;
     // Each invocation has its own run dir; same-cell runs from two
     // processes still take turns on the VM (two TCG guests on a small host
     // would push each other past the probes' timeouts).
     let _run_lock = layout::lock(&layout::runs_lock(&cell.runs_dir()))?;
     let run_dir = layout::new_run_dir(&cell.runs_dir())?;
-    let symbols = ksh_proto::symbols_in_build_info(&build_info);
+    let symbols = build_info.symbols();
     Ok((
         boot(cell, built, initrd, run_dir, opts, symbols)?,
         build_info,
@@ -554,19 +555,14 @@ pub fn prepare_guest(
     built: &Built,
     extra: &[crate::payload::initramfs::GuestFile],
     name: &str,
-) -> Result<(PathBuf, String)> {
+) -> Result<(PathBuf, BuildInfo)> {
     let init = crate::payload::guestbin::build_init(cell.id.arch)?;
     let init_bytes = fs::read(&init).with_context(|| format!("reading {}", init.display()))?;
-    let mut files = crate::payload::expect::guest_files(cell.id.arch, built)?;
-    let build_info = files
-        .iter()
-        .find(|f| f.path == ksh_proto::EXPECT_BUILD_INFO)
-        .map(|f| String::from_utf8_lossy(&f.data).into_owned())
-        .unwrap_or_default();
-    files.extend(extra.iter().cloned());
+    let mut payload = crate::payload::expect::guest_files(cell.id.arch, built)?;
+    payload.files.extend(extra.iter().cloned());
     let initrd = built.dir.join(name);
-    crate::payload::initramfs::write(&initrd, &init_bytes, &files)?;
-    Ok((initrd, build_info))
+    crate::payload::initramfs::write(&initrd, &init_bytes, &payload.files)?;
+    Ok((initrd, payload.build_info))
 }
 
 #[cfg(test)]

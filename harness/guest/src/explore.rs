@@ -9,8 +9,8 @@ use std::process::Command;
 use ksh_proto::files::{KallsymsLine, Line as _};
 use ksh_proto::lookup::Table;
 
-use crate::support;
 use crate::sys;
+use crate::{expect, kaslr, probe_module};
 
 /// PID 1 of `cargo xtask run`: busybox applets, the terminal size, a
 /// banner, then a login shell on the console's tty; power-off when it ends.
@@ -33,19 +33,13 @@ pub fn shell_session(cmdline: &str, module_status: &str) -> ! {
     ) {
         sys::set_console_size(c, r);
     }
-    let build = support::build_info();
+    let build = expect::build_info();
     println!();
     println!(
         "ksh: {} kernel {}, {} kallsyms symbols; probe module: {module_status}",
-        crate::probes::arch(),
-        build
-            .get("kernel_release")
-            .map(String::as_str)
-            .unwrap_or("?"),
-        build
-            .get(ksh_proto::SYMBOLS_KEY)
-            .map(String::as_str)
-            .unwrap_or("?"),
+        crate::sys::arch(),
+        build.get("kernel_release").unwrap_or("?"),
+        build.get(ksh_proto::SYMBOLS_KEY).unwrap_or("?"),
     );
     println!("ksh: ksh-probe NAME reruns one probe (ksh-probe alone lists them);");
     println!("ksh: ksh-lookup ADDR|NAME asks the kernel and the host's ground truth;");
@@ -83,10 +77,10 @@ struct GroundTruth {
 
 impl GroundTruth {
     fn load() -> Result<GroundTruth, String> {
-        let kallsyms = std::fs::read_to_string(ksh_proto::EXPECT_KALLSYMS)
-            .map_err(|e| format!("{}: {e}", ksh_proto::EXPECT_KALLSYMS))?;
-        let sizes_text = std::fs::read_to_string(ksh_proto::EXPECT_SIZES)
-            .map_err(|e| format!("{}: {e}", ksh_proto::EXPECT_SIZES))?;
+        let kallsyms = std::fs::read_to_string(ksh_proto::files::FileId::Kallsyms.path())
+            .map_err(|e| format!("{}: {e}", ksh_proto::files::FileId::Kallsyms.path()))?;
+        let sizes_text = std::fs::read_to_string(ksh_proto::files::FileId::Sizes.path())
+            .map_err(|e| format!("{}: {e}", ksh_proto::files::FileId::Sizes.path()))?;
         let mut sizes = HashMap::new();
         for g in ksh_proto::sizes::parse(&sizes_text)? {
             for (name, size, _) in g.sized {
@@ -127,7 +121,7 @@ pub fn lookup(args: &[String]) -> i32 {
             return 2;
         }
     };
-    let offset = match support::kaslr_offset() {
+    let offset = match kaslr::kaslr_offset() {
         Ok(o) => o,
         Err(e) => {
             eprintln!("ksh-lookup: KASLR offset: {e}");
@@ -137,7 +131,7 @@ pub fn lookup(args: &[String]) -> i32 {
     let table = truth.table();
     let mut code = 0;
     for arg in args {
-        let addrs: Vec<u64> = match support::hex(arg) {
+        let addrs: Vec<u64> = match probe_module::hex(arg) {
             Ok(a) if arg.len() >= 8 || arg.starts_with("0x") => vec![a],
             _ => {
                 let found: Vec<u64> = truth
@@ -148,7 +142,7 @@ pub fn lookup(args: &[String]) -> i32 {
                 if found.is_empty() {
                     println!(
                         "{arg}: not in the expected table ({})",
-                        ksh_proto::EXPECT_KALLSYMS
+                        ksh_proto::files::FileId::Kallsyms.path()
                     );
                     code = code.max(1);
                     continue;
@@ -164,7 +158,7 @@ pub fn lookup(args: &[String]) -> i32 {
                 Some(f) => format!("{}+{:#x}/{:#x}", f.name, link - f.start, f.size),
                 None => "no symbol".to_string(),
             };
-            let (kernel_text, ps) = match support::lookup_one(runtime) {
+            let (kernel_text, ps) = match probe_module::lookup_one(runtime) {
                 Ok(l) => {
                     let k = if l.found {
                         let m = l

@@ -144,7 +144,7 @@ impl<W: Write> CaseWriter<W> {
         let diag = if bad.is_empty() {
             Vec::new()
         } else {
-            crate::probes::summarize_detail(what, bad)
+            summarize_detail(what, bad)
         };
         self.counted(case, checked, bad.len(), diag, why_empty);
     }
@@ -153,7 +153,7 @@ impl<W: Write> CaseWriter<W> {
     /// this build (`ksh_proto::APPLICABILITY`); returns whether it did. A
     /// SKIP for any other reason fails on the host.
     pub fn skip_if_not_applicable(&mut self, case: &str) -> bool {
-        match crate::probes::not_applicable(self.spec.name, case) {
+        match crate::expect::not_applicable(self.spec.name, case) {
             Some(why) => {
                 self.case(case, Verdict::Skip(why.to_string()));
                 true
@@ -208,6 +208,29 @@ pub fn summarize<T: std::fmt::Display>(what: &str, items: &[T]) -> Vec<String> {
     }
     if items.len() > MAX_INLINE {
         out.push(format!("  ... and {} more", items.len() - MAX_INLINE));
+    }
+    out
+}
+
+/// How many offending items a case prints as `detail:` lines (beyond the
+/// inline summary); the rest are counted.
+pub const DETAIL_CAP: usize = 200;
+
+/// A failure summary plus the full list as `detail:` lines, up to a cap.
+pub fn summarize_detail<T: std::fmt::Display>(what: &str, items: &[T]) -> Vec<String> {
+    let mut out = summarize(what, items);
+    if items.len() > MAX_INLINE {
+        for i in items.iter().skip(MAX_INLINE).take(DETAIL_CAP) {
+            out.push(format!("detail: {i}"));
+        }
+        let shown = MAX_INLINE + DETAIL_CAP;
+        if items.len() > shown {
+            out.push(format!(
+                "detail: {} more not printed ({} in all)",
+                items.len() - shown,
+                items.len()
+            ));
+        }
     }
     out
 }

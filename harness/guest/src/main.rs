@@ -8,10 +8,13 @@
 //! own cases, not the run.
 
 mod alloc;
+mod expect;
 mod explore;
+mod kaslr;
 mod ktap;
+mod probe_module;
 mod probes;
-mod support;
+mod proc_kallsyms;
 mod sys;
 
 use std::io::{BufRead, BufReader, Read, Write};

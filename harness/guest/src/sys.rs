@@ -297,3 +297,11 @@ pub fn read_unprivileged(path: &str) -> Result<Vec<u8>, UnprivilegedReadError> {
     }
     Ok(out)
 }
+
+/// The guest's arch as the registry names it.
+pub fn arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "aarch64" => "arm64",
+        a => a,
+    }
+}

@@ -1,7 +1,11 @@
-//! The expectation files under [`crate::EXPECT_DIR`], as types: one record
-//! type per file with its encoder and decoder, used by the host (which
-//! writes them) and the guest (which reads them), so a format change is one
-//! edit here and a drift fails to compile or fails the round-trip tests.
+//! The expectation files under [`crate::EXPECT_DIR`]: the registry
+//! ([`EXPECT_FILES`]: each file's path, format and what every kernel the
+//! harness builds guarantees about it) and one record type per file with
+//! its encoder and decoder. The host writes a record into the file of its
+//! type ([`Line::FILE`]) and the guest reads it with the same type, so
+//! adding a file is one registry entry and a record type (then its writer
+//! on the host and its reader in a probe), a format change is one edit
+//! here, and a drift fails to compile or fails the round-trip tests.
 //! Text, one record per line, fields separated by one space, addresses and
 //! sizes in lowercase hex without `0x`; the last field of a record may hold
 //! spaces where the record says so.
@@ -10,14 +14,207 @@ use std::fmt::Write as _;
 
 /// One line of an expectation file.
 pub trait Line<'a>: Sized {
+    /// The file this is the record of (its entry in [`EXPECT_FILES`]).
+    const FILE: FileId;
     /// The file's path in the guest.
-    const PATH: &'static str;
+    const PATH: &'static str = Self::FILE.path();
     /// Appends the record's line (without the newline) to `out`.
     fn write(&self, out: &mut String);
     /// Parses one line; the error says what is wrong (the caller adds
     /// the file and line number).
     fn parse(line: &'a str) -> Result<Self, String>;
 }
+
+/// An expectation file: its entry in [`EXPECT_FILES`] (the variants are in
+/// the registry's order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FileId {
+    Kallsyms,
+    BuildInfo,
+    Sizes,
+    SizesCheck,
+    SizesCounts,
+    Orphans,
+    WeakKept,
+    FormatPs,
+    ModuleSyms,
+    Kprobes,
+    Blacklist,
+    Nested,
+    Unsized,
+    Ftrace,
+}
+
+impl FileId {
+    /// How many files there are.
+    pub const COUNT: usize = EXPECT_FILES.len();
+
+    /// The file's registry entry.
+    pub const fn spec(self) -> &'static ExpectFile {
+        &EXPECT_FILES[self as usize]
+    }
+
+    /// The file's path in the guest.
+    pub const fn path(self) -> &'static str {
+        self.spec().path
+    }
+}
+
+/// What a file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One record per line, of the [`Line`] type named here.
+    Lines(&'static str),
+    /// The `sizes` plan as `crate::check` records (binary).
+    CheckRecords,
+    /// The `sizes` plan's counts, one line (`crate::sizes::counts_line`).
+    CountsLine,
+}
+
+/// What every kernel the harness builds guarantees about a file: the host
+/// refuses to ship a file that breaks it (the ground truth is broken, and
+/// a probe given it would check nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filled {
+    /// Nothing (the file may be empty).
+    Maybe,
+    /// Every kernel fills it.
+    Always,
+    /// Filled whenever the probe module was built.
+    WithModule,
+}
+
+/// One expectation file of the registry.
+#[derive(Debug, Clone, Copy)]
+pub struct ExpectFile {
+    pub id: FileId,
+    /// Path in the guest, under [`crate::EXPECT_DIR`].
+    pub path: &'static str,
+    pub format: Format,
+    pub filled: Filled,
+    /// The fixture patch's symbols (`crate::FIXTURE_PREFIX`) are in it
+    /// whenever the fixture is in the tree.
+    pub fixture_entries: bool,
+}
+
+/// Every expectation file, in the order the host ships them.
+pub const EXPECT_FILES: &[ExpectFile] = &[
+    // Every symbol the kernel's table must list, in its order.
+    ExpectFile {
+        id: FileId::Kallsyms,
+        path: "/ksh/expect/kallsyms.txt",
+        format: Format::Lines("KallsymsLine"),
+        filled: Filled::Always,
+        fixture_entries: true,
+    },
+    // Facts of the build (release, options, counts, the KASLR anchor).
+    ExpectFile {
+        id: FileId::BuildInfo,
+        path: "/ksh/expect/build-info.txt",
+        format: Format::Lines("BuildInfoLine"),
+        filled: Filled::Always,
+        fixture_entries: false,
+    },
+    // Sized kallsyms symbols to look up (`sizes` probe), grouped by address.
+    ExpectFile {
+        id: FileId::Sizes,
+        path: "/ksh/expect/sizes.txt",
+        format: Format::Lines("SizesLine"),
+        filled: Filled::Always,
+        fixture_entries: true,
+    },
+    // `sizes.txt` as check records (link-time addresses): the probe sends
+    // it to the kernel as it is, with the KASLR offset in the header.
+    ExpectFile {
+        id: FileId::SizesCheck,
+        path: "/ksh/expect/sizes-check.bin",
+        format: Format::CheckRecords,
+        filled: Filled::Maybe,
+        fixture_entries: false,
+    },
+    ExpectFile {
+        id: FileId::SizesCounts,
+        path: "/ksh/expect/sizes-counts.txt",
+        format: Format::CountsLine,
+        filled: Filled::Maybe,
+        fixture_entries: false,
+    },
+    // Orphaned weak bodies (overridden weak functions' leftover code).
+    ExpectFile {
+        id: FileId::Orphans,
+        path: "/ksh/expect/orphans.txt",
+        format: Format::Lines("OrphanLine"),
+        filled: Filled::Maybe,
+        fixture_entries: true,
+    },
+    // Weak functions kept (not overridden).
+    ExpectFile {
+        id: FileId::WeakKept,
+        path: "/ksh/expect/weak-kept.txt",
+        format: Format::Lines("WeakKeptLine"),
+        filled: Filled::Maybe,
+        fixture_entries: true,
+    },
+    // `%pS` samples.
+    ExpectFile {
+        id: FileId::FormatPs,
+        path: "/ksh/expect/format-ps.txt",
+        format: Format::Lines("FormatPsLine"),
+        filled: Filled::Maybe,
+        fixture_entries: true,
+    },
+    // Functions of the probe module.
+    ExpectFile {
+        id: FileId::ModuleSyms,
+        path: "/ksh/expect/module-syms.txt",
+        format: Format::Lines("ModuleSymLine"),
+        filled: Filled::WithModule,
+        fixture_entries: false,
+    },
+    // kprobe targets the kernel must refuse.
+    ExpectFile {
+        id: FileId::Kprobes,
+        path: "/ksh/expect/kprobes.txt",
+        format: Format::Lines("KprobeLine"),
+        filled: Filled::Maybe,
+        fixture_entries: true,
+    },
+    // kprobes blacklist entries the kernel must create for vmlinux, from
+    // the areas `populate_kprobe_blacklist()` walks and `NOKPROBE_SYMBOL()`.
+    ExpectFile {
+        id: FileId::Blacklist,
+        path: "/ksh/expect/blacklist.txt",
+        format: Format::Lines("BlacklistLine"),
+        filled: Filled::Maybe,
+        fixture_entries: false,
+    },
+    // Addresses of a sized symbol outside the sized symbols nested in it.
+    ExpectFile {
+        id: FileId::Nested,
+        path: "/ksh/expect/nested.txt",
+        format: Format::Lines("NestedLine"),
+        filled: Filled::Maybe,
+        fixture_entries: false,
+    },
+    // Symbols without a size, alone at their address.
+    ExpectFile {
+        id: FileId::Unsized,
+        path: "/ksh/expect/unsized.txt",
+        format: Format::Lines("UnsizedLine"),
+        filled: Filled::Maybe,
+        fixture_entries: false,
+    },
+    // The call sites ftrace keeps after boot (empty without
+    // `CONFIG_DYNAMIC_FTRACE`); `ftrace/filter-all` compares the kernel's
+    // selection for `*` with these names.
+    ExpectFile {
+        id: FileId::Ftrace,
+        path: "/ksh/expect/ftrace.txt",
+        format: Format::Lines("FtraceLine"),
+        filled: Filled::Maybe,
+        fixture_entries: false,
+    },
+];
 
 /// The file's text for `records`.
 pub fn encode<'a, T: Line<'a>>(records: &[T]) -> String {
@@ -75,7 +272,7 @@ pub struct KallsymsLine<'a> {
 }
 
 impl<'a> Line<'a> for KallsymsLine<'a> {
-    const PATH: &'static str = crate::EXPECT_KALLSYMS;
+    const FILE: FileId = FileId::Kallsyms;
     fn write(&self, out: &mut String) {
         let _ = write!(out, "{:x} {} {}", self.addr, self.ty, self.name);
     }
@@ -101,13 +298,65 @@ pub struct BuildInfoLine<'a> {
 }
 
 impl<'a> Line<'a> for BuildInfoLine<'a> {
-    const PATH: &'static str = crate::EXPECT_BUILD_INFO;
+    const FILE: FileId = FileId::BuildInfo;
     fn write(&self, out: &mut String) {
         let _ = write!(out, "{}={}", self.key, self.value);
     }
     fn parse(line: &'a str) -> Result<Self, String> {
         let (key, value) = line.split_once('=').ok_or("no '='")?;
         Ok(BuildInfoLine { key, value })
+    }
+}
+
+/// The build's facts as a value: what `build-info.txt` holds, in its
+/// order. The host keeps it as built and encodes it for the guest only;
+/// the guest decodes the file. Plain `(key, value)` strings, so a caller
+/// that saves it (a run dir) stores [`BuildInfo::encode`]'s text, the
+/// guest's own file, or the pairs with any serialiser.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BuildInfo {
+    pub facts: Vec<(String, String)>,
+}
+
+impl BuildInfo {
+    /// Appends a fact (keys are kept in the order they were added).
+    pub fn push(&mut self, key: &str, value: impl ToString) {
+        self.facts.push((key.to_string(), value.to_string()));
+    }
+
+    /// The value of the first `key` fact.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.facts
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The number of kallsyms symbols (`crate::SYMBOLS_KEY`), 0 when
+    /// absent: what the probes' timeouts scale with.
+    pub fn symbols(&self) -> u64 {
+        self.get(crate::SYMBOLS_KEY)
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// The text of `build-info.txt`.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        for (key, value) in &self.facts {
+            push(&mut out, &BuildInfoLine { key, value });
+        }
+        out
+    }
+
+    /// Reads `build-info.txt`'s text.
+    pub fn decode(text: &str) -> Result<Self, String> {
+        Ok(BuildInfo {
+            facts: decode::<BuildInfoLine>(text)?
+                .into_iter()
+                .map(|b| (b.key.to_string(), b.value.to_string()))
+                .collect(),
+        })
     }
 }
 
@@ -123,7 +372,7 @@ pub struct SizesLine<'a> {
 }
 
 impl<'a> Line<'a> for SizesLine<'a> {
-    const PATH: &'static str = crate::EXPECT_SIZES;
+    const FILE: FileId = FileId::Sizes;
     fn write(&self, out: &mut String) {
         let _ = match self.sized {
             Some((s, n)) => write!(out, "{:x} {s:x} {} {}", self.addr, n as u8, self.name),
@@ -158,7 +407,7 @@ pub struct OrphanLine<'a> {
 }
 
 impl<'a> Line<'a> for OrphanLine<'a> {
-    const PATH: &'static str = crate::EXPECT_ORPHANS;
+    const FILE: FileId = FileId::Orphans;
     fn write(&self, out: &mut String) {
         let _ = write!(
             out,
@@ -196,7 +445,7 @@ pub struct WeakKeptLine<'a> {
 }
 
 impl<'a> Line<'a> for WeakKeptLine<'a> {
-    const PATH: &'static str = crate::EXPECT_WEAK_KEPT;
+    const FILE: FileId = FileId::WeakKept;
     fn write(&self, out: &mut String) {
         let _ = write!(
             out,
@@ -225,7 +474,7 @@ pub struct FormatPsLine<'a> {
 }
 
 impl<'a> Line<'a> for FormatPsLine<'a> {
-    const PATH: &'static str = crate::EXPECT_FORMAT_PS;
+    const FILE: FileId = FileId::FormatPs;
     fn write(&self, out: &mut String) {
         let _ = write!(out, "{:x} {:x} {}", self.addr, self.offset, self.expected);
     }
@@ -247,7 +496,7 @@ pub struct ModuleSymLine<'a> {
 }
 
 impl<'a> Line<'a> for ModuleSymLine<'a> {
-    const PATH: &'static str = crate::EXPECT_MODULE_SYMS;
+    const FILE: FileId = FileId::ModuleSyms;
     fn write(&self, out: &mut String) {
         let _ = write!(out, "{} {:x}", self.name, self.size);
     }
@@ -287,7 +536,7 @@ pub struct KprobeLine<'a> {
 }
 
 impl<'a> Line<'a> for KprobeLine<'a> {
-    const PATH: &'static str = crate::EXPECT_KPROBES;
+    const FILE: FileId = FileId::Kprobes;
     fn write(&self, out: &mut String) {
         let _ = write!(out, "{:x} {} {}", self.addr, self.kind.name(), self.name);
     }
@@ -315,7 +564,7 @@ pub struct BlacklistLine<'a> {
 }
 
 impl<'a> Line<'a> for BlacklistLine<'a> {
-    const PATH: &'static str = crate::EXPECT_BLACKLIST;
+    const FILE: FileId = FileId::Blacklist;
     fn write(&self, out: &mut String) {
         let _ = write!(out, "{:x} {:x} {}", self.start, self.end, self.name);
     }
@@ -342,7 +591,7 @@ pub struct NestedLine<'a> {
 }
 
 impl<'a> Line<'a> for NestedLine<'a> {
-    const PATH: &'static str = crate::EXPECT_NESTED;
+    const FILE: FileId = FileId::Nested;
     fn write(&self, out: &mut String) {
         let _ = write!(
             out,
@@ -374,7 +623,7 @@ pub struct UnsizedLine<'a> {
 }
 
 impl<'a> Line<'a> for UnsizedLine<'a> {
-    const PATH: &'static str = crate::EXPECT_UNSIZED;
+    const FILE: FileId = FileId::Unsized;
     fn write(&self, out: &mut String) {
         let _ = write!(
             out,
@@ -393,7 +642,7 @@ impl<'a> Line<'a> for UnsizedLine<'a> {
     }
 }
 
-/// One line of [`crate::EXPECT_FTRACE`].
+/// `ftrace.txt`: a call site ftrace keeps after boot, `ADDR NAME`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FtraceLine<'a> {
     pub addr: u64,
@@ -401,7 +650,7 @@ pub struct FtraceLine<'a> {
 }
 
 impl<'a> Line<'a> for FtraceLine<'a> {
-    const PATH: &'static str = crate::EXPECT_FTRACE;
+    const FILE: FileId = FileId::Ftrace;
     fn write(&self, out: &mut String) {
         let _ = write!(out, "{:x} {}", self.addr, self.name);
     }
@@ -418,29 +667,75 @@ impl<'a> Line<'a> for FtraceLine<'a> {
 mod tests {
     use super::*;
 
-    fn round_trip<'a, T: Line<'a> + PartialEq + std::fmt::Debug>(records: &[T], text: &'a str) {
+    /// Checks one record type's encoding both ways; returns its file.
+    fn round_trip<'a, T: Line<'a> + PartialEq + std::fmt::Debug>(
+        records: &[T],
+        text: &'a str,
+    ) -> FileId {
         assert_eq!(encode(records), text, "{}", T::PATH);
         assert_eq!(&decode::<T>(text).unwrap(), records, "{}", T::PATH);
+        // The registry names the record type of the file.
+        let name = std::any::type_name::<T>();
+        let Format::Lines(want) = T::FILE.spec().format else {
+            panic!("{}: a record type for a file without lines", T::PATH);
+        };
+        assert_eq!(
+            name.rsplit("::").next().unwrap().split('<').next(),
+            Some(want)
+        );
+        T::FILE
+    }
+
+    #[test]
+    fn the_registry_is_in_order_with_unique_paths() {
+        let mut paths = std::collections::HashSet::new();
+        for (i, f) in EXPECT_FILES.iter().enumerate() {
+            assert_eq!(f.id as usize, i, "{}: FileId order differs", f.path);
+            assert!(paths.insert(f.path), "{} registered twice", f.path);
+            let dir = f.path.strip_prefix(crate::EXPECT_DIR).unwrap_or_default();
+            assert!(
+                dir.starts_with('/') && !dir[1..].contains('/'),
+                "{}",
+                f.path
+            );
+        }
+        assert_eq!(FileId::Ftrace.path(), "/ksh/expect/ftrace.txt");
+    }
+
+    #[test]
+    fn build_info_is_a_value_encoded_for_the_guest() {
+        let mut b = BuildInfo::default();
+        b.push(crate::SYMBOLS_KEY, 37953);
+        b.push("kprobes", "1");
+        let text = b.encode();
+        assert_eq!(text, "kallsyms_symbols=37953\nkprobes=1\n");
+        assert_eq!(BuildInfo::decode(&text).unwrap(), b);
+        assert_eq!(
+            (b.symbols(), b.get("kprobes"), b.get("x")),
+            (37953, Some("1"), None)
+        );
+        assert!(BuildInfo::decode("no equals sign").is_err());
     }
 
     #[test]
     fn every_file_round_trips() {
-        round_trip(
+        let mut covered = std::collections::BTreeSet::new();
+        covered.insert(round_trip(
             &[KallsymsLine {
                 addr: 0xffffffff81000000,
                 ty: 'T',
                 name: "_text",
             }],
             "ffffffff81000000 T _text\n",
-        );
-        round_trip(
+        ));
+        covered.insert(round_trip(
             &[BuildInfoLine {
                 key: "kallsyms_symbols",
                 value: "37953",
             }],
             "kallsyms_symbols=37953\n",
-        );
-        round_trip(
+        ));
+        covered.insert(round_trip(
             &[
                 SizesLine {
                     addr: 0x10,
@@ -454,8 +749,8 @@ mod tests {
                 },
             ],
             "10 20 1 f\n10 - - f_alias\n",
-        );
-        round_trip(
+        ));
+        covered.insert(round_trip(
             &[
                 OrphanLine {
                     start: 0x10,
@@ -473,8 +768,8 @@ mod tests {
                 },
             ],
             "10 30 w p kernel/a.o\n40 48 v - b c.o\n",
-        );
-        round_trip(
+        ));
+        covered.insert(round_trip(
             &[WeakKeptLine {
                 addr: 0x10,
                 size: 0x8,
@@ -482,30 +777,30 @@ mod tests {
                 name: "k",
             }],
             "10 8 W k\n",
-        );
-        round_trip(
+        ));
+        covered.insert(round_trip(
             &[FtraceLine {
                 addr: 0x10,
                 name: "f",
             }],
             "10 f\n",
-        );
-        round_trip(
+        ));
+        covered.insert(round_trip(
             &[FormatPsLine {
                 addr: 0x10,
                 offset: 0x4,
                 expected: "f+0x4/0x20 [m]",
             }],
             "10 4 f+0x4/0x20 [m]\n",
-        );
-        round_trip(
+        ));
+        covered.insert(round_trip(
             &[ModuleSymLine {
                 name: "ksh_bt_caller",
                 size: 0xa,
             }],
             "ksh_bt_caller a\n",
-        );
-        round_trip(
+        ));
+        covered.insert(round_trip(
             &[
                 KprobeLine {
                     addr: 0x30,
@@ -519,16 +814,16 @@ mod tests {
                 },
             ],
             "30 past-end f\n40 blacklisted g\n",
-        );
-        round_trip(
+        ));
+        covered.insert(round_trip(
             &[BlacklistLine {
                 start: 0x10,
                 end: 0x20,
                 name: "e",
             }],
             "10 20 e\n",
-        );
-        round_trip(
+        ));
+        covered.insert(round_trip(
             &[NestedLine {
                 addr: 0x170,
                 outer_start: 0x140,
@@ -538,8 +833,8 @@ mod tests {
                 inner_start: 0x160,
             }],
             "170 140 60 outer inner 160\n",
-        );
-        round_trip(
+        ));
+        covered.insert(round_trip(
             &[UnsizedLine {
                 addr: 0x23f,
                 start: 0x200,
@@ -547,7 +842,14 @@ mod tests {
                 name: "asm",
             }],
             "23f 200 40 asm\n",
-        );
+        ));
+        // Every file of lines has a record type with a round trip here.
+        let lines: std::collections::BTreeSet<FileId> = EXPECT_FILES
+            .iter()
+            .filter(|f| matches!(f.format, Format::Lines(_)))
+            .map(|f| f.id)
+            .collect();
+        assert_eq!(covered, lines);
     }
 
     #[test]

@@ -21,17 +21,13 @@ pub const COMPLETION_RECORD: &str = "# ksh-complete:";
 /// Directory in the initramfs that holds the host-computed expectations.
 pub const EXPECT_DIR: &str = "/ksh/expect";
 
-/// Expected kallsyms contents, one `ADDR TYPE NAME` line per symbol
-/// (address in lowercase hex, no `0x`), in kallsyms order.
-pub const EXPECT_KALLSYMS: &str = "/ksh/expect/kallsyms.txt";
+// The expectation files (path, record type, what a kernel guarantees
+// about them) are registered in `files::EXPECT_FILES`; a file's path is
+// `files::FileId::path`.
 
 /// The file of symbol sizes for tools (patch 0011): the lines of
 /// `/proc/kallsyms` with the size after the address, `ADDR SIZE TYPE NAME`.
 pub const PROC_KALLSYMS_SIZES: &str = "/proc/kallsyms_sizes";
-
-/// Facts about the build (`key=value` lines): arch, config, kernel release,
-/// whether the kallsyms patches are applied.
-pub const EXPECT_BUILD_INFO: &str = "/ksh/expect/build-info.txt";
 
 /// The probe kernel module (`harness/probe-module`), loaded by `/init`
 /// before any probe runs.
@@ -47,62 +43,8 @@ pub const MODULE_DEBUGFS: &str = "/sys/kernel/debug/ksh_probe";
 /// Module name as `/proc/kallsyms` and `%pS` show it (`[ksh_probe]`).
 pub const MODULE_NAME: &str = "ksh_probe";
 
-/// Sized kallsyms symbols to look up (`sizes` probe), grouped by address, in
-/// table order: `ADDR SIZE NESTED NAME` (hex link-time address; SIZE hex or
-/// `-` for an unsized alias; NESTED `1` when another symbol starts inside
-/// the symbol, `0` otherwise, `-` when unsized).
-pub const EXPECT_SIZES: &str = "/ksh/expect/sizes.txt";
-/// `sizes.txt` as check records (`sizes::plan`, link-time addresses): the
-/// probe sends it to the kernel as it is, with the KASLR offset in the
-/// header.
-pub const EXPECT_SIZES_CHECK: &str = "/ksh/expect/sizes-check.bin";
-/// The plan's counts (`sizes::counts_line`).
-pub const EXPECT_SIZES_COUNTS: &str = "/ksh/expect/sizes-counts.txt";
-
-/// Orphaned weak bodies: `START END NAME PRECEDING OBJECT` (hex link-time
-/// `[START, END)`; PRECEDING is what a size-blind lookup reports).
-pub const EXPECT_ORPHANS: &str = "/ksh/expect/orphans.txt";
-
-/// Weak functions kept (not overridden): `ADDR SIZE TYPE NAME`.
-pub const EXPECT_WEAK_KEPT: &str = "/ksh/expect/weak-kept.txt";
-
-/// `%pS` samples: `ADDR OFFSET EXPECTED` (hex address of the symbol start,
-/// hex offset, and the exact `%pS` text of `ADDR+OFFSET`).
-pub const EXPECT_FORMAT_PS: &str = "/ksh/expect/format-ps.txt";
-
 /// Name prefix of the test-only `__weak` functions of the fixture patch.
 pub const FIXTURE_PREFIX: &str = "kallsyms_fixture_";
-
-/// Functions of the probe module: `NAME SIZE` (hex ELF size).
-pub const EXPECT_MODULE_SYMS: &str = "/ksh/expect/module-syms.txt";
-
-/// kprobe targets: `ADDR KIND NAME` (KIND `past-end`: NAME's end address,
-/// must be refused; `blacklisted`: a function of a blacklisted area, must be
-/// refused).
-pub const EXPECT_KPROBES: &str = "/ksh/expect/kprobes.txt";
-
-/// kprobes blacklist entries the kernel must create for vmlinux:
-/// `START END NAME` (hex link-time `[START, END)`), from the areas that
-/// `populate_kprobe_blacklist()` walks and the `NOKPROBE_SYMBOL()` list.
-pub const EXPECT_BLACKLIST: &str = "/ksh/expect/blacklist.txt";
-
-/// Addresses of a sized symbol outside the sized symbols nested in it:
-/// `ADDR OUTER_START OUTER_SIZE OUTER INNER INNER_START` (hex link-time); a
-/// lookup of ADDR must give OUTER with its size, one of INNER_START INNER.
-pub const EXPECT_NESTED: &str = "/ksh/expect/nested.txt";
-
-/// The call sites ftrace keeps after boot (`__mcount_loc` of the image,
-/// the init text's left out, as `ftrace_free_init_mem()` drops them):
-/// `ADDR NAME` (hex link-time; NAME the host's size-aware lookup of ADDR),
-/// sorted by address. `ftrace/filter-all` compares the kernel's selection
-/// for `*` with these names.
-pub const EXPECT_FTRACE: &str = "/ksh/expect/ftrace.txt";
-
-/// Symbols without a size, alone at their address: `ADDR START SIZE NAME`
-/// (hex link-time; SIZE is the distance to the next symbol). A lookup of
-/// ADDR gives NAME+(ADDR-START)/SIZE: the zero-size rule, unchanged by
-/// the series.
-pub const EXPECT_UNSIZED: &str = "/ksh/expect/unsized.txt";
 
 /// Functions of the probe module's `.kprobes.text` (separated by an
 /// alignment gap): both must be in the kprobes blacklist after it loads.
@@ -384,7 +326,7 @@ pub fn is_counted(probe: &str, case: &str) -> bool {
 pub enum Condition {
     /// The guest's arch (`x86_64`, `arm64`) is this one.
     Arch(&'static str),
-    /// `key=value` in [`EXPECT_BUILD_INFO`].
+    /// `key=value` in the build info ([`files::BuildInfo`]).
     BuildInfo(&'static str, &'static str),
 }
 
@@ -530,7 +472,7 @@ pub fn skip_declared(probe: &str, case: &str, cell: &CellKind) -> bool {
         .any(|a| a.declared_in.iter().any(|s| s.contains(cell)))
 }
 
-/// Key in [`EXPECT_BUILD_INFO`]: the link-time (ELF) address of
+/// Key in the build info ([`files::BuildInfo`]): the link-time (ELF) address of
 /// [`ANCHOR_SYMBOL`] in vmlinux, hex without `0x`.
 pub const ANCHOR_LINK_KEY: &str = "anchor_link";
 
@@ -681,16 +623,6 @@ impl ProbeSpec {
     }
 }
 
-/// The symbol count in build-info.txt text (0 when absent).
-pub fn symbols_in_build_info(text: &str) -> u64 {
-    use files::Line as _;
-    text.lines()
-        .filter_map(|l| files::BuildInfoLine::parse(l).ok())
-        .find(|b| b.key == SYMBOLS_KEY)
-        .and_then(|b| b.value.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// Looks a probe up by name.
 pub fn probe(name: &str) -> Option<&'static ProbeSpec> {
     PROBES.iter().find(|p| p.name == name)
@@ -795,11 +727,9 @@ mod tests {
         assert_eq!(p.timeout(0), base);
         assert_eq!(p.timeout(30_000), base);
         assert_eq!(p.timeout(4 * TIMEOUT_BASE_SYMBOLS), base * 4);
-        assert_eq!(
-            symbols_in_build_info("a=1\nkallsyms_symbols=120000\n"),
-            120_000
-        );
-        assert_eq!(symbols_in_build_info("a=1\n"), 0);
+        let info = |t| files::BuildInfo::decode(t).unwrap().symbols();
+        assert_eq!(info("a=1\nkallsyms_symbols=120000\n"), 120_000);
+        assert_eq!(info("a=1\n"), 0);
     }
 
     #[test]

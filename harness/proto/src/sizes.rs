@@ -1,5 +1,5 @@
 //! The `sizes` probe's plan, shared by the host (which encodes it once as
-//! the check blob [`crate::EXPECT_SIZES_CHECK`]) and the guest (which
+//! the check blob `sizes-check.bin`) and the guest (which
 //! rebuilds it from `sizes.txt` only to explain mismatches): one start
 //! record per address, then one last-byte record per distinct size of the
 //! symbols there that have no other symbol inside.
@@ -37,7 +37,7 @@ pub fn parse(text: &str) -> Result<Vec<SizeGroup<'_>>, String> {
     if let Some(g) = out.iter().find(|g| g.sized.is_empty()) {
         return Err(format!(
             "{}: {:#x} has no sized symbol",
-            crate::EXPECT_SIZES,
+            crate::files::FileId::Sizes.path(),
             g.addr
         ));
     }
@@ -110,7 +110,7 @@ pub fn plan<'a>(groups: &[SizeGroup<'a>]) -> Plan<'a> {
     }
 }
 
-/// The counts line of [`crate::EXPECT_SIZES_COUNTS`].
+/// The counts line of `sizes-counts.txt`.
 pub fn counts_line(p: &Plan) -> String {
     format!(
         "starts={} last_bytes={} symbols={} nested={}\n",
@@ -127,7 +127,12 @@ pub fn parse_counts(text: &str) -> Result<(usize, usize, usize, usize), String> 
         text.split_whitespace()
             .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='))
             .and_then(|v| v.parse().ok())
-            .ok_or_else(|| format!("{}: no {k}= in {text:?}", crate::EXPECT_SIZES_COUNTS))
+            .ok_or_else(|| {
+                format!(
+                    "{}: no {k}= in {text:?}",
+                    crate::files::FileId::SizesCounts.path()
+                )
+            })
     };
     Ok((
         field("starts")?,

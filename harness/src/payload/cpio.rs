@@ -60,6 +60,8 @@ pub enum CpioError {
     BadSymlinkTarget { path: String },
     /// A file too big for the format's 32-bit size field.
     TooLarge { path: String, size: usize },
+    /// An archive being read is not what [`CpioBuilder::finish`] writes.
+    Malformed { at: usize, why: String },
 }
 
 impl fmt::Display for CpioError {
@@ -101,6 +103,9 @@ impl fmt::Display for CpioError {
                     f,
                     "cpio: {path:?} is {size} bytes, more than the newc format's 4 GiB limit"
                 )
+            }
+            CpioError::Malformed { at, why } => {
+                write!(f, "cpio: malformed archive at byte {at}: {why}")
             }
         }
     }
@@ -302,6 +307,90 @@ impl CpioBuilder {
     }
 }
 
+/// One entry of an archive read back by [`read`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadEntry {
+    /// The stored (relative) name, `TRAILER!!!` for the trailer.
+    pub name: String,
+    /// The thirteen header fields in newc order: ino, mode, uid, gid,
+    /// nlink, mtime, filesize, devmajor, devminor, rdevmajor, rdevminor,
+    /// namesize, check.
+    pub fields: [u32; 13],
+    pub data: Vec<u8>,
+}
+
+impl ReadEntry {
+    /// A regular file's permission bits, or None for any other entry.
+    pub fn file_mode(&self) -> Option<u32> {
+        (self.fields[1] & S_IFMT == S_IFREG).then_some(self.fields[1] & 0o7777)
+    }
+}
+
+/// Reads a newc archive as [`CpioBuilder::finish`] writes it: every
+/// entry in order, the trailer last; headers 4-aligned with zero padding,
+/// nothing but zeros after the trailer. Anything else is an error naming
+/// the offset.
+pub fn read(archive: &[u8]) -> Result<Vec<ReadEntry>, CpioError> {
+    let bad = |at: usize, why: &str| CpioError::Malformed {
+        at,
+        why: why.to_string(),
+    };
+    let zeros = |b: &[u8]| b.iter().all(|&x| x == 0);
+    let mut out = Vec::new();
+    let mut at = 0;
+    loop {
+        let header = archive
+            .get(at..at + HEADER_LEN)
+            .ok_or_else(|| bad(at, "archive ends inside a header (no trailer)"))?;
+        if &header[..6] != MAGIC.as_bytes() {
+            return Err(bad(at, "bad magic"));
+        }
+        let mut fields = [0u32; 13];
+        for (i, f) in fields.iter_mut().enumerate() {
+            let hex = std::str::from_utf8(&header[6 + 8 * i..14 + 8 * i])
+                .ok()
+                .and_then(|h| u32::from_str_radix(h, 16).ok())
+                .ok_or_else(|| bad(at, "header field is not hex"))?;
+            *f = hex;
+        }
+        let name_end = at + HEADER_LEN + fields[11] as usize;
+        let data_start = name_end.next_multiple_of(4);
+        let data_end = data_start + fields[6] as usize;
+        let next = data_end.next_multiple_of(4);
+        let (Some(name), Some(pad), Some(data), Some(tail)) = (
+            archive.get(at + HEADER_LEN..name_end),
+            archive.get(name_end..data_start),
+            archive.get(data_start..data_end),
+            archive.get(data_end..next),
+        ) else {
+            return Err(bad(at, "archive ends inside an entry"));
+        };
+        let Some((0, name)) = name.split_last() else {
+            return Err(bad(at, "name not NUL-terminated"));
+        };
+        if !zeros(pad) || !zeros(tail) {
+            return Err(bad(at, "padding is not zeros"));
+        }
+        let name = String::from_utf8(name.to_vec()).map_err(|_| bad(at, "name is not UTF-8"))?;
+        let done = name == TRAILER;
+        out.push(ReadEntry {
+            name,
+            fields,
+            data: data.to_vec(),
+        });
+        at = next;
+        if done {
+            if !zeros(&archive[at..]) || !archive.len().is_multiple_of(BLOCK) {
+                return Err(bad(
+                    at,
+                    "not zero-padded to a 512-byte block after the trailer",
+                ));
+            }
+            return Ok(out);
+        }
+    }
+}
+
 /// Turns a guest path into its components: leading `/`, empty and `.`
 /// components are dropped; `..` and NUL are rejected because the archive
 /// must describe exactly one tree under the root.
@@ -395,45 +484,8 @@ fn pad4(out: &mut Vec<u8>) {
 mod tests {
     use super::*;
 
-    /// A parsed newc entry, for checking our own output without `cpio`.
-    #[derive(Debug)]
-    struct Parsed {
-        name: String,
-        fields: [u32; 13],
-        data: Vec<u8>,
-    }
-
-    fn parse(mut buf: &[u8]) -> Vec<Parsed> {
-        let mut out = Vec::new();
-        let total = buf.len();
-        loop {
-            let at = total - buf.len();
-            assert_eq!(at % 4, 0, "header at unaligned offset {at}");
-            assert_eq!(&buf[..6], MAGIC.as_bytes(), "bad magic at {at}");
-            let mut fields = [0u32; 13];
-            for (i, f) in fields.iter_mut().enumerate() {
-                let hex = std::str::from_utf8(&buf[6 + 8 * i..14 + 8 * i]).unwrap();
-                *f = u32::from_str_radix(hex, 16).unwrap();
-            }
-            let namesize = fields[11] as usize;
-            let name_end = HEADER_LEN + namesize;
-            assert_eq!(buf[name_end - 1], 0, "name not NUL-terminated");
-            let name = String::from_utf8(buf[HEADER_LEN..name_end - 1].to_vec()).unwrap();
-            let data_start = name_end.next_multiple_of(4);
-            assert!(buf[name_end..data_start].iter().all(|&b| b == 0));
-            let size = fields[6] as usize;
-            let data = buf[data_start..data_start + size].to_vec();
-            let next = (data_start + size).next_multiple_of(4);
-            assert!(buf[data_start + size..next].iter().all(|&b| b == 0));
-            buf = &buf[next..];
-            let done = name == TRAILER;
-            out.push(Parsed { name, fields, data });
-            if done {
-                assert!(buf.iter().all(|&b| b == 0), "junk after trailer");
-                assert_eq!(total % BLOCK, 0);
-                return out;
-            }
-        }
+    fn parse(buf: &[u8]) -> Vec<ReadEntry> {
+        read(buf).unwrap()
     }
 
     fn sample() -> CpioBuilder {
@@ -597,5 +649,33 @@ mod tests {
             .map(|e| e.name)
             .collect();
         assert_eq!(names, ["d", "f", "p", "p/q", TRAILER]);
+    }
+
+    #[test]
+    fn the_reader_gives_back_what_was_written_and_refuses_the_rest() {
+        let a = sample().finish().unwrap();
+        let e = read(&a).unwrap();
+        let files: Vec<_> = e
+            .iter()
+            .filter_map(|e| Some((e.name.as_str(), e.file_mode()?, &e.data[..])))
+            .collect();
+        assert_eq!(
+            files,
+            [
+                ("init", 0o755, &b"#!/bin/sh\n"[..]),
+                ("ksh/expect/a.txt", 0o644, &b"abc"[..])
+            ]
+        );
+        let err = |b: &[u8]| read(b).unwrap_err().to_string();
+        assert!(err(&a[..100]).contains("ends inside"), "{}", err(&a[..100]));
+        assert!(read(&a[..a.len() - 4]).is_err());
+        assert!(err(&a[1..]).contains("bad magic"));
+        let mut junk = a.clone();
+        *junk.last_mut().unwrap() = 1;
+        assert!(err(&junk).contains("after the trailer"));
+        let mut pad = a.clone();
+        // The name "bin" (4 bytes with its NUL) needs 2 bytes of padding.
+        pad[HEADER_LEN + 4] = b'x';
+        assert!(err(&pad).contains("padding"), "{}", err(&pad));
     }
 }

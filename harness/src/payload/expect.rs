@@ -2,10 +2,11 @@
 //! computed on the host from the build (vmlinux, objects, .config) and
 //! shipped in the initramfs under `ksh_proto::EXPECT_DIR`, together with the
 //! probe module. The guest side stays simple: it reads these files and
-//! compares. Every file is written with its record type of
-//! `ksh_proto::files` (the guest reads it with the same type); addresses
-//! are link-time (the guest adds the KASLR offset it reads from
-//! `/proc/kallsyms`).
+//! compares. The files are registered in `ksh_proto::files::EXPECT_FILES`;
+//! a writer here pushes records of `ksh_proto::files`, each of which goes
+//! to its own file (the guest reads it with the same type); addresses are
+//! link-time (the guest adds the KASLR offset it reads from
+//! `/proc/kallsyms`). vmlinux is read and parsed once ([`Inputs`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -14,11 +15,12 @@ use anyhow::{Context, Result};
 
 use crate::cell::arch::ArchProfile;
 use crate::kernel::kbuild::Built;
+use crate::payload::cpio::{self, CpioBuilder};
 use crate::payload::initramfs::GuestFile;
-use crate::symbols::{self, Binding, GapClass, KallsymsEntry, SymKind};
+use crate::symbols::{self, Binding, ElfImage, GapClass, KallsymsEntry, OrphanSearch, SymKind};
 use ksh_proto::files::{
-    self, BuildInfoLine, FormatPsLine, KallsymsLine, KprobeKind, KprobeLine, ModuleSymLine,
-    OrphanLine, SizesLine, WeakKeptLine,
+    self, BuildInfo, FileId, Filled, FormatPsLine, KallsymsLine, KprobeKind, KprobeLine, Line,
+    ModuleSymLine, OrphanLine, SizesLine, WeakKeptLine, EXPECT_FILES,
 };
 
 mod consumers;
@@ -29,14 +31,23 @@ pub use ksh_proto::FIXTURE_PREFIX;
 /// (besides every function that ends before a gap).
 pub const FORMAT_SAMPLE_EVERY: usize = 97;
 
+/// What the guest gets besides `/init`, and the build's facts.
+#[derive(Debug, Clone)]
+pub struct GuestPayload {
+    /// The expectation files and the probe module, by path.
+    pub files: Vec<GuestFile>,
+    /// The facts `build-info.txt` carries to the guest, as a value.
+    pub build_info: BuildInfo,
+}
+
 /// Every file the guest needs besides `/init`, for the build `built`:
-/// expectation files plus the probe module.
-pub fn guest_files(arch: &ArchProfile, built: &Built) -> Result<Vec<GuestFile>> {
+/// expectation files plus the probe module; and the build's facts.
+pub fn guest_files(arch: &ArchProfile, built: &Built) -> Result<GuestPayload> {
     let ko = crate::payload::probemod::build(arch, built)?;
     let cache = built.dir.join("ksh-expect-cache");
     let key = cache_key(built, &ko);
-    if let Some(files) = key.as_deref().and_then(|k| load_cached(&cache, k)) {
-        return Ok(files);
+    if let Some(payload) = key.as_deref().and_then(|k| load_cached(&cache, k)) {
+        return Ok(payload);
     }
     let ko_bytes = std::fs::read(&ko).with_context(|| format!("reading {}", ko.display()))?;
     let started = std::time::Instant::now();
@@ -55,11 +66,16 @@ pub fn guest_files(arch: &ArchProfile, built: &Built) -> Result<Vec<GuestFile>> 
         mode: 0o644,
         data: ko_bytes,
     });
+    // In path order, as the cache gives them back.
+    files.sort_by(|a, b| a.path.cmp(&b.path));
     if let Some(k) = &key {
         // A cache that cannot be written only costs the next run time.
         let _ = store_cached(&cache, k, &files);
     }
-    Ok(files)
+    Ok(GuestPayload {
+        files,
+        build_info: exp.build_info,
+    })
 }
 
 /// What the expectations are computed from: the kernel, its configuration
@@ -87,69 +103,65 @@ fn cache_key(built: &Built, ko: &Path) -> Option<String> {
     Some(crate::layout::digest(&refs))
 }
 
-/// The cached files: `key` names the inputs, `files` holds each file as
-/// `MODE PATH LEN\n` and LEN bytes.
-fn load_cached(dir: &Path, key: &str) -> Option<Vec<GuestFile>> {
+/// The cached files (`files.cpio`, the project's own archive format,
+/// paths as in the guest) if `key` names the inputs they were made from;
+/// the build's facts are read back from the cached `build-info.txt`.
+fn load_cached(dir: &Path, key: &str) -> Option<GuestPayload> {
     if std::fs::read_to_string(dir.join("key")).ok()?.trim() != key {
         return None;
     }
-    let data = std::fs::read(dir.join("files")).ok()?;
-    let mut files = Vec::new();
-    let mut rest = &data[..];
-    while !rest.is_empty() {
-        let nl = rest.iter().position(|&b| b == b'\n')?;
-        let head = std::str::from_utf8(&rest[..nl]).ok()?;
-        let mut f = head.splitn(3, ' ');
-        let (mode, len, path) = (f.next()?, f.next()?, f.next()?);
-        let (mode, len): (u32, usize) = (mode.parse().ok()?, len.parse().ok()?);
-        let body = rest.get(nl + 1..nl + 1 + len)?;
-        files.push(GuestFile {
-            path: path.to_string(),
-            mode,
-            data: body.to_vec(),
-        });
-        rest = &rest[nl + 1 + len..];
-    }
-    Some(files)
+    let archive = std::fs::read(dir.join(CACHE_ARCHIVE)).ok()?;
+    let files: Vec<GuestFile> = cpio::read(&archive)
+        .ok()?
+        .into_iter()
+        .filter_map(|e| {
+            Some(GuestFile {
+                mode: e.file_mode()?,
+                path: format!("/{}", e.name),
+                data: e.data,
+            })
+        })
+        .collect();
+    let info = files.iter().find(|f| f.path == FileId::BuildInfo.path())?;
+    let build_info = BuildInfo::decode(std::str::from_utf8(&info.data).ok()?).ok()?;
+    Some(GuestPayload { files, build_info })
 }
 
-fn store_cached(dir: &Path, key: &str, files: &[GuestFile]) -> std::io::Result<()> {
+/// The archive of cached files in the cache dir.
+const CACHE_ARCHIVE: &str = "files.cpio";
+
+fn store_cached(dir: &Path, key: &str, files: &[GuestFile]) -> Result<()> {
     std::fs::create_dir_all(dir)?;
-    let mut data = Vec::new();
+    let mut archive = CpioBuilder::new();
     for f in files {
-        data.extend_from_slice(format!("{} {} {}\n", f.mode, f.data.len(), f.path).as_bytes());
-        data.extend_from_slice(&f.data);
+        archive.add_file(&f.path, f.mode, f.data.clone())?;
     }
     // The key goes last: a run interrupted in between leaves a stale key,
     // which simply misses.
     let _ = std::fs::remove_file(dir.join("key"));
-    std::fs::write(dir.join("files"), data)?;
-    std::fs::write(dir.join("key"), key)
+    // The format before: one `files` blob of `MODE LEN PATH` headers.
+    let _ = std::fs::remove_file(dir.join("files"));
+    std::fs::write(dir.join(CACHE_ARCHIVE), archive.finish()?)?;
+    std::fs::write(dir.join("key"), key)?;
+    Ok(())
 }
 
-/// Everything the probes need, as computed text plus counts for the summary.
+/// Everything the probes need: the contents of every registered file,
+/// the build's facts as a value, and notes for the summary.
 #[derive(Debug, Default)]
 pub struct Expectations {
-    pub kallsyms: String,
-    pub build_info: String,
-    pub sizes: String,
-    /// `sizes.txt` as check records (`ksh_proto::sizes::plan`) and counts.
-    pub sizes_check: Vec<u8>,
-    pub sizes_counts: String,
-    pub orphans: String,
-    pub weak_kept: String,
-    pub format_ps: String,
-    pub module_syms: String,
-    pub kprobes: String,
-    pub blacklist: String,
-    pub nested: String,
-    pub unsized_syms: String,
-    /// ftrace.txt (empty without `CONFIG_DYNAMIC_FTRACE`).
-    pub ftrace: String,
-    /// Whether a probe module was given (then `module_syms` must not be empty).
+    /// Each file's bytes, indexed by [`FileId`] (`build-info.txt` is
+    /// [`Self::build_info`] encoded once every writer is done).
+    contents: [Vec<u8>; FileId::COUNT],
+    /// The build's facts (release, options, counts, the KASLR anchor).
+    pub build_info: BuildInfo,
+    /// Whether a probe module was given (then `module-syms.txt` must not
+    /// be empty).
     pub has_module: bool,
     /// Human-readable facts (counts, gaps by class) for the report.
     pub notes: Vec<String>,
+    /// One record's line, reused.
+    line: String,
 }
 
 /// The address range `is_ksym_addr()` accepts (6.12): `[_stext, _end]` with
@@ -183,17 +195,20 @@ fn config_value(config: &str, key: &str) -> Option<String> {
         .map(|v| v.trim_matches('"').to_string())
 }
 
-/// What every expectation file is derived from: one build's table, ELF
-/// symbols and configuration.
+/// What every expectation file is derived from: one build's vmlinux
+/// (read and parsed once, here), its table, orphaned weak bodies, text
+/// gaps and configuration.
 struct Inputs<'a> {
     build_dir: &'a Path,
     vmlinux: &'a Path,
     config: String,
+    img: ElfImage,
     table: Vec<KallsymsEntry>,
-    elf_syms: Vec<symbols::ElfSymbol>,
     range: KsymRange,
     /// Sorted unique addresses of every table entry, for nesting tests.
     starts: Vec<u64>,
+    orphans: OrphanSearch,
+    gaps: Vec<symbols::Gap>,
 }
 
 impl<'a> Inputs<'a> {
@@ -202,10 +217,21 @@ impl<'a> Inputs<'a> {
         let config = std::fs::read_to_string(&config_path)
             .with_context(|| format!("reading {}", config_path.display()))?;
         let opts = symbols::kallsyms_options_from_config(&config_path)?;
-        let table = symbols::expected_kallsyms(vmlinux, &opts)
-            .with_context(|| format!("deriving the kallsyms table from {}", vmlinux.display()))?;
-        let elf_syms = symbols::read_elf_symbols(vmlinux)?;
-        let range = KsymRange::new(&elf_syms, opts.all_symbols)?;
+        let img = ElfImage::open(vmlinux)?;
+        let table = symbols::expected_kallsyms_image(&img, &opts);
+        let range = KsymRange::new(&img.symbols, opts.all_symbols)?;
+        let orphans = symbols::orphan_search_in(build_dir, &img, &table).with_context(|| {
+            format!("searching orphaned weak bodies in {}", build_dir.display())
+        })?;
+        // Gaps are classified with the objects when vmlinux sits in its
+        // build dir (it always does in a harness build).
+        let gaps_dir = symbols::gaps::build_dir_of(vmlinux);
+        let classify_with = if gaps_dir.is_some() {
+            &orphans.orphans[..]
+        } else {
+            &[]
+        };
+        let gaps = symbols::gaps::text_gaps_in(&img, gaps_dir, classify_with)?;
         let mut starts: Vec<u64> = table
             .iter()
             .filter(|t| !t.percpu_absolute)
@@ -217,10 +243,12 @@ impl<'a> Inputs<'a> {
             build_dir,
             vmlinux,
             config,
+            img,
             table,
-            elf_syms,
             range,
             starts,
+            orphans,
+            gaps,
         })
     }
 
@@ -262,16 +290,16 @@ impl Expectations {
         e.kallsyms_file(&inp);
         e.build_info_file(&inp)?;
         e.sizes_files(&inp)?;
-        e.orphans_file(&inp)?;
-        let gaps = symbols::text_gaps(vmlinux)?;
-        e.note_gaps(&gaps);
+        e.orphans_file(&inp);
+        e.note_gaps(&inp.gaps);
         e.weak_kept_file(&inp);
-        e.format_ps_file(&inp, &gaps);
-        e.kprobes_file(&inp, &gaps);
+        e.format_ps_file(&inp);
+        e.kprobes_file(&inp);
         e.consumer_files(&inp, arch)?;
         if let Some(ko) = ko {
             e.module_syms_file(ko)?;
         }
+        e.contents[FileId::BuildInfo as usize] = e.build_info.encode().into_bytes();
         // The fixture's object is in the build dir when its patch is in
         // the tree (always with Debian's source; a --kernel-tree may lack
         // it, and then the probes' own "0 checked" failures say so).
@@ -280,17 +308,31 @@ impl Expectations {
         Ok(e)
     }
 
+    /// Appends `record` to its file.
+    fn push<'r, T: Line<'r>>(&mut self, record: &T) {
+        self.line.clear();
+        files::push(&mut self.line, record);
+        self.contents[T::FILE as usize].extend_from_slice(self.line.as_bytes());
+    }
+
+    /// Appends lines made elsewhere (with the file's record type) to `file`.
+    fn push_text(&mut self, file: FileId, text: &str) {
+        self.contents[file as usize].extend_from_slice(text.as_bytes());
+    }
+
+    /// The text of `file` (empty for a binary one).
+    pub fn text(&self, file: FileId) -> &str {
+        std::str::from_utf8(&self.contents[file as usize]).unwrap_or_default()
+    }
+
     /// kallsyms.txt: the whole expected table.
     fn kallsyms_file(&mut self, inp: &Inputs) {
         for t in &inp.table {
-            files::push(
-                &mut self.kallsyms,
-                &KallsymsLine {
-                    addr: t.addr,
-                    ty: t.ty as char,
-                    name: &t.name,
-                },
-            );
+            self.push(&KallsymsLine {
+                addr: t.addr,
+                ty: t.ty as char,
+                name: &t.name,
+            });
         }
     }
 
@@ -299,13 +341,9 @@ impl Expectations {
         let release = std::fs::read_to_string(inp.build_dir.join("include/config/kernel.release"))
             .unwrap_or_default();
         let yes = |k: &str| config_value(&inp.config, k).as_deref() == Some("y");
-        let mut facts = vec![
-            ("kernel_release".to_string(), release.trim().to_string()),
-            (
-                ksh_proto::SYMBOLS_KEY.to_string(),
-                inp.table.len().to_string(),
-            ),
-        ];
+        let facts = &mut self.build_info;
+        facts.push("kernel_release", release.trim());
+        facts.push(ksh_proto::SYMBOLS_KEY, inp.table.len());
         for (k, opt) in [
             ("kallsyms_all", "CONFIG_KALLSYMS_ALL"),
             ("kprobes", "CONFIG_KPROBES"),
@@ -319,21 +357,15 @@ impl Expectations {
                 "CONFIG_KALLSYMS_RUST_GENERATOR_CHECK",
             ),
         ] {
-            facts.push((k.to_string(), if yes(opt) { "1" } else { "0" }.to_string()));
+            facts.push(k, if yes(opt) { "1" } else { "0" });
         }
         // The link-time address of the anchor the probe module reports at
         // run time: an offset independent of kallsyms (ksh_proto::ANCHOR_SYMBOL).
-        let anchor = symbols::symbol_address_in(&inp.elf_syms, ksh_proto::ANCHOR_SYMBOL)
+        let anchor = symbols::symbol_address_in(&inp.img.symbols, ksh_proto::ANCHOR_SYMBOL)
             .with_context(|| {
                 format!("{} in {}", ksh_proto::ANCHOR_SYMBOL, inp.vmlinux.display())
             })?;
-        facts.push((
-            ksh_proto::ANCHOR_LINK_KEY.to_string(),
-            format!("{anchor:x}"),
-        ));
-        for (key, value) in &facts {
-            files::push(&mut self.build_info, &BuildInfoLine { key, value });
-        }
+        facts.push(ksh_proto::ANCHOR_LINK_KEY, format!("{anchor:x}"));
         Ok(())
     }
 
@@ -355,34 +387,28 @@ impl Expectations {
                     n_sized += 1;
                     n_nested += n as usize;
                 }
-                files::push(
-                    &mut self.sizes,
-                    &SizesLine {
-                        addr,
-                        sized,
-                        name: &t.name,
-                    },
-                );
+                self.push(&SizesLine {
+                    addr,
+                    sized,
+                    name: &t.name,
+                });
             }
         }
-        let size_groups = ksh_proto::sizes::parse(&self.sizes).map_err(anyhow::Error::msg)?;
-        let plan = ksh_proto::sizes::plan(&size_groups);
-        for r in &plan.records {
-            r.encode(&mut self.sizes_check);
-        }
-        self.sizes_counts = ksh_proto::sizes::counts_line(&plan);
-        for (key, value) in [
-            (ksh_proto::SIZED_SYMBOLS_KEY, n_sized),
-            (ksh_proto::SIZED_ADDRESSES_KEY, n_addrs),
-        ] {
-            files::push(
-                &mut self.build_info,
-                &BuildInfoLine {
-                    key,
-                    value: &value.to_string(),
-                },
-            );
-        }
+        let (check, counts) = {
+            let size_groups =
+                ksh_proto::sizes::parse(self.text(FileId::Sizes)).map_err(anyhow::Error::msg)?;
+            let plan = ksh_proto::sizes::plan(&size_groups);
+            let mut check = Vec::new();
+            for r in &plan.records {
+                r.encode(&mut check);
+            }
+            (check, ksh_proto::sizes::counts_line(&plan))
+        };
+        self.contents[FileId::SizesCheck as usize] = check;
+        self.push_text(FileId::SizesCounts, &counts);
+        self.build_info.push(ksh_proto::SIZED_SYMBOLS_KEY, n_sized);
+        self.build_info
+            .push(ksh_proto::SIZED_ADDRESSES_KEY, n_addrs);
         self.notes.push(format!(
             "sizes: {n_addrs} addresses, {n_sized} sized symbols ({n_nested} with another symbol inside)"
         ));
@@ -390,47 +416,37 @@ impl Expectations {
     }
 
     /// orphans.txt: the orphaned weak bodies of the objects.
-    fn orphans_file(&mut self, inp: &Inputs) -> Result<()> {
+    fn orphans_file(&mut self, inp: &Inputs) {
         let build_dir = inp.build_dir;
-        let search = symbols::orphan_search(build_dir).with_context(|| {
-            format!("searching orphaned weak bodies in {}", build_dir.display())
-        })?;
+        let search = &inp.orphans;
         let orphans = &search.orphans;
         for o in orphans {
             let obj = o.object.strip_prefix(build_dir).unwrap_or(&o.object);
             let object = obj.display().to_string();
-            files::push(
-                &mut self.orphans,
-                &OrphanLine {
-                    start: o.start,
-                    end: o.end,
-                    name: &o.name,
-                    preceding: (!o.preceding_symbol.is_empty())
-                        .then_some(o.preceding_symbol.as_str()),
-                    object: &object,
-                },
-            );
+            self.push(&OrphanLine {
+                start: o.start,
+                end: o.end,
+                name: &o.name,
+                preceding: (!o.preceding_symbol.is_empty()).then_some(o.preceding_symbol.as_str()),
+                object: &object,
+            });
         }
         let n_fixture = orphans
             .iter()
             .filter(|o| o.name.starts_with(FIXTURE_PREFIX))
             .count();
-        for (key, value) in [
-            (
-                ksh_proto::WEAK_OVERRIDDEN_KEY,
-                (orphans.len() + search.unlocated.len()).to_string(),
-            ),
-            (ksh_proto::WEAK_LOCATED_KEY, orphans.len().to_string()),
-        ] {
-            files::push(&mut self.build_info, &BuildInfoLine { key, value: &value });
-        }
+        self.build_info.push(
+            ksh_proto::WEAK_OVERRIDDEN_KEY,
+            orphans.len() + search.unlocated.len(),
+        );
+        self.build_info
+            .push(ksh_proto::WEAK_LOCATED_KEY, orphans.len());
         self.notes.push(format!(
             "orphaned weak bodies: {} ({n_fixture} fixture, {} real); {} overridden weak functions not located",
             orphans.len(),
             orphans.len() - n_fixture,
             search.unlocated.len()
         ));
-        Ok(())
     }
 
     /// A note on the text gaps by class.
@@ -462,15 +478,12 @@ impl Expectations {
             if t.binding == Binding::Weak && t.kind == SymKind::Func {
                 if let Some(size) = t.size {
                     n_kept += 1;
-                    files::push(
-                        &mut self.weak_kept,
-                        &WeakKeptLine {
-                            addr: t.addr,
-                            size,
-                            ty: t.ty as char,
-                            name: &t.name,
-                        },
-                    );
+                    self.push(&WeakKeptLine {
+                        addr: t.addr,
+                        size,
+                        ty: t.ty as char,
+                        name: &t.name,
+                    });
                 }
             }
         }
@@ -480,8 +493,9 @@ impl Expectations {
     /// format-ps.txt: text functions alone at their address, with nothing
     /// nested: every FORMAT_SAMPLE_EVERY-th, plus every function that
     /// ends before a gap that is not mere padding.
-    fn format_ps_file(&mut self, inp: &Inputs, gaps: &[symbols::Gap]) {
-        let before_gap: std::collections::HashSet<&str> = gaps
+    fn format_ps_file(&mut self, inp: &Inputs) {
+        let before_gap: std::collections::HashSet<&str> = inp
+            .gaps
             .iter()
             .filter(|g| g.class != GapClass::Padding)
             .map(|g| g.after_symbol.as_str())
@@ -501,14 +515,11 @@ impl Expectations {
             n_fmt += 1;
             for offset in [0, size / 2] {
                 let expected = format!("{}+{offset:#x}/{size:#x}", t.name);
-                files::push(
-                    &mut self.format_ps,
-                    &FormatPsLine {
-                        addr: *addr,
-                        offset,
-                        expected: &expected,
-                    },
-                );
+                self.push(&FormatPsLine {
+                    addr: *addr,
+                    offset,
+                    expected: &expected,
+                });
             }
         }
         self.notes
@@ -519,10 +530,11 @@ impl Expectations {
     /// non-padding gap: the first 32, and always the fixture's (the gap
     /// after its anchor). The blacklisted targets follow
     /// ([`Self::consumer_files`]).
-    fn kprobes_file(&mut self, inp: &Inputs, gaps: &[symbols::Gap]) {
+    fn kprobes_file(&mut self, inp: &Inputs) {
         let by_name: HashMap<&str, &KallsymsEntry> =
             inp.table.iter().map(|t| (t.name.as_str(), t)).collect();
-        let non_padding: Vec<_> = gaps
+        let non_padding: Vec<_> = inp
+            .gaps
             .iter()
             .filter(|g| g.class != GapClass::Padding)
             .collect();
@@ -533,14 +545,11 @@ impl Expectations {
         for g in non_padding.iter().take(32).chain(fixture_gap) {
             if let Some(t) = by_name.get(g.after_symbol.as_str()) {
                 if t.size.is_some_and(|s| t.addr + s == g.start) {
-                    files::push(
-                        &mut self.kprobes,
-                        &KprobeLine {
-                            addr: g.start,
-                            kind: KprobeKind::PastEnd,
-                            name: &t.name,
-                        },
-                    );
+                    self.push(&KprobeLine {
+                        addr: g.start,
+                        kind: KprobeKind::PastEnd,
+                        name: &t.name,
+                    });
                 }
             }
         }
@@ -551,8 +560,8 @@ impl Expectations {
     fn consumer_files(&mut self, inp: &Inputs, arch: &ArchProfile) -> Result<()> {
         let in_range: Vec<&KallsymsEntry> = inp.table.iter().filter(|t| inp.eligible(t)).collect();
         let lookup = consumers::host_lookup(in_range.iter().copied());
-        let img = symbols::ElfImage::open(inp.vmlinux)?;
-        let bl = consumers::blacklist(&img, &lookup, arch.name);
+        let img = &inp.img;
+        let bl = consumers::blacklist(img, &lookup, arch.name);
         if !bl.unresolved.is_empty() {
             anyhow::bail!(
                 "{}: {} NOKPROBE_SYMBOL entries cannot be resolved (the kprobes expectations would miss them): {}",
@@ -561,28 +570,30 @@ impl Expectations {
                 bl.unresolved.iter().take(5).cloned().collect::<Vec<_>>().join("; ")
             );
         }
-        self.blacklist = bl.entries;
-        self.kprobes.push_str(&bl.targets);
+        self.push_text(FileId::Blacklist, &bl.entries);
+        self.push_text(FileId::Kprobes, &bl.targets);
         self.notes.push(bl.note);
         if config_value(&inp.config, "CONFIG_DYNAMIC_FTRACE").as_deref() == Some("y") {
-            self.ftrace = consumers::ftrace_sites(&img, &lookup).map_err(|e| {
+            let ftrace = consumers::ftrace_sites(img, &lookup).map_err(|e| {
                 anyhow::anyhow!("{}: ftrace call sites: {e}", inp.vmlinux.display())
             })?;
+            self.push_text(FileId::Ftrace, &ftrace);
             self.notes.push(format!(
                 "ftrace call sites kept after boot: {}",
-                self.ftrace.lines().count()
+                ftrace.lines().count()
             ));
         }
-        self.unsized_syms = consumers::unsized_symbols(&lookup);
+        let unsized_text = consumers::unsized_symbols(&lookup);
+        self.push_text(FileId::Unsized, &unsized_text);
         self.notes.push(format!(
             "unsized symbols alone at their address: {}",
-            self.unsized_syms.lines().count() / 2
+            unsized_text.lines().count() / 2
         ));
         let (nested_text, pairs) = consumers::nested(&in_range);
-        self.nested = nested_text;
+        self.push_text(FileId::Nested, &nested_text);
         self.notes.push(format!(
             "nested sized symbols: {pairs} ({} addresses to check)",
-            self.nested.lines().count()
+            nested_text.lines().count()
         ));
         Ok(())
     }
@@ -607,13 +618,10 @@ impl Expectations {
                 && count.get(name.as_ref()) == Some(&1)
             {
                 n_mod += 1;
-                files::push(
-                    &mut self.module_syms,
-                    &ModuleSymLine {
-                        name: &name,
-                        size: s.size,
-                    },
-                );
+                self.push(&ModuleSymLine {
+                    name: &name,
+                    size: s.size,
+                });
             }
         }
         self.notes.push(format!("probe module functions: {n_mod}"));
@@ -621,41 +629,29 @@ impl Expectations {
     }
 
     /// Lists every kernel the harness builds is guaranteed to fill (the
-    /// fixture patch when `has_fixture`, the probe module): an empty one
-    /// means the ground truth is broken, and a probe given it would check
-    /// nothing.
+    /// registry's `filled`, and its `fixture_entries` when `has_fixture`):
+    /// an empty one means the ground truth is broken, and a probe given it
+    /// would check nothing.
     fn check_guaranteed(&self, has_fixture: bool) -> Result<()> {
         let has_fixture_entry = |text: &str| {
             text.lines()
                 .any(|l| l.split(' ').any(|f| f.starts_with(FIXTURE_PREFIX)))
         };
         let mut missing = Vec::new();
-        // Every kernel has symbols and sizes; the probe module has functions.
-        for (path, text, guaranteed) in [
-            (ksh_proto::EXPECT_KALLSYMS, &self.kallsyms, true),
-            (ksh_proto::EXPECT_SIZES, &self.sizes, true),
-            (
-                ksh_proto::EXPECT_MODULE_SYMS,
-                &self.module_syms,
-                self.has_module,
-            ),
-        ] {
-            if guaranteed && text.trim().is_empty() {
-                missing.push(format!("{path} is empty"));
+        for f in EXPECT_FILES {
+            let guaranteed = match f.filled {
+                Filled::Always => true,
+                Filled::WithModule => self.has_module,
+                Filled::Maybe => false,
+            };
+            if guaranteed && self.text(f.id).trim().is_empty() {
+                missing.push(format!("{} is empty", f.path));
             }
         }
-        // The fixture adds entries to all of these (and to the two above).
         if has_fixture {
-            for (path, text) in [
-                (ksh_proto::EXPECT_KALLSYMS, &self.kallsyms),
-                (ksh_proto::EXPECT_SIZES, &self.sizes),
-                (ksh_proto::EXPECT_ORPHANS, &self.orphans),
-                (ksh_proto::EXPECT_WEAK_KEPT, &self.weak_kept),
-                (ksh_proto::EXPECT_FORMAT_PS, &self.format_ps),
-                (ksh_proto::EXPECT_KPROBES, &self.kprobes),
-            ] {
-                if !has_fixture_entry(text) {
-                    missing.push(format!("{path} has no {FIXTURE_PREFIX}* entry"));
+            for f in EXPECT_FILES.iter().filter(|f| f.fixture_entries) {
+                if !has_fixture_entry(self.text(f.id)) {
+                    missing.push(format!("{} has no {FIXTURE_PREFIX}* entry", f.path));
                 }
             }
         }
@@ -667,33 +663,16 @@ impl Expectations {
         Ok(())
     }
 
-    /// The expectation files for the initramfs.
+    /// The expectation files for the initramfs, in the registry's order.
     pub fn files(&self) -> Vec<GuestFile> {
-        let f = |path: &str, text: &str| GuestFile {
-            path: path.into(),
-            mode: 0o644,
-            data: text.as_bytes().to_vec(),
-        };
-        vec![
-            f(ksh_proto::EXPECT_KALLSYMS, &self.kallsyms),
-            f(ksh_proto::EXPECT_BUILD_INFO, &self.build_info),
-            f(ksh_proto::EXPECT_SIZES, &self.sizes),
-            GuestFile {
-                path: ksh_proto::EXPECT_SIZES_CHECK.into(),
+        EXPECT_FILES
+            .iter()
+            .map(|f| GuestFile {
+                path: f.path.into(),
                 mode: 0o644,
-                data: self.sizes_check.clone(),
-            },
-            f(ksh_proto::EXPECT_SIZES_COUNTS, &self.sizes_counts),
-            f(ksh_proto::EXPECT_ORPHANS, &self.orphans),
-            f(ksh_proto::EXPECT_WEAK_KEPT, &self.weak_kept),
-            f(ksh_proto::EXPECT_FORMAT_PS, &self.format_ps),
-            f(ksh_proto::EXPECT_MODULE_SYMS, &self.module_syms),
-            f(ksh_proto::EXPECT_KPROBES, &self.kprobes),
-            f(ksh_proto::EXPECT_BLACKLIST, &self.blacklist),
-            f(ksh_proto::EXPECT_NESTED, &self.nested),
-            f(ksh_proto::EXPECT_UNSIZED, &self.unsized_syms),
-            f(ksh_proto::EXPECT_FTRACE, &self.ftrace),
-        ]
+                data: self.contents[f.id as usize].clone(),
+            })
+            .collect()
     }
 
     /// A few lines about what was computed.
@@ -711,11 +690,17 @@ mod tests {
     #[test]
     fn cache_round_trips_and_misses_on_another_key() {
         let dir = tempfile::tempdir().unwrap();
+        // In path order, as `guest_files` gives them.
         let files = vec![
             GuestFile {
                 path: "/ksh/expect/a b.txt".into(),
                 mode: 0o644,
                 data: b"one\ntwo\n".to_vec(),
+            },
+            GuestFile {
+                path: FileId::BuildInfo.path().into(),
+                mode: 0o644,
+                data: b"kallsyms_symbols=3\n".to_vec(),
             },
             GuestFile {
                 path: "/ksh/m.ko".into(),
@@ -725,14 +710,19 @@ mod tests {
         ];
         store_cached(dir.path(), "k1", &files).unwrap();
         let back = load_cached(dir.path(), "k1").unwrap();
-        assert_eq!(back.len(), 2);
-        assert_eq!(
-            (back[0].path.as_str(), back[0].mode, &back[0].data[..]),
-            ("/ksh/expect/a b.txt", 0o644, &b"one\ntwo\n"[..])
-        );
-        assert_eq!(back[1].data, [0, b'\n', 255]);
+        assert_eq!(back.build_info.symbols(), 3);
+        let back: Vec<_> = back
+            .files
+            .iter()
+            .map(|f| (f.path.as_str(), f.mode, &f.data[..]))
+            .collect();
+        let want: Vec<_> = files
+            .iter()
+            .map(|f| (f.path.as_str(), f.mode, &f.data[..]))
+            .collect();
+        assert_eq!(back, want);
         assert!(load_cached(dir.path(), "k2").is_none());
-        std::fs::write(dir.path().join("files"), "644 99 /x\nshort").unwrap();
+        std::fs::write(dir.path().join(CACHE_ARCHIVE), "070701short").unwrap();
         assert!(load_cached(dir.path(), "k1").is_none());
     }
 
@@ -740,23 +730,28 @@ mod tests {
     fn guaranteed_lists_must_not_come_out_empty() {
         let f = |n: &str| format!("ffffffff81000000 T {FIXTURE_PREFIX}{n}\n");
         let mut e = Expectations {
-            kallsyms: f("anchor"),
-            sizes: f("anchor"),
-            orphans: f("weak_overridden"),
-            weak_kept: f("weak_kept"),
-            format_ps: f("anchor"),
-            kprobes: f("anchor"),
-            module_syms: "ksh_probe_target 10\n".into(),
             has_module: true,
             ..Default::default()
         };
+        for (file, text) in [
+            (FileId::Kallsyms, f("anchor")),
+            (FileId::BuildInfo, "kallsyms_symbols=1\n".into()),
+            (FileId::Sizes, f("anchor")),
+            (FileId::Orphans, f("weak_overridden")),
+            (FileId::WeakKept, f("weak_kept")),
+            (FileId::FormatPs, f("anchor")),
+            (FileId::Kprobes, f("anchor")),
+            (FileId::ModuleSyms, "ksh_probe_target 10\n".into()),
+        ] {
+            e.push_text(file, &text);
+        }
         e.check_guaranteed(true).unwrap();
-        e.weak_kept.clear();
+        e.contents[FileId::WeakKept as usize].clear();
         let err = e.check_guaranteed(true).unwrap_err().to_string();
         assert!(err.contains("weak-kept.txt has no"), "{err}");
         // A tree without the fixture only owes the kernel's own lists.
         e.check_guaranteed(false).unwrap();
-        e.module_syms.clear();
+        e.contents[FileId::ModuleSyms as usize].clear();
         assert!(e.check_guaranteed(false).is_err());
     }
 
@@ -785,15 +780,24 @@ mod tests {
         )
         .unwrap();
         println!("{}took {:?}", e.summary(), t.elapsed());
-        assert!(!e.sizes.is_empty());
-        for l in e.format_ps.lines().take(4) {
+        assert!(!e.text(FileId::Sizes).is_empty());
+        for l in e.text(FileId::FormatPs).lines().take(4) {
             println!("format: {l}");
         }
-        for l in e.orphans.lines() {
+        for l in e.text(FileId::Orphans).lines() {
             println!("orphan: {l}");
         }
-        print!("{}", e.build_info);
-        print!("{}", e.module_syms);
-        print!("{}", e.kprobes);
+        print!("{}", e.build_info.encode());
+        print!("{}", e.text(FileId::ModuleSyms));
+        print!("{}", e.text(FileId::Kprobes));
+        // Every file, for comparing two versions of the harness byte for
+        // byte (`sha256sum DIR/*`).
+        if let Ok(out) = std::env::var("KSH_EXPECT_DUMP_DIR") {
+            std::fs::create_dir_all(&out).unwrap();
+            for f in e.files() {
+                let name = f.path.rsplit('/').next().unwrap();
+                std::fs::write(Path::new(&out).join(name), &f.data).unwrap();
+            }
+        }
     }
 }

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::elf::{ElfImage, SymKind, SymbolPlace};
 use super::nm::nm_sorted;
-use super::orphans::{orphaned_weak_bodies, placed_text_sections, Orphan, PlacedSection};
+use super::orphans::{orphaned_weak_bodies, placed_text_sections_in, Orphan, PlacedSection};
 
 /// Why a gap exists.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -254,15 +254,33 @@ pub fn function_alignment(build_dir: Option<&Path>, machine: u16) -> u64 {
 /// padding can be told apart.
 pub fn text_gaps(vmlinux: &Path) -> Result<Vec<Gap>> {
     let img = ElfImage::open(vmlinux)?;
-    let dir = vmlinux.parent().filter(|d| {
+    let dir = build_dir_of(vmlinux);
+    let orphans = match dir {
+        Some(dir) => orphaned_weak_bodies(dir)?,
+        None => Vec::new(),
+    };
+    text_gaps_in(&img, dir, &orphans)
+}
+
+/// The directory of `vmlinux` if it is the build dir (it has `vmlinux.a`).
+pub fn build_dir_of(vmlinux: &Path) -> Option<&Path> {
+    vmlinux.parent().filter(|d| {
         d.join("vmlinux.a").is_file() && vmlinux.file_name() == Some("vmlinux".as_ref())
-    });
-    let align = function_alignment(dir, img.machine);
-    let mut gaps = raw_text_gaps(&img, align);
-    if let Some(dir) = dir {
-        let orphans = orphaned_weak_bodies(dir)?;
-        let placed = placed_text_sections(dir)?;
-        classify(&mut gaps, &orphans, &placed);
+    })
+}
+
+/// [`text_gaps`] of a parsed `img`, classified with the objects of its
+/// `build_dir` (if any, see [`build_dir_of`]) and its orphaned weak bodies.
+pub fn text_gaps_in(
+    img: &ElfImage,
+    build_dir: Option<&Path>,
+    orphans: &[Orphan],
+) -> Result<Vec<Gap>> {
+    let align = function_alignment(build_dir, img.machine);
+    let mut gaps = raw_text_gaps(img, align);
+    if let Some(dir) = build_dir {
+        let placed = placed_text_sections_in(dir, img)?;
+        classify(&mut gaps, orphans, &placed);
     }
     Ok(gaps)
 }

@@ -261,9 +261,9 @@ fn compare_bytes(
 
 /// All input sections of the linked objects that could be placed in
 /// vmlinux, for executable sections only (what gap classification needs).
-pub fn placed_text_sections(build_dir: &Path) -> Result<Vec<PlacedSection>> {
-    let vm = ElfImage::open(&build_dir.join("vmlinux"))?;
-    let idx = VmIndex::new(&vm);
+/// `vm` is the build's `vmlinux`, parsed.
+pub fn placed_text_sections_in(build_dir: &Path, vm: &ElfImage) -> Result<Vec<PlacedSection>> {
+    let idx = VmIndex::new(vm);
     let mut out = Vec::new();
     for path in linked_objects(build_dir)? {
         let Ok(obj) = ElfImage::open(&path) else {
@@ -336,8 +336,18 @@ pub fn orphan_search(build_dir: &Path) -> Result<OrphanSearch> {
             absolute_percpu: false,
         });
     let table = super::expected_kallsyms_image(&vm, &opts);
-    let idx = VmIndex::new(&vm);
-    let owned = OwnedCode::new(&vm);
+    orphan_search_in(build_dir, &vm, &table)
+}
+
+/// [`orphan_search`] with the build's `vmlinux` already parsed and its
+/// expected kallsyms `table` (which names what precedes each orphan).
+pub fn orphan_search_in(
+    build_dir: &Path,
+    vm: &ElfImage,
+    table: &[super::KallsymsEntry],
+) -> Result<OrphanSearch> {
+    let idx = VmIndex::new(vm);
+    let owned = OwnedCode::new(vm);
     let mut res = OrphanSearch::default();
     for path in linked_objects(build_dir)? {
         let Ok(obj) = ElfImage::open(&path) else {
@@ -391,7 +401,7 @@ pub fn orphan_search(build_dir: &Path) -> Result<OrphanSearch> {
                 // aliasing `cpu_show_not_affected`).
                 continue;
             }
-            let Some((eq, rel, ne)) = compare_bytes(&vm, start, &obj, sec, w.value, w.size) else {
+            let Some((eq, rel, ne)) = compare_bytes(vm, start, &obj, sec, w.value, w.size) else {
                 give_up(format!("{start:#x}+{:#x} is not in vmlinux", w.size));
                 continue;
             };
@@ -405,7 +415,7 @@ pub fn orphan_search(build_dir: &Path) -> Result<OrphanSearch> {
                 section: obj.sections[sec].name.clone(),
                 start,
                 end: start + w.size,
-                preceding_symbol: lookup_name(&table, start).unwrap_or_default(),
+                preceding_symbol: lookup_name(table, start).unwrap_or_default(),
                 winner_addr: winner.value,
                 winner_binding: winner.binding,
                 bytes_verified: eq,

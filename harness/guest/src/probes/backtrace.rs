@@ -27,7 +27,8 @@
 use std::io::{Read, Write};
 
 use crate::ktap::{CaseWriter, Verdict};
-use crate::support::{self, hex};
+use crate::probe_module::hex;
+use crate::{expect, probe_module, proc_kallsyms};
 
 /// Messages of `/dev/kmsg` (the text after `;` of each record).
 fn kmsg() -> Result<Vec<String>, String> {
@@ -79,32 +80,32 @@ fn parse_sym(s: &str) -> Option<(&str, u64, u64)> {
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     let setup = || -> Result<_, String> {
         let name = ksh_proto::MODULE_BT_CALLER;
-        let module_syms = support::module_syms()?;
+        let module_syms = expect::module_syms()?;
         let size = module_syms.iter().find(|(n, _)| n == name).map(|(_, s)| *s);
         let size = size.ok_or(format!(
             "{name} is not in {}",
-            ksh_proto::EXPECT_MODULE_SYMS
+            ksh_proto::files::FileId::ModuleSyms.path()
         ))?;
-        let proc = support::proc_kallsyms_where(|_, m| m == Some(ksh_proto::MODULE_NAME))?;
+        let proc = proc_kallsyms::proc_kallsyms_where(|_, m| m == Some(ksh_proto::MODULE_NAME))?;
         // The fixture's functions where the module loader put them (the
         // module's features file), the rest as /proc/kallsyms lists them
         // (only to name frames): the frame this probe is about is not
         // located through kallsyms, which is under test.
-        let features = support::module_features()?;
+        let features = probe_module::module_features()?;
         let addr_of = |n: &str| {
             features
                 .get(n)
                 .copied()
                 .or_else(|| proc.iter().find(|s| s.name == n).map(|s| s.addr))
         };
-        let start = support::module_fn_addr(&features, name)?;
+        let start = probe_module::module_fn_addr(&features, name)?;
         // Module functions with their runtime extents.
         let mut fns: Vec<(u64, u64, String)> = module_syms
             .iter()
             .filter_map(|(n, s)| addr_of(n).map(|a| (a, a + s, n.clone())))
             .collect();
         fns.sort();
-        let path = support::module_file("backtrace")?;
+        let path = probe_module::module_file("backtrace")?;
         let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
         let mut frames = Vec::new();
         for l in text.lines() {
@@ -122,14 +123,46 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     };
     let name = ksh_proto::MODULE_BT_CALLER;
     let end = start + size;
-    // Names and offsets: sizes are the sizes probes' business, and
-    // size-blind kernels print the same frames with other sizes.
-    let want = format!("{name}+{size:#x}/");
-    println!("# {} frames; {name} [{start:#x},{end:#x})", frames.len());
-    for (a, pb, _) in &frames {
+    let fx = Fixture {
+        start,
+        end,
+        // Names and offsets: sizes are the sizes probes' business, and
+        // size-blind kernels print the same frames with other sizes.
+        want: format!("{name}+{size:#x}/"),
+        fns,
+        frames,
+        msgs,
+    };
+    println!("# {} frames; {name} [{start:#x},{end:#x})", fx.frames.len());
+    for (a, pb, _) in &fx.frames {
         println!("# frame {a:#x} {pb}");
     }
+    end_of_function_frame(out, &fx);
+    stack_trace_print(out, &fx);
+    dump_stack(out, &fx);
+}
 
+/// What the fixture left: `ksh_bt_caller`'s extent, the module's
+/// functions, the saved entries and the kernel's messages.
+struct Fixture {
+    /// `[start, end)` of [`ksh_proto::MODULE_BT_CALLER`] (runtime).
+    start: u64,
+    end: u64,
+    /// How `%pB` must print its end: `NAME+SIZE/`.
+    want: String,
+    /// The module's functions with their runtime extents, by address.
+    fns: Vec<(u64, u64, String)>,
+    /// The saved entries: address, `%pB`, `%pBb`.
+    frames: Vec<(u64, String, String)>,
+    /// `/dev/kmsg`'s messages.
+    msgs: Vec<String>,
+}
+
+/// `end-of-function-frame`: an entry is the function's end, and `%pB`
+/// and `%pBb` print it as the function.
+fn end_of_function_frame<W: Write>(out: &mut CaseWriter<W>, fx: &Fixture) {
+    let (end, want, frames) = (fx.end, fx.want.as_str(), &fx.frames);
+    let name = ksh_proto::MODULE_BT_CALLER;
     let at_end = frames.iter().position(|f| f.0 == end);
     match at_end {
         None => out.case(
@@ -148,15 +181,20 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             let (_, pb, pbb) = &frames[i];
             let bad: Vec<String> = [("%pB", pb), ("%pBb", pbb)]
                 .iter()
-                .filter(|(_, s)| !s.starts_with(&want))
+                .filter(|(_, s)| !s.starts_with(want))
                 .map(|(f, s)| format!("{f} of {end:#x}: want {want}..., kernel {s}"))
                 .collect();
             out.checked_items("end-of-function-frame", 2, "formats", &bad, "");
         }
     }
+}
 
-    // stack_trace_print(): one line per entry, in order.
-    match block(&msgs, "stack_trace_print") {
+/// `stack-trace-print`: `stack_trace_print()` printed one line per entry,
+/// in order, each `name+off/size`; module frames name the function
+/// containing the call.
+fn stack_trace_print<W: Write>(out: &mut CaseWriter<W>, fx: &Fixture) {
+    let (frames, fns) = (&fx.frames, &fx.fns);
+    match block(&fx.msgs, "stack_trace_print") {
         None => out.case(
             "stack-trace-print",
             Verdict::Fail(vec![
@@ -201,8 +239,15 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             );
         }
     }
+}
 
-    match block(&msgs, "dump_stack") {
+/// `dump-stack`: `dump_stack()`'s trace has the function's end as a
+/// frame, no frame as a bare address, and (x86_64) the unreliable entry
+/// for the pointer to `ksh_bt_after` named.
+fn dump_stack<W: Write>(out: &mut CaseWriter<W>, fx: &Fixture) {
+    let (start, want, fns) = (fx.start, fx.want.as_str(), &fx.fns);
+    let name = ksh_proto::MODULE_BT_CALLER;
+    match block(&fx.msgs, "dump_stack") {
         None => out.case(
             "dump-stack",
             Verdict::Fail(vec![
@@ -224,7 +269,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
                 .collect();
             if !frames
                 .iter()
-                .any(|l| l.trim().trim_start_matches("? ").starts_with(&want))
+                .any(|l| l.trim().trim_start_matches("? ").starts_with(want))
             {
                 bad.push(format!(
                     "no frame {want} in dump_stack()'s trace: {:?}",

@@ -7,16 +7,16 @@ use std::io::Write;
 use crate::ktap::CaseWriter;
 use ksh_proto::files::{self, FormatPsLine};
 
-use crate::support;
+use crate::{expect, kaslr, probe_module};
 
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     let setup = || -> Result<_, String> {
-        let text = support::expect_text(ksh_proto::EXPECT_FORMAT_PS)?;
+        let text = expect::expect_text(ksh_proto::files::FileId::FormatPs.path())?;
         let samples: Vec<(u64, u64, String)> = files::decode::<FormatPsLine>(&text)?
             .into_iter()
             .map(|s| (s.addr, s.offset, s.expected.to_string()))
             .collect();
-        Ok((samples, support::kaslr_offset()?))
+        Ok((samples, kaslr::kaslr_offset()?))
     };
     let (samples, off) = match setup() {
         Ok(x) => x,
@@ -26,7 +26,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         .iter()
         .map(|(a, o, _)| a.wrapping_add(off) + o)
         .collect();
-    let answers = match support::lookup(&addrs) {
+    let answers = match probe_module::lookup(&addrs) {
         Ok(a) => a,
         Err(e) => return out.fail_rest(&e),
     };
@@ -44,7 +44,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     }
     let empty = format!(
         "{} is empty (the host samples text functions, the fixture's among them)",
-        ksh_proto::EXPECT_FORMAT_PS
+        ksh_proto::files::FileId::FormatPs.path()
     );
     out.checked_items(
         "shape",

@@ -40,6 +40,14 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             return out.fail_rest(&format!("{addrs_path}: {e}"));
         }
     };
+    no_invalid_entries(out, &sites);
+    filter_all(out);
+    filter_module(out, &sites);
+}
+
+/// `no-invalid-entries`: `available_filter_functions` (the names of
+/// `sites`) has no `__ftrace_invalid_address__` entry.
+fn no_invalid_entries<W: Write>(out: &mut CaseWriter<W>, sites: &str) {
     // The names as `available_filter_functions` lists them.
     let names: Vec<&str> = sites
         .lines()
@@ -65,8 +73,6 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         &invalid,
         "available_filter_functions_addrs is empty",
     );
-
-    filters(out, &sites);
 }
 
 /// The module's core memory `[base, base + size)` as the module loader
@@ -87,7 +93,7 @@ fn module_range(name: &str) -> Result<(u64, u64), String> {
     let base = f
         .get(5)
         .ok_or_else(|| format!("/proc/modules: no address in {line:?}"))
-        .and_then(|a| crate::support::hex(a))?;
+        .and_then(|a| crate::probe_module::hex(a))?;
     if base == 0 {
         return Err(format!("/proc/modules shows {name} at address 0"));
     }
@@ -107,11 +113,13 @@ fn filter(glob: &str) -> Result<Vec<String>, String> {
     Ok(back.lines().map(str::to_string).collect())
 }
 
-fn filters<W: Write>(out: &mut CaseWriter<W>, sites: &str) {
+/// `filter-all`: the selection of `*` is vmlinux's call sites as the
+/// host derived them (and the module's).
+fn filter_all<W: Write>(out: &mut CaseWriter<W>) {
     // vmlinux's traceable functions as the host derived them from the
     // image (`__mcount_loc`, each site named by the size-aware rule): the
     // selection of `*` must be exactly these (and the module's, below).
-    let host = crate::support::expect_text(ksh_proto::EXPECT_FTRACE).and_then(|t| {
+    let host = crate::expect::expect_text(ksh_proto::files::FileId::Ftrace.path()).and_then(|t| {
         Ok(
             ksh_proto::files::decode::<ksh_proto::files::FtraceLine>(&t)?
                 .into_iter()
@@ -159,10 +167,15 @@ fn filters<W: Write>(out: &mut CaseWriter<W>, sites: &str) {
                 host.len(),
                 "filter selections that differ from the image's call sites",
                 &bad,
-                &format!("{} is empty", ksh_proto::EXPECT_FTRACE),
+                &format!("{} is empty", ksh_proto::files::FileId::Ftrace.path()),
             );
         }
     }
+}
+
+/// `filter-module`: the selection of `:mod:ksh_probe` is the call sites
+/// in the module's memory (of `sites`, the addressed listing).
+fn filter_module<W: Write>(out: &mut CaseWriter<W>, sites: &str) {
     // The module's functions: the call sites ftrace recorded inside the
     // module's memory (addresses from ftrace's records and the module
     // loader, not kallsyms), by the names the listing gives them.
@@ -173,7 +186,7 @@ fn filters<W: Write>(out: &mut CaseWriter<W>, sites: &str) {
             .lines()
             .filter_map(|l| {
                 let (a, name) = l.split_once(' ')?;
-                let a = crate::support::hex(a).ok()?;
+                let a = crate::probe_module::hex(a).ok()?;
                 (base <= a && a < base + size).then(|| name.trim_end_matches(&suffix).to_string())
             })
             .collect::<std::collections::BTreeSet<String>>(),

@@ -18,7 +18,7 @@ use std::io::Write;
 use std::time::Instant;
 
 use crate::ktap::CaseWriter;
-use crate::support;
+use crate::{expect, kaslr, proc_kallsyms};
 
 const PATH: &str = ksh_proto::PROC_KALLSYMS_SIZES;
 
@@ -61,7 +61,7 @@ fn size_field(line: &str) -> Result<u64, String> {
 /// Parses `ADDR SIZE REST` as the `/proc/kallsyms` line `ADDR REST` would
 /// be (the guest's one parser), without building that line: the address
 /// is checked here, the rest by the parser given a zero address's text.
-fn parse_sized(line: &str) -> Option<support::ProcLine<'_>> {
+fn parse_sized(line: &str) -> Option<proc_kallsyms::ProcLine<'_>> {
     let addr = &line[..FIELD - 1];
     if !addr
         .bytes()
@@ -70,7 +70,7 @@ fn parse_sized(line: &str) -> Option<support::ProcLine<'_>> {
         return None;
     }
     let rest = &line[2 * FIELD..];
-    let mut p = support::parse_proc_line_rest(rest).ok()?;
+    let mut p = proc_kallsyms::parse_proc_line_rest(rest).ok()?;
     p.addr = u64::from_str_radix(addr, 16).ok()?;
     Some(p)
 }
@@ -88,7 +88,7 @@ fn owner_of(line: &str) -> Option<&str> {
 }
 
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
-    let reference = match support::proc_kallsyms_text() {
+    let reference = match proc_kallsyms::proc_kallsyms_text() {
         Ok(t) => t,
         Err(e) => return out.fail_rest(&format!("cannot read /proc/kallsyms: {e}")),
     };
@@ -100,15 +100,15 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     // Setup (the expectations, the KASLR offset, dropping privileges)
     // fails a case without a count: only what the kernel shows is counted,
     // so a broken setup can never pass for the baseline's mismatches.
-    let sizes_text = match support::expect_text(ksh_proto::EXPECT_SIZES) {
+    let sizes_text = match expect::expect_text(ksh_proto::files::FileId::Sizes.path()) {
         Ok(t) => t,
         Err(e) => return out.fail_rest(&format!("setup: {e}")),
     };
     let setup = || -> Result<_, String> {
         Ok((
             sized_vmlinux_symbols(&sizes_text)?,
-            support::module_syms()?,
-            support::kaslr_offset()?,
+            expect::module_syms()?,
+            kaslr::kaslr_offset()?,
         ))
     };
     let (expected, module_fns, offset) = match setup() {
@@ -136,7 +136,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         Err(e) => return out.fail_rest(&format!("reading {PATH} as root: {e}")),
     };
     let read_ms = started.elapsed().as_millis();
-    let mut malformed = Vec::new();
+    let mut bad_lines = Vec::new();
     let mut lines: Vec<SizedLine> = Vec::new();
     for (i, l) in text.lines().enumerate() {
         if is_volatile(owner_of(l)) {
@@ -144,7 +144,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         }
         match size_field(l) {
             Ok(size) => lines.push(SizedLine { size, line: l }),
-            Err(why) => malformed.push(format!("line {}: {why}: {l:?}", i + 1)),
+            Err(why) => bad_lines.push(format!("line {}: {why}: {l:?}", i + 1)),
         }
     }
     out.note(&format!(
@@ -152,9 +152,48 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         text.lines().count(),
         text.len()
     ));
+    let parsed: Vec<(u64, proc_kallsyms::ProcLine)> = lines
+        .iter()
+        .filter_map(|l| parse_sized(l.line).map(|p| (l.size, p)))
+        .collect();
+    let read = Read {
+        reference,
+        lines,
+        malformed: bad_lines,
+        parsed,
+        expected,
+        module_fns,
+        offset,
+    };
+    // The registry's cases, in its order.
+    let cases: [fn(&mut CaseWriter<W>, &Read); 4] =
+        [lines_case, vmlinux_sizes, module_sizes, unprivileged];
+    for case in cases {
+        case(out, &read);
+    }
+}
 
-    // lines: the /proc/kallsyms lines, in order, with a size inserted.
-    let mut bad = malformed;
+/// What was read: `/proc/kallsyms` (the reference) and the file, as lines
+/// and parsed, both without their volatile lines; and what is expected.
+struct Read<'a> {
+    reference: Vec<&'a str>,
+    lines: Vec<SizedLine<'a>>,
+    /// Lines without a size field.
+    malformed: Vec<String>,
+    /// (size, line) of each line that parses.
+    parsed: Vec<(u64, proc_kallsyms::ProcLine<'a>)>,
+    /// (link-time address, name, ELF size) of every sized vmlinux symbol.
+    expected: Vec<(u64, &'a str, u64)>,
+    /// (name, ELF size) of the probe module's functions.
+    module_fns: Vec<(String, u64)>,
+    /// The KASLR offset.
+    offset: u64,
+}
+
+/// `lines`: the /proc/kallsyms lines, in order, with a size inserted.
+fn lines_case<W: Write>(out: &mut CaseWriter<W>, read: &Read) {
+    let (reference, lines) = (&read.reference, &read.lines);
+    let mut bad = read.malformed.clone();
     let n = reference.len().max(lines.len());
     for i in 0..n {
         match (reference.get(i), lines.get(i)) {
@@ -174,20 +213,19 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         &bad,
         "/proc/kallsyms is empty",
     );
+}
 
-    let parsed: Vec<(u64, support::ProcLine)> = lines
-        .iter()
-        .filter_map(|l| parse_sized(l.line).map(|p| (l.size, p)))
-        .collect();
-
-    // vmlinux-sizes: every sized symbol with its ELF size.
-    let listed: HashMap<(u64, &str), u64> = parsed
+/// `vmlinux-sizes`: every sized vmlinux symbol with its ELF size.
+fn vmlinux_sizes<W: Write>(out: &mut CaseWriter<W>, read: &Read) {
+    let (expected, offset) = (&read.expected, read.offset);
+    let listed: HashMap<(u64, &str), u64> = read
+        .parsed
         .iter()
         .filter(|(_, p)| p.module.is_none())
         .map(|(s, p)| ((p.addr.wrapping_sub(offset), p.name), *s))
         .collect();
     let mut bad = Vec::new();
-    for (addr, name, size) in &expected {
+    for (addr, name, size) in expected.iter() {
         match listed.get(&(*addr, *name)) {
             Some(s) if s == size => {}
             Some(s) => bad.push(format!(
@@ -201,11 +239,18 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         expected.len(),
         "sized vmlinux symbols without their ELF size",
         &bad,
-        &format!("{} lists no sized symbol", ksh_proto::EXPECT_SIZES),
+        &format!(
+            "{} lists no sized symbol",
+            ksh_proto::files::FileId::Sizes.path()
+        ),
     );
+}
 
-    // module-sizes: the probe module's functions with their ELF sizes.
-    let listed: HashMap<&str, u64> = parsed
+/// `module-sizes`: the probe module's functions with their ELF sizes.
+fn module_sizes<W: Write>(out: &mut CaseWriter<W>, read: &Read) {
+    let module_fns = &read.module_fns;
+    let listed: HashMap<&str, u64> = read
+        .parsed
         .iter()
         .filter(|(_, p)| p.module == Some(ksh_proto::MODULE_NAME))
         .map(|(s, p)| (p.name, *s))
@@ -226,10 +271,13 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         module_fns.len(),
         "module functions without their ELF size",
         &bad,
-        &format!("{} is empty", ksh_proto::EXPECT_MODULE_SYMS),
+        &format!("{} is empty", ksh_proto::files::FileId::ModuleSyms.path()),
     );
+}
 
-    // unprivileged: the same lines with every address zero, sizes kept.
+/// `unprivileged`: the same lines with every address zero, sizes kept.
+fn unprivileged<W: Write>(out: &mut CaseWriter<W>, read: &Read) {
+    let lines = &read.lines;
     let started = Instant::now();
     match crate::sys::read_unprivileged(PATH) {
         Ok(bytes) => {
@@ -301,8 +349,13 @@ fn sized_vmlinux_symbols(text: &str) -> Result<Vec<(u64, &str, u64)>, String> {
     use ksh_proto::files::{Line, SizesLine};
     let mut out = Vec::with_capacity(text.len() / 40);
     for (i, l) in text.lines().enumerate() {
-        let s = SizesLine::parse(l)
-            .map_err(|e| format!("{} line {}: {e}", ksh_proto::EXPECT_SIZES, i + 1))?;
+        let s = SizesLine::parse(l).map_err(|e| {
+            format!(
+                "{} line {}: {e}",
+                ksh_proto::files::FileId::Sizes.path(),
+                i + 1
+            )
+        })?;
         if let Some((size, _)) = s.sized {
             out.push((s.addr, s.name, size));
         }

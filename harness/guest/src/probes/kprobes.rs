@@ -25,7 +25,8 @@ use std::io::Write;
 use ksh_proto::files::{self, BlacklistLine, KprobeLine};
 
 use crate::ktap::{CaseWriter, Verdict};
-use crate::support::{self, hex};
+use crate::probe_module::hex;
+use crate::{expect, kaslr, probe_module};
 
 const BLACKLIST: &str = "/sys/kernel/debug/kprobes/blacklist";
 
@@ -62,7 +63,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         return;
     }
     let setup = || -> Result<_, String> {
-        let text = support::expect_text(ksh_proto::EXPECT_KPROBES)?;
+        let text = expect::expect_text(ksh_proto::files::FileId::Kprobes.path())?;
         let targets: Vec<Target> = files::decode::<KprobeLine>(&text)?
             .into_iter()
             .map(|t| Target {
@@ -71,21 +72,23 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
                 name: t.name.to_string(),
             })
             .collect();
-        let module_syms: HashMap<String, u64> = support::module_syms()?.into_iter().collect();
+        let module_syms: HashMap<String, u64> = expect::module_syms()?.into_iter().collect();
         // The module's own functions at the addresses the module loader
         // relocated them to (its `features` file), not as kallsyms lists
         // them: kallsyms is what is under test.
-        let features = support::module_features()?;
+        let features = probe_module::module_features()?;
         let mut module_fns = Vec::new();
         for name in ksh_proto::MODULE_KPROBES_FUNCS {
-            let size = module_syms
-                .get(*name)
-                .copied()
-                .ok_or_else(|| format!("{name} is not in {}", ksh_proto::EXPECT_MODULE_SYMS))?;
-            module_fns.push((*name, support::module_fn_addr(&features, name)?, size));
+            let size = module_syms.get(*name).copied().ok_or_else(|| {
+                format!(
+                    "{name} is not in {}",
+                    ksh_proto::files::FileId::ModuleSyms.path()
+                )
+            })?;
+            module_fns.push((*name, probe_module::module_fn_addr(&features, name)?, size));
         }
-        let inside = support::module_fn_addr(&features, "ksh_probe_target")?;
-        Ok((targets, support::kaslr_offset()?, module_fns, inside))
+        let inside = probe_module::module_fn_addr(&features, "ksh_probe_target")?;
+        Ok((targets, kaslr::kaslr_offset()?, module_fns, inside))
     };
     let (targets, off, module_fns, inside) = match setup() {
         Ok(x) => x,
@@ -95,35 +98,107 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     // register_kprobe() on every target, in one module session.
     let mut addrs: Vec<u64> = targets.iter().map(|t| t.addr.wrapping_add(off)).collect();
     addrs.push(inside);
-    let rcs = match support::kprobe(&addrs) {
+    let rcs = match probe_module::kprobe(&addrs) {
         Ok(r) => r,
         Err(e) => return out.fail_rest(&e),
     };
-    // Each refusal must be the one register_kprobe() gives for its reason
-    // (kernel/kprobes.c), not any error: past a function's end the address
-    // has no symbol, so _kprobe_addr()'s lookup fails with -ENOENT; in a
-    // blacklisted function check_kprobe_address_safe() says -EINVAL.
-    let refused = |kind: &str, want: i64| -> (usize, Vec<String>) {
-        let mut n = 0;
-        let mut bad = Vec::new();
-        for (t, &rc) in targets.iter().zip(&rcs) {
-            if t.kind != kind {
-                continue;
-            }
-            n += 1;
-            if rc != want {
-                bad.push(format!(
-                    "{} ({:#x}, {kind}): register_kprobe() returned {}, want {}",
-                    t.name,
-                    t.addr,
-                    errno_name(rc),
-                    errno_name(want)
-                ));
-            }
-        }
-        (n, bad)
+    let k = Kprobes {
+        rcs,
+        // The blacklist as the kernel built it.
+        listed: read_blacklist().map(Listed::new),
+        targets,
+        off,
+        module_fns,
+        inside,
     };
-    let (n, bad) = refused("past-end", -libc::ENOENT as i64);
+    past_end_refused(out, &k);
+    inside_accepted(out, &k);
+    if let Ok(l) = &k.listed {
+        println!("# {} entries in {BLACKLIST}", l.entries.len());
+    }
+    blacklist_populated(out, &k);
+    blacklist_module(out, &k);
+    blacklisted_refused(out, &k);
+}
+
+/// The targets, the offset and the kernel's answers for them.
+struct Kprobes {
+    targets: Vec<Target>,
+    /// The KASLR offset.
+    off: u64,
+    /// The module's `.kprobes.text` functions: name, runtime address, size.
+    module_fns: Vec<(&'static str, u64, u64)>,
+    /// The start of a module function (runtime), the last address asked.
+    inside: u64,
+    /// `register_kprobe()`'s result for each target, then for `inside`.
+    rcs: Vec<i64>,
+    /// The kernel's blacklist, or why it could not be read.
+    listed: Result<Listed, String>,
+}
+
+/// The kernel's blacklist; if it could not be read, `case` fails for it.
+fn listed_or_fail<'k, W: Write>(
+    out: &mut CaseWriter<W>,
+    case: &str,
+    k: &'k Kprobes,
+) -> Option<&'k Listed> {
+    match &k.listed {
+        Ok(l) => Some(l),
+        Err(e) => {
+            out.case(case, Verdict::Fail(vec![e.clone()]));
+            None
+        }
+    }
+}
+
+/// The kernel's blacklist, and by extent and start.
+struct Listed {
+    entries: Vec<(u64, u64, String)>,
+    have: HashSet<(u64, u64)>,
+    by_start: HashMap<u64, u64>,
+}
+
+impl Listed {
+    fn new(entries: Vec<(u64, u64, String)>) -> Self {
+        let have = entries.iter().map(|e| (e.0, e.1)).collect();
+        let by_start = entries.iter().map(|e| (e.0, e.1)).collect();
+        Listed {
+            entries,
+            have,
+            by_start,
+        }
+    }
+}
+
+/// Of the targets of `kind`, how many and which did not get `want`. Each
+/// refusal must be the one register_kprobe() gives for its reason
+/// (kernel/kprobes.c), not any error: past a function's end the address
+/// has no symbol, so _kprobe_addr()'s lookup fails with -ENOENT; in a
+/// blacklisted function check_kprobe_address_safe() says -EINVAL.
+fn refused(k: &Kprobes, kind: &str, want: i64) -> (usize, Vec<String>) {
+    let mut n = 0;
+    let mut bad = Vec::new();
+    for (t, &rc) in k.targets.iter().zip(&k.rcs) {
+        if t.kind != kind {
+            continue;
+        }
+        n += 1;
+        if rc != want {
+            bad.push(format!(
+                "{} ({:#x}, {kind}): register_kprobe() returned {}, want {}",
+                t.name,
+                t.addr,
+                errno_name(rc),
+                errno_name(want)
+            ));
+        }
+    }
+    (n, bad)
+}
+
+/// `past-end-refused`: kprobes at a function's end are refused (-ENOENT).
+fn past_end_refused<W: Write>(out: &mut CaseWriter<W>, k: &Kprobes) {
+    let (n, bad) = refused(k, "past-end", -libc::ENOENT as i64);
     out.checked_items(
         "past-end-refused",
         n,
@@ -131,7 +206,11 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         &bad,
         "no past-end target in the expectations (the fixture guarantees kallsyms_fixture_anchor)",
     );
-    let rc = *rcs.last().unwrap();
+}
+
+/// `inside-accepted`: a kprobe at a module function's start is accepted.
+fn inside_accepted<W: Write>(out: &mut CaseWriter<W>, k: &Kprobes) {
+    let (rc, inside) = (*k.rcs.last().unwrap(), k.inside);
     let bad = if rc == 0 {
         Vec::new()
     } else {
@@ -140,27 +219,24 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         )]
     };
     out.checked_items("inside-accepted", 1, "kprobes refused", &bad, "");
+}
 
-    // The blacklist as the kernel built it.
-    let listed = match read_blacklist() {
-        Ok(l) => l,
-        Err(e) => {
-            out.case("blacklist-populated", Verdict::Fail(vec![e.clone()]));
-            out.case("blacklist-module", Verdict::Fail(vec![e]));
-            return refused_in_blacklist(out, refused("blacklisted", -libc::EINVAL as i64));
-        }
+/// `blacklist-populated`, both ways: every entry the host derived is
+/// there with its extent, and the kernel lists nothing else (but the
+/// module's own functions, checked by blacklist-module): an entry
+/// reaching past a function's end, as a size-blind walk makes them, is an
+/// extra entry too.
+fn blacklist_populated<W: Write>(out: &mut CaseWriter<W>, k: &Kprobes) {
+    let Some(l) = listed_or_fail(out, "blacklist-populated", k) else {
+        return;
     };
-    let have: HashSet<(u64, u64)> = listed.iter().map(|e| (e.0, e.1)).collect();
-    let by_start: HashMap<u64, u64> = listed.iter().map(|e| (e.0, e.1)).collect();
-    // Both ways: every entry the host derived is there with its extent,
-    // and the kernel lists nothing else (but the module's own functions,
-    // checked by blacklist-module): an entry reaching past a function's
-    // end, as a size-blind walk makes them, is an extra entry too.
+    let off = k.off;
     let populated = || -> Result<(usize, Vec<String>), String> {
         let mut n = 0;
         let mut bad = Vec::new();
-        let text = support::expect_text(ksh_proto::EXPECT_BLACKLIST)?;
-        let mut expected: HashSet<(u64, u64)> = module_fns
+        let text = expect::expect_text(ksh_proto::files::FileId::Blacklist.path())?;
+        let mut expected: HashSet<(u64, u64)> = k
+            .module_fns
             .iter()
             .map(|&(_, a, size)| (a, a + size))
             .collect();
@@ -168,7 +244,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         for b in &decoded {
             expected.insert((b.start.wrapping_add(off), b.end.wrapping_add(off)));
         }
-        for (s, e, name) in &listed {
+        for (s, e, name) in &l.entries {
             if !expected.contains(&(*s, *e)) {
                 n += 1;
                 bad.push(format!(
@@ -179,8 +255,8 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         for b in decoded {
             let (s, e) = (b.start.wrapping_add(off), b.end.wrapping_add(off));
             n += 1;
-            if !have.contains(&(s, e)) {
-                bad.push(match by_start.get(&s) {
+            if !l.have.contains(&(s, e)) {
+                bad.push(match l.by_start.get(&s) {
                     Some(&got) => format!(
                         "{} [{s:#x},{e:#x}): blacklisted as [{s:#x},{got:#x})",
                         b.name
@@ -191,7 +267,6 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         }
         Ok((n, bad))
     };
-    println!("# {} entries in {BLACKLIST}", listed.len());
     match populated() {
         Ok((n, bad)) => out.checked_items(
             "blacklist-populated",
@@ -202,12 +277,20 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         ),
         Err(e) => out.case("blacklist-populated", Verdict::Fail(vec![e])),
     }
+}
+
+/// `blacklist-module`: the module's `.kprobes.text` functions are
+/// blacklisted with their extents.
+fn blacklist_module<W: Write>(out: &mut CaseWriter<W>, k: &Kprobes) {
+    let Some(l) = listed_or_fail(out, "blacklist-module", k) else {
+        return;
+    };
     let mut n = 0;
     let mut bad = Vec::new();
-    for &(name, a, size) in &module_fns {
+    for &(name, a, size) in &k.module_fns {
         n += 1;
-        if !have.contains(&(a, a + size)) {
-            bad.push(match by_start.get(&a) {
+        if !l.have.contains(&(a, a + size)) {
+            bad.push(match l.by_start.get(&a) {
                 Some(&got) => format!(
                     "{name} [{a:#x},{:#x}): blacklisted as [{a:#x},{got:#x})",
                     a + size
@@ -223,7 +306,6 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         &bad,
         "",
     );
-    refused_in_blacklist(out, refused("blacklisted", -libc::EINVAL as i64));
 }
 
 /// `-22 (EINVAL)` for a negative errno, `0 (accepted)` for 0.
@@ -241,9 +323,10 @@ fn errno_name(rc: i64) -> String {
     format!("{rc} ({name})")
 }
 
-/// `blacklisted-refused`: of `n` kprobes on blacklisted functions, `bad`
-/// were not refused with -EINVAL.
-fn refused_in_blacklist<W: Write>(out: &mut CaseWriter<W>, (n, bad): (usize, Vec<String>)) {
+/// `blacklisted-refused`: kprobes on blacklisted functions are refused
+/// with -EINVAL.
+fn blacklisted_refused<W: Write>(out: &mut CaseWriter<W>, k: &Kprobes) {
+    let (n, bad) = refused(k, "blacklisted", -libc::EINVAL as i64);
     out.checked_items(
         "blacklisted-refused",
         n,

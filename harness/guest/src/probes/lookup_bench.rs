@@ -19,7 +19,7 @@
 use std::io::Write;
 
 use crate::ktap::{CaseWriter, Verdict};
-use crate::support;
+use crate::{expect, kaslr, probe_module};
 
 /// Rounds the bench asked for on the kernel command line; `None` in a
 /// plain test run.
@@ -40,7 +40,7 @@ fn lookups_per_round(bench: bool) -> u64 {
 }
 
 fn measure(lo: u64, hi: u64, count: u64) -> Result<(u64, u64), String> {
-    let line = support::bench(count, lo, hi)?;
+    let line = probe_module::bench(count, lo, hi)?;
     let field = |k: &str| -> Result<u64, String> {
         line.split_whitespace()
             .find_map(|w| w.strip_prefix(k))
@@ -53,9 +53,9 @@ fn measure(lo: u64, hi: u64, count: u64) -> Result<(u64, u64), String> {
 /// Times the lookups of the `sizes` plan's addresses (see the module doc).
 fn sized<W: Write>(out: &mut CaseWriter<W>, rounds: usize, bench: bool) -> Result<(), String> {
     const TEST_RUN_ADDRESSES: usize = 1000;
-    let blob = std::fs::read(ksh_proto::EXPECT_SIZES_CHECK)
-        .map_err(|e| format!("{}: {e}", ksh_proto::EXPECT_SIZES_CHECK))?;
-    let off = support::kaslr_offset()?;
+    let blob = std::fs::read(ksh_proto::files::FileId::SizesCheck.path())
+        .map_err(|e| format!("{}: {e}", ksh_proto::files::FileId::SizesCheck.path()))?;
+    let off = kaslr::kaslr_offset()?;
     let parts = if bench {
         vec![&blob[..]]
     } else {
@@ -64,7 +64,7 @@ fn sized<W: Write>(out: &mut CaseWriter<W>, rounds: usize, bench: bool) -> Resul
     };
     let part = parts.first().ok_or("the sizes plan is empty")?;
     let n = blob_records(part)?;
-    let ns = support::time_blob(part, n, off, rounds as u64)?;
+    let ns = probe_module::time_blob(part, n, off, rounds as u64)?;
     let per: Vec<f64> = ns.iter().map(|&t| t as f64 / n as f64).collect();
     let mut sorted = per.clone();
     sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -88,8 +88,8 @@ fn median(mut xs: Vec<u64>) -> u64 {
 }
 
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
-    let range = support::kaslr_offset().and_then(|off| {
-        let r = support::expected_addresses(&["_stext", "_etext"])?;
+    let range = kaslr::kaslr_offset().and_then(|off| {
+        let r = expect::expected_addresses(&["_stext", "_etext"])?;
         Ok((r[0].wrapping_add(off), r[1].wrapping_add(off)))
     });
     let (lo, hi) = match range {

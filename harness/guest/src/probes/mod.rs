@@ -24,13 +24,10 @@ use ksh_proto::ProbeSpec;
 
 use crate::ktap::CaseWriter;
 
-pub use crate::support::summarize_detail;
-
 /// The kernel's kallsyms symbol count as the host computed it (0 when
 /// unknown), for the probes' timeouts.
 pub fn symbols_in_build() -> u64 {
-    let text = std::fs::read_to_string(ksh_proto::EXPECT_BUILD_INFO).unwrap_or_default();
-    ksh_proto::symbols_in_build_info(&text)
+    crate::expect::build_info().symbols()
 }
 
 /// Reads `/proc/kallsyms` once for the whole boot (after the probe module
@@ -38,9 +35,9 @@ pub fn symbols_in_build() -> u64 {
 /// Returns a line for the report.
 pub fn snapshot_proc_kallsyms() -> String {
     let started = std::time::Instant::now();
-    match crate::support::read_proc_kallsyms() {
+    match crate::proc_kallsyms::read_proc_kallsyms() {
         Ok(text) => {
-            crate::support::save_proc_kallsyms_snapshot(&text);
+            crate::proc_kallsyms::save_proc_kallsyms_snapshot(&text);
             format!(
                 "# ksh: /proc/kallsyms read once ({} bytes) in {} ms\n",
                 text.len(),
@@ -50,21 +47,6 @@ pub fn snapshot_proc_kallsyms() -> String {
         // Each probe then reads the live file itself and reports any error.
         Err(e) => format!("# ksh: no /proc/kallsyms snapshot: {e}\n"),
     }
-}
-
-/// The guest's arch as the registry names it.
-pub fn arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "aarch64" => "arm64",
-        a => a,
-    }
-}
-
-/// Why `probe/case` does not apply to this build (registry data evaluated
-/// against the build info), or None.
-pub fn not_applicable(probe: &str, case: &str) -> Option<&'static str> {
-    let info = crate::support::build_info();
-    ksh_proto::not_applicable(probe, case, arch(), &|k| info.get(k).cloned())
 }
 
 pub fn run<W: Write>(spec: &'static ProbeSpec, out: &mut CaseWriter<W>) {

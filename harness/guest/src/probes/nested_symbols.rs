@@ -12,7 +12,7 @@ use std::io::Write;
 use crate::ktap::CaseWriter;
 use ksh_proto::files::{self, NestedLine};
 
-use crate::support;
+use crate::{expect, kaslr, probe_module};
 
 struct Point {
     addr: u64,
@@ -24,7 +24,7 @@ struct Point {
 }
 
 fn read() -> Result<Vec<Point>, String> {
-    let text = support::expect_text(ksh_proto::EXPECT_NESTED)?;
+    let text = expect::expect_text(ksh_proto::files::FileId::Nested.path())?;
     Ok(files::decode::<NestedLine>(&text)?
         .into_iter()
         .map(|n| Point {
@@ -39,7 +39,7 @@ fn read() -> Result<Vec<Point>, String> {
 }
 
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
-    let (points, off) = match read().and_then(|p| Ok((p, support::kaslr_offset()?))) {
+    let (points, off) = match read().and_then(|p| Ok((p, kaslr::kaslr_offset()?))) {
         Ok(x) => x,
         Err(e) => return out.fail_rest(&e),
     };
@@ -50,7 +50,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         return out.fail_rest(&format!(
             "0 checked: no nested {}* pair in {}: is the fixture patch applied?",
             ksh_proto::FIXTURE_PREFIX,
-            ksh_proto::EXPECT_NESTED
+            ksh_proto::files::FileId::Nested.path()
         ));
     }
     let mut inners: Vec<(u64, &str)> = points
@@ -61,13 +61,35 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     inners.dedup();
     let mut addrs: Vec<u64> = points.iter().map(|p| p.addr.wrapping_add(off)).collect();
     addrs.extend(inners.iter().map(|i| i.0.wrapping_add(off)));
-    let answers = match support::lookup_no_ps(&addrs) {
+    let answers = match probe_module::lookup_no_ps(&addrs) {
         Ok(a) => a,
         Err(e) => return out.fail_rest(&e),
     };
+    let (outer, inner) = answers.split_at(points.len());
+    let looked_up = LookedUp {
+        points: &points,
+        inners: &inners,
+        outer,
+        inner,
+    };
+    enclosing(out, &looked_up);
+    inner_start(out, &looked_up);
+}
+
+/// The points and nested starts with the kernel's answers for each.
+struct LookedUp<'a> {
+    points: &'a [Point],
+    inners: &'a [(u64, &'a str)],
+    outer: &'a [probe_module::Lookup],
+    inner: &'a [probe_module::Lookup],
+}
+
+/// `enclosing`: each address past a nested symbol is looked up as the
+/// enclosing symbol, with its offset and size.
+fn enclosing<W: Write>(out: &mut CaseWriter<W>, l: &LookedUp) {
+    let points = l.points;
     let mut bad = Vec::new();
-    let (answers, inner_answers) = answers.split_at(points.len());
-    for (p, a) in points.iter().zip(answers) {
+    for (p, a) in points.iter().zip(l.outer) {
         let want_off = p.addr - p.outer_start;
         if !(a.found && a.name == p.outer && a.offset == want_off && a.size == p.outer_size) {
             bad.push(format!(
@@ -88,9 +110,14 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         &bad,
         "no nested pair in the expectations",
     );
+}
+
+/// `inner-start`: each nested symbol's start is looked up as itself.
+fn inner_start<W: Write>(out: &mut CaseWriter<W>, l: &LookedUp) {
+    let inners = l.inners;
     let bad: Vec<String> = inners
         .iter()
-        .zip(inner_answers)
+        .zip(l.inner)
         .filter(|((_, n), a)| !(a.found && a.name == *n && a.offset == 0))
         .map(|((s, n), a)| format!("{s:#x}: want {n}+0x0, kernel {}", a.describe()))
         .collect();

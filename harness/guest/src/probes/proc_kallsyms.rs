@@ -16,10 +16,10 @@ struct Sym<'a> {
 }
 
 /// One `/proc/kallsyms` line (the guest's one parser,
-/// [`crate::support::parse_proc_line`]) and whether it belongs to a module
+/// [`crate::proc_kallsyms::parse_proc_line`]) and whether it belongs to a module
 /// (or another `[...]` owner such as ftrace trampolines).
 fn parse_proc_line(line: &str) -> Result<(Sym<'_>, bool), String> {
-    let p = crate::support::parse_proc_line(line)?;
+    let p = crate::proc_kallsyms::parse_proc_line(line)?;
     Ok((
         Sym {
             addr: p.addr,
@@ -79,10 +79,33 @@ fn multiset_diff<K: std::hash::Hash + Eq + Clone>(
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     // The text /init read once for the whole boot (one reader's view of
     // the file, as any tool sees it); the live file if there is none.
-    let text = match crate::support::proc_kallsyms_text() {
+    let text = match crate::proc_kallsyms::proc_kallsyms_text() {
         Ok(t) => t,
         Err(e) => return out.fail_rest(&format!("cannot read /proc/kallsyms: {e}")),
     };
+    let vmlinux_syms = format(out, &text);
+    let expected_text = match std::fs::read_to_string(ksh_proto::files::FileId::Kallsyms.path()) {
+        Ok(t) => t,
+        Err(e) => {
+            return out.fail_rest(&format!(
+                "{}: {e}",
+                ksh_proto::files::FileId::Kallsyms.path()
+            ))
+        }
+    };
+    let expected = match read_expected(&expected_text) {
+        Ok(e) => e,
+        Err(e) => {
+            out.fail_rest(&e);
+            return;
+        }
+    };
+    names_and_types(out, &expected, &vmlinux_syms);
+    addresses(out, &expected, &vmlinux_syms);
+}
+
+/// `format`: every line of `text` parses; returns the vmlinux symbols.
+fn format<'t, W: Write>(out: &mut CaseWriter<W>, text: &'t str) -> Vec<Sym<'t>> {
     let mut bad = Vec::new();
     let mut vmlinux_syms = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -111,18 +134,12 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         diag,
         "/proc/kallsyms is empty",
     );
+    vmlinux_syms
+}
 
-    let expected_text = match std::fs::read_to_string(ksh_proto::EXPECT_KALLSYMS) {
-        Ok(t) => t,
-        Err(e) => return out.fail_rest(&format!("{}: {e}", ksh_proto::EXPECT_KALLSYMS)),
-    };
-    let expected = match read_expected(&expected_text) {
-        Ok(e) => e,
-        Err(e) => {
-            out.fail_rest(&e);
-            return;
-        }
-    };
+/// `names-and-types`: the listed vmlinux symbols are the expected ones
+/// (as multisets of type and name).
+fn names_and_types<W: Write>(out: &mut CaseWriter<W>, expected: &[Sym], vmlinux_syms: &[Sym]) {
     let exp_nt: Vec<(char, &str)> = expected.iter().map(|s| (s.ty, s.name)).collect();
     let act_nt: Vec<(char, &str)> = vmlinux_syms.iter().map(|s| (s.ty, s.name)).collect();
     let (missing, extra) = multiset_diff(&exp_nt, &act_nt);
@@ -147,12 +164,17 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         expected.len(),
         missing.len() + extra.len(),
         d,
-        &format!("{} is empty", ksh_proto::EXPECT_KALLSYMS),
+        &format!("{} is empty", ksh_proto::files::FileId::Kallsyms.path()),
     );
+}
 
+/// `addresses`: the listed symbols are at the expected addresses moved
+/// by the KASLR offset (from `_text`), and that offset is the one sources
+/// independent of kallsyms give.
+fn addresses<W: Write>(out: &mut CaseWriter<W>, expected: &[Sym], vmlinux_syms: &[Sym]) {
     // KASLR moves the whole image; `_text` tells by how much.
     let find = |v: &[Sym]| v.iter().find(|s| s.name == "_text").map(|s| s.addr);
-    let (Some(exp_text), Some(act_text)) = (find(&expected), find(&vmlinux_syms)) else {
+    let (Some(exp_text), Some(act_text)) = (find(expected), find(vmlinux_syms)) else {
         out.case(
             "addresses",
             Verdict::Fail(vec![
@@ -169,7 +191,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             ..*s
         })
         .collect();
-    let (mut missing, mut extra) = multiset_diff(&expected, &relocated);
+    let (mut missing, mut extra) = multiset_diff(expected, &relocated);
     missing.sort_by_key(|s| s.addr);
     extra.sort_by_key(|s| s.addr);
     let show = |v: &[Sym<'_>]| {
@@ -178,7 +200,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             .collect::<Vec<_>>()
     };
     // The offset itself, against an anchor independent of kallsyms.
-    let anchor = crate::support::check_offset(offset);
+    let anchor = crate::kaslr::check_offset(offset);
     let mut d = Vec::new();
     match &anchor {
         Ok(note) => println!("# anchor: {note}"),

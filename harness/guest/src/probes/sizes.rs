@@ -16,22 +16,20 @@ use std::io::Write;
 
 use ksh_proto::sizes;
 
+use crate::expect::Group;
 use crate::ktap::CaseWriter;
-use crate::support::{self, Group, Lookup};
+use crate::probe_module::Lookup;
+use crate::{expect, kaslr, probe_module};
 
 const EMPTY: &str = "no sized symbol in /ksh/expect/sizes.txt (every kernel has thousands)";
 
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     let setup = || -> Result<_, String> {
-        let blob = std::fs::read(ksh_proto::EXPECT_SIZES_CHECK)
-            .map_err(|e| format!("{}: {e}", ksh_proto::EXPECT_SIZES_CHECK))?;
-        let counts = std::fs::read_to_string(ksh_proto::EXPECT_SIZES_COUNTS)
-            .map_err(|e| format!("{}: {e}", ksh_proto::EXPECT_SIZES_COUNTS))?;
-        Ok((
-            blob,
-            sizes::parse_counts(&counts)?,
-            support::kaslr_offset()?,
-        ))
+        let blob = std::fs::read(ksh_proto::files::FileId::SizesCheck.path())
+            .map_err(|e| format!("{}: {e}", ksh_proto::files::FileId::SizesCheck.path()))?;
+        let counts = std::fs::read_to_string(ksh_proto::files::FileId::SizesCounts.path())
+            .map_err(|e| format!("{}: {e}", ksh_proto::files::FileId::SizesCounts.path()))?;
+        Ok((blob, sizes::parse_counts(&counts)?, kaslr::kaslr_offset()?))
     };
     let (blob, (starts, n_lasts, n_sym, nested), off) = match setup() {
         Ok(x) => x,
@@ -40,7 +38,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     // The plan must cover every sized symbol and address the host's table
     // has (counted there without the plan's code), or the cases would
     // check less than they say.
-    let info = support::build_info();
+    let info = expect::build_info();
     let count = |k: &str| info.get(k).and_then(|v| v.parse::<usize>().ok());
     match (
         count(ksh_proto::SIZED_SYMBOLS_KEY),
@@ -55,13 +53,13 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         _ => {
             return out.fail_rest(&format!(
                 "setup: {} has no {}= or {}= line",
-                ksh_proto::EXPECT_BUILD_INFO,
+                ksh_proto::files::FileId::BuildInfo.path(),
                 ksh_proto::SIZED_SYMBOLS_KEY,
                 ksh_proto::SIZED_ADDRESSES_KEY
             ))
         }
     }
-    let answers = match support::check_blob(&blob, starts + n_lasts, off) {
+    let answers = match probe_module::check_blob(&blob, starts + n_lasts, off) {
         Ok(a) => a,
         Err(e) => return out.fail_rest(&e),
     };
@@ -108,22 +106,22 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
 /// (it must be the one the host encoded) and applies each case's rule.
 #[allow(clippy::too_many_arguments)]
 fn judge(
-    answers: &support::CheckOutcome,
+    answers: &probe_module::CheckOutcome,
     starts: usize,
     n_lasts: usize,
     bad_name: &mut Vec<String>,
     bad_size: &mut Vec<String>,
     bad_last: &mut Vec<String>,
 ) -> Result<(), String> {
-    let text = std::fs::read_to_string(ksh_proto::EXPECT_SIZES)
-        .map_err(|e| format!("{}: {e}", ksh_proto::EXPECT_SIZES))?;
+    let text = std::fs::read_to_string(ksh_proto::files::FileId::Sizes.path())
+        .map_err(|e| format!("{}: {e}", ksh_proto::files::FileId::Sizes.path()))?;
     let parsed = sizes::parse(&text)?;
     let plan = sizes::plan(&parsed);
     if plan.starts != starts || plan.lasts.len() != n_lasts {
         return Err(format!(
             "{} and {} disagree: {} starts and {} last bytes in the text, {starts} and {n_lasts} encoded",
-            ksh_proto::EXPECT_SIZES,
-            ksh_proto::EXPECT_SIZES_CHECK,
+            ksh_proto::files::FileId::Sizes.path(),
+            ksh_proto::files::FileId::SizesCheck.path(),
             plan.starts,
             plan.lasts.len()
         ));

@@ -11,16 +11,16 @@ use ksh_proto::check::{Expect, Record};
 use crate::ktap::CaseWriter;
 use ksh_proto::files::{self, UnsizedLine};
 
-use crate::support;
+use crate::{expect, kaslr, probe_module};
 
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     let setup = || -> Result<_, String> {
-        let text = support::expect_text(ksh_proto::EXPECT_UNSIZED)?;
+        let text = expect::expect_text(ksh_proto::files::FileId::Unsized.path())?;
         let pts: Vec<(u64, u64, u64, String)> = files::decode::<UnsizedLine>(&text)?
             .into_iter()
             .map(|u| (u.addr, u.start, u.size, u.name.to_string()))
             .collect();
-        Ok((pts, support::kaslr_offset()?))
+        Ok((pts, kaslr::kaslr_offset()?))
     };
     let (pts, off) = match setup() {
         Ok(x) => x,
@@ -29,7 +29,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
     if pts.is_empty() {
         return out.fail_rest(&format!(
             "0 checked: {} lists no unsized symbol (every kernel has some, e.g. _stext)",
-            ksh_proto::EXPECT_UNSIZED
+            ksh_proto::files::FileId::Unsized.path()
         ));
     }
     let records: Vec<Record> = pts
@@ -45,7 +45,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             },
         })
         .collect();
-    let answers = match support::check(&records) {
+    let answers = match probe_module::check(&records) {
         Ok(a) => a,
         Err(e) => return out.fail_rest(&e),
     };

@@ -13,7 +13,7 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 
 use crate::ktap::CaseWriter;
-use crate::support;
+use crate::{expect, kaslr, probe_module};
 
 /// The tables of the size encoding (kernel/kallsyms_internal.h).
 pub const SIZE_TABLES: &[&str] = &[
@@ -111,7 +111,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         let info = File::open("/proc/kcore")
             .map_err(|e| format!("/proc/kcore: {e}"))
             .and_then(|f| read_vmcoreinfo(&f).map_err(|e| format!("/proc/kcore: {e}")))?;
-        let offset = support::kaslr_offset()?;
+        let offset = kaslr::kaslr_offset()?;
         let names: Vec<&str> = std::iter::once(WITNESS)
             .chain(SIZE_TABLES.iter().copied())
             .collect();
@@ -119,14 +119,18 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         // near its end: a pass per name cost 5 full parses).
         // The tables are absent from an unpatched kernel's expectations
         // (its VMCOREINFO must then lack them: counted, not setup).
-        let want: Vec<Option<u64>> = support::expected_addresses_if_any(&names)?
+        let want: Vec<Option<u64>> = expect::expected_addresses_if_any(&names)?
             .into_iter()
             .map(|a| a.map(|a| a.wrapping_add(offset)))
             .collect();
         let key = format!("SYMBOL({WITNESS})");
-        let witness =
-            want[0].ok_or_else(|| format!("{WITNESS} is not in {}", ksh_proto::EXPECT_KALLSYMS))?;
-        match value(&info, &key).map(support::hex) {
+        let witness = want[0].ok_or_else(|| {
+            format!(
+                "{WITNESS} is not in {}",
+                ksh_proto::files::FileId::Kallsyms.path()
+            )
+        })?;
+        match value(&info, &key).map(probe_module::hex) {
             Some(Ok(got)) if got == witness => Ok((info, want[1..].to_vec())),
             Some(Ok(got)) => Err(format!(
                 "the witness {key}={got:x}, the symbol is at {witness:x}: the note was not read right"
@@ -149,7 +153,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             bad.push(format!("no {key}= line"));
             continue;
         };
-        match (support::hex(got), want) {
+        match (probe_module::hex(got), want) {
             (Ok(g), Some(w)) if g == w => {}
             (Ok(g), Some(w)) => bad.push(format!("{key}={g:x}, the symbol is at {w:x}")),
             (Ok(g), None) => bad.push(format!("{key}={g:x}, but the kernel has no {name} symbol")),

@@ -7,7 +7,7 @@ use std::io::Write;
 use crate::ktap::{CaseWriter, Verdict};
 use ksh_proto::files::{self, OrphanLine};
 
-use crate::support;
+use crate::{expect, kaslr, probe_module};
 
 struct Orphan {
     start: u64,
@@ -17,7 +17,7 @@ struct Orphan {
 }
 
 fn read() -> Result<Vec<Orphan>, String> {
-    let text = support::expect_text(ksh_proto::EXPECT_ORPHANS)?;
+    let text = expect::expect_text(ksh_proto::files::FileId::Orphans.path())?;
     Ok(files::decode::<OrphanLine>(&text)?
         .into_iter()
         .map(|o| Orphan {
@@ -30,10 +30,28 @@ fn read() -> Result<Vec<Orphan>, String> {
 }
 
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
-    let (orphans, off) = match read().and_then(|o| Ok((o, support::kaslr_offset()?))) {
+    let (orphans, off) = match read().and_then(|o| Ok((o, kaslr::kaslr_offset()?))) {
         Ok(x) => x,
         Err(e) => return out.fail_rest(&e),
     };
+    let looked_up = match look_up(&orphans, off) {
+        Ok(l) => l,
+        Err(e) => return out.fail_rest(&e),
+    };
+    println!(
+        "# {} orphaned weak bodies ({} fixture), {} addresses",
+        orphans.len(),
+        orphans.iter().filter(|o| is_fixture(o)).count(),
+        looked_up.addrs.len()
+    );
+    fixture_case(out, &looked_up);
+    all(out, &looked_up);
+    preceding_start(out, &orphans);
+}
+
+/// The kernel's answers for the start, middle and last byte of each
+/// orphan, moved by the KASLR offset `off`.
+fn look_up(orphans: &[Orphan], off: u64) -> Result<LookedUp<'_>, String> {
     let mut addrs = Vec::new();
     let mut owner = Vec::new();
     for (i, o) in orphans.iter().enumerate() {
@@ -44,29 +62,48 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             owner.push(i);
         }
     }
-    let answers = match support::lookup(&addrs) {
-        Ok(a) => a,
-        Err(e) => return out.fail_rest(&e),
-    };
-    let fixture = |o: &Orphan| o.name.starts_with(ksh_proto::FIXTURE_PREFIX);
-    println!(
-        "# {} orphaned weak bodies ({} fixture), {} addresses",
-        orphans.len(),
-        orphans.iter().filter(|o| fixture(o)).count(),
-        addrs.len()
-    );
-    let check = |only_fixture: bool| -> (usize, Vec<String>) {
-        let mut n = 0;
-        let mut bad = Vec::new();
-        for ((a, &i), ans) in addrs.iter().zip(&owner).zip(&answers) {
-            let o = &orphans[i];
-            if only_fixture && !fixture(o) {
-                continue;
-            }
-            n += 1;
-            let bare = format!("0x{a:x}");
-            if ans.found || ans.ps != bare {
-                bad.push(format!(
+    Ok(LookedUp {
+        answers: probe_module::lookup(&addrs)?,
+        orphans,
+        off,
+        addrs,
+        owner,
+    })
+}
+
+/// The kernel's answers for addresses inside the orphans.
+struct LookedUp<'a> {
+    orphans: &'a [Orphan],
+    /// The KASLR offset.
+    off: u64,
+    /// Runtime addresses, the orphan each is in, the kernel's answer.
+    addrs: Vec<u64>,
+    owner: Vec<usize>,
+    answers: Vec<probe_module::Lookup>,
+}
+
+fn is_fixture(o: &Orphan) -> bool {
+    o.name.starts_with(ksh_proto::FIXTURE_PREFIX)
+}
+
+const WHAT: &str = "addresses inside orphaned weak bodies with a symbol";
+
+/// How many addresses (of the fixture's orphans only, or of all) were
+/// checked, and those that have a symbol or a `%pS` other than the bare
+/// address.
+fn check(l: &LookedUp, only_fixture: bool) -> (usize, Vec<String>) {
+    let off = l.off;
+    let mut n = 0;
+    let mut bad = Vec::new();
+    for ((a, &i), ans) in l.addrs.iter().zip(&l.owner).zip(&l.answers) {
+        let o = &l.orphans[i];
+        if only_fixture && !is_fixture(o) {
+            continue;
+        }
+        n += 1;
+        let bare = format!("0x{a:x}");
+        if ans.found || ans.ps != bare {
+            bad.push(format!(
                     "{} [{:#x},{:#x}) at +{:#x} (size-blind: {}): want no symbol and %pS {bare}, kernel {} with %pS {}",
                     o.name,
                     o.start,
@@ -76,12 +113,14 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
                     if ans.found { ans.describe() } else { "no symbol".into() },
                     ans.ps
                 ));
-            }
         }
-        (n, bad)
-    };
-    const WHAT: &str = "addresses inside orphaned weak bodies with a symbol";
-    let (n, bad) = check(true);
+    }
+    (n, bad)
+}
+
+/// `fixture`: no address inside the fixture's orphaned bodies has a symbol.
+fn fixture_case<W: Write>(out: &mut CaseWriter<W>, l: &LookedUp) {
+    let (n, bad) = check(l, true);
     out.checked_items(
         "fixture",
         n,
@@ -92,10 +131,15 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             ksh_proto::FIXTURE_PREFIX
         ),
     );
-    let (n, mut bad) = check(false);
+}
+
+/// `all`: no address inside any orphaned body has a symbol, and the host
+/// located enough of them for that to mean something.
+fn all<W: Write>(out: &mut CaseWriter<W>, l: &LookedUp) {
+    let (n, mut bad) = check(l, false);
     // The host locates the bodies; a search that found few of them would
     // leave this case checking little while it says "all".
-    let info = support::build_info();
+    let info = expect::build_info();
     let count = |k: &str| info.get(k).and_then(|v| v.parse::<u64>().ok());
     match (
         count(ksh_proto::WEAK_OVERRIDDEN_KEY),
@@ -112,7 +156,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         }
         _ => bad.push(format!(
             "{} has no {}= or {}= line: how many orphans exist is unknown",
-            ksh_proto::EXPECT_BUILD_INFO,
+            ksh_proto::files::FileId::BuildInfo.path(),
             ksh_proto::WEAK_OVERRIDDEN_KEY,
             ksh_proto::WEAK_LOCATED_KEY
         )),
@@ -124,7 +168,6 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         &bad,
         "the host found no orphaned weak bodies in this build (the fixture guarantees one)",
     );
-    preceding_start(out, &orphans);
 }
 
 /// `preceding-start`: the function a size-blind kernel blames for each
@@ -141,12 +184,12 @@ fn preceding_start<W: Write>(out: &mut CaseWriter<W>, orphans: &[Orphan]) {
     // names it has at those addresses: not /proc/kallsyms, which is what
     // is under test.
     let setup = || -> Result<_, String> {
-        let text = support::expect_text(ksh_proto::EXPECT_KALLSYMS)?;
+        let text = expect::expect_text(ksh_proto::files::FileId::Kallsyms.path())?;
         let table = ksh_proto::files::decode::<ksh_proto::files::KallsymsLine>(&text)?
             .into_iter()
             .map(|k| (k.addr, k.name.to_string()))
             .collect::<Vec<(u64, String)>>();
-        Ok((table, support::kaslr_offset()?))
+        Ok((table, kaslr::kaslr_offset()?))
     };
     let (table, off) = match setup() {
         Ok(x) => x,
@@ -178,10 +221,10 @@ fn preceding_start<W: Write>(out: &mut CaseWriter<W>, orphans: &[Orphan]) {
     let mut bad: Vec<String> = wanted
         .iter()
         .filter(|p| !table.iter().any(|(_, n)| n == *p))
-        .map(|p| format!("{p}: not in {}", ksh_proto::EXPECT_KALLSYMS))
+        .map(|p| format!("{p}: not in {}", ksh_proto::files::FileId::Kallsyms.path()))
         .collect();
     let q: Vec<u64> = addrs.iter().map(|(a, _)| *a).collect();
-    let answers = match support::lookup(&q) {
+    let answers = match probe_module::lookup(&q) {
         Ok(a) => a,
         Err(e) => return out.case("preceding-start", Verdict::Fail(vec![e])),
     };

@@ -25,6 +25,7 @@ mod tests;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ksh_proto::files::BuildInfo;
 use serde::{Deserialize, Serialize};
 
 use crate::cell::{arch, CellId, SourceKind, Status, TestName};
@@ -76,12 +77,29 @@ pub struct JudgeInput {
     pub build: BuildRecord,
     /// None when the build failed (nothing was booted).
     pub boot: Option<BootRecord>,
-    /// `key=value` lines of the build (`ksh_proto::EXPECT_BUILD_INFO`), for
-    /// the registry's `APPLICABILITY`: a SKIP is only allowed where it says
-    /// the case does not apply.
-    pub build_info: String,
+    /// The build's facts (`build-info.txt`), for the registry's
+    /// `APPLICABILITY`: a SKIP is only allowed where it says the case does
+    /// not apply. Saved as the text of `build-info.txt`.
+    #[serde(with = "build_info_text")]
+    pub build_info: BuildInfo,
     /// The boot log's allow-list as the run read it.
     pub allow_list: AllowList,
+}
+
+/// [`BuildInfo`] in a run record: the text of `build-info.txt`, as the
+/// guest gets it.
+mod build_info_text {
+    use ksh_proto::files::BuildInfo;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(info: &BuildInfo, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&info.encode())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BuildInfo, D::Error> {
+        let text = String::deserialize(d)?;
+        BuildInfo::decode(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 /// The cell's identity as the verdicts need it; saved as
@@ -432,12 +450,7 @@ fn run_cases(
     let where_to_look = where_to_look(cell, &vm.run_dir);
     let mut out = Vec::new();
     let mut counts = Vec::new();
-    let info: std::collections::HashMap<&str, &str> = input
-        .build_info
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .collect();
-    let info_fn = |k: &str| info.get(k).map(|v| v.to_string());
+    let info_fn = |k: &str| input.build_info.get(k).map(str::to_string);
 
     let vm_status = vm_verdict(vm, &report, &where_to_look);
     let vm_ok = vm_status == Status::Pass;

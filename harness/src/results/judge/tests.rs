@@ -61,7 +61,7 @@ fn input(cell: CellFacts, exit: Exit, mode: Mode, info: &str) -> JudgeInput {
             boot_to_results: None,
             run_dir_free: None,
         })),
-        build_info: info.into(),
+        build_info: ksh_proto::files::BuildInfo::decode(info).unwrap(),
         allow_list: AllowList {
             path: PathBuf::from("boot-log-allow.txt"),
             text: Ok(String::new()),
