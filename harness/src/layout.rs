@@ -117,6 +117,12 @@ pub fn busybox_dir(debian_arch: &str) -> PathBuf {
     cache_root().join("busybox").join(debian_arch)
 }
 
+/// The private apt configuration and unpacked packages of one Debian
+/// suite the machine's own sources lack (`kernel::debian_suite`).
+pub fn debian_suite_dir(suite: &str) -> PathBuf {
+    cache_root().join("debian").join(suite)
+}
+
 /// Whether KVM booted a guest on this host, per arch (`vm::accel`).
 pub fn accel_verdicts() -> PathBuf {
     cache_root().join("accel-verdicts.json")

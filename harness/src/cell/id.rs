@@ -14,26 +14,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::arch::{self, ArchProfile};
+use super::kernel::Kernel;
 use super::toolchain::Toolchain;
 use crate::layout;
-
-/// The kernel a cell builds: the upstream line its source and patch
-/// series belong to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kernel {
-    /// Linux 6.12: Debian's `linux-source-6.12` and `patches/6.12/`.
-    V6_12,
-}
-
-impl Kernel {
-    /// The line's version (`6.12`): also the name of its patch series
-    /// directory under `patches/`.
-    pub fn version(self) -> &'static str {
-        match self {
-            Kernel::V6_12 => "6.12",
-        }
-    }
-}
 
 /// What kind of tree a cell's kernel is built from. A mutant (`cargo
 /// xtask mutants`) is planted in the [`SourceKind::Patched`] tree in place:

@@ -2,6 +2,7 @@
 //! tarball plus the patch series, or a user's tree), the configuration and
 //! the build; also the known-bad kernels (mutants) planted in a tree.
 
+pub mod debian_suite;
 pub mod generators;
 pub mod kbuild;
 pub mod kconfig;

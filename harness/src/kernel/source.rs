@@ -1,5 +1,8 @@
-//! Kernel source trees: Debian's `linux-source-6.12` unpacked into the cache
-//! (with the patch series applied), or a user's own tree used as it is.
+//! Kernel source trees: Debian's source package of a supported kernel line
+//! (`cell::KERNELS`: `linux-source-6.12` from the machine's suite,
+//! `linux-source-7.3` from trixie-backports through a private apt)
+//! unpacked into the cache with the line's patch series applied, or a
+//! user's own tree used as it is.
 //!
 //! A cached tree is kept per (source version, variant) and re-synced in place
 //! when the series changes, so incremental builds survive patch edits: the
@@ -12,7 +15,8 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::cell::{SourceKey, SourceKind};
+use crate::cell::kernel::DebianSuite;
+use crate::cell::{Kernel, SourceKey, SourceKind};
 use crate::kernel::series::{Series, Variant};
 use crate::layout;
 
@@ -20,6 +24,39 @@ use crate::layout;
 pub const DEBIAN_SOURCE_TARBALL: &str = "/usr/src/linux-source-6.12.tar.xz";
 /// The patch series directory used for Debian's source (`patches/6.12/`).
 pub const BASE_VERSION: &str = "6.12";
+
+/// Where Debian's tarball of `kernel` is: installed by `apt-get install`
+/// (the machine's suite, `kernel::prereqs`) or fetched into the cache
+/// (a private suite, `kernel::debian_suite`), with the package's version.
+pub fn debian_tarball(kernel: Kernel) -> Result<(PathBuf, String)> {
+    let line = kernel.line();
+    match line.suite {
+        DebianSuite::Machine => {
+            let tarball = kernel.tarball_in(Path::new("/"));
+            Ok((
+                tarball.clone(),
+                machine_package_version(line.package, &tarball)?,
+            ))
+        }
+        DebianSuite::Private(suite) => {
+            let got =
+                crate::kernel::debian_suite::ensure(crate::kernel::debian_suite::SuitePackage {
+                    package: line.package,
+                    suite,
+                })?;
+            let tarball = kernel.tarball_in(&got.root);
+            if !tarball.is_file() {
+                bail!(
+                    "{} {} has no {}",
+                    line.package,
+                    got.version,
+                    tarball.display()
+                );
+            }
+            Ok((tarball, got.version))
+        }
+    }
+}
 
 /// Where the kernel source comes from.
 #[derive(Debug, Clone)]
@@ -38,6 +75,8 @@ pub struct KernelSource {
     pub key: SourceKey,
     /// One line for humans: where the tree came from.
     pub describe: String,
+    /// The kernel line: Debian's package's, or a user tree's `Makefile`'s.
+    pub kernel: Kernel,
     /// Whether the kallsyms patches are in (false for baseline; unknown
     /// trees count as patched).
     pub patched: bool,
@@ -71,11 +110,16 @@ pub fn prepare(spec: &SourceSpec) -> Result<KernelSource> {
                     tree.display()
                 );
             }
+            let makefile = fs::read_to_string(tree.join("Makefile"))
+                .with_context(|| format!("reading {}/Makefile", tree.display()))?;
+            let kernel = Kernel::of_makefile(&makefile)
+                .map_err(|e| anyhow::anyhow!("--kernel-tree {}: {e}", tree.display()))?;
             let key = SourceKey {
                 kind: SourceKind::UserTree,
                 tag: layout::digest(&[tree.as_os_str().as_encoded_bytes()]),
             };
             Ok(KernelSource {
+                kernel,
                 describe: format!("user tree {}", tree.display()),
                 key,
                 patched: true,
@@ -85,12 +129,13 @@ pub fn prepare(spec: &SourceSpec) -> Result<KernelSource> {
             })
         }
         SourceSpec::Debian { variant } => {
-            let series = Series::load(&layout::patches_dir(BASE_VERSION))?;
+            let kernel = Kernel::V6_12;
+            let series = Series::load(&layout::patches_dir(kernel.version()))?;
             let kind = match variant {
                 Variant::Patched => SourceKind::Patched,
                 Variant::Baseline => SourceKind::Baseline,
             };
-            prepare_debian(&series, *variant, kind)
+            prepare_debian(kernel, &series, *variant, kind)
         }
     }
 }
@@ -102,25 +147,33 @@ pub fn prepare_series_prefix(count: usize) -> Result<KernelSource> {
     let mut series = Series::load(&layout::patches_dir(BASE_VERSION))?;
     let whole = count >= series.entries.len();
     series.entries.truncate(count);
-    let mut source = prepare_debian(&series, Variant::Patched, SourceKind::SeriesPrefix)?;
+    let mut source = prepare_debian(
+        Kernel::V6_12,
+        &series,
+        Variant::Patched,
+        SourceKind::SeriesPrefix,
+    )?;
     source.whole_series = whole;
     Ok(source)
 }
 
-/// The Debian package version of the installed tarball (`6.12.117-1~deb12u1`),
+/// The Debian package version of an installed tarball (`6.12.117-1~deb12u1`),
 /// or the tarball's size and mtime when dpkg does not know it.
-fn debian_source_version() -> Result<String> {
+fn machine_package_version(package: &str, tarball: &Path) -> Result<String> {
     let out = Command::new("dpkg-query")
-        .args(["-W", "-f=${Version}", "linux-source-6.12"])
+        .args(["-W", "-f=${Version}", package])
         .output();
     if let Ok(o) = out {
         let v = String::from_utf8_lossy(&o.stdout).trim().to_string();
         if o.status.success() && !v.is_empty() {
-            return Ok(v.replace(['~', ':', '/'], "_"));
+            return Ok(v);
         }
     }
-    let md = fs::metadata(DEBIAN_SOURCE_TARBALL).with_context(|| {
-        format!("{DEBIAN_SOURCE_TARBALL} is missing: apt-get install linux-source-6.12")
+    let md = fs::metadata(tarball).with_context(|| {
+        format!(
+            "{} is missing: apt-get install {package}",
+            tarball.display()
+        )
     })?;
     let mtime = md
         .modified()?
@@ -131,11 +184,18 @@ fn debian_source_version() -> Result<String> {
 
 const STAMP: &str = ".ksh-source-stamp";
 
-fn prepare_debian(series: &Series, variant: Variant, kind: SourceKind) -> Result<KernelSource> {
+fn prepare_debian(
+    kernel: Kernel,
+    series: &Series,
+    variant: Variant,
+    kind: SourceKind,
+) -> Result<KernelSource> {
     let variant_name = kind.name();
+    let (tarball, package_version) = debian_tarball(kernel)?;
+    let tarball_text = tarball.display().to_string();
     let key = SourceKey {
         kind,
-        tag: debian_source_version()?,
+        tag: package_version.replace(['~', ':', '/'], "_"),
     };
     let version = &key.tag;
     let series_dir = &series.dir;
@@ -149,11 +209,13 @@ fn prepare_debian(series: &Series, variant: Variant, kind: SourceKind) -> Result
     let stamp_path = tree.join(STAMP);
     let want_stamp = format!("{fingerprint}\n{}\n", touched.join("\n"));
     let describe = format!(
-        "Debian linux-source-6.12 {version} + {} patch(es) of {} ({variant_name})",
+        "Debian {} {version} + {} patch(es) of {} ({variant_name})",
+        kernel.line().package,
         series.patches_for(variant).len(),
         series_dir.display()
     );
     let source = KernelSource {
+        kernel,
         tree: tree.clone(),
         key,
         describe,
@@ -176,7 +238,7 @@ fn prepare_debian(series: &Series, variant: Variant, kind: SourceKind) -> Result
         return Ok(source);
     }
     eprintln!(
-        "ksh: unpacking {DEBIAN_SOURCE_TARBALL} ({variant_name}) into {}",
+        "ksh: unpacking {tarball_text} ({variant_name}) into {}",
         tree.display()
     );
     // Unpack and patch beside the final place, then swap, so an interrupted
@@ -193,7 +255,9 @@ fn prepare_debian(series: &Series, variant: Variant, kind: SourceKind) -> Result
     // patch that does not apply): 1.7 GB must not stay behind.
     let mut staging_guard = RemoveOnDrop(Some(staging.clone()));
     let mut tar = Command::new("tar");
-    tar.args(["-xJf", DEBIAN_SOURCE_TARBALL, "--strip-components=1", "-C"])
+    tar.arg("-xJf")
+        .arg(&tarball)
+        .args(["--strip-components=1", "-C"])
         .arg(&staging);
     // tar dies with the harness; its xz then dies on the broken pipe.
     crate::proc::die_with_parent(&mut tar, libc::SIGTERM);
@@ -204,13 +268,14 @@ fn prepare_debian(series: &Series, variant: Variant, kind: SourceKind) -> Result
     };
     if !status.success() {
         let _ = fs::remove_dir_all(&staging);
-        bail!("unpacking {DEBIAN_SOURCE_TARBALL} failed ({status}); reproduce: tar -xJf {DEBIAN_SOURCE_TARBALL}");
+        bail!("unpacking {tarball_text} failed ({status}); reproduce: tar -xJf {tarball_text}");
     }
     if let Err(e) = series.apply(&staging, variant) {
         let _ = fs::remove_dir_all(&staging);
         return Err(e.context(format!(
-            "applying {} to Debian's 6.12 source",
-            series_dir.display()
+            "applying {} to Debian's {} source",
+            series_dir.display(),
+            kernel.version()
         )));
     }
     // Stamp files the old or the new series touched, so make notices content
