@@ -261,7 +261,7 @@ fn prune_runs(runs: &Path, current: &str) {
     dirs.sort();
     let excess = dirs.len().saturating_sub(RUNS_KEPT);
     for (_, pid, path) in dirs.into_iter().take(excess) {
-        if path.file_name().is_some_and(|n| n != current) && !crate::proc::pid_alive(pid) {
+        if path.file_name().is_some_and(|n| n != current) && !crate::process::pid_alive(pid) {
             let _ = std::fs::remove_dir_all(path);
         }
     }

@@ -6,17 +6,17 @@
 //! (ground truth from the ELF) → [`payload`] (expectations, `/init`, probe
 //! module, initramfs) → [`vm`] (accelerator, QEMU) → [`results`] (KTAP,
 //! boot log, report). [`testrun`] runs them for one cell of `cargo xtask
-//! test`, [`explore`] for `cargo xtask run`; [`layout`] (the cache) and
-//! [`proc`] (child processes, Ctrl-C) serve every floor. A module imports
-//! only from floors below its own (and from `layout` and `proc`).
+//! test`, [`shell`] for `cargo xtask run`; [`layout`] (the cache) and
+//! [`process`] (child processes, Ctrl-C) serve every floor. A module imports
+//! only from floors below its own (and from `layout` and `process`).
 
 pub mod cell;
-pub mod explore;
 pub mod kernel;
 pub mod layout;
 pub mod payload;
-pub mod proc;
+pub mod process;
 pub mod results;
+pub mod shell;
 pub mod symbols;
 pub mod testrun;
 pub mod vm;

@@ -15,7 +15,7 @@ use crate::cell::arch::ArchProfile;
 use crate::cell::{CellId, SourceKind, TestName};
 use crate::kernel::kbuild::{self, BuildRequest, Built};
 use crate::kernel::source::KernelSource;
-use crate::kernel::{generators, linkstable};
+use crate::kernel::{generator_check, linkstable};
 use crate::layout;
 use crate::results::bootlog;
 use crate::results::judge::{
@@ -95,7 +95,7 @@ impl<'a> Cell<'a> {
         if self.id.source == SourceKind::UserTree {
             s.push_str(&format!(
                 " --kernel-tree {}",
-                crate::proc::shell_word(&self.source.tree.to_string_lossy())
+                crate::process::shell_word(&self.source.tree.to_string_lossy())
             ));
         } else if !self.source.patched {
             s.push_str(" --baseline");
@@ -146,7 +146,7 @@ impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
             accel: AccelChoice::default(),
-            jobs: crate::proc::default_jobs(),
+            jobs: crate::process::default_jobs(),
             expect_baseline_failures: false,
             guest_params: Vec::new(),
             silence_limit: None,
@@ -322,12 +322,12 @@ fn boot(
                 let what = match &outcome.exit {
                     Exit::QemuFailed { status, stderr } => format!(
                         "QEMU with KVM exited ({status}) after {}: {}",
-                        crate::proc::fmt_duration(outcome.elapsed),
+                        crate::process::fmt_duration(outcome.elapsed),
                         stderr.lines().next().unwrap_or("").trim()
                     ),
                     _ => format!(
                         "KVM printed nothing in {}",
-                        crate::proc::fmt_duration(outcome.elapsed)
+                        crate::process::fmt_duration(outcome.elapsed)
                     ),
                 };
                 eprintln!(
@@ -369,7 +369,7 @@ pub fn gdb_instructions(arch: &ArchProfile, built: &Built, port: u16) -> String 
     let (gdb, gdb_package) = arch.gdb;
     let mut cmd = format!(
         "{gdb} -q {} -ex 'target remote 127.0.0.1:{port}'",
-        crate::proc::shell_word(&built.vmlinux.to_string_lossy())
+        crate::process::shell_word(&built.vmlinux.to_string_lossy())
     );
     let scripts = built.dir.join("vmlinux-gdb.py");
     let scripts_note = if scripts.is_file() {
@@ -493,7 +493,7 @@ fn build_step(cell: &Cell, jobs: usize) -> (Option<Built>, BuildRecord) {
             let record = BuildRecord::Built {
                 elapsed: built.elapsed,
                 ran_make: built.ran_make,
-                generators: generators::check_built(&built.dir),
+                generators: generator_check::check_built(&built.dir),
                 link_stable: linkstable::check_built(&built.dir, cell.id.arch, built.toolchain),
             };
             (Some(built), record)
@@ -502,7 +502,7 @@ fn build_step(cell: &Cell, jobs: usize) -> (Option<Built>, BuildRecord) {
             let log = layout::build_log(&cell.build_request(jobs).build_dir());
             let record = BuildRecord::Failed {
                 error: layout::describe_error(&e),
-                generators: generators::check_failed_build(&log),
+                generators: generator_check::check_failed_build(&log),
             };
             (None, record)
         }

@@ -20,7 +20,7 @@ use harness::kernel::prereqs;
 use harness::kernel::series::Variant;
 use harness::kernel::source::{self, KernelSource, SourceSpec};
 use harness::layout;
-use harness::proc::fmt_duration;
+use harness::process::fmt_duration;
 use harness::results::ktap;
 use harness::symbols::footprint::{kallsyms_footprint, Footprint};
 use harness::testrun::{self, Cell, RunOptions};

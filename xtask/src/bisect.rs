@@ -15,7 +15,7 @@ use anyhow::{bail, Context, Result};
 use harness::cell::{arch, CellId, FailKind, SourceKind, Status};
 use harness::kernel::prereqs;
 use harness::kernel::source::{self, SourceSpec};
-use harness::proc::{fmt_duration, git};
+use harness::process::{fmt_duration, git};
 use harness::results::report;
 use harness::testrun::{self, Cell, RunOptions, BUILD_CASE, VM_CASE};
 use libtest_mimic::Arguments;
@@ -245,7 +245,7 @@ pub fn run(args: BisectArgs) -> Result<i32> {
     {
         let tree = tree.clone();
         let original = original.clone();
-        harness::proc::on_interrupt(Box::new(move || {
+        harness::process::on_interrupt(Box::new(move || {
             // Give `git bisect run` a moment to stop on its own SIGINT.
             std::thread::sleep(std::time::Duration::from_millis(500));
             restore(&tree, &original);
@@ -296,7 +296,7 @@ fn bisect(args: &BisectArgs, tree: &Path, good: &str, bad: &str) -> Result<i32> 
     }
 
     git(tree, &["bisect", "start", bad, good])?;
-    let exe = harness::proc::self_exe()?;
+    let exe = harness::process::self_exe()?;
     let mut cmd = Command::new("git");
     cmd.arg("-C")
         .arg(tree)

@@ -31,7 +31,7 @@ fn git(tree: &Path, args: &[&str]) -> Result<String> {
         "maintenance.auto=false",
     ];
     all.extend_from_slice(args);
-    harness::proc::git(tree, &all)
+    harness::process::git(tree, &all)
 }
 
 /// A documentation-only commit: changes the history, not the kernel.
@@ -131,7 +131,7 @@ pub fn run(args: BisectSelftestArgs) -> Result<i32> {
             ids
         };
 
-    let exe = harness::proc::self_exe()?;
+    let exe = harness::process::self_exe()?;
     let mut cmd = Command::new(exe);
     cmd.arg("bisect")
         .arg("--kernel-tree")

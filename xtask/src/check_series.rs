@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use harness::kernel::series::{self, Series};
 use harness::kernel::{prereqs, source};
 use harness::layout;
-use harness::proc::fmt_duration;
+use harness::process::fmt_duration;
 use harness::testrun::{self, Cell};
 
 use crate::flags::CheckSeriesArgs;

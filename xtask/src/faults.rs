@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use harness::kernel::kbuild::BuildRequest;
 use harness::layout;
-use harness::proc::{fmt_duration, pid_alive};
+use harness::process::{fmt_duration, pid_alive};
 use harness::testrun::Cell;
 
 use crate::flags::{FaultsArgs, KernelSelection};
@@ -158,7 +158,7 @@ pub fn run(args: FaultsArgs) -> Result<i32> {
     let _ = fs::remove_dir_all(&work);
     layout::ensure_dir(&work)?;
     let ctx = Ctx {
-        exe: harness::proc::self_exe()?,
+        exe: harness::process::self_exe()?,
         arch: arch.name.to_string(),
         config: config.clone(),
         silence: args.vm_silence,
@@ -268,7 +268,7 @@ impl Ctx {
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
-        harness::proc::die_with_parent(&mut cmd, libc::SIGKILL);
+        harness::process::die_with_parent(&mut cmd, libc::SIGKILL);
         let child = cmd.spawn().context("starting cargo xtask test")?;
         Ok(TestRun {
             child,
@@ -937,7 +937,7 @@ fn interrupted_unpack(ctx: &Ctx) -> Result<Row> {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        harness::proc::die_with_parent(&mut cmd, libc::SIGKILL);
+        harness::process::die_with_parent(&mut cmd, libc::SIGKILL);
         Ok(cmd.spawn()?)
     };
     let staging_dirs = || -> Vec<PathBuf> {

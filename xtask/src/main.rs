@@ -22,7 +22,7 @@ use clap::Parser;
 
 fn main() {
     let cli = flags::Cli::parse();
-    harness::proc::install_interrupt_handler();
+    harness::process::install_interrupt_handler();
     let result = match cli.command {
         flags::Cmd::Test(args) => test::run(args),
         flags::Cmd::Run(args) => run::run(args),
@@ -40,8 +40,8 @@ fn main() {
         flags::Cmd::Faults(args) => faults::run(args),
         flags::Cmd::Judge(args) => judge::run(args),
     };
-    if harness::proc::interrupted() {
-        harness::proc::wait_for_interrupt_handler();
+    if harness::process::interrupted() {
+        harness::process::wait_for_interrupt_handler();
     }
     match result {
         Ok(code) => std::process::exit(code),

@@ -17,7 +17,7 @@ use harness::cell::{Status, TestName};
 use harness::kernel::mutants::{self, Mutant};
 use harness::kernel::prereqs;
 use harness::kernel::source::KernelSource;
-use harness::proc::fmt_duration;
+use harness::process::fmt_duration;
 use harness::results::judge::{Mode, Verdict};
 use harness::testrun::{self, Cell, RunOptions};
 

@@ -1,9 +1,9 @@
 //! `cargo xtask run`: a shell in the kernel of one cell (see
-//! `harness::explore`).
+//! `harness::shell`).
 
 use anyhow::{bail, Result};
-use harness::explore::{self, ExploreOptions};
 use harness::kernel::prereqs;
+use harness::shell::{self, ShellOptions};
 use harness::testrun::Cell;
 
 use crate::flags::RunArgs;
@@ -30,9 +30,9 @@ pub fn run(args: RunArgs) -> Result<i32> {
     NEEDS.ensure(&selection::selected(&sel, vec![id.arch]))?;
     let source = selection::prepare_source(&sel)?;
     let cell = Cell::new(id, &source);
-    explore::run(
+    shell::run(
         &cell,
-        &ExploreOptions {
+        &ShellOptions {
             accel: args.accel,
             jobs: selection::jobs(&sel),
             gdb_port: args.gdb.port(),

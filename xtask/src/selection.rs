@@ -147,7 +147,7 @@ pub fn selected<'a>(sel: &KernelSelection, arches: Vec<&'a ArchProfile>) -> prer
 }
 
 pub fn jobs(sel: &KernelSelection) -> usize {
-    sel.jobs.unwrap_or_else(harness::proc::default_jobs)
+    sel.jobs.unwrap_or_else(harness::process::default_jobs)
 }
 
 #[cfg(test)]

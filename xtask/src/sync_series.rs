@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::Result;
 use harness::kernel::{prereqs, series, source};
 use harness::layout;
-use harness::proc::fmt_duration;
+use harness::process::fmt_duration;
 
 /// The series is rewritten from the files of Debian's tarball; no kernel is built.
 const NEEDS: prereqs::Needs = prereqs::Needs {

@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use harness::cell::{CellId, Status, TestName};
 use harness::kernel::prereqs;
 use harness::kernel::source::KernelSource;
-use harness::proc::fmt_duration;
+use harness::process::fmt_duration;
 use harness::results::report::{self, CaseResult, CellReport};
 use harness::testrun::{self, Cell, CellTimes, RunOptions};
 use libtest_mimic::{Arguments, Completion, Trial};

@@ -9,12 +9,12 @@
 
 mod alloc;
 mod expect;
-mod explore;
 mod kaslr;
 mod ktap;
 mod probe_module;
 mod probes;
 mod proc_kallsyms;
+mod shell;
 mod sys;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -42,8 +42,8 @@ fn main() {
     // The interactive tools of `cargo xtask run` (shell scripts on PATH call
     // them).
     match args.get(1).map(String::as_str) {
-        Some("--list-probes") => return explore::list_probes(),
-        Some("--lookup") => std::process::exit(explore::lookup(&args[2..])),
+        Some("--list-probes") => return shell::list_probes(),
+        Some("--lookup") => std::process::exit(shell::lookup(&args[2..])),
         _ => {}
     }
     init();
@@ -90,7 +90,7 @@ fn init() {
         .split_whitespace()
         .any(|w| w == ksh_proto::SHELL_PARAM)
     {
-        explore::shell_session(&cmdline, &module_status);
+        shell::shell_session(&cmdline, &module_status);
     }
     let mut port = match sys::open_results_port(ksh_proto::RESULTS_PORT_NAME) {
         Ok(p) => p,

@@ -408,7 +408,7 @@ const NO_SELFTEST: &[Scope] = &[
 /// apply to every build: they never skip.
 pub const APPLICABILITY: &[Applicability] = &[
     Applicability {
-        // A host-side case (harness/src/kernel/generators.rs): the link
+        // A host-side case (harness/src/kernel/generator_check.rs): the link
         // compares the generators only where the Rust one is selected.
         probe: "build",
         cases: &["generators-agree"],

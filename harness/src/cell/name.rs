@@ -12,7 +12,7 @@ use super::id::{CellId, SourceKind};
 /// The kernel built.
 pub const BUILD_CASE: (&str, &str) = ("build", "kernel");
 /// Both kallsyms generators wrote the same tables in every link pass
-/// (see `kernel::generators`).
+/// (see `kernel::generator_check`).
 pub const GENERATORS_CASE: (&str, &str) = ("build", "generators-agree");
 /// The tables linked into vmlinux are those its own symbols give (see
 /// `kernel::linkstable`).

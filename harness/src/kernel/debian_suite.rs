@@ -180,9 +180,9 @@ impl PrivateApt {
     fn retry_line(&self, package: &str, dir: &Path) -> String {
         format!(
             "cd {} && {} && {}",
-            crate::proc::shell_word(&dir.join("debs").to_string_lossy()),
-            crate::proc::shell_line(&self.command(&["update"], dir)),
-            crate::proc::shell_line(&self.command(&["download", package], dir)),
+            crate::process::shell_word(&dir.join("debs").to_string_lossy()),
+            crate::process::shell_line(&self.command(&["update"], dir)),
+            crate::process::shell_line(&self.command(&["download", package], dir)),
         )
     }
 }
@@ -285,7 +285,7 @@ fn debian_mirror_in(path: &Path, text: &str) -> Option<String> {
 }
 
 fn run(cmd: &mut Command) -> Result<()> {
-    let line = crate::proc::shell_line(cmd);
+    let line = crate::process::shell_line(cmd);
     let out = cmd.output().with_context(|| format!("starting {line}"))?;
     if !out.status.success() {
         bail!(

@@ -16,7 +16,7 @@ use crate::cell::CellId;
 use crate::kernel::kconfig;
 use crate::kernel::source::KernelSource;
 use crate::layout;
-use crate::proc::{fmt_duration, shell_line};
+use crate::process::{fmt_duration, shell_line};
 
 /// What to build.
 #[derive(Debug, Clone)]
@@ -583,7 +583,7 @@ fn run_counted(
 ) -> Result<u64> {
     let line = shell_line(&cmd);
     // make and everything it starts die with the harness, however it dies.
-    let mut cmd = crate::proc::group_dying_with_parent(&cmd);
+    let mut cmd = crate::process::group_dying_with_parent(&cmd);
     let mut logf = fs::OpenOptions::new().append(true).open(log)?;
     writeln!(logf, "$ {line}")?;
     let started = Instant::now();
@@ -593,7 +593,7 @@ fn run_counted(
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("starting {line}"))?;
-    let _live = crate::proc::register_live(child.id(), libc::SIGTERM);
+    let _live = crate::process::register_live(child.id(), libc::SIGTERM);
     // Merge stderr into the same log through a second thread.
     let stderr = child.stderr.take().unwrap();
     let mut log_err = logf.try_clone()?;

@@ -213,7 +213,7 @@ fn check(dir: &Path, arch: &ArchProfile, toolchain: Toolchain) -> Result<String,
 
 /// Pipes `input` through `cmd`.
 fn filter(mut cmd: Command, input: &[u8]) -> Result<Vec<u8>, String> {
-    let out = crate::proc::output_with_input(&mut cmd, input)
+    let out = crate::process::output_with_input(&mut cmd, input)
         .map_err(|e| format!("sed: cannot run: {e}"))?;
     if !out.status.success() {
         return Err(format!(

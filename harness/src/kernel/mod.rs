@@ -3,7 +3,7 @@
 //! the build; also the known-bad kernels (mutants) planted in a tree.
 
 pub mod debian_suite;
-pub mod generators;
+pub mod generator_check;
 pub mod kbuild;
 pub mod kconfig;
 pub mod linkstable;

@@ -288,7 +288,8 @@ pub(crate) fn git_apply(tree: &Path, args: &[&str], input: &[u8]) -> Result<std:
     if let Some(parent) = tree.parent() {
         cmd.env("GIT_CEILING_DIRECTORIES", parent);
     }
-    crate::proc::output_with_input(&mut cmd, input).context("running git apply (is git installed?)")
+    crate::process::output_with_input(&mut cmd, input)
+        .context("running git apply (is git installed?)")
 }
 
 fn shell_quote(s: &str) -> String {

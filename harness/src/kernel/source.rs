@@ -248,7 +248,7 @@ fn prepare_debian(
     layout::ensure_dir(&staging)?;
     // Ctrl-C while unpacking or patching removes the staging dir.
     let staging_for_cleanup = staging.clone();
-    let _cleanup = crate::proc::cleanup_while(Box::new(move || {
+    let _cleanup = crate::process::cleanup_while(Box::new(move || {
         let _ = fs::remove_dir_all(&staging_for_cleanup);
     }));
     // Any error from here on removes it too (a read-only old tree, a
@@ -260,10 +260,10 @@ fn prepare_debian(
         .args(["--strip-components=1", "-C"])
         .arg(&staging);
     // tar dies with the harness; its xz then dies on the broken pipe.
-    crate::proc::die_with_parent(&mut tar, libc::SIGTERM);
+    crate::process::die_with_parent(&mut tar, libc::SIGTERM);
     let mut child = tar.spawn().context("running tar")?;
     let status = {
-        let _live = crate::proc::register_live(child.id(), libc::SIGTERM);
+        let _live = crate::process::register_live(child.id(), libc::SIGTERM);
         child.wait().context("running tar")?
     };
     if !status.success() {
@@ -348,7 +348,7 @@ pub fn remove_stale_staging(src_root: &Path) {
             continue;
         };
         if let Ok(pid) = pid.parse::<u32>() {
-            if pid != std::process::id() && !crate::proc::pid_alive(pid) {
+            if pid != std::process::id() && !crate::process::pid_alive(pid) {
                 eprintln!(
                     "ksh: removing {} (left by process {pid}, which no longer runs)",
                     e.path().display()

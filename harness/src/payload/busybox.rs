@@ -144,7 +144,7 @@ fn has_interpreter(elf: &[u8]) -> bool {
 }
 
 fn run(cmd: &mut Command) -> Result<()> {
-    let line = crate::proc::shell_line(cmd);
+    let line = crate::process::shell_line(cmd);
     let out = cmd.output().with_context(|| format!("starting {line}"))?;
     if !out.status.success() {
         bail!(

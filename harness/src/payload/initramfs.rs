@@ -57,7 +57,7 @@ pub fn write(path: &Path, init: &[u8], files: &[GuestFile]) -> Result<bool> {
     // Temp files of killed runs (see `write_if_changed`).
     if let (Some(dir), Some(name)) = (path.parent(), path.file_stem()) {
         let prefix = format!("{}.tmp-", name.to_string_lossy());
-        for p in crate::proc::left_by_dead(dir, &prefix) {
+        for p in crate::process::left_by_dead(dir, &prefix) {
             let _ = fs::remove_file(p);
         }
     }

@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::cell::arch::ArchProfile;
 use crate::kernel::kbuild::Built;
-use crate::proc::shell_line;
+use crate::process::shell_line;
 
 /// Name of the module (and of its `.ko` file without the extension).
 pub const MODULE_NAME: &str = "ksh_probe";

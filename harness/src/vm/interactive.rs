@@ -241,7 +241,7 @@ fn classify(
 /// cannot restore it when it is killed.
 struct TerminalGuard {
     saved: Option<libc::termios>,
-    _cleanup: Option<crate::proc::CleanupGuard>,
+    _cleanup: Option<crate::process::CleanupGuard>,
 }
 
 impl TerminalGuard {
@@ -252,7 +252,7 @@ impl TerminalGuard {
             (libc::tcgetattr(0, &mut t) == 0).then_some(t)
         };
         let _cleanup = saved.map(|t| {
-            crate::proc::cleanup_while(Box::new(move || {
+            crate::process::cleanup_while(Box::new(move || {
                 // SAFETY: restores settings read from the same fd.
                 unsafe { libc::tcsetattr(0, libc::TCSANOW, &t) };
             }))

@@ -476,7 +476,7 @@ pub(crate) fn recorded_command(spec: &VmSpec) -> Result<(Command, String)> {
     remove_stale_sockets();
     let _ = fs::remove_file(&spec.qmp_socket);
     let cmd = command(spec);
-    let cmdline = crate::proc::shell_line(&cmd);
+    let cmdline = crate::process::shell_line(&cmd);
     fs::write(rd.join(CMDLINE_FILE), format!("{cmdline}\n"))
         .with_context(|| format!("writing {}", rd.join(CMDLINE_FILE).display()))?;
     Ok((cmd, cmdline))
@@ -487,12 +487,12 @@ pub(crate) fn recorded_command(spec: &VmSpec) -> Result<(Command, String)> {
 pub(crate) fn spawn(
     spec: &VmSpec,
     cmd: &mut Command,
-) -> Result<(Child, crate::proc::LiveGuard, QmpWatch)> {
-    crate::proc::die_with_parent(cmd, libc::SIGKILL);
+) -> Result<(Child, crate::process::LiveGuard, QmpWatch)> {
+    crate::process::die_with_parent(cmd, libc::SIGKILL);
     let child = cmd
         .spawn()
         .with_context(|| format!("starting {}", spec.arch.qemu.binary))?;
-    let live = crate::proc::register_live(child.id(), libc::SIGKILL);
+    let live = crate::process::register_live(child.id(), libc::SIGKILL);
     Ok((child, live, QmpWatch::new(&spec.qmp_socket, spec.qmp)))
 }
 
@@ -841,7 +841,7 @@ const CONSOLE_TAIL_LINES: usize = 15;
 /// Removes QMP sockets (`ksh-PID-*.qmp`) of harness processes that no
 /// longer run (a SIGKILLed harness cannot remove its own).
 pub fn remove_stale_sockets() {
-    for p in crate::proc::left_by_dead(&std::env::temp_dir(), "ksh-") {
+    for p in crate::process::left_by_dead(&std::env::temp_dir(), "ksh-") {
         if p.extension().is_some_and(|e| e == "qmp") {
             let _ = fs::remove_file(p);
         }

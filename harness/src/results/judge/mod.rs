@@ -8,7 +8,7 @@
 //!
 //! The verdicts: `build/kernel` from the build's outcome;
 //! `build/generators-agree` and `build/link-stable` from their checks'
-//! records (the checks run as build steps, `kernel::generators`,
+//! records (the checks run as build steps, `kernel::generator_check`,
 //! `kernel::linkstable`); `boot/vm-completed` from the VM's exit, the
 //! stream's completion record and the run dir's free space;
 //! `boot/no-kernel-warnings` from the console text (`bootlog`); each probe
@@ -29,7 +29,7 @@ use ksh_proto::files::BuildInfo;
 use serde::{Deserialize, Serialize};
 
 use crate::cell::{arch, CellId, SourceKind, Status, TestName};
-use crate::kernel::generators::{GeneratorsRecord, CHECK_OPTION};
+use crate::kernel::generator_check::{GeneratorsRecord, CHECK_OPTION};
 use crate::kernel::linkstable::LinkStableRecord;
 use crate::kernel::mutants::MutantRule;
 use crate::results::bootlog;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::*;
-use crate::kernel::generators::GeneratorsRecord;
+use crate::kernel::generator_check::GeneratorsRecord;
 use crate::kernel::linkstable::LinkStableRecord;
 use crate::results::report::CaseResult;
 

@@ -259,6 +259,27 @@ pub fn self_exe() -> std::io::Result<PathBuf> {
     }
 }
 
+
+/// Runs `cmd` with `input` on its stdin and collects stdout and stderr.
+/// The input is written on a thread, so a command that writes much before
+/// it has read everything cannot deadlock against us; a broken pipe only
+/// means the command stopped reading early (its status and stderr say why).
+pub fn output_with_input(cmd: &mut Command, input: &[u8]) -> std::io::Result<std::process::Output> {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let data = input.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&data));
+    let out = child.wait_with_output();
+    let _ = writer.join();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,24 +307,4 @@ mod tests {
         assert_eq!(found, vec![d.path().join("ksh-4194304-b.qmp")]);
         assert!(pid_alive(me) && !pid_alive(4194304));
     }
-}
-
-/// Runs `cmd` with `input` on its stdin and collects stdout and stderr.
-/// The input is written on a thread, so a command that writes much before
-/// it has read everything cannot deadlock against us; a broken pipe only
-/// means the command stopped reading early (its status and stderr say why).
-pub fn output_with_input(cmd: &mut Command, input: &[u8]) -> std::io::Result<std::process::Output> {
-    use std::io::Write;
-    use std::process::Stdio;
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    let data = input.to_vec();
-    let writer = std::thread::spawn(move || stdin.write_all(&data));
-    let out = child.wait_with_output();
-    let _ = writer.join();
-    out
 }

@@ -230,7 +230,7 @@ fn run_generator(dir: &Path, generator: &str, map: &Path) -> Result<String, Stri
         .arg(&bin)
         .args(FIXTURE_OPTIONS)
         .arg(map);
-    let line = crate::proc::shell_line(&cmd);
+    let line = crate::process::shell_line(&cmd);
     let out = cmd.output().map_err(|e| format!("`{line}`: {e}"))?;
     if !out.status.success() {
         return Err(format!(

@@ -19,7 +19,7 @@ use crate::vm::qemu::{self, Console, Timeouts, VmSpec};
 
 /// Knobs of `cargo xtask run`.
 #[derive(Debug, Clone)]
-pub struct ExploreOptions {
+pub struct ShellOptions {
     pub accel: AccelChoice,
     pub jobs: usize,
     /// QEMU's gdbstub on this port (the guest waits for gdb).
@@ -64,7 +64,7 @@ fn terminal_size() -> Option<(u16, u16)> {
 
 /// Builds (if needed) and boots `cell` with a shell on this terminal;
 /// returns QEMU's exit code once the VM is gone.
-pub fn run(cell: &Cell, opts: &ExploreOptions) -> Result<i32> {
+pub fn run(cell: &Cell, opts: &ShellOptions) -> Result<i32> {
     let built = testrun::build_kernel(cell, opts.jobs)?;
     let busybox = crate::payload::busybox::ensure(cell.id.arch)?;
     let mut extra = vec![GuestFile {
