@@ -259,7 +259,6 @@ pub fn self_exe() -> std::io::Result<PathBuf> {
     }
 }
 
-
 /// Runs `cmd` with `input` on its stdin and collects stdout and stderr.
 /// The input is written on a thread, so a command that writes much before
 /// it has read everything cannot deadlock against us; a broken pipe only
@@ -278,6 +277,23 @@ pub fn output_with_input(cmd: &mut Command, input: &[u8]) -> std::io::Result<std
     let out = child.wait_with_output();
     let _ = writer.join();
     out
+}
+
+/// Runs `cmd` to the end; an error when it cannot start or fails, with
+/// its command line, status and stderr (what a user needs to rerun it).
+pub fn run_checked(cmd: &mut Command) -> anyhow::Result<()> {
+    let line = shell_line(cmd);
+    let out = cmd
+        .output()
+        .map_err(|e| anyhow::anyhow!("starting {line}: {e}"))?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "{line} failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

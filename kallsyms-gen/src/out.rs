@@ -111,6 +111,16 @@ impl Out {
         self.buf.extend_from_slice(&s[..end]);
     }
 
+    #[inline]
+    /// `"\t/* %s */\n"`, the symbol comment that ends a table line (the
+    /// name laid out as for [`Out::text`]); a chunk may go out after it.
+    pub(crate) fn name_comment(&mut self, buf: &[u8], name: (usize, usize)) {
+        self.s(b"\t/* ");
+        self.text(buf, name);
+        self.s(b" */\n");
+        self.maybe_flush();
+    }
+
     /// C's `output_label()`.
     pub(crate) fn label(&mut self, label: &str) {
         self.s(b".globl ");

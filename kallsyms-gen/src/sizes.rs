@@ -26,10 +26,7 @@ pub(crate) fn write_sizes_table(
     for (i, &size) in sizes.iter().enumerate() {
         out.s(b"\t.long\t");
         out.alt_hex(size);
-        out.s(b"\t/* ");
-        out.text(names, (name_start[i] as usize, name_len[i] as usize));
-        out.s(b" */\n");
-        out.maybe_flush();
+        out.name_comment(names, (name_start[i] as usize, name_len[i] as usize));
     }
     out.end_table("kallsyms_sizes");
     out.s(b"\n");

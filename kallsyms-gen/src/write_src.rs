@@ -35,34 +35,33 @@ fn write_relative_base(out: &mut Out, t: &Table) {
     out.s(b"\n\n");
 }
 
-/// How 7.3 writes an entry of `kallsyms_offsets`.
-enum Offset73 {
-    /// `--pc-relative`: `.long _text - . + (%d)`.
+/// An entry of `kallsyms_offsets` as the C tool prints it.
+enum Offset {
+    /// `.long %#x`: 6.12's offset from the relative base, or 7.3's address
+    /// truncated to 32 bits.
+    Hex(u32),
+    /// 7.3's `--pc-relative`: `.long _text - . + (%d)`.
     PcRelative(i32),
-    /// `.long %#x` of the address truncated to 32 bits.
-    Absolute(u32),
 }
 
 /// 7.3's entry of `kallsyms_offsets` for symbol `i`, or the C tool's error
 /// message when it does not fit.
-fn symbol_offset_73(t: &Table, i: usize, pc_relative: bool) -> Result<Offset73, String> {
+fn symbol_offset_73(t: &Table, i: usize, pc_relative: bool) -> Result<Offset, String> {
     let addr = t.addr[i];
     if !pc_relative {
-        return Ok(Offset73::Absolute(addr as u32));
+        return Ok(Offset::Hex(addr as u32));
     }
     let offset = addr.wrapping_sub(t.text) as i64;
-    i32::try_from(offset)
-        .map(Offset73::PcRelative)
-        .map_err(|_| {
-            format!(
-                "kallsyms failure: relative symbol value {} out of range",
-                if addr == 0 {
-                    "0".to_string()
-                } else {
-                    format!("{addr:#x}")
-                }
-            )
-        })
+    i32::try_from(offset).map(Offset::PcRelative).map_err(|_| {
+        format!(
+            "kallsyms failure: relative symbol value {} out of range",
+            if addr == 0 {
+                "0".to_string()
+            } else {
+                format!("{addr:#x}")
+            }
+        )
+    })
 }
 
 /// 6.12's value stored in `kallsyms_offsets` for symbol `i`, or the C
@@ -175,18 +174,18 @@ pub(crate) fn write_src(t: &mut Table, tt: &TokenTable, opts: &Options) {
             fatal("kallsyms failure: unexpected huge symbol length");
         }
     }
-    let mut offsets: Vec<u32> = Vec::with_capacity(n);
-    let mut offsets_73: Vec<Offset73> = Vec::new();
+    let mut offsets: Vec<Offset> = Vec::with_capacity(n);
     for i in 0..n {
         let entry = match opts.format {
-            Format::Linux6_12 => symbol_offset(t, i, opts.absolute_percpu).map(|o| offsets.push(o)),
-            Format::Linux7_3 => {
-                symbol_offset_73(t, i, opts.pc_relative).map(|o| offsets_73.push(o))
-            }
+            Format::Linux6_12 => symbol_offset(t, i, opts.absolute_percpu).map(Offset::Hex),
+            Format::Linux7_3 => symbol_offset_73(t, i, opts.pc_relative),
         };
-        if let Err(msg) = entry {
-            eprintln!("{msg}");
-            exit(1);
+        match entry {
+            Ok(o) => offsets.push(o),
+            Err(msg) => {
+                eprintln!("{msg}");
+                exit(1);
+            }
         }
     }
     if opts.symbol_sizes {
@@ -269,10 +268,7 @@ pub(crate) fn write_src(t: &mut Table, tt: &TokenTable, opts: &Options) {
         for &c in sym {
             out.buf.extend_from_slice(&BYTE_ITEMS[c as usize]);
         }
-        out.s(b"\t/* ");
-        out.text(&names, name(i));
-        out.s(b" */\n");
-        out.maybe_flush();
+        out.name_comment(&names, name(i));
     }
     out.end_table("kallsyms_names");
     out.s(b"\n");
@@ -311,17 +307,13 @@ pub(crate) fn write_src(t: &mut Table, tt: &TokenTable, opts: &Options) {
     out.maybe_flush();
 
     out.label("kallsyms_offsets");
-    for (i, &o) in offsets.iter().enumerate() {
-        out.s(b"\t.long\t");
-        out.alt_hex(o as u64);
-        out.s(b"\t/* ");
-        out.text(&names, name(i));
-        out.s(b" */\n");
-        out.maybe_flush();
-    }
-    for (i, o) in offsets_73.iter().enumerate() {
+    for (i, o) in offsets.iter().enumerate() {
         match *o {
-            Offset73::PcRelative(v) => {
+            Offset::Hex(v) => {
+                out.s(b"\t.long\t");
+                out.alt_hex(v as u64);
+            }
+            Offset::PcRelative(v) => {
                 out.s(b"\t.long\t_text - . + (");
                 if v < 0 {
                     out.s(b"-");
@@ -329,20 +321,12 @@ pub(crate) fn write_src(t: &mut Table, tt: &TokenTable, opts: &Options) {
                 out.dec(v.unsigned_abs() as u64);
                 out.s(b")");
             }
-            Offset73::Absolute(v) => {
-                out.s(b"\t.long\t");
-                out.alt_hex(v as u64);
-            }
         }
-        out.s(b"\t/* ");
-        out.text(&names, name(i));
-        out.s(b" */\n");
-        out.maybe_flush();
+        out.name_comment(&names, name(i));
     }
     out.end_table("kallsyms_offsets");
     out.s(b"\n");
     drop(offsets);
-    drop(offsets_73);
 
     if opts.format == Format::Linux6_12 {
         write_relative_base(&mut out, t);
@@ -393,10 +377,7 @@ pub(crate) fn write_src(t: &mut Table, tt: &TokenTable, opts: &Options) {
         out.byte_hex((i >> 8) as u8);
         out.s(b", ");
         out.byte_hex(i as u8);
-        out.s(b"\t/* ");
-        out.text(&names, name(i as usize));
-        out.s(b" */\n");
-        out.maybe_flush();
+        out.name_comment(&names, name(i as usize));
     }
     out.s(b"\n");
     out.flush();

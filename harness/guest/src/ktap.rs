@@ -176,6 +176,12 @@ impl<W: Write> CaseWriter<W> {
         }
     }
 
+    /// The value of a setup step, or None after reporting every remaining
+    /// case as failed for its error ([`CaseWriter::fail_rest`]).
+    pub fn setup<T>(&mut self, step: Result<T, String>) -> Option<T> {
+        step.map_err(|e| self.fail_rest(&e)).ok()
+    }
+
     pub fn finish(mut self) {
         let _ = self.out.flush();
     }

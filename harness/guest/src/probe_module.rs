@@ -332,14 +332,18 @@ pub fn parse_lookups(text: &str, addrs: &[u64]) -> Result<Vec<Lookup>, String> {
             ps: ps.to_string(),
         });
     }
-    if out.len() != addrs.len() {
+    one_answer_each("addresses", addrs.len(), out)
+}
+
+/// The module's answers, if it gave one for each of the `asked` `what`.
+fn one_answer_each<T>(what: &str, asked: usize, answers: Vec<T>) -> Result<Vec<T>, String> {
+    if answers.len() != asked {
         return Err(format!(
-            "asked {} addresses, got {} answers",
-            addrs.len(),
-            out.len()
+            "asked {asked} {what}, got {} answers",
+            answers.len()
         ));
     }
-    Ok(out)
+    Ok(answers)
 }
 
 /// Runs the module's benchmark: ns per lookup and per `%pS` of `n` random
@@ -370,14 +374,7 @@ pub fn kprobe(addrs: &[u64]) -> Result<Vec<i64>, String> {
                 })
         })
         .collect::<Result<Vec<i64>, String>>()?;
-    if rcs.len() != addrs.len() {
-        return Err(format!(
-            "asked {} kprobes, got {} answers",
-            addrs.len(),
-            rcs.len()
-        ));
-    }
-    Ok(rcs)
+    one_answer_each("kprobes", addrs.len(), rcs)
 }
 
 #[cfg(test)]

@@ -72,7 +72,7 @@ pub fn ensure(pkg: SuitePackage) -> Result<Unpacked> {
         let version = deb_version(&deb)?;
         let root = dir.join(format!("{}_{}", pkg.package, version));
         let _ = fs::remove_dir_all(&root);
-        run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root))?;
+        crate::process::run_checked(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root))?;
         Ok(Unpacked { version, root })
     })();
     let _ = fs::remove_dir_all(&debs);
@@ -174,7 +174,7 @@ impl PrivateApt {
     }
 
     fn run(&self, args: &[&str], cwd: &Path) -> Result<()> {
-        run(&mut self.command(args, cwd))
+        crate::process::run_checked(&mut self.command(args, cwd))
     }
 
     fn retry_line(&self, package: &str, dir: &Path) -> String {
@@ -282,19 +282,6 @@ fn debian_mirror_in(path: &Path, text: &str) -> Option<String> {
         let components: Vec<&str> = words.collect();
         is_archive(uri, &[suite], &components).then(|| uri.to_string())
     })
-}
-
-fn run(cmd: &mut Command) -> Result<()> {
-    let line = crate::process::shell_line(cmd);
-    let out = cmd.output().with_context(|| format!("starting {line}"))?;
-    if !out.status.success() {
-        bail!(
-            "{line} failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -81,10 +81,13 @@ fn generator_options(config: &str, sized: bool) -> Vec<&'static str> {
 
 /// Runs `cmd` in `dir`, returning its stdout; the error names the command.
 fn output(mut cmd: Command, what: &str) -> Result<Vec<u8>, String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("{what}: cannot run: {e}"))?;
+    stdout_of(what, cmd.stdin(Stdio::null()).output())
+}
+
+/// The stdout of a finished command, or an error naming it (`what`) with
+/// its status and stderr.
+fn stdout_of(what: &str, out: std::io::Result<std::process::Output>) -> Result<Vec<u8>, String> {
+    let out = out.map_err(|e| format!("{what}: cannot run: {e}"))?;
     if !out.status.success() {
         return Err(format!(
             "{what}: {}: {}",
@@ -213,16 +216,10 @@ fn check(dir: &Path, arch: &ArchProfile, toolchain: Toolchain) -> Result<String,
 
 /// Pipes `input` through `cmd`.
 fn filter(mut cmd: Command, input: &[u8]) -> Result<Vec<u8>, String> {
-    let out = crate::process::output_with_input(&mut cmd, input)
-        .map_err(|e| format!("sed: cannot run: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "sed -f scripts/mksysmap: {}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(out.stdout)
+    stdout_of(
+        "sed -f scripts/mksysmap",
+        crate::process::output_with_input(&mut cmd, input),
+    )
 }
 
 /// "line N: `A` against `B`" for the first differing line.

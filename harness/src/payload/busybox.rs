@@ -62,25 +62,29 @@ pub fn ensure(arch: &ArchProfile) -> Result<PathBuf> {
     layout::ensure_dir(&dir)?;
     for c in &commands {
         eprintln!("ksh: $ {}", c.join(" "));
-        run(Command::new(&c[0]).args(&c[1..]))?;
+        crate::process::run_checked(Command::new(&c[0]).args(&c[1..]))?;
     }
     let work = dir.join(format!("fetch-{}", std::process::id()));
     let _ = fs::remove_dir_all(&work);
     layout::ensure_dir(&work)?;
     let result = (|| -> Result<()> {
         eprintln!("ksh: fetching {pkg} for the guest shell (apt-get download)");
-        let dl = run(Command::new("apt-get")
-            .arg("download")
-            .arg(&pkg)
-            .current_dir(&work));
+        let dl = crate::process::run_checked(
+            Command::new("apt-get")
+                .arg("download")
+                .arg(&pkg)
+                .current_dir(&work),
+        );
         if dl.is_err() && !needs_arch {
             // An index without the package's arch (dpkg knows the arch but
             // apt-get update never ran since): once more after an update.
-            run(Command::new("apt-get").arg("update"))?;
-            run(Command::new("apt-get")
-                .arg("download")
-                .arg(&pkg)
-                .current_dir(&work))?;
+            crate::process::run_checked(Command::new("apt-get").arg("update"))?;
+            crate::process::run_checked(
+                Command::new("apt-get")
+                    .arg("download")
+                    .arg(&pkg)
+                    .current_dir(&work),
+            )?;
         } else {
             dl?;
         }
@@ -89,7 +93,7 @@ pub fn ensure(arch: &ArchProfile) -> Result<PathBuf> {
             .find(|p| p.extension().is_some_and(|x| x == "deb"))
             .context("apt-get download left no .deb")?;
         let root = work.join("root");
-        run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root))?;
+        crate::process::run_checked(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root))?;
         let got = root.join("bin/busybox");
         check(arch, &got)?;
         fs::rename(&got, &bin).with_context(|| format!("moving busybox to {}", bin.display()))?;
@@ -141,17 +145,4 @@ fn has_interpreter(elf: &[u8]) -> bool {
         let o = phoff + i * phentsize;
         elf.get(o..o + 4) == Some(&3u32.to_le_bytes()[..])
     })
-}
-
-fn run(cmd: &mut Command) -> Result<()> {
-    let line = crate::process::shell_line(cmd);
-    let out = cmd.output().with_context(|| format!("starting {line}"))?;
-    if !out.status.success() {
-        bail!(
-            "{line} failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
 }

@@ -111,14 +111,14 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
         module_fns,
         inside,
     };
-    past_end_refused(out, &k);
+    refusal_case(out, &k, &PAST_END_REFUSED);
     inside_accepted(out, &k);
     if let Ok(l) = &k.listed {
         println!("# {} entries in {BLACKLIST}", l.entries.len());
     }
     blacklist_populated(out, &k);
     blacklist_module(out, &k);
-    blacklisted_refused(out, &k);
+    refusal_case(out, &k, &BLACKLISTED_REFUSED);
 }
 
 /// The targets, the offset and the kernel's answers for them.
@@ -170,6 +170,39 @@ impl Listed {
     }
 }
 
+/// A case that every target of one kind is refused with one errno.
+struct Refusal {
+    case: &'static str,
+    kind: &'static str,
+    want: i32,
+    mismatch: &'static str,
+    none: &'static str,
+}
+
+/// `past-end-refused`: kprobes at a function's end are refused (-ENOENT).
+const PAST_END_REFUSED: Refusal = Refusal {
+    case: "past-end-refused",
+    kind: "past-end",
+    want: libc::ENOENT,
+    mismatch: "past-the-end kprobes not refused with -ENOENT",
+    none: "no past-end target in the expectations (the fixture guarantees kallsyms_fixture_anchor)",
+};
+
+/// `blacklisted-refused`: kprobes on blacklisted functions are refused
+/// with -EINVAL.
+const BLACKLISTED_REFUSED: Refusal = Refusal {
+    case: "blacklisted-refused",
+    kind: "blacklisted",
+    want: libc::EINVAL,
+    mismatch: "kprobes in blacklisted areas not refused with -EINVAL",
+    none: "no blacklisted target in the expectations",
+};
+
+fn refusal_case<W: Write>(out: &mut CaseWriter<W>, k: &Kprobes, r: &Refusal) {
+    let (n, bad) = refused(k, r.kind, -(r.want as i64));
+    out.checked_items(r.case, n, r.mismatch, &bad, r.none);
+}
+
 /// Of the targets of `kind`, how many and which did not get `want`. Each
 /// refusal must be the one register_kprobe() gives for its reason
 /// (kernel/kprobes.c), not any error: past a function's end the address
@@ -194,18 +227,6 @@ fn refused(k: &Kprobes, kind: &str, want: i64) -> (usize, Vec<String>) {
         }
     }
     (n, bad)
-}
-
-/// `past-end-refused`: kprobes at a function's end are refused (-ENOENT).
-fn past_end_refused<W: Write>(out: &mut CaseWriter<W>, k: &Kprobes) {
-    let (n, bad) = refused(k, "past-end", -libc::ENOENT as i64);
-    out.checked_items(
-        "past-end-refused",
-        n,
-        "past-the-end kprobes not refused with -ENOENT",
-        &bad,
-        "no past-end target in the expectations (the fixture guarantees kallsyms_fixture_anchor)",
-    );
 }
 
 /// `inside-accepted`: a kprobe at a module function's start is accepted.
@@ -321,17 +342,4 @@ fn errno_name(rc: i64) -> String {
         _ => "?",
     };
     format!("{rc} ({name})")
-}
-
-/// `blacklisted-refused`: kprobes on blacklisted functions are refused
-/// with -EINVAL.
-fn blacklisted_refused<W: Write>(out: &mut CaseWriter<W>, k: &Kprobes) {
-    let (n, bad) = refused(k, "blacklisted", -libc::EINVAL as i64);
-    out.checked_items(
-        "blacklisted-refused",
-        n,
-        "kprobes in blacklisted areas not refused with -EINVAL",
-        &bad,
-        "no blacklisted target in the expectations",
-    );
 }

@@ -14,34 +14,17 @@ use ksh_proto::files::{self, NestedLine};
 
 use crate::{expect, kaslr, probe_module};
 
-struct Point {
-    addr: u64,
-    outer_start: u64,
-    outer_size: u64,
-    outer: String,
-    inner: String,
-    inner_start: u64,
-}
-
-fn read() -> Result<Vec<Point>, String> {
-    let text = expect::expect_text(ksh_proto::files::FileId::Nested.path())?;
-    Ok(files::decode::<NestedLine>(&text)?
-        .into_iter()
-        .map(|n| Point {
-            addr: n.addr,
-            outer_start: n.outer_start,
-            outer_size: n.outer_size,
-            outer: n.outer.into(),
-            inner: n.inner.into(),
-            inner_start: n.inner_start,
-        })
-        .collect())
-}
+/// An address inside an enclosing symbol past a nested one's end, as
+/// `nested.txt` lists it.
+type Point<'t> = NestedLine<'t>;
 
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
-    let (points, off) = match read().and_then(|p| Ok((p, kaslr::kaslr_offset()?))) {
-        Ok(x) => x,
-        Err(e) => return out.fail_rest(&e),
+    let Some(text) = out.setup(expect::expect_text(ksh_proto::files::FileId::Nested.path())) else {
+        return;
+    };
+    let read = files::decode::<Point>(&text).and_then(|v| Ok((v, kaslr::kaslr_offset()?)));
+    let Some((points, off)) = out.setup(read) else {
+        return;
     };
     if !points
         .iter()
@@ -53,10 +36,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
             ksh_proto::files::FileId::Nested.path()
         ));
     }
-    let mut inners: Vec<(u64, &str)> = points
-        .iter()
-        .map(|p| (p.inner_start, p.inner.as_str()))
-        .collect();
+    let mut inners: Vec<(u64, &str)> = points.iter().map(|p| (p.inner_start, p.inner)).collect();
     inners.sort();
     inners.dedup();
     let mut addrs: Vec<u64> = points.iter().map(|p| p.addr.wrapping_add(off)).collect();
@@ -78,7 +58,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
 
 /// The points and nested starts with the kernel's answers for each.
 struct LookedUp<'a> {
-    points: &'a [Point],
+    points: &'a [Point<'a>],
     inners: &'a [(u64, &'a str)],
     outer: &'a [probe_module::Lookup],
     inner: &'a [probe_module::Lookup],

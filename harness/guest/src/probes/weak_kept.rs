@@ -10,35 +10,23 @@ use ksh_proto::files::{self, WeakKeptLine};
 
 use crate::{expect, kaslr, probe_module, proc_kallsyms};
 
-struct Kept {
-    addr: u64,
-    size: u64,
-    ty: char,
-    name: String,
-}
-
-fn read() -> Result<Vec<Kept>, String> {
-    let text = expect::expect_text(ksh_proto::files::FileId::WeakKept.path())?;
-    Ok(files::decode::<WeakKeptLine>(&text)?
-        .into_iter()
-        .map(|k| Kept {
-            addr: k.addr,
-            size: k.size,
-            ty: k.ty,
-            name: k.name.into(),
-        })
-        .collect())
-}
+/// A kept weak function, as `weak-kept.txt` lists it.
+type Kept<'t> = WeakKeptLine<'t>;
 
 const EMPTY: &str =
     "no weak function survived the link in this build (the fixture keeps kallsyms_fixture_weak_kept)";
 
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
+    let Some(text) = out.setup(expect::expect_text(
+        ksh_proto::files::FileId::WeakKept.path(),
+    )) else {
+        return;
+    };
     let setup = || -> Result<_, String> {
-        let kept = read()?;
+        let kept = files::decode::<Kept>(&text)?;
         let off = kaslr::kaslr_offset()?;
         let addrs: HashSet<u64> = kept.iter().map(|k| k.addr).collect();
-        let names: HashSet<&str> = kept.iter().map(|k| k.name.as_str()).collect();
+        let names: HashSet<&str> = kept.iter().map(|k| k.name).collect();
         let groups = expect::size_groups_where(|a| addrs.contains(&a))?;
         let proc = proc_kallsyms::proc_kallsyms_where(|n, m| m.is_none() && names.contains(n))?;
         Ok((kept, off, groups, proc))
@@ -66,7 +54,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
 /// The kept functions, the `sizes.txt` groups at their addresses, and the
 /// kernel's answer for each.
 struct LookedUp<'a> {
-    kept: &'a [Kept],
+    kept: &'a [Kept<'a>],
     group_of: HashMap<u64, &'a expect::Group>,
     answers: Vec<probe_module::Lookup>,
 }
@@ -101,7 +89,7 @@ fn by_name<W: Write>(
     let mut bad = Vec::new();
     for k in kept {
         let want = (k.addr.wrapping_add(off), k.ty);
-        let got = by_name.get(k.name.as_str()).cloned().unwrap_or_default();
+        let got = by_name.get(k.name).cloned().unwrap_or_default();
         if !got.contains(&want) {
             bad.push(format!(
                 "{} {} {:#x}: /proc/kallsyms has {}",
@@ -134,7 +122,7 @@ fn by_address<W: Write>(out: &mut CaseWriter<W>, l: &LookedUp) {
     let bad = l.wrong(|k, a, group| {
         let names: Vec<String> = group
             .map(|g| g.names.clone())
-            .unwrap_or_else(|| vec![k.name.clone()]);
+            .unwrap_or_else(|| vec![k.name.to_string()]);
         (!a.found || a.offset != 0 || !names.contains(&a.name))
             .then(|| format!("{} ({:#x}): {}", k.name, k.addr, a.describe()))
     });

@@ -9,30 +9,18 @@ use ksh_proto::files::{self, OrphanLine};
 
 use crate::{expect, kaslr, probe_module};
 
-struct Orphan {
-    start: u64,
-    end: u64,
-    name: String,
-    preceding: String,
-}
-
-fn read() -> Result<Vec<Orphan>, String> {
-    let text = expect::expect_text(ksh_proto::files::FileId::Orphans.path())?;
-    Ok(files::decode::<OrphanLine>(&text)?
-        .into_iter()
-        .map(|o| Orphan {
-            start: o.start,
-            end: o.end,
-            name: o.name.into(),
-            preceding: o.preceding.unwrap_or("-").into(),
-        })
-        .collect())
-}
+/// An orphaned body, as `orphans.txt` lists it.
+type Orphan<'t> = OrphanLine<'t>;
 
 pub fn run<W: Write>(out: &mut CaseWriter<W>) {
-    let (orphans, off) = match read().and_then(|o| Ok((o, kaslr::kaslr_offset()?))) {
-        Ok(x) => x,
-        Err(e) => return out.fail_rest(&e),
+    let Some(text) = out.setup(expect::expect_text(
+        ksh_proto::files::FileId::Orphans.path(),
+    )) else {
+        return;
+    };
+    let read = files::decode::<Orphan>(&text).and_then(|v| Ok((v, kaslr::kaslr_offset()?)));
+    let Some((orphans, off)) = out.setup(read) else {
+        return;
     };
     let looked_up = match look_up(&orphans, off) {
         Ok(l) => l,
@@ -51,7 +39,7 @@ pub fn run<W: Write>(out: &mut CaseWriter<W>) {
 
 /// The kernel's answers for the start, middle and last byte of each
 /// orphan, moved by the KASLR offset `off`.
-fn look_up(orphans: &[Orphan], off: u64) -> Result<LookedUp<'_>, String> {
+fn look_up<'a>(orphans: &'a [Orphan<'a>], off: u64) -> Result<LookedUp<'a>, String> {
     let mut addrs = Vec::new();
     let mut owner = Vec::new();
     for (i, o) in orphans.iter().enumerate() {
@@ -73,7 +61,7 @@ fn look_up(orphans: &[Orphan], off: u64) -> Result<LookedUp<'_>, String> {
 
 /// The kernel's answers for addresses inside the orphans.
 struct LookedUp<'a> {
-    orphans: &'a [Orphan],
+    orphans: &'a [Orphan<'a>],
     /// The KASLR offset.
     off: u64,
     /// Runtime addresses, the orphan each is in, the kernel's answer.
@@ -109,7 +97,7 @@ fn check(l: &LookedUp, only_fixture: bool) -> (usize, Vec<String>) {
                     o.start,
                     o.end,
                     a.wrapping_sub(off) - o.start,
-                    o.preceding,
+                    o.preceding.unwrap_or("-"),
                     if ans.found { ans.describe() } else { "no symbol".into() },
                     ans.ps
                 ));
@@ -175,11 +163,7 @@ fn all<W: Write>(out: &mut CaseWriter<W>, l: &LookedUp) {
 /// kernel, so on the baseline it shows the probe ran and its lookups work
 /// while `fixture` and `all` fail.
 fn preceding_start<W: Write>(out: &mut CaseWriter<W>, orphans: &[Orphan]) {
-    let wanted: Vec<&str> = orphans
-        .iter()
-        .map(|o| o.preceding.as_str())
-        .filter(|p| *p != "-")
-        .collect();
+    let wanted: Vec<&str> = orphans.iter().filter_map(|o| o.preceding).collect();
     // Where the host's table puts them (plus the KASLR offset), and the
     // names it has at those addresses: not /proc/kallsyms, which is what
     // is under test.
