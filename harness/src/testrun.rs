@@ -46,11 +46,12 @@ pub struct Cell<'a> {
 }
 
 impl<'a> Cell<'a> {
-    /// The cell `id` of `source`: its source kind is the tree's.
+    /// The cell `id` of `source`: its source kind and kernel line are the
+    /// tree's.
     pub fn new(id: &CellId, source: &'a KernelSource) -> Cell<'a> {
         let id = CellId {
             source: source.key.kind,
-            kernel: source.key.kind.kernel(),
+            kernel: source.kernel,
             ..id.clone()
         };
         Cell { id, source }

@@ -73,9 +73,15 @@ pub const KERNELS: &[KernelLine] = &[
     },
 ];
 
-/// A kernel line, by reference into [`KERNELS`].
+/// A kernel line, by reference into [`KERNELS`]; 6.12 by default.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Kernel(&'static str);
+
+impl Default for Kernel {
+    fn default() -> Kernel {
+        Kernel::V6_12
+    }
+}
 
 impl Kernel {
     /// The line Debian's machine suite ships, and the default of a cell
