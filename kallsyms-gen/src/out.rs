@@ -111,9 +111,9 @@ impl Out {
         self.buf.extend_from_slice(&s[..end]);
     }
 
-    #[inline]
     /// `"\t/* %s */\n"`, the symbol comment that ends a table line (the
     /// name laid out as for [`Out::text`]); a chunk may go out after it.
+    #[inline]
     pub(crate) fn name_comment(&mut self, buf: &[u8], name: (usize, usize)) {
         self.s(b"\t/* ");
         self.text(buf, name);
