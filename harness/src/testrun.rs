@@ -494,8 +494,13 @@ fn build_step(cell: &Cell, jobs: usize) -> (Option<Built>, BuildRecord) {
             let record = BuildRecord::Built {
                 elapsed: built.elapsed,
                 ran_make: built.ran_make,
-                generators: generator_check::check_built(&built.dir),
-                link_stable: linkstable::check_built(&built.dir, cell.id.arch, built.toolchain),
+                generators: generator_check::check_built(&built.dir, cell.id.kernel),
+                link_stable: linkstable::check_built(
+                    &built.dir,
+                    cell.id.arch,
+                    built.toolchain,
+                    cell.id.kernel,
+                ),
             };
             (Some(built), record)
         }
