@@ -46,11 +46,12 @@ pub struct Cell<'a> {
 }
 
 impl<'a> Cell<'a> {
-    /// The cell `id` of `source`: its source kind is the tree's.
+    /// The cell `id` of `source`: its source kind and kernel line are the
+    /// tree's.
     pub fn new(id: &CellId, source: &'a KernelSource) -> Cell<'a> {
         let id = CellId {
             source: source.key.kind,
-            kernel: source.key.kind.kernel(),
+            kernel: source.kernel,
             ..id.clone()
         };
         Cell { id, source }
@@ -493,8 +494,13 @@ fn build_step(cell: &Cell, jobs: usize) -> (Option<Built>, BuildRecord) {
             let record = BuildRecord::Built {
                 elapsed: built.elapsed,
                 ran_make: built.ran_make,
-                generators: generator_check::check_built(&built.dir),
-                link_stable: linkstable::check_built(&built.dir, cell.id.arch, built.toolchain),
+                generators: generator_check::check_built(&built.dir, cell.id.kernel),
+                link_stable: linkstable::check_built(
+                    &built.dir,
+                    cell.id.arch,
+                    built.toolchain,
+                    cell.id.kernel,
+                ),
             };
             (Some(built), record)
         }

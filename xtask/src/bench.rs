@@ -194,10 +194,13 @@ struct Bench<'a> {
 
 impl<'a> Bench<'a> {
     fn prepare(args: &'a BenchArgs, arches: Vec<&'static ArchProfile>) -> Result<Self> {
+        let kernel = selection::kernel(&args.kernel)?;
         let patched = source::prepare(&SourceSpec::Debian {
+            kernel,
             variant: Variant::Patched,
         })?;
         let baseline = source::prepare(&SourceSpec::Debian {
+            kernel,
             variant: Variant::Baseline,
         })?;
         let jobs = selection::jobs(&args.kernel);

@@ -135,6 +135,7 @@ pub fn run(args: FaultsArgs) -> Result<i32> {
         toolchains: Vec::new(),
         baseline: false,
         kernel_tree: None,
+        kernel_version: None,
         jobs: None,
     };
     let id = selection::cells(&sel)?.remove(0);

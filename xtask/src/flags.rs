@@ -100,10 +100,16 @@ pub struct KernelSelection {
     /// to compare and to prove the probes can fail.
     #[arg(long)]
     pub baseline: bool,
-    /// Use this kernel tree instead of Debian's linux-source-6.12 (never
-    /// modified: the build goes to a separate O= dir in the cache).
+    /// Use this kernel tree instead of Debian's source (never modified:
+    /// the build goes to a separate O= dir in the cache); its Makefile's
+    /// version picks the kernel line.
     #[arg(long, value_name = "PATH")]
     pub kernel_tree: Option<PathBuf>,
+    /// The kernel line of Debian's source: 6.12 (default; Debian's own
+    /// linux-source-6.12 and patches/6.12) or 7.3 (linux-source-7.3 from
+    /// trixie-backports, fetched into the cache; patches/7.3).
+    #[arg(long = "kernel", value_name = "VERSION")]
+    pub kernel_version: Option<String>,
     /// Parallel make jobs (default: CPUs + 1).
     #[arg(long, short = 'j')]
     pub jobs: Option<usize>,

@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Result};
 use harness::cell::arch::{self, ArchProfile};
-use harness::cell::{CellId, SourceKind, Toolchain};
+use harness::cell::{CellId, Kernel, SourceKind, Toolchain};
 use harness::kernel::prereqs;
 use harness::kernel::series::Variant;
 use harness::kernel::source::{self, KernelSource, SourceSpec};
@@ -80,7 +80,23 @@ pub fn source_kind(sel: &KernelSelection) -> SourceKind {
 /// `--arch` was given, and is an error for an arch asked for by name.
 pub fn cells(sel: &KernelSelection) -> Result<Vec<CellId>> {
     let (arches, configs) = (arches(sel)?, configs(sel)?);
-    cells_of(&arches, &configs, source_kind(sel), !sel.arches.is_empty())
+    let kernel = kernel(sel)?;
+    Ok(
+        cells_of(&arches, &configs, source_kind(sel), !sel.arches.is_empty())?
+            .into_iter()
+            .map(|c| c.of_kernel(kernel))
+            .collect(),
+    )
+}
+
+/// The kernel line `--kernel` names (6.12 by default). With
+/// `--kernel-tree` the tree's Makefile decides (`source::prepare`), and a
+/// `--kernel` that says otherwise is an error there.
+pub fn kernel(sel: &KernelSelection) -> Result<Kernel> {
+    match &sel.kernel_version {
+        None => Ok(Kernel::V6_12),
+        Some(v) => Kernel::parse(v).map_err(|e| anyhow::anyhow!("--kernel: {e}")),
+    }
 }
 
 /// [`cells`] for explicit lists; `strict`: an inapplicable pair is an error.
@@ -128,12 +144,25 @@ pub fn source_spec(sel: &KernelSelection) -> Result<SourceSpec> {
             "--baseline selects the unpatched Debian source; with --kernel-tree, check out the baseline commit instead"
         ),
         (Some(tree), false) => SourceSpec::Tree(tree.clone()),
-        (None, baseline) => SourceSpec::Debian { variant: if baseline { Variant::Baseline } else { Variant::Patched } },
+        (None, baseline) => SourceSpec::Debian {
+            kernel: kernel(sel)?,
+            variant: if baseline { Variant::Baseline } else { Variant::Patched },
+        },
     })
 }
 
 pub fn prepare_source(sel: &KernelSelection) -> Result<KernelSource> {
-    source::prepare(&source_spec(sel)?)
+    let source = source::prepare(&source_spec(sel)?)?;
+    if let Some(v) = &sel.kernel_version {
+        if source.kernel.version() != v {
+            bail!(
+                "--kernel {v}, but the tree of --kernel-tree is Linux {} ({})",
+                source.kernel,
+                source.describe
+            );
+        }
+    }
+    Ok(source)
 }
 
 /// What the kernels of `sel` on `arches` add to a subcommand's
@@ -143,6 +172,8 @@ pub fn selected<'a>(sel: &KernelSelection, arches: Vec<&'a ArchProfile>) -> prer
         arches,
         user_tree: sel.kernel_tree.is_some(),
         llvm: needs_llvm(sel),
+        // An unknown --kernel fails in `cells` first.
+        kernel: kernel(sel).unwrap_or(Kernel::V6_12),
     }
 }
 
@@ -161,6 +192,7 @@ mod tests {
             toolchains: toolchains.to_vec(),
             baseline: false,
             kernel_tree: None,
+            kernel_version: None,
             jobs: None,
         }
     }

@@ -40,6 +40,8 @@ pub fn run(mut args: TestArgs) -> Result<i32> {
     let mut names = Vec::new();
     let mut selected_cells = Vec::new();
     let source_kind = selection::source_kind(&args.kernel);
+    // Test names do not carry the kernel line: one invocation runs one.
+    let kernel = selection::kernel(&args.kernel)?;
     for id in selection::cells(&args.kernel)? {
         let cell_names = testrun::test_names(&id);
         if cell_names.iter().any(|n| report::is_selected(&lt, n)) {
@@ -81,7 +83,8 @@ pub fn run(mut args: TestArgs) -> Result<i32> {
         .iter()
         .filter_map(|name| {
             let test = TestName::parse(name, source_kind)?;
-            let i = selected_cells.iter().position(|id| *id == test.cell)?;
+            let cell = test.cell.clone().of_kernel(kernel);
+            let i = selected_cells.iter().position(|id| *id == cell)?;
             let (runner, name2) = (runner.clone(), name.clone());
             Some(case_trial(&test, move || {
                 let (report, _) = runner.cell(i);

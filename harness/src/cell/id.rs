@@ -43,12 +43,6 @@ impl SourceKind {
         SourceKind::UserTree,
     ];
 
-    /// The kernel line of this source: Debian's trees are 6.12, and a
-    /// user's tree is checked against the 6.12 series.
-    pub fn kernel(self) -> Kernel {
-        Kernel::V6_12
-    }
-
     /// The kind's word in its source keys and messages.
     pub fn name(self) -> &'static str {
         match self {
@@ -120,7 +114,9 @@ pub struct CellId {
 
 impl CellId {
     /// The cell of `variant` built with `toolchain` for `arch` from a
-    /// source of kind `source` (whose kernel line it is).
+    /// source of kind `source`, of kernel line 6.12 (see
+    /// [`CellId::of_kernel`]; the prepared tree decides in the end:
+    /// `testrun::Cell::new`).
     pub fn new(
         arch: &'static ArchProfile,
         variant: &str,
@@ -128,12 +124,17 @@ impl CellId {
         source: SourceKind,
     ) -> CellId {
         CellId {
-            kernel: source.kernel(),
+            kernel: Kernel::V6_12,
             arch,
             variant: variant.to_string(),
             toolchain,
             source,
         }
+    }
+
+    /// The same cell of kernel line `kernel`.
+    pub fn of_kernel(self, kernel: Kernel) -> CellId {
+        CellId { kernel, ..self }
     }
 
     /// The cell of the config label `label` (see [`CellId::label`]).

@@ -42,6 +42,9 @@ pub struct KernelLine {
     pub suite: DebianSuite,
     /// `kallsyms-gen --format=` for this line's `scripts/kallsyms`.
     pub generator_format: &'static str,
+    /// The options `scripts/link-vmlinux.sh` passes to the generator, each
+    /// with the config options of which any one makes it pass it.
+    pub generator_flags: &'static [(&'static str, &'static [&'static str])],
     pub min_tools: MinTools,
 }
 
@@ -52,6 +55,10 @@ pub const KERNELS: &[KernelLine] = &[
         package: "linux-source-6.12",
         suite: DebianSuite::Machine,
         generator_format: "6.12",
+        generator_flags: &[
+            ("--all-symbols", &["CONFIG_KALLSYMS_ALL"]),
+            ("--absolute-percpu", &["CONFIG_KALLSYMS_ABSOLUTE_PERCPU"]),
+        ],
         min_tools: MinTools {
             gcc: "5.1.0",
             binutils: "2.25.0",
@@ -64,6 +71,10 @@ pub const KERNELS: &[KernelLine] = &[
         package: "linux-source-7.3",
         suite: DebianSuite::Private("trixie-backports"),
         generator_format: "7.3",
+        generator_flags: &[
+            ("--all-symbols", &["CONFIG_KALLSYMS_ALL"]),
+            ("--pc-relative", &["CONFIG_64BIT", "CONFIG_RELOCATABLE"]),
+        ],
         min_tools: MinTools {
             gcc: "8.1.0",
             binutils: "2.30.0",
@@ -73,9 +84,15 @@ pub const KERNELS: &[KernelLine] = &[
     },
 ];
 
-/// A kernel line, by reference into [`KERNELS`].
+/// A kernel line, by reference into [`KERNELS`]; 6.12 by default.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Kernel(&'static str);
+
+impl Default for Kernel {
+    fn default() -> Kernel {
+        Kernel::V6_12
+    }
+}
 
 impl Kernel {
     /// The line Debian's machine suite ships, and the default of a cell
@@ -132,6 +149,23 @@ impl Kernel {
     /// `6.12`: the line's version, also its series directory's name.
     pub fn version(self) -> &'static str {
         self.0
+    }
+
+    /// The generator options `link-vmlinux.sh` of this line passes for
+    /// `.config` text `config`.
+    pub fn generator_flags(self, config: &str) -> Vec<&'static str> {
+        let on = |o: &str| config.lines().any(|l| l.strip_suffix("=y") == Some(o));
+        self.line()
+            .generator_flags
+            .iter()
+            .filter(|(_, options)| options.iter().any(|o| on(o)))
+            .map(|(flag, _)| *flag)
+            .collect()
+    }
+
+    /// The Rust generator's option that selects this line's format.
+    pub fn rust_generator_format(self) -> String {
+        format!("--format={}", self.line().generator_format)
     }
 
     /// Debian's tarball of the line's source, once its package is
@@ -197,6 +231,25 @@ mod tests {
         let e = Kernel::of_makefile(old).unwrap_err();
         assert!(e.contains("6.6") && e.contains("supported"), "{e}");
         assert!(Kernel::of_makefile("all:\n").is_err());
+    }
+
+    #[test]
+    fn generator_flags_follow_each_lines_link_script() {
+        let cfg = "CONFIG_64BIT=y\nCONFIG_KALLSYMS_ALL=y\nCONFIG_KALLSYMS_ABSOLUTE_PERCPU=y\n";
+        assert_eq!(
+            Kernel::V6_12.generator_flags(cfg),
+            ["--all-symbols", "--absolute-percpu"]
+        );
+        let k73 = Kernel::parse("7.3").unwrap();
+        assert_eq!(k73.generator_flags(cfg), ["--all-symbols", "--pc-relative"]);
+        assert_eq!(
+            k73.generator_flags("CONFIG_RELOCATABLE=y\n"),
+            ["--pc-relative"]
+        );
+        assert!(k73
+            .generator_flags("# CONFIG_64BIT is not set\n")
+            .is_empty());
+        assert_eq!(k73.rust_generator_format(), "--format=7.3");
     }
 
     #[test]

@@ -27,6 +27,8 @@ use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cell::Kernel;
+
 /// What `link-vmlinux.sh` prints when the two outputs differ.
 pub const DISAGREE_MARKER: &str = "scripts/kallsyms-rs and scripts/kallsyms disagree";
 
@@ -78,7 +80,7 @@ pub fn check_failed_build(build_log: &Path) -> Option<GeneratorsRecord> {
 /// fixtures agree. A kernel without the check configured (the baseline,
 /// which has no Rust generator) is declared not applicable in
 /// `ksh_proto::APPLICABILITY`.
-pub fn check_built(dir: &Path) -> GeneratorsRecord {
+pub fn check_built(dir: &Path, kernel: Kernel) -> GeneratorsRecord {
     let config = fs::read_to_string(dir.join(".config")).unwrap_or_default();
     if !config.lines().any(|l| l == format!("{CHECK_OPTION}=y")) {
         return GeneratorsRecord::NotConfigured;
@@ -130,7 +132,7 @@ pub fn check_built(dir: &Path) -> GeneratorsRecord {
             (Err(e), _) => problems.push(format!("{rust}: {e}")),
         }
     }
-    problems.extend(fixture_problems(dir));
+    problems.extend(fixture_problems(dir, kernel));
     GeneratorsRecord::Compared {
         dir: dir.to_path_buf(),
         passes,
@@ -223,11 +225,12 @@ fn exc_padded_to_previous(asm: &str) -> Option<String> {
 }
 
 /// Runs one generator of the build in `dir` on `map`, bounded in time.
-fn run_generator(dir: &Path, generator: &str, map: &Path) -> Result<String, String> {
+fn run_generator(dir: &Path, generator: &str, own: &[&str], map: &Path) -> Result<String, String> {
     let bin = dir.join(generator);
     let mut cmd = Command::new("timeout");
     cmd.args(["--kill-after=5", "60"])
         .arg(&bin)
+        .args(own)
         .args(FIXTURE_OPTIONS)
         .arg(map);
     let line = crate::process::shell_line(&cmd);
@@ -244,7 +247,7 @@ fn run_generator(dir: &Path, generator: &str, map: &Path) -> Result<String, Stri
 
 /// Both generators of the build in `dir` on every fixture: a problem for
 /// each fixture whose outputs differ or do not show the path it is about.
-fn fixture_problems(dir: &Path) -> Vec<String> {
+fn fixture_problems(dir: &Path, kernel: Kernel) -> Vec<String> {
     let scratch = dir.join(".ksh-generator-fixtures");
     if let Err(e) = fs::create_dir_all(&scratch) {
         return vec![format!("{}: {e}", scratch.display())];
@@ -256,8 +259,9 @@ fn fixture_problems(dir: &Path) -> Vec<String> {
             problems.push(format!("{}: {e}", map.display()));
             continue;
         }
-        let c = run_generator(dir, "scripts/kallsyms", &map);
-        let rust = run_generator(dir, "scripts/kallsyms-rs/kallsyms-rs", &map);
+        let c = run_generator(dir, "scripts/kallsyms", &[], &map);
+        let format = kernel.rust_generator_format();
+        let rust = run_generator(dir, "scripts/kallsyms-rs/kallsyms-rs", &[&format], &map);
         match (c, rust) {
             (Ok(c), Ok(rust)) if c == rust => {
                 if let Some(why) = (f.took_path)(&rust) {
@@ -278,7 +282,7 @@ fn fixture_problems(dir: &Path) -> Vec<String> {
                         .to_string()
                 };
                 problems.push(format!(
-                    "fixture {}: the C and Rust generators wrote different tables (first difference at line {}: C `{}`, Rust `{}`; rerun: `{} {opts} {map}` and `{} {opts} {map}`)",
+                    "fixture {}: the C and Rust generators wrote different tables (first difference at line {}: C `{}`, Rust `{}`; rerun: `{} {opts} {map}` and `{} {format} {opts} {map}`)",
                     map.display(),
                     at + 1,
                     line(&c),
@@ -302,7 +306,7 @@ mod tests {
     /// The passes compared in `dir` and their problems, joined (the
     /// verdict on them is the judge's, tested in `results::judge`).
     fn compared(dir: &Path) -> (Vec<String>, String) {
-        match check_built(dir) {
+        match check_built(dir, Kernel::V6_12) {
             GeneratorsRecord::Compared {
                 passes, problems, ..
             } => (passes, problems.join("; ")),
@@ -342,7 +346,9 @@ mod tests {
             fs::write(
                 &script,
                 format!(
-                    "#!/bin/sh\ncase \"$4\" in *gap-ranking.map) cat '{}';; *) cat '{}';; esac\n",
+                    // The map is the last argument (the Rust one gets
+                    // --format first).
+                    "#!/bin/sh\nfor map; do :; done\ncase \"$map\" in *gap-ranking.map) cat '{}';; *) cat '{}';; esac\n",
                     ranked.display(),
                     text.display()
                 ),
@@ -454,7 +460,10 @@ mod tests {
     #[test]
     fn unconfigured_is_recorded_as_such() {
         let d = dir_with(&[(".config", "CONFIG_KALLSYMS=y\n")]);
-        assert_eq!(check_built(d.path()), GeneratorsRecord::NotConfigured);
+        assert_eq!(
+            check_built(d.path(), Kernel::V6_12),
+            GeneratorsRecord::NotConfigured
+        );
     }
 
     #[test]

@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cell::arch::ArchProfile;
 use crate::cell::toolchain::Toolchain;
+use crate::cell::Kernel;
 
 /// The kept verdict of a passing check (its mtime is compared with
 /// `vmlinux`'s).
@@ -63,16 +64,10 @@ fn last_pass(dir: &Path) -> Option<(u32, bool)> {
     best
 }
 
-/// The generator options `link-vmlinux.sh` passes for this `.config`.
-fn generator_options(config: &str, sized: bool) -> Vec<&'static str> {
-    let on = |o: &str| config.lines().any(|l| l == format!("{o}=y"));
-    let mut opts = Vec::new();
-    if on("CONFIG_KALLSYMS_ALL") {
-        opts.push("--all-symbols");
-    }
-    if on("CONFIG_KALLSYMS_ABSOLUTE_PERCPU") {
-        opts.push("--absolute-percpu");
-    }
+/// The generator options `link-vmlinux.sh` of `kernel` passes for this
+/// `.config`.
+fn generator_options(kernel: Kernel, config: &str, sized: bool) -> Vec<&'static str> {
+    let mut opts = kernel.generator_flags(config);
     if sized {
         opts.extend(["--symbol-sizes", "--compact-sizes"]);
     }
@@ -110,7 +105,12 @@ pub struct LinkStableRecord {
 
 /// The check of the finished build in `dir` (or its kept verdict, when
 /// newer than `vmlinux`).
-pub fn check_built(dir: &Path, arch: &ArchProfile, toolchain: Toolchain) -> LinkStableRecord {
+pub fn check_built(
+    dir: &Path,
+    arch: &ArchProfile,
+    toolchain: Toolchain,
+    kernel: Kernel,
+) -> LinkStableRecord {
     let vmlinux = dir.join("vmlinux");
     let verdict = dir.join(VERDICT_FILE);
     let mtime = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
@@ -125,7 +125,7 @@ pub fn check_built(dir: &Path, arch: &ArchProfile, toolchain: Toolchain) -> Link
             }
         }
     }
-    match check(dir, arch, toolchain) {
+    match check(dir, arch, toolchain, kernel) {
         Ok(summary) => {
             let _ = fs::write(&verdict, format!("pass: {summary}\n"));
             record(Ok(format!("pass: {summary}")))
@@ -137,7 +137,12 @@ pub fn check_built(dir: &Path, arch: &ArchProfile, toolchain: Toolchain) -> Link
     }
 }
 
-fn check(dir: &Path, arch: &ArchProfile, toolchain: Toolchain) -> Result<String, String> {
+fn check(
+    dir: &Path,
+    arch: &ArchProfile,
+    toolchain: Toolchain,
+    kernel: Kernel,
+) -> Result<String, String> {
     let config = fs::read_to_string(dir.join(".config"))
         .map_err(|e| format!("{}: {e}", dir.join(".config").display()))?;
     if !config.lines().any(|l| l == "CONFIG_KALLSYMS=y") {
@@ -178,11 +183,11 @@ fn check(dir: &Path, arch: &ArchProfile, toolchain: Toolchain) -> Result<String,
     }
     // The tables the last pass wrote, regenerated from the final map.
     let rust = dir.join("scripts/kallsyms-rs/kallsyms-rs");
-    let generator = if sized
+    let use_rust = sized
         && config
             .lines()
-            .any(|l| l == "CONFIG_KALLSYMS_RUST_GENERATOR=y")
-    {
+            .any(|l| l == "CONFIG_KALLSYMS_RUST_GENERATOR=y");
+    let generator = if use_rust {
         rust
     } else {
         dir.join("scripts/kallsyms")
@@ -191,8 +196,11 @@ fn check(dir: &Path, arch: &ArchProfile, toolchain: Toolchain) -> Result<String,
     fs::write(&final_map_file, &final_map)
         .map_err(|e| format!("{}: {e}", final_map_file.display()))?;
     let mut gen = Command::new(&generator);
-    gen.current_dir(dir)
-        .args(generator_options(&config, sized))
+    gen.current_dir(dir);
+    if use_rust {
+        gen.arg(kernel.rust_generator_format());
+    }
+    gen.args(generator_options(kernel, &config, sized))
         .arg(&final_map_file);
     let what = format!("{} on the final map", generator.display());
     let tables = output(gen, &what);
@@ -273,7 +281,7 @@ mod tests {
     fn options_follow_the_config() {
         let c = "CONFIG_KALLSYMS_ALL=y\nCONFIG_KALLSYMS_ABSOLUTE_PERCPU=y\n";
         assert_eq!(
-            generator_options(c, true),
+            generator_options(Kernel::V6_12, c, true),
             [
                 "--all-symbols",
                 "--absolute-percpu",
@@ -281,7 +289,7 @@ mod tests {
                 "--compact-sizes"
             ]
         );
-        assert!(generator_options("", false).is_empty());
+        assert!(generator_options(Kernel::V6_12, "", false).is_empty());
     }
 
     #[test]
@@ -289,7 +297,12 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         fs::write(d.path().join(".config"), "CONFIG_KALLSYMS=y\n").unwrap();
         fs::write(d.path().join("vmlinux"), "").unwrap();
-        let r = check_built(d.path(), &crate::cell::arch::X86_64, Toolchain::Gcc);
+        let r = check_built(
+            d.path(),
+            &crate::cell::arch::X86_64,
+            Toolchain::Gcc,
+            Kernel::V6_12,
+        );
         assert!(
             matches!(&r.outcome, Err(m) if m.contains("nothing to compare")),
             "{r:?}"

@@ -10,18 +10,19 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 use crate::cell::arch::ArchProfile;
-use crate::kernel::source::DEBIAN_SOURCE_TARBALL;
+use crate::cell::kernel::DebianSuite;
+use crate::cell::Kernel;
 
 /// How a requirement is detected on the host.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Probe {
     /// An executable on `PATH`.
     Command(&'static str),
     /// A file at a fixed path (headers, the source tarball).
-    File(&'static str),
+    File(std::borrow::Cow<'static, str>),
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Requirement {
     probe: Probe,
     package: &'static str,
@@ -78,11 +79,11 @@ const BUILD_TOOLS: &[Requirement] = &[
         package: "gdb",
     },
     Requirement {
-        probe: Probe::File("/usr/include/gelf.h"),
+        probe: Probe::File(std::borrow::Cow::Borrowed("/usr/include/gelf.h")),
         package: "libelf-dev",
     },
     Requirement {
-        probe: Probe::File("/usr/include/openssl/ssl.h"),
+        probe: Probe::File(std::borrow::Cow::Borrowed("/usr/include/openssl/ssl.h")),
         package: "libssl-dev",
     },
 ];
@@ -104,10 +105,50 @@ const LLVM_TOOLS: &[Requirement] = &[
     },
 ];
 
-const KERNEL_SOURCE: Requirement = Requirement {
-    probe: Probe::File(DEBIAN_SOURCE_TARBALL),
-    package: "linux-source-6.12",
-};
+/// What Debian's source of `kernel` needs from the machine: its package
+/// (the machine's suite), or what the private apt needs to fetch it.
+fn kernel_source(kernel: Kernel) -> Requirement {
+    match kernel.line().suite {
+        DebianSuite::Machine => Requirement {
+            probe: Probe::File(
+                kernel
+                    .tarball_in(Path::new("/"))
+                    .display()
+                    .to_string()
+                    .into(),
+            ),
+            package: kernel.line().package,
+        },
+        DebianSuite::Private(_) => Requirement {
+            probe: Probe::File(crate::kernel::debian_suite::ARCHIVE_KEYRING.into()),
+            package: "debian-archive-keyring",
+        },
+    }
+}
+
+/// An LLVM build of `kernel` needs its clang: refused up front, naming the
+/// minimum and the version found (Debian bookworm has clang 14; 7.3 needs 17).
+fn check_llvm_version(kernel: Kernel) -> Result<()> {
+    let min = kernel.line().min_tools.llvm;
+    let out = Command::new("clang").arg("--version").output();
+    let found = out
+        .ok()
+        .and_then(|o| {
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            text.split_whitespace()
+                .skip_while(|w| *w != "version")
+                .nth(1)
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "none".into());
+    if found == "none" || !crate::cell::kernel::at_least(&found, min) {
+        bail!(
+            "Linux {kernel} builds with LLVM need clang {min} or newer; found clang {found} \
+             (`clang --version`). Build this kernel with --toolchain gcc, or install a newer clang"
+        );
+    }
+    Ok(())
+}
 
 pub fn on_path(cmd: &str) -> bool {
     let Some(path) = std::env::var_os("PATH") else {
@@ -120,9 +161,9 @@ pub fn on_path(cmd: &str) -> bool {
 }
 
 fn present(r: &Requirement) -> bool {
-    match r.probe {
+    match &r.probe {
         Probe::Command(c) => on_path(c),
-        Probe::File(f) => Path::new(f).exists(),
+        Probe::File(f) => Path::new(f.as_ref()).exists(),
     }
 }
 
@@ -161,6 +202,8 @@ pub struct Selected<'a> {
     pub user_tree: bool,
     /// Whether a kernel is built with LLVM (`--toolchain llvm`).
     pub llvm: bool,
+    /// The kernel line of Debian's source (`--kernel`).
+    pub kernel: Kernel,
 }
 
 impl Needs {
@@ -185,7 +228,7 @@ impl Needs {
         };
         BUILD_TOOLS.iter().for_each(&mut add);
         if self.debian_source(selected) {
-            add(&KERNEL_SOURCE);
+            add(&kernel_source(selected.kernel));
         }
         if selected.llvm {
             LLVM_TOOLS.iter().for_each(&mut add);
@@ -200,6 +243,9 @@ impl Needs {
         }
         if !missing_pkgs.is_empty() {
             install_packages(&missing_pkgs)?;
+        }
+        if selected.llvm && !selected.user_tree {
+            check_llvm_version(selected.kernel)?;
         }
         if self.guest {
             let targets: Vec<&str> = selected.arches.iter().map(|a| a.rust_target).collect();

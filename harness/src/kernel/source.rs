@@ -61,8 +61,9 @@ pub fn debian_tarball(kernel: Kernel) -> Result<(PathBuf, String)> {
 /// Where the kernel source comes from.
 #[derive(Debug, Clone)]
 pub enum SourceSpec {
-    /// Debian's tarball plus `patches/6.12` (all of it, or the baseline part).
-    Debian { variant: Variant },
+    /// Debian's tarball of `kernel` plus its series `patches/<version>/`
+    /// (all of it, or the baseline part).
+    Debian { kernel: Kernel, variant: Variant },
     /// A user's tree, never modified.
     Tree(PathBuf),
 }
@@ -128,9 +129,16 @@ pub fn prepare(spec: &SourceSpec) -> Result<KernelSource> {
                 tree,
             })
         }
-        SourceSpec::Debian { variant } => {
-            let kernel = Kernel::V6_12;
-            let series = Series::load(&layout::patches_dir(kernel.version()))?;
+        SourceSpec::Debian { kernel, variant } => {
+            let kernel = *kernel;
+            let dir = layout::patches_dir(kernel.version());
+            if !dir.join("series").is_file() {
+                bail!(
+                    "no patch series for Linux {kernel}: {} is missing",
+                    dir.join("series").display()
+                );
+            }
+            let series = Series::load(&dir)?;
             let kind = match variant {
                 Variant::Patched => SourceKind::Patched,
                 Variant::Baseline => SourceKind::Baseline,
