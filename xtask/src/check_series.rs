@@ -5,7 +5,6 @@
 //! that every patch is what `cargo xtask sync-series` writes, and that the
 //! cover letter (`0000-cover-letter.patch`) lists the series as it is.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
@@ -27,7 +26,8 @@ const NEEDS: prereqs::Needs = prereqs::Needs {
 
 pub fn run(args: CheckSeriesArgs) -> Result<i32> {
     let cells = selection::cells_ready(&args.kernel, &NEEDS)?;
-    let series_dir = layout::patches_dir(source::BASE_VERSION);
+    let kernel = selection::kernel(&args.kernel)?;
+    let series_dir = layout::patches_dir(kernel.version());
     let series = Series::load(&series_dir)?;
     let mut failures = Vec::new();
 
@@ -43,9 +43,12 @@ pub fn run(args: CheckSeriesArgs) -> Result<i32> {
             failures.push("generator drift".to_string());
         }
     }
-    let tarball = Path::new(source::DEBIAN_SOURCE_TARBALL);
-    match series::series_is_regenerated(&series_dir, &crate_src, series::Pristine::Tarball(tarball))
-    {
+    let (tarball, _) = source::debian_tarball(kernel)?;
+    match series::series_is_regenerated(
+        &series_dir,
+        &crate_src,
+        series::Pristine::Tarball(&tarball),
+    ) {
         Ok(()) => println!("series: every patch is what `cargo xtask sync-series` writes"),
         Err(e) => {
             println!("series: NOT REGENERATED: {e:#}");
@@ -67,7 +70,7 @@ pub fn run(args: CheckSeriesArgs) -> Result<i32> {
 
     // checkpatch runs from a tree with the whole series (any tree of this
     // version has the same script).
-    let full = source::prepare_series_prefix(series.entries.len())?;
+    let full = source::prepare_series_prefix(kernel, series.entries.len())?;
     for e in &series.entries {
         let out = Command::new("perl")
             .current_dir(&full.tree)
@@ -103,7 +106,7 @@ pub fn run(args: CheckSeriesArgs) -> Result<i32> {
         series.entries.len()
     };
     for count in 1..=prefixes {
-        let src = source::prepare_series_prefix(count)?;
+        let src = source::prepare_series_prefix(kernel, count)?;
         let last = &series.entries[count - 1].file;
         for id in &cells {
             let cell = Cell::new(id, &src);

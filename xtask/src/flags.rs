@@ -37,8 +37,8 @@ pub enum Cmd {
     /// Check the patch series: checkpatch per patch, a build of every prefix
     /// per arch, and no drift between the generator crate and its patch.
     CheckSeries(CheckSeriesArgs),
-    /// Regenerate patches/6.12 with git, with kallsyms-gen/src/*.rs in the generator patch.
-    SyncSeries,
+    /// Regenerate patches/<version> (6.12, or --kernel 7.3) with git, with kallsyms-gen/src/*.rs in the generator patch.
+    SyncSeries(SyncSeriesArgs),
     /// Print the CI matrix (arch × config × kernel) as JSON.
     Matrix(MatrixArgs),
     /// Print a JUnit file of `test --junit` as markdown (a CI job summary):
@@ -198,6 +198,14 @@ pub struct RunArgs {
 pub struct BuildArgs {
     #[command(flatten)]
     pub kernel: KernelSelection,
+}
+
+#[derive(Args, Debug)]
+pub struct SyncSeriesArgs {
+    /// The kernel line whose series to rewrite: 6.12 (default) or 7.3
+    /// (`patches/<version>/`, from the files of that line's Debian source).
+    #[arg(long = "kernel", value_name = "VERSION")]
+    pub kernel: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -28,7 +28,7 @@ fn main() {
         flags::Cmd::Run(args) => run::run(args),
         flags::Cmd::Build(args) => build::run(args),
         flags::Cmd::CheckSeries(args) => check_series::run(args),
-        flags::Cmd::SyncSeries => sync_series::run(),
+        flags::Cmd::SyncSeries(args) => sync_series::run(args),
         flags::Cmd::Matrix(args) => matrix::run(args),
         flags::Cmd::Summary(args) => summary::run(args),
         flags::Cmd::Sensitivity(args) => sensitivity::run(args),

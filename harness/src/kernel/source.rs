@@ -151,16 +151,11 @@ pub fn prepare(spec: &SourceSpec) -> Result<KernelSource> {
 /// Debian's source with only the first `count` patches of the series, for
 /// checking that every prefix builds. One tree serves every prefix: it is
 /// re-synced in place, so each step rebuilds only what the next patch touched.
-pub fn prepare_series_prefix(count: usize) -> Result<KernelSource> {
-    let mut series = Series::load(&layout::patches_dir(BASE_VERSION))?;
+pub fn prepare_series_prefix(kernel: Kernel, count: usize) -> Result<KernelSource> {
+    let mut series = Series::load(&layout::patches_dir(kernel.version()))?;
     let whole = count >= series.entries.len();
     series.entries.truncate(count);
-    let mut source = prepare_debian(
-        Kernel::V6_12,
-        &series,
-        Variant::Patched,
-        SourceKind::SeriesPrefix,
-    )?;
+    let mut source = prepare_debian(kernel, &series, Variant::Patched, SourceKind::SeriesPrefix)?;
     source.whole_series = whole;
     Ok(source)
 }
