@@ -26,7 +26,8 @@ const NEEDS: prereqs::Needs = prereqs::Needs {
 
 pub fn run(args: CheckSeriesArgs) -> Result<i32> {
     let cells = selection::cells_ready(&args.kernel, &NEEDS)?;
-    let kernel = selection::kernel(&args.kernel)?;
+    // Every selected cell is of the one kernel line `--kernel` names.
+    let kernel = cells[0].kernel;
     let series_dir = layout::patches_dir(kernel.version());
     let series = Series::load(&series_dir)?;
     let mut failures = Vec::new();
