@@ -67,16 +67,26 @@ fn is_table_label(name: &str) -> bool {
 /// Reads the table sizes of `vmlinux`.
 pub fn kallsyms_footprint(vmlinux: &Path) -> Result<Footprint> {
     let img = ElfImage::open(vmlinux).with_context(|| format!("reading {}", vmlinux.display()))?;
+    // 6.12's generated assembly has no `.size`: there a sized symbol of a
+    // table's name is an object of C, not the table. 7.3's gives most
+    // tables a `.size`: a sized symbol counts when no label of that name
+    // exists. Either way a table's bytes run to the next table (alignment
+    // padding included), so both lines' figures compare.
     let mut labels: Vec<(u64, String, usize)> = Vec::new();
+    let mut sized: Vec<(u64, String, usize)> = Vec::new();
     for s in &img.symbols {
         let SymbolPlace::Section(sec) = s.place else {
             continue;
         };
         let name = String::from_utf8_lossy(&s.name);
-        // The generated assembly has no `.size`: a sized symbol of that
-        // name is an object of C, not a table.
-        if is_table_label(&name) && s.size == 0 && !img.sections[sec].is_exec() {
-            labels.push((s.value, name.into_owned(), sec));
+        if is_table_label(&name) && !img.sections[sec].is_exec() {
+            let to = if s.size == 0 { &mut labels } else { &mut sized };
+            to.push((s.value, name.into_owned(), sec));
+        }
+    }
+    for t in sized {
+        if !labels.iter().any(|l| l.1 == t.1) {
+            labels.push(t);
         }
     }
     labels.sort();
