@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+use harness::cell::Kernel;
 use harness::kernel::series::Series;
 use harness::kernel::{prereqs, source};
 use harness::layout;
@@ -101,7 +102,7 @@ pub fn run(args: BisectSelftestArgs) -> Result<i32> {
         arches: vec![&harness::cell::arch::X86_64],
         ..Default::default()
     })?;
-    let series = Series::load(&layout::patches_dir(source::BASE_VERSION))?;
+    let series = Series::load(&layout::patches_dir(Kernel::V6_12.version()))?;
     if series.entries.is_empty() {
         bail!("patches/6.12/series is empty: there are no size-aware lookups to break");
     }
@@ -178,17 +179,15 @@ fn make_history(root: &Path, tree: &Path, series: &Series) -> Result<(String, St
     let _ = fs::remove_dir_all(root);
     layout::ensure_dir(tree)?;
     eprintln!("ksh: building a throwaway history in {}", tree.display());
+    let (tarball, _) = source::debian_tarball(Kernel::V6_12)?;
     let st = Command::new("tar")
-        .args([
-            "-xJf",
-            source::DEBIAN_SOURCE_TARBALL,
-            "--strip-components=1",
-            "-C",
-        ])
+        .arg("-xJf")
+        .arg(&tarball)
+        .args(["--strip-components=1", "-C"])
         .arg(tree)
         .status()?;
     if !st.success() {
-        bail!("unpacking {} failed", source::DEBIAN_SOURCE_TARBALL);
+        bail!("unpacking {} failed", tarball.display());
     }
     git(tree, &["init", "-q", "-b", "demo"])?;
     // The harness's own tree: build dirs go inside it (compiler results of

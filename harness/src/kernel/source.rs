@@ -20,11 +20,6 @@ use crate::cell::{Kernel, SourceKey, SourceKind};
 use crate::kernel::series::{Series, Variant};
 use crate::layout;
 
-/// Debian's kernel source package installs this tarball.
-pub const DEBIAN_SOURCE_TARBALL: &str = "/usr/src/linux-source-6.12.tar.xz";
-/// The patch series directory used for Debian's source (`patches/6.12/`).
-pub const BASE_VERSION: &str = "6.12";
-
 /// Where Debian's tarball of `kernel` is: installed by `apt-get install`
 /// (the machine's suite, `kernel::prereqs`) or fetched into the cache
 /// (a private suite, `kernel::debian_suite`), with the package's version.
