@@ -23,6 +23,9 @@ pub const MAP_FILE: &str = "docs/sensitivity.md";
 #[derive(Debug, Default)]
 pub struct Entry {
     pub baseline: bool,
+    /// The kernel lines whose baseline alone fails it
+    /// (`ksh_proto::KERNEL_BASELINE_FAILURES`).
+    pub baseline_of: Vec<&'static str>,
     pub mutants: Vec<String>,
     pub faults: Vec<String>,
     /// The registry's reason why no kernel makes it fail.
@@ -31,7 +34,10 @@ pub struct Entry {
 
 impl Entry {
     fn has_failing_kernel(&self) -> bool {
-        self.baseline || !self.mutants.is_empty() || !self.faults.is_empty()
+        self.baseline
+            || !self.baseline_of.is_empty()
+            || !self.mutants.is_empty()
+            || !self.faults.is_empty()
     }
 }
 
@@ -62,6 +68,12 @@ pub fn map() -> Result<BTreeMap<String, Entry>> {
                 Some(e) => e.baseline = true,
                 None => unknown.push(format!("baseline failure {}/{c}", p.name)),
             }
+        }
+    }
+    for f in ksh_proto::KERNEL_BASELINE_FAILURES {
+        match map.get_mut(&format!("{}/{}", f.probe, f.case)) {
+            Some(e) => e.baseline_of.extend(f.kernels),
+            None => unknown.push(format!("kernel baseline failure {}/{}", f.probe, f.case)),
         }
     }
     let dir = harness::layout::patches_dir("6.12").join("mutants");
@@ -115,7 +127,8 @@ pub fn render(map: &BTreeMap<String, Entry>) -> String {
          Written by `cargo xtask sensitivity --write`; `cargo test` fails when it is stale\n\
          or a case has neither a failing kernel nor a reason. Each entry is proven by a\n\
          command `.ci/run` runs: `baseline` by `cargo xtask test --expect-baseline-failures`\n\
-         (the case fails on the unpatched kernel, both arches), a mutant by `cargo xtask\n\
+         (the case fails on the unpatched kernel, both arches; `baseline of 7.3`: on that\n\
+         line's baseline only, `ksh_proto::KERNEL_BASELINE_FAILURES`), a mutant by `cargo xtask\n\
          mutants` (the case fails with its own count on that known-bad kernel), a fault by\n\
          `cargo xtask faults`.\n\n",
     );
@@ -131,6 +144,7 @@ pub fn render(map: &BTreeMap<String, Entry>) -> String {
         if e.baseline {
             on.push("baseline".to_string());
         }
+        on.extend(e.baseline_of.iter().map(|k| format!("baseline of {k}")));
         on.extend(e.mutants.iter().map(|m| match m.split_once(' ') {
             Some((name, arch)) => format!("mutant `{name}` {arch}"),
             None => format!("mutant `{m}`"),
