@@ -56,6 +56,45 @@ pub fn option_sets() -> [&'static [&'static str]; 4] {
     }
 }
 
+/// Whether the reference C tool writes the series' size tables
+/// (`--symbol-sizes`, `--compact-sizes`): the `scripts/kallsyms.c` of a
+/// patched tree in `KSH_KERNEL_SRC` has them in its long options; Debian's
+/// pristine tarball does not.
+pub fn c_knows_sizes() -> bool {
+    static KNOWS: OnceLock<bool> = OnceLock::new();
+    *KNOWS.get_or_init(|| {
+        let Some(src) = std::env::var_os("KSH_KERNEL_SRC") else {
+            return false;
+        };
+        let c = PathBuf::from(src).join("scripts/kallsyms.c");
+        let text = fs::read_to_string(&c).unwrap_or_else(|e| panic!("{}: {e}", c.display()));
+        text.contains("{\"symbol-sizes\"") && text.contains("{\"compact-sizes\"")
+    })
+}
+
+/// [`option_sets`], and when the C tool writes the size tables
+/// ([`c_knows_sizes`]) each of them again with `--symbol-sizes` and with
+/// `--symbol-sizes --compact-sizes`, as `link-vmlinux.sh` of the series
+/// passes them.
+pub fn sizes_option_sets() -> Vec<Vec<&'static str>> {
+    let sizes: &[&[&str]] = if c_knows_sizes() {
+        &[
+            &[],
+            &["--symbol-sizes"],
+            &["--symbol-sizes", "--compact-sizes"],
+        ]
+    } else {
+        &[&[]]
+    };
+    let mut v = Vec::new();
+    for extra in sizes {
+        for set in option_sets() {
+            v.push(set.iter().chain(extra.iter()).copied().collect());
+        }
+    }
+    v
+}
+
 /// Scratch directory under the cargo target dir.
 pub fn tmp_dir() -> PathBuf {
     let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kallsyms-gen");
