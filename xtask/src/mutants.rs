@@ -75,7 +75,7 @@ pub fn run(args: MutantsArgs) -> Result<i32> {
         bail!("no mutant selected; known: {}", known());
     }
     let cells = selection::cells_ready(&sel, &NEEDS)?;
-    let source = selection::prepare_source(&sel)?;
+    let source = selection::prepare_source(&sel, selection::kernel(&sel)?)?;
     let opts = RunOptions {
         accel: args.accel,
         jobs: selection::jobs(&sel),
