@@ -172,6 +172,38 @@ fn sized_lines_need_the_flag_like_c() {
     let _ = fs::remove_file(&p3);
 }
 
+/// An `nm -S` line whose type is a NUL byte is a format error, as in C
+/// (`type == '\0'`), while the 3-column form takes a NUL type as C does:
+/// found by the fuzzer against the patched trees' C tools.
+#[test]
+fn sized_line_with_a_nul_type_is_refused_like_c() {
+    let sized = write_map(
+        "nul-type4.map",
+        b"ffff800080000000 T _text\nffff800080127730 0000000000000100 \0 cdns_dsi_bridge_post_disable\n",
+    );
+    let err = refused(&["--symbol-sizes"], &sized);
+    assert!(err.contains("line format error"), "{err}");
+    let plain = write_map(
+        "nul-type3.map",
+        b"ffff800080000000 T _text\nffff800080127730 \0 cdns_dsi_bridge_post_disable\n",
+    );
+    assert!(run(&rust_bin(), &["--symbol-sizes"], &plain)
+        .status
+        .success());
+    if c_knows_sizes() {
+        for (map, ok) in [(&sized, Outcome::BothFailed), (&plain, Outcome::BothOk)] {
+            for opts in sizes_option_sets() {
+                let outcome = compare(map, &opts, "NUL type");
+                if opts.contains(&"--symbol-sizes") {
+                    assert_eq!(outcome, ok, "{} {opts:?}", map.display());
+                }
+            }
+        }
+    }
+    let _ = fs::remove_file(&sized);
+    let _ = fs::remove_file(&plain);
+}
+
 /// A scratch map file `name` holding `text`.
 fn write_map(name: &str, text: &[u8]) -> std::path::PathBuf {
     let p = scratch(name);
