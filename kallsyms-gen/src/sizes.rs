@@ -120,7 +120,8 @@ pub(crate) fn previous_exc_entries<'a>(addrs: &[u64], name: impl Fn(usize) -> &'
         }
     }
     if exc != 0 && after > exc {
-        ((after - exc) / 4) as usize
+        // C returns an `unsigned int`: the count is taken modulo 2^32.
+        ((after - exc) / 4) as u32 as usize
     } else {
         0
     }
@@ -142,10 +143,7 @@ pub(crate) fn write_compact_sizes_tables(
     sizes: &[u64],
     previous_exc: usize,
 ) {
-    let (codes, gaps, rank, mut exc) = ksz4_tables(addrs, sizes);
-    if exc.len() < previous_exc {
-        exc.resize(previous_exc, 0);
-    }
+    let (codes, gaps, rank, exc) = ksz4_tables(addrs, sizes);
     out.label("kallsyms_size_codes");
     for b in &codes {
         out.s(b"\t.byte\t");
@@ -155,15 +153,19 @@ pub(crate) fn write_compact_sizes_tables(
     }
     out.end_table("kallsyms_size_codes");
     out.s(b"\n");
-    for (label, values) in [
-        ("kallsyms_size_gaps", &gaps[..]),
-        ("kallsyms_size_rank", &rank[..]),
-        ("kallsyms_size_exc", &exc[..]),
+    // The padding up to the previous pass's length is written as C writes
+    // it, one zero at a time: a map may claim billions of entries.
+    let padding = previous_exc.saturating_sub(exc.len());
+    for (label, values, zeros) in [
+        ("kallsyms_size_gaps", &gaps[..], 0),
+        ("kallsyms_size_rank", &rank[..], 0),
+        ("kallsyms_size_exc", &exc[..], padding),
     ] {
         out.label(label);
-        for v in values {
+        let padded = values.iter().copied().chain(std::iter::repeat_n(0, zeros));
+        for v in padded {
             out.s(b"\t.long\t");
-            out.alt_hex(u64::from(*v));
+            out.alt_hex(u64::from(v));
             out.s(b"\n");
             out.maybe_flush();
         }
