@@ -623,3 +623,51 @@ fn sizes_decode_exactly_under_every_layout() {
     }
     eprintln!("decoded exactly: {decoded:?}");
 }
+
+/// The previous pass's `kallsyms_size_exc` length is C's `unsigned int`:
+/// tables 4 * (2^32 + 3) bytes apart in the map mean 3 entries, not four
+/// billion (found by the fuzzer: the Rust tool took the 64-bit count and
+/// allocated it). A count that is large after the truncation is written
+/// zero by zero as C does, not allocated first.
+#[test]
+fn previous_exc_length_is_an_unsigned_int_like_c() {
+    let exc = 0xffff_8000_8120_0000u64;
+    let map = format!(
+        "ffff800080000000 T _text\n\
+         ffff800080000000 0000000000000041 T f0\n\
+         ffff800080000040 0000000000000043 T f1\n\
+         ffff800080000080 0000000000000010 T f2\n\
+         ffff800080100000 T _etext\n\
+         {exc:016x} D kallsyms_size_exc\n\
+         {:016x} D kallsyms_seqs_of_names\n",
+        exc + 4 * ((1u64 << 32) + 3)
+    );
+    let path = write_map("exc-modulo.map", map.as_bytes());
+    let opts = ["--all-symbols", "--symbol-sizes", "--compact-sizes"];
+    let r = run(&rust_bin(), &opts, &path);
+    if kernel_format() == "6.12" {
+        // 6.12 stores offsets from the lowest address in 32 bits: a map
+        // 16 GiB wide is refused before the size tables.
+        assert!(!r.status.success());
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(err.contains("out of range"), "{err}");
+        if c_knows_sizes() {
+            assert_eq!(
+                compare(&path, &opts, "exc modulo 2^32"),
+                Outcome::BothFailed
+            );
+        }
+    } else {
+        // 7.3 without --pc-relative: 32-bit words, the map is written.
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        let exc_table = values(&table(
+            &String::from_utf8(r.stdout).unwrap(),
+            "kallsyms_size_exc",
+        ));
+        assert_eq!(exc_table.len(), 3, "{exc_table:?}");
+        if c_knows_sizes() {
+            assert_eq!(compare(&path, &opts, "exc modulo 2^32"), Outcome::BothOk);
+        }
+    }
+    let _ = fs::remove_file(&path);
+}

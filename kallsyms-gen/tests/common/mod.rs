@@ -242,6 +242,55 @@ pub fn run(bin: &Path, opts: &[&str], map: &Path) -> Output {
         .unwrap_or_else(|e| panic!("running {}: {e}", bin.display()))
 }
 
+/// What [`run_capped`] saw: the process's output, its stdout cut at the
+/// cap, and whether it was still writing there (then it was killed).
+pub struct Capped {
+    pub out: Output,
+    pub truncated: bool,
+}
+
+/// [`run`], reading at most `cap` bytes of stdout: a tool still writing
+/// then is killed. A map can make both tools write gigabytes (a previous
+/// pass's `kallsyms_size_exc` billions of entries long, padded with
+/// zeros); the fuzzer compares such outputs on their first `cap` bytes
+/// instead of holding them in memory.
+pub fn run_capped(bin: &Path, opts: &[&str], map: &Path, cap: usize) -> Capped {
+    let mut child = Command::new(bin)
+        .args(opts)
+        .arg(map)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("running {}: {e}", bin.display()));
+    let mut stderr = child.stderr.take().unwrap();
+    let errors = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        // Past a MiB the pipe closes and the tool dies writing to it.
+        let _ = (&mut stderr).take(1 << 20).read_to_end(&mut v);
+        v
+    });
+    let mut stdout = Vec::new();
+    let mut pipe = child.stdout.take().unwrap();
+    let _ = (&mut pipe).take(cap as u64 + 1).read_to_end(&mut stdout);
+    let truncated = stdout.len() > cap;
+    if truncated {
+        let _ = child.kill();
+        stdout.truncate(cap);
+    }
+    drop(pipe);
+    let status = child.wait().unwrap();
+    let stderr = errors.join().unwrap();
+    Capped {
+        out: Output {
+            status,
+            stdout,
+            stderr,
+        },
+        truncated,
+    }
+}
+
 /// True if the process ended because of a Rust panic (or any signal).
 pub fn panicked(out: &Output) -> bool {
     out.status.code() == Some(101)
