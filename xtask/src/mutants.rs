@@ -1,6 +1,7 @@
 //! `cargo xtask mutants`: the harness proves its own sensitivity. Each
-//! known-bad kernel (`patches/6.12/mutants/`) is built incrementally in the
-//! patched build dir and tested with every probe. A mutant is *caught* only
+//! known-bad kernel of the selected kernel line (`--kernel K`, 6.12 by
+//! default: `patches/K/mutants/`, planted in K's patched tree) is built
+//! incrementally in the patched build dir and tested with every probe. A mutant is *caught* only
 //! by its own cases: the kernel built and the VM completed (or crashed as
 //! the mutant declares), and every case of its `must-fail:` lines failed
 //! with its own verdict, a probe case with its count line (N > 0 of M
@@ -50,7 +51,10 @@ pub fn run(args: MutantsArgs) -> Result<i32> {
             "mutants are patches on top of the series: --baseline and --kernel-tree do not apply"
         );
     }
-    let all = mutants::load(&harness::layout::patches_dir("6.12").join("mutants"))?;
+    // The kernel line picks the series the mutants sit on, so their dir.
+    let kernel = selection::kernel(&sel)?;
+    let dir_name = mutants::dir_name(kernel);
+    let all = mutants::load_for(kernel)?;
     let known = || {
         all.iter()
             .map(|m| m.name.as_str())
@@ -63,7 +67,7 @@ pub fn run(args: MutantsArgs) -> Result<i32> {
         .find(|o| !all.iter().any(|m| &m.name == *o))
     {
         bail!(
-            "--only {unknown}: no such mutant in patches/6.12/mutants/; known: {}",
+            "--only {unknown}: no such mutant in {dir_name}; known: {}",
             known()
         );
     }
@@ -72,7 +76,7 @@ pub fn run(args: MutantsArgs) -> Result<i32> {
         .filter(|m| args.only.is_empty() || args.only.iter().any(|o| o == &m.name))
         .collect();
     if chosen.is_empty() {
-        bail!("no mutant selected; known: {}", known());
+        bail!("no mutant selected in {dir_name}; known: {}", known());
     }
     let cells = selection::cells_ready(&sel, &NEEDS)?;
     let source = selection::prepare_source(&sel)?;
@@ -149,7 +153,7 @@ pub fn run(args: MutantsArgs) -> Result<i32> {
         }
     }
     println!(
-        "\nmutants ({} in {}):",
+        "\nmutants of {dir_name} ({} in {}):",
         rows.len(),
         fmt_duration(started.elapsed())
     );

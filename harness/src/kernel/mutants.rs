@@ -1,8 +1,11 @@
 //! Known-bad kernels: small patches on top of the series
-//! (`patches/6.12/mutants/*.patch`), each planting one bug that some probe
-//! must catch. `cargo xtask mutants` applies them one at a time to the
-//! patched source tree, builds incrementally in the patched build dir, and
-//! runs every probe.
+//! (`patches/<kernel>/mutants/*.patch`, one directory per kernel line, see
+//! [`dir`]), each planting one bug that some probe must catch. Every line
+//! carries the same mutants, by name, meaning and `must-fail:` lines, each
+//! written against that line's patched tree (7.3's are ported to its code,
+//! not rebased). `cargo xtask mutants --kernel K` applies them one at a
+//! time to K's patched source tree, builds incrementally in the patched
+//! build dir, and runs every probe.
 //!
 //! A mutant is applied in place, so the tree records it
 //! (`.ksh-mutant.patch`): whoever prepares the tree next (an interrupted
@@ -15,8 +18,27 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::cell::Kernel;
+
 /// The record, in the tree, of the mutant applied to it.
 pub const APPLIED_MARKER: &str = ".ksh-mutant.patch";
+
+/// The mutants of kernel line `kernel`: `patches/<version>/mutants/`,
+/// beside its series, since each applies on top of that series.
+pub fn dir(kernel: Kernel) -> PathBuf {
+    crate::layout::patches_dir(kernel.version()).join("mutants")
+}
+
+/// [`dir`] as messages name it, relative to the project root
+/// (`patches/7.3/mutants/`).
+pub fn dir_name(kernel: Kernel) -> String {
+    format!("patches/{}/mutants/", kernel.version())
+}
+
+/// Every mutant of kernel line `kernel` ([`load`] of its [`dir`]).
+pub fn load_for(kernel: Kernel) -> Result<Vec<Mutant>> {
+    load(&dir(kernel))
+}
 
 /// One mutant: `NAME.patch`. Its header (the lines before the first
 /// blank line) has
