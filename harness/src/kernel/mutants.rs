@@ -362,13 +362,64 @@ mod tests {
 
     #[test]
     fn the_repository_mutants_load_with_descriptions() {
-        let ms = load(&crate::layout::patches_dir("6.12").join("mutants")).unwrap();
-        assert!(ms.len() >= 10, "{} mutants", ms.len());
-        assert!(ms.iter().all(|m| !m.description.is_empty()));
-        let bt = ms.iter().find(|m| m.name == "backtrace-pB-offset").unwrap();
-        assert!(bt
-            .must_fail
-            .contains(&"backtrace/end-of-function-frame".to_string()));
+        for kernel in Kernel::all() {
+            let ms = load_for(kernel).unwrap();
+            assert!(ms.len() >= 10, "{}: {} mutants", dir_name(kernel), ms.len());
+            assert!(ms.iter().all(|m| !m.description.is_empty()));
+            assert!(
+                ms.iter().all(|m| m.path.starts_with(dir(kernel))),
+                "{}",
+                dir_name(kernel)
+            );
+            let bt = ms.iter().find(|m| m.name == "backtrace-pB-offset").unwrap();
+            assert!(bt
+                .must_fail
+                .contains(&"backtrace/end-of-function-frame".to_string()));
+        }
+        assert_eq!(
+            dir(Kernel::parse("7.3").unwrap()),
+            crate::layout::project_root().join("patches/7.3/mutants")
+        );
+        assert_eq!(dir_name(Kernel::V6_12), "patches/6.12/mutants/");
+    }
+
+    /// Each kernel line plants the same bugs, named by the same cases, so
+    /// a case proven sensitive on one line is on the others: a mutant
+    /// ported to a new line keeps its name and header (the sensitivity map
+    /// lists it once with its lines), and one left out (no meaning on that
+    /// line's code) is named, with why, in the `README.md` of that line's
+    /// mutants dir, never dropped silently. (A line may add mutants of
+    /// its own code.)
+    #[test]
+    fn every_kernel_line_has_the_same_mutants_and_cases() {
+        type Header = (Vec<String>, Vec<(String, String)>, Option<String>);
+        let of = |k: Kernel| -> std::collections::BTreeMap<String, Header> {
+            load_for(k)
+                .unwrap()
+                .into_iter()
+                .map(|m| (m.name, (m.must_fail, m.must_fail_on, m.crashes)))
+                .collect()
+        };
+        let reference = of(Kernel::V6_12);
+        for kernel in Kernel::all() {
+            let ms = of(kernel);
+            let readme = fs::read_to_string(dir(kernel).join("README.md")).unwrap_or_default();
+            for (name, header) in &reference {
+                match ms.get(name) {
+                    Some(h) => assert_eq!(
+                        h,
+                        header,
+                        "{}{name}.patch: its header is not 6.12's",
+                        dir_name(kernel)
+                    ),
+                    None => assert!(
+                        readme.contains(&format!("`{name}`")),
+                        "{} has no {name}.patch and its README.md does not say why",
+                        dir_name(kernel)
+                    ),
+                }
+            }
+        }
     }
 
     const DIFF: &str = "diff --git a/k/a.c b/k/a.c\n--- a/k/a.c\n+++ b/k/a.c\n@@ -1,2 +1,2 @@\n one\n-two\n+three\n";
@@ -383,11 +434,13 @@ mod tests {
     #[test]
     fn every_repository_mutant_names_cases_that_exist() {
         // `load` refuses a mutant without `must-fail:` or naming an
-        // unknown case: every file of the repository loads.
-        let ms = load(&crate::layout::patches_dir("6.12").join("mutants")).unwrap();
-        assert!(ms
-            .iter()
-            .all(|m| !m.must_fail.is_empty() || !m.must_fail_on.is_empty()));
+        // unknown case: every file of every kernel line's dir loads.
+        for kernel in Kernel::all() {
+            let ms = load_for(kernel).unwrap();
+            assert!(ms
+                .iter()
+                .all(|m| !m.must_fail.is_empty() || !m.must_fail_on.is_empty()));
+        }
     }
 
     #[test]
