@@ -57,7 +57,7 @@ impl<'a> Cell<'a> {
         Cell { id, source }
     }
 
-    /// `ARCH/CONFIG`, the prefix of every test name of this cell.
+    /// `KERNEL/ARCH/CONFIG`, the prefix of every test name of this cell.
     pub fn name(&self) -> String {
         self.id.name()
     }
@@ -93,6 +93,11 @@ impl<'a> Cell<'a> {
             self.id.arch.name,
             self.id.label()
         );
+        // A user tree's Makefile names its line; Debian's source is the
+        // line's own.
+        if self.id.source != SourceKind::UserTree {
+            s.push_str(&format!(" --kernel {}", self.id.kernel));
+        }
         if self.id.source == SourceKind::UserTree {
             s.push_str(&format!(
                 " --kernel-tree {}",

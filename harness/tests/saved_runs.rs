@@ -23,7 +23,29 @@ fn rejudge(name: &str) -> (serde_json::Value, serde_json::Value) {
     let now = run_record::verdicts_json(&input.cell.name(), &input, &judged);
     let then: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(dir.join(VERDICTS_FILE)).unwrap()).unwrap();
-    (now, then)
+    (now, with_kernel_in_names(then))
+}
+
+/// A run recorded before the kernel line was part of every name (its
+/// `judge-input.json` has no `kernel`: it was of 6.12) names its cell
+/// `ARCH/CONFIG`; today's names start with the line (`6.12/ARCH/CONFIG`).
+/// The recorded verdicts are kept as they were written and renamed here.
+fn with_kernel_in_names(mut v: serde_json::Value) -> serde_json::Value {
+    let prefix = |s: &str| {
+        if s.starts_with("6.12/") || s.starts_with("7.3/") {
+            s.to_string()
+        } else {
+            format!("6.12/{s}")
+        }
+    };
+    if let Some(cell) = v["cell"].as_str() {
+        v["cell"] = prefix(cell).into();
+    }
+    for case in v["cases"].as_array_mut().unwrap() {
+        let name = prefix(case["name"].as_str().unwrap());
+        case["name"] = name.into();
+    }
+    v
 }
 
 /// `passed, failed, measured, skipped` of a `verdicts.json`.
@@ -34,15 +56,22 @@ fn summary(v: &serde_json::Value) -> [u64; 4] {
 #[test]
 fn saved_runs_are_judged_as_when_they_ran() {
     for (name, cell, want) in [
-        ("x86_64-minimal-pass", "x86_64/minimal", [42, 0, 1, 1]),
-        ("arm64-minimal-pass", "arm64/minimal", [42, 0, 1, 1]),
+        ("x86_64-minimal-pass", "6.12/x86_64/minimal", [42, 0, 1, 1]),
+        ("arm64-minimal-pass", "6.12/arm64/minimal", [42, 0, 1, 1]),
+        // Mainline, recorded with the kernel line in the record and names.
+        ("7.3-x86_64-minimal-pass", "7.3/x86_64/minimal", [42, 0, 1, 1]),
+        ("7.3-arm64-minimal-pass", "7.3/arm64/minimal", [42, 0, 1, 1]),
         // The baseline kernel judged as any other: its size-blind answers
         // fail.
-        ("x86_64-minimal-baseline", "x86_64/minimal", [26, 15, 1, 2]),
+        (
+            "x86_64-minimal-baseline",
+            "6.12/x86_64/minimal",
+            [26, 15, 1, 2],
+        ),
         // The same kind of kernel under the strict baseline proof.
         (
             "arm64-minimal-baseline-proof",
-            "arm64/minimal",
+            "6.12/arm64/minimal",
             [41, 0, 1, 2],
         ),
     ] {
@@ -69,7 +98,7 @@ fn the_failing_run_fails_with_its_diagnostics() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|c| c["name"] == "x86_64/minimal/sizes/start-size")
+        .find(|c| c["name"] == "6.12/x86_64/minimal/sizes/start-size")
         .unwrap();
     assert_eq!(case["status"], "fail");
     let msg = case["message"].as_str().unwrap();

@@ -113,7 +113,8 @@ pub fn run(args: BenchArgs) -> Result<i32> {
 
 fn run_steps(args: &BenchArgs, report: &mut Value, step: &mut &'static str) -> Result<()> {
     let arches = selection::arches(&args.kernel)?;
-    NEEDS.ensure(&selection::selected(&args.kernel, arches.clone()))?;
+    let kernel = selection::kernel(&args.kernel)?;
+    NEEDS.ensure(&selection::selected(&args.kernel, arches.clone(), kernel))?;
     let want = |s: BenchSection| args.only.is_empty() || args.only.contains(&s);
     *report = json!({ "machine": machine(), "method": format!("{} runs per figure, medians with min-max", args.runs) });
     println!("machine: {}", report["machine"]);
@@ -234,7 +235,7 @@ impl<'a> Bench<'a> {
     /// The benched cell of `arch`.
     fn cell_id(&self, arch: &'static ArchProfile) -> CellId {
         let (variant, toolchain) = &self.config;
-        CellId::new(arch, variant, *toolchain, SourceKind::Patched)
+        CellId::new(arch, variant, *toolchain, SourceKind::Patched).of_kernel(self.patched.kernel)
     }
 
     /// The config label of the benched cells (`minimal`, `minimal-llvm`).
@@ -359,7 +360,16 @@ impl<'a> Bench<'a> {
         let mut warm = Vec::new();
         let mut boot: Vec<Vec<f64>> = vec![Vec::new(); self.arches.len()];
         for _ in 0..self.args.runs {
-            let took = time_command(&["test", "--arch", &arch_list.join(",")], Some(&times_file))?;
+            let took = time_command(
+                &[
+                    "test",
+                    "--kernel",
+                    self.patched.kernel.version(),
+                    "--arch",
+                    &arch_list.join(","),
+                ],
+                Some(&times_file),
+            )?;
             warm.push(took.as_secs_f64());
             let times = read_times(&times_file)?;
             for (k, arch) in self.arches.iter().enumerate() {
@@ -406,7 +416,9 @@ impl<'a> Bench<'a> {
                     .open(self.patched.tree.join("kernel/kallsyms.c"))?;
                 f.set_modified(std::time::SystemTime::now())?;
                 drop(f);
-                xs.push(time_command(&["test", "--arch", arch.name], None)?.as_secs_f64());
+                let kernel = self.patched.kernel.version();
+                let args = ["test", "--kernel", kernel, "--arch", arch.name];
+                xs.push(time_command(&args, None)?.as_secs_f64());
             }
             println!("{:<7} edit-to-result: {}", arch.name, stats(xs.clone()));
             edit.push(json!({ "arch": arch.name, "edit_to_result_s": stats(xs) }));
@@ -749,7 +761,7 @@ fn read_times(path: &Path) -> Result<Value> {
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
-/// Boot-to-results of `cell` (`ARCH/CONFIG`) in seconds, from a
+/// Boot-to-results of `cell` (`KERNEL/ARCH/CONFIG`) in seconds, from a
 /// `--times-json` file's figures.
 fn boot_to_results(times: &Value, cell: &str) -> Option<f64> {
     times.as_array()?.iter().find(|c| c["cell"] == cell)?["boot_to_results_s"].as_f64()
@@ -795,13 +807,13 @@ mod tests {
     #[test]
     fn reads_boot_to_results_from_the_times_json() {
         let times = json!([
-            { "cell": "x86_64/minimal", "boot_to_results_s": 2.5 },
-            { "cell": "arm64/minimal", "boot_to_results_s": 1.7 },
-            { "cell": "arm64/kaslr", "boot_to_results_s": null },
+            { "cell": "7.3/x86_64/minimal", "boot_to_results_s": 2.5 },
+            { "cell": "7.3/arm64/minimal", "boot_to_results_s": 1.7 },
+            { "cell": "7.3/arm64/kaslr", "boot_to_results_s": null },
         ]);
-        assert_eq!(boot_to_results(&times, "x86_64/minimal"), Some(2.5));
-        assert_eq!(boot_to_results(&times, "arm64/minimal"), Some(1.7));
-        assert_eq!(boot_to_results(&times, "arm64/kaslr"), None);
+        assert_eq!(boot_to_results(&times, "7.3/x86_64/minimal"), Some(2.5));
+        assert_eq!(boot_to_results(&times, "7.3/arm64/minimal"), Some(1.7));
+        assert_eq!(boot_to_results(&times, "7.3/arm64/kaslr"), None);
         assert_eq!(boot_to_results(&times, "arm64/up"), None);
     }
 }

@@ -15,14 +15,16 @@ const NEEDS: prereqs::Needs = prereqs::Needs {
 
 pub fn run(args: BuildArgs) -> Result<i32> {
     let cells = selection::cells_ready(&args.kernel, &NEEDS)?;
-    let source = selection::prepare_source(&args.kernel)?;
-    let mut last = None;
-    for id in &cells {
-        let cell = Cell::new(id, &source);
-        let built = testrun::build_kernel(&cell, selection::jobs(&args.kernel))?;
-        println!("{}", built.dir.display());
-        last = Some(built);
+    for kernel in selection::kernels(&args.kernel)? {
+        let source = selection::prepare_source(&args.kernel, kernel)?;
+        let mut last = None;
+        for id in cells.iter().filter(|c| c.kernel == kernel) {
+            let cell = Cell::new(id, &source);
+            let built = testrun::build_kernel(&cell, selection::jobs(&args.kernel))?;
+            println!("{}", built.dir.display());
+            last = Some(built);
+        }
+        drop(last);
     }
-    drop(last);
     Ok(0)
 }

@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use harness::cell::{CellId, Kernel};
 use harness::kernel::series::{self, Series};
 use harness::kernel::{prereqs, source};
 use harness::layout;
@@ -25,9 +26,40 @@ const NEEDS: prereqs::Needs = prereqs::Needs {
 };
 
 pub fn run(args: CheckSeriesArgs) -> Result<i32> {
-    let cells = selection::cells_ready(&args.kernel, &NEEDS)?;
-    // Every selected cell is of the one kernel line `--kernel` names.
-    let kernel = cells[0].kernel;
+    let mut sel = args.kernel.clone();
+    // Both lines carry the series: by default both are checked.
+    if sel.kernel_versions.is_empty() && sel.kernel_tree.is_none() {
+        sel.kernel_versions = vec!["all".into()];
+    }
+    let cells = selection::cells_ready(&sel, &NEEDS)?;
+    let mut failures = Vec::new();
+    for kernel in selection::kernels(&sel)? {
+        println!("== Linux {kernel}: patches/{} ==", kernel.version());
+        let of_kernel: Vec<CellId> = cells
+            .iter()
+            .filter(|c| c.kernel == kernel)
+            .cloned()
+            .collect();
+        let failed = check_line(kernel, &of_kernel, &args, selection::jobs(&sel))?;
+        failures.extend(failed.into_iter().map(|f| format!("{kernel}: {f}")));
+    }
+    if failures.is_empty() {
+        println!("series OK");
+        Ok(0)
+    } else {
+        println!("series FAILED: {}", failures.join("; "));
+        Ok(1)
+    }
+}
+
+/// Checks the series of `kernel`, building its prefixes in `cells`;
+/// returns what failed.
+fn check_line(
+    kernel: Kernel,
+    cells: &[CellId],
+    args: &CheckSeriesArgs,
+    jobs: usize,
+) -> Result<Vec<String>> {
     let series_dir = layout::patches_dir(kernel.version());
     let series = Series::load(&series_dir)?;
     let mut failures = Vec::new();
@@ -99,7 +131,6 @@ pub fn run(args: CheckSeriesArgs) -> Result<i32> {
         }
     }
 
-    let jobs = selection::jobs(&args.kernel);
     let prefixes = if args.no_build {
         println!("prefix builds: skipped (--no-build)");
         0
@@ -109,7 +140,7 @@ pub fn run(args: CheckSeriesArgs) -> Result<i32> {
     for count in 1..=prefixes {
         let src = source::prepare_series_prefix(kernel, count)?;
         let last = &series.entries[count - 1].file;
-        for id in &cells {
+        for id in cells {
             let cell = Cell::new(id, &src);
             let started = Instant::now();
             match testrun::build_kernel(&cell, jobs) {
@@ -130,9 +161,6 @@ pub fn run(args: CheckSeriesArgs) -> Result<i32> {
     }
     if failures.is_empty() {
         println!("series OK: {} patches", series.entries.len());
-        Ok(0)
-    } else {
-        println!("series FAILED: {}", failures.join("; "));
-        Ok(1)
     }
+    Ok(failures)
 }

@@ -57,6 +57,8 @@ impl Row {
 /// Everything a fault needs to know about the cell under test.
 struct Ctx {
     exe: PathBuf,
+    /// The kernel line (`--kernel` of every child command).
+    kernel: String,
     arch: String,
     config: String,
     silence: u64,
@@ -135,11 +137,11 @@ pub fn run(args: FaultsArgs) -> Result<i32> {
         toolchains: Vec::new(),
         baseline: false,
         kernel_tree: None,
-        kernel_version: None,
+        kernel_versions: args.kernel.clone(),
         jobs: None,
     };
     let id = selection::cells(&sel)?.remove(0);
-    let source = selection::prepare_source(&sel)?;
+    let source = selection::prepare_source(&sel, selection::kernel(&sel)?)?;
     let cell = Cell::new(&id, &source);
     let (arch, config) = (cell.id.arch, cell.id.label());
     let build_dir = BuildRequest {
@@ -150,8 +152,9 @@ pub fn run(args: FaultsArgs) -> Result<i32> {
     .build_dir();
     if !build_dir.join("vmlinux").is_file() {
         bail!(
-            "no built kernel in {}: run `cargo xtask test --arch {} --config {config}` first",
+            "no built kernel in {}: run `cargo xtask test --kernel {} --arch {} --config {config}` first",
             build_dir.display(),
+            cell.id.kernel,
             arch.name
         );
     }
@@ -160,6 +163,7 @@ pub fn run(args: FaultsArgs) -> Result<i32> {
     layout::ensure_dir(&work)?;
     let ctx = Ctx {
         exe: harness::process::self_exe()?,
+        kernel: cell.id.kernel.to_string(),
         arch: arch.name.to_string(),
         config: config.clone(),
         silence: args.vm_silence,
@@ -258,7 +262,8 @@ impl Ctx {
         let junit = self.work.join(format!("run{n}.xml"));
         let log = fs::File::create(&out)?;
         let mut cmd = Command::new(&self.exe);
-        cmd.args(["test", "--arch", &self.arch, "--config", &self.config])
+        cmd.args(["test", "--kernel", &self.kernel, "--arch", &self.arch])
+            .args(["--config", &self.config])
             .args(["--accel", "tcg"])
             .arg("--junit")
             .arg(&junit)
@@ -754,7 +759,7 @@ fn truncated(ctx: &Ctx, fault: &'static str, file: &Path, bound: Duration) -> Re
     let f = run.wait_bounded(bound + Duration::from_secs(60))?;
     let message = line_with(&f.output, "does not match its stamp").map(|m| {
         m.replace(&format!("{}/", ctx.build_dir.display()), "")
-            .replace(&format!("{}/{}: ", ctx.arch, ctx.config), "")
+            .replace(&format!("{}/{}/{}: ", ctx.kernel, ctx.arch, ctx.config), "")
     });
     let left = ctx.leftovers(f.pid, None);
     let ok = f.status.success() && message.is_some();
@@ -886,7 +891,15 @@ fn moved_checkout(ctx: &Ctx) -> Result<Row> {
     let list = |manifest: &Path| -> Result<(bool, String)> {
         let out = Command::new(&ctx.exe)
             .args([
-                "test", "--arch", &ctx.arch, "--config", variant, "--", "--list",
+                "test",
+                "--kernel",
+                &ctx.kernel,
+                "--arch",
+                &ctx.arch,
+                "--config",
+                variant,
+                "--",
+                "--list",
             ])
             .env("CARGO_MANIFEST_DIR", manifest)
             .env_remove("KSH_CACHE_DIR")
@@ -901,7 +914,7 @@ fn moved_checkout(ctx: &Ctx) -> Result<Row> {
     let (copy_ok, copy_out) = list(&copy.join("xtask"))?;
     let (orig_ok, orig_out) = list(&root.join("xtask"))?;
     let took = t0.elapsed();
-    let want = format!("{}/{variant}/boot/", ctx.arch);
+    let want = format!("{}/{}/{variant}/boot/", ctx.kernel, ctx.arch);
     let listed = copy_ok && copy_out.contains(&want);
     let _ = fs::remove_dir_all(&copy);
     let message = format!(
@@ -933,7 +946,8 @@ fn interrupted_unpack(ctx: &Ctx) -> Result<Row> {
     let t_all = Instant::now();
     let start = || -> Result<Child> {
         let mut cmd = Command::new(&ctx.exe);
-        cmd.args(["build", "--arch", &ctx.arch, "--config", &ctx.config])
+        cmd.args(["build", "--kernel", &ctx.kernel, "--arch", &ctx.arch])
+            .args(["--config", &ctx.config])
             .env("KSH_CACHE_DIR", &cache)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -1081,7 +1095,8 @@ fn bad_junit(ctx: &Ctx) -> Result<Row> {
     let bound = Duration::from_secs(5);
     let bad = ctx.work.join("no-such-dir/report.xml");
     let mut cmd = Command::new(&ctx.exe);
-    cmd.args(["test", "--arch", &ctx.arch, "--config", &ctx.config])
+    cmd.args(["test", "--kernel", &ctx.kernel, "--arch", &ctx.arch])
+        .args(["--config", &ctx.config])
         .arg("--junit")
         .arg(&bad);
     let t0 = Instant::now();

@@ -20,7 +20,7 @@ pub struct Cli {
 pub enum Cmd {
     /// Build, boot and probe kernels; report every check as a test case.
     ///
-    /// Test names are ARCH/CONFIG/PROBE/CASE. Arguments after `--` work as
+    /// Test names are KERNEL/ARCH/CONFIG/PROBE/CASE. Arguments after `--` work as
     /// with `cargo test` (a name filter, --exact, --skip, --list,
     /// --format json); kernels whose tests are all filtered out are not
     /// built. Example: `cargo xtask test -- arm64/` builds and boots arm64 only.
@@ -105,11 +105,14 @@ pub struct KernelSelection {
     /// version picks the kernel line.
     #[arg(long, value_name = "PATH")]
     pub kernel_tree: Option<PathBuf>,
-    /// The kernel line of Debian's source: 6.12 (default; Debian's own
-    /// linux-source-6.12 and patches/6.12) or 7.3 (linux-source-7.3 from
-    /// trixie-backports, fetched into the cache; patches/7.3).
-    #[arg(long = "kernel", value_name = "VERSION")]
-    pub kernel_version: Option<String>,
+    /// Kernel line(s) of Debian's source: 7.3 (mainline, the default:
+    /// linux-source-7.3 from trixie-backports, fetched into the cache, with
+    /// patches/7.3, the series that is posted), 6.12 (Debian's own
+    /// linux-source-6.12 with patches/6.12, the stable backport), or all.
+    /// Repeat or comma-separate. With --kernel-tree, the tree's Makefile
+    /// decides.
+    #[arg(long = "kernel", value_name = "VERSION", value_delimiter = ',')]
+    pub kernel_versions: Vec<String>,
     /// Parallel make jobs (default: CPUs + 1).
     #[arg(long, short = 'j')]
     pub jobs: Option<usize>,
@@ -202,10 +205,11 @@ pub struct BuildArgs {
 
 #[derive(Args, Debug)]
 pub struct SyncSeriesArgs {
-    /// The kernel line whose series to rewrite: 6.12 (default) or 7.3
-    /// (`patches/<version>/`, from the files of that line's Debian source).
-    #[arg(long = "kernel", value_name = "VERSION")]
-    pub kernel: Option<String>,
+    /// The kernel line(s) whose series to rewrite (`patches/<version>/`,
+    /// from the files of that line's Debian source): 6.12, 7.3 or all
+    /// (default: all, so both series carry the crate's sources).
+    #[arg(long = "kernel", value_name = "VERSION", value_delimiter = ',')]
+    pub kernel: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -346,6 +350,9 @@ pub struct FaultsArgs {
     pub arch: String,
     #[arg(long, default_value = "minimal")]
     pub config: String,
+    /// The kernel line of the cell (default: mainline).
+    #[arg(long = "kernel", value_name = "VERSION")]
+    pub kernel: Vec<String>,
     /// The VM silence limit of the frozen-QEMU run (seconds); it must fail
     /// within it plus 5 s. Other runs keep the default limit.
     #[arg(long, value_name = "SECS", default_value_t = 10)]

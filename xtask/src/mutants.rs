@@ -1,15 +1,16 @@
 //! `cargo xtask mutants`: the harness proves its own sensitivity. Each
-//! known-bad kernel of the selected kernel line (`--kernel K`, 6.12 by
-//! default: `patches/K/mutants/`, planted in K's patched tree) is built
-//! incrementally in the patched build dir and tested with every probe. A mutant is *caught* only
-//! by its own cases: the kernel built and the VM completed (or crashed as
-//! the mutant declares), and every case of its `must-fail:` lines failed
-//! with its own verdict, a probe case with its count line (N > 0 of M
-//! mismatched), never as "not run" (see `harness::results::judge::mutant`). A mutant whose
-//! cases passed is *missed*; one that does not apply, does not build,
-//! crashes or hangs where it should not, or whose cases failed some other
-//! way is *broken*. Either fails the command. The tree is put back to the
-//! series when it ends, also on error.
+//! known-bad kernel of the selected kernel line (`--kernel K`, one line
+//! per run, mainline by default: `patches/K/mutants/`, planted in K's
+//! patched tree) is built incrementally in the patched build dir and
+//! tested with every probe. A mutant is *caught* only by its own cases:
+//! the kernel built and the VM completed (or crashed as the mutant
+//! declares), and every case of its `must-fail:` lines failed with its own
+//! verdict, a probe case with its count line (N > 0 of M mismatched),
+//! never as "not run" (see `harness::results::judge::mutant`). A mutant
+//! whose cases passed is *missed*; one that does not apply, does not
+//! build, crashes or hangs where it should not, or whose cases failed
+//! some other way is *broken*. Either fails the command. The tree is put
+//! back to the series when it ends, also on error.
 
 use std::time::Instant;
 
@@ -79,7 +80,7 @@ pub fn run(args: MutantsArgs) -> Result<i32> {
         bail!("no mutant selected in {dir_name}; known: {}", known());
     }
     let cells = selection::cells_ready(&sel, &NEEDS)?;
-    let source = selection::prepare_source(&sel)?;
+    let source = selection::prepare_source(&sel, kernel)?;
     let opts = RunOptions {
         accel: args.accel,
         jobs: selection::jobs(&sel),

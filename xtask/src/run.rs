@@ -23,12 +23,12 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let cells = selection::cells(&sel)?;
     let [id] = cells.as_slice() else {
         bail!(
-            "run boots one kernel, and --arch/--config/--toolchain select {}: give one of each",
+            "run boots one kernel, and --kernel/--arch/--config/--toolchain select {}: give one of each",
             cells.len()
         );
     };
-    NEEDS.ensure(&selection::selected(&sel, vec![id.arch]))?;
-    let source = selection::prepare_source(&sel)?;
+    NEEDS.ensure(&selection::selected(&sel, vec![id.arch], id.kernel))?;
+    let source = selection::prepare_source(&sel, id.kernel)?;
     let cell = Cell::new(id, &source);
     shell::run(
         &cell,

@@ -1,6 +1,6 @@
 //! Turning `--arch/--config/--baseline/--kernel-tree` into cells to run.
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use harness::cell::arch::{self, ArchProfile};
 use harness::cell::{CellId, Kernel, SourceKind, Toolchain};
 use harness::kernel::prereqs;
@@ -75,27 +75,61 @@ pub fn source_kind(sel: &KernelSelection) -> SourceKind {
     }
 }
 
-/// The cells selected. A config that applies to some arches only
-/// (`# arches:` in its fragment) is left out for the others when no
-/// `--arch` was given, and is an error for an arch asked for by name.
+/// The selected cells, kernel line by kernel line. A config that applies
+/// to some arches only (`# arches:` in its fragment) is left out for the
+/// others when no `--arch` was given, and is an error for an arch asked
+/// for by name.
 pub fn cells(sel: &KernelSelection) -> Result<Vec<CellId>> {
     let (arches, configs) = (arches(sel)?, configs(sel)?);
-    let kernel = kernel(sel)?;
-    Ok(
-        cells_of(&arches, &configs, source_kind(sel), !sel.arches.is_empty())?
-            .into_iter()
-            .map(|c| c.of_kernel(kernel))
-            .collect(),
-    )
+    let mut out = Vec::new();
+    for kernel in kernels(sel)? {
+        let of_kernel = cells_of(&arches, &configs, source_kind(sel), !sel.arches.is_empty())?;
+        out.extend(of_kernel.into_iter().map(|c| c.of_kernel(kernel)));
+    }
+    Ok(out)
 }
 
-/// The kernel line `--kernel` names (6.12 by default). With
-/// `--kernel-tree` the tree's Makefile decides (`source::prepare`), and a
-/// `--kernel` that says otherwise is an error there.
+/// The kernel lines `--kernel` names (a list, or `all`), oldest first;
+/// mainline when none is named (`Kernel::mainline`: kallsyms work is
+/// posted and bisected there). With `--kernel-tree` the tree's Makefile
+/// decides, and a `--kernel` that says otherwise is an error.
+pub fn kernels(sel: &KernelSelection) -> Result<Vec<Kernel>> {
+    let named = Kernel::parse_list(&sel.kernel_versions).map_err(|e| anyhow!("--kernel: {e}"))?;
+    let Some(tree) = &sel.kernel_tree else {
+        return Ok(named);
+    };
+    let makefile = tree.join("Makefile");
+    let text = std::fs::read_to_string(&makefile).with_context(|| {
+        format!(
+            "--kernel-tree {}: not a Linux source tree (cannot read {})",
+            tree.display(),
+            makefile.display()
+        )
+    })?;
+    let kernel =
+        Kernel::of_makefile(&text).map_err(|e| anyhow!("--kernel-tree {}: {e}", tree.display()))?;
+    if !sel.kernel_versions.is_empty() && named != [kernel] {
+        bail!(
+            "--kernel {}, but the tree of --kernel-tree {} is Linux {kernel}",
+            sel.kernel_versions.join(","),
+            tree.display()
+        );
+    }
+    Ok(vec![kernel])
+}
+
+/// The one kernel line of a command that runs one at a time (`run`,
+/// `bisect`, `faults`): mainline unless `--kernel` names another.
 pub fn kernel(sel: &KernelSelection) -> Result<Kernel> {
-    match &sel.kernel_version {
-        None => Ok(Kernel::V6_12),
-        Some(v) => Kernel::parse(v).map_err(|e| anyhow::anyhow!("--kernel: {e}")),
+    match kernels(sel)?.as_slice() {
+        [one] => Ok(*one),
+        many => bail!(
+            "--kernel {}: this command runs one kernel line at a time; run it once per line",
+            many.iter()
+                .map(|k| k.version())
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
     }
 }
 
@@ -127,7 +161,14 @@ pub fn cells_of(
 /// subcommand that needs `needs`.
 pub fn cells_ready(sel: &KernelSelection, needs: &prereqs::Needs) -> Result<Vec<CellId>> {
     let cells = cells(sel)?;
-    needs.ensure(&selected(sel, arches_of(&cells)))?;
+    for kernel in kernels(sel)? {
+        let of_kernel: Vec<CellId> = cells
+            .iter()
+            .filter(|c| c.kernel == kernel)
+            .cloned()
+            .collect();
+        needs.ensure(&selected(sel, arches_of(&of_kernel), kernel))?;
+    }
     Ok(cells)
 }
 
@@ -138,42 +179,47 @@ pub fn arches_of(cells: &[CellId]) -> Vec<&'static ArchProfile> {
     arches
 }
 
-pub fn source_spec(sel: &KernelSelection) -> Result<SourceSpec> {
+/// Where the source of `kernel`'s cells comes from (`kernel` is one of
+/// [`kernels`]).
+pub fn source_spec(sel: &KernelSelection, kernel: Kernel) -> Result<SourceSpec> {
     Ok(match (&sel.kernel_tree, sel.baseline) {
         (Some(_), true) => bail!(
             "--baseline selects the unpatched Debian source; with --kernel-tree, check out the baseline commit instead"
         ),
         (Some(tree), false) => SourceSpec::Tree(tree.clone()),
         (None, baseline) => SourceSpec::Debian {
-            kernel: kernel(sel)?,
+            kernel,
             variant: if baseline { Variant::Baseline } else { Variant::Patched },
         },
     })
 }
 
-pub fn prepare_source(sel: &KernelSelection) -> Result<KernelSource> {
-    let source = source::prepare(&source_spec(sel)?)?;
-    if let Some(v) = &sel.kernel_version {
-        if source.kernel.version() != v {
-            bail!(
-                "--kernel {v}, but the tree of --kernel-tree is Linux {} ({})",
-                source.kernel,
-                source.describe
-            );
-        }
+/// The source of `kernel`'s cells, made ready (fetched, unpacked,
+/// patched).
+pub fn prepare_source(sel: &KernelSelection, kernel: Kernel) -> Result<KernelSource> {
+    let source = source::prepare(&source_spec(sel, kernel)?)?;
+    if source.kernel != kernel {
+        bail!(
+            "--kernel {kernel}, but the tree of --kernel-tree is Linux {} ({})",
+            source.kernel,
+            source.describe
+        );
     }
     Ok(source)
 }
 
 /// What the kernels of `sel` on `arches` add to a subcommand's
 /// prerequisites (`prereqs::Needs::ensure`).
-pub fn selected<'a>(sel: &KernelSelection, arches: Vec<&'a ArchProfile>) -> prereqs::Selected<'a> {
+pub fn selected<'a>(
+    sel: &KernelSelection,
+    arches: Vec<&'a ArchProfile>,
+    kernel: Kernel,
+) -> prereqs::Selected<'a> {
     prereqs::Selected {
         arches,
         user_tree: sel.kernel_tree.is_some(),
         llvm: needs_llvm(sel),
-        // An unknown --kernel fails in `cells` first.
-        kernel: kernel(sel).unwrap_or(Kernel::V6_12),
+        kernel,
     }
 }
 
@@ -192,7 +238,7 @@ mod tests {
             toolchains: toolchains.to_vec(),
             baseline: false,
             kernel_tree: None,
-            kernel_version: None,
+            kernel_versions: Vec::new(),
             jobs: None,
         }
     }

@@ -19,7 +19,7 @@ use crate::flags::SummaryArgs;
 /// file and the run dir it names).
 const MESSAGE_CHARS: usize = 200;
 
-/// One test suite of the file: a cell, `ARCH/CONFIG`.
+/// One test suite of the file: a cell, `KERNEL/ARCH/CONFIG`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Cell {
     pub name: String,
@@ -31,7 +31,7 @@ pub struct Cell {
 /// A failed case.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
-    /// The full test name, `ARCH/CONFIG/PROBE/CASE`: what `cargo xtask
+    /// The full test name, `KERNEL/ARCH/CONFIG/PROBE/CASE`: what `cargo xtask
     /// test -- NAME` reruns.
     pub name: String,
     /// The first line of its failure message.
@@ -326,7 +326,7 @@ mod tests {
         };
         let pass = Status::Pass;
         let fail = |m: &str| Status::fail(m.to_string());
-        let x86 = "x86_64/minimal-llvm";
+        let x86 = "6.12/x86_64/minimal-llvm";
         let where_to_look = "console log: target/ksh/runs/6.12.57-1~deb12u1-patched/x86_64-minimal-llvm/1765140000-4242/console.log\n\
              results: target/ksh/runs/6.12.57-1~deb12u1-patched/x86_64-minimal-llvm/1765140000-4242/results.ktap\n\
              to explore: cargo xtask run --arch x86_64 --config minimal --toolchain llvm";
@@ -360,13 +360,13 @@ mod tests {
                 elapsed: Duration::from_millis(281_250),
             },
             CellReport {
-                cell: CellId::parse_name("arm64/minimal-llvm", SourceKind::Patched).unwrap(),
+                cell: CellId::parse_name("6.12/arm64/minimal-llvm", SourceKind::Patched).unwrap(),
                 cases: vec![
-                    case("arm64/minimal-llvm/build/kernel", pass.clone()),
-                    case("arm64/minimal-llvm/boot/vm-completed", pass.clone()),
-                    case("arm64/minimal-llvm/sizes/start-size", pass.clone()),
+                    case("6.12/arm64/minimal-llvm/build/kernel", pass.clone()),
+                    case("6.12/arm64/minimal-llvm/boot/vm-completed", pass.clone()),
+                    case("6.12/arm64/minimal-llvm/sizes/start-size", pass.clone()),
                     case(
-                        "arm64/minimal-llvm/kprobes/past-end-refused",
+                        "6.12/arm64/minimal-llvm/kprobes/past-end-refused",
                         Status::Skip("CONFIG_KPROBES is not set".into()),
                     ),
                 ],
@@ -390,12 +390,12 @@ mod tests {
         let cells = parse(FAILING).unwrap();
         assert_eq!(cells.len(), 2);
         let x86 = &cells[0];
-        assert_eq!(x86.name, "x86_64/minimal-llvm");
+        assert_eq!(x86.name, "6.12/x86_64/minimal-llvm");
         assert_eq!((x86.passed, x86.failed.len(), x86.skipped), (3, 2, 1));
         assert_eq!(
             x86.failed[0],
             Failure {
-                name: "x86_64/minimal-llvm/boot/no-kernel-warnings".into(),
+                name: "6.12/x86_64/minimal-llvm/boot/no-kernel-warnings".into(),
                 message: "1 kernel warning line(s) not explained by \
                           kernel-configs/boot-log-allow.txt (2 allowed):"
                     .into(),
@@ -416,16 +416,16 @@ mod tests {
         let md = markdown(&parse(FAILING).unwrap());
         assert_eq!(md.matches("\n|---|---|\n").count(), 2, "{md}");
         assert!(
-            md.contains("### ❌ x86\\_64/minimal-llvm: 2 of 6 failed\n"),
+            md.contains("### ❌ 6.12/x86\\_64/minimal-llvm: 2 of 6 failed\n"),
             "{md}"
         );
         assert!(
-            md.contains("### ✅ arm64/minimal-llvm: no failures\n"),
+            md.contains("### ✅ 6.12/arm64/minimal-llvm: no failures\n"),
             "{md}"
         );
         assert!(
             md.contains(
-                "| ❌ `x86_64/minimal-llvm/sizes/start-size` | 3 of 25791 symbols: want \
+                "| ❌ `6.12/x86_64/minimal-llvm/sizes/start-size` | 3 of 25791 symbols: want \
              do\\_one\\_initcall+0x0/0x1f0, kernel do\\_one\\_initcall+0x0/0x0 \
              \\<size-blind\\> \\& 2 more |"
             ),

@@ -1,5 +1,5 @@
 //! `cargo xtask sync-series [--kernel 7.3]`: regenerate `patches/<version>`
-//! (6.12 by default) with git so that
+//! (every line's by default) with git so that
 //! the generator patch carries the `kallsyms-gen` crate's sources
 //! (`kallsyms-gen/src/*.rs` as `scripts/kallsyms-rs/*.rs`): the crate stays
 //! the one source of truth. See `harness::kernel::series::regenerate`.
@@ -21,10 +21,20 @@ const NEEDS: prereqs::Needs = prereqs::Needs {
 };
 
 pub fn run(args: SyncSeriesArgs) -> Result<i32> {
-    let kernel = match &args.kernel {
-        None => Kernel::V6_12,
-        Some(v) => Kernel::parse(v).map_err(|e| anyhow::anyhow!("--kernel: {e}"))?,
+    // Both series carry the crate's sources: by default both are rewritten.
+    let kernels = if args.kernel.is_empty() {
+        Kernel::all().collect()
+    } else {
+        Kernel::parse_list(&args.kernel).map_err(|e| anyhow::anyhow!("--kernel: {e}"))?
     };
+    for kernel in kernels {
+        sync(kernel)?;
+    }
+    Ok(0)
+}
+
+/// Rewrites `patches/<kernel>/`.
+fn sync(kernel: Kernel) -> Result<()> {
     NEEDS.ensure(&prereqs::Selected {
         kernel,
         ..prereqs::Selected::default()
@@ -50,5 +60,5 @@ pub fn run(args: SyncSeriesArgs) -> Result<i32> {
             dir.display()
         );
     }
-    Ok(0)
+    Ok(())
 }

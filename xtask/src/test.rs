@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use harness::cell::{CellId, Status, TestName};
+use harness::cell::{CellId, Kernel, Status, TestName};
 use harness::kernel::prereqs;
 use harness::kernel::source::KernelSource;
 use harness::process::fmt_duration;
@@ -40,8 +40,6 @@ pub fn run(mut args: TestArgs) -> Result<i32> {
     let mut names = Vec::new();
     let mut selected_cells = Vec::new();
     let source_kind = selection::source_kind(&args.kernel);
-    // Test names do not carry the kernel line: one invocation runs one.
-    let kernel = selection::kernel(&args.kernel)?;
     for id in selection::cells(&args.kernel)? {
         let cell_names = testrun::test_names(&id);
         if cell_names.iter().any(|n| report::is_selected(&lt, n)) {
@@ -72,8 +70,11 @@ pub fn run(mut args: TestArgs) -> Result<i32> {
             gdb_port: args.gdb.port(),
             ..RunOptions::default()
         },
+        sources: selection::kernels(&args.kernel)?
+            .into_iter()
+            .map(|k| (k, OnceLock::new()))
+            .collect(),
         cells: selected_cells.clone(),
-        source: OnceLock::new(),
         results: selected_cells.iter().map(|_| OnceLock::new()).collect(),
     });
     // Only the selected cells' tests become trials: a cell without a
@@ -83,8 +84,7 @@ pub fn run(mut args: TestArgs) -> Result<i32> {
         .iter()
         .filter_map(|name| {
             let test = TestName::parse(name, source_kind)?;
-            let cell = test.cell.clone().of_kernel(kernel);
-            let i = selected_cells.iter().position(|id| *id == cell)?;
+            let i = selected_cells.iter().position(|id| *id == test.cell)?;
             let (runner, name2) = (runner.clone(), name.clone());
             Some(case_trial(&test, move || {
                 let (report, _) = runner.cell(i);
@@ -150,8 +150,9 @@ struct Runner {
     kernel: KernelSelection,
     opts: RunOptions,
     cells: Vec<CellId>,
-    /// Prerequisites and the kernel source: once, for every cell.
-    source: OnceLock<Result<KernelSource, String>>,
+    /// Per kernel line, its prerequisites and source: once, for every
+    /// cell of the line, when its first cell runs.
+    sources: Vec<(Kernel, OnceLock<Result<KernelSource, String>>)>,
     results: Vec<OnceLock<(CellReport, Option<CellTimes>)>>,
 }
 
@@ -161,7 +162,12 @@ impl Runner {
             // libtest printed "test NAME ... " already: start on a new line.
             eprintln!();
             let id = &self.cells[i];
-            match self.source.get_or_init(|| self.prepare()) {
+            let source = self
+                .sources
+                .iter()
+                .find(|(k, _)| *k == id.kernel)
+                .map(|(_, s)| s.get_or_init(|| self.prepare(id.kernel)));
+            match source.expect("every cell's kernel line is selected") {
                 Ok(source) => {
                     let cell = Cell::new(id, source);
                     let (r, t) = run_one(&cell, &self.opts);
@@ -176,13 +182,20 @@ impl Runner {
         })
     }
 
-    fn prepare(&self) -> Result<KernelSource, String> {
+    fn prepare(&self, kernel: Kernel) -> Result<KernelSource, String> {
         let r = (|| -> Result<_> {
+            let cells: Vec<CellId> = self
+                .cells
+                .iter()
+                .filter(|c| c.kernel == kernel)
+                .cloned()
+                .collect();
             NEEDS.ensure(&selection::selected(
                 &self.kernel,
-                selection::arches_of(&self.cells),
+                selection::arches_of(&cells),
+                kernel,
             ))?;
-            selection::prepare_source(&self.kernel)
+            selection::prepare_source(&self.kernel, kernel)
         })();
         match r {
             Ok(source) => {

@@ -169,22 +169,27 @@ impl CellId {
             .unwrap_or((label, Toolchain::Gcc))
     }
 
-    /// `ARCH/LABEL` (`x86_64/minimal-llvm`): the prefix of every test name
-    /// of the cell, its JUnit suite, how messages name it.
+    /// `KERNEL/ARCH/LABEL` (`7.3/x86_64/minimal-llvm`): the prefix of
+    /// every test name of the cell, its JUnit suite, how messages name it.
     pub fn name(&self) -> String {
-        format!("{}/{}", self.arch.name, self.label())
+        format!("{}/{}/{}", self.kernel, self.arch.name, self.label())
     }
 
     /// Takes a cell name apart (see [`CellId::name`]); the source is not
-    /// part of it, so the caller says which. None for an unknown arch or an
-    /// empty part.
+    /// part of it, so the caller says which. None for an unknown kernel
+    /// line or arch, or an empty part.
     pub fn parse_name(name: &str, source: SourceKind) -> Option<CellId> {
-        let (arch, label) = name.split_once('/')?;
+        let mut parts = name.splitn(3, '/');
+        let (Some(kernel), Some(arch), Some(label)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return None;
+        };
         if label.is_empty() || label.contains('/') {
             return None;
         }
+        let kernel = Kernel::parse(kernel).ok()?;
         let arch = arch::by_name(arch).ok()?;
-        Some(CellId::with_label(arch, label, source))
+        Some(CellId::with_label(arch, label, source).of_kernel(kernel))
     }
 
     /// `ARCH-LABEL` (`x86_64-minimal-llvm`): the cell's directory under
@@ -250,13 +255,17 @@ mod tests {
         let gcc = cell(&X86_64, "minimal", Toolchain::Gcc);
         assert_eq!(gcc.kernel.version(), "6.12");
         assert_eq!(gcc.label(), "minimal");
-        assert_eq!(gcc.name(), "x86_64/minimal");
+        assert_eq!(gcc.name(), "6.12/x86_64/minimal");
         assert_eq!(gcc.dir_name(), "x86_64-minimal");
         let llvm = cell(&ARM64, "kprobes", Toolchain::Llvm);
         assert_eq!(llvm.label(), "kprobes-llvm");
-        assert_eq!(llvm.name(), "arm64/kprobes-llvm");
+        assert_eq!(llvm.name(), "6.12/arm64/kprobes-llvm");
         assert_eq!(llvm.dir_name(), "arm64-kprobes-llvm");
-        assert_eq!(llvm.to_string(), "arm64/kprobes-llvm");
+        assert_eq!(llvm.to_string(), "6.12/arm64/kprobes-llvm");
+        let mainline = llvm.clone().of_kernel(Kernel::mainline());
+        assert_eq!(mainline.name(), "7.3/arm64/kprobes-llvm");
+        // The kernel line is in the source key, not again in the dir name.
+        assert_eq!(mainline.dir_name(), "arm64-kprobes-llvm");
         let key = SourceKey {
             kind: SourceKind::Patched,
             tag: "6.12.118-1_deb12u1".into(),
@@ -310,10 +319,12 @@ mod tests {
             for t in Toolchain::ALL {
                 for v in ["minimal", "kprobes", "defconfig-extra-pass"] {
                     for s in SourceKind::ALL {
-                        let c = CellId::new(arch, v, t, s);
-                        assert_eq!(CellId::with_label(arch, &c.label(), s), c);
-                        assert_eq!(CellId::split_label(&c.label()), (v, t));
-                        assert_eq!(CellId::parse_name(&c.name(), s), Some(c.clone()));
+                        for k in Kernel::all() {
+                            let c = CellId::new(arch, v, t, s).of_kernel(k);
+                            assert_eq!(CellId::with_label(arch, &c.label(), s).of_kernel(k), c);
+                            assert_eq!(CellId::split_label(&c.label()), (v, t));
+                            assert_eq!(CellId::parse_name(&c.name(), s), Some(c.clone()));
+                        }
                     }
                 }
             }
@@ -322,10 +333,13 @@ mod tests {
         assert_eq!(CellId::split_label("-llvm"), ("-llvm", Toolchain::Gcc));
         for bad in [
             "x86_64",
-            "riscv/minimal",
-            "x86_64/",
-            "x86_64/a/b",
-            "/minimal",
+            "x86_64/minimal",
+            "6.12/riscv/minimal",
+            "5.4/x86_64/minimal",
+            "6.12/x86_64/",
+            "6.12/x86_64/a/b",
+            "6.12//minimal",
+            "/x86_64/minimal",
         ] {
             assert_eq!(CellId::parse_name(bad, SourceKind::Patched), None, "{bad}");
         }

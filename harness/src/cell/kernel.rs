@@ -84,7 +84,9 @@ pub const KERNELS: &[KernelLine] = &[
     },
 ];
 
-/// A kernel line, by reference into [`KERNELS`]; 6.12 by default.
+/// A kernel line, by reference into [`KERNELS`]. Its `Default` (6.12) is
+/// what a record written before kernels were a dimension means; commands
+/// default to [`Kernel::mainline`].
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Kernel(&'static str);
 
@@ -137,6 +139,30 @@ impl Kernel {
 
     pub fn all() -> impl Iterator<Item = Kernel> {
         KERNELS.iter().map(|k| Kernel(k.version))
+    }
+
+    /// Mainline: the newest supported line (the last entry of
+    /// [`KERNELS`]), where kallsyms work is posted and regressions are
+    /// bisected; what a command runs when no `--kernel` is given.
+    pub fn mainline() -> Kernel {
+        let newest = KERNELS.last().expect("KERNELS is not empty");
+        Kernel(newest.version)
+    }
+
+    /// The lines a `--kernel` list names (`6.12,7.3`, or `all`), each
+    /// once, oldest first; an empty list is [`Kernel::mainline`].
+    pub fn parse_list<S: AsRef<str>>(versions: &[S]) -> Result<Vec<Kernel>, String> {
+        if versions.is_empty() {
+            return Ok(vec![Kernel::mainline()]);
+        }
+        let mut out = Vec::new();
+        for v in versions {
+            match v.as_ref().trim() {
+                "all" => out.extend(Kernel::all()),
+                v => out.push(Kernel::parse(v)?),
+            }
+        }
+        Ok(Kernel::all().filter(|k| out.contains(k)).collect())
     }
 
     pub fn line(self) -> &'static KernelLine {
@@ -221,6 +247,23 @@ mod tests {
         assert_eq!(Kernel::V6_12.line().version, "6.12");
         let e = Kernel::parse("5.4").unwrap_err();
         assert!(e.contains("5.4") && e.contains("6.12, 7.3"), "{e}");
+    }
+
+    #[test]
+    fn kernel_lists_default_to_mainline() {
+        let k73 = Kernel::parse("7.3").unwrap();
+        assert_eq!(Kernel::mainline(), k73);
+        assert_eq!(Kernel::parse_list::<&str>(&[]).unwrap(), [k73]);
+        assert_eq!(
+            Kernel::parse_list(&["7.3", "6.12", "7.3"]).unwrap(),
+            [Kernel::V6_12, k73]
+        );
+        assert_eq!(
+            Kernel::parse_list(&["all"]).unwrap(),
+            Kernel::all().collect::<Vec<_>>()
+        );
+        let e = Kernel::parse_list(&["6.12", "7.4"]).unwrap_err();
+        assert!(e.contains("7.4") && e.contains("supported"), "{e}");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! A test case's name, `ARCH/CONFIG/PROBE/CASE`: the cell's name
+//! A test case's name, `KERNEL/ARCH/CONFIG/PROBE/CASE`
+//! (`7.3/x86_64/minimal/sizes/start-size`): the cell's name
 //! ([`CellId::name`]) and the case (the host's own cases use the probes
 //! `build` and `boot`). Built and taken apart only here.
 
@@ -44,7 +45,7 @@ impl TestName {
 
     /// Takes a name apart. Names do not show the source (one run has one),
     /// so the caller says which. None unless it has exactly four non-empty
-    /// parts and names a known arch.
+    /// parts and names a known kernel line and arch.
     pub fn parse(name: &str, source: SourceKind) -> Option<TestName> {
         let mut p = name.rsplitn(3, '/');
         let (Some(case), Some(probe), Some(cell)) = (p.next(), p.next(), p.next()) else {
@@ -65,7 +66,7 @@ impl TestName {
         format!("{}/{}", self.probe, self.case)
     }
 
-    /// `ARCH/CONFIG/PROBE`: the JUnit class.
+    /// `KERNEL/ARCH/CONFIG/PROBE`: the JUnit class.
     pub fn class(&self) -> String {
         format!("{}/{}", self.cell.name(), self.probe)
     }
@@ -81,34 +82,36 @@ impl fmt::Display for TestName {
 mod tests {
     use super::*;
     use crate::cell::arch::{ARM64, X86_64};
-    use crate::cell::Toolchain;
+    use crate::cell::{Kernel, Toolchain};
 
     #[test]
     fn test_names_round_trip() {
         let s = SourceKind::Patched;
-        let t = TestName::parse("x86_64/minimal/sizes/start-size", s).unwrap();
+        let t = TestName::parse("7.3/x86_64/minimal/sizes/start-size", s).unwrap();
         assert_eq!(
             (t.cell.clone(), t.probe.as_str(), t.case.as_str()),
             (
-                CellId::new(&X86_64, "minimal", Toolchain::Gcc, s),
+                CellId::new(&X86_64, "minimal", Toolchain::Gcc, s).of_kernel(Kernel::mainline()),
                 "sizes",
                 "start-size"
             )
         );
-        assert_eq!(t.to_string(), "x86_64/minimal/sizes/start-size");
-        assert_eq!(t.class(), "x86_64/minimal/sizes");
+        assert_eq!(t.to_string(), "7.3/x86_64/minimal/sizes/start-size");
+        assert_eq!(t.class(), "7.3/x86_64/minimal/sizes");
         assert_eq!(t.probe_case(), "sizes/start-size");
         let llvm = CellId::new(&ARM64, "kaslr", Toolchain::Llvm, SourceKind::Baseline);
         let n = TestName::new(&llvm, "boot", "vm-completed");
-        assert_eq!(n.to_string(), "arm64/kaslr-llvm/boot/vm-completed");
+        assert_eq!(n.to_string(), "6.12/arm64/kaslr-llvm/boot/vm-completed");
         assert_eq!(
             TestName::parse(&n.to_string(), SourceKind::Baseline),
             Some(n)
         );
-        assert!(TestName::parse("x86_64/minimal/sizes", s).is_none());
+        assert!(TestName::parse("6.12/x86_64/minimal/sizes", s).is_none());
+        // A name from before kernels were a dimension is not a name now.
+        assert!(TestName::parse("x86_64/minimal/sizes/start-size", s).is_none());
         assert!(TestName::parse("a/b/c/d/e", s).is_none());
-        assert!(TestName::parse("x86_64//c/d", s).is_none());
-        assert!(TestName::parse("x86_64/minimal/c/", s).is_none());
-        assert!(TestName::parse("riscv/minimal/c/d", s).is_none());
+        assert!(TestName::parse("6.12/x86_64//c/d", s).is_none());
+        assert!(TestName::parse("6.12/x86_64/minimal/c/", s).is_none());
+        assert!(TestName::parse("6.12/riscv/minimal/c/d", s).is_none());
     }
 }

@@ -1,4 +1,4 @@
-//! Reporting: every check is a test case named `ARCH/CONFIG/PROBE/CASE`,
+//! Reporting: every check is a test case named `KERNEL/ARCH/CONFIG/PROBE/CASE`,
 //! run through `libtest-mimic` (so `--list`, filters, `--exact` and
 //! `--format json` behave as with `cargo test`), and optionally written as
 //! JUnit XML (one test suite per arch/config).
@@ -19,7 +19,7 @@ pub const MEASURED_KIND: &str = "measured";
 /// One test case's result.
 #[derive(Debug, Clone)]
 pub struct CaseResult {
-    /// Full name, `ARCH/CONFIG/PROBE/CASE` (see [`TestName`]).
+    /// Full name, `KERNEL/ARCH/CONFIG/PROBE/CASE` (see [`TestName`]).
     pub name: String,
     pub status: Status,
 }
@@ -68,7 +68,7 @@ fn xml_escape(s: &str) -> String {
 }
 
 /// JUnit XML for `cells`: one `<testsuite>` per arch/config, one
-/// `<testcase>` per case (classname `ARCH/CONFIG/PROBE`, name `CASE`).
+/// `<testcase>` per case (classname `KERNEL/ARCH/CONFIG/PROBE`, name `CASE`).
 pub fn junit_xml(cells: &[CellReport]) -> String {
     let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n");
     for cell in cells {
@@ -153,26 +153,26 @@ mod tests {
 
     #[test]
     fn selection_follows_libtest_rules() {
-        assert!(is_selected(&args(&[]), "arm64/minimal/boot/init-ran"));
+        assert!(is_selected(&args(&[]), "6.12/arm64/minimal/boot/init-ran"));
         assert!(is_selected(
             &args(&["arm64/"]),
-            "arm64/minimal/boot/init-ran"
+            "6.12/arm64/minimal/boot/init-ran"
         ));
         assert!(!is_selected(
             &args(&["arm64/"]),
-            "x86_64/minimal/boot/init-ran"
+            "6.12/x86_64/minimal/boot/init-ran"
         ));
         assert!(!is_selected(
             &args(&["--exact", "arm64/"]),
-            "arm64/minimal/boot/init-ran"
+            "6.12/arm64/minimal/boot/init-ran"
         ));
         assert!(is_selected(
-            &args(&["--exact", "arm64/minimal/boot/init-ran"]),
-            "arm64/minimal/boot/init-ran"
+            &args(&["--exact", "6.12/arm64/minimal/boot/init-ran"]),
+            "6.12/arm64/minimal/boot/init-ran"
         ));
         assert!(!is_selected(
             &args(&["--skip", "boot"]),
-            "arm64/minimal/boot/init-ran"
+            "6.12/arm64/minimal/boot/init-ran"
         ));
     }
 
@@ -183,11 +183,11 @@ mod tests {
                 cell: cell(&X86_64),
                 cases: vec![
                     CaseResult {
-                        name: "x86_64/minimal/boot/init-ran".into(),
+                        name: "6.12/x86_64/minimal/boot/init-ran".into(),
                         status: Status::Pass,
                     },
                     CaseResult {
-                        name: "x86_64/minimal/sizes/start".into(),
+                        name: "6.12/x86_64/minimal/sizes/start".into(),
                         status: Status::fail(
                             "size <0x10> & \"bad\"\nconsole log: /r/console.log".into(),
                         ),
@@ -198,7 +198,7 @@ mod tests {
             CellReport {
                 cell: cell(&ARM64),
                 cases: vec![CaseResult {
-                    name: "arm64/minimal/kprobes/past-end".into(),
+                    name: "6.12/arm64/minimal/kprobes/past-end".into(),
                     status: Status::Skip("no KPROBES".into()),
                 }],
                 elapsed: Duration::from_secs(2),
@@ -206,8 +206,8 @@ mod tests {
         ];
         let x = junit_xml(&cells);
         assert_eq!(x.matches("<testsuite ").count(), 2);
-        assert!(x.contains("name=\"x86_64/minimal\" tests=\"2\" failures=\"1\""));
-        assert!(x.contains("classname=\"x86_64/minimal/sizes\" name=\"start\""));
+        assert!(x.contains("name=\"6.12/x86_64/minimal\" tests=\"2\" failures=\"1\""));
+        assert!(x.contains("classname=\"6.12/x86_64/minimal/sizes\" name=\"start\""));
         assert!(x.contains("size &lt;0x10&gt; &amp; &quot;bad&quot;"));
         assert!(x.contains("console log: /r/console.log"));
         assert!(x.contains("<skipped message=\"no KPROBES\"/>"));
@@ -219,11 +219,11 @@ mod tests {
             cell: cell(&X86_64),
             cases: vec![
                 CaseResult {
-                    name: "x86_64/minimal/sizes/start-size".into(),
+                    name: "6.12/x86_64/minimal/sizes/start-size".into(),
                     status: Status::NotRun("the kernel build failed".into()),
                 },
                 CaseResult {
-                    name: "x86_64/minimal/lookup-bench/measured".into(),
+                    name: "6.12/x86_64/minimal/lookup-bench/measured".into(),
                     status: Status::Measured("lookup_ns=120 format_ns=340".into()),
                 },
             ],

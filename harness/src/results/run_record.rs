@@ -5,7 +5,7 @@
 //! the first three and judges again.
 //!
 //! `verdicts.json` (for tools such as `bench`): `{"format": 1, "cell":
-//! "ARCH/CONFIG", "mode": ..., "cases": [{"name", "status": "pass" |
+//! "KERNEL/ARCH/CONFIG", "mode": ..., "cases": [{"name", "status": "pass" |
 //! "fail" | "not-run" | "measured" | "skip", "message"?}], "counts":
 //! [{"probe", "case", "mismatched", "checked"}], "measured": [{"case",
 //! "figure"}], "mutant": null | {"caught" | "missed": [..]} | {"broken":

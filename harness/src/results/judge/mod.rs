@@ -28,7 +28,7 @@ use std::time::Duration;
 use ksh_proto::files::BuildInfo;
 use serde::{Deserialize, Serialize};
 
-use crate::cell::{arch, CellId, SourceKind, Status, TestName};
+use crate::cell::{arch, CellId, Kernel, SourceKind, Status, TestName};
 use crate::kernel::generator_check::{GeneratorsRecord, CHECK_OPTION};
 use crate::kernel::linkstable::LinkStableRecord;
 use crate::kernel::mutants::MutantRule;
@@ -115,6 +115,10 @@ pub struct CellFacts {
 /// [`CellFacts`] as `judge-input.json` holds them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CellFactsRecord {
+    /// The kernel line (`7.3`); a record written before kernels were a
+    /// dimension of every cell has none, and was of 6.12.
+    #[serde(default = "kernel_of_old_records")]
+    pub kernel: String,
     pub arch: String,
     /// The config label (`minimal`, `minimal-llvm`).
     pub config: String,
@@ -123,6 +127,10 @@ pub struct CellFactsRecord {
     pub baseline: bool,
     pub user_tree: bool,
     pub explore_command: String,
+}
+
+fn kernel_of_old_records() -> String {
+    Kernel::default().version().to_string()
 }
 
 impl TryFrom<CellFactsRecord> for CellFacts {
@@ -134,11 +142,13 @@ impl TryFrom<CellFactsRecord> for CellFacts {
             (false, true) => SourceKind::Baseline,
             (false, false) => SourceKind::Patched,
         };
+        let kernel = Kernel::parse(&r.kernel)?;
         let id = CellId::with_label(
             arch::by_name(&r.arch).map_err(|e| e.to_string())?,
             &r.config,
             source,
-        );
+        )
+        .of_kernel(kernel);
         if id.variant != r.variant {
             return Err(format!(
                 "the config label {:?} is of the variant {:?}, not {:?}",
@@ -155,6 +165,7 @@ impl TryFrom<CellFactsRecord> for CellFacts {
 impl From<CellFacts> for CellFactsRecord {
     fn from(f: CellFacts) -> Self {
         CellFactsRecord {
+            kernel: f.id.kernel.version().to_string(),
             arch: f.id.arch.name.to_string(),
             config: f.id.label(),
             baseline: f.id.source == SourceKind::Baseline,
@@ -166,7 +177,7 @@ impl From<CellFacts> for CellFactsRecord {
 }
 
 impl CellFacts {
-    /// `ARCH/CONFIG`.
+    /// `KERNEL/ARCH/CONFIG`.
     pub fn name(&self) -> String {
         self.id.name()
     }

@@ -684,9 +684,20 @@ fn cell_facts_keep_their_saved_form_and_refuse_an_unknown_cell() {
     let text = serde_json::to_string(&f).unwrap();
     assert_eq!(
         text,
-        r#"{"arch":"x86_64","config":"minimal-llvm","variant":"minimal","baseline":true,"user_tree":false,"explore_command":"cargo xtask run --arch x86_64"}"#
+        r#"{"kernel":"6.12","arch":"x86_64","config":"minimal-llvm","variant":"minimal","baseline":true,"user_tree":false,"explore_command":"cargo xtask run --arch x86_64"}"#
     );
     assert_eq!(serde_json::from_str::<CellFacts>(&text).unwrap(), f);
+    // A record from before kernels were a dimension was of 6.12.
+    let old = text.replace(r#""kernel":"6.12","#, "");
+    assert_eq!(serde_json::from_str::<CellFacts>(&old).unwrap(), f);
+    let mainline = text.replace(r#""kernel":"6.12""#, r#""kernel":"7.3""#);
+    let parsed = serde_json::from_str::<CellFacts>(&mainline).unwrap();
+    assert_eq!(parsed.id.kernel, crate::cell::Kernel::mainline());
+    let unknown = text.replace(r#""kernel":"6.12""#, r#""kernel":"5.4""#);
+    let e = serde_json::from_str::<CellFacts>(&unknown)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("5.4") && e.contains("supported"), "{e}");
     let riscv = text.replace("x86_64\",\"config", "riscv\",\"config");
     let e = serde_json::from_str::<CellFacts>(&riscv)
         .unwrap_err()
