@@ -59,7 +59,11 @@ fn saved_runs_are_judged_as_when_they_ran() {
         ("x86_64-minimal-pass", "6.12/x86_64/minimal", [42, 0, 1, 1]),
         ("arm64-minimal-pass", "6.12/arm64/minimal", [42, 0, 1, 1]),
         // Mainline, recorded with the kernel line in the record and names.
-        ("7.3-x86_64-minimal-pass", "7.3/x86_64/minimal", [42, 0, 1, 1]),
+        (
+            "7.3-x86_64-minimal-pass",
+            "7.3/x86_64/minimal",
+            [42, 0, 1, 1],
+        ),
         ("7.3-arm64-minimal-pass", "7.3/arm64/minimal", [42, 0, 1, 1]),
         // The baseline kernel judged as any other: its size-blind answers
         // fail.
