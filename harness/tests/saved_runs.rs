@@ -78,6 +78,13 @@ fn saved_runs_are_judged_as_when_they_ran() {
             "6.12/arm64/minimal",
             [41, 0, 1, 2],
         ),
+        // Mainline's baseline under the proof: ftrace/filter-all is among
+        // the cases that must fail there (KERNEL_BASELINE_FAILURES).
+        (
+            "7.3-x86_64-minimal-baseline-proof",
+            "7.3/x86_64/minimal",
+            [41, 0, 1, 2],
+        ),
     ] {
         let (now, then) = rejudge(name);
         assert_eq!(now["cell"], cell, "{name}");
@@ -110,6 +117,35 @@ fn the_failing_run_fails_with_its_diagnostics() {
         msg.starts_with("# 4011 of 26220 mismatched") && msg.contains("console log: "),
         "{msg}"
     );
+}
+
+#[test]
+fn a_kernel_lines_own_baseline_failure_is_judged_by_the_line() {
+    let filter_all = |v: &serde_json::Value| {
+        let case = v["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"].as_str().unwrap().ends_with("/ftrace/filter-all"))
+            .unwrap();
+        case["status"].as_str().unwrap().to_string()
+    };
+    let dir = runs().join("7.3-x86_64-minimal-baseline-proof");
+    let (mut input, texts) = run_record::load(&dir).unwrap();
+    let judged = judge::judge(&input, &texts);
+    let now = run_record::verdicts_json(&input.cell.name(), &input, &judged);
+    // Mainline's size-blind ftrace names abort's call site after a marker:
+    // a failure the proof requires there.
+    assert_eq!(filter_all(&now), "pass");
+    // The same answers from a 6.12 kernel would be a failing witness.
+    input.cell.id = input
+        .cell
+        .id
+        .clone()
+        .of_kernel(harness::cell::Kernel::V6_12);
+    let judged = judge::judge(&input, &texts);
+    let then = run_record::verdicts_json(&input.cell.name(), &input, &judged);
+    assert_eq!(filter_all(&then), "fail");
 }
 
 /// A copy of the saved run dir `name` without the files `drop`.

@@ -18,6 +18,7 @@ use harness::kernel::source::{self, SourceSpec};
 use harness::process::{fmt_duration, git};
 use harness::results::report;
 use harness::testrun::{self, Cell, RunOptions, BUILD_CASE, VM_CASE};
+use harness::vm::qemu::Exit;
 use libtest_mimic::Arguments;
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +37,9 @@ const ABORT: i32 = 128;
 struct StepRecord {
     commit: String,
     subject: String,
+    /// The kernel line the step was built and judged as (`7.3`): its
+    /// tree's `Makefile`'s.
+    kernel: String,
     verdict: i32,
     why: String,
     build_secs: f64,
@@ -73,7 +77,22 @@ fn test_commit(
     );
     let opts = RunOptions::default();
     eprintln!("ksh-bisect: testing {} {subject}", &commit[..12]);
-    let (cell_report, times) = testrun::run_cell(&cell, &opts)?;
+    let (mut cell_report, mut times) = testrun::run_cell(&cell, &opts)?;
+    let build = times.build;
+    // A VM stopped by a limit or a failing QEMU boots once more before
+    // the commit is judged: a QEMU stalled by a loaded host (seen: its
+    // QMP unanswered for 10 s at a load of 6 on 2 cores, on a --good
+    // that passed the next time) must not skip a good commit or abort
+    // the bisect; a kernel that hangs hangs again, and a panic is the
+    // commit's at once.
+    if let Some(Exit::Timeout { what } | Exit::QemuFailed { status: what, .. }) = &times.vm_exit {
+        eprintln!(
+            "ksh-bisect: {}: the VM did not complete ({}); booting it once more",
+            &commit[..12],
+            what.lines().next().unwrap_or("")
+        );
+        (cell_report, times) = testrun::run_cell(&cell, &opts)?;
+    }
     let lt = libtest_args(filter);
     let status_of = |suffix: (&str, &str)| {
         let name = cell.case_name(suffix);
@@ -86,9 +105,10 @@ fn test_commit(
     let mut rec = StepRecord {
         commit,
         subject,
+        kernel: cell.id.kernel.version().to_string(),
         verdict: GOOD,
         why: String::new(),
-        build_secs: times.build.as_secs_f64(),
+        build_secs: build.as_secs_f64(),
         boot_secs: times.boot_to_results.map(|d| d.as_secs_f64()),
         failures: Vec::new(),
     };
@@ -205,6 +225,15 @@ pub fn run(args: BisectArgs) -> Result<i32> {
     // before any commit is checked out.
     harness::kernel::kconfig::fragments(arch, &args.config)?;
     git(&tree, &["rev-parse", "--git-dir"]).context("--kernel-tree must be a git checkout")?;
+    // The tree's Makefile picks the kernel line (its series, generator
+    // format and probes), here for the filter and in each step for its
+    // build; a version without an entry fails now, naming the supported.
+    let kernel = source::prepare(&SourceSpec::Tree(tree.clone()))?.kernel;
+    println!(
+        "kernel line: {kernel} (the Makefile of {}), generator {}",
+        tree.display(),
+        kernel.rust_generator_format()
+    );
     if !git(&tree, &["status", "--porcelain", "--untracked-files=no"])?.is_empty() {
         bail!("{} has uncommitted changes; commit or stash them first (bisect checks out other commits)", tree.display());
     }
@@ -214,7 +243,7 @@ pub fn run(args: BisectArgs) -> Result<i32> {
             tree.display()
         );
     }
-    let cell = CellId::with_label(arch, &args.config, SourceKind::UserTree);
+    let cell = CellId::with_label(arch, &args.config, SourceKind::UserTree).of_kernel(kernel);
     let names = testrun::test_names(&cell);
     let lt = libtest_args(&args.filter);
     if !names.iter().any(|n| report::is_selected(&lt, n)) {
@@ -348,14 +377,15 @@ fn failures_text(rec: &StepRecord) -> String {
 
 fn print_steps(steps: &[StepRecord]) {
     println!(
-        "{:<12}  {:<5}  {:>8}  {:>8}  subject",
-        "commit", "verdict", "build", "boot"
+        "{:<12}  {:<7}  {:<6}  {:>8}  {:>8}  subject",
+        "commit", "verdict", "kernel", "build", "boot"
     );
     for s in steps {
         println!(
-            "{:<12}  {:<7}  {:>8}  {:>8}  {}",
+            "{:<12}  {:<7}  {:<6}  {:>8}  {:>8}  {}",
             &s.commit[..12.min(s.commit.len())],
             verdict_word(s.verdict),
+            s.kernel,
             fmt_duration(std::time::Duration::from_secs_f64(s.build_secs)),
             s.boot_secs
                 .map(|b| fmt_duration(std::time::Duration::from_secs_f64(b)))

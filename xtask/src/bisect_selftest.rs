@@ -1,14 +1,17 @@
 //! `cargo xtask bisect-selftest`: the end-to-end test of `cargo xtask
-//! bisect`. It builds a throwaway git history (Debian's source, the patch
-//! series as commits, harmless commits, one commit that breaks size-aware
-//! lookups, more harmless commits), bisects it, and checks that exactly the
-//! breaking commit is named and that the tree is restored.
+//! bisect`. It builds a throwaway git history of one kernel line
+//! (`--kernel`, mainline by default: Debian's source of the line, its
+//! patch series as commits, harmless commits, one commit that breaks
+//! size-aware lookups, more harmless commits), bisects it, and checks that
+//! exactly the breaking commit is named, that every step was built as the
+//! line the tree's `Makefile` names (nothing tells the bisect the line
+//! but the tree), and that the tree is restored.
 
 use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use harness::cell::Kernel;
 use harness::kernel::series::Series;
 use harness::kernel::{prereqs, source};
@@ -98,15 +101,24 @@ const NEEDS: prereqs::Needs = prereqs::Needs {
 };
 
 pub fn run(args: BisectSelftestArgs) -> Result<i32> {
+    let kernel = match &args.kernel {
+        Some(v) => Kernel::parse(v).map_err(|e| anyhow!("--kernel: {e}"))?,
+        None => Kernel::mainline(),
+    };
     NEEDS.ensure(&prereqs::Selected {
         arches: vec![&harness::cell::arch::X86_64],
+        kernel,
         ..Default::default()
     })?;
-    let series = Series::load(&layout::patches_dir(Kernel::V6_12.version()))?;
+    let series = Series::load(&layout::patches_dir(kernel.version()))?;
     if series.entries.is_empty() {
-        bail!("patches/6.12/series is empty: there are no size-aware lookups to break");
+        bail!(
+            "{} is empty: there are no size-aware lookups to break",
+            series.series_file().display()
+        );
     }
-    let root = layout::bisect_demo_dir();
+    // One history per line: each keeps its warm build dir.
+    let root = layout::bisect_demo_dir().join(kernel.version());
     let tree = root.join("linux");
     // Reuse the history while the series is unchanged: its build dir then
     // stays warm and a rerun only pays for incremental builds.
@@ -123,7 +135,7 @@ pub fn run(args: BisectSelftestArgs) -> Result<i32> {
             let ids: Vec<String> = ids.split_whitespace().map(str::to_string).collect();
             (ids[0].clone(), ids[1].clone(), ids[2].clone())
         } else {
-            let ids = make_history(&root, &tree, &series)?;
+            let ids = make_history(&root, &tree, kernel, &series)?;
             fs::write(
                 root.join("commits"),
                 format!("{} {} {}\n", ids.0, ids.1, ids.2),
@@ -140,7 +152,16 @@ pub fn run(args: BisectSelftestArgs) -> Result<i32> {
         .args(["--good", &good, "--bad", "HEAD"]);
     cmd.args(["--arch", "x86_64", "--config", "minimal", "--"])
         .args(&args.filter);
-    let out = cmd.output().context("running cargo xtask bisect")?;
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("running cargo xtask bisect")?;
+    // The bisect's steps record the line each was built as.
+    let record = layout::bisect_record(child.id());
+    let out = child
+        .wait_with_output()
+        .context("running cargo xtask bisect")?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     print!("{stdout}");
     if !out.status.success() {
@@ -157,6 +178,7 @@ pub fn run(args: BisectSelftestArgs) -> Result<i32> {
             "bisect named {named:?}, the breaking commit is {breaking}"
         ));
     }
+    problems.extend(kernel_line_problems(kernel, &stdout, &record));
     if git(&tree, &["rev-parse", "HEAD"])? != head_before
         || git(&tree, &["symbolic-ref", "--short", "HEAD"])? != "demo"
     {
@@ -166,7 +188,9 @@ pub fn run(args: BisectSelftestArgs) -> Result<i32> {
         problems.push("the tree has changes after the bisect".into());
     }
     if problems.is_empty() {
-        println!("bisect selftest: ok (named {breaking}, tree restored)");
+        println!(
+            "bisect selftest: ok (Linux {kernel}: named {breaking}, every step built as {kernel}, tree restored)"
+        );
         Ok(0)
     } else {
         println!("bisect selftest: FAILED\n{}", problems.join("\n"));
@@ -174,12 +198,50 @@ pub fn run(args: BisectSelftestArgs) -> Result<i32> {
     }
 }
 
+/// What says the bisect took another kernel line than `kernel` from the
+/// history's Makefile: its `kernel line:` line, and the line of each step
+/// `git bisect run` recorded in `record`.
+fn kernel_line_problems(kernel: Kernel, stdout: &str, record: &Path) -> Vec<String> {
+    let mut problems = Vec::new();
+    let said = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("kernel line: "))
+        .and_then(|l| l.split_whitespace().next());
+    if said != Some(kernel.version()) {
+        problems.push(format!(
+            "the bisect took kernel line {said:?} from the tree, which is Linux {kernel}"
+        ));
+    }
+    let text = fs::read_to_string(record).unwrap_or_default();
+    let steps: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    if steps.is_empty() {
+        problems.push(format!("no bisect step recorded in {}", record.display()));
+    }
+    for s in &steps {
+        if s["kernel"].as_str() != Some(kernel.version()) {
+            problems.push(format!(
+                "step {} was built as kernel line {}, not {kernel}",
+                s["commit"], s["kernel"]
+            ));
+        }
+    }
+    problems
+}
+
 /// Creates the demo history; returns (good, breaking, head) commit ids.
-fn make_history(root: &Path, tree: &Path, series: &Series) -> Result<(String, String, String)> {
+fn make_history(
+    root: &Path,
+    tree: &Path,
+    kernel: Kernel,
+    series: &Series,
+) -> Result<(String, String, String)> {
     let _ = fs::remove_dir_all(root);
     layout::ensure_dir(tree)?;
     eprintln!("ksh: building a throwaway history in {}", tree.display());
-    let (tarball, _) = source::debian_tarball(Kernel::V6_12)?;
+    let (tarball, version) = source::debian_tarball(kernel)?;
     let st = Command::new("tar")
         .arg("-xJf")
         .arg(&tarball)
@@ -206,7 +268,11 @@ fn make_history(root: &Path, tree: &Path, series: &Series) -> Result<(String, St
     )?;
     // Debian's tarball carries a top-level .gitignore of `/*`: force.
     git(tree, &["add", "-A", "-f"])?;
-    git(tree, &["commit", "-q", "-m", "Debian linux-source-6.12"])?;
+    let package = kernel.line().package;
+    git(
+        tree,
+        &["commit", "-q", "-m", &format!("Debian {package} {version}")],
+    )?;
     for e in &series.entries {
         git(tree, &["am", "-q", "--keep-cr", &e.path.to_string_lossy()])
             .with_context(|| format!("applying {} with git am", e.file))?;

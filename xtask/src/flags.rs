@@ -53,9 +53,10 @@ pub enum Cmd {
     /// Find the first commit of a kernel tree where the selected probes fail
     /// (drives `git bisect run`; the tree is restored when it ends).
     Bisect(BisectArgs),
-    /// End-to-end test of `bisect`: a throwaway history with one breaking
-    /// commit, bisected on x86_64/minimal; fails unless exactly that commit
-    /// is named and the tree is restored.
+    /// End-to-end test of `bisect`: a throwaway history of a kernel line's
+    /// Debian source with one breaking commit, bisected on x86_64/minimal;
+    /// fails unless exactly that commit is named, the bisect took the
+    /// line from the tree's Makefile and the tree is restored.
     BisectSelftest(BisectSelftestArgs),
     /// Measure the project's figures side by side (generator speed, kernel
     /// memory, lookup cost in the guest, cycle times); reports, never fails
@@ -291,6 +292,10 @@ pub struct BisectStepArgs {
 
 #[derive(Args, Debug)]
 pub struct BisectSelftestArgs {
+    /// The kernel line whose Debian source (and series) the history is
+    /// made of (default: mainline, where regressions are bisected).
+    #[arg(long = "kernel", value_name = "VERSION")]
+    pub kernel: Option<String>,
     /// Test-name filter passed to the bisect (default: every case).
     #[arg(last = true)]
     pub filter: Vec<String>,

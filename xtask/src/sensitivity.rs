@@ -36,6 +36,9 @@ pub struct MutantRef {
 #[derive(Debug, Default)]
 pub struct Entry {
     pub baseline: bool,
+    /// The kernel lines whose baseline alone fails it
+    /// (`ksh_proto::KERNEL_BASELINE_FAILURES`).
+    pub baseline_of: Vec<&'static str>,
     pub mutants: Vec<MutantRef>,
     pub faults: Vec<String>,
     /// The registry's reason why no kernel makes it fail.
@@ -44,7 +47,10 @@ pub struct Entry {
 
 impl Entry {
     fn has_failing_kernel(&self) -> bool {
-        self.baseline || !self.mutants.is_empty() || !self.faults.is_empty()
+        self.baseline
+            || !self.baseline_of.is_empty()
+            || !self.mutants.is_empty()
+            || !self.faults.is_empty()
     }
 }
 
@@ -76,6 +82,12 @@ pub fn map() -> Result<BTreeMap<String, Entry>> {
                 Some(e) => e.baseline = true,
                 None => unknown.push(format!("baseline failure {}/{c}", p.name)),
             }
+        }
+    }
+    for f in ksh_proto::KERNEL_BASELINE_FAILURES {
+        match map.get_mut(&format!("{}/{}", f.probe, f.case)) {
+            Some(e) => e.baseline_of.extend(f.kernels),
+            None => unknown.push(format!("kernel baseline failure {}/{}", f.probe, f.case)),
         }
     }
     for kernel in Kernel::all() {
@@ -144,7 +156,8 @@ pub fn render(map: &BTreeMap<String, Entry>) -> String {
          Written by `cargo xtask sensitivity --write`; `cargo test` fails when it is stale\n\
          or a case has neither a failing kernel nor a reason. Each entry is proven by a\n\
          command `.ci/run` runs: `baseline` by `cargo xtask test --expect-baseline-failures`\n\
-         (the case fails on the unpatched kernel, both arches), a mutant by `cargo xtask\n\
+         (the case fails on the unpatched kernel, both arches; `baseline of 7.3`: on that\n\
+         line's baseline only, `ksh_proto::KERNEL_BASELINE_FAILURES`), a mutant by `cargo xtask\n\
          mutants --kernel K` for each kernel line K in its parentheses (the case fails with\n\
          its own count on that known-bad kernel, planted by `patches/K/mutants/NAME.patch`;\n\
          an arch after `;` when the mutant names the case for that arch only), a fault by\n\
@@ -162,6 +175,7 @@ pub fn render(map: &BTreeMap<String, Entry>) -> String {
         if e.baseline {
             on.push("baseline".to_string());
         }
+        on.extend(e.baseline_of.iter().map(|k| format!("baseline of {k}")));
         on.extend(e.mutants.iter().map(|m| {
             let kernels: Vec<&str> = m.kernels.iter().map(|k| k.version()).collect();
             match &m.arch {

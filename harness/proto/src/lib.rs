@@ -315,6 +315,50 @@ pub const NO_BASELINE_WITNESS: &[(&str, &str)] = &[
     ),
 ];
 
+/// A case that must fail on the baseline kernel of some kernel lines
+/// only, beside its probe's `baseline_failures` (which fail on every
+/// line): the unpatched lookups go wrong for it only where that line lays
+/// out its text so that they do. On the other lines it stays a witness
+/// that must pass, so the proof asks no more and no less of it than the
+/// kernel gives.
+#[derive(Debug, Clone, Copy)]
+pub struct KernelBaselineFailure {
+    pub probe: &'static str,
+    pub case: &'static str,
+    /// The kernel lines (`7.3`, as `--kernel` names them) whose baseline
+    /// fails it, on every arch.
+    pub kernels: &'static [&'static str],
+    /// What the size-blind kernel gets wrong there, and why only there.
+    pub why: &'static str,
+}
+
+/// Every [`KernelBaselineFailure`]; `--expect-baseline-failures` on a
+/// listed line requires each to fail with counted mismatches, exactly as
+/// a probe's own `baseline_failures`.
+pub const KERNEL_BASELINE_FAILURES: &[KernelBaselineFailure] = &[KernelBaselineFailure {
+    probe: "ftrace",
+    case: "filter-all",
+    kernels: &["7.3"],
+    why: "7.x's linker script marks the text sections it splits out (`__split_text_start`/`_end`, \
+          `__unlikely_text_start`; on arm64 also `__entry_text_end`): zero-size symbols at the \
+          first function of .text.unlikely, which in both minimal kernels is the weak `abort()` \
+          of kernel/exit.c. kallsyms sorts weak symbols after the others of one address and the \
+          size-blind lookup takes the first, so ftrace names abort's call site \
+          `__split_text_end` (x86_64) or `__entry_text_end` (arm64) and `*` never selects \
+          abort; the size-aware lookup takes the sized symbol. 6.12 has no such markers",
+}];
+
+/// Whether `probe/case` must fail on the baseline kernel of line
+/// `kernel` (`6.12`, `7.3`): a probe's own `baseline_failures`, or a
+/// [`KERNEL_BASELINE_FAILURES`] entry of that line.
+pub fn is_baseline_failure(probe: &str, case: &str, kernel: &str) -> bool {
+    let listed = self::probe(probe).is_some_and(|p| p.baseline_failures.contains(&case));
+    listed
+        || KERNEL_BASELINE_FAILURES
+            .iter()
+            .any(|f| f.probe == probe && f.case == case && f.kernels.contains(&kernel))
+}
+
 /// Whether `probe/case` must report a [`checked_line`].
 pub fn is_counted(probe: &str, case: &str) -> bool {
     !UNCOUNTED_CASES.contains(&(probe, case))
@@ -718,6 +762,39 @@ mod tests {
         for (p, why) in NO_BASELINE_WITNESS {
             assert!(probe(p).is_some() && !why.is_empty(), "{p}");
         }
+    }
+
+    #[test]
+    fn kernel_baseline_failures_keep_a_witness() {
+        // Each names a counted case that the probe does not already list
+        // for every line, and on its lines the probe keeps a counted case
+        // that must pass on the baseline (as the strict proof needs).
+        for f in KERNEL_BASELINE_FAILURES {
+            let p = probe(f.probe).unwrap_or_else(|| panic!("{}", f.probe));
+            assert!(p.cases.contains(&f.case), "{}/{}", f.probe, f.case);
+            assert!(
+                !p.baseline_failures.contains(&f.case),
+                "{}/{}",
+                f.probe,
+                f.case
+            );
+            assert!(is_counted(f.probe, f.case), "{}/{}", f.probe, f.case);
+            assert!(!f.kernels.is_empty() && !f.why.is_empty());
+            for k in f.kernels {
+                assert!(is_baseline_failure(f.probe, f.case, k));
+                assert!(
+                    p.cases
+                        .iter()
+                        .any(|c| is_counted(p.name, c) && !is_baseline_failure(p.name, c, k)),
+                    "{}: no witness left on {k}",
+                    p.name
+                );
+            }
+        }
+        assert!(is_baseline_failure("ftrace", "filter-all", "7.3"));
+        assert!(!is_baseline_failure("ftrace", "filter-all", "6.12"));
+        assert!(is_baseline_failure("sizes", "start-size", "6.12"));
+        assert!(!is_baseline_failure("sizes", "start-name-offset", "7.3"));
     }
 
     #[test]

@@ -497,7 +497,8 @@ fn run_cases(
                 )),
             };
             let status = declared_skip_only(cell, (probe.name, case), status);
-            let status = if baseline_proof && probe.baseline_failures.contains(case) {
+            let listed = ksh_proto::is_baseline_failure(probe.name, case, cell.id.kernel.version());
+            let status = if baseline_proof && listed {
                 case::judge_baseline_case(status, result, count.as_ref(), vm_ok)
             } else {
                 status

@@ -473,6 +473,37 @@ fn strict_baseline_proof_rejects_crash_timeout_setup_error_and_skip() {
 }
 
 #[test]
+fn a_kernel_lines_own_baseline_failures_are_required_on_that_line_only() {
+    let judge_on = |kernel: &str, failing: &[(&str, &str)]| {
+        let mut cell = facts("minimal", true);
+        cell.id = cell.id.of_kernel(Kernel::parse(kernel).unwrap());
+        let input = input(cell, Exit::PoweredOff, Mode::BaselineProof, INFO);
+        judge(&input, &texts(&stream(failing))).cases
+    };
+    let with_filter_all = || {
+        let mut l = listed();
+        l.push(("ftrace", "filter-all"));
+        l
+    };
+    // 7.3: it must fail with counted mismatches, like every listed case.
+    let cases = judge_on("7.3", &with_filter_all());
+    assert_eq!(*status_of(&cases, "/ftrace/filter-all"), Status::Pass);
+    let cases = judge_on("7.3", &listed());
+    let Status::Fail { detail: msg, .. } = status_of(&cases, "/ftrace/filter-all") else {
+        panic!("{cases:#?}")
+    };
+    assert!(msg.contains("must fail"), "{msg}");
+    // 6.12: it is a witness that must pass.
+    let cases = judge_on("6.12", &listed());
+    assert_eq!(*status_of(&cases, "/ftrace/filter-all"), Status::Pass);
+    let cases = judge_on("6.12", &with_filter_all());
+    assert!(matches!(
+        status_of(&cases, "/ftrace/filter-all"),
+        Status::Fail { .. }
+    ));
+}
+
+#[test]
 fn unlisted_witness_must_pass_with_a_count_on_the_baseline() {
     let s = stream_with(&listed(), |p, c| {
         ((p, c) == ("weak-orphans", "preceding-start")).then(|| {
@@ -705,4 +736,13 @@ fn cell_facts_keep_their_saved_form_and_refuse_an_unknown_cell() {
     assert!(e.contains("unknown architecture 'riscv'"), "{e}");
     let mismatch = text.replace("\"variant\":\"minimal\"", "\"variant\":\"kaslr\"");
     assert!(serde_json::from_str::<CellFacts>(&mismatch).is_err());
+}
+
+#[test]
+fn kernel_baseline_failures_name_supported_lines() {
+    for f in ksh_proto::KERNEL_BASELINE_FAILURES {
+        for k in f.kernels {
+            assert!(Kernel::parse(k).is_ok(), "{}/{}: {k}", f.probe, f.case);
+        }
+    }
 }
