@@ -10,7 +10,8 @@
 //!
 //! * [`elf`]: raw ELF sections/symbols/relocations ([`read_elf_symbols`]).
 //! * [`nm`]: GNU nm's type letters, visibility and `-n` order; mksysmap.
-//! * [`kallsyms`]: `scripts/kallsyms.c` selection and sort rules.
+//! * [`kallsyms`]: `scripts/kallsyms.c` selection and sort rules, and how
+//!   each kernel line's options store the addresses.
 //! * [`decode`]: the tables the kernel really carries, decoded from vmlinux.
 //! * [`gaps`] and [`orphans`]: code no sized symbol covers, and which of it
 //!   is the leftover body of an overridden `__weak` function.
@@ -30,11 +31,12 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-pub use self::decode::{decode_kallsyms, DecodedSymbol};
+pub use self::decode::{decode_kallsyms, decode_sizes, DecodedSymbol};
 pub use self::elf::{Binding, ElfImage, ElfSection, ElfSymbol, SymKind, SymbolPlace};
 pub use self::gaps::{text_gaps, Gap, GapClass};
 pub use self::kallsyms::{
-    kallsyms_from_map, kallsyms_options_from_config, parse_map, KallsymsOptions, MapSymbol,
+    kallsyms_from_map, kallsyms_options_for_build, kallsyms_options_from_config,
+    kernel_of_build_dir, parse_map, KallsymsOptions, MapSymbol, OffsetValue, Offsets,
 };
 pub use self::nm::{mksysmap_keeps, nm_letter, NmSymbol};
 pub use self::orphans::{
@@ -108,7 +110,8 @@ pub fn system_map(vmlinux: &Path) -> Result<Vec<NmSymbol>> {
     Ok(system_map_image(&ElfImage::open(vmlinux)?))
 }
 
-/// The kallsyms table the 6.12 build produces for `vmlinux`, in table order
+/// The kallsyms table the build produces for `vmlinux` (6.12's or 7.3's
+/// rules: `opts` from [`kallsyms_options_for_build`]), in table order
 /// (the order of `kallsyms_offsets` and of `/proc/kallsyms`).
 pub fn expected_kallsyms(vmlinux: &Path, opts: &KallsymsOptions) -> Result<Vec<KallsymsEntry>> {
     Ok(expected_kallsyms_image(&ElfImage::open(vmlinux)?, opts))

@@ -1,10 +1,13 @@
 //! kallsyms table sizes read from real builds (KSH_BUILD_DIRS, set by
 //! .ci/run): the tables are all there, add up to a plausible footprint, and
-//! `kallsyms_offsets` holds exactly one 32-bit entry per symbol.
+//! `kallsyms_offsets` holds exactly one 32-bit entry per symbol; each
+//! kernel line's layout is the one its tree (`Makefile`) says: 6.12's
+//! labels and `kallsyms_relative_base`, 7.3's sized tables without it.
 
 use std::path::PathBuf;
 
 use harness::symbols::footprint::kallsyms_footprint;
+use harness::symbols::{kallsyms_options_for_build, ElfImage, Offsets, SymbolPlace};
 
 fn build_dirs() -> Vec<PathBuf> {
     match std::env::var("KSH_BUILD_DIRS") {
@@ -62,6 +65,66 @@ fn tables_of_real_kernels() {
             "{:?}",
             fp.tables
         );
+        // The layout of the build's kernel line: 6.12 stores offsets from
+        // kallsyms_relative_base and gives no table a `.size`; 7.3 has no
+        // relative base and sizes most tables (`.size NAME, . - NAME`),
+        // so their ELF sizes are the bytes up to the next table's
+        // `.balign 4`.
+        let opts = kallsyms_options_for_build(&dir).unwrap();
+        let img = ElfImage::open(&vmlinux).unwrap();
+        let elf_size = |name: &str| {
+            img.symbols
+                .iter()
+                .filter(|s| s.name == name.as_bytes())
+                .filter(
+                    |s| matches!(s.place, SymbolPlace::Section(x) if !img.sections[x].is_exec()),
+                )
+                .map(|s| s.size)
+                .max()
+        };
+        let relative_base = get("kallsyms_relative_base");
+        let sized: Vec<&(String, u64)> = fp
+            .tables
+            .iter()
+            .filter(|(t, _)| elf_size(t).is_some_and(|s| s > 0))
+            .collect();
+        match opts.offsets {
+            Offsets::RelativeBase { .. } => {
+                assert!(
+                    relative_base.is_some(),
+                    "{}: no kallsyms_relative_base",
+                    dir.display()
+                );
+                assert!(
+                    sized.is_empty(),
+                    "{}: sized tables on 6.12: {sized:?}",
+                    dir.display()
+                );
+            }
+            Offsets::PcRelative | Offsets::Absolute => {
+                assert_eq!(relative_base, None, "{}", dir.display());
+                for t in [
+                    "kallsyms_names",
+                    "kallsyms_markers",
+                    "kallsyms_offsets",
+                    "kallsyms_size_codes",
+                ] {
+                    assert!(
+                        sized.iter().any(|(n, _)| n == t),
+                        "{}: {t} has no .size",
+                        dir.display()
+                    );
+                }
+                for (t, bytes) in &sized {
+                    let size = elf_size(t).unwrap();
+                    assert!(
+                        (size..size + 4).contains(bytes),
+                        "{}: {t}: {bytes} bytes to the next table, .size {size}",
+                        dir.display()
+                    );
+                }
+            }
+        }
         eprintln!(
             "{}: {} symbols, {} bytes: {:?}",
             dir.display(),

@@ -6,15 +6,20 @@
 //! are used if present; with neither the tests fail. They are `#[ignore]`d
 //! so a plain `cargo test` shows them as ignored instead of passing having
 //! checked nothing; `.ci/run` runs them with `--include-ignored`.
+//!
+//! Each dir is read as its kernel line builds it (6.12 or 7.3, from its
+//! tree's `Makefile`): the options its `link-vmlinux.sh` passes, the
+//! layout of `kallsyms_offsets[]` and the tables.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use harness::symbols::kallsyms::{expected_offsets, parse_kallsyms_s, text_address};
 use harness::symbols::{
-    self, decode_kallsyms, expected_kallsyms, kallsyms::parse_kallsyms_s, kallsyms_from_map,
-    kallsyms_options_from_config, parse_map, ElfImage, KallsymsEntry,
+    self, decode_kallsyms, expected_kallsyms, kallsyms_from_map, kallsyms_options_for_build,
+    kernel_of_build_dir, parse_map, ElfImage, KallsymsEntry, KallsymsOptions, OffsetValue,
 };
 
 /// `dir/rel`, which a finished build dir has: the test fails without it
@@ -61,16 +66,42 @@ fn last_tmp(dir: &Path) -> Option<PathBuf> {
 }
 
 /// A table `scripts/kallsyms` wrote (`parse_kallsyms_s`) has the expected
-/// entries, in order, by type and name.
-fn assert_same_entries(what: &str, table: &[(u8, String, i64)], expected: &[KallsymsEntry]) {
+/// entries, in order, by type and name, and each `kallsyms_offsets[]`
+/// value is the one the oracle computes for the options' layout
+/// (`expected_offsets`, `text` being the map's `_text`).
+fn assert_same_entries(
+    what: &str,
+    table: &[(u8, String, OffsetValue)],
+    expected: &[KallsymsEntry],
+    values: &[OffsetValue],
+) {
     assert_eq!(table.len(), expected.len(), "{what}: count");
-    for (i, ((ty, name, _), e)) in table.iter().zip(expected).enumerate() {
+    for (i, (((ty, name, v), e), want)) in table.iter().zip(expected).zip(values).enumerate() {
         assert_eq!(
-            (*ty, name.as_str()),
-            (e.ty, e.name.as_str()),
+            (*ty, name.as_str(), v),
+            (e.ty, e.name.as_str(), want),
             "{what}: entry {i}"
         );
     }
+}
+
+/// The `kallsyms_offsets[]` values the oracle expects for `expected`.
+fn offsets_of(
+    expected: &[KallsymsEntry],
+    opts: &KallsymsOptions,
+    text: u64,
+) -> Result<Vec<OffsetValue>, String> {
+    let entries: Vec<(u64, bool)> = expected
+        .iter()
+        .map(|e| (e.addr, e.percpu_absolute))
+        .collect();
+    expected_offsets(&entries, opts, text)
+}
+
+/// The build's `System.map`, parsed.
+fn system_map(dir: &Path) -> Vec<symbols::MapSymbol> {
+    let text = std::fs::read_to_string(required(dir, "System.map")).unwrap();
+    parse_map(&text).unwrap()
 }
 
 fn assert_lines_equal(what: &str, ours: &[String], theirs: &[&str]) {
@@ -141,13 +172,14 @@ fn system_map_matches() {
 fn expected_kallsyms_matches_build() {
     for dir in build_dirs() {
         let vmlinux = dir.join("vmlinux");
-        let opts = kallsyms_options_from_config(&dir.join(".config")).unwrap();
+        let kernel = kernel_of_build_dir(&dir).unwrap();
+        let opts = kallsyms_options_for_build(&dir).unwrap();
         let expected = expected_kallsyms(&vmlinux, &opts).unwrap();
         assert!(expected.len() > 1000, "suspiciously few symbols");
 
         // (a) The same rules applied to the map the build fed to kallsyms.
-        let map_text = std::fs::read_to_string(dir.join("System.map")).unwrap();
-        let from_map = kallsyms_from_map(&parse_map(&map_text).unwrap(), &opts);
+        let map = system_map(&dir);
+        let from_map = kallsyms_from_map(&map, &opts);
         assert_eq!(from_map.len(), expected.len());
         for (m, e) in from_map.iter().zip(&expected) {
             assert_eq!(
@@ -156,22 +188,25 @@ fn expected_kallsyms_matches_build() {
             );
         }
 
-        // (b) What the real scripts/kallsyms wrote (order, type, name).
-        if let Some(tmp) = last_tmp(&dir) {
-            let s_path = format!("{}.kallsyms.S", tmp.display());
-            if let Ok(s) = std::fs::read_to_string(&s_path) {
-                let table = parse_kallsyms_s(&s).unwrap();
-                assert_same_entries(&s_path, &table, &expected);
-                println!(
-                    "{}: {} matches {} entries",
-                    dir.display(),
-                    s_path,
-                    table.len()
-                );
-            }
-        }
+        // (b) What the real scripts/kallsyms wrote (order, type, name, and
+        // each offset as the kernel line's layout stores it). Every link
+        // pass leaves it: its absence is a failure.
+        let tmp = last_tmp(&dir)
+            .unwrap_or_else(|| panic!("{}: no .tmp_vmlinuxN.syms of a link pass", dir.display()));
+        let s_path = format!("{}.kallsyms.S", tmp.display());
+        let s = std::fs::read_to_string(&s_path).unwrap_or_else(|e| panic!("{s_path}: {e}"));
+        let table = parse_kallsyms_s(&s).unwrap();
+        let values = offsets_of(&expected, &opts, text_address(&map)).unwrap();
+        assert_same_entries(&s_path, &table, &expected, &values);
+        println!(
+            "{}: {} matches {} entries and offsets",
+            dir.display(),
+            s_path,
+            table.len()
+        );
 
-        // (c) Decisive: the tables the kernel itself carries.
+        // (c) Decisive: the tables the kernel itself carries, addresses
+        // and sizes decoded as the kernel line's kallsyms.c does.
         let decoded = decode_kallsyms(&vmlinux, &opts).unwrap();
         assert_eq!(decoded.len(), expected.len(), "kallsyms_num_syms");
         for (i, (d, e)) in decoded.iter().zip(&expected).enumerate() {
@@ -180,14 +215,22 @@ fn expected_kallsyms_matches_build() {
                 (e.addr, e.ty, e.name.as_str()),
                 "decoded entry {i}"
             );
+            // The build dirs are patched kernels: every symbol has its
+            // ELF size in the tables (0 for none).
+            assert_eq!(
+                d.size,
+                Some(e.size.unwrap_or(0)),
+                "decoded size of entry {i} ({})",
+                e.name
+            );
         }
         let sized = expected.iter().filter(|e| e.size.is_some()).count();
         println!(
-            "{}: {} kallsyms entries ({} with st_size), opts {:?}: decoded tables identical",
+            "{}: Linux {kernel}: {} kallsyms entries ({} with st_size), options {:?}: decoded tables and sizes identical",
             dir.display(),
             expected.len(),
             sized,
-            opts
+            opts.flags()
         );
     }
 }
@@ -206,67 +249,56 @@ fn symbol_address_helper() {
 }
 
 /// Runs the build's own `scripts/kallsyms` binary on `System.map` with every
-/// option combination: this covers the rules the build's config did not
-/// exercise (text-only selection, `--absolute-percpu`).
+/// option set its kernel line knows: this covers the rules and layouts the
+/// build's config did not exercise (text-only selection, 6.12's
+/// `--absolute-percpu`, 7.3 with and without `--pc-relative`). Where the
+/// tool refuses an offset it cannot encode, the oracle must refuse it too.
 #[test]
 #[ignore = "needs a built kernel: set KSH_BUILD_DIRS; .ci/run runs them"]
 fn rules_match_real_kallsyms_tool_for_all_options() {
     for dir in build_dirs() {
         let tool = required(&dir, "scripts/kallsyms");
+        let kernel = kernel_of_build_dir(&dir).unwrap();
         let img = ElfImage::open(&dir.join("vmlinux")).unwrap();
-        for (all, pcpu) in [(false, false), (true, false), (false, true), (true, true)] {
-            let opts = symbols::KallsymsOptions {
-                all_symbols: all,
-                absolute_percpu: pcpu,
-            };
-            let mut cmd = Command::new(&tool);
-            if all {
-                cmd.arg("--all-symbols");
-            }
-            if pcpu {
-                cmd.arg("--absolute-percpu");
-            }
-            let out = cmd.arg(dir.join("System.map")).output().unwrap();
+        let text = text_address(&system_map(&dir));
+        for opts in KallsymsOptions::every_set(kernel).unwrap() {
+            let flags = opts.flags();
+            let out = Command::new(&tool)
+                .args(&flags)
+                .arg(dir.join("System.map"))
+                .output()
+                .unwrap();
             let expected = symbols::expected_kallsyms_image(&img, &opts);
+            let values = offsets_of(&expected, &opts, text);
             if !out.status.success() {
-                // write_src() refuses offsets it cannot encode. With
+                // write_src() refuses offsets it cannot encode. 6.12 with
                 // --absolute-percpu: absolute values above INT_MAX (a
                 // kernel whose percpu area is not zero-based: uniprocessor
-                // builds). Without it: every symbol is relative to the
-                // lowest one, and zero-based percpu symbols of an SMP
-                // x86_64 kernel put _text more than UINT_MAX above them.
+                // builds); without it, every symbol relative to the lowest
+                // one: zero-based percpu symbols of an SMP x86_64 kernel put
+                // _text more than UINT_MAX above them. 7.3 --pc-relative:
+                // an address more than 2 GiB from _text.
                 let err = String::from_utf8_lossy(&out.stderr);
-                assert!(err.contains("out of range"), "{opts:?}: {err}");
-                let absolute_overflow = pcpu
-                    && expected
-                        .iter()
-                        .any(|e| e.percpu_absolute && e.addr > i32::MAX as u64);
-                let lowest = expected.iter().map(|e| e.addr).min().unwrap_or(0);
-                let highest = expected.iter().map(|e| e.addr).max().unwrap_or(0);
-                let relative_overflow = !pcpu && highest - lowest > u32::MAX as u64;
-                assert!(
-                    absolute_overflow || relative_overflow,
-                    "{opts:?}: tool failed but no unencodable entry expected"
-                );
+                assert!(err.contains("out of range"), "{flags:?}: {err}");
+                let why = values.expect_err("tool failed but the oracle encodes every entry");
                 println!(
-                    "{}: scripts/kallsyms {opts:?}: refuses (as expected): {}",
+                    "{}: Linux {kernel}: scripts/kallsyms {flags:?}: refuses (as expected: {why}): {}",
                     dir.display(),
                     err.trim()
                 );
                 continue;
             }
+            let values = values.unwrap_or_else(|e| {
+                panic!("{flags:?}: the tool encoded every entry but the oracle says {e}")
+            });
             let table = parse_kallsyms_s(&String::from_utf8(out.stdout).unwrap()).unwrap();
-            assert_same_entries(&format!("{opts:?}"), &table, &expected);
-            for ((_, name, raw), e) in table.iter().zip(&expected) {
-                if e.percpu_absolute {
-                    assert_eq!(*raw as u64, e.addr, "{opts:?}: absolute value of {name}");
-                }
-            }
+            assert_same_entries(&format!("{flags:?}"), &table, &expected, &values);
             println!(
-                "{}: scripts/kallsyms {opts:?}: {} entries, {} percpu-absolute, identical",
+                "{}: Linux {kernel}: scripts/kallsyms {flags:?}: {} entries, {} percpu-absolute, offsets {:?}: identical",
                 dir.display(),
                 table.len(),
-                expected.iter().filter(|e| e.percpu_absolute).count()
+                expected.iter().filter(|e| e.percpu_absolute).count(),
+                opts.offsets
             );
         }
     }

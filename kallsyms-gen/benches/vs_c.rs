@@ -1,6 +1,11 @@
-//! `cargo bench -p kallsyms-gen`: the Rust generator against the 6.12 C
-//! `scripts/kallsyms` on a distro-size synthetic map (x86_64 and arm64
-//! layouts) and on the committed real kernel maps.
+//! `cargo bench -p kallsyms-gen`: the Rust generator against the C
+//! `scripts/kallsyms` of a kernel line (6.12, or 7.3 with
+//! `KSH_KERNEL_FORMAT=7.3 KSH_KERNEL_SRC=<7.3 tree>`, as the tests take
+//! them) on a distro-size synthetic map (x86_64 and arm64 layouts), on the
+//! committed real kernel maps and on the maps `KSH_BENCH_MAPS` lists (one
+//! `NAME<TAB>PATH<TAB>OPTIONS` per line: `cargo xtask bench` names the
+//! largest link map of each kernel line's builds with its link's options),
+//! each with that line's options for a 64-bit kernel.
 //!
 //! C and Rust runs alternate, `KSH_BENCH_RUNS` (default 9) each per map.
 //! Each run is a fresh child of a small helper process, reaped with
@@ -13,7 +18,7 @@
 mod common;
 
 use common::synth::{self, Flavor};
-use common::{c_tool, maps_dir_files, real_map_fixtures, rust_bin, scratch};
+use common::{c_tool, kernel_format, real_map_fixtures, scratch};
 use std::fs::{self, File};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -126,66 +131,67 @@ fn main() {
         .unwrap_or(9)
         .max(1);
     let c = c_tool();
-    let rust = rust_bin();
+    // The tool itself, its format first (not the tests' wrapper script:
+    // a shell in front would be timed with it).
+    let rust = std::path::PathBuf::from(env!("CARGO_BIN_EXE_kallsyms-gen"));
+    let format = kernel_format();
+    let format_flag = format!("--format={format}");
+    // A 64-bit kernel's options: 6.12 makes x86_64's zero-based percpu
+    // symbols absolute, 7.3 stores every offset from _text.
+    let (x86_64, arm64, fixture): (Vec<&str>, Vec<&str>, Vec<&str>) = match format {
+        "6.12" => (
+            vec!["--all-symbols", "--absolute-percpu"],
+            vec!["--all-symbols"],
+            // The committed maps come from UP test kernels: no --absolute-percpu.
+            vec!["--all-symbols"],
+        ),
+        _ => (
+            vec!["--all-symbols", "--pc-relative"],
+            vec!["--all-symbols", "--pc-relative"],
+            vec!["--all-symbols", "--pc-relative"],
+        ),
+    };
 
-    let mut maps: Vec<(String, Vec<u8>, Vec<&str>)> = vec![
+    let mut maps: Vec<(String, Vec<u8>, Vec<String>)> = vec![
         (
             "synthetic-x86_64".into(),
             synth::synth_map(Flavor::X86_64, synth::DISTRO_FUNCTIONS, 1),
-            vec!["--all-symbols", "--absolute-percpu"],
+            x86_64.iter().map(|s| s.to_string()).collect(),
         ),
         (
             "synthetic-arm64".into(),
             synth::synth_map(Flavor::Arm64, synth::DISTRO_FUNCTIONS, 2),
-            vec!["--all-symbols"],
+            arm64.iter().map(|s| s.to_string()).collect(),
         ),
     ];
     for (name, data) in real_map_fixtures() {
-        // The committed maps come from UP test kernels: no --absolute-percpu.
         if !data.is_empty() {
-            maps.push((name, data, vec!["--all-symbols"]));
+            maps.push((name, data, fixture.iter().map(|s| s.to_string()).collect()));
         }
     }
-    // The harness's current kernels (`cargo xtask bench` sets KSH_MAPS_DIR
-    // to the build cache): the first link's map of each patched minimal
-    // build, with the options its own Kbuild run used.
-    for path in maps_dir_files() {
-        let (Some(cell), Some(source)) = (
-            path.parent().and_then(|d| d.file_name()),
-            path.parent()
-                .and_then(|d| d.parent())
-                .and_then(|d| d.file_name()),
-        ) else {
-            continue;
-        };
-        let (cell, source) = (cell.to_string_lossy(), source.to_string_lossy());
-        if !(source.ends_with("-patched")
-            && cell.ends_with("-minimal")
-            && path.file_name().is_some_and(|f| f == ".tmp_vmlinux1.syms"))
-        {
-            continue;
+    // The harness's own link maps, as `cargo xtask bench` lists them.
+    if let Ok(list) = std::env::var("KSH_BENCH_MAPS") {
+        for line in list.lines().filter(|l| !l.is_empty()) {
+            let f: Vec<&str> = line.split('\t').collect();
+            let [name, path, opts] = f[..] else {
+                panic!("KSH_BENCH_MAPS: {line:?} is not NAME<TAB>PATH<TAB>OPTIONS");
+            };
+            let data = fs::read(path).unwrap_or_else(|e| panic!("KSH_BENCH_MAPS: {path}: {e}"));
+            let opts = opts.split_whitespace().map(str::to_string).collect();
+            maps.push((name.to_string(), data, opts));
         }
-        let config = fs::read_to_string(path.parent().unwrap().join(".config")).unwrap_or_default();
-        let mut opts = vec![];
-        if config.lines().any(|l| l == "CONFIG_KALLSYMS_ALL=y") {
-            opts.push("--all-symbols");
-        }
-        if config
-            .lines()
-            .any(|l| l == "CONFIG_KALLSYMS_ABSOLUTE_PERCPU=y")
-        {
-            opts.push("--absolute-percpu");
-        }
-        maps.push((
-            format!("live-{cell}.tmp_vmlinux1.syms"),
-            fs::read(&path).unwrap(),
-            opts,
-        ));
     }
 
     let mut json = Vec::new();
-    println!("kallsyms-gen vs C scripts/kallsyms (6.12), {runs} alternating runs each");
+    println!(
+        "kallsyms-gen vs C scripts/kallsyms (Linux {format}, {}), {runs} alternating runs each",
+        c.display()
+    );
     for (name, data, opts) in &maps {
+        let opts: Vec<&str> = opts.iter().map(String::as_str).collect();
+        let rust_opts: Vec<&str> = std::iter::once(format_flag.as_str())
+            .chain(opts.iter().copied())
+            .collect();
         let map = scratch(&format!("bench-{name}.map"));
         fs::write(&map, data).unwrap();
         if let Some(dir) = std::env::var_os("KSH_BENCH_KEEP_MAPS") {
@@ -197,8 +203,8 @@ fn main() {
         let mut rs = Vec::new();
         let mut identical = true;
         for i in 0..runs {
-            let cr = run_once(&c, opts, &map, &c_out);
-            let rr = run_once(&rust, opts, &map, &r_out);
+            let cr = run_once(&c, &opts, &map, &c_out);
+            let rr = run_once(&rust, &rust_opts, &map, &r_out);
             assert!(
                 cr.ok && rr.ok,
                 "{name}: a tool failed (C ok={}, Rust ok={})",
@@ -228,12 +234,13 @@ fn main() {
         );
         println!("  outputs identical: {identical}");
         json.push(format!(
-            "{{\"map\":\"{name}\",\"lines\":{lines},\"options\":\"{}\",\"runs\":{runs},\
+            "{{\"map\":\"{name}\",\"bytes\":{},\"lines\":{lines},\"options\":\"{}\",\"runs\":{runs},\
              \"c_wall_median_s\":{:.4},\"c_wall_min_s\":{:.4},\"c_wall_max_s\":{:.4},\
              \"rust_wall_median_s\":{:.4},\"rust_wall_min_s\":{:.4},\"rust_wall_max_s\":{:.4},\
              \"c_cpu_median_s\":{:.4},\"rust_cpu_median_s\":{:.4},\
              \"ratio_wall\":{:.3},\"ratio_cpu\":{:.3},\
              \"c_maxrss_kib\":{cm},\"rust_maxrss_kib\":{rm},\"identical\":{identical}}}",
+            data.len(),
             opts.join(" "),
             cw.median,
             cw.min,
@@ -252,7 +259,7 @@ fn main() {
         assert!(identical, "{name}: outputs differ");
     }
     println!(
-        "BENCH-JSON: {{\"bench\":\"kallsyms-gen-vs-c\",\"results\":[{}]}}",
+        "BENCH-JSON: {{\"bench\":\"kallsyms-gen-vs-c\",\"kernel\":\"{format}\",\"results\":[{}]}}",
         json.join(",")
     );
 }

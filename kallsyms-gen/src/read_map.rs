@@ -119,8 +119,10 @@ fn parse_sized_line(cbuf: &[u8], line_len: usize) -> Option<Line> {
         return None;
     }
     p += 1;
+    // C: `type == '\0' || !isascii(type) || *p++ != ' '` is a format
+    // error (a NUL type inside the line too, unlike the 3-column form's).
     let typ = get(p);
-    if p >= line_len || typ >= 0x80 || get(p + 1) != b' ' {
+    if p >= line_len || typ == 0 || typ >= 0x80 || get(p + 1) != b' ' {
         return None;
     }
     p += 2;

@@ -39,7 +39,7 @@ pub(crate) fn write_sizes_table(
 /// with a rank every 256 symbols so an escape is found in O(256).
 /// `addrs` are the addresses the kernel computes for each symbol, in table
 /// order; `sizes` the `nm -S` sizes (0 when absent).
-fn ksz4_tables(addrs: &[u64], sizes: &[u64]) -> (Vec<u8>, [u32; 14], Vec<u32>, Vec<u32>) {
+fn ksz4_tables(addrs: &[u64], sizes: &[u64]) -> (Vec<u8>, [u32; 14], Vec<u32>, LongTable) {
     const NGAPS: usize = 14;
     const ZERO: u8 = 14;
     const ESC: u8 = 15;
@@ -85,7 +85,7 @@ fn ksz4_tables(addrs: &[u64], sizes: &[u64]) -> (Vec<u8>, [u32; 14], Vec<u32>, V
     // Rule 2: codes.
     let mut codes = vec![0u8; n.div_ceil(2)];
     let mut rank = Vec::with_capacity(n.div_ceil(256));
-    let mut exc = Vec::new();
+    let mut exc = LongTable::default();
     for i in 0..n {
         if i % 256 == 0 {
             rank.push(exc.len() as u32);
@@ -120,7 +120,8 @@ pub(crate) fn previous_exc_entries<'a>(addrs: &[u64], name: impl Fn(usize) -> &'
         }
     }
     if exc != 0 && after > exc {
-        ((after - exc) / 4) as usize
+        // C returns an `unsigned int`: the count is taken modulo 2^32.
+        ((after - exc) / 4) as u32 as usize
     } else {
         0
     }
@@ -156,18 +157,62 @@ pub(crate) fn write_compact_sizes_tables(
     out.end_table("kallsyms_size_codes");
     out.s(b"\n");
     for (label, values) in [
-        ("kallsyms_size_gaps", &gaps[..]),
-        ("kallsyms_size_rank", &rank[..]),
-        ("kallsyms_size_exc", &exc[..]),
+        ("kallsyms_size_gaps", LongTable::of(&gaps)),
+        ("kallsyms_size_rank", LongTable::of(&rank)),
+        ("kallsyms_size_exc", exc),
     ] {
         out.label(label);
-        for v in values {
+        for v in values.iter() {
             out.s(b"\t.long\t");
-            out.alt_hex(u64::from(*v));
+            out.alt_hex(u64::from(v));
             out.s(b"\n");
             out.maybe_flush();
         }
         out.end_table(label);
         out.s(b"\n");
+    }
+}
+
+/// A table of `.long`s whose tail of zeros is a count, not stored:
+/// `kallsyms_size_exc` is padded up to the previous pass's length, which a
+/// map can put at billions of entries (C writes them one at a time too).
+#[derive(Default)]
+struct LongTable {
+    values: Vec<u32>,
+    len: usize,
+}
+
+impl LongTable {
+    fn of(values: &[u32]) -> LongTable {
+        LongTable {
+            values: values.to_vec(),
+            len: values.len(),
+        }
+    }
+
+    /// Appends `v` (before any padding).
+    fn push(&mut self, v: u32) {
+        debug_assert_eq!(self.len, self.values.len());
+        self.values.push(v);
+        self.len += 1;
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// `Vec::resize` with `fill`, which must be 0: the zeros are counted.
+    fn resize(&mut self, len: usize, fill: u32) {
+        assert_eq!(fill, 0, "only zeros are counted");
+        self.values.truncate(len);
+        self.len = len;
+    }
+
+    fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        let zeros = self.len - self.values.len();
+        self.values
+            .iter()
+            .copied()
+            .chain(std::iter::repeat_n(0, zeros))
     }
 }

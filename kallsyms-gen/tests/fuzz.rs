@@ -1,7 +1,11 @@
 //! Differential fuzzing against the C tool: random and mutated maps, all
-//! option combinations. Bounded to ~20 s by default; set `KSH_FUZZ_SECS`
-//! for longer runs and `KSH_FUZZ_SEED` to replay. A failing input is saved
-//! under the cargo target tmp dir and its seed printed.
+//! option combinations of the kernel line's tool (`KSH_KERNEL_FORMAT`:
+//! 6.12's `--absolute-percpu`, 7.3's `--pc-relative`), and with a patched
+//! tree's tool (`KSH_KERNEL_SRC`) each again with the series'
+//! `--symbol-sizes [--compact-sizes]` on maps with `nm -S` size columns.
+//! Bounded to ~20 s by default; set `KSH_FUZZ_SECS` for longer runs and
+//! `KSH_FUZZ_SEED` to replay. A failing input is saved under the cargo
+//! target tmp dir and its seed printed.
 
 mod common;
 
@@ -10,7 +14,7 @@ use common::*;
 use std::fs;
 use std::time::{Duration, Instant};
 
-const SPECIAL: [&[u8]; 14] = [
+const SPECIAL: [&[u8]; 16] = [
     b"_text",
     b"_stext",
     b"_etext",
@@ -25,7 +29,14 @@ const SPECIAL: [&[u8]; 14] = [
     b"__end_x_y",
     b"__foo_start",
     b"__foo_end",
+    // The previous link pass's size tables (--compact-sizes reads them).
+    b"kallsyms_size_exc",
+    b"kallsyms_seqs_of_names",
 ];
+
+/// Output read from each tool per run (see `run_capped`): far more than a
+/// few hundred symbols' tables take.
+const OUTPUT_CAP: usize = 16 << 20;
 
 fn random_name(rng: &mut Rng) -> Vec<u8> {
     if rng.chance(12) {
@@ -58,7 +69,26 @@ fn random_name(rng: &mut Rng) -> Vec<u8> {
     v
 }
 
-fn random_map(rng: &mut Rng) -> Vec<u8> {
+/// An `nm -S` size column: mostly small, sometimes zero-padded like nm's,
+/// sometimes past `UINT_MAX` (which both tools refuse).
+fn random_size(rng: &mut Rng) -> String {
+    let v = match rng.below(20) {
+        0 => 0,
+        1 => u64::from(u32::MAX) + rng.below(2),
+        2 => rng.next(),
+        3..=5 => rng.below(0x10_0000),
+        _ => rng.below(0x200),
+    };
+    match rng.below(4) {
+        0 => format!("{v:016x}"),
+        1 => format!("{v:08x}"),
+        _ => format!("{v:x}"),
+    }
+}
+
+/// A random map; with `sized`, most lines carry an `nm -S` size column.
+fn random_map(rng: &mut Rng, sized: bool) -> Vec<u8> {
+    let sized = sized && rng.chance(50);
     let n = rng.below(300) as usize;
     let nbases = if rng.chance(70) { 1 } else { 1 + rng.below(5) };
     let bases: Vec<u64> = (0..nbases)
@@ -90,6 +120,9 @@ fn random_map(rng: &mut Rng) -> Vec<u8> {
             continue;
         }
         out.extend_from_slice(format!("{addr:x} ").as_bytes());
+        if sized && !rng.chance(20) {
+            out.extend_from_slice(format!("{} ", random_size(rng)).as_bytes());
+        }
         out.push(typ);
         out.push(b' ');
         let name = random_name(rng);
@@ -231,21 +264,29 @@ fn differential_fuzz() {
 
     let c = c_tool();
     let rust = rust_bin();
+    let sizes = c_knows_sizes();
+    let option_sets = sizes_option_sets();
     let mut corpus: Vec<Vec<u8>> = vec![
         synth::synth_map(Flavor::Arm64, 400, 3),
         synth::synth_map(Flavor::X86_64, 400, 4),
     ];
+    if sizes {
+        // `.tmp_vmlinuxN.sized.syms`: what the series feeds the tool.
+        for (flavor, seed) in [(Flavor::Arm64, 5), (Flavor::X86_64, 6)] {
+            corpus.push(synth::render(&synth::synth_syms(flavor, 400, seed), true));
+        }
+    }
     corpus.extend(real_map_fixtures().into_iter().map(|(_, d)| d));
 
     let deadline = Instant::now() + Duration::from_secs(secs);
     let path = scratch("fuzz.map");
     let stripped_path = scratch("fuzz-stripped.map");
-    let (mut iters, mut ok, mut failed) = (0u64, 0u64, 0u64);
+    let (mut iters, mut ok, mut failed, mut oversized) = (0u64, 0u64, 0u64, 0u64);
     loop {
         let seed = seed0 + iters;
         let mut rng = Rng(seed);
         let mut data = match rng.below(3) {
-            0 => random_map(&mut rng),
+            0 => random_map(&mut rng, sizes),
             _ => {
                 let base = rng.pick(&corpus).clone();
                 window(&mut rng, &base, 400)
@@ -255,22 +296,42 @@ fn differential_fuzz() {
             mutate(&mut rng, &mut data);
         }
         fs::write(&path, &data).unwrap();
-        for opts in option_sets() {
-            let co = run(&c, opts, &path);
-            let ro = run(&rust, opts, &path);
+        for opts in &option_sets {
+            let opts = &opts[..];
+            let co = run_capped(&c, opts, &path, OUTPUT_CAP);
+            let ro = run_capped(&rust, opts, &path, OUTPUT_CAP);
             let res = std::panic::catch_unwind(|| {
-                if !co.status.success() && ro.status.success() {
+                if co.truncated || ro.truncated {
+                    // Both must still be writing, the same bytes so far.
+                    assert!(
+                        co.truncated && ro.truncated,
+                        "fuzz {opts:?}: only {} wrote more than {OUTPUT_CAP} bytes",
+                        if co.truncated { "C" } else { "Rust" }
+                    );
+                    assert!(
+                        co.out.stdout == ro.out.stdout,
+                        "fuzz {opts:?}: the first {OUTPUT_CAP} bytes differ"
+                    );
+                    return Outcome::BothOk;
+                }
+                let (co, ro) = (&co.out, &ro.out);
+                if !opts.contains(&"--symbol-sizes") && !co.status.success() && ro.status.success()
+                {
                     // Maybe an nm -S line appeared by mutation: the C tool
                     // must then agree on the map without the size column.
+                    // (With --symbol-sizes both read the column: no excuse.)
                     let s = strip_sizes(&data);
                     if s != data {
                         fs::write(&stripped_path, &s).unwrap();
                         let co2 = run(&c, opts, &stripped_path);
-                        return check_pair(&co2, &ro, opts, "fuzz (4-column)");
+                        return check_pair(&co2, ro, opts, "fuzz (4-column)");
                     }
                 }
-                check_pair(&co, &ro, opts, "fuzz")
+                check_pair(co, ro, opts, "fuzz")
             });
+            if co.truncated {
+                oversized += 1;
+            }
             match res {
                 Ok(Outcome::BothOk) => ok += 1,
                 Ok(Outcome::BothFailed) => failed += 1,
@@ -289,6 +350,13 @@ fn differential_fuzz() {
     }
     let _ = fs::remove_file(&path);
     let _ = fs::remove_file(&stripped_path);
-    eprintln!("fuzz: {iters} inputs, {ok} identical outputs, {failed} matching failures");
+    eprintln!(
+        "fuzz: Linux {} C tool {}, {} option sets{}: {iters} inputs, {ok} identical outputs \
+         ({oversized} of them compared on their first {OUTPUT_CAP} bytes), {failed} matching failures",
+        kernel_format(),
+        c.display(),
+        option_sets.len(),
+        if sizes { " (with the size tables)" } else { "" }
+    );
     assert!(iters > 0);
 }

@@ -1,21 +1,24 @@
 //! `cargo xtask bench`: the project's figures in one report, measured side
 //! by side in one run. It reports; it never fails on a slow machine.
 //!
-//! 1. Generator: Rust vs C on the same maps (the `vs_c` bench target).
+//! 1. Generator: Rust vs C on the same maps (the `vs_c` bench target), for
+//!    each kernel line with a patched build in the cache (its tree's C
+//!    tool, its options; the largest link map of its builds side by side),
+//!    and the size tables' bytes per symbol of each line's minimal builds.
 //! 2. Kernel memory: every kallsyms table, patched vs baseline, per arch.
 //! 3. Lookup cost in the guest: ns per lookup and per `%pS`, patched vs
 //!    baseline (the probe module's `bench` file, via the `lookup-bench` probe).
 //! 4. Cycle times: null boot against boot-to-results (booted alternately,
 //!    with per-probe times), warm rerun, edit-to-result.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use harness::cell::arch::ArchProfile;
 use harness::cell::Status;
-use harness::cell::{CellId, SourceKind, Toolchain};
+use harness::cell::{CellId, Kernel, SourceKey, SourceKind, Toolchain};
 use harness::kernel::prereqs;
 use harness::kernel::series::Variant;
 use harness::kernel::source::{self, KernelSource, SourceSpec};
@@ -23,6 +26,7 @@ use harness::layout;
 use harness::process::fmt_duration;
 use harness::results::ktap;
 use harness::symbols::footprint::{kallsyms_footprint, Footprint};
+use harness::symbols::kernel_of_build_dir;
 use harness::testrun::{self, Cell, RunOptions};
 use serde_json::{json, Value};
 
@@ -112,17 +116,28 @@ pub fn run(args: BenchArgs) -> Result<i32> {
 }
 
 fn run_steps(args: &BenchArgs, report: &mut Value, step: &mut &'static str) -> Result<()> {
-    let arches = selection::arches(&args.kernel)?;
-    let kernel = selection::kernel(&args.kernel)?;
-    NEEDS.ensure(&selection::selected(&args.kernel, arches.clone(), kernel))?;
     let want = |s: BenchSection| args.only.is_empty() || args.only.contains(&s);
     *report = json!({ "machine": machine(), "method": format!("{} runs per figure, medians with min-max", args.runs) });
     println!("machine: {}", report["machine"]);
 
     if want(BenchSection::Generator) {
+        // Reads the cache's builds, builds nothing: no kernel prerequisites.
         *step = "1. generator";
         report["generator"] = generator(args.runs)?;
     }
+    let kernel_sections = [
+        BenchSection::Memory,
+        BenchSection::Lookups,
+        BenchSection::Boot,
+        BenchSection::Rerun,
+        BenchSection::Edit,
+    ];
+    if !kernel_sections.into_iter().any(want) {
+        return Ok(());
+    }
+    let arches = selection::arches(&args.kernel)?;
+    let kernel = selection::kernel(&args.kernel)?;
+    NEEDS.ensure(&selection::selected(&args.kernel, arches.clone(), kernel))?;
     // 2 + 3 need the patched and the baseline kernels of each arch.
     *step = "2. kernel memory (building the patched and baseline kernels)";
     let mut bench = Bench::prepare(args, arches)?;
@@ -148,30 +163,233 @@ fn run_steps(args: &BenchArgs, report: &mut Value, step: &mut &'static str) -> R
     Ok(())
 }
 
-/// Section 1, the generator bench (`vs_c`): its human lines passed
-/// through, the figures from its `BENCH-JSON:` line.
-fn generator(runs: usize) -> Result<Value> {
-    println!("\n== 1. generator: Rust kallsyms-gen vs C scripts/kallsyms ==");
-    let out = Command::new("cargo")
-        .current_dir(layout::project_root())
-        .args(["bench", "--quiet", "-p", "kallsyms-gen", "--bench", "vs_c"])
-        .env("KSH_BENCH_RUNS", runs.to_string())
-        .env("KSH_MAPS_DIR", layout::build_root())
-        .output()
-        .context("running cargo bench -p kallsyms-gen")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    for l in text.lines().filter(|l| !l.starts_with("BENCH-JSON: ")) {
-        println!("{l}");
+/// The options of the series' link (both lines' `link-vmlinux.sh` feed
+/// `nm -S` maps and ask for the compact size tables) besides the kernel
+/// line's own ([`Kernel::generator_flags`]).
+const SERIES_GENERATOR_FLAGS: [&str; 2] = ["--symbol-sizes", "--compact-sizes"];
+
+/// The patched `minimal` builds of one kernel line found in the cache.
+struct LineBuilds {
+    kernel: Kernel,
+    /// Its patched tree (the builds' `source` link): the C tool's source.
+    tree: PathBuf,
+    /// (arch, build dir), in `arch::ALL` order.
+    dirs: Vec<(&'static ArchProfile, PathBuf)>,
+}
+
+impl LineBuilds {
+    /// The largest `nm -S` link map of the line's builds (what its
+    /// generators were run on), with its build dir.
+    fn largest_map(&self) -> Option<(PathBuf, &Path, u64)> {
+        self.dirs
+            .iter()
+            .flat_map(|(_, d)| {
+                (1..=3).map(move |n| (d.join(format!(".tmp_vmlinux{n}.sized.syms")), d.as_path()))
+            })
+            .filter_map(|(m, d)| Some((std::fs::metadata(&m).ok()?.len(), m, d)))
+            .max_by_key(|(len, _, _)| *len)
+            .map(|(len, m, d)| (m, d, len))
     }
-    Ok(
-        match text.lines().find_map(|l| l.strip_prefix("BENCH-JSON: ")) {
+}
+
+/// Every kernel line's patched `minimal` builds in the cache (read only:
+/// nothing is built or prepared). A build dir counts when its `vmlinux`
+/// exists, and its kernel line is the one its tree's `Makefile` names;
+/// of several trees of a line (two Debian versions), the most recently
+/// linked.
+fn line_builds() -> Result<Vec<LineBuilds>> {
+    let root = layout::build_root();
+    let keys: Vec<PathBuf> = match std::fs::read_dir(&root) {
+        Ok(rd) => rd
+            .flatten()
+            .filter(|e| {
+                SourceKey::parse(&e.file_name().to_string_lossy())
+                    .is_some_and(|k| k.kind == SourceKind::Patched)
+            })
+            .map(|e| e.path())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    let linked = |d: &Path| {
+        std::fs::metadata(d.join("vmlinux"))
+            .and_then(|m| m.modified())
+            .ok()
+    };
+    let mut lines = Vec::new();
+    for kernel in Kernel::all() {
+        let mut best: Option<(std::time::SystemTime, LineBuilds)> = None;
+        for key in &keys {
+            let mut dirs = Vec::new();
+            for &arch in harness::cell::arch::ALL {
+                let id = CellId::new(arch, "minimal", Toolchain::Gcc, SourceKind::Patched)
+                    .of_kernel(kernel);
+                let dir = key.join(id.dir_name());
+                if dir.join("vmlinux").is_file() && kernel_of_build_dir(&dir)? == kernel {
+                    dirs.push((arch, dir));
+                }
+            }
+            let Some(newest) = dirs.iter().filter_map(|(_, d)| linked(d)).max() else {
+                continue;
+            };
+            let tree = dirs[0]
+                .1
+                .join("source")
+                .canonicalize()
+                .with_context(|| format!("{}: no source link", dirs[0].1.display()))?;
+            if best.as_ref().is_none_or(|(t, _)| newest > *t) {
+                best = Some((newest, LineBuilds { kernel, tree, dirs }));
+            }
+        }
+        lines.extend(best.map(|(_, l)| l));
+    }
+    Ok(lines)
+}
+
+/// Section 1: the generator bench (`vs_c`) once per kernel line with
+/// patched builds in the cache (or 6.12's tarball without), its human
+/// lines passed through and its figures from its `BENCH-JSON:` line; then
+/// the largest link map of each line and the size tables' bytes per
+/// symbol of each line's builds, side by side.
+fn generator(runs: usize) -> Result<Value> {
+    let lines = line_builds()?;
+    let mut per_kernel = Vec::new();
+    let mut largest = Vec::new();
+    for kernel in Kernel::all() {
+        let builds = lines.iter().find(|l| l.kernel == kernel);
+        println!("\n== 1. generator: Rust kallsyms-gen vs C scripts/kallsyms, Linux {kernel} ==");
+        let mut cmd = Command::new("cargo");
+        cmd.current_dir(layout::project_root())
+            .args(["bench", "--quiet", "-p", "kallsyms-gen", "--bench", "vs_c"])
+            .env("KSH_BENCH_RUNS", runs.to_string())
+            .env("KSH_KERNEL_FORMAT", kernel.line().generator_format)
+            .env_remove("KSH_KERNEL_SRC")
+            .env_remove("KSH_BENCH_MAPS");
+        let mut map_name = None;
+        match builds {
+            Some(b) => {
+                cmd.env("KSH_KERNEL_SRC", &b.tree);
+                if let Some((map, dir, _)) = b.largest_map() {
+                    let config = std::fs::read_to_string(dir.join(".config"))
+                        .with_context(|| format!("reading {}/.config", dir.display()))?;
+                    let mut flags = kernel.generator_flags(&config);
+                    flags.extend(SERIES_GENERATOR_FLAGS);
+                    let name = format!(
+                        "largest-{}-{}",
+                        dir.file_name().unwrap_or_default().to_string_lossy(),
+                        map.file_name().unwrap_or_default().to_string_lossy()
+                    );
+                    cmd.env(
+                        "KSH_BENCH_MAPS",
+                        format!("{name}\t{}\t{}\n", map.display(), flags.join(" ")),
+                    );
+                    map_name = Some(name);
+                }
+            }
+            // 6.12's pristine C tool comes from Debian's tarball.
+            None if kernel == Kernel::V6_12 => {}
+            None => {
+                println!(
+                    "no patched minimal build of Linux {kernel} in {}: nothing to compare with \
+                     (`cargo xtask build --kernel {kernel}` makes one)",
+                    layout::build_root().display()
+                );
+                per_kernel.push(json!({ "kernel": kernel.version(), "missing": "no patched minimal build in the cache" }));
+                continue;
+            }
+        }
+        let out = cmd
+            .output()
+            .context("running cargo bench -p kallsyms-gen")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        for l in text.lines().filter(|l| !l.starts_with("BENCH-JSON: ")) {
+            println!("{l}");
+        }
+        let figures: Value = match text.lines().find_map(|l| l.strip_prefix("BENCH-JSON: ")) {
             Some(j) => serde_json::from_str(j).context("parsing the generator bench JSON")?,
             None => {
                 eprint!("{}", String::from_utf8_lossy(&out.stderr));
                 json!({ "error": format!("the generator bench failed ({})", out.status) })
             }
-        },
-    )
+        };
+        if let Some(name) = &map_name {
+            if let Some(r) = figures["results"]
+                .as_array()
+                .and_then(|rs| rs.iter().find(|r| r["map"] == json!(name)))
+            {
+                largest.push(json!({ "kernel": kernel.version(), "figures": r }));
+            }
+        }
+        per_kernel.push(json!({
+            "kernel": kernel.version(),
+            "c_tool_source": builds.map_or_else(|| "Debian's tarball".to_string(), |b| b.tree.display().to_string()),
+            "bench": figures,
+        }));
+    }
+    print_largest(&largest);
+    let size_tables = size_tables(&lines)?;
+    Ok(json!({ "kernels": per_kernel, "largest_map": largest, "size_tables": size_tables }))
+}
+
+/// The largest link map of each kernel line, one line each.
+fn print_largest(largest: &[Value]) {
+    if largest.is_empty() {
+        return;
+    }
+    println!("\n== 1. the largest link map of each kernel line (the link's options, medians) ==");
+    for l in largest {
+        let f = &l["figures"];
+        println!(
+            "Linux {:<5} {} ({} lines, {} bytes; {}): C {:.3}s [{:.3}-{:.3}]  Rust {:.3}s [{:.3}-{:.3}]  C/Rust {:.2}x wall, {:.2}x cpu; identical: {}",
+            l["kernel"].as_str().unwrap_or("?"),
+            f["map"].as_str().unwrap_or("?"),
+            f["lines"],
+            f["bytes"],
+            f["options"].as_str().unwrap_or(""),
+            f["c_wall_median_s"].as_f64().unwrap_or(f64::NAN),
+            f["c_wall_min_s"].as_f64().unwrap_or(f64::NAN),
+            f["c_wall_max_s"].as_f64().unwrap_or(f64::NAN),
+            f["rust_wall_median_s"].as_f64().unwrap_or(f64::NAN),
+            f["rust_wall_min_s"].as_f64().unwrap_or(f64::NAN),
+            f["rust_wall_max_s"].as_f64().unwrap_or(f64::NAN),
+            f["ratio_wall"].as_f64().unwrap_or(f64::NAN),
+            f["ratio_cpu"].as_f64().unwrap_or(f64::NAN),
+            f["identical"]
+        );
+    }
+}
+
+/// The size tables each kernel line's generator wrote into its patched
+/// minimal builds, per arch: bytes per symbol, side by side.
+fn size_tables(lines: &[LineBuilds]) -> Result<Value> {
+    if lines.is_empty() {
+        return Ok(json!([]));
+    }
+    println!(
+        "\n== 1. size tables of the patched minimal builds (kallsyms_size_*, bytes per symbol) =="
+    );
+    let mut rows = Vec::new();
+    for &arch in harness::cell::arch::ALL {
+        let mut row = format!("{:<7}", arch.name);
+        for l in lines {
+            let Some((_, dir)) = l.dirs.iter().find(|(a, _)| a.name == arch.name) else {
+                row.push_str(&format!("  Linux {}: no build", l.kernel));
+                continue;
+            };
+            let fp = kallsyms_footprint(&dir.join("vmlinux"))?;
+            let bytes = fp.size_tables();
+            let per_symbol = bytes as f64 / fp.num_syms as f64;
+            row.push_str(&format!(
+                "  Linux {}: {per_symbol:.3} B/symbol ({bytes} B, {} symbols)",
+                l.kernel, fp.num_syms
+            ));
+            rows.push(json!({
+                "arch": arch.name, "kernel": l.kernel.version(), "symbols": fp.num_syms,
+                "size_table_bytes": bytes, "bytes_per_symbol": per_symbol, "tables": fp.tables,
+            }));
+        }
+        println!("{row}");
+    }
+    Ok(json!(rows))
 }
 
 /// What the kernel steps (2-4) share: the selection, both kernels'

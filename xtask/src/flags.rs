@@ -63,7 +63,7 @@ pub enum Cmd {
     /// on a slow machine.
     Bench(BenchArgs),
     /// Prove the probes' sensitivity: build and test each known-bad kernel
-    /// of patches/6.12/mutants/ (default x86_64/minimal); fails if any
+    /// of patches/<kernel>/mutants/ (default: mainline, x86_64/minimal); fails if any
     /// mutant is missed (no case fails) or does not build.
     Mutants(MutantsArgs),
     /// The fault suite: inject faults (frozen or killed QEMU, killed

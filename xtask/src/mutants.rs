@@ -1,14 +1,16 @@
 //! `cargo xtask mutants`: the harness proves its own sensitivity. Each
-//! known-bad kernel (`patches/6.12/mutants/`) is built incrementally in the
-//! patched build dir and tested with every probe. A mutant is *caught* only
-//! by its own cases: the kernel built and the VM completed (or crashed as
-//! the mutant declares), and every case of its `must-fail:` lines failed
-//! with its own verdict, a probe case with its count line (N > 0 of M
-//! mismatched), never as "not run" (see `harness::results::judge::mutant`). A mutant whose
-//! cases passed is *missed*; one that does not apply, does not build,
-//! crashes or hangs where it should not, or whose cases failed some other
-//! way is *broken*. Either fails the command. The tree is put back to the
-//! series when it ends, also on error.
+//! known-bad kernel of the selected kernel line (`--kernel K`, one line
+//! per run, mainline by default: `patches/K/mutants/`, planted in K's
+//! patched tree) is built incrementally in the patched build dir and
+//! tested with every probe. A mutant is *caught* only by its own cases:
+//! the kernel built and the VM completed (or crashed as the mutant
+//! declares), and every case of its `must-fail:` lines failed with its own
+//! verdict, a probe case with its count line (N > 0 of M mismatched),
+//! never as "not run" (see `harness::results::judge::mutant`). A mutant
+//! whose cases passed is *missed*; one that does not apply, does not
+//! build, crashes or hangs where it should not, or whose cases failed
+//! some other way is *broken*. Either fails the command. The tree is put
+//! back to the series when it ends, also on error.
 
 use std::time::Instant;
 
@@ -50,7 +52,10 @@ pub fn run(args: MutantsArgs) -> Result<i32> {
             "mutants are patches on top of the series: --baseline and --kernel-tree do not apply"
         );
     }
-    let all = mutants::load(&harness::layout::patches_dir("6.12").join("mutants"))?;
+    // The kernel line picks the series the mutants sit on, so their dir.
+    let kernel = selection::kernel(&sel)?;
+    let dir_name = mutants::dir_name(kernel);
+    let all = mutants::load_for(kernel)?;
     let known = || {
         all.iter()
             .map(|m| m.name.as_str())
@@ -63,7 +68,7 @@ pub fn run(args: MutantsArgs) -> Result<i32> {
         .find(|o| !all.iter().any(|m| &m.name == *o))
     {
         bail!(
-            "--only {unknown}: no such mutant in patches/6.12/mutants/; known: {}",
+            "--only {unknown}: no such mutant in {dir_name}; known: {}",
             known()
         );
     }
@@ -72,10 +77,10 @@ pub fn run(args: MutantsArgs) -> Result<i32> {
         .filter(|m| args.only.is_empty() || args.only.iter().any(|o| o == &m.name))
         .collect();
     if chosen.is_empty() {
-        bail!("no mutant selected; known: {}", known());
+        bail!("no mutant selected in {dir_name}; known: {}", known());
     }
     let cells = selection::cells_ready(&sel, &NEEDS)?;
-    let source = selection::prepare_source(&sel, selection::kernel(&sel)?)?;
+    let source = selection::prepare_source(&sel, kernel)?;
     let opts = RunOptions {
         accel: args.accel,
         jobs: selection::jobs(&sel),
@@ -149,7 +154,7 @@ pub fn run(args: MutantsArgs) -> Result<i32> {
         }
     }
     println!(
-        "\nmutants ({} in {}):",
+        "\nmutants of {dir_name} ({} in {}):",
         rows.len(),
         fmt_duration(started.elapsed())
     );

@@ -1,8 +1,10 @@
 //! `cargo xtask sensitivity`: for every case of every probe, the kernels
 //! that make it fail — the unpatched baseline (`baseline_failures` in the
 //! probe registry, proven by `cargo xtask test --expect-baseline-failures`),
-//! the mutants that name it (`must-fail:` in `patches/6.12/mutants/`,
-//! proven by `cargo xtask mutants`), the faults that make it fail
+//! the mutants that name it (`must-fail:` in each kernel line's
+//! `patches/<kernel>/mutants/`, proven by `cargo xtask mutants --kernel
+//! <kernel>`; a mutant is listed once with the lines that carry it), the
+//! faults that make it fail
 //! (`faults::FAULT_CASES`, proven by `cargo xtask faults`) — or, for a case
 //! no kernel makes fail, the registry's reason (`NO_FAILING_KERNEL`). The
 //! map is kept in `docs/sensitivity.md`; `--check` (and `cargo test`)
@@ -13,11 +15,22 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
+use harness::cell::Kernel;
 
 use crate::flags::SensitivityArgs;
 
 /// The map's file, relative to the project root.
 pub const MAP_FILE: &str = "docs/sensitivity.md";
+
+/// A mutant that names a case: one mutant name (the same bug on every
+/// kernel line that carries it), the lines whose mutants dir has it with
+/// that case, and the arch it is for when its `must-fail:` says `@ARCH`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MutantRef {
+    pub name: String,
+    pub arch: Option<String>,
+    pub kernels: Vec<Kernel>,
+}
 
 /// What makes one case fail.
 #[derive(Debug, Default)]
@@ -26,7 +39,7 @@ pub struct Entry {
     /// The kernel lines whose baseline alone fails it
     /// (`ksh_proto::KERNEL_BASELINE_FAILURES`).
     pub baseline_of: Vec<&'static str>,
-    pub mutants: Vec<String>,
+    pub mutants: Vec<MutantRef>,
     pub faults: Vec<String>,
     /// The registry's reason why no kernel makes it fail.
     pub declared: Option<&'static str>,
@@ -46,20 +59,21 @@ impl Entry {
 pub fn map() -> Result<BTreeMap<String, Entry>> {
     use harness::cell::{CellId, SourceKind, TestName, Toolchain};
     let kind = SourceKind::Patched;
-    let cell = CellId::new(
-        harness::cell::arch::by_name("x86_64")?,
-        "minimal",
-        Toolchain::Gcc,
-        kind,
-    );
-    let cases: Vec<String> = harness::testrun::test_names(&cell)
-        .iter()
-        .filter_map(|n| TestName::parse(n, kind))
-        .map(|t| t.probe_case())
-        .collect();
     let mut map: BTreeMap<String, Entry> = BTreeMap::new();
-    for c in &cases {
-        map.insert(c.clone(), Entry::default());
+    // The cases of every kernel line (today the same set).
+    for kernel in Kernel::all() {
+        let cell = CellId::new(
+            harness::cell::arch::by_name("x86_64")?,
+            "minimal",
+            Toolchain::Gcc,
+            kind,
+        )
+        .of_kernel(kernel);
+        for n in harness::testrun::test_names(&cell) {
+            if let Some(t) = TestName::parse(&n, kind) {
+                map.entry(t.probe_case()).or_default();
+            }
+        }
     }
     let mut unknown = Vec::new();
     for p in ksh_proto::PROBES {
@@ -76,20 +90,35 @@ pub fn map() -> Result<BTreeMap<String, Entry>> {
             None => unknown.push(format!("kernel baseline failure {}/{}", f.probe, f.case)),
         }
     }
-    let dir = harness::layout::patches_dir("6.12").join("mutants");
-    for m in harness::kernel::mutants::load(&dir)? {
-        let on_one_arch = m.must_fail_on.iter().map(|(c, a)| (c, format!(" ({a})")));
-        for (c, only) in m
-            .must_fail
-            .iter()
-            .map(|c| (c, String::new()))
-            .chain(on_one_arch)
-        {
-            match map.get_mut(c) {
-                Some(e) => e.mutants.push(format!("{}{only}", m.name)),
-                None => unknown.push(format!("mutant {}: must-fail {c}", m.name)),
+    for kernel in Kernel::all() {
+        for m in harness::kernel::mutants::load_for(kernel)? {
+            let on_one_arch = m.must_fail_on.iter().map(|(c, a)| (c, Some(a.clone())));
+            for (c, arch) in m.must_fail.iter().map(|c| (c, None)).chain(on_one_arch) {
+                let Some(e) = map.get_mut(c) else {
+                    unknown.push(format!(
+                        "mutant {} of {}: must-fail {c}",
+                        m.name,
+                        harness::kernel::mutants::dir_name(kernel)
+                    ));
+                    continue;
+                };
+                match e
+                    .mutants
+                    .iter_mut()
+                    .find(|r| r.name == m.name && r.arch == arch)
+                {
+                    Some(r) => r.kernels.push(kernel),
+                    None => e.mutants.push(MutantRef {
+                        name: m.name.clone(),
+                        arch,
+                        kernels: vec![kernel],
+                    }),
+                }
             }
         }
+    }
+    for e in map.values_mut() {
+        e.mutants.sort_by(|a, b| a.name.cmp(&b.name));
     }
     for (fault, fails) in crate::faults::FAULT_CASES {
         for c in *fails {
@@ -129,7 +158,9 @@ pub fn render(map: &BTreeMap<String, Entry>) -> String {
          command `.ci/run` runs: `baseline` by `cargo xtask test --expect-baseline-failures`\n\
          (the case fails on the unpatched kernel, both arches; `baseline of 7.3`: on that\n\
          line's baseline only, `ksh_proto::KERNEL_BASELINE_FAILURES`), a mutant by `cargo xtask\n\
-         mutants` (the case fails with its own count on that known-bad kernel), a fault by\n\
+         mutants --kernel K` for each kernel line K in its parentheses (the case fails with\n\
+         its own count on that known-bad kernel, planted by `patches/K/mutants/NAME.patch`;\n\
+         an arch after `;` when the mutant names the case for that arch only), a fault by\n\
          `cargo xtask faults`.\n\n",
     );
     let _ = writeln!(
@@ -145,9 +176,12 @@ pub fn render(map: &BTreeMap<String, Entry>) -> String {
             on.push("baseline".to_string());
         }
         on.extend(e.baseline_of.iter().map(|k| format!("baseline of {k}")));
-        on.extend(e.mutants.iter().map(|m| match m.split_once(' ') {
-            Some((name, arch)) => format!("mutant `{name}` {arch}"),
-            None => format!("mutant `{m}`"),
+        on.extend(e.mutants.iter().map(|m| {
+            let kernels: Vec<&str> = m.kernels.iter().map(|k| k.version()).collect();
+            match &m.arch {
+                Some(arch) => format!("mutant `{}` ({}; {arch})", m.name, kernels.join(", ")),
+                None => format!("mutant `{}` ({})", m.name, kernels.join(", ")),
+            }
         }));
         on.extend(e.faults.iter().map(|f| format!("fault `{f}`")));
         let why = match (e.has_failing_kernel(), e.declared) {

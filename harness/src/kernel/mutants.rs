@@ -1,8 +1,11 @@
 //! Known-bad kernels: small patches on top of the series
-//! (`patches/6.12/mutants/*.patch`), each planting one bug that some probe
-//! must catch. `cargo xtask mutants` applies them one at a time to the
-//! patched source tree, builds incrementally in the patched build dir, and
-//! runs every probe.
+//! (`patches/<kernel>/mutants/*.patch`, one directory per kernel line, see
+//! [`dir`]), each planting one bug that some probe must catch. Every line
+//! carries the same mutants, by name, meaning and `must-fail:` lines, each
+//! written against that line's patched tree (7.3's are ported to its code,
+//! not rebased). `cargo xtask mutants --kernel K` applies them one at a
+//! time to K's patched source tree, builds incrementally in the patched
+//! build dir, and runs every probe.
 //!
 //! A mutant is applied in place, so the tree records it
 //! (`.ksh-mutant.patch`): whoever prepares the tree next (an interrupted
@@ -15,8 +18,27 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::cell::Kernel;
+
 /// The record, in the tree, of the mutant applied to it.
 pub const APPLIED_MARKER: &str = ".ksh-mutant.patch";
+
+/// The mutants of kernel line `kernel`: `patches/<version>/mutants/`,
+/// beside its series, since each applies on top of that series.
+pub fn dir(kernel: Kernel) -> PathBuf {
+    crate::layout::patches_dir(kernel.version()).join("mutants")
+}
+
+/// [`dir`] as messages name it, relative to the project root
+/// (`patches/7.3/mutants/`).
+pub fn dir_name(kernel: Kernel) -> String {
+    format!("patches/{}/mutants/", kernel.version())
+}
+
+/// Every mutant of kernel line `kernel` ([`load`] of its [`dir`]).
+pub fn load_for(kernel: Kernel) -> Result<Vec<Mutant>> {
+    load(&dir(kernel))
+}
 
 /// One mutant: `NAME.patch`. Its header (the lines before the first
 /// blank line) has
@@ -340,13 +362,64 @@ mod tests {
 
     #[test]
     fn the_repository_mutants_load_with_descriptions() {
-        let ms = load(&crate::layout::patches_dir("6.12").join("mutants")).unwrap();
-        assert!(ms.len() >= 10, "{} mutants", ms.len());
-        assert!(ms.iter().all(|m| !m.description.is_empty()));
-        let bt = ms.iter().find(|m| m.name == "backtrace-pB-offset").unwrap();
-        assert!(bt
-            .must_fail
-            .contains(&"backtrace/end-of-function-frame".to_string()));
+        for kernel in Kernel::all() {
+            let ms = load_for(kernel).unwrap();
+            assert!(ms.len() >= 10, "{}: {} mutants", dir_name(kernel), ms.len());
+            assert!(ms.iter().all(|m| !m.description.is_empty()));
+            assert!(
+                ms.iter().all(|m| m.path.starts_with(dir(kernel))),
+                "{}",
+                dir_name(kernel)
+            );
+            let bt = ms.iter().find(|m| m.name == "backtrace-pB-offset").unwrap();
+            assert!(bt
+                .must_fail
+                .contains(&"backtrace/end-of-function-frame".to_string()));
+        }
+        assert_eq!(
+            dir(Kernel::parse("7.3").unwrap()),
+            crate::layout::project_root().join("patches/7.3/mutants")
+        );
+        assert_eq!(dir_name(Kernel::V6_12), "patches/6.12/mutants/");
+    }
+
+    /// Each kernel line plants the same bugs, named by the same cases, so
+    /// a case proven sensitive on one line is on the others: a mutant
+    /// ported to a new line keeps its name and header (the sensitivity map
+    /// lists it once with its lines), and one left out (no meaning on that
+    /// line's code) is named, with why, in the `README.md` of that line's
+    /// mutants dir, never dropped silently. (A line may add mutants of
+    /// its own code.)
+    #[test]
+    fn every_kernel_line_has_the_same_mutants_and_cases() {
+        type Header = (Vec<String>, Vec<(String, String)>, Option<String>);
+        let of = |k: Kernel| -> std::collections::BTreeMap<String, Header> {
+            load_for(k)
+                .unwrap()
+                .into_iter()
+                .map(|m| (m.name, (m.must_fail, m.must_fail_on, m.crashes)))
+                .collect()
+        };
+        let reference = of(Kernel::V6_12);
+        for kernel in Kernel::all() {
+            let ms = of(kernel);
+            let readme = fs::read_to_string(dir(kernel).join("README.md")).unwrap_or_default();
+            for (name, header) in &reference {
+                match ms.get(name) {
+                    Some(h) => assert_eq!(
+                        h,
+                        header,
+                        "{}{name}.patch: its header is not 6.12's",
+                        dir_name(kernel)
+                    ),
+                    None => assert!(
+                        readme.contains(&format!("`{name}`")),
+                        "{} has no {name}.patch and its README.md does not say why",
+                        dir_name(kernel)
+                    ),
+                }
+            }
+        }
     }
 
     const DIFF: &str = "diff --git a/k/a.c b/k/a.c\n--- a/k/a.c\n+++ b/k/a.c\n@@ -1,2 +1,2 @@\n one\n-two\n+three\n";
@@ -361,11 +434,13 @@ mod tests {
     #[test]
     fn every_repository_mutant_names_cases_that_exist() {
         // `load` refuses a mutant without `must-fail:` or naming an
-        // unknown case: every file of the repository loads.
-        let ms = load(&crate::layout::patches_dir("6.12").join("mutants")).unwrap();
-        assert!(ms
-            .iter()
-            .all(|m| !m.must_fail.is_empty() || !m.must_fail_on.is_empty()));
+        // unknown case: every file of every kernel line's dir loads.
+        for kernel in Kernel::all() {
+            let ms = load_for(kernel).unwrap();
+            assert!(ms
+                .iter()
+                .all(|m| !m.must_fail.is_empty() || !m.must_fail_on.is_empty()));
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ use object::read::archive::ArchiveFile;
 use serde::{Deserialize, Serialize};
 
 use super::elf::{Binding, ElfImage, ElfSymbol, SymKind};
-use super::kallsyms::{kallsyms_options_from_config, KallsymsOptions};
+use super::kallsyms::{kallsyms_options_for_build, KallsymsOptions};
 
 /// Overridden weak function body left in vmlinux without a symbol.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -330,11 +330,12 @@ pub struct OrphanSearch {
 /// [`orphaned_weak_bodies`] plus the candidates it had to give up on.
 pub fn orphan_search(build_dir: &Path) -> Result<OrphanSearch> {
     let vm = ElfImage::open(&build_dir.join("vmlinux"))?;
-    let opts =
-        kallsyms_options_from_config(&build_dir.join(".config")).unwrap_or(KallsymsOptions {
-            all_symbols: true,
-            absolute_percpu: false,
-        });
+    // The table only names what precedes each orphan: without the build's
+    // options, every symbol (how offsets are stored does not matter here).
+    let opts = kallsyms_options_for_build(build_dir).unwrap_or(KallsymsOptions {
+        all_symbols: true,
+        ..KallsymsOptions::default()
+    });
     let table = super::expected_kallsyms_image(&vm, &opts);
     orphan_search_in(build_dir, &vm, &table)
 }

@@ -56,6 +56,45 @@ pub fn option_sets() -> [&'static [&'static str]; 4] {
     }
 }
 
+/// Whether the reference C tool writes the series' size tables
+/// (`--symbol-sizes`, `--compact-sizes`): the `scripts/kallsyms.c` of a
+/// patched tree in `KSH_KERNEL_SRC` has them in its long options; Debian's
+/// pristine tarball does not.
+pub fn c_knows_sizes() -> bool {
+    static KNOWS: OnceLock<bool> = OnceLock::new();
+    *KNOWS.get_or_init(|| {
+        let Some(src) = std::env::var_os("KSH_KERNEL_SRC") else {
+            return false;
+        };
+        let c = PathBuf::from(src).join("scripts/kallsyms.c");
+        let text = fs::read_to_string(&c).unwrap_or_else(|e| panic!("{}: {e}", c.display()));
+        text.contains("{\"symbol-sizes\"") && text.contains("{\"compact-sizes\"")
+    })
+}
+
+/// [`option_sets`], and when the C tool writes the size tables
+/// ([`c_knows_sizes`]) each of them again with `--symbol-sizes` and with
+/// `--symbol-sizes --compact-sizes`, as `link-vmlinux.sh` of the series
+/// passes them.
+pub fn sizes_option_sets() -> Vec<Vec<&'static str>> {
+    let sizes: &[&[&str]] = if c_knows_sizes() {
+        &[
+            &[],
+            &["--symbol-sizes"],
+            &["--symbol-sizes", "--compact-sizes"],
+        ]
+    } else {
+        &[&[]]
+    };
+    let mut v = Vec::new();
+    for extra in sizes {
+        for set in option_sets() {
+            v.push(set.iter().chain(extra.iter()).copied().collect());
+        }
+    }
+    v
+}
+
 /// Scratch directory under the cargo target dir.
 pub fn tmp_dir() -> PathBuf {
     let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kallsyms-gen");
@@ -201,6 +240,55 @@ pub fn run(bin: &Path, opts: &[&str], map: &Path) -> Output {
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("running {}: {e}", bin.display()))
+}
+
+/// What [`run_capped`] saw: the process's output, its stdout cut at the
+/// cap, and whether it was still writing there (then it was killed).
+pub struct Capped {
+    pub out: Output,
+    pub truncated: bool,
+}
+
+/// [`run`], reading at most `cap` bytes of stdout: a tool still writing
+/// then is killed. A map can make both tools write gigabytes (a previous
+/// pass's `kallsyms_size_exc` billions of entries long, padded with
+/// zeros); the fuzzer compares such outputs on their first `cap` bytes
+/// instead of holding them in memory.
+pub fn run_capped(bin: &Path, opts: &[&str], map: &Path, cap: usize) -> Capped {
+    let mut child = Command::new(bin)
+        .args(opts)
+        .arg(map)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("running {}: {e}", bin.display()));
+    let mut stderr = child.stderr.take().unwrap();
+    let errors = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        // Past a MiB the pipe closes and the tool dies writing to it.
+        let _ = (&mut stderr).take(1 << 20).read_to_end(&mut v);
+        v
+    });
+    let mut stdout = Vec::new();
+    let mut pipe = child.stdout.take().unwrap();
+    let _ = (&mut pipe).take(cap as u64 + 1).read_to_end(&mut stdout);
+    let truncated = stdout.len() > cap;
+    if truncated {
+        let _ = child.kill();
+        stdout.truncate(cap);
+    }
+    drop(pipe);
+    let status = child.wait().unwrap();
+    let stderr = errors.join().unwrap();
+    Capped {
+        out: Output {
+            status,
+            stdout,
+            stderr,
+        },
+        truncated,
+    }
 }
 
 /// True if the process ended because of a Rust panic (or any signal).
