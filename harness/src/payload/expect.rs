@@ -529,10 +529,14 @@ impl Expectations {
     /// kprobes.txt, first part: ends of functions followed by a
     /// non-padding gap: the first 32, and always the fixture's (the gap
     /// after its anchor). The blacklisted targets follow
-    /// ([`Self::consumer_files`]).
+    /// ([`Self::consumer_files`]). Only ends where the size-aware rule
+    /// finds no symbol: an unsized label inside the function before
+    /// (x86_64's `ftrace_caller_end` in `ftrace_caller`) reaches up to the
+    /// next start, so its gap is text the kernel rightly accepts.
     fn kprobes_file(&mut self, inp: &Inputs) {
         let by_name: HashMap<&str, &KallsymsEntry> =
             inp.table.iter().map(|t| (t.name.as_str(), t)).collect();
+        let lookup = consumers::host_lookup(inp.table.iter().filter(|t| inp.eligible(t)));
         let non_padding: Vec<_> = inp
             .gaps
             .iter()
@@ -544,7 +548,7 @@ impl Expectations {
             .filter(|g| g.after_symbol.starts_with(FIXTURE_PREFIX));
         for g in non_padding.iter().take(32).chain(fixture_gap) {
             if let Some(t) = by_name.get(g.after_symbol.as_str()) {
-                if t.size.is_some_and(|s| t.addr + s == g.start) {
+                if t.size.is_some_and(|s| t.addr + s == g.start) && lookup.find(g.start).is_none() {
                     self.push(&KprobeLine {
                         addr: g.start,
                         kind: KprobeKind::PastEnd,
