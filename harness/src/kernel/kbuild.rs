@@ -221,7 +221,11 @@ pub fn build(req: &BuildRequest) -> Result<Built> {
     // A malformed `# make:` line stops here, not silently in `req.make()`.
     kconfig::make_vars(&req.cell.variant)?;
     let (wanted, frag_digest) = kconfig::requested(&frags)?;
-    let config_stamp = format!("{frag_digest} {}", req.source.key);
+    let config_stamp = format!(
+        "{frag_digest} {} {}",
+        req.source.key,
+        crate::kernel::source::series_kconfig_digest(&req.source.tree)
+    );
     let configured = fs::read_to_string(dir.join(CONFIG_STAMP)).ok().as_deref()
         == Some(config_stamp.as_str())
         && configured_for(&dir, &req.source.tree)

@@ -182,6 +182,30 @@ fn machine_package_version(package: &str, tarball: &Path) -> Result<String> {
 
 const STAMP: &str = ".ksh-source-stamp";
 
+/// A digest of the Kconfig files the series applied to a harness-owned
+/// `tree` touches ("" for a tree without the harness's stamp): the
+/// options a configured build dir may set change with it. The prefixes
+/// of a series share one tree and key, and a prefix that declares an
+/// option (0009's `KALLSYMS_RUST_GENERATOR`) must be configured again,
+/// not built with the previous prefix's `.config`.
+pub fn series_kconfig_digest(tree: &Path) -> String {
+    let Ok(stamp) = fs::read_to_string(tree.join(STAMP)) else {
+        return String::new();
+    };
+    let mut parts: Vec<Vec<u8>> = Vec::new();
+    for path in stamp.lines().skip(1) {
+        let is_kconfig = Path::new(path)
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("Kconfig"));
+        if is_kconfig {
+            parts.push(path.as_bytes().to_vec());
+            parts.push(fs::read(tree.join(path)).unwrap_or_default());
+        }
+    }
+    let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+    layout::digest(&refs)
+}
+
 fn prepare_debian(
     kernel: Kernel,
     series: &Series,
@@ -375,4 +399,30 @@ pub fn kernel_version(tree: &Path) -> Result<String> {
         field("PATCHLEVEL"),
         field("SUBLEVEL")
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kconfig_digest_follows_the_series_kconfig_files_only() {
+        let d = tempfile::tempdir().unwrap();
+        let t = d.path();
+        assert_eq!(series_kconfig_digest(t), "");
+        fs::create_dir_all(t.join("init")).unwrap();
+        fs::create_dir_all(t.join("kernel")).unwrap();
+        fs::write(
+            t.join(STAMP),
+            "fingerprint\ninit/Kconfig\nkernel/kallsyms.c\n",
+        )
+        .unwrap();
+        fs::write(t.join("init/Kconfig"), "config A\n").unwrap();
+        fs::write(t.join("kernel/kallsyms.c"), "int a;\n").unwrap();
+        let before = series_kconfig_digest(t);
+        fs::write(t.join("kernel/kallsyms.c"), "int b;\n").unwrap();
+        assert_eq!(series_kconfig_digest(t), before);
+        fs::write(t.join("init/Kconfig"), "config A\nconfig B\n").unwrap();
+        assert_ne!(series_kconfig_digest(t), before);
+    }
 }
