@@ -1,6 +1,6 @@
 //! Turning `--arch/--config/--baseline/--kernel-tree` into cells to run.
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use harness::cell::arch::{self, ArchProfile};
 use harness::cell::{CellId, Kernel, SourceKind, Toolchain};
 use harness::kernel::prereqs;
@@ -98,16 +98,7 @@ pub fn kernels(sel: &KernelSelection) -> Result<Vec<Kernel>> {
     let Some(tree) = &sel.kernel_tree else {
         return Ok(named);
     };
-    let makefile = tree.join("Makefile");
-    let text = std::fs::read_to_string(&makefile).with_context(|| {
-        format!(
-            "--kernel-tree {}: not a Linux source tree (cannot read {})",
-            tree.display(),
-            makefile.display()
-        )
-    })?;
-    let kernel =
-        Kernel::of_makefile(&text).map_err(|e| anyhow!("--kernel-tree {}: {e}", tree.display()))?;
+    let kernel = source::tree_kernel(tree)?;
     if !sel.kernel_versions.is_empty() && named != [kernel] {
         bail!(
             "--kernel {}, but the tree of --kernel-tree {} is Linux {kernel}",

@@ -93,6 +93,19 @@ pub struct KernelSource {
 /// first build reuses the compiler results of the cached Debian trees.
 pub const OWNED_TREE_MARKER: &str = ".ksh-owned-tree";
 
+/// The kernel line of a user's `tree`, from its top `Makefile`; an
+/// error names the tree, the version found and the supported ones.
+pub fn tree_kernel(tree: &Path) -> Result<Kernel> {
+    let makefile = fs::read_to_string(tree.join("Makefile")).with_context(|| {
+        format!(
+            "--kernel-tree {}: not a Linux source tree (cannot read its Makefile)",
+            tree.display()
+        )
+    })?;
+    Kernel::of_makefile(&makefile)
+        .map_err(|e| anyhow::anyhow!("--kernel-tree {}: {e}", tree.display()))
+}
+
 /// Makes the source for `spec` ready and returns where it is.
 pub fn prepare(spec: &SourceSpec) -> Result<KernelSource> {
     match spec {
@@ -106,10 +119,7 @@ pub fn prepare(spec: &SourceSpec) -> Result<KernelSource> {
                     tree.display()
                 );
             }
-            let makefile = fs::read_to_string(tree.join("Makefile"))
-                .with_context(|| format!("reading {}/Makefile", tree.display()))?;
-            let kernel = Kernel::of_makefile(&makefile)
-                .map_err(|e| anyhow::anyhow!("--kernel-tree {}: {e}", tree.display()))?;
+            let kernel = tree_kernel(&tree)?;
             let key = SourceKey {
                 kind: SourceKind::UserTree,
                 tag: layout::digest(&[tree.as_os_str().as_encoded_bytes()]),
